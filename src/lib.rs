@@ -1,0 +1,8 @@
+//! confab: native video calls. Signaling (`signaling`), the call engine (`call`),
+//! the media path (`media`), headless runs (`headless`) and benchmarks (`bench`).
+
+pub mod bench;
+pub mod call;
+pub mod headless;
+pub mod media;
+pub mod signaling;

@@ -1,1 +1,137 @@
-fn main() {}
+//! The `confab` binary: command-line edge. Errors become `anyhow` only here.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use confab::signaling::{IceConfig, Server, ServerConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "confab",
+    version,
+    about = "Video calls: desktop app, signaling server, headless peer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the signaling server (WebSocket at /ws, /healthz, /metrics).
+    Serve(ServeArgs),
+    /// Measure the signaling server or a call and print figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    #[arg(long, default_value_t = 20_000)]
+    max_clients: usize,
+    #[arg(long, default_value_t = 5_000)]
+    max_rooms: usize,
+    /// Largest accepted message, in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_message_bytes: usize,
+    /// Sustained messages per second per connection.
+    #[arg(long, default_value_t = 100.0)]
+    rate_limit: f64,
+    /// Messages a connection may send in a burst.
+    #[arg(long, default_value_t = 200.0)]
+    rate_burst: f64,
+    /// Seconds between server pings.
+    #[arg(long, default_value_t = 5.0)]
+    heartbeat_secs: f64,
+    /// Seconds of silence after which a client counts as timed out.
+    #[arg(long, default_value_t = 15.0)]
+    heartbeat_timeout_secs: f64,
+    /// Seconds an unanswered call rings.
+    #[arg(long, default_value_t = 30.0)]
+    ring_timeout_secs: f64,
+    /// STUN URL handed to clients (repeatable), e.g. stun:stun.example.org:3478.
+    #[arg(long)]
+    stun: Vec<String>,
+    /// TURN URL handed to clients (repeatable); needs --turn-secret.
+    #[arg(long)]
+    turn: Vec<String>,
+    /// Shared secret of the TURN server (coturn `static-auth-secret`).
+    #[arg(long, env = "CONFAB_TURN_SECRET")]
+    turn_secret: Option<String>,
+    /// Lifetime of TURN credentials, in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    turn_ttl_secs: u64,
+}
+
+impl ServeArgs {
+    fn config(&self) -> anyhow::Result<ServerConfig> {
+        if !self.turn.is_empty() && self.turn_secret.is_none() {
+            anyhow::bail!("--turn needs --turn-secret (the TURN server's static-auth-secret)");
+        }
+        Ok(ServerConfig {
+            listen: self.listen,
+            max_clients: self.max_clients,
+            max_rooms: self.max_rooms,
+            max_message_bytes: self.max_message_bytes,
+            rate_per_sec: self.rate_limit,
+            rate_burst: self.rate_burst,
+            flood_close_after: (self.rate_burst as u32).max(10),
+            heartbeat_interval: secs(self.heartbeat_secs, "--heartbeat-secs")?,
+            heartbeat_timeout: secs(self.heartbeat_timeout_secs, "--heartbeat-timeout-secs")?,
+            ring_timeout: secs(self.ring_timeout_secs, "--ring-timeout-secs")?,
+            ice: IceConfig {
+                stun: self.stun.clone(),
+                turn: self.turn.clone(),
+                turn_secret: self.turn_secret.clone(),
+                turn_ttl: Duration::from_secs(self.turn_ttl_secs),
+            },
+        })
+    }
+}
+
+fn secs(v: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} must be a positive number of seconds"))
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Many WebSocket clients in many rooms relaying to each other.
+    Signaling(confab::bench::SignalingBenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,webrtc=warn,rtc=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    match cli.command {
+        Some(Command::Serve(args)) => rt.block_on(async {
+            let server = Server::start(args.config()?).await?;
+            println!("confab signaling server on {}", server.ws_url());
+            tokio::select! {
+                r = server.wait() => r.context("server failed"),
+                _ = tokio::signal::ctrl_c() => Ok(()),
+            }
+        }),
+        Some(Command::Bench(BenchCommand::Signaling(args))) => {
+            rt.block_on(confab::bench::signaling(args))?;
+            Ok(())
+        }
+        None => {
+            anyhow::bail!("the desktop app is not built yet; try `confab serve` or `confab --help`")
+        }
+    }
+}

@@ -1,1 +1,11 @@
-//! signaling
+//! Signaling: protocol v1 (`protocol`), the server behind `confab serve`
+//! (`server`) and the client library every other part uses (`client`).
+
+pub mod client;
+mod ice;
+pub mod protocol;
+pub mod server;
+
+pub use client::{ClientEvent, ClientOptions, JoinParams, SignalingClient, SignalingError};
+pub use ice::{IceConfig, turn_credentials};
+pub use server::{Server, ServerConfig, ServerError};

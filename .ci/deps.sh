@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a group needs, only those missing.
+# Usage: .ci/deps.sh build|test|run ...
+set -euo pipefail
+
+build=(build-essential pkg-config libclang-dev nasm cmake libasound2-dev libopus-dev
+       libwebrtc-audio-processing-dev libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev)
+test=(iproute2 util-linux)
+run=()
+
+want=()
+for group in "$@"; do
+  case "$group" in
+    build) want+=("${build[@]}") ;;
+    test) want+=("${test[@]}") ;;
+    run) want+=("${run[@]}") ;;
+    *) echo "deps.sh: unknown group $group" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "Installing missing Debian packages: ${missing[*]}"
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# openh264's build picks up nasm only when it is present at build time.
+if [[ " ${missing[*]} " == *" nasm "* ]] && command -v cargo >/dev/null; then
+  cargo clean -p openh264-sys2 >/dev/null 2>&1 || true
+fi

@@ -1,0 +1,34 @@
+# The two commands the README promises: `make run` and `make test`.
+# Both install missing Debian packages first (apt-get; sudo when not root).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+ARGS ?=
+
+.PHONY: run test build deps bench lint
+
+deps:
+	@.ci/deps.sh build test run
+
+build: deps
+	$(CARGO) build --release --locked
+
+# Until the desktop app lands, `make run` starts the signaling server.
+run: deps
+	$(CARGO) run --release --locked -- serve $(ARGS)
+
+# Builds with the network, then runs every test in a namespace that only has loopback.
+test: deps
+	$(CARGO) build --tests --locked
+	.ci/netns $(CARGO) test --offline --locked -- --color never 2>&1 | tee /tmp/confab-test.log; \
+	  status=$${PIPESTATUS[0]}; \
+	  echo "== cargo test summary =="; grep -E '^test result:' /tmp/confab-test.log || true; \
+	  exit $$status
+
+bench: deps
+	$(CARGO) build --release --locked
+	.ci/netns $(CARGO) run --release --offline -- bench signaling --clients 10000 --rooms 1000 --seconds 10
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings

@@ -1,0 +1,516 @@
+//! Protocol v1: JSON text frames tagged by `"type"`. `docs/PROTOCOL.md` is the
+//! normative description; this file is its single source of truth in code.
+
+use serde::{Deserialize, Serialize};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const MAX_NAME_CHARS: usize = 64;
+pub const MAX_ROOM_CHARS: usize = 64;
+pub const MAX_METADATA_BYTES: usize = 4096;
+pub const MAX_REASON_CHARS: usize = 256;
+
+/// Media state each member broadcasts (the per-user states of a call UI).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MediaState {
+    pub audio_muted: bool,
+    pub video_muted: bool,
+    pub has_camera: bool,
+    pub has_microphone: bool,
+    pub screen_sharing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: String,
+    pub name: String,
+    pub state: MediaState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub name: String,
+    pub members: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<usize>,
+    pub locked: bool,
+}
+
+/// Why a member left a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    Left,
+    Disconnected,
+    TimedOut,
+}
+
+/// Why a ringing or accepted call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallEndReason {
+    Declined,
+    Cancelled,
+    Timeout,
+    Hangup,
+    Disconnected,
+}
+
+/// Messages a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Join {
+        room: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<String>,
+        /// Only used when this join creates the room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capacity: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<MediaState>,
+    },
+    Leave,
+    Relay {
+        to: String,
+        payload: serde_json::Value,
+    },
+    MediaState {
+        state: MediaState,
+    },
+    CallInvite {
+        to: String,
+        #[serde(default)]
+        metadata: String,
+    },
+    CallAccept {
+        call_id: String,
+    },
+    CallDecline {
+        call_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    CallCancel {
+        call_id: String,
+    },
+    CallHangup {
+        call_id: String,
+    },
+    ListRooms,
+    Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<serde_json::Value>,
+    },
+}
+
+impl ClientMessage {
+    /// Every `type` a client may send, for telling an unknown type from a malformed one.
+    pub const TYPES: &'static [&'static str] = &[
+        "join",
+        "leave",
+        "relay",
+        "media_state",
+        "call_invite",
+        "call_accept",
+        "call_decline",
+        "call_cancel",
+        "call_hangup",
+        "list_rooms",
+        "ping",
+    ];
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Join { .. } => "join",
+            Self::Leave => "leave",
+            Self::Relay { .. } => "relay",
+            Self::MediaState { .. } => "media_state",
+            Self::CallInvite { .. } => "call_invite",
+            Self::CallAccept { .. } => "call_accept",
+            Self::CallDecline { .. } => "call_decline",
+            Self::CallCancel { .. } => "call_cancel",
+            Self::CallHangup { .. } => "call_hangup",
+            Self::ListRooms => "list_rooms",
+            Self::Ping { .. } => "ping",
+        }
+    }
+
+    /// Parses one text frame, telling malformed JSON, unknown types and bad fields apart.
+    pub fn parse(text: &str) -> Result<Self, ProtocolViolation> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ProtocolViolation {
+                code: ErrorCode::BadJson,
+                message: format!("not valid JSON: {e}"),
+                request: None,
+            })?;
+        let Some(obj) = value.as_object() else {
+            return Err(ProtocolViolation::bad(
+                "a message must be a JSON object",
+                None,
+            ));
+        };
+        let ty = match obj.get("type") {
+            Some(serde_json::Value::String(t)) => t.clone(),
+            Some(_) => return Err(ProtocolViolation::bad("\"type\" must be a string", None)),
+            None => return Err(ProtocolViolation::bad("missing \"type\"", None)),
+        };
+        if !Self::TYPES.contains(&ty.as_str()) {
+            return Err(ProtocolViolation {
+                code: ErrorCode::UnknownType,
+                message: format!("unknown message type {ty:?}"),
+                request: None,
+            });
+        }
+        serde_json::from_value(value).map_err(|e| ProtocolViolation::bad(&e.to_string(), Some(ty)))
+    }
+}
+
+/// The answer to a successful join.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub protocol: u32,
+    /// Your member id, stable for this connection.
+    pub id: String,
+    pub room: String,
+    /// The other members already in the room.
+    pub members: Vec<Member>,
+    pub ice_servers: Vec<IceServer>,
+    /// How often the server pings; silence for three intervals means the link is dead.
+    pub heartbeat_ms: u64,
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome(Welcome),
+    PeerJoined {
+        member: Member,
+    },
+    PeerLeft {
+        id: String,
+        reason: LeaveReason,
+    },
+    Relay {
+        from: String,
+        payload: serde_json::Value,
+    },
+    MediaState {
+        id: String,
+        state: MediaState,
+    },
+    /// To the caller: the invite reached the callee, who is being rung.
+    CallRinging {
+        call_id: String,
+        to: String,
+    },
+    /// To the callee.
+    CallIncoming {
+        call_id: String,
+        from: String,
+        from_name: String,
+        metadata: String,
+    },
+    /// To both: the call is on; both may now join the private `room`.
+    CallAccepted {
+        call_id: String,
+        room: String,
+        peer: String,
+    },
+    CallEnded {
+        call_id: String,
+        reason: CallEndReason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    Rooms {
+        rooms: Vec<RoomInfo>,
+    },
+    Left {
+        room: String,
+    },
+    Pong {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<serde_json::Value>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        /// The `type` of the request this answers, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<String>,
+    },
+}
+
+impl ServerMessage {
+    pub fn to_json(&self) -> String {
+        // Serialising these types cannot fail: no maps with non-string keys.
+        serde_json::to_string(self).expect("ServerMessage serialises")
+    }
+}
+
+/// Stable error codes; the wire form is the snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadJson,
+    BadMessage,
+    UnknownType,
+    BinaryUnsupported,
+    TooLarge,
+    RateLimited,
+    NotJoined,
+    AlreadyJoined,
+    InvalidName,
+    InvalidRoom,
+    InvalidCapacity,
+    WrongPassword,
+    RoomFull,
+    PrivateRoom,
+    ServerFull,
+    TooManyRooms,
+    UnknownPeer,
+    PeerNotInRoom,
+    SelfTarget,
+    UnknownCall,
+    Busy,
+    NotCallee,
+    NotCaller,
+    InvalidMetadata,
+}
+
+impl ErrorCode {
+    pub const ALL: &'static [ErrorCode] = &[
+        Self::BadJson,
+        Self::BadMessage,
+        Self::UnknownType,
+        Self::BinaryUnsupported,
+        Self::TooLarge,
+        Self::RateLimited,
+        Self::NotJoined,
+        Self::AlreadyJoined,
+        Self::InvalidName,
+        Self::InvalidRoom,
+        Self::InvalidCapacity,
+        Self::WrongPassword,
+        Self::RoomFull,
+        Self::PrivateRoom,
+        Self::ServerFull,
+        Self::TooManyRooms,
+        Self::UnknownPeer,
+        Self::PeerNotInRoom,
+        Self::SelfTarget,
+        Self::UnknownCall,
+        Self::Busy,
+        Self::NotCallee,
+        Self::NotCaller,
+        Self::InvalidMetadata,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadJson => "bad_json",
+            Self::BadMessage => "bad_message",
+            Self::UnknownType => "unknown_type",
+            Self::BinaryUnsupported => "binary_unsupported",
+            Self::TooLarge => "too_large",
+            Self::RateLimited => "rate_limited",
+            Self::NotJoined => "not_joined",
+            Self::AlreadyJoined => "already_joined",
+            Self::InvalidName => "invalid_name",
+            Self::InvalidRoom => "invalid_room",
+            Self::InvalidCapacity => "invalid_capacity",
+            Self::WrongPassword => "wrong_password",
+            Self::RoomFull => "room_full",
+            Self::PrivateRoom => "private_room",
+            Self::ServerFull => "server_full",
+            Self::TooManyRooms => "too_many_rooms",
+            Self::UnknownPeer => "unknown_peer",
+            Self::PeerNotInRoom => "peer_not_in_room",
+            Self::SelfTarget => "self_target",
+            Self::UnknownCall => "unknown_call",
+            Self::Busy => "busy",
+            Self::NotCallee => "not_callee",
+            Self::NotCaller => "not_caller",
+            Self::InvalidMetadata => "invalid_metadata",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request the server refuses, as it is reported to the client.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ProtocolViolation {
+    pub code: ErrorCode,
+    pub message: String,
+    pub request: Option<String>,
+}
+
+impl ProtocolViolation {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            request: None,
+        }
+    }
+
+    fn bad(message: &str, request: Option<String>) -> Self {
+        Self {
+            code: ErrorCode::BadMessage,
+            message: message.to_string(),
+            request,
+        }
+    }
+
+    pub fn into_message(self) -> ServerMessage {
+        ServerMessage::Error {
+            code: self.code,
+            message: self.message,
+            request: self.request,
+        }
+    }
+}
+
+/// Checks a display name: trimmed, 1..=64 characters, no control characters.
+pub fn validate_name(name: &str) -> Result<String, ProtocolViolation> {
+    validate_label(name, MAX_NAME_CHARS, ErrorCode::InvalidName, "name")
+}
+
+/// Checks a room name with the same rules as a display name.
+pub fn validate_room(room: &str) -> Result<String, ProtocolViolation> {
+    validate_label(room, MAX_ROOM_CHARS, ErrorCode::InvalidRoom, "room")
+}
+
+fn validate_label(
+    raw: &str,
+    max: usize,
+    code: ErrorCode,
+    what: &str,
+) -> Result<String, ProtocolViolation> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(ProtocolViolation::new(code, format!("{what} is empty")));
+    }
+    if s.chars().count() > max {
+        return Err(ProtocolViolation::new(
+            code,
+            format!("{what} is longer than {max} characters"),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(ProtocolViolation::new(
+            code,
+            format!("{what} contains control characters"),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_code_has_a_distinct_wire_name_matching_serde() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            let wire = serde_json::to_value(code).unwrap();
+            assert_eq!(wire.as_str().unwrap(), code.as_str());
+            assert!(seen.insert(code.as_str()), "duplicate {code}");
+        }
+    }
+
+    #[test]
+    fn every_client_type_round_trips_and_is_listed() {
+        let samples = vec![
+            ClientMessage::Join {
+                room: "r".into(),
+                name: "n".into(),
+                password: Some("p".into()),
+                capacity: Some(3),
+                state: None,
+            },
+            ClientMessage::Leave,
+            ClientMessage::Relay {
+                to: "x".into(),
+                payload: serde_json::json!({"sdp": "v=0"}),
+            },
+            ClientMessage::MediaState {
+                state: MediaState::default(),
+            },
+            ClientMessage::CallInvite {
+                to: "x".into(),
+                metadata: "m".into(),
+            },
+            ClientMessage::CallAccept {
+                call_id: "c".into(),
+            },
+            ClientMessage::CallDecline {
+                call_id: "c".into(),
+                reason: Some("busy".into()),
+            },
+            ClientMessage::CallCancel {
+                call_id: "c".into(),
+            },
+            ClientMessage::CallHangup {
+                call_id: "c".into(),
+            },
+            ClientMessage::ListRooms,
+            ClientMessage::Ping { nonce: None },
+        ];
+        assert_eq!(samples.len(), ClientMessage::TYPES.len());
+        for m in samples {
+            let text = serde_json::to_string(&m).unwrap();
+            assert!(ClientMessage::TYPES.contains(&m.type_name()));
+            assert_eq!(ClientMessage::parse(&text).unwrap(), m, "{text}");
+        }
+    }
+
+    #[test]
+    fn parse_tells_bad_json_unknown_type_and_bad_fields_apart() {
+        let code = |t: &str| ClientMessage::parse(t).unwrap_err().code;
+        assert_eq!(code("{"), ErrorCode::BadJson);
+        assert_eq!(code("[1]"), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"room":"a"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":7}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"join","room":"a"}"#), ErrorCode::BadMessage);
+        assert_eq!(
+            code(r#"{"type":"join","room":"a","name":5}"#),
+            ErrorCode::BadMessage
+        );
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(validate_name("  Ada ").unwrap(), "Ada");
+        assert_eq!(
+            validate_name("   ").unwrap_err().code,
+            ErrorCode::InvalidName
+        );
+        assert!(validate_name(&"é".repeat(64)).is_ok());
+        assert!(validate_name(&"é".repeat(65)).is_err());
+        assert_eq!(
+            validate_room("a\u{7}b").unwrap_err().code,
+            ErrorCode::InvalidRoom
+        );
+    }
+}

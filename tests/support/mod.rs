@@ -1,0 +1,129 @@
+//! Shared test harness: an in-process signaling server on an ephemeral loopback
+//! port and raw WebSocket clients that speak protocol v1 by hand.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use confab::signaling::{Server, ServerConfig};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+pub const STEP: Duration = Duration::from_secs(5);
+
+pub async fn server() -> Server {
+    server_with(|_| {}).await
+}
+
+pub async fn server_with(tweak: impl FnOnce(&mut ServerConfig)) -> Server {
+    let mut cfg = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    tweak(&mut cfg);
+    Server::start(cfg).await.expect("server starts")
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A hand-driven protocol client.
+pub struct Raw {
+    pub ws: Ws,
+    pub id: String,
+}
+
+impl Raw {
+    pub async fn connect(server: &Server) -> Raw {
+        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .expect("websocket connects");
+        Raw {
+            ws,
+            id: String::new(),
+        }
+    }
+
+    /// Connects and joins `room`, returning the client with its id set.
+    pub async fn joined(server: &Server, room: &str, name: &str) -> Raw {
+        let mut c = Raw::connect(server).await;
+        let w = c.join(json!({"type":"join","room":room,"name":name})).await;
+        c.id = w["id"].as_str().unwrap().to_string();
+        c
+    }
+
+    pub async fn join(&mut self, msg: Value) -> Value {
+        self.send(msg).await;
+        let w = self.expect("welcome").await;
+        self.id = w["id"].as_str().unwrap().to_string();
+        w
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.send_text(&v.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, s: &str) {
+        self.ws
+            .send(Message::Text(s.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    /// Next protocol message (pings and pongs skipped), failing after 5 s.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(STEP, self.ws.next())
+                .await
+                .expect("a message within 5 s")
+                .expect("connection open")
+                .expect("frame ok");
+            match frame {
+                Message::Text(t) => {
+                    return serde_json::from_str(t.as_str()).expect("server sends JSON");
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// Next message, which must be of type `ty`.
+    pub async fn expect(&mut self, ty: &str) -> Value {
+        let m = self.recv().await;
+        assert_eq!(m["type"], ty, "expected {ty}, got {m}");
+        m
+    }
+
+    pub async fn expect_error(&mut self, code: &str) -> Value {
+        let m = self.expect("error").await;
+        assert_eq!(m["code"], code, "{m}");
+        assert!(m["message"].as_str().is_some_and(|s| !s.is_empty()));
+        m
+    }
+
+    /// Proves nothing else is queued for us: a ping's pong must be the next message.
+    pub async fn expect_nothing_pending(&mut self) {
+        let nonce = rand_nonce();
+        self.send(json!({"type":"ping","nonce":nonce})).await;
+        let m = self.recv().await;
+        assert_eq!(
+            m,
+            json!({"type":"pong","nonce":nonce}),
+            "something arrived before the pong"
+        );
+    }
+
+    pub async fn relay(&mut self, to: &str, payload: Value) {
+        self.send(json!({"type":"relay","to":to,"payload":payload}))
+            .await;
+    }
+}
+
+fn rand_nonce() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}

@@ -1099,6 +1099,16 @@ async fn connection(hub: Arc<Hub>, socket: WebSocket) {
     tracing::debug!(%id, ?reason, "connection ended");
     hub.disconnect(&id, reason);
     drop(tx);
-    // Give the close frame a moment to leave; a dead peer must not hold the task.
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    // Finish the closing handshake: read until the client's close frame so that
+    // unread bytes don't turn our close into a TCP reset that eats the close frame.
+    // A dead peer must not hold the task, hence the bound.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = writer.await;
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }

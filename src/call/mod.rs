@@ -1,1 +1,19 @@
-//! call
+//! The call engine: `session` (commands in, events out), `peer` (one WebRTC
+//! connection per member), `negotiation` (perfect negotiation), `pipeline`
+//! (capture/encode and decode stages around the network), `stats`.
+
+pub mod error;
+pub mod negotiation;
+pub mod peer;
+mod pipeline;
+mod session;
+mod stats;
+
+pub use error::{CallError, PeerError};
+pub use peer::{ConnectionState, MediaKind};
+pub use pipeline::{AudioInfo, FrameInfo, MediaSink, NullSink, VideoEncoding};
+pub use session::{
+    CAMERA_TRACK, CallConfig, CallHandle, Command, DataMessage, EngineError, Event, LocalMedia,
+    MIC_TRACK, SCREEN_TRACK, start,
+};
+pub use stats::{PeerCallStats, SentTotals};

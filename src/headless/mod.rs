@@ -1,1 +1,322 @@
-//! headless
+//! The call engine without a window: synthetic or file sources in, a JSON
+//! report out. CI's loopback tests and the call benchmark drive it.
+
+mod analysis;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::call::{self, CallConfig, Command, Event, LocalMedia, PeerCallStats, VideoEncoding};
+use crate::media::{
+    AudioSource, MediaError, SyntheticAudio, SyntheticVideo, VideoSource, WavAudio, Y4mVideo,
+    now_us,
+};
+
+pub use analysis::{Analyzer, AudioReport, Percentiles, VideoReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HeadlessError {
+    #[error("bad option: {0}")]
+    Option(String),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error(transparent)]
+    Engine(#[from] call::EngineError),
+    #[error("writing the report: {0}")]
+    Report(std::io::Error),
+    #[error("the call engine stopped before the end")]
+    EngineStopped,
+}
+
+/// Where video comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VideoInput {
+    None,
+    Synthetic,
+    Y4m(PathBuf),
+}
+
+/// Where audio comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AudioInput {
+    None,
+    Synthetic,
+    Wav(PathBuf),
+}
+
+impl std::str::FromStr for VideoInput {
+    type Err = HeadlessError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Self::None),
+            "synthetic" => Ok(Self::Synthetic),
+            _ => match s.strip_prefix("y4m:") {
+                Some(p) if !p.is_empty() => Ok(Self::Y4m(p.into())),
+                _ => Err(HeadlessError::Option(format!(
+                    "--video takes synthetic, y4m:FILE or none, not {s:?}"
+                ))),
+            },
+        }
+    }
+}
+
+impl std::str::FromStr for AudioInput {
+    type Err = HeadlessError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Self::None),
+            "synthetic" => Ok(Self::Synthetic),
+            _ => match s.strip_prefix("wav:") {
+                Some(p) if !p.is_empty() => Ok(Self::Wav(p.into())),
+                _ => Err(HeadlessError::Option(format!(
+                    "--audio takes synthetic, wav:FILE or none, not {s:?}"
+                ))),
+            },
+        }
+    }
+}
+
+/// Parses `1280x720`.
+pub fn parse_size(s: &str) -> Result<(usize, usize), HeadlessError> {
+    let bad = || HeadlessError::Option(format!("--size takes WIDTHxHEIGHT with even numbers, not {s:?}"));
+    let (w, h) = s.split_once('x').ok_or_else(bad)?;
+    let (w, h): (usize, usize) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if w < 16 || h < 16 || w % 2 == 1 || h % 2 == 1 || w > 7680 || h > 4320 {
+        return Err(bad());
+    }
+    Ok((w, h))
+}
+
+/// Everything a headless run needs.
+#[derive(Debug, Clone)]
+pub struct HeadlessOptions {
+    pub server: String,
+    pub room: String,
+    pub name: String,
+    pub password: Option<String>,
+    pub seconds: f64,
+    pub video: VideoInput,
+    pub audio: AudioInput,
+    pub size: (usize, usize),
+    pub fps: f32,
+    pub bitrate_bps: u32,
+    pub tone_hz: f32,
+    /// Ring the member with this name once it is in the room.
+    pub call: Option<String>,
+    pub auto_answer: bool,
+    pub bind_addrs: Vec<String>,
+}
+
+impl HeadlessOptions {
+    pub fn new(server: &str, room: &str, name: &str) -> Self {
+        Self {
+            server: server.to_string(),
+            room: room.to_string(),
+            name: name.to_string(),
+            password: None,
+            seconds: 10.0,
+            video: VideoInput::Synthetic,
+            audio: AudioInput::Synthetic,
+            size: (640, 480),
+            fps: 30.0,
+            bitrate_bps: 1_000_000,
+            tone_hz: 440.0,
+            call: None,
+            auto_answer: false,
+            bind_addrs: vec!["0.0.0.0:0".into()],
+        }
+    }
+
+    pub fn call_config(&self) -> CallConfig {
+        let mut c = CallConfig::new(&self.server, &self.room, &self.name);
+        c.password = self.password.clone();
+        c.bind_addrs = self.bind_addrs.clone();
+        c.auto_answer = self.auto_answer;
+        c.video = VideoEncoding {
+            fps: self.fps,
+            bitrate_bps: self.bitrate_bps,
+            keyframe_interval_frames: 0,
+        };
+        c
+    }
+
+    pub fn open_media(&self) -> Result<LocalMedia, HeadlessError> {
+        let camera: Option<Box<dyn VideoSource>> = match &self.video {
+            VideoInput::None => None,
+            VideoInput::Synthetic => Some(Box::new(SyntheticVideo::new(self.size.0, self.size.1, self.fps)?)),
+            VideoInput::Y4m(p) => Some(Box::new(Y4mVideo::open(p, Some(self.fps))?)),
+        };
+        let microphone: Option<Box<dyn AudioSource>> = match &self.audio {
+            AudioInput::None => None,
+            AudioInput::Synthetic => Some(Box::new(SyntheticAudio::new(self.tone_hz))),
+            AudioInput::Wav(p) => Some(Box::new(WavAudio::open(p)?)),
+        };
+        Ok(LocalMedia { camera, microphone })
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PeerReport {
+    pub id: String,
+    pub name: String,
+    /// Join to connected.
+    pub connect_ms: Option<u64>,
+    /// Join to first decoded frame.
+    pub first_frame_ms: Option<u64>,
+    pub video: VideoReport,
+    /// Present when the peer shared its screen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub screen: Option<VideoReport>,
+    pub audio: AudioReport,
+    pub media_muted: Option<crate::signaling::protocol::MediaState>,
+    pub chat: Vec<String>,
+    pub left: Option<String>,
+    pub last_stats: Option<PeerCallStats>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Report {
+    pub name: String,
+    pub id: String,
+    pub room: String,
+    pub seconds: f64,
+    pub sent: call::SentTotals,
+    pub peers: Vec<PeerReport>,
+    pub errors: Vec<String>,
+}
+
+impl Report {
+    /// True when at least one remote peer delivered video frames or audio.
+    pub fn media_arrived(&self) -> bool {
+        self.peers
+            .iter()
+            .any(|p| p.video.frames_decoded > 0 || p.audio.packets_received > 0)
+    }
+
+    /// A few lines for people.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = format!("{} ({}), {:.0} s: sent {} video frames, {} audio frames\n",
+            self.name, self.id, self.seconds, self.sent.video_frames, self.sent.audio_frames);
+        for p in &self.peers {
+            let v = &p.video;
+            let _ = writeln!(
+                s,
+                "  from {:<10} video {:>4} frames {}x{}, ids {} ({} gaps), latency p50 {} ms | audio {:>4} packets, tone {} Hz, {} dBFS, click latency {} ms | connect {} ms, first frame {} ms",
+                p.name,
+                v.frames_decoded,
+                v.width,
+                v.height,
+                if v.ids_in_order { "in order" } else { "OUT OF ORDER" },
+                v.id_gaps,
+                v.latency_ms.as_ref().map_or("-".into(), |l| format!("{:.1}", l.p50)),
+                p.audio.packets_received,
+                p.audio.tone_hz.map_or("-".into(), |t| format!("{t:.0}")),
+                p.audio.level_dbfs.map_or("-".into(), |l| format!("{l:.1}")),
+                p.audio.latency_ms.as_ref().map_or("-".into(), |l| format!("{:.1}", l.p50)),
+                p.connect_ms.map_or("-".into(), |v| v.to_string()),
+                p.first_frame_ms.map_or("-".into(), |v| v.to_string()),
+            );
+        }
+        for e in &self.errors {
+            let _ = writeln!(s, "  error: {e}");
+        }
+        s
+    }
+}
+
+/// Joins, runs for `seconds`, leaves, and reports what arrived.
+pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
+    let analyzer = Arc::new(Analyzer::default());
+    let media = opts.open_media()?;
+    let joined_us = now_us();
+    let (handle, mut events) = call::start(opts.call_config(), media, analyzer.clone()).await?;
+    let mut report = Report {
+        name: opts.name.clone(),
+        seconds: opts.seconds,
+        ..Report::default()
+    };
+    let mut peers: HashMap<String, PeerReport> = HashMap::new();
+    let mut rang = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(opts.seconds);
+    let started = Instant::now();
+    loop {
+        let ev = tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            ev = events.recv() => match ev { Some(ev) => ev, None => return Err(HeadlessError::EngineStopped) },
+        };
+        match ev {
+            Event::Joined { id, room } => {
+                report.id = id;
+                report.room = room;
+            }
+            Event::PeerJoined { id, name, .. } => {
+                if !rang && opts.call.as_deref() == Some(name.as_str()) {
+                    rang = true;
+                    handle.send(Command::Invite {
+                        to: id.clone(),
+                        metadata: format!("{{\"from\":\"{}\"}}", opts.name),
+                    });
+                }
+                peers.entry(id.clone()).or_insert_with(|| PeerReport {
+                    id,
+                    name,
+                    ..Default::default()
+                });
+            }
+            Event::Connection { id, state } => {
+                if state == call::ConnectionState::Connected
+                    && let Some(p) = peers.get_mut(&id)
+                {
+                    p.connect_ms.get_or_insert(started.elapsed().as_millis() as u64);
+                }
+            }
+            Event::PeerLeft { id, reason } => {
+                if let Some(p) = peers.get_mut(&id) {
+                    p.left = Some(format!("{reason:?}"));
+                }
+            }
+            Event::PeerMediaState { id, state } => {
+                if let Some(p) = peers.get_mut(&id) {
+                    p.media_muted = Some(state);
+                }
+            }
+            Event::Chat { from, text, .. } => {
+                if let Some(p) = peers.get_mut(&from) {
+                    p.chat.push(text);
+                }
+            }
+            Event::Stats(stats) => {
+                for s in stats {
+                    if let Some(p) = peers.get_mut(&s.id) {
+                        p.last_stats = Some(s);
+                    }
+                }
+            }
+            Event::Error(e) => report.errors.push(e),
+            _ => {}
+        }
+    }
+    handle.send(Command::Leave);
+    // The engine reports `Left` once it has closed every peer.
+    while let Some(ev) = events.recv().await {
+        if let Event::Left(sent) = ev {
+            report.sent = sent;
+            break;
+        }
+    }
+    for (id, mut p) in peers {
+        p.video = analyzer.video(&id, call::CAMERA_TRACK);
+        let screen = analyzer.video(&id, call::SCREEN_TRACK);
+        p.screen = (screen.frames_decoded > 0).then_some(screen);
+        p.audio = analyzer.audio(&id);
+        p.first_frame_ms = p.video.first_frame_us.map(|t| t.saturating_sub(joined_us) / 1000);
+        report.peers.push(p);
+    }
+    report.peers.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(report)
+}

@@ -1,0 +1,617 @@
+//! The media stages around the network, each on its own thread so codec work
+//! never runs on tokio workers:
+//!
+//! send:    source -> (capture thread: encode) -> fan-out task -> each peer's track
+//! receive: peer track -> (decode thread: depacketized AU -> decoder) -> sink
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::media::{
+    AUDIO_FRAME_SAMPLES, AudioFrame, AudioSource, Barcode, EncoderSettings, H264Decoder,
+    H264Encoder, OpusDecoder, OpusEncoder, VideoFrame, VideoSource, barcode, nal_type, now_us,
+    split_annexb,
+};
+
+use super::peer::{AudioPacket, AudioTrackSender, Peer, RemoteMedia, VideoTrackSender};
+
+/// Where decoded media goes: the UI's textures and speaker, or a headless analyser.
+pub trait MediaSink: Send + Sync + 'static {
+    fn video(&self, peer: &str, track: &str, frame: &VideoFrame, info: &FrameInfo);
+    fn audio(&self, peer: &str, track: &str, pcm: &[f32], info: &AudioInfo);
+}
+
+/// A sink that drops everything (a call with nobody watching).
+pub struct NullSink;
+
+impl MediaSink for NullSink {
+    fn video(&self, _: &str, _: &str, _: &VideoFrame, _: &FrameInfo) {}
+    fn audio(&self, _: &str, _: &str, _: &[f32], _: &AudioInfo) {}
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FrameInfo {
+    /// Wall-clock time the frame left the decoder.
+    pub decoded_us: u64,
+    /// The synthetic source's barcode, when the picture carries one.
+    pub barcode: Option<Barcode>,
+    pub keyframe: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AudioInfo {
+    /// Wall-clock arrival of the packet (or of the gap, for concealment).
+    pub arrival_us: u64,
+    /// Synthesised by packet-loss concealment, not decoded from a packet.
+    pub concealed: bool,
+}
+
+/// Counters a send track shares with the stats task.
+#[derive(Debug, Default)]
+pub struct SendCounters {
+    /// Frames encoded.
+    pub frames: AtomicU64,
+    /// Frames written to at least one peer's negotiated track.
+    pub delivered: AtomicU64,
+    pub bytes: AtomicU64,
+    pub keyframes: AtomicU64,
+    pub encode_us_total: AtomicU64,
+    pub width: AtomicU64,
+    pub height: AtomicU64,
+}
+
+/// Counters a receive track shares with the stats task.
+#[derive(Debug, Default)]
+pub struct RecvCounters {
+    pub units: AtomicU64,
+    pub bytes: AtomicU64,
+    pub decoded: AtomicU64,
+    pub concealed: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub decode_us_total: AtomicU64,
+    pub width: AtomicU64,
+    pub height: AtomicU64,
+    pub keyframes: AtomicU64,
+    /// Glass-to-glass latency samples (µs) since the stats task last took them.
+    pub latency_us: Mutex<Vec<u64>>,
+}
+
+/// Sends encoded units to every peer's copy of one local track.
+pub struct Fanout<S> {
+    senders: Mutex<HashMap<String, S>>,
+}
+
+impl<S: Clone> Fanout<S> {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            senders: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn add(&self, peer: &str, sender: S) {
+        self.lock().insert(peer.to_string(), sender);
+    }
+
+    pub fn remove(&self, peer: &str) -> Option<S> {
+        self.lock().remove(peer)
+    }
+
+    pub fn snapshot(&self) -> Vec<(String, S)> {
+        self.lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, S>> {
+        self.senders.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A problem a capture thread reports (the call goes on without that source).
+#[derive(Debug, Clone)]
+pub struct CaptureFailure {
+    pub track: String,
+    pub message: String,
+}
+
+enum VideoCtl {
+    Replace(Box<dyn VideoSource>),
+    Bitrate(u32),
+    Fps(f32),
+}
+
+/// Encoder settings that don't depend on the picture size.
+#[derive(Debug, Clone, Copy)]
+pub struct VideoEncoding {
+    pub fps: f32,
+    pub bitrate_bps: u32,
+    pub keyframe_interval_frames: u32,
+}
+
+/// One local video track: capture and encode on a thread, fan-out on a task.
+pub struct VideoCapture {
+    pub track: String,
+    pub fanout: Arc<Fanout<VideoTrackSender>>,
+    pub counters: Arc<SendCounters>,
+    keyframe: Arc<AtomicBool>,
+    muted: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    ctl: std::sync::mpsc::Sender<VideoCtl>,
+}
+
+impl VideoCapture {
+    pub fn start(
+        track: &str,
+        source: Box<dyn VideoSource>,
+        encoding: VideoEncoding,
+        failures: mpsc::UnboundedSender<CaptureFailure>,
+    ) -> VideoCapture {
+        let fanout = Fanout::<VideoTrackSender>::new();
+        let counters = Arc::new(SendCounters::default());
+        let keyframe = Arc::new(AtomicBool::new(false));
+        let muted = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ctl, ctl_rx) = std::sync::mpsc::channel();
+        // A short queue: if the network side falls behind, drop and ask for a keyframe
+        // rather than send stale video late.
+        let (tx, mut rx) = mpsc::channel::<(Vec<u8>, Duration)>(4);
+        let (out, sent) = (fanout.clone(), counters.clone());
+        tokio::spawn(async move {
+            while let Some((au, duration)) = rx.recv().await {
+                let mut delivered = false;
+                for (_, sender) in out.snapshot() {
+                    // Not negotiated yet, or the peer is going away: nothing to do.
+                    delivered |= sender.send(&au, duration).await.is_ok();
+                }
+                sent.delivered.fetch_add(u64::from(delivered), Ordering::Relaxed);
+            }
+        });
+        let thread = VideoThread {
+            track: track.to_string(),
+            encoding,
+            keyframe: keyframe.clone(),
+            muted: muted.clone(),
+            stop: stop.clone(),
+            counters: counters.clone(),
+            ctl: ctl_rx,
+            out: tx,
+            failures,
+        };
+        std::thread::Builder::new()
+            .name(format!("capture-{track}"))
+            .spawn(move || thread.run(source))
+            .expect("spawning a capture thread");
+        VideoCapture {
+            track: track.to_string(),
+            fanout,
+            counters,
+            keyframe,
+            muted,
+            stop,
+            ctl,
+        }
+    }
+
+    pub fn request_keyframe(&self) {
+        self.keyframe.store(true, Ordering::Relaxed);
+    }
+
+    pub fn set_muted(&self, muted: bool) {
+        self.muted.store(muted, Ordering::Relaxed);
+        if !muted {
+            self.request_keyframe();
+        }
+    }
+
+    /// Swaps the source behind the same track (no renegotiation).
+    pub fn replace_source(&self, source: Box<dyn VideoSource>) {
+        let _ = self.ctl.send(VideoCtl::Replace(source));
+        self.request_keyframe();
+    }
+
+    pub fn set_bitrate(&self, bps: u32) {
+        let _ = self.ctl.send(VideoCtl::Bitrate(bps));
+    }
+
+    pub fn set_fps(&self, fps: f32) {
+        let _ = self.ctl.send(VideoCtl::Fps(fps));
+    }
+}
+
+impl Drop for VideoCapture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct VideoThread {
+    track: String,
+    encoding: VideoEncoding,
+    keyframe: Arc<AtomicBool>,
+    muted: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<SendCounters>,
+    ctl: std::sync::mpsc::Receiver<VideoCtl>,
+    out: mpsc::Sender<(Vec<u8>, Duration)>,
+    failures: mpsc::UnboundedSender<CaptureFailure>,
+}
+
+impl VideoThread {
+    fn run(mut self, mut source: Box<dyn VideoSource>) {
+        let mut encoder: Option<H264Encoder> = None;
+        let mut source_ok = true;
+        while !self.stop.load(Ordering::Relaxed) {
+            // A failed source parks the thread until a replacement arrives.
+            let ctl = if source_ok {
+                self.ctl.try_recv().ok()
+            } else {
+                match self.ctl.recv_timeout(Duration::from_millis(200)) {
+                    Ok(c) => Some(c),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            };
+            match ctl {
+                Some(VideoCtl::Replace(s)) => {
+                    source = s;
+                    source_ok = true;
+                    continue;
+                }
+                Some(VideoCtl::Bitrate(b)) => {
+                    self.encoding.bitrate_bps = b;
+                    if let Some(e) = encoder.as_mut() {
+                        let _ = e.set_bitrate(b);
+                    }
+                    continue;
+                }
+                Some(VideoCtl::Fps(f)) => {
+                    self.encoding.fps = f;
+                    if let Some(e) = encoder.as_mut() {
+                        let _ = e.set_fps(f);
+                    }
+                    continue;
+                }
+                None => {}
+            }
+            let frame = match source.next_frame() {
+                Ok(f) => f,
+                Err(e) => {
+                    source_ok = false;
+                    let _ = self.failures.send(CaptureFailure {
+                        track: self.track.clone(),
+                        message: format!("{} stopped: {e}", source.describe()),
+                    });
+                    continue;
+                }
+            };
+            if self.muted.load(Ordering::Relaxed) {
+                continue;
+            }
+            let enc = match encoder.as_mut() {
+                Some(e) => e,
+                None => match H264Encoder::new(EncoderSettings {
+                    width: frame.width,
+                    height: frame.height,
+                    fps: self.encoding.fps,
+                    bitrate_bps: self.encoding.bitrate_bps,
+                    keyframe_interval_frames: self.encoding.keyframe_interval_frames,
+                }) {
+                    Ok(e) => encoder.insert(e),
+                    Err(e) => {
+                        source_ok = false;
+                        let _ = self.failures.send(CaptureFailure {
+                            track: self.track.clone(),
+                            message: format!("cannot encode {}: {e}", source.describe()),
+                        });
+                        continue;
+                    }
+                },
+            };
+            if self.keyframe.swap(false, Ordering::Relaxed) {
+                enc.request_keyframe();
+            }
+            let started = Instant::now();
+            let encoded = match enc.encode(&frame) {
+                Ok(Some(e)) => e,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(track = %self.track, "encode failed: {e}");
+                    continue;
+                }
+            };
+            let c = &self.counters;
+            c.encode_us_total
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            c.frames.fetch_add(1, Ordering::Relaxed);
+            c.bytes
+                .fetch_add(encoded.data.len() as u64, Ordering::Relaxed);
+            c.keyframes
+                .fetch_add(u64::from(encoded.keyframe), Ordering::Relaxed);
+            c.width.store(frame.width as u64, Ordering::Relaxed);
+            c.height.store(frame.height as u64, Ordering::Relaxed);
+            let duration = Duration::from_secs_f32(1.0 / self.encoding.fps.max(1.0));
+            match self.out.try_send((encoded.data, duration)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => self.request_keyframe_later(),
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    }
+
+    fn request_keyframe_later(&self) {
+        self.keyframe.store(true, Ordering::Relaxed);
+    }
+}
+
+enum AudioCtl {
+    Replace(Box<dyn AudioSource>),
+}
+
+/// One local audio track: capture and Opus on a thread, fan-out on a task.
+pub struct AudioCapture {
+    pub fanout: Arc<Fanout<AudioTrackSender>>,
+    pub counters: Arc<SendCounters>,
+    muted: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    ctl: std::sync::mpsc::Sender<AudioCtl>,
+}
+
+impl AudioCapture {
+    pub fn start(
+        track: &str,
+        source: Box<dyn AudioSource>,
+        bitrate_bps: u32,
+        failures: mpsc::UnboundedSender<CaptureFailure>,
+    ) -> AudioCapture {
+        let fanout = Fanout::<AudioTrackSender>::new();
+        let counters = Arc::new(SendCounters::default());
+        let muted = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ctl, ctl_rx) = std::sync::mpsc::channel::<AudioCtl>();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
+        let (out, sent) = (fanout.clone(), counters.clone());
+        tokio::spawn(async move {
+            while let Some(packet) = rx.recv().await {
+                let mut delivered = false;
+                for (_, sender) in out.snapshot() {
+                    delivered |= sender.send(&packet, Duration::from_millis(20)).await.is_ok();
+                }
+                sent.delivered.fetch_add(u64::from(delivered), Ordering::Relaxed);
+            }
+        });
+        let (m, s, c, track) = (muted.clone(), stop.clone(), counters.clone(), track.to_string());
+        std::thread::Builder::new()
+            .name(format!("capture-{track}"))
+            .spawn(move || {
+                let mut source = source;
+                let mut encoder = match OpusEncoder::new(bitrate_bps) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let _ = failures.send(CaptureFailure {
+                            track,
+                            message: format!("cannot start Opus: {e}"),
+                        });
+                        return;
+                    }
+                };
+                let mut source_ok = true;
+                while !s.load(Ordering::Relaxed) {
+                    if let Ok(AudioCtl::Replace(n)) = ctl_rx.try_recv() {
+                        source = n;
+                        source_ok = true;
+                    }
+                    if !source_ok {
+                        match ctl_rx.recv_timeout(Duration::from_millis(200)) {
+                            Ok(AudioCtl::Replace(n)) => {
+                                source = n;
+                                source_ok = true;
+                            }
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                            Err(_) => return,
+                        }
+                        continue;
+                    }
+                    let mut frame = match source.next_frame() {
+                        Ok(f) => f,
+                        Err(e) => {
+                            source_ok = false;
+                            let _ = failures.send(CaptureFailure {
+                                track: track.clone(),
+                                message: format!("{} stopped: {e}", source.describe()),
+                            });
+                            continue;
+                        }
+                    };
+                    // Muted still sends (digital silence costs a few bytes) so the
+                    // far end's jitter buffer and clock keep running.
+                    if m.load(Ordering::Relaxed) {
+                        frame = AudioFrame {
+                            samples: vec![0.0; AUDIO_FRAME_SAMPLES],
+                            capture_us: frame.capture_us,
+                        };
+                    }
+                    let started = Instant::now();
+                    let Ok(packet) = encoder.encode(&frame) else {
+                        continue;
+                    };
+                    c.encode_us_total
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    c.frames.fetch_add(1, Ordering::Relaxed);
+                    c.bytes.fetch_add(packet.len() as u64, Ordering::Relaxed);
+                    if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(packet) {
+                        return;
+                    }
+                }
+            })
+            .expect("spawning a capture thread");
+        AudioCapture {
+            fanout,
+            counters,
+            muted,
+            stop,
+            ctl,
+        }
+    }
+
+    pub fn set_muted(&self, muted: bool) {
+        self.muted.store(muted, Ordering::Relaxed);
+    }
+
+    pub fn replace_source(&self, source: Box<dyn AudioSource>) {
+        let _ = self.ctl.send(AudioCtl::Replace(source));
+    }
+}
+
+impl Drop for AudioCapture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Starts the decode thread for one remote track; it ends when the track does.
+pub fn spawn_decoder(
+    peer_id: String,
+    track: String,
+    mut media: mpsc::Receiver<RemoteMedia>,
+    peer: Peer,
+    sink: Arc<dyn MediaSink>,
+    counters: Arc<RecvCounters>,
+    keyframes: mpsc::UnboundedSender<(String, String, u64)>,
+) {
+    let rt = tokio::runtime::Handle::current();
+    let name = format!("decode-{track}");
+    let run = move || {
+        let mut video: Option<H264Decoder> = None;
+        let mut audio: Option<OpusDecoder> = None;
+        let mut last_seq: Option<u16> = None;
+        let mut awaiting_keyframe = false;
+        while let Some(unit) = media.blocking_recv() {
+            counters.units.fetch_add(1, Ordering::Relaxed);
+            match unit {
+                RemoteMedia::Video(au) => {
+                    counters
+                        .bytes
+                        .fetch_add(au.data.len() as u64, Ordering::Relaxed);
+                    let keyframe = split_annexb(&au.data).iter().any(|n| nal_type(n) == 5);
+                    if keyframe {
+                        counters.keyframes.fetch_add(1, Ordering::Relaxed);
+                        let _ = keyframes.send((peer_id.clone(), track.clone(), now_us()));
+                        awaiting_keyframe = false;
+                    }
+                    // After a loss, decoding P-frames would only smear; freeze until an IDR.
+                    if !au.complete || awaiting_keyframe {
+                        awaiting_keyframe = !keyframe;
+                        if awaiting_keyframe {
+                            continue;
+                        }
+                    }
+                    let dec = match video.as_mut() {
+                        Some(d) => d,
+                        None => match H264Decoder::new() {
+                            Ok(d) => video.insert(d),
+                            Err(e) => {
+                                tracing::error!("no H.264 decoder: {e}");
+                                return;
+                            }
+                        },
+                    };
+                    let started = Instant::now();
+                    match dec.decode(&au.data) {
+                        Ok(Some(frame)) => {
+                            let decoded_us = now_us();
+                            counters.decode_us_total.fetch_add(
+                                started.elapsed().as_micros() as u64,
+                                Ordering::Relaxed,
+                            );
+                            counters.decoded.fetch_add(1, Ordering::Relaxed);
+                            counters.width.store(frame.width as u64, Ordering::Relaxed);
+                            counters.height.store(frame.height as u64, Ordering::Relaxed);
+                            let code = barcode::read(&frame.y, frame.width, frame.height, frame.width);
+                            if let Some(b) = code {
+                                counters
+                                    .latency_us
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push(decoded_us.saturating_sub(b.capture_us));
+                            }
+                            let info = FrameInfo {
+                                decoded_us,
+                                barcode: code,
+                                keyframe,
+                            };
+                            sink.video(&peer_id, &track, &frame, &info);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::debug!(%peer_id, %track, "decode error: {e}");
+                            counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                            awaiting_keyframe = true;
+                            let (p, t) = (peer.clone(), track.clone());
+                            rt.spawn(async move { p.request_keyframe(&t).await });
+                        }
+                    }
+                }
+                RemoteMedia::Audio(AudioPacket {
+                    data,
+                    sequence_number,
+                    arrival,
+                    ..
+                }) => {
+                    counters
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    let dec = match audio.as_mut() {
+                        Some(d) => d,
+                        None => match OpusDecoder::new() {
+                            Ok(d) => audio.insert(d),
+                            Err(e) => {
+                                tracing::error!("no Opus decoder: {e}");
+                                return;
+                            }
+                        },
+                    };
+                    let arrival_us = now_us().saturating_sub(arrival.elapsed().as_micros() as u64);
+                    // Conceal short gaps; a long one is a pause, not loss.
+                    if let Some(last) = last_seq {
+                        let missing = sequence_number.wrapping_sub(last).wrapping_sub(1);
+                        if (1..=5).contains(&missing) {
+                            for _ in 0..missing {
+                                if let Ok(pcm) = dec.conceal() {
+                                    counters.concealed.fetch_add(1, Ordering::Relaxed);
+                                    let info = AudioInfo {
+                                        arrival_us,
+                                        concealed: true,
+                                    };
+                                    sink.audio(&peer_id, &track, &pcm, &info);
+                                }
+                            }
+                        }
+                    }
+                    last_seq = Some(sequence_number);
+                    match dec.decode(&data) {
+                        Ok(pcm) => {
+                            counters.decoded.fetch_add(1, Ordering::Relaxed);
+                            let info = AudioInfo {
+                                arrival_us,
+                                concealed: false,
+                            };
+                            sink.audio(&peer_id, &track, &pcm, &info);
+                        }
+                        Err(_) => {
+                            counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(run)
+        .expect("spawning a decode thread");
+}

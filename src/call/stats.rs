@@ -1,0 +1,191 @@
+//! Per-peer call statistics, sampled every second from the media counters and
+//! the peer connection's own stats.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::peer::{ConnectionState, MediaKind, PeerStats};
+use super::pipeline::{RecvCounters, SendCounters};
+
+/// One second of one peer, as the UI plots it and reports record it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PeerCallStats {
+    pub id: String,
+    pub name: String,
+    pub connected: bool,
+    pub connect_ms: Option<u64>,
+    pub video_in_kbps: f64,
+    pub video_in_fps: f64,
+    pub video_in_width: u32,
+    pub video_in_height: u32,
+    pub frames_decoded: u64,
+    pub decode_ms: f64,
+    pub video_out_kbps: f64,
+    pub video_out_fps: f64,
+    pub encode_ms: f64,
+    pub audio_in_kbps: f64,
+    pub audio_out_kbps: f64,
+    pub audio_packets_received: u64,
+    pub audio_concealed: u64,
+    pub packets_lost: i64,
+    pub nack_sent: u64,
+    pub nack_received: u64,
+    pub pli_sent: u64,
+    pub pli_received: u64,
+    pub rtt_ms: Option<f64>,
+    pub jitter_ms: f64,
+    /// Capture-to-decoded latency from the barcode, median of the last interval.
+    pub glass_to_glass_ms: Option<f64>,
+}
+
+/// What this side sent over the whole call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SentTotals {
+    pub video_frames_encoded: u64,
+    /// Frames written to at least one connected peer.
+    pub video_frames: u64,
+    pub video_keyframes: u64,
+    pub encode_ms: f64,
+    pub audio_frames: u64,
+}
+
+impl SentTotals {
+    pub fn from_counters(camera: Option<&SendCounters>, mic: Option<&SendCounters>) -> Self {
+        let mut t = SentTotals::default();
+        if let Some(c) = camera {
+            t.video_frames_encoded = c.frames.load(Ordering::Relaxed);
+            t.video_frames = c.delivered.load(Ordering::Relaxed);
+            t.video_keyframes = c.keyframes.load(Ordering::Relaxed);
+            if t.video_frames_encoded > 0 {
+                t.encode_ms = c.encode_us_total.load(Ordering::Relaxed) as f64
+                    / t.video_frames_encoded as f64
+                    / 1000.0;
+            }
+        }
+        if let Some(c) = mic {
+            t.audio_frames = c.delivered.load(Ordering::Relaxed);
+        }
+        t
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Totals {
+    at: Option<Instant>,
+    video_in_bytes: u64,
+    video_in_frames: u64,
+    audio_in_bytes: u64,
+    video_out_bytes: u64,
+    video_out_frames: u64,
+    audio_out_bytes: u64,
+}
+
+/// Remembers the previous totals so rates come out per second.
+#[derive(Default)]
+pub struct StatsTracker {
+    previous: HashMap<String, Totals>,
+}
+
+impl StatsTracker {
+    pub fn forget(&mut self, id: &str) {
+        self.previous.remove(id);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample(
+        &mut self,
+        id: &str,
+        name: &str,
+        connection: ConnectionState,
+        connected_after: Option<Duration>,
+        transport: &PeerStats,
+        remote: &HashMap<String, (MediaKind, Arc<RecvCounters>)>,
+        camera: Option<&SendCounters>,
+        mic: Option<&SendCounters>,
+    ) -> PeerCallStats {
+        let now = Instant::now();
+        let mut t = Totals {
+            at: Some(now),
+            ..Totals::default()
+        };
+        let mut s = PeerCallStats {
+            id: id.to_string(),
+            name: name.to_string(),
+            connected: connection == ConnectionState::Connected,
+            connect_ms: connected_after.map(|d| d.as_millis() as u64),
+            ..Default::default()
+        };
+        let mut latencies = Vec::new();
+        let mut decode_us = 0;
+        for (kind, c) in remote.values() {
+            let bytes = c.bytes.load(Ordering::Relaxed);
+            match kind {
+                MediaKind::Video => {
+                    t.video_in_bytes += bytes;
+                    let decoded = c.decoded.load(Ordering::Relaxed);
+                    t.video_in_frames += decoded;
+                    s.frames_decoded += decoded;
+                    decode_us += c.decode_us_total.load(Ordering::Relaxed);
+                    let w = c.width.load(Ordering::Relaxed) as u32;
+                    if w > s.video_in_width {
+                        s.video_in_width = w;
+                        s.video_in_height = c.height.load(Ordering::Relaxed) as u32;
+                    }
+                    latencies.append(&mut c.latency_us.lock().unwrap_or_else(|e| e.into_inner()));
+                }
+                MediaKind::Audio => {
+                    t.audio_in_bytes += bytes;
+                    s.audio_packets_received += c.units.load(Ordering::Relaxed);
+                    s.audio_concealed += c.concealed.load(Ordering::Relaxed);
+                }
+            }
+        }
+        if s.frames_decoded > 0 {
+            s.decode_ms = decode_us as f64 / s.frames_decoded as f64 / 1000.0;
+        }
+        if let Some(c) = camera {
+            t.video_out_bytes = c.bytes.load(Ordering::Relaxed);
+            t.video_out_frames = c.frames.load(Ordering::Relaxed);
+            if t.video_out_frames > 0 {
+                s.encode_ms = c.encode_us_total.load(Ordering::Relaxed) as f64
+                    / t.video_out_frames as f64
+                    / 1000.0;
+            }
+        }
+        if let Some(c) = mic {
+            t.audio_out_bytes = c.bytes.load(Ordering::Relaxed);
+        }
+        let prev = self.previous.insert(id.to_string(), t).unwrap_or_default();
+        if let Some(then) = prev.at {
+            let secs = now.duration_since(then).as_secs_f64().max(1e-3);
+            let kbps = |a: u64, b: u64| a.saturating_sub(b) as f64 * 8.0 / 1000.0 / secs;
+            s.video_in_kbps = kbps(t.video_in_bytes, prev.video_in_bytes);
+            s.audio_in_kbps = kbps(t.audio_in_bytes, prev.audio_in_bytes);
+            s.video_out_kbps = kbps(t.video_out_bytes, prev.video_out_bytes);
+            s.audio_out_kbps = kbps(t.audio_out_bytes, prev.audio_out_bytes);
+            s.video_in_fps = t.video_in_frames.saturating_sub(prev.video_in_frames) as f64 / secs;
+            s.video_out_fps =
+                t.video_out_frames.saturating_sub(prev.video_out_frames) as f64 / secs;
+        }
+        for track in &transport.inbound {
+            s.packets_lost += track.packets_lost;
+            s.nack_sent += track.nack_sent;
+            s.pli_sent += track.pli_sent;
+            s.jitter_ms = s.jitter_ms.max(track.jitter * 1000.0);
+        }
+        for track in &transport.outbound {
+            s.nack_received += track.nack_received;
+            s.pli_received += track.pli_received;
+        }
+        s.rtt_ms = transport.rtt.map(|d| d.as_secs_f64() * 1000.0);
+        if !latencies.is_empty() {
+            latencies.sort_unstable();
+            s.glass_to_glass_ms = Some(latencies[latencies.len() / 2] as f64 / 1000.0);
+        }
+        s
+    }
+}

@@ -1,0 +1,193 @@
+//! A media sink that checks what arrived: barcode ids and latency of every
+//! decoded frame, tone frequency, level and marker-click latency of the audio.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::call::{AudioInfo, FrameInfo, MediaSink};
+use crate::media::{
+    AUDIO_RATE, ClickDetector, VideoFrame, click_latency_us, dominant_frequency, level_dbfs,
+};
+
+/// Seconds of decoded audio kept for the tone measurement.
+const TONE_WINDOW_S: usize = 2;
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    fn of_us(samples: &[u64]) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        let mut s = samples.to_vec();
+        s.sort_unstable();
+        let at = |p: f64| s[((s.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
+        Some(Self {
+            p50: at(0.5),
+            p95: at(0.95),
+            max: at(1.0),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct VideoReport {
+    pub frames_decoded: u64,
+    pub width: usize,
+    pub height: usize,
+    /// Frames whose barcode could be read.
+    pub ids_read: u64,
+    pub first_id: Option<u32>,
+    pub last_id: Option<u32>,
+    /// Every barcode id larger than the one before.
+    pub ids_in_order: bool,
+    /// Ids skipped between the first and the last one read.
+    pub id_gaps: u64,
+    pub keyframes: u64,
+    pub latency_ms: Option<Percentiles>,
+    /// Wall-clock µs of the first decoded frame.
+    #[serde(skip)]
+    pub first_frame_us: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AudioReport {
+    pub packets_received: u64,
+    pub concealed: u64,
+    pub tone_hz: Option<f32>,
+    pub level_dbfs: Option<f32>,
+    pub clicks: u64,
+    pub latency_ms: Option<Percentiles>,
+}
+
+#[derive(Default)]
+struct VideoState {
+    report: VideoReport,
+    latencies: Vec<u64>,
+}
+
+struct AudioState {
+    report: AudioReport,
+    tail: VecDeque<f32>,
+    clicks: ClickDetector,
+    latencies: Vec<u64>,
+}
+
+impl Default for AudioState {
+    fn default() -> Self {
+        Self {
+            report: AudioReport::default(),
+            tail: VecDeque::new(),
+            clicks: ClickDetector::new(AUDIO_RATE),
+            latencies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct PeerState {
+    video: HashMap<String, VideoState>,
+    audio: AudioState,
+}
+
+/// Collects what each remote peer's tracks delivered.
+#[derive(Default)]
+pub struct Analyzer {
+    peers: Mutex<HashMap<String, PeerState>>,
+}
+
+impl Analyzer {
+    fn with_peer<R>(&self, peer: &str, f: impl FnOnce(&mut PeerState) -> R) -> R {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        f(peers.entry(peer.to_string()).or_default())
+    }
+
+    /// What arrived on one video track of one peer so far.
+    pub fn video(&self, peer: &str, track: &str) -> VideoReport {
+        self.with_peer(peer, |p| {
+            p.video.get(track).map_or_else(VideoReport::default, |v| {
+                let mut r = v.report.clone();
+                r.latency_ms = Percentiles::of_us(&v.latencies);
+                r
+            })
+        })
+    }
+
+    /// What arrived on a peer's audio so far, with the tone measured over the last 2 s.
+    pub fn audio(&self, peer: &str) -> AudioReport {
+        self.with_peer(peer, |p| {
+            let a = &p.audio;
+            let mut r = a.report.clone();
+            if a.tail.len() >= AUDIO_RATE as usize / 4 {
+                let pcm: Vec<f32> = a.tail.iter().copied().collect();
+                r.tone_hz = Some(dominant_frequency(&pcm, AUDIO_RATE));
+                r.level_dbfs = Some(level_dbfs(&pcm));
+            }
+            r.latency_ms = Percentiles::of_us(&a.latencies);
+            r
+        })
+    }
+
+    pub fn peers(&self) -> Vec<String> {
+        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers.keys().cloned().collect()
+    }
+}
+
+impl MediaSink for Analyzer {
+    fn video(&self, peer: &str, track: &str, frame: &VideoFrame, info: &FrameInfo) {
+        self.with_peer(peer, |p| {
+            let v = p.video.entry(track.to_string()).or_default();
+            let r = &mut v.report;
+            if r.frames_decoded == 0 {
+                r.first_frame_us = Some(info.decoded_us);
+                r.ids_in_order = true;
+            }
+            r.frames_decoded += 1;
+            r.keyframes += u64::from(info.keyframe);
+            r.width = frame.width;
+            r.height = frame.height;
+            if let Some(code) = info.barcode {
+                r.ids_read += 1;
+                if let Some(last) = r.last_id {
+                    if code.frame_id <= last {
+                        r.ids_in_order = false;
+                    } else {
+                        r.id_gaps += u64::from(code.frame_id - last - 1);
+                    }
+                }
+                r.first_id.get_or_insert(code.frame_id);
+                r.last_id = Some(code.frame_id);
+                v.latencies
+                    .push(info.decoded_us.saturating_sub(code.capture_us));
+            }
+        });
+    }
+
+    fn audio(&self, peer: &str, _track: &str, pcm: &[f32], info: &AudioInfo) {
+        self.with_peer(peer, |p| {
+            let a = &mut p.audio;
+            if info.concealed {
+                a.report.concealed += 1;
+            } else {
+                a.report.packets_received += 1;
+                a.tail.extend(pcm.iter().copied());
+                let keep = AUDIO_RATE as usize * TONE_WINDOW_S;
+                while a.tail.len() > keep {
+                    a.tail.pop_front();
+                }
+            }
+            for onset in a.clicks.feed(pcm, info.arrival_us) {
+                a.report.clicks += 1;
+                a.latencies.push(click_latency_us(onset));
+            }
+        });
+    }
+}

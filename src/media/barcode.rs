@@ -331,4 +331,31 @@ mod tests {
         }
         assert!(decoded >= 55, "only {decoded} of 60 frames decoded");
     }
+
+    #[test]
+    fn survives_h264_from_160x120_to_1080p() {
+        for (w, h, bps, frames) in [(160, 120, 100_000, 30), (1920, 1080, 2_500_000, 8)] {
+            let src = SyntheticVideo::new(w, h, 30.0).unwrap();
+            let mut enc = H264Encoder::new(EncoderSettings {
+                width: w,
+                height: h,
+                fps: 30.0,
+                bitrate_bps: bps,
+                keyframe_interval_frames: 0,
+            })
+            .unwrap();
+            let mut dec = H264Decoder::new().unwrap();
+            let mut read_ok = 0;
+            for n in 0..frames {
+                let Some(au) = enc.encode(&src.frame_at(n, T0 + n as u64)).unwrap() else {
+                    continue;
+                };
+                let out = dec.decode(&au.data).unwrap().expect("one AU, one picture");
+                let got = read(&out.y, w, h, w);
+                assert_eq!(got.map(|b| b.frame_id), Some(n), "{w}x{h} frame {n}");
+                read_ok += 1;
+            }
+            assert!(read_ok >= frames * 3 / 4, "{w}x{h}: {read_ok}/{frames}");
+        }
+    }
 }

@@ -512,4 +512,22 @@ mod tests {
         let _ = dec.decode(&[0, 0, 0, 1, 0x65, 0xff, 0x00, 0x12]);
         let _ = dec.decode(&[1, 2, 3]);
     }
+
+    #[test]
+    fn an_idr_without_parameter_sets_gets_the_last_ones_prepended() {
+        // openh264 emits SPS+PPS with each IDR itself; this guards against it not doing so.
+        let mut enc = H264Encoder::new(settings(160, 120, 100_000)).unwrap();
+        let full = [
+            0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 0, 1, 0x65, 0x88,
+        ];
+        let (out, key) = enc.with_parameter_sets(full.to_vec());
+        assert!(key);
+        assert_eq!(out, full);
+        let bare = vec![0, 0, 0, 1, 0x65, 0x99];
+        let (out, key) = enc.with_parameter_sets(bare);
+        assert!(key);
+        assert_eq!(types(&out), vec![NAL_SPS, NAL_PPS, NAL_IDR]);
+        let p_frame = vec![0, 0, 0, 1, 0x41, 0x9a];
+        assert_eq!(enc.with_parameter_sets(p_frame.clone()), (p_frame, false));
+    }
 }

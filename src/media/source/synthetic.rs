@@ -56,11 +56,18 @@ impl SyntheticVideo {
         // Bars scroll one full width every 8 s of frames at 30 fps.
         let shift = n * w / 240;
         let bar_of = |x: usize| ((x + shift) % w) * BARS.len() / w;
+        // A drifting sinusoidal texture on top, so inter prediction has detail to track.
+        let t = n as f32;
+        let tex_x: Vec<f32> = (0..w)
+            .map(|x| 14.0 * ((x as f32 + 3.0 * t) * 0.35).sin())
+            .collect();
         for y in 0..h {
-            let grad = (y * 40 / h) as u8;
+            let grad = (y * 40 / h) as f32;
+            let tex_y = ((y as f32 - 2.0 * t) * 0.27).cos();
             let row = &mut f.y[y * w..(y + 1) * w];
             for (x, p) in row.iter_mut().enumerate() {
-                *p = BARS[bar_of(x)].0.saturating_sub(grad).max(16);
+                let v = BARS[bar_of(x)].0 as f32 - grad + tex_x[x] * tex_y;
+                *p = v.clamp(16.0, 235.0) as u8;
             }
         }
         let (cw, ch) = (w / 2, h / 2);
@@ -250,6 +257,24 @@ mod tests {
         assert!(
             (300..960).all(|i| extra(&b, i, 960 + i) < 1e-3),
             "click must end"
+        );
+    }
+
+    #[test]
+    fn paced_audio_is_stamped_on_a_gapless_20_ms_grid_from_now() {
+        let mut src = SyntheticAudio::new(440.0);
+        let before = now_us();
+        let frames: Vec<AudioFrame> = (0..4).map(|_| src.next_frame().unwrap()).collect();
+        assert!(frames[0].capture_us >= before && frames[0].capture_us < before + 20_000);
+        for pair in frames.windows(2) {
+            assert_eq!(pair[1].capture_us - pair[0].capture_us, AUDIO_FRAME_US);
+        }
+        // Delivery keeps up with the stamps: frame 3 is not handed out before it is due.
+        assert!(now_us() + 2_000 >= frames[3].capture_us);
+        assert!(
+            frames
+                .iter()
+                .all(|f| f.samples.len() == AUDIO_FRAME_SAMPLES)
         );
     }
 }

@@ -1,0 +1,4 @@
+//! Codecs: H.264 (openh264) and Opus (libopus).
+
+pub mod h264;
+pub mod opus;

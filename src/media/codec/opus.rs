@@ -1,0 +1,153 @@
+//! Opus 48 kHz mono, 20 ms frames, VOIP application (the `opus` crate's bundled libopus).
+
+use ::opus::{Application, Bitrate, Channels, Decoder, Encoder};
+
+use crate::media::error::MediaError;
+use crate::media::frame::{AUDIO_FRAME_SAMPLES, AUDIO_RATE, AudioFrame};
+
+/// Upper bound for one 20 ms packet (libopus' recommended buffer is 4000 bytes).
+const MAX_PACKET: usize = 4000;
+/// 120 ms, the longest frame an Opus packet can carry.
+const MAX_FRAME_SAMPLES: usize = 5760;
+
+pub struct OpusEncoder {
+    encoder: Encoder,
+}
+
+impl OpusEncoder {
+    pub fn new(bitrate_bps: u32) -> Result<Self, MediaError> {
+        let mut encoder = Encoder::new(AUDIO_RATE, Channels::Mono, Application::Voip)?;
+        encoder.set_bitrate(Bitrate::Bits(bitrate_bps as i32))?;
+        Ok(Self { encoder })
+    }
+
+    pub fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), MediaError> {
+        self.encoder
+            .set_bitrate(Bitrate::Bits(bitrate_bps as i32))?;
+        Ok(())
+    }
+
+    /// Encodes exactly one 20 ms frame into one packet.
+    pub fn encode(&mut self, frame: &AudioFrame) -> Result<Vec<u8>, MediaError> {
+        if frame.samples.len() != AUDIO_FRAME_SAMPLES {
+            return Err(MediaError::Invalid(format!(
+                "Opus frame needs {AUDIO_FRAME_SAMPLES} samples, got {}",
+                frame.samples.len()
+            )));
+        }
+        Ok(self.encoder.encode_vec_float(&frame.samples, MAX_PACKET)?)
+    }
+}
+
+pub struct OpusDecoder {
+    decoder: Decoder,
+    buf: Vec<f32>,
+}
+
+impl OpusDecoder {
+    pub fn new() -> Result<Self, MediaError> {
+        Ok(Self {
+            decoder: Decoder::new(AUDIO_RATE, Channels::Mono)?,
+            buf: vec![0.0; MAX_FRAME_SAMPLES],
+        })
+    }
+
+    pub fn decode(&mut self, packet: &[u8]) -> Result<Vec<f32>, MediaError> {
+        if packet.is_empty() {
+            // libopus treats an empty packet as loss; make that explicit instead.
+            return Err(MediaError::Invalid("empty Opus packet".into()));
+        }
+        let n = self.decoder.decode_float(packet, &mut self.buf, false)?;
+        Ok(self.buf[..n].to_vec())
+    }
+
+    /// Packet-loss concealment for one missing 20 ms frame.
+    pub fn conceal(&mut self) -> Result<Vec<f32>, MediaError> {
+        let n = self
+            .decoder
+            .decode_float(&[], &mut self.buf[..AUDIO_FRAME_SAMPLES], false)?;
+        Ok(self.buf[..n].to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::analysis::{dominant_frequency, level_dbfs};
+    use crate::media::source::SyntheticAudio;
+
+    fn tone_frames(hz: f32, count: u64) -> Vec<AudioFrame> {
+        // Start 100 ms after a whole second so no marker click falls inside 0.8 s.
+        let src = SyntheticAudio::new(hz);
+        (0..count)
+            .map(|n| src.frame_at(n, 1_795_000_000_100_000 + n * 20_000))
+            .collect()
+    }
+
+    #[test]
+    fn tone_survives_encode_decode() {
+        let mut enc = OpusEncoder::new(32_000).unwrap();
+        let mut dec = OpusDecoder::new().unwrap();
+        let frames = tone_frames(440.0, 40);
+        let mut out = Vec::new();
+        for f in &frames {
+            let pkt = enc.encode(f).unwrap();
+            assert!(!pkt.is_empty() && pkt.len() < 400, "{} bytes", pkt.len());
+            let pcm = dec.decode(&pkt).unwrap();
+            assert_eq!(pcm.len(), AUDIO_FRAME_SAMPLES);
+            out.extend(pcm);
+        }
+        let input: Vec<f32> = frames.iter().flat_map(|f| f.samples.clone()).collect();
+        let steady = &out[9600..]; // skip the codec's start-up
+        let f = dominant_frequency(steady, AUDIO_RATE);
+        assert!((f - 440.0).abs() < 5.0, "dominant {f} Hz");
+        let (lin, lout) = (level_dbfs(&input), level_dbfs(steady));
+        assert!(
+            (lin - lout).abs() < 2.0,
+            "level in {lin:.1} dBFS, out {lout:.1} dBFS"
+        );
+    }
+
+    #[test]
+    fn conceal_fills_one_frame_and_decoding_resumes() {
+        let mut enc = OpusEncoder::new(24_000).unwrap();
+        let mut dec = OpusDecoder::new().unwrap();
+        let frames = tone_frames(440.0, 10);
+        for f in &frames[..5] {
+            dec.decode(&enc.encode(f).unwrap()).unwrap();
+        }
+        let plc = dec.conceal().unwrap();
+        assert_eq!(plc.len(), AUDIO_FRAME_SAMPLES);
+        // Concealment continues the tone rather than emitting silence.
+        assert!(level_dbfs(&plc) > -30.0, "{}", level_dbfs(&plc));
+        let next = dec.decode(&enc.encode(&frames[6]).unwrap()).unwrap();
+        assert_eq!(next.len(), AUDIO_FRAME_SAMPLES);
+    }
+
+    #[test]
+    fn bitrate_is_settable_and_changes_packet_size() {
+        let frames = tone_frames(440.0, 30);
+        let mut enc = OpusEncoder::new(64_000).unwrap();
+        let big: usize = frames[..15]
+            .iter()
+            .map(|f| enc.encode(f).unwrap().len())
+            .sum();
+        enc.set_bitrate(12_000).unwrap();
+        let small: usize = frames[15..]
+            .iter()
+            .map(|f| enc.encode(f).unwrap().len())
+            .sum();
+        assert!(small * 2 < big, "{big} vs {small} bytes");
+    }
+
+    #[test]
+    fn wrong_frame_size_and_empty_packets_are_errors() {
+        let mut enc = OpusEncoder::new(32_000).unwrap();
+        let short = AudioFrame {
+            samples: vec![0.0; 480],
+            capture_us: 0,
+        };
+        assert!(enc.encode(&short).is_err());
+        assert!(OpusDecoder::new().unwrap().decode(&[]).is_err());
+    }
+}

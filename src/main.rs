@@ -22,9 +22,87 @@ struct Cli {
 enum Command {
     /// Run the signaling server (WebSocket at /ws, /healthz, /metrics).
     Serve(ServeArgs),
+    /// Join a room without a window, send synthetic or file media, write a JSON report.
+    Headless(HeadlessArgs),
+    /// A whole call on this machine: an embedded server and N headless peers.
+    Loopback(LoopbackArgs),
     /// Measure the signaling server or a call and print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Args)]
+struct HeadlessArgs {
+    /// Signaling server, e.g. ws://127.0.0.1:8787/ws.
+    #[arg(long)]
+    server: String,
+    #[arg(long, default_value = "confab")]
+    room: String,
+    #[arg(long, default_value = "headless")]
+    name: String,
+    #[arg(long)]
+    password: Option<String>,
+    /// How long to stay in the call.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// synthetic, y4m:FILE or none.
+    #[arg(long, default_value = "synthetic")]
+    video: String,
+    /// synthetic, wav:FILE or none.
+    #[arg(long, default_value = "synthetic")]
+    audio: String,
+    /// Synthetic video size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x480")]
+    size: String,
+    #[arg(long, default_value_t = 30.0)]
+    fps: f32,
+    /// Video bitrate in kbit/s.
+    #[arg(long, default_value_t = 1000)]
+    bitrate_kbps: u32,
+    /// Frequency of the synthetic tone.
+    #[arg(long, default_value_t = 440.0)]
+    tone_hz: f32,
+    /// Ring the member with this display name once it is in the room.
+    #[arg(long)]
+    call: Option<String>,
+    /// Accept every incoming call.
+    #[arg(long)]
+    auto_answer: bool,
+    /// Local address for ICE (e.g. 127.0.0.1 for loopback only).
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: String,
+    /// Write the JSON report here (default: standard output).
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
+}
+
+impl HeadlessArgs {
+    fn options(&self) -> anyhow::Result<confab::headless::HeadlessOptions> {
+        use confab::headless::*;
+        let mut o = HeadlessOptions::new(&self.server, &self.room, &self.name);
+        o.password = self.password.clone();
+        o.seconds = self.seconds;
+        o.video = self.video.parse()?;
+        o.audio = self.audio.parse()?;
+        o.size = parse_size(&self.size)?;
+        o.fps = self.fps;
+        o.bitrate_bps = self.bitrate_kbps.saturating_mul(1000);
+        o.tone_hz = self.tone_hz;
+        o.call = self.call.clone();
+        o.auto_answer = self.auto_answer;
+        o.bind_addrs = vec![format!("{}:0", self.bind)];
+        Ok(o)
+    }
+}
+
+#[derive(Args)]
+struct LoopbackArgs {
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 2)]
+    peers: usize,
+    #[arg(long, default_value = "640x480")]
+    size: String,
 }
 
 #[derive(Args)]
@@ -130,6 +208,35 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(confab::bench::signaling(args))?;
             Ok(())
         }
+        Some(Command::Headless(args)) => rt.block_on(async {
+            let report = confab::headless::run(args.options()?).await?;
+            let json = serde_json::to_string_pretty(&report)?;
+            match &args.report {
+                Some(path) => {
+                    std::fs::write(path, json + "\n")
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprint!("{}", report.summary());
+                }
+                None => println!("{json}"),
+            }
+            if !report.media_arrived() {
+                anyhow::bail!("no media arrived from any peer");
+            }
+            Ok(())
+        }),
+        Some(Command::Loopback(args)) => rt.block_on(async {
+            let size = confab::headless::parse_size(&args.size)?;
+            let reports = confab::headless::loopback(args.peers, args.seconds, size).await?;
+            for r in &reports {
+                print!("{}", r.summary());
+            }
+            if reports.iter().all(|r| r.media_arrived()) {
+                println!("loopback call OK: every peer received media from the others");
+                Ok(())
+            } else {
+                anyhow::bail!("some peer received no media")
+            }
+        }),
         None => {
             anyhow::bail!("the desktop app is not built yet; try `confab serve` or `confab --help`")
         }

@@ -135,7 +135,6 @@ pub struct VideoEncoding {
 
 /// One local video track: capture and encode on a thread, fan-out on a task.
 pub struct VideoCapture {
-    pub track: String,
     pub fanout: Arc<Fanout<VideoTrackSender>>,
     pub counters: Arc<SendCounters>,
     keyframe: Arc<AtomicBool>,
@@ -187,7 +186,6 @@ impl VideoCapture {
             .spawn(move || thread.run(source))
             .expect("spawning a capture thread");
         VideoCapture {
-            track: track.to_string(),
             fanout,
             counters,
             keyframe,

@@ -101,6 +101,7 @@ pub enum Command {
     /// Cancel an outgoing ring, or hang up the active call.
     Hangup,
     SetVideoBitrate(u32),
+    SetVideoFps(f32),
     /// Ask a peer for a keyframe of one of its tracks (sends a PLI).
     RequestKeyframe {
         peer: String,
@@ -581,6 +582,11 @@ impl Engine {
                     c.set_bitrate(bps);
                 }
             }
+            Command::SetVideoFps(fps) => {
+                for c in [&self.camera, &self.screen].into_iter().flatten() {
+                    c.set_fps(fps);
+                }
+            }
             Command::RequestKeyframe { peer, track } => {
                 if let Some(p) = self.peers.get(&peer)
                     && let Err(e) = p.peer.request_keyframe(&track).await
@@ -767,7 +773,9 @@ impl Engine {
                 p.chat_open = true;
                 for msg in std::mem::take(&mut p.pending_chat) {
                     if let Err(e) = p.peer.send_data(&msg).await {
-                        self.emit(Event::Error(format!("chat to {id} not delivered: {e}")));
+                        let _ = self
+                            .events
+                            .send(Event::Error(format!("chat to {id} not delivered: {e}")));
                     }
                 }
             }

@@ -320,3 +320,39 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
     report.peers.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(report)
 }
+
+/// An embedded signaling server on loopback and `peers` headless peers in one
+/// process, each with its own tone, all for `seconds`.
+pub async fn loopback(
+    peers: usize,
+    seconds: f64,
+    size: (usize, usize),
+) -> Result<Vec<Report>, HeadlessError> {
+    use crate::signaling::{Server, ServerConfig};
+    if !(2..=8).contains(&peers) {
+        return Err(HeadlessError::Option("--peers takes 2 to 8".into()));
+    }
+    let server = Server::start(ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("valid address"),
+        ..ServerConfig::default()
+    })
+    .await
+    .map_err(|e| HeadlessError::Option(format!("embedded server: {e}")))?;
+    let url = server.ws_url();
+    let runs: Vec<_> = (0..peers)
+        .map(|i| {
+            let mut o = HeadlessOptions::new(&url, "loopback", &format!("peer{}", i + 1));
+            o.seconds = seconds;
+            o.size = size;
+            o.tone_hz = 440.0 + 220.0 * i as f32;
+            o.bind_addrs = vec!["127.0.0.1:0".into()];
+            tokio::spawn(run(o))
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for r in runs {
+        reports.push(r.await.map_err(|_| HeadlessError::EngineStopped)??);
+    }
+    let _ = server.shutdown().await;
+    Ok(reports)
+}

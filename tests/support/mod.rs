@@ -127,3 +127,4 @@ fn rand_nonce() -> u64 {
         .unwrap()
         .as_nanos() as u64
 }
+pub mod engine;

@@ -1,0 +1,122 @@
+//! Call-engine harness: in-process peers on loopback ICE that report through
+//! their event channel, with an analyser sink reading barcodes and tones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab::call::{self, CallConfig, CallHandle, Command, Event, LocalMedia, VideoEncoding};
+use confab::headless::Analyzer;
+use confab::media::{SyntheticAudio, SyntheticVideo};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Upper bound for one awaited event; reaching it is a failure, not a wait.
+pub const EVENT_LIMIT: Duration = Duration::from_secs(20);
+
+pub struct TestPeer {
+    pub name: String,
+    pub id: String,
+    pub handle: CallHandle,
+    pub events: UnboundedReceiver<Event>,
+    pub analyzer: Arc<Analyzer>,
+    /// Everything seen while waiting, for assertions on order and history.
+    pub seen: Vec<Event>,
+}
+
+pub fn synthetic(width: usize, height: usize, tone_hz: f32) -> LocalMedia {
+    LocalMedia {
+        camera: Some(Box::new(SyntheticVideo::new(width, height, 30.0).unwrap())),
+        microphone: Some(Box::new(SyntheticAudio::new(tone_hz))),
+    }
+}
+
+pub fn config(url: &str, room: &str, name: &str) -> CallConfig {
+    let mut c = CallConfig::new(url, room, name);
+    c.bind_addrs = vec!["127.0.0.1:0".into()];
+    c.video = VideoEncoding {
+        fps: 30.0,
+        bitrate_bps: 800_000,
+        keyframe_interval_frames: 0,
+    };
+    c
+}
+
+impl TestPeer {
+    pub async fn join(url: &str, room: &str, name: &str, media: LocalMedia) -> TestPeer {
+        Self::join_with(config(url, room, name), media).await
+    }
+
+    pub async fn join_with(cfg: CallConfig, media: LocalMedia) -> TestPeer {
+        let analyzer = Arc::new(Analyzer::default());
+        let name = cfg.name.clone();
+        let (handle, events) = call::start(cfg, media, analyzer.clone())
+            .await
+            .expect("engine starts and joins");
+        let mut p = TestPeer {
+            name,
+            id: String::new(),
+            handle,
+            events,
+            analyzer,
+            seen: Vec::new(),
+        };
+        p.id = p
+            .until("joined", |e| match e {
+                Event::Joined { id, .. } => Some(id.clone()),
+                _ => None,
+            })
+            .await;
+        p
+    }
+
+    /// Waits for the first event `f` accepts; panics after [`EVENT_LIMIT`].
+    pub async fn until<T>(&mut self, what: &str, mut f: impl FnMut(&Event) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + EVENT_LIMIT;
+        loop {
+            let ev = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{}: no {what} within {EVENT_LIMIT:?}", self.name))
+                .unwrap_or_else(|| panic!("{}: engine stopped while waiting for {what}", self.name));
+            let hit = f(&ev);
+            self.seen.push(ev);
+            if let Some(t) = hit {
+                return t;
+            }
+        }
+    }
+
+    /// Waits until the stats for `peer` satisfy `f` (stats arrive every second).
+    pub async fn until_stats(
+        &mut self,
+        what: &str,
+        peer: &str,
+        mut f: impl FnMut(&call::PeerCallStats) -> bool,
+    ) -> call::PeerCallStats {
+        self.until(what, |e| match e {
+            Event::Stats(all) => all.iter().find(|s| s.id == peer && f(s)).cloned(),
+            _ => None,
+        })
+        .await
+    }
+
+    pub async fn connected_to(&mut self, peer: &str) {
+        let peer = peer.to_string();
+        self.until("connected", |e| match e {
+            Event::Connection { id, state } if *id == peer && *state == call::ConnectionState::Connected => Some(()),
+            _ => None,
+        })
+        .await
+    }
+
+    pub fn send(&self, cmd: Command) {
+        assert!(self.handle.send(cmd), "{}: engine gone", self.name);
+    }
+
+    pub async fn leave(mut self) -> call::SentTotals {
+        self.send(Command::Leave);
+        self.until("left", |e| match e {
+            Event::Left(s) => Some(s.clone()),
+            _ => None,
+        })
+        .await
+    }
+}

@@ -355,7 +355,8 @@ mod tests {
                 assert_eq!(got.map(|b| b.frame_id), Some(n), "{w}x{h} frame {n}");
                 read_ok += 1;
             }
-            assert!(read_ok >= frames * 3 / 4, "{w}x{h}: {read_ok}/{frames}");
+            // Rate control may skip frames; every frame it does send must read.
+            assert!(read_ok >= frames / 2, "{w}x{h}: {read_ok}/{frames}");
         }
     }
 }

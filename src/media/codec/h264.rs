@@ -410,7 +410,13 @@ mod tests {
                 keys.push(n);
             }
         }
-        assert_eq!(keys, vec![0, 10, 20]);
+        // openh264 counts the period in coded frames, so a skipped frame delays the next IDR.
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert_eq!(keys[0], 0);
+        assert!(
+            keys.windows(2).all(|k| (10..=12).contains(&(k[1] - k[0]))),
+            "{keys:?}"
+        );
         enc.set_keyframe_interval(0).unwrap();
         let later: Vec<u32> = (30..70)
             .filter(|&n| {

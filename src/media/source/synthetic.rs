@@ -129,8 +129,8 @@ impl VideoSource for SyntheticVideo {
 }
 
 /// Marker click: a short 3.5 kHz burst starting exactly at each whole wall-clock second.
-pub const CLICK_HZ: f32 = 3_500.0;
-pub const CLICK_US: u64 = 5_000;
+const CLICK_HZ: f32 = 3_500.0;
+const CLICK_US: u64 = 5_000;
 const CLICK_AMPLITUDE: f32 = 0.6;
 const TONE_AMPLITUDE: f32 = 0.3;
 

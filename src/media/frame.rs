@@ -56,24 +56,32 @@ impl VideoFrame {
         v: Vec<u8>,
         capture_us: u64,
     ) -> Result<Self, MediaError> {
-        check_dims(width, height)?;
-        let c = (width / 2) * (height / 2);
-        if y.len() != width * height || u.len() != c || v.len() != c {
-            return Err(MediaError::Invalid(format!(
-                "plane sizes {}/{}/{} do not fit {width}x{height} I420",
-                y.len(),
-                u.len(),
-                v.len()
-            )));
-        }
-        Ok(Self {
+        let frame = Self {
             width,
             height,
             y,
             u,
             v,
             capture_us,
-        })
+        };
+        frame.validate()?;
+        Ok(frame)
+    }
+
+    /// Checks even dimensions and tightly packed plane sizes.
+    pub fn validate(&self) -> Result<(), MediaError> {
+        let (width, height) = (self.width, self.height);
+        check_dims(width, height)?;
+        let c = (width / 2) * (height / 2);
+        if self.y.len() != width * height || self.u.len() != c || self.v.len() != c {
+            return Err(MediaError::Invalid(format!(
+                "plane sizes {}/{}/{} do not fit {width}x{height} I420",
+                self.y.len(),
+                self.u.len(),
+                self.v.len()
+            )));
+        }
+        Ok(())
     }
 }
 

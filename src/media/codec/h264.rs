@@ -69,6 +69,8 @@ impl H264Encoder {
 
     /// Encodes one frame; `None` when rate control skipped it.
     pub fn encode(&mut self, frame: &VideoFrame) -> Result<Option<EncodedFrame>, MediaError> {
+        // The fields are public: re-check what openh264 will read through raw pointers.
+        frame.validate()?;
         if (frame.width, frame.height) != (self.settings.width, self.settings.height) {
             // A fresh encoder rather than openh264's in-place reinit, which would
             // forget bitrate/fps changes made since creation.
@@ -410,7 +412,13 @@ mod tests {
                 keys.push(n);
             }
         }
-        assert_eq!(keys, vec![0, 10, 20]);
+        // openh264 counts the period in coded frames, so a skipped frame delays the next IDR.
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert_eq!(keys[0], 0);
+        assert!(
+            keys.windows(2).all(|k| (10..=12).contains(&(k[1] - k[0]))),
+            "{keys:?}"
+        );
         enc.set_keyframe_interval(0).unwrap();
         let later: Vec<u32> = (30..70)
             .filter(|&n| {
@@ -529,5 +537,37 @@ mod tests {
         assert_eq!(types(&out), vec![NAL_SPS, NAL_PPS, NAL_IDR]);
         let p_frame = vec![0, 0, 0, 1, 0x41, 0x9a];
         assert_eq!(enc.with_parameter_sets(p_frame.clone()), (p_frame, false));
+    }
+
+    #[test]
+    fn lowering_the_frame_rate_gives_each_frame_more_bits() {
+        let src = SyntheticVideo::new(640, 480, 30.0).unwrap();
+        let mut enc = H264Encoder::new(settings(640, 480, 600_000)).unwrap();
+        let mean_p_size = |enc: &mut H264Encoder, range: std::ops::Range<u32>| {
+            let sizes: Vec<usize> = range
+                .filter_map(|n| enc.encode(&src.frame_at(n, n as u64 * 33_333)).unwrap())
+                .filter(|au| !au.keyframe)
+                .map(|au| au.data.len())
+                .collect();
+            sizes.iter().sum::<usize>() as f64 / sizes.len().max(1) as f64
+        };
+        let at_30 = mean_p_size(&mut enc, 0..45);
+        enc.set_fps(10.0).unwrap();
+        assert_eq!(enc.settings().fps, 10.0);
+        mean_p_size(&mut enc, 45..55);
+        let at_10 = mean_p_size(&mut enc, 55..85);
+        assert!(
+            at_10 > at_30 * 1.8,
+            "mean AU {at_30:.0} B at 30 fps vs {at_10:.0} B at 10 fps"
+        );
+        assert!(enc.set_fps(0.0).is_err());
+    }
+
+    #[test]
+    fn inconsistent_frames_are_rejected_not_read_out_of_bounds() {
+        let mut enc = H264Encoder::new(settings(160, 120, 100_000)).unwrap();
+        let mut f = VideoFrame::black(160, 120, 0).unwrap();
+        f.u.truncate(10);
+        assert!(matches!(enc.encode(&f), Err(MediaError::Invalid(_))));
     }
 }

@@ -53,47 +53,60 @@ impl SyntheticVideo {
         let (w, h) = (self.width, self.height);
         let mut f = VideoFrame::black(w, h, capture_us).expect("dimensions checked in new");
         let n = n as usize;
+        let t = n as f32;
+        let top = barcode::band_height(h);
         // Bars scroll one full width every 8 s of frames at 30 fps.
         let shift = n * w / 240;
         let bar_of = |x: usize| ((x + shift) % w) * BARS.len() / w;
-        // A drifting sinusoidal texture on top, so inter prediction has detail to track.
-        let t = n as f32;
-        let tex_x: Vec<f32> = (0..w)
-            .map(|x| 14.0 * ((x as f32 + 3.0 * t) * 0.35).sin())
+        // Plus a drifting separable ripple (horizontal + vertical) and a vertical
+        // gradient, so inter prediction has detail to track. Separable, so each row is
+        // the column pattern plus a per-row offset: rows are built once per distinct
+        // offset and copied, which keeps 1080p cheap even in unoptimised builds.
+        let columns: Vec<i32> = (0..w)
+            .map(|x| {
+                let ripple = 14.0 * ((x as f32 + 3.0 * t) * 0.35).sin();
+                BARS[bar_of(x)].0 as i32 + ripple.round() as i32
+            })
             .collect();
-        for y in 0..h {
-            let grad = (y * 40 / h) as f32;
-            let tex_y = ((y as f32 - 2.0 * t) * 0.27).cos();
-            let row = &mut f.y[y * w..(y + 1) * w];
-            for (x, p) in row.iter_mut().enumerate() {
-                let v = BARS[bar_of(x)].0 as f32 - grad + tex_x[x] * tex_y;
-                *p = v.clamp(16.0, 235.0) as u8;
-            }
+        let mut rows: Vec<Option<Vec<u8>>> = vec![None; 128];
+        for y in top..h {
+            let ripple = (14.0 * ((y as f32 - 2.0 * t) * 0.27).cos()).round() as i32;
+            let offset = ripple - (y * 40 / h) as i32; // within -54..=14
+            let row = rows[(offset + 64) as usize].get_or_insert_with(|| {
+                columns
+                    .iter()
+                    .map(|&c| (c + offset).clamp(16, 235) as u8)
+                    .collect()
+            });
+            f.y[y * w..(y + 1) * w].copy_from_slice(row);
         }
-        let (cw, ch) = (w / 2, h / 2);
-        for y in 0..ch {
-            for x in 0..cw {
-                let (_, u, v) = BARS[bar_of(x * 2)];
-                f.u[y * cw + x] = u;
-                f.v[y * cw + x] = v;
-            }
+        let cw = w / 2;
+        let (u_row, v_row): (Vec<u8>, Vec<u8>) = (0..cw)
+            .map(|x| (BARS[bar_of(x * 2)].1, BARS[bar_of(x * 2)].2))
+            .unzip();
+        for y in top / 2..h / 2 {
+            f.u[y * cw..(y + 1) * cw].copy_from_slice(&u_row);
+            f.v[y * cw..(y + 1) * cw].copy_from_slice(&v_row);
         }
         // A checkered box bouncing below the barcode band: texture that really moves.
         let (bw, bh) = ((w / 6).max(2), (h / 6).max(2));
-        let top = barcode::band_height(h);
-        let span_x = w - bw;
+        let span_x = (w - bw).max(1);
         let span_y = (h - top).saturating_sub(bh).max(1);
         let tri = |t: usize, span: usize| {
             let p = t % (2 * span);
             if p < span { p } else { 2 * span - p }
         };
-        let bx = tri(n * 7, span_x.max(1));
+        let bx = tri(n * 7, span_x);
         let by = top + tri(n * 5, span_y);
         let check = (bw / 4).max(1);
         for y in by..(by + bh).min(h) {
-            for x in bx..(bx + bw).min(w) {
-                let on = ((x - bx) / check + (y - by) / check).is_multiple_of(2);
-                f.y[y * w + x] = if on { 200 } else { 60 };
+            for cx in (0..bw).step_by(check) {
+                let on = (cx / check + (y - by) / check).is_multiple_of(2);
+                let (x0, x1) = (
+                    y * w + bx + cx,
+                    y * w + (bx + cx + check).min(bx + bw).min(w),
+                );
+                f.y[x0..x1].fill(if on { 200 } else { 60 });
             }
         }
         barcode::draw(&mut f, n as u32, capture_us);
@@ -116,8 +129,8 @@ impl VideoSource for SyntheticVideo {
 }
 
 /// Marker click: a short 3.5 kHz burst starting exactly at each whole wall-clock second.
-pub const CLICK_HZ: f32 = 3_500.0;
-pub const CLICK_US: u64 = 5_000;
+const CLICK_HZ: f32 = 3_500.0;
+const CLICK_US: u64 = 5_000;
 const CLICK_AMPLITUDE: f32 = 0.6;
 const TONE_AMPLITUDE: f32 = 0.3;
 

@@ -38,7 +38,7 @@ impl Y4mVideo {
             width,
             height,
             fps,
-            pacer: Pacer::new(period_for_fps(fps)?, false),
+            pacer: Pacer::new(period_for_fps(fps)?, true),
             frames_this_pass: 0,
         })
     }

@@ -36,6 +36,8 @@ async fn join_list_relay_and_state_through_the_client_library() {
         .unwrap();
     let wa = a.join(params("team", "Ada")).await.unwrap();
     assert!(wa.members.is_empty());
+    // The event stream marks where the room begins.
+    assert_eq!(next(&mut a_ev).await, ClientEvent::Joined(wa.clone()));
     let rooms = b.list_rooms().await.unwrap();
     assert_eq!(
         (rooms.len(), rooms[0].name.as_str(), rooms[0].members),
@@ -43,6 +45,7 @@ async fn join_list_relay_and_state_through_the_client_library() {
     );
     let wb = b.join(params("team", "Bob")).await.unwrap();
     assert_eq!(wb.members[0].id, wa.id);
+    assert_eq!(next(&mut b_ev).await, ClientEvent::Joined(wb.clone()));
     match next(&mut a_ev).await {
         ClientEvent::Message(ServerMessage::PeerJoined { member }) => assert_eq!(member.id, wb.id),
         other => panic!("{other:?}"),
@@ -104,6 +107,7 @@ async fn after_a_server_restart_the_client_reconnects_and_rejoins_the_same_room(
     };
     let (a, mut a_ev) = SignalingClient::connect(&srv.ws_url(), opts).await.unwrap();
     let first = a.join(params("standup", "Ada")).await.unwrap();
+    assert!(matches!(next(&mut a_ev).await, ClientEvent::Joined(_)));
     srv.shutdown().await.unwrap();
     match next(&mut a_ev).await {
         ClientEvent::Disconnected { retry_in, .. } => assert!(retry_in.is_some()),

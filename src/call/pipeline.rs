@@ -167,7 +167,8 @@ impl VideoCapture {
                     // Not negotiated yet, or the peer is going away: nothing to do.
                     delivered |= sender.send(&au, duration).await.is_ok();
                 }
-                sent.delivered.fetch_add(u64::from(delivered), Ordering::Relaxed);
+                sent.delivered
+                    .fetch_add(u64::from(delivered), Ordering::Relaxed);
             }
         });
         let thread = VideoThread {
@@ -377,12 +378,21 @@ impl AudioCapture {
             while let Some(packet) = rx.recv().await {
                 let mut delivered = false;
                 for (_, sender) in out.snapshot() {
-                    delivered |= sender.send(&packet, Duration::from_millis(20)).await.is_ok();
+                    delivered |= sender
+                        .send(&packet, Duration::from_millis(20))
+                        .await
+                        .is_ok();
                 }
-                sent.delivered.fetch_add(u64::from(delivered), Ordering::Relaxed);
+                sent.delivered
+                    .fetch_add(u64::from(delivered), Ordering::Relaxed);
             }
         });
-        let (m, s, c, track) = (muted.clone(), stop.clone(), counters.clone(), track.to_string());
+        let (m, s, c, track) = (
+            muted.clone(),
+            stop.clone(),
+            counters.clone(),
+            track.to_string(),
+        );
         std::thread::Builder::new()
             .name(format!("capture-{track}"))
             .spawn(move || {
@@ -522,14 +532,16 @@ pub fn spawn_decoder(
                     match dec.decode(&au.data) {
                         Ok(Some(frame)) => {
                             let decoded_us = now_us();
-                            counters.decode_us_total.fetch_add(
-                                started.elapsed().as_micros() as u64,
-                                Ordering::Relaxed,
-                            );
+                            counters
+                                .decode_us_total
+                                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                             counters.decoded.fetch_add(1, Ordering::Relaxed);
                             counters.width.store(frame.width as u64, Ordering::Relaxed);
-                            counters.height.store(frame.height as u64, Ordering::Relaxed);
-                            let code = barcode::read(&frame.y, frame.width, frame.height, frame.width);
+                            counters
+                                .height
+                                .store(frame.height as u64, Ordering::Relaxed);
+                            let code =
+                                barcode::read(&frame.y, frame.width, frame.height, frame.width);
                             if let Some(b) = code {
                                 counters
                                     .latency_us

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::media::{AudioSource, VideoSource};
-use crate::signaling::protocol::{CallEndReason, LeaveReason, MediaState, Member, ServerMessage, Welcome};
+use crate::signaling::protocol::{
+    CallEndReason, LeaveReason, MediaState, Member, ServerMessage, Welcome,
+};
 use crate::signaling::{ClientEvent, ClientOptions, JoinParams, SignalingClient, SignalingError};
 
 use super::negotiation::{Negotiator, Signal};
@@ -257,6 +259,7 @@ pub async fn start(
         active_call: None,
         outgoing_ring: None,
         stats: StatsTracker::default(),
+        awaiting_join_marker: true,
     };
     engine.on_welcome(welcome).await;
     tokio::spawn(engine.run(cmd_rx, signals, peer_rx, fail_rx, kf_rx));
@@ -300,6 +303,9 @@ struct Engine {
     active_call: Option<String>,
     outgoing_ring: Option<String>,
     stats: StatsTracker,
+    /// Between leaving a room and the client's `Joined` marker, room events
+    /// still queued belong to the old room and must not touch the new peers.
+    awaiting_join_marker: bool,
 }
 
 impl Engine {
@@ -504,7 +510,12 @@ impl Engine {
                 if let Some(c) = &self.camera {
                     c.replace_source(src);
                 } else {
-                    let cap = VideoCapture::start(CAMERA_TRACK, src, self.config.video, self.fail_tx.clone());
+                    let cap = VideoCapture::start(
+                        CAMERA_TRACK,
+                        src,
+                        self.config.video,
+                        self.fail_tx.clone(),
+                    );
                     self.add_track_to_all(&cap, CAMERA_TRACK).await;
                     self.camera = Some(cap);
                 }
@@ -515,7 +526,12 @@ impl Engine {
                 if let Some(c) = &self.mic {
                     c.replace_source(src);
                 } else {
-                    let cap = AudioCapture::start(MIC_TRACK, src, self.config.audio_bitrate_bps, self.fail_tx.clone());
+                    let cap = AudioCapture::start(
+                        MIC_TRACK,
+                        src,
+                        self.config.audio_bitrate_bps,
+                        self.fail_tx.clone(),
+                    );
                     let stream = self.me.clone();
                     for (id, p) in &self.peers {
                         match p.peer.add_audio_track(MIC_TRACK, &stream).await {
@@ -532,7 +548,12 @@ impl Engine {
                 if let Some(s) = &self.screen {
                     s.replace_source(src);
                 } else {
-                    let cap = VideoCapture::start(SCREEN_TRACK, src, self.config.video, self.fail_tx.clone());
+                    let cap = VideoCapture::start(
+                        SCREEN_TRACK,
+                        src,
+                        self.config.video,
+                        self.fail_tx.clone(),
+                    );
                     self.add_track_to_all(&cap, SCREEN_TRACK).await;
                     self.screen = Some(cap);
                 }
@@ -562,19 +583,32 @@ impl Engine {
                 }
             }
             Command::Invite { to, metadata } => {
-                let _ = self.client.send(crate::signaling::protocol::ClientMessage::CallInvite { to, metadata });
+                let _ = self
+                    .client
+                    .send(crate::signaling::protocol::ClientMessage::CallInvite { to, metadata });
             }
             Command::Accept(call_id) => {
-                let _ = self.client.send(crate::signaling::protocol::ClientMessage::CallAccept { call_id });
+                let _ = self
+                    .client
+                    .send(crate::signaling::protocol::ClientMessage::CallAccept { call_id });
             }
             Command::Decline { call_id, reason } => {
                 let _ = self
                     .client
-                    .send(crate::signaling::protocol::ClientMessage::CallDecline { call_id, reason });
+                    .send(crate::signaling::protocol::ClientMessage::CallDecline {
+                        call_id,
+                        reason,
+                    });
             }
             Command::Hangup => {
-                if let Some(call_id) = self.active_call.clone().or_else(|| self.outgoing_ring.clone()) {
-                    let _ = self.client.send(crate::signaling::protocol::ClientMessage::CallHangup { call_id });
+                if let Some(call_id) = self
+                    .active_call
+                    .clone()
+                    .or_else(|| self.outgoing_ring.clone())
+                {
+                    let _ = self
+                        .client
+                        .send(crate::signaling::protocol::ClientMessage::CallHangup { call_id });
                 }
             }
             Command::SetVideoBitrate(bps) => {
@@ -610,6 +644,13 @@ impl Engine {
 
     async fn on_signaling(&mut self, ev: ClientEvent) {
         match ev {
+            ClientEvent::Joined(_) => self.awaiting_join_marker = false,
+            ClientEvent::Message(
+                ServerMessage::PeerJoined { .. }
+                | ServerMessage::PeerLeft { .. }
+                | ServerMessage::Relay { .. }
+                | ServerMessage::MediaState { .. },
+            ) if self.awaiting_join_marker => {}
             ClientEvent::Message(msg) => self.on_server_message(msg).await,
             ClientEvent::Disconnected { reason, .. } => {
                 self.close_all_peers().await;
@@ -674,9 +715,11 @@ impl Engine {
                 metadata,
             } => {
                 if self.config.auto_answer {
-                    let _ = self.client.send(crate::signaling::protocol::ClientMessage::CallAccept {
-                        call_id: call_id.clone(),
-                    });
+                    let _ =
+                        self.client
+                            .send(crate::signaling::protocol::ClientMessage::CallAccept {
+                                call_id: call_id.clone(),
+                            });
                 }
                 self.emit(Event::IncomingCall {
                     call_id,
@@ -685,7 +728,11 @@ impl Engine {
                     metadata,
                 });
             }
-            ServerMessage::CallAccepted { call_id, room, peer } => {
+            ServerMessage::CallAccepted {
+                call_id,
+                room,
+                peer,
+            } => {
                 self.outgoing_ring = None;
                 self.active_call = Some(call_id.clone());
                 self.emit(Event::CallAccepted {
@@ -731,6 +778,7 @@ impl Engine {
     }
 
     async fn switch_room(&mut self, target: JoinParams) {
+        self.awaiting_join_marker = true;
         self.close_all_peers().await;
         let _ = self.client.leave().await;
         let mut target = target;
@@ -745,13 +793,18 @@ impl Engine {
     }
 
     async fn on_peer_event(&mut self, id: &str, serial: u64, ev: PeerEvent) {
-        let Some(p) = self.peers.get_mut(id) else { return };
+        let Some(p) = self.peers.get_mut(id) else {
+            return;
+        };
         if p.serial != serial {
             return; // from a connection we already replaced
         }
         match ev {
-            PeerEvent::LocalCandidate(c) => self.relay(id, vec![Signal::Candidate { candidate: c }]),
-            PeerEvent::NegotiationNeeded => match p.negotiator.on_negotiation_needed(&p.peer).await {
+            PeerEvent::LocalCandidate(c) => {
+                self.relay(id, vec![Signal::Candidate { candidate: c }])
+            }
+            PeerEvent::NegotiationNeeded => match p.negotiator.on_negotiation_needed(&p.peer).await
+            {
                 Ok(out) => self.relay(id, out),
                 Err(e) => self.emit(Event::Error(format!("negotiation with {id}: {e}"))),
             },

@@ -82,7 +82,11 @@ impl std::str::FromStr for AudioInput {
 
 /// Parses `1280x720`.
 pub fn parse_size(s: &str) -> Result<(usize, usize), HeadlessError> {
-    let bad = || HeadlessError::Option(format!("--size takes WIDTHxHEIGHT with even numbers, not {s:?}"));
+    let bad = || {
+        HeadlessError::Option(format!(
+            "--size takes WIDTHxHEIGHT with even numbers, not {s:?}"
+        ))
+    };
     let (w, h) = s.split_once('x').ok_or_else(bad)?;
     let (w, h): (usize, usize) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
     if w < 16 || h < 16 || w % 2 == 1 || h % 2 == 1 || w > 7680 || h > 4320 {
@@ -147,7 +151,11 @@ impl HeadlessOptions {
     pub fn open_media(&self) -> Result<LocalMedia, HeadlessError> {
         let camera: Option<Box<dyn VideoSource>> = match &self.video {
             VideoInput::None => None,
-            VideoInput::Synthetic => Some(Box::new(SyntheticVideo::new(self.size.0, self.size.1, self.fps)?)),
+            VideoInput::Synthetic => Some(Box::new(SyntheticVideo::new(
+                self.size.0,
+                self.size.1,
+                self.fps,
+            )?)),
             VideoInput::Y4m(p) => Some(Box::new(Y4mVideo::open(p, Some(self.fps))?)),
         };
         let microphone: Option<Box<dyn AudioSource>> = match &self.audio {
@@ -200,8 +208,10 @@ impl Report {
     /// A few lines for people.
     pub fn summary(&self) -> String {
         use std::fmt::Write;
-        let mut s = format!("{} ({}), {:.0} s: sent {} video frames, {} audio frames\n",
-            self.name, self.id, self.seconds, self.sent.video_frames, self.sent.audio_frames);
+        let mut s = format!(
+            "{} ({}), {:.0} s: sent {} video frames, {} audio frames\n",
+            self.name, self.id, self.seconds, self.sent.video_frames, self.sent.audio_frames
+        );
         for p in &self.peers {
             let v = &p.video;
             let _ = writeln!(
@@ -211,13 +221,22 @@ impl Report {
                 v.frames_decoded,
                 v.width,
                 v.height,
-                if v.ids_in_order { "in order" } else { "OUT OF ORDER" },
+                if v.ids_in_order {
+                    "in order"
+                } else {
+                    "OUT OF ORDER"
+                },
                 v.id_gaps,
-                v.latency_ms.as_ref().map_or("-".into(), |l| format!("{:.1}", l.p50)),
+                v.latency_ms
+                    .as_ref()
+                    .map_or("-".into(), |l| format!("{:.1}", l.p50)),
                 p.audio.packets_received,
                 p.audio.tone_hz.map_or("-".into(), |t| format!("{t:.0}")),
                 p.audio.level_dbfs.map_or("-".into(), |l| format!("{l:.1}")),
-                p.audio.latency_ms.as_ref().map_or("-".into(), |l| format!("{:.1}", l.p50)),
+                p.audio
+                    .latency_ms
+                    .as_ref()
+                    .map_or("-".into(), |l| format!("{:.1}", l.p50)),
                 p.connect_ms.map_or("-".into(), |v| v.to_string()),
                 p.first_frame_ms.map_or("-".into(), |v| v.to_string()),
             );
@@ -272,7 +291,8 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
                 if state == call::ConnectionState::Connected
                     && let Some(p) = peers.get_mut(&id)
                 {
-                    p.connect_ms.get_or_insert(started.elapsed().as_millis() as u64);
+                    p.connect_ms
+                        .get_or_insert(started.elapsed().as_millis() as u64);
                 }
             }
             Event::PeerLeft { id, reason } => {
@@ -314,7 +334,10 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
         let screen = analyzer.video(&id, call::SCREEN_TRACK);
         p.screen = (screen.frames_decoded > 0).then_some(screen);
         p.audio = analyzer.audio(&id);
-        p.first_frame_ms = p.video.first_frame_us.map(|t| t.saturating_sub(joined_us) / 1000);
+        p.first_frame_ms = p
+            .video
+            .first_frame_us
+            .map(|t| t.saturating_sub(joined_us) / 1000);
         report.peers.push(p);
     }
     report.peers.sort_by(|a, b| a.name.cmp(&b.name));

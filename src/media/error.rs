@@ -19,6 +19,9 @@ pub enum MediaError {
     Wav(#[from] hound::Error),
     #[error("resampling: {0}")]
     Resample(String),
+    /// A capture device failed or went away.
+    #[error("device: {0}")]
+    Device(String),
 }
 
 impl From<openh264::Error> for MediaError {

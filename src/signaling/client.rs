@@ -71,6 +71,9 @@ pub enum ClientEvent {
         reason: String,
         retry_in: Option<Duration>,
     },
+    /// A join succeeded (also answered to `join`). Marks the point in the event
+    /// stream where the new room begins: earlier room events belong to the old one.
+    Joined(Welcome),
     /// Back on line and rejoined; everyone in `welcome.members` is (re)discovered.
     Reconnected(Welcome),
     /// Back on line, but the room would not take us again.
@@ -379,6 +382,7 @@ impl Task {
                 let (params, tx) = self.pending_join.take().expect("checked");
                 self.heartbeat = Duration::from_millis(w.heartbeat_ms.max(100));
                 self.joined = Some(params);
+                let _ = self.events.send(ClientEvent::Joined(w.clone()));
                 let _ = tx.send(Ok(w));
             }
             ServerMessage::Error {

@@ -75,13 +75,27 @@ impl TestPeer {
             let ev = tokio::time::timeout_at(deadline, self.events.recv())
                 .await
                 .unwrap_or_else(|_| panic!("{}: no {what} within {EVENT_LIMIT:?}", self.name))
-                .unwrap_or_else(|| panic!("{}: engine stopped while waiting for {what}", self.name));
+                .unwrap_or_else(|| {
+                    panic!("{}: engine stopped while waiting for {what}", self.name)
+                });
             let hit = f(&ev);
             self.seen.push(ev);
             if let Some(t) = hit {
                 return t;
             }
         }
+    }
+
+    /// Like [`TestPeer::until`], but an event already seen also counts.
+    pub async fn seen_or_until<T>(
+        &mut self,
+        what: &str,
+        mut f: impl FnMut(&Event) -> Option<T>,
+    ) -> T {
+        if let Some(t) = self.seen.iter().find_map(&mut f) {
+            return t;
+        }
+        self.until(what, f).await
     }
 
     /// Waits until the stats for `peer` satisfy `f` (stats arrive every second).
@@ -101,7 +115,11 @@ impl TestPeer {
     pub async fn connected_to(&mut self, peer: &str) {
         let peer = peer.to_string();
         self.until("connected", |e| match e {
-            Event::Connection { id, state } if *id == peer && *state == call::ConnectionState::Connected => Some(()),
+            Event::Connection { id, state }
+                if *id == peer && *state == call::ConnectionState::Connected =>
+            {
+                Some(())
+            }
             _ => None,
         })
         .await

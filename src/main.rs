@@ -183,6 +183,8 @@ fn secs(v: f64, flag: &str) -> anyhow::Result<Duration> {
 enum BenchCommand {
     /// Many WebSocket clients in many rooms relaying to each other.
     Signaling(confab::bench::SignalingBenchArgs),
+    /// A 1:1 call between two headless processes on loopback.
+    Call(confab::bench::CallBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -206,6 +208,10 @@ fn main() -> anyhow::Result<()> {
         }),
         Some(Command::Bench(BenchCommand::Signaling(args))) => {
             rt.block_on(confab::bench::signaling(args))?;
+            Ok(())
+        }
+        Some(Command::Bench(BenchCommand::Call(args))) => {
+            rt.block_on(confab::bench::call(args))?;
             Ok(())
         }
         Some(Command::Headless(args)) => rt.block_on(async {

@@ -1,8 +1,10 @@
 //! Benchmarks behind `confab bench`: they print figures; tests only check that
 //! they run and that what they measure is correct.
 
+mod call;
 mod signaling;
 
+pub use call::{CallBenchArgs, CallBenchReport, call, run_call};
 pub use signaling::{SignalingBenchArgs, SignalingBenchReport, run_signaling, signaling};
 
 #[derive(Debug, thiserror::Error)]
@@ -13,4 +15,18 @@ pub enum BenchError {
     Server(String),
     #[error(transparent)]
     Io(std::io::Error),
+}
+
+/// The `confab` executable: this one, or (from a test binary in target/*/deps)
+/// the one cargo built beside it.
+fn confab_binary() -> Result<std::path::PathBuf, BenchError> {
+    let exe = std::env::current_exe().map_err(BenchError::Io)?;
+    if exe.file_stem().is_some_and(|s| s == "confab") {
+        return Ok(exe);
+    }
+    exe.ancestors()
+        .skip(1)
+        .map(|d| d.join("confab"))
+        .find(|c| c.is_file())
+        .ok_or_else(|| BenchError::Server("cannot find the confab executable".into()))
 }

@@ -271,8 +271,7 @@ async fn client(
 
 async fn spawn_server(clients: usize) -> Result<(tokio::process::Child, String), BenchError> {
     use tokio::io::AsyncBufReadExt;
-    let exe = std::env::current_exe().map_err(BenchError::Io)?;
-    let exe = locate_confab(exe);
+    let exe = super::confab_binary()?;
     let mut child = tokio::process::Command::new(exe)
         .args([
             "serve",
@@ -305,22 +304,6 @@ async fn spawn_server(clients: usize) -> Result<(tokio::process::Child, String),
         .ok_or_else(|| BenchError::Server(format!("unexpected server output: {line}")))?
         .to_string();
     Ok((child, url))
-}
-
-/// Test binaries live in target/*/deps; the `confab` binary is one folder up.
-fn locate_confab(exe: std::path::PathBuf) -> std::path::PathBuf {
-    if exe.file_stem().is_some_and(|s| s == "confab") {
-        return exe;
-    }
-    let mut dir = exe.parent().map(|p| p.to_path_buf());
-    while let Some(d) = dir {
-        let candidate = d.join("confab");
-        if candidate.is_file() {
-            return candidate;
-        }
-        dir = d.parent().map(|p| p.to_path_buf());
-    }
-    exe
 }
 
 fn rss_mib(pid: u32) -> Option<f64> {

@@ -23,3 +23,31 @@ async fn a_small_signaling_bench_holds_every_client_and_keeps_rooms_apart() {
     assert!(r.latency_p50_ms > 0.0 && r.latency_p50_ms <= r.latency_p99_ms);
     assert!(r.server_rss_mib.is_some_and(|m| m > 1.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_call_bench_measures_latency_cpu_and_codec_time() {
+    let r = confab::bench::run_call(confab::bench::CallBenchArgs {
+        seconds: 3.0,
+        size: "320x240".into(),
+        fps: 30.0,
+        bitrate_kbps: 300,
+    })
+    .await
+    .expect("call bench runs");
+    assert!(
+        r.frames_sent > 100 && r.frames_decoded as f64 > 0.8 * r.frames_sent as f64,
+        "{r}"
+    );
+    assert!(r.join_to_first_frame_ms > 0.0, "{r}");
+    assert!(
+        r.glass_to_glass_p50_ms > 0.0 && r.glass_to_glass_p50_ms <= r.glass_to_glass_p95_ms,
+        "{r}"
+    );
+    assert!(r.audio_latency_p50_ms > 0.0, "{r}");
+    assert!(r.cpu_seconds_per_call_second_per_peer > 0.0, "{r}");
+    assert!(
+        r.encode_ms_per_frame > 0.0 && r.decode_ms_per_frame > 0.0,
+        "{r}"
+    );
+    assert!(r.video_kbps > 50.0, "{r}");
+}

@@ -1,0 +1,196 @@
+//! `confab bench call`: a 1:1 call between two `confab headless` processes on
+//! loopback, with an in-process signaling server. Each peer is its own process
+//! so its CPU time can be read from the kernel (getrusage of the children).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::signaling::{Server, ServerConfig};
+
+use super::BenchError;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CallBenchArgs {
+    #[arg(long, default_value_t = 20.0)]
+    pub seconds: f64,
+    #[arg(long, default_value = "1280x720")]
+    pub size: String,
+    #[arg(long, default_value_t = 30.0)]
+    pub fps: f32,
+    #[arg(long, default_value_t = 2500)]
+    pub bitrate_kbps: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CallBenchReport {
+    pub seconds: f64,
+    pub size: String,
+    pub join_to_first_frame_ms: f64,
+    pub glass_to_glass_p50_ms: f64,
+    pub glass_to_glass_p95_ms: f64,
+    pub audio_latency_p50_ms: f64,
+    pub cpu_seconds_per_call_second_per_peer: f64,
+    pub encode_ms_per_frame: f64,
+    pub decode_ms_per_frame: f64,
+    pub video_kbps: f64,
+    pub frames_sent: u64,
+    pub frames_decoded: u64,
+}
+
+impl std::fmt::Display for CallBenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "1:1 call, {} for {:.0} s, two processes on loopback",
+            self.size, self.seconds
+        )?;
+        writeln!(
+            f,
+            "join to first frame     {:.0} ms",
+            self.join_to_first_frame_ms
+        )?;
+        writeln!(
+            f,
+            "glass to glass          p50 {:.1} ms  p95 {:.1} ms",
+            self.glass_to_glass_p50_ms, self.glass_to_glass_p95_ms
+        )?;
+        writeln!(
+            f,
+            "audio (marker click)    p50 {:.1} ms",
+            self.audio_latency_p50_ms
+        )?;
+        writeln!(
+            f,
+            "CPU                     {:.2} s per call-second per peer",
+            self.cpu_seconds_per_call_second_per_peer
+        )?;
+        writeln!(
+            f,
+            "encode / decode         {:.2} / {:.2} ms per frame",
+            self.encode_ms_per_frame, self.decode_ms_per_frame
+        )?;
+        writeln!(f, "video bitrate           {:.0} kbit/s", self.video_kbps)?;
+        writeln!(
+            f,
+            "frames                  {} sent, {} decoded",
+            self.frames_sent, self.frames_decoded
+        )
+    }
+}
+
+pub async fn call(args: CallBenchArgs) -> Result<CallBenchReport, BenchError> {
+    let r = run_call(args).await?;
+    print!("{r}");
+    Ok(r)
+}
+
+pub async fn run_call(args: CallBenchArgs) -> Result<CallBenchReport, BenchError> {
+    let server = Server::start(ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("valid address"),
+        ..ServerConfig::default()
+    })
+    .await
+    .map_err(|e| BenchError::Server(e.to_string()))?;
+    let dir = std::env::temp_dir().join(format!("confab-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(BenchError::Io)?;
+    let exe = super::confab_binary()?;
+    let mut children = Vec::new();
+    for (name, tone) in [("alpha", "440"), ("beta", "660")] {
+        let report: PathBuf = dir.join(format!("{name}.json"));
+        let child = tokio::process::Command::new(&exe)
+            .args([
+                "headless",
+                "--server",
+                &server.ws_url(),
+                "--room",
+                "bench",
+                "--name",
+                name,
+                "--seconds",
+                &args.seconds.to_string(),
+                "--size",
+                &args.size,
+                "--fps",
+                &args.fps.to_string(),
+                "--bitrate-kbps",
+                &args.bitrate_kbps.to_string(),
+                "--tone-hz",
+                tone,
+                "--bind",
+                "127.0.0.1",
+                "--report",
+                report.to_str().expect("utf-8 temp path"),
+            ])
+            .env("RUST_LOG", "error")
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(BenchError::Io)?;
+        children.push((child, report));
+    }
+    let mut reports = Vec::new();
+    for (mut child, path) in children {
+        let limit = Duration::from_secs_f64(args.seconds + 30.0);
+        let status = tokio::time::timeout(limit, child.wait())
+            .await
+            .map_err(|_| BenchError::Server("a peer did not finish".into()))?
+            .map_err(BenchError::Io)?;
+        if !status.success() {
+            return Err(BenchError::Server(format!("a peer failed: {status}")));
+        }
+        let text = std::fs::read_to_string(&path).map_err(BenchError::Io)?;
+        let r: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| BenchError::Server(format!("unreadable report: {e}")))?;
+        reports.push(r);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = server.shutdown().await;
+    let cpu = children_cpu_seconds();
+    Ok(summarise(&args, &reports, cpu))
+}
+
+/// User + system CPU of every child process waited for so far.
+fn children_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we pass and nothing else.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) != 0 {
+            return 0.0;
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(u.ru_utime) + tv(u.ru_stime)
+    }
+}
+
+fn summarise(args: &CallBenchArgs, reports: &[serde_json::Value], cpu: f64) -> CallBenchReport {
+    let mean = |f: &dyn Fn(&serde_json::Value) -> Option<f64>| {
+        let v: Vec<f64> = reports.iter().filter_map(f).collect();
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let peer = |r: &serde_json::Value| r["peers"].get(0).cloned().unwrap_or_default();
+    CallBenchReport {
+        seconds: args.seconds,
+        size: args.size.clone(),
+        join_to_first_frame_ms: mean(&|r| peer(r)["first_frame_ms"].as_f64()),
+        glass_to_glass_p50_ms: mean(&|r| peer(r)["video"]["latency_ms"]["p50"].as_f64()),
+        glass_to_glass_p95_ms: mean(&|r| peer(r)["video"]["latency_ms"]["p95"].as_f64()),
+        audio_latency_p50_ms: mean(&|r| peer(r)["audio"]["latency_ms"]["p50"].as_f64()),
+        cpu_seconds_per_call_second_per_peer: cpu / reports.len().max(1) as f64 / args.seconds,
+        encode_ms_per_frame: mean(&|r| r["sent"]["encode_ms"].as_f64()),
+        decode_ms_per_frame: mean(&|r| peer(r)["last_stats"]["decode_ms"].as_f64()),
+        video_kbps: mean(&|r| peer(r)["last_stats"]["video_in_kbps"].as_f64()),
+        frames_sent: reports
+            .iter()
+            .filter_map(|r| r["sent"]["video_frames"].as_u64())
+            .sum(),
+        frames_decoded: reports
+            .iter()
+            .filter_map(|r| peer(r)["video"]["frames_decoded"].as_u64())
+            .sum(),
+    }
+}

@@ -123,6 +123,7 @@ enum VideoCtl {
     Replace(Box<dyn VideoSource>),
     Bitrate(u32),
     Fps(f32),
+    KeyframeInterval(u32),
 }
 
 /// Encoder settings that don't depend on the picture size.
@@ -220,6 +221,11 @@ impl VideoCapture {
     pub fn set_fps(&self, fps: f32) {
         let _ = self.ctl.send(VideoCtl::Fps(fps));
     }
+
+    /// 0 turns periodic keyframes off (they then come only on request).
+    pub fn set_keyframe_interval(&self, frames: u32) {
+        let _ = self.ctl.send(VideoCtl::KeyframeInterval(frames));
+    }
 }
 
 impl Drop for VideoCapture {
@@ -265,6 +271,13 @@ impl VideoThread {
                     self.encoding.bitrate_bps = b;
                     if let Some(e) = encoder.as_mut() {
                         let _ = e.set_bitrate(b);
+                    }
+                    continue;
+                }
+                Some(VideoCtl::KeyframeInterval(n)) => {
+                    self.encoding.keyframe_interval_frames = n;
+                    if let Some(e) = encoder.as_mut() {
+                        let _ = e.set_keyframe_interval(n);
                     }
                     continue;
                 }

@@ -104,6 +104,7 @@ pub enum Command {
     Hangup,
     SetVideoBitrate(u32),
     SetVideoFps(f32),
+    SetKeyframeInterval(u32),
     /// Ask a peer for a keyframe of one of its tracks (sends a PLI).
     RequestKeyframe {
         peer: String,
@@ -619,6 +620,11 @@ impl Engine {
             Command::SetVideoFps(fps) => {
                 for c in [&self.camera, &self.screen].into_iter().flatten() {
                     c.set_fps(fps);
+                }
+            }
+            Command::SetKeyframeInterval(n) => {
+                for c in [&self.camera, &self.screen].into_iter().flatten() {
+                    c.set_keyframe_interval(n);
                 }
             }
             Command::RequestKeyframe { peer, track } => {

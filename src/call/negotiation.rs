@@ -1,0 +1,240 @@
+//! Perfect negotiation (W3C pattern) over a [`Peer`](super::peer::Peer).
+//!
+//! Inputs: local "negotiation needed" and incoming [`Signal`]s. Output: `Signal`s to relay.
+//! The caller feeds one `Negotiator` per peer from a single task, so its steps never
+//! interleave; a collision is therefore "an offer arrives while we are not stable".
+//!
+//! - The impolite side ignores a colliding offer (and errors from its candidates).
+//! - The polite side rolls back its own offer explicitly (0.21 supports rollback but does not
+//!   apply it implicitly), answers, and offers again once stable: the core re-fires
+//!   negotiation-needed on return to stable while anything is un-negotiated.
+//! - Candidates that arrive before any remote description are queued, then applied right
+//!   after the next remote description.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::error::{PeerError, Result};
+use super::peer::{IceCandidate, Peer, SdpType, SessionDescription, SignalingState};
+
+/// The opaque payload the signaling server relays between two members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Signal {
+    Description { sdp_type: SdpType, sdp: String },
+    Candidate { candidate: IceCandidate },
+}
+
+impl Signal {
+    fn description(d: SessionDescription) -> Self {
+        Self::Description {
+            sdp_type: d.sdp_type,
+            sdp: d.sdp,
+        }
+    }
+}
+
+/// What the negotiator needs from a connection; implemented by [`Peer`], fakeable in tests.
+#[async_trait]
+pub trait SdpEndpoint: Send + Sync {
+    async fn create_offer(&self) -> Result<SessionDescription>;
+    async fn create_answer(&self) -> Result<SessionDescription>;
+    async fn set_local_description(&self, desc: &SessionDescription) -> Result<()>;
+    async fn set_remote_description(&self, desc: &SessionDescription) -> Result<()>;
+    async fn add_ice_candidate(&self, candidate: IceCandidate) -> Result<()>;
+    async fn has_remote_description(&self) -> bool;
+    async fn signaling_state(&self) -> SignalingState;
+}
+
+#[async_trait]
+impl SdpEndpoint for Peer {
+    async fn create_offer(&self) -> Result<SessionDescription> {
+        Peer::create_offer(self).await
+    }
+    async fn create_answer(&self) -> Result<SessionDescription> {
+        Peer::create_answer(self).await
+    }
+    async fn set_local_description(&self, desc: &SessionDescription) -> Result<()> {
+        Peer::set_local_description(self, desc).await
+    }
+    async fn set_remote_description(&self, desc: &SessionDescription) -> Result<()> {
+        Peer::set_remote_description(self, desc).await
+    }
+    async fn add_ice_candidate(&self, candidate: IceCandidate) -> Result<()> {
+        Peer::add_ice_candidate(self, candidate).await
+    }
+    async fn has_remote_description(&self) -> bool {
+        Peer::has_remote_description(self).await
+    }
+    async fn signaling_state(&self) -> SignalingState {
+        Peer::signaling_state(self).await
+    }
+}
+
+/// Counters, mainly so tests can prove a glare really happened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NegotiationStats {
+    pub offers_sent: u32,
+    pub answers_sent: u32,
+    /// Impolite side: colliding offers ignored.
+    pub offers_ignored: u32,
+    /// Polite side: own offers rolled back on collision.
+    pub rollbacks: u32,
+    pub candidates_queued: u32,
+}
+
+/// Perfect-negotiation state for one remote member.
+#[derive(Debug)]
+pub struct Negotiator {
+    polite: bool,
+    making_offer: bool,
+    ignore_offer: bool,
+    pending_candidates: Vec<IceCandidate>,
+    stats: NegotiationStats,
+}
+
+impl Negotiator {
+    /// `polite`: decided by the caller, e.g. the member with the lower id is polite.
+    pub fn new(polite: bool) -> Self {
+        Self {
+            polite,
+            making_offer: false,
+            ignore_offer: false,
+            pending_candidates: Vec::new(),
+            stats: NegotiationStats::default(),
+        }
+    }
+
+    pub fn is_polite(&self) -> bool {
+        self.polite
+    }
+
+    pub fn stats(&self) -> NegotiationStats {
+        self.stats
+    }
+
+    /// Handles `PeerEvent::NegotiationNeeded`: returns the offer to send, if one was made.
+    pub async fn on_negotiation_needed<E: SdpEndpoint + ?Sized>(
+        &mut self,
+        endpoint: &E,
+    ) -> Result<Vec<Signal>> {
+        // Not stable: an exchange is in flight. The core re-checks when it gets back to stable.
+        if endpoint.signaling_state().await != SignalingState::Stable {
+            return Ok(Vec::new());
+        }
+        self.making_offer = true;
+        let result = async {
+            let offer = endpoint.create_offer().await?;
+            endpoint.set_local_description(&offer).await?;
+            Ok::<_, PeerError>(offer)
+        }
+        .await;
+        self.making_offer = false;
+        let offer = result?;
+        self.stats.offers_sent += 1;
+        Ok(vec![Signal::description(offer)])
+    }
+
+    /// Handles a signal from the remote; returns the signals to send back.
+    pub async fn on_signal<E: SdpEndpoint + ?Sized>(
+        &mut self,
+        endpoint: &E,
+        signal: Signal,
+    ) -> Result<Vec<Signal>> {
+        match signal {
+            Signal::Description { sdp_type, sdp } => {
+                self.on_description(endpoint, SessionDescription { sdp_type, sdp })
+                    .await
+            }
+            Signal::Candidate { candidate } => {
+                if !endpoint.has_remote_description().await {
+                    self.stats.candidates_queued += 1;
+                    self.pending_candidates.push(candidate);
+                    return Ok(Vec::new());
+                }
+                match endpoint.add_ice_candidate(candidate).await {
+                    Ok(()) => Ok(Vec::new()),
+                    // Belongs to the offer we ignored; harmless.
+                    Err(_) if self.ignore_offer => Ok(Vec::new()),
+                    Err(err) => Err(err),
+                }
+            }
+        }
+    }
+
+    async fn on_description<E: SdpEndpoint + ?Sized>(
+        &mut self,
+        endpoint: &E,
+        desc: SessionDescription,
+    ) -> Result<Vec<Signal>> {
+        let state = endpoint.signaling_state().await;
+        let is_offer = desc.sdp_type == SdpType::Offer;
+        let ready_for_offer = !self.making_offer && state == SignalingState::Stable;
+        let collision = is_offer && !ready_for_offer;
+
+        self.ignore_offer = !self.polite && collision;
+        if self.ignore_offer {
+            self.stats.offers_ignored += 1;
+            return Ok(Vec::new());
+        }
+        if collision {
+            let rollback = SessionDescription {
+                sdp_type: SdpType::Rollback,
+                sdp: String::new(),
+            };
+            endpoint.set_local_description(&rollback).await?;
+            self.stats.rollbacks += 1;
+        }
+        if desc.sdp_type == SdpType::Answer && state != SignalingState::HaveLocalOffer {
+            // An answer to an offer we no longer have (rolled back): drop it.
+            tracing::debug!("ignoring stale answer in state {state:?}");
+            return Ok(Vec::new());
+        }
+
+        endpoint.set_remote_description(&desc).await?;
+        for candidate in std::mem::take(&mut self.pending_candidates) {
+            if let Err(err) = endpoint.add_ice_candidate(candidate).await {
+                tracing::debug!("queued candidate rejected: {err}");
+            }
+        }
+
+        if is_offer {
+            let answer = endpoint.create_answer().await?;
+            endpoint.set_local_description(&answer).await?;
+            self.stats.answers_sent += 1;
+            return Ok(vec![Signal::description(answer)]);
+        }
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_json_is_tagged_and_browser_shaped() {
+        let s = Signal::Candidate {
+            candidate: IceCandidate {
+                candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host".into(),
+                sdp_mid: Some("0".into()),
+                sdp_mline_index: Some(0),
+                username_fragment: None,
+            },
+        };
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["kind"], "Candidate");
+        assert_eq!(json["candidate"]["sdpMid"], "0");
+        assert_eq!(json["candidate"]["sdpMLineIndex"], 0);
+        let d = Signal::Description {
+            sdp_type: SdpType::Offer,
+            sdp: "v=0".into(),
+        };
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"Description","sdp_type":"offer","sdp":"v=0"}"#
+        );
+        assert_eq!(serde_json::from_str::<Signal>(&json).unwrap(), d);
+    }
+}

@@ -1,0 +1,1444 @@
+//! One WebRTC `PeerConnection` to one remote member (webrtc-rs 0.21).
+//!
+//! Everything the connection reports goes out through one unbounded event channel, so the
+//! driver task of webrtc-rs (which runs our handler callbacks) never waits on the engine/UI.
+//! Received media goes out per remote track through its own bounded channel; when a consumer
+//! falls behind, units are dropped (counted) rather than stalling the connection.
+//!
+//! Findings about webrtc/rtc 0.21.1 that shaped this module:
+//! - RTX: 0.21 negotiates RTX only if a `video/rtx` codec with `apt=` is registered (the
+//!   default codec set does; a custom set must do it itself) *and* the local track's encoding
+//!   declares an RTX SSRC. We do both, so offers carry `a=ssrc-group:FID` and the NACK
+//!   responder retransmits on the RTX stream. The receive side de-encapsulates RTX, but we do
+//!   not reorder, so a retransmission that arrives after its successors is dropped here.
+//! - Rollback: supported (`RTCSessionDescription::rollback`), but not implicit — a remote offer
+//!   applied in `have-local-offer` fails, so `negotiation` rolls back explicitly.
+//! - negotiationneeded: fired by the core per W3C (only when stable; re-checked on return to
+//!   stable). Creating the first data channel fires it too, so both sides offer at start.
+//! - Sender RTCP: inbound RTCP stops at the end of the interceptor chain unless marked for the
+//!   application, and a local track's `poll` holds its receiver lock (would block a rebind).
+//!   We therefore tap PLI/FIR in our own interceptor, which runs inside the core on arrival.
+//! - Remote track end: the core never emits a track close event on renegotiation; we detect
+//!   removal ourselves from each applied remote description (see `reconcile_remote_tracks`).
+//!   The driver keys remote tracks by track id and never forgets one, so a remote track id
+//!   that was removed does not fire `on_track` again if re-added: senders must use fresh ids.
+//! - RTCP is routed to tracks by track id, remote first: local and remote track ids should
+//!   differ (we also catch PLI/FIR in the remote reader as a fallback).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rtc::interceptor::{Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::media::Sample;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX,
+};
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
+use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::packetizer::Depacketizer;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RTCRtpRtxParameters, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer, RTCPeerConnectionIceEvent,
+    RTCPeerConnectionState, RTCSdpType, RTCSessionDescription, Registry, StatsSelector,
+    register_default_interceptors,
+};
+use webrtc::rtp_transceiver::RtpSender;
+
+use super::error::{PeerError, Result};
+
+/// H.264 payload types: (profile-level-id, primary PT, RTX PT). Both Constrained Baseline
+/// spellings, because fmtp matching compares the profile bytes (see platform notes).
+const H264_CODECS: [(&str, u8, u8); 2] = [("42e01f", 102, 103), ("42001f", 106, 107)];
+const OPUS_PT: u8 = 111;
+/// Per remote track; ~3 s of 30 fps video or 10 s of 20 ms audio before we drop.
+const MEDIA_QUEUE: usize = 512;
+/// Do not flood the sender with PLIs while a burst of loss lasts.
+const AUTO_PLI_INTERVAL: Duration = Duration::from_millis(200);
+/// Label of the single chat channel. Negotiated out of band with a fixed id so both sides
+/// have it whoever offers first.
+pub const CHAT_LABEL: &str = "chat";
+const CHAT_STREAM_ID: u16 = 0;
+
+/// One ICE server (STUN or TURN).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServerConfig {
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
+/// How to build a [`Peer`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerConfig {
+    pub ice_servers: Vec<IceServerConfig>,
+    /// Local UDP bind addresses. Tests use `127.0.0.1:0`; a wildcard expands to every
+    /// non-loopback interface.
+    pub bind_addrs: Vec<String>,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            ice_servers: Vec::new(),
+            bind_addrs: vec!["0.0.0.0:0".to_owned()],
+        }
+    }
+}
+
+impl PeerConfig {
+    /// Loopback only, no STUN: what tests want.
+    pub fn loopback() -> Self {
+        Self {
+            ice_servers: Vec::new(),
+            bind_addrs: vec!["127.0.0.1:0".to_owned()],
+        }
+    }
+}
+
+/// A trickle ICE candidate, in the browser's `RTCIceCandidateInit` JSON shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceCandidate {
+    pub candidate: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    #[serde(
+        default,
+        rename = "sdpMLineIndex",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sdp_mline_index: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_fragment: Option<String>,
+}
+
+impl From<RTCIceCandidateInit> for IceCandidate {
+    fn from(c: RTCIceCandidateInit) -> Self {
+        Self {
+            candidate: c.candidate,
+            sdp_mid: c.sdp_mid,
+            sdp_mline_index: c.sdp_mline_index,
+            username_fragment: c.username_fragment,
+        }
+    }
+}
+
+impl From<IceCandidate> for RTCIceCandidateInit {
+    fn from(c: IceCandidate) -> Self {
+        RTCIceCandidateInit {
+            candidate: c.candidate,
+            sdp_mid: c.sdp_mid,
+            sdp_mline_index: c.sdp_mline_index,
+            username_fragment: c.username_fragment,
+            ..Default::default()
+        }
+    }
+}
+
+/// SDP type, spelled as browsers spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SdpType {
+    Offer,
+    Answer,
+    Pranswer,
+    Rollback,
+}
+
+/// An SDP offer/answer as carried in a `Signal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDescription {
+    pub sdp_type: SdpType,
+    pub sdp: String,
+}
+
+impl SessionDescription {
+    fn to_rtc(&self) -> Result<RTCSessionDescription> {
+        Ok(match self.sdp_type {
+            SdpType::Offer => RTCSessionDescription::offer(self.sdp.clone())?,
+            SdpType::Answer => RTCSessionDescription::answer(self.sdp.clone())?,
+            SdpType::Pranswer => RTCSessionDescription::pranswer(self.sdp.clone())?,
+            SdpType::Rollback => RTCSessionDescription::rollback(None)?,
+        })
+    }
+
+    fn from_rtc(d: &RTCSessionDescription) -> Result<Self> {
+        let sdp_type = match d.sdp_type {
+            RTCSdpType::Offer => SdpType::Offer,
+            RTCSdpType::Answer => SdpType::Answer,
+            RTCSdpType::Pranswer => SdpType::Pranswer,
+            RTCSdpType::Rollback => SdpType::Rollback,
+            other => return Err(PeerError::Negotiation(format!("sdp type {other:?}"))),
+        };
+        Ok(Self {
+            sdp_type,
+            sdp: d.sdp.clone(),
+        })
+    }
+}
+
+/// W3C signaling state, derived from the pending descriptions (0.21 has no getter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalingState {
+    Stable,
+    HaveLocalOffer,
+    HaveRemoteOffer,
+}
+
+/// Connection state as the engine needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectionState {
+    New,
+    Connecting,
+    Connected,
+    Disconnected,
+    Failed,
+    Closed,
+}
+
+impl ConnectionState {
+    /// The call to this member is over or broken.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Disconnected | Self::Failed | Self::Closed)
+    }
+}
+
+/// Media kind of a track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MediaKind {
+    Video,
+    Audio,
+}
+
+/// One reassembled H.264 access unit.
+#[derive(Debug, Clone)]
+pub struct VideoFrame {
+    /// Annex-B, 4-byte start codes (the depacketizer's output form).
+    pub data: Bytes,
+    pub rtp_timestamp: u32,
+    /// When the packet with the marker bit arrived.
+    pub arrival: Instant,
+    /// False if a sequence gap or a malformed packet hit this AU (a PLI was sent).
+    pub complete: bool,
+}
+
+/// One Opus packet.
+#[derive(Debug, Clone)]
+pub struct AudioPacket {
+    pub data: Bytes,
+    /// For gap detection / concealment in the decoder.
+    pub sequence_number: u16,
+    pub rtp_timestamp: u32,
+    pub arrival: Instant,
+}
+
+/// What a remote track's channel yields.
+#[derive(Debug, Clone)]
+pub enum RemoteMedia {
+    Video(VideoFrame),
+    Audio(AudioPacket),
+}
+
+/// Everything a [`Peer`] reports.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// Trickle ICE: send to the remote as a `Signal::Candidate`.
+    LocalCandidate(IceCandidate),
+    ConnectionState(ConnectionState),
+    /// Run the negotiator (it creates and sends an offer if still needed).
+    NegotiationNeeded,
+    DataOpen,
+    Data(String),
+    RemoteTrack {
+        track_id: String,
+        stream_id: String,
+        kind: MediaKind,
+        media: mpsc::Receiver<RemoteMedia>,
+    },
+    RemoteTrackEnded {
+        track_id: String,
+    },
+    /// The remote sent PLI or FIR for one of our video tracks: encode an IDR now.
+    KeyframeRequested {
+        track_id: String,
+    },
+}
+
+/// Per-track counters from the 0.21 stats API.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrackStats {
+    pub track_id: String,
+    pub kind: Option<MediaKind>,
+    pub ssrc: u32,
+    pub bytes_sent: u64,
+    pub packets_sent: u64,
+    pub bytes_received: u64,
+    pub packets_received: u64,
+    /// Inbound: our count; outbound: as reported by the remote in RTCP RR.
+    pub packets_lost: i64,
+    pub nack_sent: u64,
+    pub nack_received: u64,
+    pub pli_sent: u64,
+    pub pli_received: u64,
+    pub fir_sent: u64,
+    pub fir_received: u64,
+    /// Seconds (inbound: ours; outbound: the remote's, from RR).
+    pub jitter: f64,
+    /// Units this layer dropped because the consumer was slow.
+    pub dropped_by_consumer: u64,
+    /// Outbound only: from RR LSR/DLSR (computed here; 0.21 reports none).
+    pub rtt: Option<Duration>,
+}
+
+/// Snapshot of [`Peer::stats`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeerStats {
+    pub outbound: Vec<TrackStats>,
+    pub inbound: Vec<TrackStats>,
+    /// ICE candidate-pair STUN round-trip time, if 0.21 has measured one.
+    pub rtt: Option<Duration>,
+    pub transport_bytes_sent: u64,
+    pub transport_bytes_received: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// State shared between the handle, the webrtc-rs callbacks, our interceptor and tasks.
+struct Shared {
+    events: mpsc::UnboundedSender<PeerEvent>,
+    /// Our video SSRCs (primary) -> track id, for keyframe requests.
+    local_video_ssrcs: Mutex<HashMap<u32, String>>,
+    remote: Mutex<HashMap<String, RemoteEntry>>,
+    /// Feedback about our outbound streams, by primary SSRC. 0.21.1 never feeds inbound RTCP
+    /// into its stats accumulator (`process_read_rtcp_for_stats` is dead code), so its
+    /// outbound nack/pli/fir counts and remote-inbound (RR) stats stay zero; we count here.
+    feedback: Mutex<HashMap<u32, SenderFeedback>>,
+    dc_open: AtomicBool,
+    closed: AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct SenderFeedback {
+    nack: u64,
+    pli: u64,
+    fir: u64,
+    packets_lost: i64,
+    /// RTP timestamp units.
+    jitter: u32,
+    rtt: Option<Duration>,
+}
+
+/// Round-trip time from a reception report (RFC 3550 §6.4.1), using the wall clock the SR
+/// interceptor also uses for its NTP timestamps.
+fn rtt_from_report(report: &ReceptionReport) -> Option<Duration> {
+    if report.last_sender_report == 0 {
+        return None;
+    }
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let secs = (unix.as_secs() + 2_208_988_800) as u32;
+    let frac = ((u64::from(unix.subsec_nanos()) << 32) / 1_000_000_000) as u32;
+    let now_mid = (secs << 16) | (frac >> 16);
+    let rtt = now_mid
+        .wrapping_sub(report.last_sender_report)
+        .wrapping_sub(report.delay);
+    // 1/65536 s units; anything beyond 10 s is clock trouble, not a path.
+    (rtt < 10 << 16).then(|| Duration::from_secs_f64(f64::from(rtt) / 65_536.0))
+}
+
+struct RemoteEntry {
+    track: Arc<dyn TrackRemote>,
+    kind: MediaKind,
+    abort: Option<AbortHandle>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Shared {
+    fn emit(&self, event: PeerEvent) {
+        // The receiver may be gone during teardown; nothing to do then.
+        let _ = self.events.send(event);
+    }
+
+    fn on_feedback(&self, ssrc: u32, f: impl FnOnce(&mut SenderFeedback)) {
+        let mut map = self.feedback.lock().expect("feedback poisoned");
+        f(map.entry(ssrc).or_default());
+    }
+
+    fn on_reception_reports(&self, reports: &[ReceptionReport]) {
+        for r in reports {
+            // total_lost is a signed 24-bit field.
+            let lost = ((r.total_lost << 8) as i32 >> 8) as i64;
+            let rtt = rtt_from_report(r);
+            self.on_feedback(r.ssrc, |fb| {
+                fb.packets_lost = lost;
+                fb.jitter = r.jitter;
+                if rtt.is_some() {
+                    fb.rtt = rtt;
+                }
+            });
+        }
+    }
+
+    fn keyframe_requested_for_ssrc(&self, ssrc: u32) {
+        let track_id = self
+            .local_video_ssrcs
+            .lock()
+            .expect("ssrc map poisoned")
+            .get(&ssrc)
+            .cloned();
+        if let Some(track_id) = track_id {
+            self.emit(PeerEvent::KeyframeRequested { track_id });
+        }
+    }
+
+    /// Removes a remote track once, emitting `RemoteTrackEnded` once.
+    fn end_remote_track(&self, track_id: &str) {
+        let entry = self
+            .remote
+            .lock()
+            .expect("remote map poisoned")
+            .remove(track_id);
+        if let Some(entry) = entry {
+            if let Some(abort) = entry.abort {
+                abort.abort();
+            }
+            self.emit(PeerEvent::RemoteTrackEnded {
+                track_id: track_id.to_owned(),
+            });
+        }
+    }
+}
+
+/// Taps inbound PLI/FIR on its way through the core, so `KeyframeRequested` is emitted the
+/// moment the packet is processed. Passes everything through unchanged.
+struct KeyframeRequestTap {
+    shared: Arc<Shared>,
+    read_queue: VecDeque<TaggedPacket>,
+    write_queue: VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = webrtc::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> std::result::Result<(), Self::Error> {
+        if let Packet::Rtcp(packets) = &msg.message.packet {
+            for p in packets {
+                let any = p.as_any();
+                if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+                    self.shared.on_feedback(pli.media_ssrc, |fb| fb.pli += 1);
+                    self.shared.keyframe_requested_for_ssrc(pli.media_ssrc);
+                } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+                    for entry in &fir.fir {
+                        self.shared.on_feedback(entry.ssrc, |fb| fb.fir += 1);
+                        self.shared.keyframe_requested_for_ssrc(entry.ssrc);
+                    }
+                } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
+                    self.shared.on_feedback(nack.media_ssrc, |fb| fb.nack += 1);
+                } else if let Some(rr) = any.downcast_ref::<ReceiverReport>() {
+                    self.shared.on_reception_reports(&rr.reports);
+                } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
+                    self.shared.on_reception_reports(&sr.reports);
+                }
+            }
+        }
+        self.read_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read_queue.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> std::result::Result<(), Self::Error> {
+        self.write_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write_queue.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequestTap {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+struct Handler {
+    shared: Arc<Shared>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_negotiation_needed(&self) {
+        self.shared.emit(PeerEvent::NegotiationNeeded);
+    }
+
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        match event.candidate.to_json() {
+            Ok(init) => self.shared.emit(PeerEvent::LocalCandidate(init.into())),
+            Err(err) => tracing::warn!("cannot serialise local candidate: {err}"),
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let state = match state {
+            RTCPeerConnectionState::New => ConnectionState::New,
+            RTCPeerConnectionState::Connecting => ConnectionState::Connecting,
+            RTCPeerConnectionState::Connected => ConnectionState::Connected,
+            RTCPeerConnectionState::Disconnected => ConnectionState::Disconnected,
+            RTCPeerConnectionState::Failed => ConnectionState::Failed,
+            RTCPeerConnectionState::Closed => ConnectionState::Closed,
+            _ => return,
+        };
+        self.shared.emit(PeerEvent::ConnectionState(state));
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let track_id = track.track_id().await;
+        let stream_id = track.stream_id().await;
+        let kind = match track.kind().await {
+            RtpCodecKind::Video => MediaKind::Video,
+            _ => MediaKind::Audio,
+        };
+        let (tx, rx) = mpsc::channel(MEDIA_QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        // Registered before the reader starts, so its end is always reported exactly once.
+        self.shared
+            .remote
+            .lock()
+            .expect("remote map poisoned")
+            .insert(
+                track_id.clone(),
+                RemoteEntry {
+                    track: Arc::clone(&track),
+                    kind,
+                    abort: None,
+                    dropped: Arc::clone(&dropped),
+                },
+            );
+        self.shared.emit(PeerEvent::RemoteTrack {
+            track_id: track_id.clone(),
+            stream_id,
+            kind,
+            media: rx,
+        });
+        let reader = RemoteReader {
+            track,
+            track_id: track_id.clone(),
+            kind,
+            tx,
+            dropped,
+            shared: Arc::clone(&self.shared),
+        };
+        let handle = tokio::spawn(reader.run());
+        if let Some(entry) = self
+            .shared
+            .remote
+            .lock()
+            .expect("remote map poisoned")
+            .get_mut(&track_id)
+        {
+            entry.abort = Some(handle.abort_handle());
+        }
+    }
+}
+
+/// Reads one remote track: reassembles H.264 AUs or forwards Opus packets.
+struct RemoteReader {
+    track: Arc<dyn TrackRemote>,
+    track_id: String,
+    kind: MediaKind,
+    tx: mpsc::Sender<RemoteMedia>,
+    dropped: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+}
+
+/// AU reassembly state for one video stream.
+#[derive(Default)]
+struct AuAssembler {
+    depacketizer: H264Packet,
+    buf: BytesMut,
+    timestamp: Option<u32>,
+    next_seq: Option<u16>,
+    broken: bool,
+}
+
+enum Assembled {
+    None,
+    Frame(Bytes, u32, bool),
+}
+
+impl AuAssembler {
+    /// Feeds one packet; returns a finished AU when the marker bit (or a timestamp change)
+    /// closes one. Returns `(frame, gap_seen)`.
+    fn push(
+        &mut self,
+        seq: u16,
+        ts: u32,
+        marker: bool,
+        payload: &Bytes,
+    ) -> (Vec<(Bytes, u32, bool)>, bool) {
+        let mut out = Vec::new();
+        let mut gap = false;
+        if let Some(expected) = self.next_seq {
+            let delta = seq.wrapping_sub(expected);
+            if delta >= 0x8000 {
+                // Late or duplicate (e.g. a retransmission after we moved on): too late.
+                return (out, false);
+            }
+            if delta != 0 {
+                gap = true;
+            }
+        }
+        self.next_seq = Some(seq.wrapping_add(1));
+        // A new timestamp without a marker before it: the previous AU lost its tail.
+        if self.timestamp.is_some_and(|t| t != ts) && !self.buf.is_empty() {
+            if let Assembled::Frame(d, t, c) = self.finish(false) {
+                out.push((d, t, c));
+            }
+            gap = true;
+        }
+        if gap {
+            self.broken = true;
+            // A half-collected FU-A must not be glued onto unrelated fragments.
+            self.depacketizer = H264Packet::default();
+        }
+        self.timestamp = Some(ts);
+        match self.depacketizer.depacketize(payload) {
+            Ok(bytes) => self.buf.extend_from_slice(&bytes),
+            Err(_) => self.broken = true,
+        }
+        if marker && let Assembled::Frame(d, t, c) = self.finish(true) {
+            out.push((d, t, c));
+        }
+        (out, gap)
+    }
+
+    fn finish(&mut self, tail_seen: bool) -> Assembled {
+        let complete = tail_seen && !self.broken;
+        let data = std::mem::take(&mut self.buf).freeze();
+        let ts = self.timestamp.unwrap_or(0);
+        self.broken = false;
+        self.depacketizer = H264Packet::default();
+        if data.is_empty() {
+            return Assembled::None;
+        }
+        Assembled::Frame(data, ts, complete)
+    }
+}
+
+impl RemoteReader {
+    async fn run(self) {
+        let mut au = AuAssembler::default();
+        let mut last_pli: Option<Instant> = None;
+        while let Some(event) = self.track.poll().await {
+            match event {
+                TrackRemoteEvent::OnRtpPacket(pkt) => {
+                    let arrival = Instant::now();
+                    match self.kind {
+                        MediaKind::Audio => self.deliver(RemoteMedia::Audio(AudioPacket {
+                            data: pkt.payload.clone(),
+                            sequence_number: pkt.header.sequence_number,
+                            rtp_timestamp: pkt.header.timestamp,
+                            arrival,
+                        })),
+                        MediaKind::Video => {
+                            let (frames, _gap) = au.push(
+                                pkt.header.sequence_number,
+                                pkt.header.timestamp,
+                                pkt.header.marker,
+                                &pkt.payload,
+                            );
+                            for (data, rtp_timestamp, complete) in frames {
+                                if !complete
+                                    && last_pli.is_none_or(|t| t.elapsed() >= AUTO_PLI_INTERVAL)
+                                {
+                                    last_pli = Some(Instant::now());
+                                    if let Err(err) = send_pli(&*self.track).await {
+                                        tracing::debug!("auto PLI failed: {err}");
+                                    }
+                                }
+                                self.deliver(RemoteMedia::Video(VideoFrame {
+                                    data,
+                                    rtp_timestamp,
+                                    arrival,
+                                    complete,
+                                }));
+                            }
+                        }
+                    }
+                }
+                // Only reaches us if RTCP routing confused a local track id with a remote one.
+                TrackRemoteEvent::OnRtcpPacket(packets) => {
+                    for p in &packets {
+                        if let Some(pli) = p.as_any().downcast_ref::<PictureLossIndication>() {
+                            self.shared.keyframe_requested_for_ssrc(pli.media_ssrc);
+                        }
+                    }
+                }
+                TrackRemoteEvent::OnEnded => break,
+                _ => {}
+            }
+        }
+        self.shared.end_remote_track(&self.track_id);
+    }
+
+    fn deliver(&self, media: RemoteMedia) {
+        if self.tx.try_send(media).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn send_pli(track: &dyn TrackRemote) -> Result<()> {
+    let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
+        return Err(PeerError::NotNegotiated(track.track_id().await));
+    };
+    track
+        .write_rtcp(vec![Box::new(PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        })])
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A local track we send. Cheap to clone; usable from any task.
+#[derive(Clone)]
+pub struct LocalTrack {
+    inner: Arc<LocalTrackInner>,
+}
+
+struct LocalTrackInner {
+    track_id: String,
+    kind: MediaKind,
+    ssrc: u32,
+    track: Arc<TrackLocalStaticSample>,
+    rtp_sender: Arc<dyn RtpSender>,
+    payload_type: OnceLock<u8>,
+}
+
+impl std::fmt::Debug for LocalTrack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalTrack")
+            .field("track_id", &self.inner.track_id)
+            .field("kind", &self.inner.kind)
+            .field("ssrc", &self.inner.ssrc)
+            .finish()
+    }
+}
+
+impl LocalTrack {
+    pub fn track_id(&self) -> &str {
+        &self.inner.track_id
+    }
+
+    pub fn kind(&self) -> MediaKind {
+        self.inner.kind
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.inner.ssrc
+    }
+
+    /// Whether negotiation has associated this track, so `send` can work (once connected).
+    pub async fn is_negotiated(&self) -> bool {
+        self.payload_type().await.is_ok()
+    }
+
+    /// The negotiated payload type; unknown until the sender is associated by negotiation.
+    async fn payload_type(&self) -> Result<u8> {
+        if let Some(pt) = self.inner.payload_type.get() {
+            return Ok(*pt);
+        }
+        let not_yet = || PeerError::NotNegotiated(self.inner.track_id.clone());
+        if self.inner.rtp_sender.transport().await?.is_none() {
+            return Err(not_yet());
+        }
+        let mime = match self.inner.kind {
+            MediaKind::Video => MIME_TYPE_H264,
+            MediaKind::Audio => MIME_TYPE_OPUS,
+        };
+        let params = self.inner.rtp_sender.get_parameters().await?;
+        let pt = params
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+            .map(|c| c.payload_type)
+            .ok_or_else(not_yet)?;
+        Ok(*self.inner.payload_type.get_or_init(|| pt))
+    }
+
+    async fn send_sample(&self, data: &[u8], duration: Duration) -> Result<()> {
+        let pt = self.payload_type().await?;
+        let now = Instant::now();
+        let sample = Sample {
+            data: Bytes::copy_from_slice(data),
+            duration,
+            ..Sample::new(now)
+        };
+        self.inner
+            .track
+            .sample_writer(self.inner.ssrc, pt)
+            .write_sample(&sample)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Sends H.264 on one local video track.
+#[derive(Clone, Debug)]
+pub struct VideoTrackSender(LocalTrack);
+
+impl VideoTrackSender {
+    /// Sends one whole Annex-B access unit (SPS/PPS before each IDR). Fails with
+    /// `NotNegotiated` before the track is negotiated; callers may just drop the frame then.
+    pub async fn send(&self, annexb_access_unit: &[u8], duration: Duration) -> Result<()> {
+        self.0.send_sample(annexb_access_unit, duration).await
+    }
+}
+
+impl std::ops::Deref for VideoTrackSender {
+    type Target = LocalTrack;
+    fn deref(&self) -> &LocalTrack {
+        &self.0
+    }
+}
+
+impl AsRef<LocalTrack> for VideoTrackSender {
+    fn as_ref(&self) -> &LocalTrack {
+        &self.0
+    }
+}
+
+/// Sends Opus on one local audio track.
+#[derive(Clone, Debug)]
+pub struct AudioTrackSender(LocalTrack);
+
+impl AudioTrackSender {
+    /// Sends one Opus packet; `duration` must be its real length (20 ms typically).
+    pub async fn send(&self, opus_packet: &[u8], duration: Duration) -> Result<()> {
+        self.0.send_sample(opus_packet, duration).await
+    }
+}
+
+impl std::ops::Deref for AudioTrackSender {
+    type Target = LocalTrack;
+    fn deref(&self) -> &LocalTrack {
+        &self.0
+    }
+}
+
+impl AsRef<LocalTrack> for AudioTrackSender {
+    fn as_ref(&self) -> &LocalTrack {
+        &self.0
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// One connection to one remote member. Cheap to clone.
+#[derive(Clone)]
+pub struct Peer {
+    pc: Arc<dyn PeerConnection>,
+    chat: Arc<dyn DataChannel>,
+    shared: Arc<Shared>,
+    local_tracks: Arc<Mutex<HashMap<String, LocalTrack>>>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer").finish_non_exhaustive()
+    }
+}
+
+fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
+    RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    }
+}
+
+fn h264_codec(profile_level_id: &str) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: format!(
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile_level_id}"
+        ),
+        rtcp_feedback: vec![
+            feedback("nack", ""),
+            feedback("nack", "pli"),
+            feedback("ccm", "fir"),
+        ],
+    }
+}
+
+fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+fn media_engine() -> Result<MediaEngine> {
+    let mut me = MediaEngine::default();
+    for (profile, pt, rtx_pt) in H264_CODECS {
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: h264_codec(profile),
+                payload_type: pt,
+            },
+            RtpCodecKind::Video,
+        )?;
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: MIME_TYPE_RTX.to_owned(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: format!("apt={pt}"),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: rtx_pt,
+            },
+            RtpCodecKind::Video,
+        )?;
+    }
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: opus_codec(),
+            payload_type: OPUS_PT,
+        },
+        RtpCodecKind::Audio,
+    )?;
+    Ok(me)
+}
+
+impl Peer {
+    /// Builds the connection and its "chat" channel. Events arrive on the returned receiver,
+    /// which the caller must keep draining (it is unbounded).
+    pub async fn new(config: PeerConfig) -> Result<(Self, mpsc::UnboundedReceiver<PeerEvent>)> {
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            events,
+            local_video_ssrcs: Mutex::new(HashMap::new()),
+            remote: Mutex::new(HashMap::new()),
+            feedback: Mutex::new(HashMap::new()),
+            dc_open: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+
+        let mut me = media_engine()?;
+        // Default chain: NACK generator+responder, RR/SR, TWCC receiver (feedback only; 0.21's
+        // GCC/pacer need `configure_twcc`/congestion-control and are not enabled by default).
+        let registry = register_default_interceptors(Registry::new(), &mut me)?;
+        // Application-most slot, after every interceptor that reads RTCP.
+        let registry = registry.with(
+            Slot::from(14_000),
+            KeyframeRequestTap {
+                shared: Arc::clone(&shared),
+                read_queue: VecDeque::new(),
+                write_queue: VecDeque::new(),
+            },
+        );
+
+        let ice_servers = config
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
+            .collect();
+        let configuration = RTCConfigurationBuilder::new()
+            .with_ice_servers(ice_servers)
+            .build();
+
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(configuration)
+            .with_media_engine(me)
+            .with_interceptor_registry(registry)
+            .with_handler(Arc::new(Handler {
+                shared: Arc::clone(&shared),
+            }))
+            .with_runtime(Arc::new(webrtc::runtime::TokioRuntime))
+            .with_udp_addrs(config.bind_addrs.clone())
+            .build()
+            .await?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+
+        let chat = pc
+            .create_data_channel(
+                CHAT_LABEL,
+                Some(RTCDataChannelInit {
+                    ordered: true,
+                    negotiated: Some(CHAT_STREAM_ID),
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        tokio::spawn(read_chat(Arc::clone(&chat), Arc::clone(&shared)));
+
+        Ok((
+            Self {
+                pc,
+                chat,
+                shared,
+                local_tracks: Arc::new(Mutex::new(HashMap::new())),
+            },
+            events_rx,
+        ))
+    }
+
+    fn new_sample_track(
+        kind: MediaKind,
+        track_id: &str,
+        stream_id: &str,
+    ) -> Result<(Arc<TrackLocalStaticSample>, u32)> {
+        let ssrc: u32 = rand::random();
+        let (codec, rtc_kind, rtx) = match kind {
+            MediaKind::Video => (
+                h264_codec(H264_CODECS[0].0),
+                RtpCodecKind::Video,
+                Some(RTCRtpRtxParameters {
+                    ssrc: rand::random(),
+                }),
+            ),
+            MediaKind::Audio => (opus_codec(), RtpCodecKind::Audio, None),
+        };
+        let track = MediaStreamTrack::new(
+            stream_id.to_owned(),
+            track_id.to_owned(),
+            track_id.to_owned(),
+            rtc_kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    rtx,
+                    ..Default::default()
+                },
+                active: true,
+                codec,
+                ..Default::default()
+            }],
+        );
+        Ok((
+            Arc::new(TrackLocalStaticSample::new(Instant::now(), track)?),
+            ssrc,
+        ))
+    }
+
+    async fn add_track(
+        &self,
+        kind: MediaKind,
+        track_id: &str,
+        stream_id: &str,
+    ) -> Result<LocalTrack> {
+        let (track, ssrc) = Self::new_sample_track(kind, track_id, stream_id)?;
+        if kind == MediaKind::Video {
+            // Before add_track, so a PLI can never race ahead of the mapping.
+            self.shared
+                .local_video_ssrcs
+                .lock()
+                .expect("ssrc map poisoned")
+                .insert(ssrc, track_id.to_owned());
+        }
+        let rtp_sender = self
+            .pc
+            .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+            .await?;
+        if kind == MediaKind::Video {
+            self.offer_all_h264_profiles(&rtp_sender).await?;
+        }
+        let local = LocalTrack {
+            inner: Arc::new(LocalTrackInner {
+                track_id: track_id.to_owned(),
+                kind,
+                ssrc,
+                track,
+                rtp_sender,
+                payload_type: OnceLock::new(),
+            }),
+        };
+        self.local_tracks
+            .lock()
+            .expect("local tracks poisoned")
+            .insert(track_id.to_owned(), local.clone());
+        Ok(local)
+    }
+
+    /// 0.21 narrows a track's m-section to the track's own codec; we packetize both
+    /// Constrained Baseline spellings identically, so offer both (browsers match either).
+    async fn offer_all_h264_profiles(&self, rtp_sender: &Arc<dyn RtpSender>) -> Result<()> {
+        let prefs: Vec<RTCRtpCodecParameters> = H264_CODECS
+            .iter()
+            .map(|(profile, pt, _)| RTCRtpCodecParameters {
+                rtp_codec: h264_codec(profile),
+                payload_type: *pt,
+            })
+            .collect();
+        for t in self.pc.get_transceivers().await {
+            if t.sender().await?.is_some_and(|s| s.id() == rtp_sender.id()) {
+                t.set_codec_preferences(prefs).await?;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a local H.264 track (triggers renegotiation).
+    pub async fn add_video_track(
+        &self,
+        track_id: &str,
+        stream_id: &str,
+    ) -> Result<VideoTrackSender> {
+        Ok(VideoTrackSender(
+            self.add_track(MediaKind::Video, track_id, stream_id)
+                .await?,
+        ))
+    }
+
+    /// Adds a local Opus track (triggers renegotiation).
+    pub async fn add_audio_track(
+        &self,
+        track_id: &str,
+        stream_id: &str,
+    ) -> Result<AudioTrackSender> {
+        Ok(AudioTrackSender(
+            self.add_track(MediaKind::Audio, track_id, stream_id)
+                .await?,
+        ))
+    }
+
+    /// Stops sending a local track (triggers renegotiation; the remote then sees
+    /// `RemoteTrackEnded`).
+    pub async fn remove_track<S: AsRef<LocalTrack>>(&self, sender: &S) -> Result<()> {
+        let local = sender.as_ref();
+        self.pc.remove_track(&local.inner.rtp_sender).await?;
+        self.local_tracks
+            .lock()
+            .expect("local tracks poisoned")
+            .remove(local.track_id());
+        self.shared
+            .local_video_ssrcs
+            .lock()
+            .expect("ssrc map poisoned")
+            .remove(&local.ssrc());
+        Ok(())
+    }
+
+    /// Sends a PLI for a remote video track.
+    pub async fn request_keyframe(&self, track_id: &str) -> Result<()> {
+        let track = self
+            .shared
+            .remote
+            .lock()
+            .expect("remote map poisoned")
+            .get(track_id)
+            .map(|e| Arc::clone(&e.track))
+            .ok_or_else(|| PeerError::UnknownTrack(track_id.to_owned()))?;
+        send_pli(&*track).await
+    }
+
+    /// Sends a chat message (ordered, reliable).
+    pub async fn send_data(&self, text: &str) -> Result<()> {
+        if !self.shared.dc_open.load(Ordering::Acquire) {
+            return Err(PeerError::DataChannelNotOpen);
+        }
+        self.chat.send_text(text).await?;
+        Ok(())
+    }
+
+    /// Closes the connection; remote tracks end, `Closed` is reported.
+    pub async fn close(&self) -> Result<()> {
+        if self.shared.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let result = self.pc.close().await;
+        // The driver is stopped by close(), so its own Closed callback never runs.
+        self.shared
+            .emit(PeerEvent::ConnectionState(ConnectionState::Closed));
+        let ids: Vec<String> = self
+            .shared
+            .remote
+            .lock()
+            .expect("remote map poisoned")
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            self.shared.end_remote_track(&id);
+        }
+        result?;
+        Ok(())
+    }
+
+    /// Statistics from the 0.21 stats report, keyed by track.
+    pub async fn stats(&self) -> PeerStats {
+        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        let mut stats = PeerStats::default();
+
+        let locals: HashMap<u32, LocalTrack> = self
+            .local_tracks
+            .lock()
+            .expect("local tracks poisoned")
+            .values()
+            .map(|t| (t.ssrc(), t.clone()))
+            .collect();
+        let feedback = self
+            .shared
+            .feedback
+            .lock()
+            .expect("feedback poisoned")
+            .clone();
+        for out in report.outbound_rtp_streams() {
+            let ssrc = out.sent_rtp_stream_stats.rtp_stream_stats.ssrc;
+            let local = locals.get(&ssrc);
+            let fb = feedback.get(&ssrc).copied().unwrap_or_default();
+            let clock = match local.map(|l| l.kind()) {
+                Some(MediaKind::Audio) => 48_000.0,
+                _ => 90_000.0,
+            };
+            stats.outbound.push(TrackStats {
+                track_id: local.map(|l| l.track_id().to_owned()).unwrap_or_default(),
+                kind: local.map(|l| l.kind()),
+                ssrc,
+                bytes_sent: out.sent_rtp_stream_stats.bytes_sent,
+                packets_sent: out.sent_rtp_stream_stats.packets_sent,
+                packets_lost: fb.packets_lost,
+                nack_received: fb.nack,
+                pli_received: fb.pli,
+                fir_received: fb.fir,
+                jitter: f64::from(fb.jitter) / clock,
+                rtt: fb.rtt,
+                ..Default::default()
+            });
+        }
+        let remotes: HashMap<String, (MediaKind, u64)> = self
+            .shared
+            .remote
+            .lock()
+            .expect("remote map poisoned")
+            .iter()
+            .map(|(id, e)| (id.clone(), (e.kind, e.dropped.load(Ordering::Relaxed))))
+            .collect();
+        for inb in report.inbound_rtp_streams() {
+            let rs = &inb.received_rtp_stream_stats;
+            let remote = remotes.get(&inb.track_identifier);
+            stats.inbound.push(TrackStats {
+                track_id: inb.track_identifier.clone(),
+                kind: remote.map(|r| r.0),
+                ssrc: rs.rtp_stream_stats.ssrc,
+                bytes_received: inb.bytes_received,
+                packets_received: rs.packets_received,
+                packets_lost: rs.packets_lost,
+                nack_sent: inb.nack_count as u64,
+                pli_sent: inb.pli_count as u64,
+                fir_sent: inb.fir_count as u64,
+                jitter: rs.jitter,
+                dropped_by_consumer: remote.map_or(0, |r| r.1),
+                ..Default::default()
+            });
+        }
+        for pair in report.candidate_pairs() {
+            if pair.nominated || stats.rtt.is_none() {
+                if pair.current_round_trip_time > 0.0 {
+                    stats.rtt = Some(Duration::from_secs_f64(pair.current_round_trip_time));
+                }
+                stats.transport_bytes_sent = pair.bytes_sent;
+                stats.transport_bytes_received = pair.bytes_received;
+            }
+        }
+        stats
+    }
+
+    // --- primitives for `negotiation` -----------------------------------------------------
+
+    pub async fn create_offer(&self) -> Result<SessionDescription> {
+        SessionDescription::from_rtc(&self.pc.create_offer(None).await?)
+    }
+
+    pub async fn create_answer(&self) -> Result<SessionDescription> {
+        SessionDescription::from_rtc(&self.pc.create_answer(None).await?)
+    }
+
+    pub async fn set_local_description(&self, desc: &SessionDescription) -> Result<()> {
+        self.pc.set_local_description(desc.to_rtc()?).await?;
+        Ok(())
+    }
+
+    pub async fn set_remote_description(&self, desc: &SessionDescription) -> Result<()> {
+        self.pc.set_remote_description(desc.to_rtc()?).await?;
+        if matches!(desc.sdp_type, SdpType::Offer | SdpType::Answer) {
+            self.reconcile_remote_tracks(&desc.sdp);
+        }
+        Ok(())
+    }
+
+    pub async fn add_ice_candidate(&self, candidate: IceCandidate) -> Result<()> {
+        self.pc.add_ice_candidate(candidate.into()).await?;
+        Ok(())
+    }
+
+    pub async fn has_remote_description(&self) -> bool {
+        self.pc.remote_description().await.is_some()
+    }
+
+    pub async fn signaling_state(&self) -> SignalingState {
+        if self.pc.pending_local_description().await.is_some() {
+            SignalingState::HaveLocalOffer
+        } else if self.pc.pending_remote_description().await.is_some() {
+            SignalingState::HaveRemoteOffer
+        } else {
+            SignalingState::Stable
+        }
+    }
+
+    /// The local SDP currently in effect (for diagnostics and tests).
+    pub async fn local_sdp(&self) -> Option<String> {
+        self.pc.local_description().await.map(|d| d.sdp)
+    }
+
+    /// Ends every remote track the remote no longer sends (0.21 emits no such event).
+    fn reconcile_remote_tracks(&self, remote_sdp: &str) {
+        let sending = sending_track_ids(remote_sdp);
+        let gone: Vec<String> = self
+            .shared
+            .remote
+            .lock()
+            .expect("remote map poisoned")
+            .keys()
+            .filter(|id| !sending.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.shared.end_remote_track(&id);
+        }
+    }
+}
+
+/// Track ids (from `a=msid`) of the m-sections in which the SDP's author sends media.
+fn sending_track_ids(sdp: &str) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let mut lines = section.lines();
+        let port_zero = lines
+            .next()
+            .and_then(|m| m.split_whitespace().nth(1))
+            .is_some_and(|port| port == "0");
+        let mut sends = true;
+        let mut track = None;
+        for line in lines {
+            let line = line.trim_end();
+            match line {
+                "a=recvonly" | "a=inactive" => sends = false,
+                _ => {
+                    if let Some(msid) = line.strip_prefix("a=msid:") {
+                        track = msid.split_whitespace().nth(1).map(str::to_owned);
+                    }
+                }
+            }
+        }
+        if sends
+            && !port_zero
+            && let Some(track) = track
+        {
+            ids.insert(track);
+        }
+    }
+    ids
+}
+
+async fn read_chat(chat: Arc<dyn DataChannel>, shared: Arc<Shared>) {
+    while let Some(event) = chat.poll().await {
+        match event {
+            DataChannelEvent::OnOpen => {
+                shared.dc_open.store(true, Ordering::Release);
+                shared.emit(PeerEvent::DataOpen);
+            }
+            DataChannelEvent::OnMessage(msg) => {
+                shared.emit(PeerEvent::Data(
+                    String::from_utf8_lossy(&msg.data).into_owned(),
+                ));
+            }
+            DataChannelEvent::OnClose => break,
+            _ => {}
+        }
+    }
+    shared.dc_open.store(false, Ordering::Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msid_parsing_follows_direction() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\na=sendrecv\r\na=msid:s a\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:1\r\na=recvonly\r\na=msid:s b\r\n\
+                   m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=msid:s c\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:3\r\na=sendonly\r\na=msid:s d\r\n";
+        let ids = sending_track_ids(sdp);
+        assert_eq!(
+            ids,
+            HashSet::from(["a".to_owned(), "d".to_owned()]),
+            "only sending, non-rejected sections count"
+        );
+    }
+
+    #[test]
+    fn assembler_flags_gaps_and_accepts_clean_aus() {
+        let mut a = AuAssembler::default();
+        let nal = Bytes::from_static(&[0x65, 1, 2, 3]);
+        let (f, gap) = a.push(10, 1000, true, &nal);
+        assert!(!gap);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].2, "clean AU is complete");
+        assert_eq!(&f[0].0[..], &[0, 0, 0, 1, 0x65, 1, 2, 3]);
+        // seq 11 lost
+        let (f, gap) = a.push(12, 4000, true, &nal);
+        assert!(gap);
+        assert!(!f[0].2, "AU after a gap is incomplete");
+        // a late retransmission of 11 is ignored
+        let (f, _) = a.push(11, 2000, true, &nal);
+        assert!(f.is_empty());
+    }
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use confab::call::peer::{ConnectionState, MediaKind, Peer, PeerConfig, PeerEvent, RemoteMedia};
 use harness::{
-    LinkOptions, STEP, Side, connected_pair, pair, settle, synthetic_au, synthetic_opus,
+    LinkOptions, Loss, STEP, Side, connected_pair, pair, settle, synthetic_au, synthetic_opus,
 };
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -269,6 +269,7 @@ async fn glare_both_sides_add_a_track_at_once_and_both_tracks_arrive() {
     // Descriptions take 150 ms, so two offers made at the same moment always cross.
     let opts = LinkOptions {
         description_delay: Duration::from_millis(150),
+        ..Default::default()
     };
     let (mut a, mut b, took) = connected_pair(opts).await;
     println!("connected (with 150 ms signaling latency) after {took:?}");
@@ -307,6 +308,7 @@ async fn glare_both_sides_add_a_track_at_once_and_both_tracks_arrive() {
 async fn candidates_that_overtake_the_offer_are_queued_not_lost() {
     let opts = LinkOptions {
         description_delay: Duration::from_millis(300),
+        ..Default::default()
     };
     let (a, b, took) = connected_pair(opts).await;
     println!("connected after {took:?} with 300 ms description latency");
@@ -370,4 +372,61 @@ async fn closing_one_side_is_seen_by_the_other() {
         )
         .await;
     println!("remote saw {ev:?} {:?} after close", t0.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_video_packets_flag_their_access_unit_incomplete_and_request_a_keyframe() {
+    // Every 20th video-sized datagram is dropped once media flows.
+    let loss = Loss::new(20, 900);
+    let opts = LinkOptions {
+        loss: Some(loss.clone()),
+        ..Default::default()
+    };
+    let (mut a, mut b) = pair(opts).await;
+    let cam = a.peer.add_video_track("a-cam", "a").await.unwrap();
+    a.connected().await;
+    b.connected().await;
+    settle(&mut a, &mut b, &[&cam]).await;
+
+    loss.set(true);
+    send_video(&cam, 0..60).await;
+    loss.set(false);
+    send_video(&cam, 60..65).await;
+
+    let (_, mut rx) = remote_track(&mut b, "a-cam").await;
+    // At most one datagram of any AU is dropped (AUs span < 20 packets), so every AU still
+    // arrives, complete or not.
+    let got = frames(receive(&mut rx, 65).await);
+    let incomplete: Vec<usize> = (0..65).filter(|i| !got[*i].1).collect();
+    for (i, (data, complete)) in got.iter().enumerate() {
+        if *complete {
+            assert!(*data == synthetic_au(i, 30), "complete AU {i} differs");
+        }
+    }
+    println!(
+        "dropped {} datagrams; incomplete AUs {incomplete:?}",
+        loss.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    assert!(!incomplete.is_empty(), "losses were noticed");
+    assert!(
+        got[60..].iter().all(|(_, c)| *c),
+        "clean AUs after the loss are complete"
+    );
+    a.expect(
+        "KeyframeRequested after loss",
+        STEP,
+        |e| matches!(e, PeerEvent::KeyframeRequested { track_id } if track_id == "a-cam"),
+    )
+    .await;
+    let stats = b.peer.stats().await;
+    let inbound = stats
+        .inbound
+        .iter()
+        .find(|t| t.track_id == "a-cam")
+        .unwrap();
+    println!(
+        "receiver: nack sent {}, pli sent {}, lost {}",
+        inbound.nack_sent, inbound.pli_sent, inbound.packets_lost
+    );
+    assert!(inbound.pli_sent >= 1);
 }

@@ -2,7 +2,10 @@
 //! `Signal`s relayed as JSON through channels (as the signaling server would carry them).
 //! Descriptions can be delayed so candidates overtake them, or so both offers cross (glare).
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,10 +18,37 @@ use tokio::time::timeout;
 /// Generous failure bound for anything network-ish on a loaded 2-core machine.
 pub const STEP: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LinkOptions {
     /// Extra latency for descriptions only; candidates pass immediately.
     pub description_delay: Duration,
+    /// Route media through lossy UDP proxies (candidates are rewritten to point at them).
+    pub loss: Option<Loss>,
+}
+
+/// Drops every `every_nth` datagram of at least `min_size` bytes while `enabled`, in each
+/// proxy. Big datagrams are video RTP; STUN, RTCP and Opus stay untouched.
+#[derive(Debug, Clone)]
+pub struct Loss {
+    pub enabled: Arc<AtomicBool>,
+    pub every_nth: usize,
+    pub min_size: usize,
+    pub dropped: Arc<AtomicUsize>,
+}
+
+impl Loss {
+    pub fn new(every_nth: usize, min_size: usize) -> Self {
+        Self {
+            enabled: Arc::new(AtomicBool::new(false)),
+            every_nth,
+            min_size,
+            dropped: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn set(&self, on: bool) {
+        self.enabled.store(on, Ordering::SeqCst);
+    }
 }
 
 /// One end of the pair, as the test sees it.
@@ -83,8 +113,8 @@ pub async fn pair(opts: LinkOptions) -> (Side, Side) {
     let (b_out, b_out_rx) = mpsc::unbounded_channel::<String>();
     let (a_in, a_in_rx) = mpsc::unbounded_channel::<String>();
     let (b_in, b_in_rx) = mpsc::unbounded_channel::<String>();
-    relay(a_out_rx, b_in, opts.description_delay);
-    relay(b_out_rx, a_in, opts.description_delay);
+    relay(a_out_rx, b_in, opts.description_delay, opts.loss.clone());
+    relay(b_out_rx, a_in, opts.description_delay, opts.loss.clone());
     let a = side("a", true, a_in_rx, a_out).await;
     let b = side("b", false, b_in_rx, b_out).await;
     (a, b)
@@ -184,6 +214,7 @@ fn relay(
     mut from: mpsc::UnboundedReceiver<String>,
     to: mpsc::UnboundedSender<String>,
     description_delay: Duration,
+    loss: Option<Loss>,
 ) {
     let (delayed_tx, mut delayed_rx) = mpsc::unbounded_channel::<(tokio::time::Instant, String)>();
     let to_delayed = to.clone();
@@ -195,7 +226,11 @@ fn relay(
         }
     });
     tokio::spawn(async move {
-        while let Some(msg) = from.recv().await {
+        let mut proxies: HashMap<SocketAddr, SocketAddr> = HashMap::new();
+        while let Some(mut msg) = from.recv().await {
+            if let Some(loss) = &loss {
+                msg = through_proxy(msg, &mut proxies, loss).await;
+            }
             let is_description = msg.contains(r#""kind":"Description""#);
             if is_description && !description_delay.is_zero() {
                 let _ = delayed_tx.send((tokio::time::Instant::now() + description_delay, msg));
@@ -282,4 +317,89 @@ pub async fn settle(a: &mut Side, b: &mut Side, tracks: &[&LocalTrack]) {
             b.errors()
         )
     });
+}
+
+/// Rewrites host candidates (trickled or inside an SDP) to point at lossy proxies in front of
+/// their real addresses.
+async fn through_proxy(
+    msg: String,
+    proxies: &mut HashMap<SocketAddr, SocketAddr>,
+    loss: &Loss,
+) -> String {
+    match serde_json::from_str::<Signal>(&msg).expect("signal parses") {
+        Signal::Candidate { mut candidate } => {
+            candidate.candidate = rewrite_candidate(&candidate.candidate, proxies, loss).await;
+            serde_json::to_string(&Signal::Candidate { candidate }).expect("signal serialises")
+        }
+        Signal::Description { sdp_type, sdp } => {
+            let mut out = String::with_capacity(sdp.len());
+            for line in sdp.split_inclusive('\n') {
+                if line.starts_with("a=candidate:") {
+                    let body = line.trim_end();
+                    out.push_str(&rewrite_candidate(body, proxies, loss).await);
+                    out.push_str(&line[body.len()..]);
+                } else {
+                    out.push_str(line);
+                }
+            }
+            serde_json::to_string(&Signal::Description { sdp_type, sdp: out })
+                .expect("signal serialises")
+        }
+    }
+}
+
+async fn rewrite_candidate(
+    candidate: &str,
+    proxies: &mut HashMap<SocketAddr, SocketAddr>,
+    loss: &Loss,
+) -> String {
+    let mut fields: Vec<String> = candidate.split_whitespace().map(str::to_owned).collect();
+    let Some(real) = fields
+        .get(4)
+        .zip(fields.get(5))
+        .and_then(|(ip, port)| format!("{ip}:{port}").parse::<SocketAddr>().ok())
+    else {
+        return candidate.to_owned();
+    };
+    let front = match proxies.get(&real) {
+        Some(front) => *front,
+        None => {
+            let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind proxy");
+            let front = socket.local_addr().expect("proxy addr");
+            tokio::spawn(proxy(socket, real, loss.clone()));
+            proxies.insert(real, front);
+            front
+        }
+    };
+    fields[5] = front.port().to_string();
+    fields.join(" ")
+}
+
+/// Fronts `target`: whatever arrives from elsewhere goes to `target`, and `target`'s replies go
+/// back to the last sender. Both peers therefore see each other at proxy addresses.
+async fn proxy(front: tokio::net::UdpSocket, target: SocketAddr, loss: Loss) {
+    let mut buf = vec![0u8; 2048];
+    let mut peer: Option<SocketAddr> = None;
+    let mut big = 0usize;
+    while let Ok((n, from)) = front.recv_from(&mut buf).await {
+        let dest = if from == target {
+            match peer {
+                Some(p) => p,
+                None => continue,
+            }
+        } else {
+            peer = Some(from);
+            target
+        };
+        if loss.enabled.load(Ordering::SeqCst) && n >= loss.min_size {
+            big += 1;
+            if big.is_multiple_of(loss.every_nth) {
+                loss.dropped.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+        }
+        let _ = front.send_to(&buf[..n], dest).await;
+    }
 }

@@ -401,6 +401,19 @@ impl Shared {
         }
     }
 
+    fn end_all_remote_tracks(&self) {
+        let ids: Vec<String> = self
+            .remote
+            .lock()
+            .expect("remote map poisoned")
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            self.end_remote_track(&id);
+        }
+    }
+
     fn keyframe_requested_for_ssrc(&self, ssrc: u32) {
         let track_id = self
             .local_video_ssrcs
@@ -520,6 +533,10 @@ impl PeerConnectionEventHandler for Handler {
             _ => return,
         };
         self.shared.emit(PeerEvent::ConnectionState(state));
+        // Disconnected may recover; these do not, and no track event will ever come.
+        if matches!(state, ConnectionState::Failed | ConnectionState::Closed) {
+            self.shared.end_all_remote_tracks();
+        }
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
@@ -1196,17 +1213,7 @@ impl Peer {
         // The driver is stopped by close(), so its own Closed callback never runs.
         self.shared
             .emit(PeerEvent::ConnectionState(ConnectionState::Closed));
-        let ids: Vec<String> = self
-            .shared
-            .remote
-            .lock()
-            .expect("remote map poisoned")
-            .keys()
-            .cloned()
-            .collect();
-        for id in ids {
-            self.shared.end_remote_track(&id);
-        }
+        self.shared.end_all_remote_tracks();
         result?;
         Ok(())
     }

@@ -381,7 +381,10 @@ async fn closing_one_side_ends_its_remote_tracks_and_is_seen_by_the_other() {
         rx.recv().await.is_none(),
         "the media channel ends with the track"
     );
-    assert!(a.peer.send_data("late").await.is_err());
+    assert!(matches!(
+        a.peer.send_data("late").await,
+        Err(confab::call::PeerError::Closed)
+    ));
 
     // The remote only learns from silence (ICE consent, ~5 s by default).
     let ev = b
@@ -456,9 +459,42 @@ async fn lost_video_packets_flag_their_access_unit_incomplete_and_request_a_keyf
         .iter()
         .find(|t| t.track_id == "a-cam")
         .unwrap();
+    let out = a.peer.stats().await;
+    let outbound = out.outbound.iter().find(|t| t.track_id == "a-cam").unwrap();
     println!(
-        "receiver: nack sent {}, pli sent {}, lost {}",
-        inbound.nack_sent, inbound.pli_sent, inbound.packets_lost
+        "receiver: nack sent {}, pli sent {}, lost {}, rtx received {}; sender: nack received {}, rtx sent {}",
+        inbound.nack_sent,
+        inbound.pli_sent,
+        inbound.packets_lost,
+        inbound.retransmitted_packets,
+        outbound.nack_received,
+        outbound.retransmitted_packets
     );
     assert!(inbound.pli_sent >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtcp_reports_give_the_sender_rtt_and_loss_per_track() {
+    let (mut a, mut b) = pair(LinkOptions::default()).await;
+    let mic = a.peer.add_audio_track("a-mic", "a").await.unwrap();
+    a.connected().await;
+    b.connected().await;
+    settle(&mut a, &mut b, &[&mic]).await;
+    // Real-time audio for 3 s: long enough for SR (1 s) -> RR carrying its LSR (1 s).
+    let mut tick = tokio::time::interval(PTIME);
+    for i in 0..150 {
+        tick.tick().await;
+        mic.send(&synthetic_opus(i), PTIME).await.unwrap();
+    }
+    let stats = a.peer.stats().await;
+    let out = stats
+        .outbound
+        .iter()
+        .find(|t| t.track_id == "a-mic")
+        .unwrap();
+    println!("sender view of a-mic: {out:?}; ICE rtt {:?}", stats.rtt);
+    let rtt = out.rtt.expect("an RR with LSR arrived");
+    assert!(rtt < Duration::from_millis(50), "loopback RTT {rtt:?}");
+    assert_eq!(out.packets_lost, 0);
+    assert!(stats.rtt.is_some());
 }

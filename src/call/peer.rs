@@ -305,6 +305,8 @@ pub struct TrackStats {
     pub fir_received: u64,
     /// Seconds (inbound: ours; outbound: the remote's, from RR).
     pub jitter: f64,
+    /// RTX retransmissions sent (outbound) or received (inbound).
+    pub retransmitted_packets: u64,
     /// Units this layer dropped because the consumer was slow.
     pub dropped_by_consumer: u64,
     /// Outbound only: from RR LSR/DLSR (computed here; 0.21 reports none).
@@ -599,7 +601,9 @@ struct RemoteReader {
     shared: Arc<Shared>,
 }
 
-/// AU reassembly state for one video stream.
+/// AU reassembly state for one video stream. No reordering: a packet older than the newest
+/// one seen (a late NACK retransmission included) is dropped, and any sequence gap marks the
+/// AU incomplete, which the reader answers with a PLI.
 #[derive(Default)]
 struct AuAssembler {
     depacketizer: H264Packet,
@@ -609,42 +613,29 @@ struct AuAssembler {
     broken: bool,
 }
 
-enum Assembled {
-    None,
-    Frame(Bytes, u32, bool),
-}
+/// One reassembled AU: (Annex-B data, RTP timestamp, complete).
+type Assembled = (Bytes, u32, bool);
 
 impl AuAssembler {
-    /// Feeds one packet; returns a finished AU when the marker bit (or a timestamp change)
-    /// closes one. Returns `(frame, gap_seen)`.
-    fn push(
-        &mut self,
-        seq: u16,
-        ts: u32,
-        marker: bool,
-        payload: &Bytes,
-    ) -> (Vec<(Bytes, u32, bool)>, bool) {
+    /// Feeds one packet; returns the AUs it closed (by marker bit or by a timestamp change).
+    fn push(&mut self, seq: u16, ts: u32, marker: bool, payload: &Bytes) -> Vec<Assembled> {
         let mut out = Vec::new();
         let mut gap = false;
         if let Some(expected) = self.next_seq {
             let delta = seq.wrapping_sub(expected);
             if delta >= 0x8000 {
-                // Late or duplicate (e.g. a retransmission after we moved on): too late.
-                return (out, false);
+                return out; // late or duplicate
             }
-            if delta != 0 {
-                gap = true;
-            }
+            gap = delta != 0;
         }
         self.next_seq = Some(seq.wrapping_add(1));
-        // A new timestamp without a marker before it: the previous AU lost its tail.
+        // A new timestamp before a marker: the previous AU lost its tail.
         if self.timestamp.is_some_and(|t| t != ts) && !self.buf.is_empty() {
-            if let Assembled::Frame(d, t, c) = self.finish(false) {
-                out.push((d, t, c));
-            }
+            out.extend(self.finish(false));
             gap = true;
         }
         if gap {
+            // The lost packets may have belonged to this AU as well.
             self.broken = true;
             // A half-collected FU-A must not be glued onto unrelated fragments.
             self.depacketizer = H264Packet::default();
@@ -654,22 +645,18 @@ impl AuAssembler {
             Ok(bytes) => self.buf.extend_from_slice(&bytes),
             Err(_) => self.broken = true,
         }
-        if marker && let Assembled::Frame(d, t, c) = self.finish(true) {
-            out.push((d, t, c));
+        if marker {
+            out.extend(self.finish(true));
         }
-        (out, gap)
+        out
     }
 
-    fn finish(&mut self, tail_seen: bool) -> Assembled {
+    fn finish(&mut self, tail_seen: bool) -> Option<Assembled> {
         let complete = tail_seen && !self.broken;
         let data = std::mem::take(&mut self.buf).freeze();
-        let ts = self.timestamp.unwrap_or(0);
         self.broken = false;
         self.depacketizer = H264Packet::default();
-        if data.is_empty() {
-            return Assembled::None;
-        }
-        Assembled::Frame(data, ts, complete)
+        (!data.is_empty()).then(|| (data, self.timestamp.unwrap_or(0), complete))
     }
 }
 
@@ -689,7 +676,7 @@ impl RemoteReader {
                             arrival,
                         })),
                         MediaKind::Video => {
-                            let (frames, _gap) = au.push(
+                            let frames = au.push(
                                 pkt.header.sequence_number,
                                 pkt.header.timestamp,
                                 pkt.header.marker,
@@ -1083,12 +1070,20 @@ impl Peer {
         ))
     }
 
+    fn ensure_open(&self) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(PeerError::Closed);
+        }
+        Ok(())
+    }
+
     async fn add_track(
         &self,
         kind: MediaKind,
         track_id: &str,
         stream_id: &str,
     ) -> Result<LocalTrack> {
+        self.ensure_open()?;
         let (track, ssrc) = Self::new_sample_track(kind, track_id, stream_id)?;
         if kind == MediaKind::Video {
             // Before add_track, so a PLI can never race ahead of the mapping.
@@ -1184,6 +1179,7 @@ impl Peer {
 
     /// Sends a PLI for a remote video track.
     pub async fn request_keyframe(&self, track_id: &str) -> Result<()> {
+        self.ensure_open()?;
         let track = self
             .shared
             .remote
@@ -1197,6 +1193,7 @@ impl Peer {
 
     /// Sends a chat message (ordered, reliable).
     pub async fn send_data(&self, text: &str) -> Result<()> {
+        self.ensure_open()?;
         if !self.shared.dc_open.load(Ordering::Acquire) {
             return Err(PeerError::DataChannelNotOpen);
         }
@@ -1256,6 +1253,7 @@ impl Peer {
                 fir_received: fb.fir,
                 jitter: f64::from(fb.jitter) / clock,
                 rtt: fb.rtt,
+                retransmitted_packets: out.retransmitted_packets_sent,
                 ..Default::default()
             });
         }
@@ -1281,6 +1279,7 @@ impl Peer {
                 pli_sent: inb.pli_count as u64,
                 fir_sent: inb.fir_count as u64,
                 jitter: rs.jitter,
+                retransmitted_packets: inb.retransmitted_packets_received,
                 dropped_by_consumer: remote.map_or(0, |r| r.1),
                 ..Default::default()
             });
@@ -1435,17 +1434,21 @@ mod tests {
     fn assembler_flags_gaps_and_accepts_clean_aus() {
         let mut a = AuAssembler::default();
         let nal = Bytes::from_static(&[0x65, 1, 2, 3]);
-        let (f, gap) = a.push(10, 1000, true, &nal);
-        assert!(!gap);
+        let f = a.push(10, 1000, true, &nal);
         assert_eq!(f.len(), 1);
         assert!(f[0].2, "clean AU is complete");
         assert_eq!(&f[0].0[..], &[0, 0, 0, 1, 0x65, 1, 2, 3]);
         // seq 11 lost
-        let (f, gap) = a.push(12, 4000, true, &nal);
-        assert!(gap);
+        let f = a.push(12, 4000, true, &nal);
         assert!(!f[0].2, "AU after a gap is incomplete");
         // a late retransmission of 11 is ignored
-        let (f, _) = a.push(11, 2000, true, &nal);
+        let f = a.push(11, 2000, true, &nal);
         assert!(f.is_empty());
+        // marker lost: the next timestamp closes the old AU as incomplete
+        let f = a.push(13, 5000, false, &nal);
+        assert!(f.is_empty());
+        let f = a.push(15, 6000, true, &nal);
+        assert_eq!(f.len(), 2);
+        assert!(!f[0].2 && f[0].1 == 5000);
     }
 }

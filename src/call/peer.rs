@@ -6,24 +6,33 @@
 //! falls behind, units are dropped (counted) rather than stalling the connection.
 //!
 //! Findings about webrtc/rtc 0.21.1 that shaped this module:
-//! - RTX: 0.21 negotiates RTX only if a `video/rtx` codec with `apt=` is registered (the
-//!   default codec set does; a custom set must do it itself) *and* the local track's encoding
-//!   declares an RTX SSRC. We do both, so offers carry `a=ssrc-group:FID` and the NACK
-//!   responder retransmits on the RTX stream. The receive side de-encapsulates RTX, but we do
-//!   not reorder, so a retransmission that arrives after its successors is dropped here.
-//! - Rollback: supported (`RTCSessionDescription::rollback`), but not implicit — a remote offer
-//!   applied in `have-local-offer` fails, so `negotiation` rolls back explicitly.
-//! - negotiationneeded: fired by the core per W3C (only when stable; re-checked on return to
-//!   stable). Creating the first data channel fires it too, so both sides offer at start.
-//! - Sender RTCP: inbound RTCP stops at the end of the interceptor chain unless marked for the
-//!   application, and a local track's `poll` holds its receiver lock (would block a rebind).
-//!   We therefore tap PLI/FIR in our own interceptor, which runs inside the core on arrival.
-//! - Remote track end: the core never emits a track close event on renegotiation; we detect
-//!   removal ourselves from each applied remote description (see `reconcile_remote_tracks`).
-//!   The driver keys remote tracks by track id and never forgets one, so a remote track id
-//!   that was removed does not fire `on_track` again if re-added: senders must use fresh ids.
-//! - RTCP is routed to tracks by track id, remote first: local and remote track ids should
-//!   differ (we also catch PLI/FIR in the remote reader as a fallback).
+//! - RTX: negotiated only if a `video/rtx` codec with `apt=` is registered (the default codec
+//!   set does; a custom set must) *and* the track's encoding declares an RTX SSRC. We do both:
+//!   offers carry `a=ssrc-group:FID`, the NACK responder retransmits on RTX, the receiver
+//!   de-encapsulates it. We do not reorder, so a retransmission that arrives after its
+//!   successors is dropped and the AU is flagged incomplete.
+//! - A track-backed m-section lists only the track's own codec; we set codec preferences so
+//!   both H.264 Constrained Baseline spellings (42e01f, 42001f) are offered.
+//! - Rollback: supported (`RTCSessionDescription::rollback`) but never implicit — a remote
+//!   offer in `have-local-offer` is an error — so `negotiation` rolls back explicitly.
+//! - negotiationneeded: fired by the core per W3C (only when stable, re-checked on return to
+//!   stable). Creating the data channel fires it too, so both sides offer at start.
+//! - No signaling-state getter: derived from the pending descriptions.
+//! - Sender RTCP: inbound RTCP ends at the interceptor chain unless an interceptor marks it for
+//!   the application, and a local track's `poll` holds its lock across the wait (it would stall
+//!   a rebind). So PLI/FIR/NACK/RR are tapped in our own interceptor, inside the core, on arrival.
+//! - Remote track end: the core emits no track-close event, neither on renegotiation nor on
+//!   close. We end tracks ourselves: on each applied remote description whose m-sections no
+//!   longer send them, on Failed/Closed, and on `close()`. The driver never forgets a remote
+//!   track id, so a removed track id re-added later does not fire `on_track`: use fresh ids.
+//! - Stats: `get_stats` has per-SSRC outbound packets/bytes/retransmissions and inbound
+//!   packets/bytes/lost/jitter/NACK-PLI-FIR *sent*, plus candidate-pair RTT and bytes. It never
+//!   processes *received* RTCP (`process_read_rtcp_for_stats` is dead code), so outbound
+//!   NACK/PLI/FIR counts and remote-inbound loss/jitter/RTT are zero there; we count them in
+//!   the tap and compute RTT from RR LSR/DLSR. No bandwidth estimate by default (GCC/pacer
+//!   need `configure_twcc` + congestion-control interceptors; not enabled here).
+//! - `close()` sends nothing the remote notices: it sees Disconnected after ~5 s of silence
+//!   (ICE consent); the engine should also learn of a departure via signaling.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -698,14 +707,6 @@ impl RemoteReader {
                                     complete,
                                 }));
                             }
-                        }
-                    }
-                }
-                // Only reaches us if RTCP routing confused a local track id with a remote one.
-                TrackRemoteEvent::OnRtcpPacket(packets) => {
-                    for p in &packets {
-                        if let Some(pli) = p.as_any().downcast_ref::<PictureLossIndication>() {
-                            self.shared.keyframe_requested_for_ssrc(pli.media_ssrc);
                         }
                     }
                 }

@@ -8,9 +8,6 @@ pub enum PeerError {
     /// An error reported by webrtc-rs (`webrtc`/`rtc` share one error type).
     #[error("webrtc: {0}")]
     WebRtc(#[from] webrtc::error::Error),
-    /// Binding sockets or building the connection failed.
-    #[error("io: {0}")]
-    Io(#[from] std::io::Error),
     /// A signal or candidate could not be (de)serialised.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

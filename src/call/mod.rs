@@ -10,7 +10,12 @@ mod session;
 mod stats;
 
 pub use error::{CallError, PeerError};
-pub use peer::{ConnectionState, MediaKind};
+pub use negotiation::{NegotiationStats, Negotiator, SdpEndpoint, Signal};
+pub use peer::{
+    AudioTrackSender, ConnectionState, IceCandidate, IceServerConfig, LocalTrack, MediaKind, Peer,
+    PeerConfig, PeerEvent, PeerStats, RemoteMedia, SdpType, SessionDescription, TrackStats,
+    VideoTrackSender,
+};
 pub use pipeline::{AudioInfo, FrameInfo, MediaSink, NullSink, VideoEncoding};
 pub use session::{
     CAMERA_TRACK, CallConfig, CallHandle, Command, DataMessage, EngineError, Event, LocalMedia,

@@ -6,24 +6,33 @@
 //! falls behind, units are dropped (counted) rather than stalling the connection.
 //!
 //! Findings about webrtc/rtc 0.21.1 that shaped this module:
-//! - RTX: 0.21 negotiates RTX only if a `video/rtx` codec with `apt=` is registered (the
-//!   default codec set does; a custom set must do it itself) *and* the local track's encoding
-//!   declares an RTX SSRC. We do both, so offers carry `a=ssrc-group:FID` and the NACK
-//!   responder retransmits on the RTX stream. The receive side de-encapsulates RTX, but we do
-//!   not reorder, so a retransmission that arrives after its successors is dropped here.
-//! - Rollback: supported (`RTCSessionDescription::rollback`), but not implicit — a remote offer
-//!   applied in `have-local-offer` fails, so `negotiation` rolls back explicitly.
-//! - negotiationneeded: fired by the core per W3C (only when stable; re-checked on return to
-//!   stable). Creating the first data channel fires it too, so both sides offer at start.
-//! - Sender RTCP: inbound RTCP stops at the end of the interceptor chain unless marked for the
-//!   application, and a local track's `poll` holds its receiver lock (would block a rebind).
-//!   We therefore tap PLI/FIR in our own interceptor, which runs inside the core on arrival.
-//! - Remote track end: the core never emits a track close event on renegotiation; we detect
-//!   removal ourselves from each applied remote description (see `reconcile_remote_tracks`).
-//!   The driver keys remote tracks by track id and never forgets one, so a remote track id
-//!   that was removed does not fire `on_track` again if re-added: senders must use fresh ids.
-//! - RTCP is routed to tracks by track id, remote first: local and remote track ids should
-//!   differ (we also catch PLI/FIR in the remote reader as a fallback).
+//! - RTX: negotiated only if a `video/rtx` codec with `apt=` is registered (the default codec
+//!   set does; a custom set must) *and* the track's encoding declares an RTX SSRC. We do both:
+//!   offers carry `a=ssrc-group:FID`, the NACK responder retransmits on RTX, the receiver
+//!   de-encapsulates it. We do not reorder, so a retransmission that arrives after its
+//!   successors is dropped and the AU is flagged incomplete.
+//! - A track-backed m-section lists only the track's own codec; we set codec preferences so
+//!   both H.264 Constrained Baseline spellings (42e01f, 42001f) are offered.
+//! - Rollback: supported (`RTCSessionDescription::rollback`) but never implicit — a remote
+//!   offer in `have-local-offer` is an error — so `negotiation` rolls back explicitly.
+//! - negotiationneeded: fired by the core per W3C (only when stable, re-checked on return to
+//!   stable). Creating the data channel fires it too, so both sides offer at start.
+//! - No signaling-state getter: derived from the pending descriptions.
+//! - Sender RTCP: inbound RTCP ends at the interceptor chain unless an interceptor marks it for
+//!   the application, and a local track's `poll` holds its lock across the wait (it would stall
+//!   a rebind). So PLI/FIR/NACK/RR are tapped in our own interceptor, inside the core, on arrival.
+//! - Remote track end: the core emits no track-close event, neither on renegotiation nor on
+//!   close. We end tracks ourselves: on each applied remote description whose m-sections no
+//!   longer send them, on Failed/Closed, and on `close()`. The driver never forgets a remote
+//!   track id, so a removed track id re-added later does not fire `on_track`: use fresh ids.
+//! - Stats: `get_stats` has per-SSRC outbound packets/bytes/retransmissions and inbound
+//!   packets/bytes/lost/jitter/NACK-PLI-FIR *sent*, plus candidate-pair RTT and bytes. It never
+//!   processes *received* RTCP (`process_read_rtcp_for_stats` is dead code), so outbound
+//!   NACK/PLI/FIR counts and remote-inbound loss/jitter/RTT are zero there; we count them in
+//!   the tap and compute RTT from RR LSR/DLSR. No bandwidth estimate by default (GCC/pacer
+//!   need `configure_twcc` + congestion-control interceptors; not enabled here).
+//! - `close()` sends nothing the remote notices: it sees Disconnected after ~5 s of silence
+//!   (ICE consent); the engine should also learn of a departure via signaling.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -305,6 +314,8 @@ pub struct TrackStats {
     pub fir_received: u64,
     /// Seconds (inbound: ours; outbound: the remote's, from RR).
     pub jitter: f64,
+    /// RTX retransmissions sent (outbound) or received (inbound).
+    pub retransmitted_packets: u64,
     /// Units this layer dropped because the consumer was slow.
     pub dropped_by_consumer: u64,
     /// Outbound only: from RR LSR/DLSR (computed here; 0.21 reports none).
@@ -398,6 +409,19 @@ impl Shared {
                     fb.rtt = rtt;
                 }
             });
+        }
+    }
+
+    fn end_all_remote_tracks(&self) {
+        let ids: Vec<String> = self
+            .remote
+            .lock()
+            .expect("remote map poisoned")
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            self.end_remote_track(&id);
         }
     }
 
@@ -520,6 +544,10 @@ impl PeerConnectionEventHandler for Handler {
             _ => return,
         };
         self.shared.emit(PeerEvent::ConnectionState(state));
+        // Disconnected may recover; these do not, and no track event will ever come.
+        if matches!(state, ConnectionState::Failed | ConnectionState::Closed) {
+            self.shared.end_all_remote_tracks();
+        }
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
@@ -582,7 +610,9 @@ struct RemoteReader {
     shared: Arc<Shared>,
 }
 
-/// AU reassembly state for one video stream.
+/// AU reassembly state for one video stream. No reordering: a packet older than the newest
+/// one seen (a late NACK retransmission included) is dropped, and any sequence gap marks the
+/// AU incomplete, which the reader answers with a PLI.
 #[derive(Default)]
 struct AuAssembler {
     depacketizer: H264Packet,
@@ -592,42 +622,29 @@ struct AuAssembler {
     broken: bool,
 }
 
-enum Assembled {
-    None,
-    Frame(Bytes, u32, bool),
-}
+/// One reassembled AU: (Annex-B data, RTP timestamp, complete).
+type Assembled = (Bytes, u32, bool);
 
 impl AuAssembler {
-    /// Feeds one packet; returns a finished AU when the marker bit (or a timestamp change)
-    /// closes one. Returns `(frame, gap_seen)`.
-    fn push(
-        &mut self,
-        seq: u16,
-        ts: u32,
-        marker: bool,
-        payload: &Bytes,
-    ) -> (Vec<(Bytes, u32, bool)>, bool) {
+    /// Feeds one packet; returns the AUs it closed (by marker bit or by a timestamp change).
+    fn push(&mut self, seq: u16, ts: u32, marker: bool, payload: &Bytes) -> Vec<Assembled> {
         let mut out = Vec::new();
         let mut gap = false;
         if let Some(expected) = self.next_seq {
             let delta = seq.wrapping_sub(expected);
             if delta >= 0x8000 {
-                // Late or duplicate (e.g. a retransmission after we moved on): too late.
-                return (out, false);
+                return out; // late or duplicate
             }
-            if delta != 0 {
-                gap = true;
-            }
+            gap = delta != 0;
         }
         self.next_seq = Some(seq.wrapping_add(1));
-        // A new timestamp without a marker before it: the previous AU lost its tail.
+        // A new timestamp before a marker: the previous AU lost its tail.
         if self.timestamp.is_some_and(|t| t != ts) && !self.buf.is_empty() {
-            if let Assembled::Frame(d, t, c) = self.finish(false) {
-                out.push((d, t, c));
-            }
+            out.extend(self.finish(false));
             gap = true;
         }
         if gap {
+            // The lost packets may have belonged to this AU as well.
             self.broken = true;
             // A half-collected FU-A must not be glued onto unrelated fragments.
             self.depacketizer = H264Packet::default();
@@ -637,22 +654,18 @@ impl AuAssembler {
             Ok(bytes) => self.buf.extend_from_slice(&bytes),
             Err(_) => self.broken = true,
         }
-        if marker && let Assembled::Frame(d, t, c) = self.finish(true) {
-            out.push((d, t, c));
+        if marker {
+            out.extend(self.finish(true));
         }
-        (out, gap)
+        out
     }
 
-    fn finish(&mut self, tail_seen: bool) -> Assembled {
+    fn finish(&mut self, tail_seen: bool) -> Option<Assembled> {
         let complete = tail_seen && !self.broken;
         let data = std::mem::take(&mut self.buf).freeze();
-        let ts = self.timestamp.unwrap_or(0);
         self.broken = false;
         self.depacketizer = H264Packet::default();
-        if data.is_empty() {
-            return Assembled::None;
-        }
-        Assembled::Frame(data, ts, complete)
+        (!data.is_empty()).then(|| (data, self.timestamp.unwrap_or(0), complete))
     }
 }
 
@@ -672,7 +685,7 @@ impl RemoteReader {
                             arrival,
                         })),
                         MediaKind::Video => {
-                            let (frames, _gap) = au.push(
+                            let frames = au.push(
                                 pkt.header.sequence_number,
                                 pkt.header.timestamp,
                                 pkt.header.marker,
@@ -694,14 +707,6 @@ impl RemoteReader {
                                     complete,
                                 }));
                             }
-                        }
-                    }
-                }
-                // Only reaches us if RTCP routing confused a local track id with a remote one.
-                TrackRemoteEvent::OnRtcpPacket(packets) => {
-                    for p in &packets {
-                        if let Some(pli) = p.as_any().downcast_ref::<PictureLossIndication>() {
-                            self.shared.keyframe_requested_for_ssrc(pli.media_ssrc);
                         }
                     }
                 }
@@ -1066,12 +1071,20 @@ impl Peer {
         ))
     }
 
+    fn ensure_open(&self) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(PeerError::Closed);
+        }
+        Ok(())
+    }
+
     async fn add_track(
         &self,
         kind: MediaKind,
         track_id: &str,
         stream_id: &str,
     ) -> Result<LocalTrack> {
+        self.ensure_open()?;
         let (track, ssrc) = Self::new_sample_track(kind, track_id, stream_id)?;
         if kind == MediaKind::Video {
             // Before add_track, so a PLI can never race ahead of the mapping.
@@ -1167,6 +1180,7 @@ impl Peer {
 
     /// Sends a PLI for a remote video track.
     pub async fn request_keyframe(&self, track_id: &str) -> Result<()> {
+        self.ensure_open()?;
         let track = self
             .shared
             .remote
@@ -1180,6 +1194,7 @@ impl Peer {
 
     /// Sends a chat message (ordered, reliable).
     pub async fn send_data(&self, text: &str) -> Result<()> {
+        self.ensure_open()?;
         if !self.shared.dc_open.load(Ordering::Acquire) {
             return Err(PeerError::DataChannelNotOpen);
         }
@@ -1196,17 +1211,7 @@ impl Peer {
         // The driver is stopped by close(), so its own Closed callback never runs.
         self.shared
             .emit(PeerEvent::ConnectionState(ConnectionState::Closed));
-        let ids: Vec<String> = self
-            .shared
-            .remote
-            .lock()
-            .expect("remote map poisoned")
-            .keys()
-            .cloned()
-            .collect();
-        for id in ids {
-            self.shared.end_remote_track(&id);
-        }
+        self.shared.end_all_remote_tracks();
         result?;
         Ok(())
     }
@@ -1249,6 +1254,7 @@ impl Peer {
                 fir_received: fb.fir,
                 jitter: f64::from(fb.jitter) / clock,
                 rtt: fb.rtt,
+                retransmitted_packets: out.retransmitted_packets_sent,
                 ..Default::default()
             });
         }
@@ -1274,6 +1280,7 @@ impl Peer {
                 pli_sent: inb.pli_count as u64,
                 fir_sent: inb.fir_count as u64,
                 jitter: rs.jitter,
+                retransmitted_packets: inb.retransmitted_packets_received,
                 dropped_by_consumer: remote.map_or(0, |r| r.1),
                 ..Default::default()
             });
@@ -1428,17 +1435,21 @@ mod tests {
     fn assembler_flags_gaps_and_accepts_clean_aus() {
         let mut a = AuAssembler::default();
         let nal = Bytes::from_static(&[0x65, 1, 2, 3]);
-        let (f, gap) = a.push(10, 1000, true, &nal);
-        assert!(!gap);
+        let f = a.push(10, 1000, true, &nal);
         assert_eq!(f.len(), 1);
         assert!(f[0].2, "clean AU is complete");
         assert_eq!(&f[0].0[..], &[0, 0, 0, 1, 0x65, 1, 2, 3]);
         // seq 11 lost
-        let (f, gap) = a.push(12, 4000, true, &nal);
-        assert!(gap);
+        let f = a.push(12, 4000, true, &nal);
         assert!(!f[0].2, "AU after a gap is incomplete");
         // a late retransmission of 11 is ignored
-        let (f, _) = a.push(11, 2000, true, &nal);
+        let f = a.push(11, 2000, true, &nal);
         assert!(f.is_empty());
+        // marker lost: the next timestamp closes the old AU as incomplete
+        let f = a.push(13, 5000, false, &nal);
+        assert!(f.is_empty());
+        let f = a.push(15, 6000, true, &nal);
+        assert_eq!(f.len(), 2);
+        assert!(!f[0].2 && f[0].1 == 5000);
     }
 }

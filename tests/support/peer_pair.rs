@@ -1,0 +1,405 @@
+//! Test harness: two `Peer`s in one process, each driven by its own `Negotiator`, with the
+//! `Signal`s relayed as JSON through channels (as the signaling server would carry them).
+//! Descriptions can be delayed so candidates overtake them, or so both offers cross (glare).
+
+use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use confab::call::negotiation::{NegotiationStats, Negotiator, Signal};
+use confab::call::peer::{ConnectionState, Peer, PeerConfig, PeerEvent};
+use confab::call::peer::{LocalTrack, SignalingState};
+use tokio::sync::{mpsc, watch};
+use tokio::time::timeout;
+
+/// Generous failure bound for anything network-ish on a loaded 2-core machine.
+pub const STEP: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Default)]
+pub struct LinkOptions {
+    /// Extra latency for descriptions only; candidates pass immediately.
+    pub description_delay: Duration,
+    /// Route media through lossy UDP proxies (candidates are rewritten to point at them).
+    pub loss: Option<Loss>,
+}
+
+/// Drops every `every_nth` datagram of at least `min_size` bytes while `enabled`, in each
+/// proxy. Big datagrams are video RTP; STUN, RTCP and Opus stay untouched.
+#[derive(Debug, Clone)]
+pub struct Loss {
+    pub enabled: Arc<AtomicBool>,
+    pub every_nth: usize,
+    pub min_size: usize,
+    pub dropped: Arc<AtomicUsize>,
+}
+
+impl Loss {
+    pub fn new(every_nth: usize, min_size: usize) -> Self {
+        Self {
+            enabled: Arc::new(AtomicBool::new(false)),
+            every_nth,
+            min_size,
+            dropped: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn set(&self, on: bool) {
+        self.enabled.store(on, Ordering::SeqCst);
+    }
+}
+
+/// One end of the pair, as the test sees it.
+pub struct Side {
+    pub name: &'static str,
+    pub peer: Peer,
+    events: mpsc::UnboundedReceiver<PeerEvent>,
+    backlog: VecDeque<PeerEvent>,
+    negotiation: Arc<Mutex<NegotiationStats>>,
+    errors: Arc<Mutex<Vec<String>>>,
+    /// Bumped by the driver after every step it takes.
+    steps: watch::Receiver<u64>,
+}
+
+impl Side {
+    /// Waits for the first event matching `pred` (earlier non-matching events are kept for
+    /// later `expect`s). Panics with `what` after `within`.
+    pub async fn expect(
+        &mut self,
+        what: &str,
+        within: Duration,
+        mut pred: impl FnMut(&PeerEvent) -> bool,
+    ) -> PeerEvent {
+        if let Some(pos) = self.backlog.iter().position(&mut pred) {
+            return self.backlog.remove(pos).expect("position is valid");
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(ev)) if pred(&ev) => return ev,
+                Ok(Some(ev)) => self.backlog.push_back(ev),
+                Ok(None) => panic!("{}: event stream ended waiting for {what}", self.name),
+                Err(_) => panic!(
+                    "{}: no {what} within {within:?}; errors {:?}; pending {:?}",
+                    self.name,
+                    self.errors(),
+                    self.backlog
+                ),
+            }
+        }
+    }
+
+    pub async fn connected(&mut self) {
+        self.expect("Connected", STEP, |e| {
+            matches!(e, PeerEvent::ConnectionState(ConnectionState::Connected))
+        })
+        .await;
+    }
+
+    pub fn negotiation(&self) -> NegotiationStats {
+        *self.negotiation.lock().expect("stats poisoned")
+    }
+
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().expect("errors poisoned").clone()
+    }
+}
+
+/// Builds two loopback peers; `a` is polite, `b` impolite.
+pub async fn pair(opts: LinkOptions) -> (Side, Side) {
+    let (a_out, a_out_rx) = mpsc::unbounded_channel::<String>();
+    let (b_out, b_out_rx) = mpsc::unbounded_channel::<String>();
+    let (a_in, a_in_rx) = mpsc::unbounded_channel::<String>();
+    let (b_in, b_in_rx) = mpsc::unbounded_channel::<String>();
+    relay(a_out_rx, b_in, opts.description_delay, opts.loss.clone());
+    relay(b_out_rx, a_in, opts.description_delay, opts.loss.clone());
+    let a = side("a", true, a_in_rx, a_out).await;
+    let b = side("b", false, b_in_rx, b_out).await;
+    (a, b)
+}
+
+async fn side(
+    name: &'static str,
+    polite: bool,
+    incoming: mpsc::UnboundedReceiver<String>,
+    outgoing: mpsc::UnboundedSender<String>,
+) -> Side {
+    let (peer, peer_events) = Peer::new(PeerConfig::loopback())
+        .await
+        .expect("peer builds");
+    let (to_test, events) = mpsc::unbounded_channel();
+    let negotiation = Arc::new(Mutex::new(NegotiationStats::default()));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let (steps_tx, steps) = watch::channel(0);
+    tokio::spawn(drive(
+        peer.clone(),
+        Negotiator::new(polite),
+        peer_events,
+        incoming,
+        outgoing,
+        to_test,
+        Arc::clone(&negotiation),
+        Arc::clone(&errors),
+        steps_tx,
+    ));
+    Side {
+        name,
+        peer,
+        events,
+        backlog: VecDeque::new(),
+        negotiation,
+        errors,
+        steps,
+    }
+}
+
+/// What the call engine will do per member: negotiation and candidates go to the wire,
+/// everything else to the engine (here: the test).
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    peer: Peer,
+    mut negotiator: Negotiator,
+    mut peer_events: mpsc::UnboundedReceiver<PeerEvent>,
+    mut incoming: mpsc::UnboundedReceiver<String>,
+    outgoing: mpsc::UnboundedSender<String>,
+    to_test: mpsc::UnboundedSender<PeerEvent>,
+    stats: Arc<Mutex<NegotiationStats>>,
+    errors: Arc<Mutex<Vec<String>>>,
+    steps: watch::Sender<u64>,
+) {
+    let send = |signals: Vec<Signal>| {
+        for s in signals {
+            let _ = outgoing.send(serde_json::to_string(&s).expect("signal serialises"));
+        }
+    };
+    loop {
+        let result = tokio::select! {
+            ev = peer_events.recv() => match ev {
+                None => return,
+                Some(PeerEvent::NegotiationNeeded) => {
+                    let r = negotiator.on_negotiation_needed(&peer).await;
+                    let _ = to_test.send(PeerEvent::NegotiationNeeded);
+                    r
+                }
+                Some(PeerEvent::LocalCandidate(candidate)) => Ok(vec![Signal::Candidate { candidate }]),
+                Some(other) => {
+                    let _ = to_test.send(other);
+                    Ok(Vec::new())
+                }
+            },
+            msg = incoming.recv() => match msg {
+                None => return,
+                Some(json) => {
+                    let signal: Signal = serde_json::from_str(&json).expect("signal parses");
+                    negotiator.on_signal(&peer, signal).await
+                }
+            },
+        };
+        match result {
+            Ok(signals) => send(signals),
+            Err(err) => errors
+                .lock()
+                .expect("errors poisoned")
+                .push(err.to_string()),
+        }
+        *stats.lock().expect("stats poisoned") = negotiator.stats();
+        steps.send_modify(|n| *n += 1);
+    }
+}
+
+/// One direction of the signaling link. Descriptions keep their order among themselves.
+fn relay(
+    mut from: mpsc::UnboundedReceiver<String>,
+    to: mpsc::UnboundedSender<String>,
+    description_delay: Duration,
+    loss: Option<Loss>,
+) {
+    let (delayed_tx, mut delayed_rx) = mpsc::unbounded_channel::<(tokio::time::Instant, String)>();
+    let to_delayed = to.clone();
+    tokio::spawn(async move {
+        while let Some((due, msg)) = delayed_rx.recv().await {
+            // Injected latency, not synchronisation.
+            tokio::time::sleep_until(due).await;
+            let _ = to_delayed.send(msg);
+        }
+    });
+    tokio::spawn(async move {
+        let mut proxies: HashMap<SocketAddr, SocketAddr> = HashMap::new();
+        while let Some(mut msg) = from.recv().await {
+            if let Some(loss) = &loss {
+                msg = through_proxy(msg, &mut proxies, loss).await;
+            }
+            let is_description = msg.contains(r#""kind":"Description""#);
+            if is_description && !description_delay.is_zero() {
+                let _ = delayed_tx.send((tokio::time::Instant::now() + description_delay, msg));
+            } else {
+                let _ = to.send(msg);
+            }
+        }
+    });
+}
+
+/// Connects a fresh pair and returns it with the time until both sides were Connected.
+pub async fn connected_pair(opts: LinkOptions) -> (Side, Side, Duration) {
+    let start = Instant::now();
+    let (mut a, mut b) = pair(opts).await;
+    timeout(STEP * 2, async {
+        a.connected().await;
+        b.connected().await;
+    })
+    .await
+    .expect("both sides connect");
+    let took = start.elapsed();
+    (a, b, took)
+}
+
+/// A synthetic but well-formed Annex-B access unit: SPS+PPS+IDR every `gop` frames, else one
+/// non-IDR slice. Payload bytes are never zero, so no start code can appear inside a NAL.
+pub fn synthetic_au(index: usize, gop: usize) -> Vec<u8> {
+    let mut rng_state = (index as u32).wrapping_mul(2_654_435_761).wrapping_add(1);
+    let mut byte = move || {
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 17;
+        rng_state ^= rng_state << 5;
+        (rng_state % 255) as u8 + 1
+    };
+    let mut nal = |out: &mut Vec<u8>, header: u8, len: usize| {
+        out.extend_from_slice(&[0, 0, 0, 1, header]);
+        out.extend((0..len).map(|_| byte()));
+    };
+    let mut au = Vec::new();
+    if index.is_multiple_of(gop) {
+        nal(&mut au, 0x67, 12); // SPS
+        nal(&mut au, 0x68, 4); // PPS
+        nal(&mut au, 0x65, 6000 + index % 7 * 100); // IDR, fragments into FU-A
+    } else {
+        nal(&mut au, 0x41, 1500 + (index * 37) % 2500); // non-IDR slice
+    }
+    au
+}
+
+/// A fake Opus packet (TOC byte + payload).
+pub fn synthetic_opus(index: usize) -> Vec<u8> {
+    let len = 60 + index % 40;
+    let mut p = vec![0x78];
+    p.extend((0..len).map(|i| (index * 31 + i) as u8));
+    p
+}
+
+/// Waits, driven by negotiation steps, until both sides are stable and every given local
+/// track is negotiated: from then on media sent on them reaches a receiver that knows them.
+pub async fn settle(a: &mut Side, b: &mut Side, tracks: &[&LocalTrack]) {
+    timeout(STEP, async {
+        loop {
+            a.steps.borrow_and_update();
+            b.steps.borrow_and_update();
+            let mut done = a.peer.signaling_state().await == SignalingState::Stable
+                && b.peer.signaling_state().await == SignalingState::Stable;
+            for t in tracks {
+                done = done && t.is_negotiated().await;
+            }
+            if done {
+                return;
+            }
+            tokio::select! {
+                r = a.steps.changed() => r.expect("driver a alive"),
+                r = b.steps.changed() => r.expect("driver b alive"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "negotiation did not settle; errors a {:?} b {:?}",
+            a.errors(),
+            b.errors()
+        )
+    });
+}
+
+/// Rewrites host candidates (trickled or inside an SDP) to point at lossy proxies in front of
+/// their real addresses.
+async fn through_proxy(
+    msg: String,
+    proxies: &mut HashMap<SocketAddr, SocketAddr>,
+    loss: &Loss,
+) -> String {
+    match serde_json::from_str::<Signal>(&msg).expect("signal parses") {
+        Signal::Candidate { mut candidate } => {
+            candidate.candidate = rewrite_candidate(&candidate.candidate, proxies, loss).await;
+            serde_json::to_string(&Signal::Candidate { candidate }).expect("signal serialises")
+        }
+        Signal::Description { sdp_type, sdp } => {
+            let mut out = String::with_capacity(sdp.len());
+            for line in sdp.split_inclusive('\n') {
+                if line.starts_with("a=candidate:") {
+                    let body = line.trim_end();
+                    out.push_str(&rewrite_candidate(body, proxies, loss).await);
+                    out.push_str(&line[body.len()..]);
+                } else {
+                    out.push_str(line);
+                }
+            }
+            serde_json::to_string(&Signal::Description { sdp_type, sdp: out })
+                .expect("signal serialises")
+        }
+    }
+}
+
+async fn rewrite_candidate(
+    candidate: &str,
+    proxies: &mut HashMap<SocketAddr, SocketAddr>,
+    loss: &Loss,
+) -> String {
+    let mut fields: Vec<String> = candidate.split_whitespace().map(str::to_owned).collect();
+    let Some(real) = fields
+        .get(4)
+        .zip(fields.get(5))
+        .and_then(|(ip, port)| format!("{ip}:{port}").parse::<SocketAddr>().ok())
+    else {
+        return candidate.to_owned();
+    };
+    let front = match proxies.get(&real) {
+        Some(front) => *front,
+        None => {
+            let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("bind proxy");
+            let front = socket.local_addr().expect("proxy addr");
+            tokio::spawn(proxy(socket, real, loss.clone()));
+            proxies.insert(real, front);
+            front
+        }
+    };
+    fields[5] = front.port().to_string();
+    fields.join(" ")
+}
+
+/// Fronts `target`: whatever arrives from elsewhere goes to `target`, and `target`'s replies go
+/// back to the last sender. Both peers therefore see each other at proxy addresses.
+async fn proxy(front: tokio::net::UdpSocket, target: SocketAddr, loss: Loss) {
+    let mut buf = vec![0u8; 2048];
+    let mut peer: Option<SocketAddr> = None;
+    let mut big = 0usize;
+    while let Ok((n, from)) = front.recv_from(&mut buf).await {
+        let dest = if from == target {
+            match peer {
+                Some(p) => p,
+                None => continue,
+            }
+        } else {
+            peer = Some(from);
+            target
+        };
+        if loss.enabled.load(Ordering::SeqCst) && n >= loss.min_size {
+            big += 1;
+            if big.is_multiple_of(loss.every_nth) {
+                loss.dropped.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+        }
+        let _ = front.send_to(&buf[..n], dest).await;
+    }
+}

@@ -20,6 +20,9 @@ pub enum PeerError {
     /// The data channel is not open yet.
     #[error("data channel is not open")]
     DataChannelNotOpen,
+    /// Media can't be sent before the connection is up.
+    #[error("peer connection is not connected yet")]
+    NotConnected,
     /// The connection has been closed.
     #[error("peer connection is closed")]
     Closed,

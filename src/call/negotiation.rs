@@ -19,7 +19,7 @@ use super::peer::{IceCandidate, Peer, SdpType, SessionDescription, SignalingStat
 
 /// The opaque payload the signaling server relays between two members.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind")]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Signal {
     Description { sdp_type: SdpType, sdp: String },
     Candidate { candidate: IceCandidate },
@@ -223,7 +223,7 @@ mod tests {
             },
         };
         let json = serde_json::to_value(&s).unwrap();
-        assert_eq!(json["kind"], "Candidate");
+        assert_eq!(json["kind"], "candidate");
         assert_eq!(json["candidate"]["sdpMid"], "0");
         assert_eq!(json["candidate"]["sdpMLineIndex"], 0);
         let d = Signal::Description {
@@ -233,7 +233,7 @@ mod tests {
         let json = serde_json::to_string(&d).unwrap();
         assert_eq!(
             json,
-            r#"{"kind":"Description","sdp_type":"offer","sdp":"v=0"}"#
+            r#"{"kind":"description","sdp_type":"offer","sdp":"v=0"}"#
         );
         assert_eq!(serde_json::from_str::<Signal>(&json).unwrap(), d);
     }

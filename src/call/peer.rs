@@ -40,12 +40,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX,
 };
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
@@ -347,6 +349,8 @@ struct Shared {
     feedback: Mutex<HashMap<u32, SenderFeedback>>,
     dc_open: AtomicBool,
     closed: AtomicBool,
+    /// DTLS/SRTP is up: media written before this would only be dropped by the core.
+    connected: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -543,6 +547,9 @@ impl PeerConnectionEventHandler for Handler {
             RTCPeerConnectionState::Closed => ConnectionState::Closed,
             _ => return,
         };
+        self.shared
+            .connected
+            .store(state == ConnectionState::Connected, Ordering::Relaxed);
         self.shared.emit(PeerEvent::ConnectionState(state));
         // Disconnected may recover; these do not, and no track event will ever come.
         if matches!(state, ConnectionState::Failed | ConnectionState::Closed) {
@@ -752,6 +759,7 @@ struct LocalTrackInner {
     track: Arc<TrackLocalStaticSample>,
     rtp_sender: Arc<dyn RtpSender>,
     payload_type: OnceLock<u8>,
+    connected: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for LocalTrack {
@@ -807,6 +815,9 @@ impl LocalTrack {
     }
 
     async fn send_sample(&self, data: &[u8], duration: Duration) -> Result<()> {
+        if !self.inner.connected.load(Ordering::Relaxed) {
+            return Err(PeerError::NotConnected);
+        }
         let pt = self.payload_type().await?;
         let now = Instant::now();
         let sample = Sample {
@@ -956,6 +967,20 @@ fn media_engine() -> Result<MediaEngine> {
     Ok(me)
 }
 
+/// Resolving browsers' `.local` candidates needs a multicast socket; where none can
+/// be had (no multicast route, e.g. a namespace with only `lo`) we go without mDNS
+/// instead of failing every connection.
+fn mdns_mode() -> MulticastDnsMode {
+    static MODE: OnceLock<MulticastDnsMode> = OnceLock::new();
+    *MODE.get_or_init(|| match rtc::mdns::MulticastSocket::new().into_std() {
+        Ok(_) => MulticastDnsMode::QueryOnly,
+        Err(e) => {
+            tracing::info!("mDNS off: no multicast socket ({e})");
+            MulticastDnsMode::Disabled
+        }
+    })
+}
+
 impl Peer {
     /// Builds the connection and its "chat" channel. Events arrive on the returned receiver,
     /// which the caller must keep draining (it is unbounded).
@@ -968,6 +993,7 @@ impl Peer {
             feedback: Mutex::new(HashMap::new()),
             dc_open: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            connected: Arc::new(AtomicBool::new(false)),
         });
 
         let mut me = media_engine()?;
@@ -997,8 +1023,12 @@ impl Peer {
             .with_ice_servers(ice_servers)
             .build();
 
+        let setting_engine = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(mdns_mode())
+            .build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(configuration)
+            .with_setting_engine(setting_engine)
             .with_media_engine(me)
             .with_interceptor_registry(registry)
             .with_handler(Arc::new(Handler {
@@ -1109,6 +1139,7 @@ impl Peer {
                 track,
                 rtp_sender,
                 payload_type: OnceLock::new(),
+                connected: Arc::clone(&self.shared.connected),
             }),
         };
         self.local_tracks

@@ -495,9 +495,11 @@ impl Drop for AudioCapture {
 }
 
 /// Starts the decode thread for one remote track; it ends when the track does.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_decoder(
     peer_id: String,
-    track: String,
+    role: &'static str,
+    track_id: String,
     mut media: mpsc::Receiver<RemoteMedia>,
     peer: Peer,
     sink: Arc<dyn MediaSink>,
@@ -505,7 +507,8 @@ pub fn spawn_decoder(
     keyframes: mpsc::UnboundedSender<(String, String, u64)>,
 ) {
     let rt = tokio::runtime::Handle::current();
-    let name = format!("decode-{track}");
+    let name = format!("decode-{role}");
+    let track = role.to_string();
     let run = move || {
         let mut video: Option<H264Decoder> = None;
         let mut audio: Option<OpusDecoder> = None;
@@ -574,7 +577,7 @@ pub fn spawn_decoder(
                             tracing::debug!(%peer_id, %track, "decode error: {e}");
                             counters.decode_errors.fetch_add(1, Ordering::Relaxed);
                             awaiting_keyframe = true;
-                            let (p, t) = (peer.clone(), track.clone());
+                            let (p, t) = (peer.clone(), track_id.clone());
                             rt.spawn(async move { p.request_keyframe(&t).await });
                         }
                     }

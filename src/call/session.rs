@@ -80,6 +80,18 @@ pub enum EngineError {
     Peer(#[from] super::error::PeerError),
 }
 
+/// What a remote track is, from its ids: confab and its web client put
+/// "screen" in a share's ids; audio is the microphone; other video the camera.
+fn track_role(track_id: &str, stream_id: &str, kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Audio => MIC_TRACK,
+        MediaKind::Video if track_id.contains(SCREEN_TRACK) || stream_id.contains(SCREEN_TRACK) => {
+            SCREEN_TRACK
+        }
+        MediaKind::Video => CAMERA_TRACK,
+    }
+}
+
 /// What the application asks of the engine.
 pub enum Command {
     SetAudioMuted(bool),
@@ -113,11 +125,24 @@ pub enum Command {
     Leave,
 }
 
-/// A chat message as it travels on the data channel.
+/// Messages on the "chat" data channel.
+///
+/// A negotiated channel can open on one side before the other side's stack has
+/// registered it, and whatever arrives in that gap is dropped. So each side says
+/// `hello` until it hears anything back (answering every `hello` with `ack`), and
+/// chat waits until the other side has been heard: nothing written is lost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DataMessage {
+    Hello,
+    Ack,
     Chat { text: String },
+}
+
+impl DataMessage {
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("DataMessage serialises")
+    }
 }
 
 /// What the engine reports.
@@ -260,6 +285,7 @@ pub async fn start(
         active_call: None,
         outgoing_ring: None,
         stats: StatsTracker::default(),
+        screen_shares: 0,
         awaiting_join_marker: true,
     };
     engine.on_welcome(welcome).await;
@@ -276,10 +302,14 @@ struct RemotePeer {
     connection: ConnectionState,
     created: Instant,
     connected_after: Option<Duration>,
-    /// Chat written before the data channel opened; sent on open.
+    /// Chat written before the other side was heard on the data channel.
     pending_chat: Vec<String>,
-    chat_open: bool,
+    channel_open: bool,
+    /// The other side's channel works: we have received something on it.
+    remote_ready: bool,
     remote_tracks: HashMap<String, (MediaKind, Arc<RecvCounters>)>,
+    /// Remote track id -> what it is (camera, screen, mic).
+    track_roles: HashMap<String, &'static str>,
 }
 
 struct Engine {
@@ -304,6 +334,8 @@ struct Engine {
     active_call: Option<String>,
     outgoing_ring: Option<String>,
     stats: StatsTracker,
+    /// Screen shares started so far; numbers the share's track id.
+    screen_shares: u32,
     /// Between leaving a room and the client's `Joined` marker, room events
     /// still queued belong to the old room and must not touch the new peers.
     awaiting_join_marker: bool,
@@ -324,6 +356,8 @@ impl Engine {
     ) {
         let mut tick = tokio::time::interval(self.config.stats_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut hello = tokio::time::interval(Duration::from_millis(250));
+        hello.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -352,6 +386,11 @@ impl Engine {
                     self.emit(Event::KeyframeReceived { peer, track, at_us });
                 }
                 _ = tick.tick() => self.report_stats().await,
+                _ = hello.tick() => {
+                    for p in self.peers.values().filter(|p| p.channel_open && !p.remote_ready) {
+                        let _ = p.peer.send_data(&DataMessage::Hello.to_json()).await;
+                    }
+                }
             }
         }
         self.close_all_peers().await;
@@ -414,21 +453,15 @@ impl Engine {
                 }
             }
         });
-        let stream = self.me.clone();
         if let Some(c) = &self.camera {
-            match peer.add_video_track(CAMERA_TRACK, &stream).await {
-                Ok(s) => c.fanout.add(&m.id, s),
-                Err(e) => self.emit(Event::Error(format!("camera track: {e}"))),
-            }
+            self.attach(c, &peer, &m.id, CAMERA_TRACK).await;
         }
         if let Some(c) = &self.screen {
-            match peer.add_video_track(SCREEN_TRACK, &stream).await {
-                Ok(s) => c.fanout.add(&m.id, s),
-                Err(e) => self.emit(Event::Error(format!("screen track: {e}"))),
-            }
+            self.attach(c, &peer, &m.id, SCREEN_TRACK).await;
         }
         if let Some(c) = &self.mic {
-            match peer.add_audio_track(MIC_TRACK, &stream).await {
+            let id = self.local_track_id(MIC_TRACK);
+            match peer.add_audio_track(&id, CAMERA_TRACK).await {
                 Ok(s) => c.fanout.add(&m.id, s),
                 Err(e) => self.emit(Event::Error(format!("microphone track: {e}"))),
             }
@@ -447,8 +480,10 @@ impl Engine {
                 created: Instant::now(),
                 connected_after: None,
                 pending_chat: Vec::new(),
-                chat_open: false,
+                channel_open: false,
+                remote_ready: false,
                 remote_tracks: HashMap::new(),
+                track_roles: HashMap::new(),
             },
         );
     }
@@ -533,9 +568,9 @@ impl Engine {
                         self.config.audio_bitrate_bps,
                         self.fail_tx.clone(),
                     );
-                    let stream = self.me.clone();
+                    let track = self.local_track_id(MIC_TRACK);
                     for (id, p) in &self.peers {
-                        match p.peer.add_audio_track(MIC_TRACK, &stream).await {
+                        match p.peer.add_audio_track(&track, CAMERA_TRACK).await {
                             Ok(s) => cap.fanout.add(id, s),
                             Err(e) => self.emit(Event::Error(format!("microphone track: {e}"))),
                         }
@@ -549,6 +584,7 @@ impl Engine {
                 if let Some(s) = &self.screen {
                     s.replace_source(src);
                 } else {
+                    self.screen_shares += 1;
                     let cap = VideoCapture::start(
                         SCREEN_TRACK,
                         src,
@@ -575,9 +611,9 @@ impl Engine {
                 self.publish_state();
             }
             Command::Chat(text) => {
-                let msg = serde_json::to_string(&DataMessage::Chat { text }).expect("serialisable");
+                let msg = DataMessage::Chat { text }.to_json();
                 for p in self.peers.values_mut() {
-                    if p.chat_open && p.peer.send_data(&msg).await.is_ok() {
+                    if p.remote_ready && p.peer.send_data(&msg).await.is_ok() {
                         continue;
                     }
                     p.pending_chat.push(msg.clone());
@@ -628,9 +664,18 @@ impl Engine {
                 }
             }
             Command::RequestKeyframe { peer, track } => {
-                if let Some(p) = self.peers.get(&peer)
-                    && let Err(e) = p.peer.request_keyframe(&track).await
-                {
+                let Some(p) = self.peers.get(&peer) else {
+                    return;
+                };
+                let Some(real) = p
+                    .track_roles
+                    .iter()
+                    .find(|(_, r)| **r == track)
+                    .map(|(id, _)| id.clone())
+                else {
+                    return;
+                };
+                if let Err(e) = p.peer.request_keyframe(&real).await {
                     self.emit(Event::Error(format!("keyframe request: {e}")));
                 }
             }
@@ -638,13 +683,27 @@ impl Engine {
         }
     }
 
-    async fn add_track_to_all(&self, cap: &VideoCapture, track: &str) {
-        let stream = self.me.clone();
+    async fn add_track_to_all(&self, cap: &VideoCapture, role: &str) {
         for (id, p) in &self.peers {
-            match p.peer.add_video_track(track, &stream).await {
-                Ok(s) => cap.fanout.add(id, s),
-                Err(e) => self.emit(Event::Error(format!("{track} track: {e}"))),
-            }
+            self.attach(cap, &p.peer, id, role).await;
+        }
+    }
+
+    /// Adds a local video track to one connection and feeds it from `cap`.
+    async fn attach(&self, cap: &VideoCapture, peer: &Peer, peer_id: &str, role: &str) {
+        match peer.add_video_track(&self.local_track_id(role), role).await {
+            Ok(s) => cap.fanout.add(peer_id, s),
+            Err(e) => self.emit(Event::Error(format!("{role} track: {e}"))),
+        }
+    }
+
+    /// Track ids carry our member id (webrtc-rs routes RTCP by track id, so ours must
+    /// not equal the remote's) and a share number (a re-added id is never announced again).
+    fn local_track_id(&self, role: &str) -> String {
+        if role == SCREEN_TRACK {
+            format!("{}-{role}-{}", self.me, self.screen_shares)
+        } else {
+            format!("{}-{role}", self.me)
         }
     }
 
@@ -829,38 +888,51 @@ impl Engine {
                 });
             }
             PeerEvent::DataOpen => {
-                p.chat_open = true;
-                for msg in std::mem::take(&mut p.pending_chat) {
-                    if let Err(e) = p.peer.send_data(&msg).await {
-                        let _ = self
-                            .events
-                            .send(Event::Error(format!("chat to {id} not delivered: {e}")));
+                p.channel_open = true;
+                let _ = p.peer.send_data(&DataMessage::Hello.to_json()).await;
+            }
+            PeerEvent::Data(text) => {
+                if !p.remote_ready {
+                    p.remote_ready = true;
+                    for msg in std::mem::take(&mut p.pending_chat) {
+                        if let Err(e) = p.peer.send_data(&msg).await {
+                            let _ = self
+                                .events
+                                .send(Event::Error(format!("chat to {id} not delivered: {e}")));
+                        }
                     }
                 }
-            }
-            PeerEvent::Data(text) => match serde_json::from_str::<DataMessage>(&text) {
-                Ok(DataMessage::Chat { text }) => {
-                    let name = p.name.clone();
-                    self.emit(Event::Chat {
-                        from: id.to_string(),
-                        name,
-                        text,
-                    });
+                match serde_json::from_str::<DataMessage>(&text) {
+                    Ok(DataMessage::Hello) => {
+                        let _ = p.peer.send_data(&DataMessage::Ack.to_json()).await;
+                    }
+                    Ok(DataMessage::Ack) => {}
+                    Ok(DataMessage::Chat { text }) => {
+                        let name = p.name.clone();
+                        self.emit(Event::Chat {
+                            from: id.to_string(),
+                            name,
+                            text,
+                        });
+                    }
+                    Err(e) => tracing::debug!(%id, "unknown data message: {e}"),
                 }
-                Err(e) => tracing::debug!(%id, "unknown data message: {e}"),
-            },
+            }
             PeerEvent::RemoteTrack {
                 track_id,
+                stream_id,
                 kind,
                 media,
-                ..
             } => {
+                let role = track_role(&track_id, &stream_id, kind);
                 let counters = Arc::new(RecvCounters::default());
                 p.remote_tracks
                     .insert(track_id.clone(), (kind, counters.clone()));
+                p.track_roles.insert(track_id.clone(), role);
                 spawn_decoder(
                     id.to_string(),
-                    track_id.clone(),
+                    role,
+                    track_id,
                     media,
                     p.peer.clone(),
                     self.sink.clone(),
@@ -869,21 +941,24 @@ impl Engine {
                 );
                 self.emit(Event::TrackAdded {
                     peer: id.to_string(),
-                    track: track_id,
+                    track: role.to_string(),
                     kind,
                 });
             }
             PeerEvent::RemoteTrackEnded { track_id } => {
                 p.remote_tracks.remove(&track_id);
-                self.emit(Event::TrackRemoved {
-                    peer: id.to_string(),
-                    track: track_id,
-                });
+                if let Some(role) = p.track_roles.remove(&track_id) {
+                    self.emit(Event::TrackRemoved {
+                        peer: id.to_string(),
+                        track: role.to_string(),
+                    });
+                }
             }
             PeerEvent::KeyframeRequested { track_id } => {
-                let cap = match track_id.as_str() {
-                    SCREEN_TRACK => self.screen.as_ref(),
-                    _ => self.camera.as_ref(),
+                let cap = if track_id.contains(SCREEN_TRACK) {
+                    self.screen.as_ref()
+                } else {
+                    self.camera.as_ref()
                 };
                 if let Some(c) = cap {
                     c.request_keyframe();

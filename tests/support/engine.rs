@@ -46,6 +46,11 @@ impl TestPeer {
     }
 
     pub async fn join_with(cfg: CallConfig, media: LocalMedia) -> TestPeer {
+        // RUST_LOG=... shows the engine's logs in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let analyzer = Arc::new(Analyzer::default());
         let name = cfg.name.clone();
         let (handle, events) = call::start(cfg, media, analyzer.clone())
@@ -74,7 +79,13 @@ impl TestPeer {
         loop {
             let ev = tokio::time::timeout_at(deadline, self.events.recv())
                 .await
-                .unwrap_or_else(|_| panic!("{}: no {what} within {EVENT_LIMIT:?}", self.name))
+                .unwrap_or_else(|_| {
+                    let recent: Vec<_> = self.seen.iter().rev().take(12).rev().collect();
+                    panic!(
+                        "{}: no {what} within {EVENT_LIMIT:?}; last events: {recent:#?}",
+                        self.name
+                    )
+                })
                 .unwrap_or_else(|| {
                     panic!("{}: engine stopped while waiting for {what}", self.name)
                 });

@@ -231,7 +231,7 @@ fn relay(
             if let Some(loss) = &loss {
                 msg = through_proxy(msg, &mut proxies, loss).await;
             }
-            let is_description = msg.contains(r#""kind":"Description""#);
+            let is_description = msg.contains(r#""kind":"description""#);
             if is_description && !description_delay.is_zero() {
                 let _ = delayed_tx.send((tokio::time::Instant::now() + description_delay, msg));
             } else {

@@ -45,6 +45,8 @@ pub struct SignalingBenchReport {
     /// Relays that arrived at a member of another room: must be 0.
     pub cross_room: u64,
     pub errors_received: u64,
+    /// Error codes received, with counts.
+    pub error_codes: std::collections::BTreeMap<String, u64>,
     pub server_rss_mib: Option<f64>,
     pub connect_seconds: f64,
 }
@@ -67,7 +69,7 @@ impl std::fmt::Display for SignalingBenchReport {
             self.latency_p50_ms, self.latency_p99_ms, self.latency_max_ms
         )?;
         writeln!(f, "cross-room          {}", self.cross_room)?;
-        writeln!(f, "errors received     {}", self.errors_received)?;
+        writeln!(f, "errors received     {} {:?}", self.errors_received, self.error_codes)?;
         match self.server_rss_mib {
             Some(rss) => writeln!(f, "server RSS          {rss:.1} MiB"),
             None => writeln!(f, "server RSS          unknown (external server)"),
@@ -112,7 +114,7 @@ struct ClientOutcome {
     held: bool,
     latencies_us: Vec<u32>,
     cross_room: u64,
-    errors: u64,
+    errors: std::collections::BTreeMap<String, u64>,
 }
 
 async fn drive(args: &SignalingBenchArgs, url: &str) -> Result<SignalingBenchReport, BenchError> {
@@ -160,7 +162,10 @@ async fn drive(args: &SignalingBenchArgs, url: &str) -> Result<SignalingBenchRep
         let o = t.await.unwrap_or_default();
         report.clients_held += usize::from(o.held);
         report.cross_room += o.cross_room;
-        report.errors_received += o.errors;
+        for (code, n) in o.errors {
+            report.errors_received += n;
+            *report.error_codes.entry(code).or_default() += n;
+        }
         all.extend(o.latencies_us);
     }
     all.sort_unstable();
@@ -259,7 +264,9 @@ async fn client(
                     }
                     Ok(ServerMessage::PeerJoined { member }) => roster.push(member.id),
                     Ok(ServerMessage::PeerLeft { id, .. }) => roster.retain(|m| *m != id),
-                    Ok(ServerMessage::Error { .. }) => out.errors += 1,
+                    Ok(ServerMessage::Error { code, .. }) => {
+                        *out.errors.entry(code.to_string()).or_default() += 1;
+                    }
                     _ => {}
                 }
             }

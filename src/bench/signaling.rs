@@ -69,7 +69,11 @@ impl std::fmt::Display for SignalingBenchReport {
             self.latency_p50_ms, self.latency_p99_ms, self.latency_max_ms
         )?;
         writeln!(f, "cross-room          {}", self.cross_room)?;
-        writeln!(f, "errors received     {} {:?}", self.errors_received, self.error_codes)?;
+        writeln!(
+            f,
+            "errors received     {} {:?}",
+            self.errors_received, self.error_codes
+        )?;
         match self.server_rss_mib {
             Some(rss) => writeln!(f, "server RSS          {rss:.1} MiB"),
             None => writeln!(f, "server RSS          unknown (external server)"),
@@ -252,7 +256,12 @@ async fn client(
             }
             frame = ws.next() => {
                 let Some(Ok(frame)) = frame else { out.held = false; break };
-                let Message::Text(t) = frame else { continue };
+                let t = match frame {
+                    Message::Text(t) => t,
+                    // Closed by the server (e.g. as a slow reader): not held.
+                    Message::Close(_) => { out.held = false; break }
+                    _ => continue,
+                };
                 match serde_json::from_str::<ServerMessage>(t.as_str()) {
                     Ok(ServerMessage::Relay { payload, .. }) => {
                         let sent = payload["t"].as_u64().unwrap_or(0);

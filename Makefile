@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run test build deps bench lint
+.PHONY: run serve test build deps bench lint
 
 deps:
 	@.ci/deps.sh build test run
@@ -13,8 +13,11 @@ deps:
 build: deps
 	$(CARGO) build --release --locked
 
-# Until the desktop app lands, `make run` starts the signaling server.
+# Until the desktop app lands, `make run` shows a whole call on this machine.
 run: deps
+	$(CARGO) run --release --locked -- loopback $(ARGS)
+
+serve: deps
 	$(CARGO) run --release --locked -- serve $(ARGS)
 
 # Builds with the network, then runs every test in a namespace that only has loopback.
@@ -28,6 +31,7 @@ test: deps
 bench: deps
 	$(CARGO) build --release --locked
 	.ci/netns $(CARGO) run --release --offline -- bench signaling --clients 10000 --rooms 1000 --seconds 10
+	.ci/netns $(CARGO) run --release --offline -- bench call --seconds 20
 
 lint:
 	$(CARGO) fmt --check

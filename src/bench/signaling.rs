@@ -121,6 +121,33 @@ struct ClientOutcome {
     errors: std::collections::BTreeMap<String, u64>,
 }
 
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Sink = futures::stream::SplitSink<Ws, Message>;
+
+/// A joined client's sending half, handed to its room's driver.
+struct Member {
+    id: String,
+    sink: Sink,
+}
+
+/// Only what the bench reads of a server frame; the payload is its own.
+#[derive(serde::Deserialize)]
+struct Incoming<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    payload: Option<Stamp>,
+    #[serde(default)]
+    code: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Stamp {
+    t: u64,
+    room: u64,
+}
+
 async fn drive(args: &SignalingBenchArgs, url: &str) -> Result<SignalingBenchReport, BenchError> {
     let base = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -128,20 +155,37 @@ async fn drive(args: &SignalingBenchArgs, url: &str) -> Result<SignalingBenchRep
     let connecting = Arc::new(Semaphore::new(128));
     let (joined_tx, mut joined_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
     let period = Duration::from_secs_f64(1.0 / args.rate.max(0.01));
+    // One sending task per room rather than a timer per client: the load generator
+    // shares the two cores with the server and must stay light.
+    let mut rooms = Vec::with_capacity(args.rooms);
+    let mut drivers = Vec::with_capacity(args.rooms);
+    for room in 0..args.rooms {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Member>();
+        rooms.push(tx);
+        let offset = period.mul_f64((room % 97) as f64 / 97.0);
+        drivers.push(tokio::spawn(room_driver(
+            room,
+            rx,
+            base,
+            period,
+            offset,
+            go_rx.clone(),
+            stop_rx.clone(),
+        )));
+    }
     let mut tasks = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
         let room = i % args.rooms;
         let url = url.to_string();
         let connecting = connecting.clone();
         let joined_tx = joined_tx.clone();
-        let (stop_rx, go_rx) = (stop_rx.clone(), go_rx.clone());
+        let members = rooms[room].clone();
+        let stop_rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
-            client(
-                i, room, &url, base, period, connecting, joined_tx, go_rx, stop_rx,
-            )
-            .await
+            client(i, room, &url, base, connecting, joined_tx, members, stop_rx).await
         }));
     }
+    drop(rooms);
     drop(joined_tx);
     let mut failures = 0;
     for _ in 0..args.clients {
@@ -172,6 +216,9 @@ async fn drive(args: &SignalingBenchArgs, url: &str) -> Result<SignalingBenchRep
         }
         all.extend(o.latencies_us);
     }
+    for d in drivers {
+        drop(d.await);
+    }
     all.sort_unstable();
     report.relayed = all.len() as u64;
     report.relayed_per_sec = all.len() as f64 / args.seconds;
@@ -185,16 +232,53 @@ async fn drive(args: &SignalingBenchArgs, url: &str) -> Result<SignalingBenchRep
     Ok(report)
 }
 
+/// Every `period`, each member of the room relays a timestamp to the next member.
+async fn room_driver(
+    room: usize,
+    mut joined: tokio::sync::mpsc::UnboundedReceiver<Member>,
+    base: Instant,
+    period: Duration,
+    offset: Duration,
+    mut go: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<Member> {
+    let mut members = Vec::new();
+    // The channel closes once every client of the room has joined or failed.
+    while let Some(m) = joined.recv().await {
+        members.push(m);
+    }
+    let _ = go.wait_for(|g| *g).await;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => {
+                let n = members.len();
+                for i in 0..n {
+                    if n < 2 { break; }
+                    let to = members[(i + 1) % n].id.clone();
+                    let t = base.elapsed().as_micros() as u64;
+                    let text = format!(
+                        r#"{{"type":"relay","to":"{to}","payload":{{"t":{t},"room":{room}}}}}"#
+                    );
+                    let _ = members[i].sink.send(Message::Text(text.into())).await;
+                }
+            }
+        }
+    }
+    // Handed back, not closed: a close now would reach clients still counting as held.
+    members
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn client(
     index: usize,
     room: usize,
     url: &str,
     base: Instant,
-    period: Duration,
     connecting: Arc<Semaphore>,
     joined: tokio::sync::mpsc::UnboundedSender<bool>,
-    mut go: watch::Receiver<bool>,
+    members: tokio::sync::mpsc::UnboundedSender<Member>,
     mut stop: watch::Receiver<bool>,
 ) -> ClientOutcome {
     let mut out = ClientOutcome::default();
@@ -212,7 +296,6 @@ async fn client(
         state: None,
     };
     let text = serde_json::to_string(&join).expect("serialisable");
-    let mut roster: Vec<String> = Vec::new();
     let welcome = async {
         ws.send(Message::Text(text.into())).await.ok()?;
         while let Some(Ok(frame)) = ws.next().await {
@@ -230,31 +313,18 @@ async fn client(
         let _ = joined.send(false);
         return out;
     };
-    roster.extend(welcome.members.into_iter().map(|m| m.id));
+    let (sink, mut stream) = ws.split();
+    let _ = members.send(Member {
+        id: welcome.id,
+        sink,
+    });
+    drop(members);
     let _ = joined.send(true);
-    let _ = go.wait_for(|g| *g).await;
-    // Stagger the first send so clients don't tick in lockstep.
-    let offset = period.mul_f64((index % 97) as f64 / 97.0);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
-    let mut next_target = index;
     out.held = true;
     loop {
         tokio::select! {
             _ = stop.changed() => break,
-            _ = tick.tick() => {
-                if roster.is_empty() { continue; }
-                next_target = (next_target + 1) % roster.len();
-                let msg = ClientMessage::Relay {
-                    to: roster[next_target].clone(),
-                    payload: serde_json::json!({ "t": base.elapsed().as_micros() as u64, "room": room }),
-                };
-                let text = serde_json::to_string(&msg).expect("serialisable");
-                if ws.send(Message::Text(text.into())).await.is_err() {
-                    out.held = false;
-                    break;
-                }
-            }
-            frame = ws.next() => {
+            frame = stream.next() => {
                 let Some(Ok(frame)) = frame else { out.held = false; break };
                 let t = match frame {
                     Message::Text(t) => t,
@@ -262,26 +332,24 @@ async fn client(
                     Message::Close(_) => { out.held = false; break }
                     _ => continue,
                 };
-                match serde_json::from_str::<ServerMessage>(t.as_str()) {
-                    Ok(ServerMessage::Relay { payload, .. }) => {
-                        let sent = payload["t"].as_u64().unwrap_or(0);
-                        if payload["room"].as_u64() != Some(room as u64) {
+                let Ok(msg) = serde_json::from_str::<Incoming>(t.as_str()) else { continue };
+                match msg.kind.as_ref() {
+                    "relay" => {
+                        let Some(stamp) = msg.payload else { continue };
+                        if stamp.room != room as u64 {
                             out.cross_room += 1;
                         }
                         let now = base.elapsed().as_micros() as u64;
-                        out.latencies_us.push(now.saturating_sub(sent).min(u32::MAX as u64) as u32);
+                        out.latencies_us.push(now.saturating_sub(stamp.t).min(u32::MAX as u64) as u32);
                     }
-                    Ok(ServerMessage::PeerJoined { member }) => roster.push(member.id),
-                    Ok(ServerMessage::PeerLeft { id, .. }) => roster.retain(|m| *m != id),
-                    Ok(ServerMessage::Error { code, .. }) => {
-                        *out.errors.entry(code.to_string()).or_default() += 1;
+                    "error" => {
+                        *out.errors.entry(msg.code.unwrap_or_default()).or_default() += 1;
                     }
                     _ => {}
                 }
             }
         }
     }
-    let _ = ws.close(None).await;
     out
 }
 

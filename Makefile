@@ -26,6 +26,7 @@ test: deps
 	.ci/netns $(CARGO) test --offline --locked -- --color never 2>&1 | tee /tmp/confab-test.log; \
 	  status=$${PIPESTATUS[0]}; \
 	  echo "== cargo test summary =="; grep -E '^test result:' /tmp/confab-test.log || true; \
+	  awk '/^test result:/ {p += $$4; f += $$6} END {print "total: " p " passed, " f " failed"}' /tmp/confab-test.log; \
 	  exit $$status
 
 bench: deps

@@ -64,6 +64,17 @@ pub struct SendCounters {
     pub height: AtomicU64,
 }
 
+impl SendCounters {
+    /// Mean encode time per frame so far.
+    pub fn mean_encode_ms(&self) -> f64 {
+        let frames = self.frames.load(Ordering::Relaxed);
+        if frames == 0 {
+            return 0.0;
+        }
+        self.encode_us_total.load(Ordering::Relaxed) as f64 / frames as f64 / 1000.0
+    }
+}
+
 /// Counters a receive track shares with the stats task.
 #[derive(Debug, Default)]
 pub struct RecvCounters {

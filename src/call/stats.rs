@@ -60,11 +60,7 @@ impl SentTotals {
             t.video_frames_encoded = c.frames.load(Ordering::Relaxed);
             t.video_frames = c.delivered.load(Ordering::Relaxed);
             t.video_keyframes = c.keyframes.load(Ordering::Relaxed);
-            if t.video_frames_encoded > 0 {
-                t.encode_ms = c.encode_us_total.load(Ordering::Relaxed) as f64
-                    / t.video_frames_encoded as f64
-                    / 1000.0;
-            }
+            t.encode_ms = c.mean_encode_ms();
         }
         if let Some(c) = mic {
             t.audio_frames = c.delivered.load(Ordering::Relaxed);
@@ -150,11 +146,7 @@ impl StatsTracker {
         if let Some(c) = camera {
             t.video_out_bytes = c.bytes.load(Ordering::Relaxed);
             t.video_out_frames = c.frames.load(Ordering::Relaxed);
-            if t.video_out_frames > 0 {
-                s.encode_ms = c.encode_us_total.load(Ordering::Relaxed) as f64
-                    / t.video_out_frames as f64
-                    / 1000.0;
-            }
+            s.encode_ms = c.mean_encode_ms();
         }
         if let Some(c) = mic {
             t.audio_out_bytes = c.bytes.load(Ordering::Relaxed);

@@ -430,18 +430,25 @@ mod tests {
         assert!(later.len() <= 1, "periodic IDRs continued: {later:?}");
     }
 
+    /// Mean size of the P-frames encoded from synthetic frames `range`.
+    fn mean_p_frame_size(
+        enc: &mut H264Encoder,
+        src: &SyntheticVideo,
+        range: std::ops::Range<u32>,
+    ) -> f64 {
+        let sizes: Vec<usize> = range
+            .filter_map(|n| enc.encode(&src.frame_at(n, n as u64 * 33_333)).unwrap())
+            .filter(|au| !au.keyframe)
+            .map(|au| au.data.len())
+            .collect();
+        sizes.iter().sum::<usize>() as f64 / sizes.len().max(1) as f64
+    }
+
     #[test]
     fn lowering_the_bitrate_shrinks_the_frames() {
         let src = SyntheticVideo::new(640, 480, 30.0).unwrap();
         let mut enc = H264Encoder::new(settings(640, 480, 2_000_000)).unwrap();
-        let mean_size = |enc: &mut H264Encoder, range: std::ops::Range<u32>| {
-            let sizes: Vec<usize> = range
-                .filter_map(|n| enc.encode(&src.frame_at(n, n as u64 * 33_333)).unwrap())
-                .filter(|au| !au.keyframe)
-                .map(|au| au.data.len())
-                .collect();
-            sizes.iter().sum::<usize>() as f64 / sizes.len().max(1) as f64
-        };
+        let mean_size = |enc: &mut H264Encoder, range| mean_p_frame_size(enc, &src, range);
         let high = mean_size(&mut enc, 0..45);
         enc.set_bitrate(200_000).unwrap();
         assert_eq!(enc.settings().bitrate_bps, 200_000);
@@ -543,14 +550,7 @@ mod tests {
     fn lowering_the_frame_rate_gives_each_frame_more_bits() {
         let src = SyntheticVideo::new(640, 480, 30.0).unwrap();
         let mut enc = H264Encoder::new(settings(640, 480, 600_000)).unwrap();
-        let mean_p_size = |enc: &mut H264Encoder, range: std::ops::Range<u32>| {
-            let sizes: Vec<usize> = range
-                .filter_map(|n| enc.encode(&src.frame_at(n, n as u64 * 33_333)).unwrap())
-                .filter(|au| !au.keyframe)
-                .map(|au| au.data.len())
-                .collect();
-            sizes.iter().sum::<usize>() as f64 / sizes.len().max(1) as f64
-        };
+        let mean_p_size = |enc: &mut H264Encoder, range| mean_p_frame_size(enc, &src, range);
         let at_30 = mean_p_size(&mut enc, 0..45);
         enc.set_fps(10.0).unwrap();
         assert_eq!(enc.settings().fps, 10.0);

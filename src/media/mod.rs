@@ -4,6 +4,7 @@
 mod analysis;
 pub mod barcode;
 mod codec;
+mod convert;
 mod error;
 mod frame;
 mod source;
@@ -15,6 +16,7 @@ pub use codec::h264::{
     split_annexb,
 };
 pub use codec::opus::{OpusDecoder, OpusEncoder};
+pub use convert::{Packed, i420_to_rgba, packed_to_i420};
 pub use error::MediaError;
 pub use frame::{AUDIO_FRAME_SAMPLES, AUDIO_FRAME_US, AUDIO_RATE, AudioFrame, VideoFrame, now_us};
 pub use source::{AudioSource, SyntheticAudio, SyntheticVideo, VideoSource, WavAudio, Y4mVideo};

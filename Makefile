@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run serve test build deps bench lint
+.PHONY: run loopback serve test build deps bench lint
 
 deps:
 	@.ci/deps.sh build test run
@@ -13,9 +13,13 @@ deps:
 build: deps
 	$(CARGO) build --release --locked
 
-# Until the desktop app lands, `make run` shows a whole call on this machine.
+# The desktop app (pass e.g. ARGS="--server ws://host:8787/ws --room team").
 run: deps
-	$(CARGO) run --release --locked -- loopback $(ARGS)
+	$(CARGO) run --release --locked -- $(ARGS)
+
+# A whole call on this machine, no window, no devices.
+loopback: deps
+	$(CARGO) run --release --locked -- loopback
 
 serve: deps
 	$(CARGO) run --release --locked -- serve $(ARGS)

@@ -6,3 +6,4 @@ pub mod call;
 pub mod headless;
 pub mod media;
 pub mod signaling;
+pub mod ui;

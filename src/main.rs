@@ -16,6 +16,24 @@ use confab::signaling::{IceConfig, Server, ServerConfig};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Desktop app: signaling server URL (default: a built-in server).
+    #[arg(long)]
+    server: Option<String>,
+    /// Desktop app: room to join.
+    #[arg(long)]
+    room: Option<String>,
+    /// Desktop app: your display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Desktop app: join at once instead of showing the lobby.
+    #[arg(long)]
+    join: bool,
+    /// Desktop app: none or synthetic (a test pattern, not a camera).
+    #[arg(long)]
+    camera: Option<String>,
+    /// Desktop app: none or synthetic (a test tone, not a microphone).
+    #[arg(long)]
+    microphone: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -244,7 +262,16 @@ fn main() -> anyhow::Result<()> {
             }
         }),
         None => {
-            anyhow::bail!("the desktop app is not built yet; try `confab serve` or `confab --help`")
+            drop(rt);
+            confab::ui::run(confab::ui::DesktopOptions {
+                server: cli.server,
+                room: cli.room,
+                name: cli.name,
+                join: cli.join,
+                camera: cli.camera,
+                microphone: cli.microphone,
+            })?;
+            Ok(())
         }
     }
 }

@@ -23,6 +23,8 @@ use super::peer::{AudioPacket, AudioTrackSender, Peer, RemoteMedia, VideoTrackSe
 pub trait MediaSink: Send + Sync + 'static {
     fn video(&self, peer: &str, track: &str, frame: &VideoFrame, info: &FrameInfo);
     fn audio(&self, peer: &str, track: &str, pcm: &[f32], info: &AudioInfo);
+    /// A frame of our own, as captured (self-view). Called on the capture thread.
+    fn local_video(&self, _track: &str, _frame: &VideoFrame) {}
 }
 
 /// A sink that drops everything (a call with nobody watching).
@@ -161,6 +163,7 @@ impl VideoCapture {
         source: Box<dyn VideoSource>,
         encoding: VideoEncoding,
         failures: mpsc::UnboundedSender<CaptureFailure>,
+        preview: Arc<dyn MediaSink>,
     ) -> VideoCapture {
         let fanout = Fanout::<VideoTrackSender>::new();
         let counters = Arc::new(SendCounters::default());
@@ -193,6 +196,7 @@ impl VideoCapture {
             ctl: ctl_rx,
             out: tx,
             failures,
+            preview,
         };
         std::thread::Builder::new()
             .name(format!("capture-{track}"))
@@ -255,6 +259,7 @@ struct VideoThread {
     ctl: std::sync::mpsc::Receiver<VideoCtl>,
     out: mpsc::Sender<(Vec<u8>, Duration)>,
     failures: mpsc::UnboundedSender<CaptureFailure>,
+    preview: Arc<dyn MediaSink>,
 }
 
 impl VideoThread {
@@ -315,6 +320,7 @@ impl VideoThread {
             if self.muted.load(Ordering::Relaxed) {
                 continue;
             }
+            self.preview.local_video(&self.track, &frame);
             let enc = match encoder.as_mut() {
                 Some(e) => e,
                 None => match H264Encoder::new(EncoderSettings {

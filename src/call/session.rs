@@ -250,7 +250,13 @@ pub async fn start(
     let mut state = MediaState::default();
     let camera = media.camera.map(|src| {
         state.has_camera = true;
-        VideoCapture::start(CAMERA_TRACK, src, config.video, fail_tx.clone())
+        VideoCapture::start(
+            CAMERA_TRACK,
+            src,
+            config.video,
+            fail_tx.clone(),
+            sink.clone(),
+        )
     });
     let mic = media.microphone.map(|src| {
         state.has_microphone = true;
@@ -419,6 +425,7 @@ impl Engine {
             id: w.id.clone(),
             room: w.room.clone(),
         });
+        self.emit(Event::LocalMediaState(self.state));
         for m in w.members {
             self.emit(Event::PeerJoined {
                 id: m.id.clone(),
@@ -551,6 +558,7 @@ impl Engine {
                         src,
                         self.config.video,
                         self.fail_tx.clone(),
+                        self.sink.clone(),
                     );
                     self.add_track_to_all(&cap, CAMERA_TRACK).await;
                     self.camera = Some(cap);
@@ -590,6 +598,7 @@ impl Engine {
                         src,
                         self.config.video,
                         self.fail_tx.clone(),
+                        self.sink.clone(),
                     );
                     self.add_track_to_all(&cap, SCREEN_TRACK).await;
                     self.screen = Some(cap);

@@ -1,0 +1,90 @@
+//! The desktop app (egui/eframe). `app` draws state and sends commands,
+//! `bridge` runs the engine on a tokio runtime, `video` turns decoded frames
+//! into textures off the UI thread, `settings` persists choices.
+
+mod app;
+mod bridge;
+mod settings;
+mod video;
+
+use std::sync::Arc;
+
+pub use app::{
+    App, CallModel, PeerView, SHORTCUT_CAMERA, SHORTCUT_HANGUP, SHORTCUT_MIC, SHORTCUT_SHARE,
+    Screen,
+};
+pub use bridge::{AudioChoice, JoinRequest, UiCommand, UiEvent, VideoChoice, command_name};
+pub use settings::Settings;
+pub use video::{SELF_ID, VideoFrames};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    #[error("bad option: {0}")]
+    Option(String),
+    #[error("the window could not be opened: {0}")]
+    Window(String),
+}
+
+/// What the command line asks of the app.
+#[derive(Debug, Clone, Default)]
+pub struct DesktopOptions {
+    pub server: Option<String>,
+    pub room: Option<String>,
+    pub name: Option<String>,
+    pub join: bool,
+    pub camera: Option<String>,
+    pub microphone: Option<String>,
+}
+
+/// Opens the window and runs until it is closed.
+pub fn run(opts: DesktopOptions) -> Result<(), UiError> {
+    let path = Settings::default_path();
+    let mut settings = path.as_deref().map(Settings::load).unwrap_or_default();
+    if let Some(s) = &opts.server {
+        settings.server = s.clone();
+    }
+    if let Some(r) = &opts.room {
+        settings.room = r.clone();
+    }
+    if let Some(n) = &opts.name {
+        settings.name = n.clone();
+    }
+    if let Some(c) = &opts.camera {
+        VideoChoice::parse(c).ok_or_else(|| {
+            UiError::Option(format!("--camera takes none or synthetic, not {c:?}"))
+        })?;
+        settings.camera = c.clone();
+    }
+    if let Some(m) = &opts.microphone {
+        AudioChoice::parse(m).ok_or_else(|| {
+            UiError::Option(format!("--microphone takes none or synthetic, not {m:?}"))
+        })?;
+        settings.microphone = m.clone();
+    }
+    let embed = settings.server.trim().is_empty();
+    let native = eframe::NativeOptions {
+        viewport: eframe::egui::ViewportBuilder::default()
+            .with_title("confab")
+            .with_inner_size([1180.0, 700.0]),
+        renderer: eframe::Renderer::Glow,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "confab",
+        native,
+        Box::new(move |cc| {
+            let frames = Arc::new(VideoFrames::default());
+            frames.attach(&cc.egui_ctx);
+            let (commands, events) = bridge::spawn(frames.clone(), embed, cc.egui_ctx.clone());
+            let mut app = App::new(commands, events, frames, settings, path);
+            if opts.join {
+                app = app.join_on_start();
+                if !embed {
+                    app.join();
+                }
+            }
+            Ok(Box::new(app))
+        }),
+    )
+    .map_err(|e| UiError::Window(e.to_string()))
+}

@@ -1,0 +1,119 @@
+//! The UI's media sink: decoded frames become RGBA images on the decode thread
+//! (SIMD conversion), the UI thread only uploads the newest one per tile.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use eframe::egui::{self, ColorImage};
+
+use crate::call::{AudioInfo, FrameInfo, MediaSink};
+use crate::media::{VideoFrame, i420_to_rgba, level_dbfs};
+
+/// Key of a tile: member id (or [`SELF_ID`]) and track role.
+pub type TileKey = (String, String);
+
+/// The member id the local preview is stored under.
+pub const SELF_ID: &str = "";
+
+pub struct Slot {
+    pub image: Arc<ColorImage>,
+    pub seq: u64,
+}
+
+/// Newest frame per tile and audio level per member, shared with the decode threads.
+#[derive(Default)]
+pub struct VideoFrames {
+    slots: Mutex<HashMap<TileKey, Slot>>,
+    levels: Mutex<HashMap<String, f32>>,
+    ctx: OnceLock<egui::Context>,
+}
+
+impl VideoFrames {
+    /// Lets frames wake the UI; before this is called frames are still stored.
+    pub fn attach(&self, ctx: &egui::Context) {
+        let _ = self.ctx.set(ctx.clone());
+    }
+
+    pub fn store(&self, peer: &str, track: &str, frame: &VideoFrame) {
+        let mut rgba = Vec::new();
+        if i420_to_rgba(frame, &mut rgba).is_err() {
+            return;
+        }
+        let image = Arc::new(ColorImage::from_rgba_unmultiplied(
+            [frame.width, frame.height],
+            &rgba,
+        ));
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = slots
+            .entry((peer.to_string(), track.to_string()))
+            .or_insert_with(|| Slot {
+                image: image.clone(),
+                seq: 0,
+            });
+        slot.image = image;
+        slot.seq += 1;
+        drop(slots);
+        if let Some(ctx) = self.ctx.get() {
+            ctx.request_repaint();
+        }
+    }
+
+    /// Tiles whose frame changed since `seen`, with their new sequence numbers.
+    pub fn changed(&self, seen: &HashMap<TileKey, u64>) -> Vec<(TileKey, Arc<ColorImage>, u64)> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .iter()
+            .filter(|(k, s)| seen.get(*k) != Some(&s.seq))
+            .map(|(k, s)| (k.clone(), s.image.clone(), s.seq))
+            .collect()
+    }
+
+    pub fn forget_peer(&self, peer: &str) {
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(p, _), _| p != peer);
+        self.levels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(peer);
+    }
+
+    pub fn forget_tile(&self, peer: &str, track: &str) {
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(peer.to_string(), track.to_string()));
+    }
+
+    /// Recent audio level of a member in dBFS.
+    pub fn level(&self, peer: &str) -> Option<f32> {
+        self.levels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(peer)
+            .copied()
+    }
+}
+
+impl MediaSink for VideoFrames {
+    fn video(&self, peer: &str, track: &str, frame: &VideoFrame, _info: &FrameInfo) {
+        self.store(peer, track, frame);
+    }
+
+    fn audio(&self, peer: &str, _track: &str, pcm: &[f32], _info: &AudioInfo) {
+        let level = level_dbfs(pcm);
+        let mut levels = self.levels.lock().unwrap_or_else(|e| e.into_inner());
+        let l = levels.entry(peer.to_string()).or_insert(level);
+        // Fast attack, slow release, so the speaking ring doesn't flicker.
+        *l = if level > *l {
+            level
+        } else {
+            *l * 0.9 + level * 0.1
+        };
+    }
+
+    fn local_video(&self, track: &str, frame: &VideoFrame) {
+        self.store(SELF_ID, track, frame);
+    }
+}

@@ -553,15 +553,7 @@ impl Engine {
                 if let Some(c) = &self.camera {
                     c.replace_source(src);
                 } else {
-                    let cap = VideoCapture::start(
-                        CAMERA_TRACK,
-                        src,
-                        self.config.video,
-                        self.fail_tx.clone(),
-                        self.sink.clone(),
-                    );
-                    self.add_track_to_all(&cap, CAMERA_TRACK).await;
-                    self.camera = Some(cap);
+                    self.camera = Some(self.start_video(CAMERA_TRACK, src).await);
                 }
                 self.state.has_camera = true;
                 self.publish_state();
@@ -593,15 +585,7 @@ impl Engine {
                     s.replace_source(src);
                 } else {
                     self.screen_shares += 1;
-                    let cap = VideoCapture::start(
-                        SCREEN_TRACK,
-                        src,
-                        self.config.video,
-                        self.fail_tx.clone(),
-                        self.sink.clone(),
-                    );
-                    self.add_track_to_all(&cap, SCREEN_TRACK).await;
-                    self.screen = Some(cap);
+                    self.screen = Some(self.start_video(SCREEN_TRACK, src).await);
                 }
                 self.state.screen_sharing = true;
                 self.publish_state();
@@ -692,10 +676,19 @@ impl Engine {
         }
     }
 
-    async fn add_track_to_all(&self, cap: &VideoCapture, role: &str) {
+    /// Starts capturing a new local video track and adds it to every connection.
+    async fn start_video(&self, role: &str, src: Box<dyn VideoSource>) -> VideoCapture {
+        let cap = VideoCapture::start(
+            role,
+            src,
+            self.config.video,
+            self.fail_tx.clone(),
+            self.sink.clone(),
+        );
         for (id, p) in &self.peers {
-            self.attach(cap, &p.peer, id, role).await;
+            self.attach(&cap, &p.peer, id, role).await;
         }
+        cap
     }
 
     /// Adds a local video track to one connection and feeds it from `cap`.

@@ -908,8 +908,13 @@ impl Hub {
             }
             self.reply(st, party, &msg);
         }
-        if let Some(room) = st.rooms.get_mut(&private_room_name(call_id)) {
+        let room_name = private_room_name(call_id);
+        if let Some(room) = st.rooms.get_mut(&room_name) {
             room.private = Some(Vec::new());
+            // Nobody made it in (or everyone left): the room goes with the call.
+            if room.members.is_empty() {
+                st.rooms.remove(&room_name);
+            }
         }
     }
 
@@ -1142,4 +1147,111 @@ async fn connection(hub: Arc<Hub>, socket: WebSocket) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Random but plausible client messages: known types, fields drawn from a
+    /// small pool of ids, rooms and call ids so that they often hit real state.
+    fn random_message(rng: &mut impl Rng, ids: &[String], calls: &[String]) -> String {
+        let pick = |rng: &mut dyn rand::RngCore, pool: &[String]| -> String {
+            if pool.is_empty() || rng.random_ratio(1, 5) {
+                format!("{:x}", rng.random::<u16>())
+            } else {
+                pool[rng.random_range(0..pool.len())].clone()
+            }
+        };
+        let room = ["a", "b", "call:x", "", " "][rng.random_range(0..5)];
+        let msg = match rng.random_range(0..12) {
+            0 => {
+                serde_json::json!({"type":"join","room":room,"name":"n","capacity":rng.random_range(0..5)})
+            }
+            1 => serde_json::json!({"type":"leave"}),
+            2 => serde_json::json!({"type":"relay","to":pick(rng, ids),"payload":{"x":1}}),
+            3 => {
+                serde_json::json!({"type":"media_state","state":{"audio_muted":rng.random::<bool>()}})
+            }
+            4 => serde_json::json!({"type":"call_invite","to":pick(rng, ids),"metadata":"m"}),
+            5 => serde_json::json!({"type":"call_accept","call_id":pick(rng, calls)}),
+            6 => serde_json::json!({"type":"call_decline","call_id":pick(rng, calls),"reason":"r"}),
+            7 => serde_json::json!({"type":"call_cancel","call_id":pick(rng, calls)}),
+            8 => serde_json::json!({"type":"call_hangup","call_id":pick(rng, calls)}),
+            9 => serde_json::json!({"type":"list_rooms"}),
+            10 => serde_json::json!({"type":"ping","nonce":rng.random::<u32>()}),
+            _ => serde_json::json!({"type":"join","room":room,"name":"n","password":"p"}),
+        };
+        let mut text = msg.to_string();
+        // Sometimes corrupt a byte: the parser must refuse, never panic.
+        if rng.random_ratio(1, 10) && !text.is_empty() {
+            let i = rng.random_range(0..text.len());
+            if text.is_char_boundary(i) && text.is_char_boundary(i + 1) {
+                text.replace_range(i..i + 1, "\u{1}");
+            }
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn random_traffic_never_panics_and_never_relays_across_rooms() {
+        let hub = Hub::new(ServerConfig {
+            ring_timeout: Duration::from_millis(50),
+            ..ServerConfig::default()
+        });
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut clients = Vec::new();
+        for _ in 0..12 {
+            let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+            let id = hub.register(tx, Arc::new(Notify::new())).unwrap();
+            clients.push((id, rx));
+        }
+        let ids: Vec<String> = clients.iter().map(|(id, _)| id.clone()).collect();
+        let mut calls: Vec<String> = Vec::new();
+        for step in 0..20_000 {
+            let who = rng.random_range(0..clients.len());
+            let text = random_message(&mut rng, &ids, &calls);
+            let id = clients[who].0.clone();
+            if let Some(relay) = FastRelay::parse(&text) {
+                let _ = hub.relay(&id, &relay.to, relay.payload.get());
+            } else if let Ok(msg) = ClientMessage::parse(&text) {
+                hub.handle(&id, msg);
+            }
+            // Drain every queue, checking that relays only come from roommates.
+            for (me, rx) in clients.iter_mut() {
+                while let Ok(out) = rx.try_recv() {
+                    let Outbound::Text(t) = out else { continue };
+                    let Ok(msg) = serde_json::from_str::<ServerMessage>(t.as_str()) else {
+                        panic!("server sent invalid JSON: {t}");
+                    };
+                    match msg {
+                        ServerMessage::Relay { from, .. } => {
+                            let st = hub.lock();
+                            let mine = st.clients.get(me.as_str()).and_then(|c| c.room.clone());
+                            let theirs = st.clients.get(&from).and_then(|c| c.room.clone());
+                            assert_eq!(mine, theirs, "relay crossed rooms at step {step}");
+                        }
+                        ServerMessage::CallRinging { call_id, .. } => calls.push(call_id),
+                        _ => {}
+                    }
+                }
+            }
+            if step % 5000 == 4999 {
+                // Some leave for good mid-way; the rest must carry on.
+                let (gone, _) = clients.remove(0);
+                hub.disconnect(&gone, LeaveReason::Disconnected);
+            }
+        }
+        let st = hub.lock();
+        for (name, room) in &st.rooms {
+            assert!(!room.members.is_empty(), "empty room {name} left behind");
+            for m in &room.members {
+                assert_eq!(
+                    st.clients.get(m).and_then(|c| c.room.as_deref()),
+                    Some(name.as_str())
+                );
+            }
+        }
+    }
 }

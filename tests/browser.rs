@@ -220,7 +220,10 @@ async fn a_browser_guest_and_a_headless_peer_see_and_hear_each_other() {
         &fx,
         &page_url(&srv, "web", "gia"),
         10.0,
-        json!([{"at": 5, "do": "chat", "text": "hello from chromium"}]),
+        json!([
+            {"at": 4, "do": "screen"},
+            {"at": 5, "do": "chat", "text": "hello from chromium"},
+        ]),
     );
     let g = guest_result(guest).await;
     let report = peer.await.unwrap().unwrap();
@@ -229,7 +232,15 @@ async fn a_browser_guest_and_a_headless_peer_see_and_hear_each_other() {
         eprintln!("GUEST {g:#}");
     }
     assert_headless_got_guest(&report, "gia", 100, true);
-    assert_eq!(from(&report, "gia").chat, ["hello from chromium"]);
+    let gia = from(&report, "gia");
+    assert_eq!(gia.chat, ["hello from chromium"]);
+    // The screen track travels in a stream the page signals as "screen-<id>".
+    let screen = gia
+        .screen
+        .as_ref()
+        .unwrap_or_else(|| panic!("no screen share from gia: {:#}", g["final"]["snapshot"]));
+    assert!(screen.frames_decoded >= 10, "{screen:?}");
+    assert!(gia.media_muted.is_some_and(|s| s.screen_sharing));
 
     let snap = &g["final"]["snapshot"];
     assert_page_got_frames(snap, "hal", 150);

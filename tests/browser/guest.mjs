@@ -4,7 +4,7 @@
 //
 // Usage: node guest.mjs '<json>' with
 //   {url, user_data_dir, video (y4m), audio (wav), seconds, actions: [{at, do, text?}]}
-// `at` is seconds after the page joined; `do` is mute | unmute | camera | chat | snapshot | close.
+// `at` is seconds after the page joined; `do` is mute | unmute | camera | screen | chat | snapshot | close.
 import { chromium } from "playwright-core";
 
 const cfg = JSON.parse(process.argv[2]);
@@ -65,6 +65,9 @@ try {
         break;
       case "camera":
         await page.click("#camera");
+        break;
+      case "screen":
+        await page.click("#screen");
         break;
       case "chat":
         await page.fill("#chat-input", a.text);

@@ -393,3 +393,46 @@ async fn http_get(srv: &confab::signaling::Server, path: &str) -> (String, Strin
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     (head.to_lowercase(), body.to_string())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_headless_peer_rings_a_guest_who_answers_and_they_talk_in_the_private_room() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(25);
+    let srv = support::server().await;
+    let mut o = hal(&srv.ws_url(), "lobby", 11.0);
+    o.call = Some("gia".into());
+    let peer = tokio::spawn(headless::run(o));
+    // hal leaves about 9 s into gia's run, which ends the call: gia goes back to the lobby.
+    let gia = spawn_guest(
+        &fx,
+        &page_url(&srv, "lobby", "gia"),
+        13.0,
+        json!([{"at": 0, "do": "answer"}, {"at": 7, "do": "snapshot"}]),
+    );
+    let g = guest_result(gia).await;
+    let report = peer.await.unwrap().unwrap();
+
+    let mid = &g["snapshots"][0]["snapshot"];
+    assert!(
+        report.room.starts_with("call:"),
+        "hal ended in {}; the page: {mid:#}",
+        report.room
+    );
+    assert_eq!(mid["room"].as_str(), Some(report.room.as_str()), "{mid:#}");
+    assert_headless_got_guest(&report, "gia", 60, true);
+    assert_page_got_frames(mid, "hal", 60);
+
+    let last = &g["final"]["snapshot"];
+    let events: Vec<&str> = last["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for e in ["call_incoming", "call_accepted", "call_ended"] {
+        assert!(events.contains(&e), "{e} in {events:?}");
+    }
+    assert_eq!(last["room"], "lobby", "{last:#}");
+    let _ = srv.shutdown().await;
+}

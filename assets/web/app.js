@@ -207,9 +207,14 @@
     };
   }
 
+  const ROOM_EVENTS = ["peer_joined", "peer_left", "relay", "media_state"];
+
   function onServer(m) {
+    // Between leaving one room and the next welcome, the old room's events are stale.
+    if (state.pendingJoin !== null && ROOM_EVENTS.includes(m.type)) return;
     switch (m.type) {
       case "welcome":
+        state.pendingJoin = null;
         state.id = m.id;
         state.room = m.room;
         state.joinedAt = performance.now();
@@ -279,15 +284,12 @@
         break;
       case "left":
         state.room = null;
-        if (state.pendingJoin) {
-          const room = state.pendingJoin;
-          state.pendingJoin = null;
-          sendJoin(room);
-        }
+        if (state.pendingJoin) sendJoin(state.pendingJoin);
         break;
       case "error":
         log("error", { code: m.code, message: m.message });
         notice(`Server: ${m.message}`);
+        if (m.request === "join") state.pendingJoin = null;
         if (m.request === "join" && !state.room) {
           $("join-form").classList.remove("hidden");
           if (m.code === "wrong_password") $("password").focus();

@@ -4,7 +4,8 @@
 //
 // Usage: node guest.mjs '<json>' with
 //   {url, user_data_dir, video (y4m), audio (wav), seconds, actions: [{at, do, text?}]}
-// `at` is seconds after the page joined; `do` is mute | unmute | camera | screen | chat | snapshot | close.
+// `at` is seconds after the page joined; `do` is mute | unmute | camera | screen | answer | decline | chat |
+// snapshot | close.
 import { chromium } from "playwright-core";
 
 const cfg = JSON.parse(process.argv[2]);
@@ -65,6 +66,12 @@ try {
         break;
       case "camera":
         await page.click("#camera");
+        break;
+      case "answer":
+      case "decline":
+        // Waits for the ringing dialog, then presses its button.
+        await page.waitForSelector("#ring[open]", { timeout: 15000 });
+        await page.click(`#${a.do}`);
         break;
       case "screen":
         await page.click("#screen");

@@ -279,19 +279,20 @@ async fn two_guests_and_a_headless_peer_receive_everyone_then_one_mutes_and_clos
     let _one = ONE_AT_A_TIME.lock().await;
     let fx = fixture(30);
     let srv = support::server().await;
-    let peer = tokio::spawn(headless::run(hal(&srv.ws_url(), "mesh", 20.0)));
-    // gia mutes at 8 s and closes her tab at 11 s; ben looks at his roster at 10 s.
+    let peer = tokio::spawn(headless::run(hal(&srv.ws_url(), "mesh", 21.0)));
+    // gia mutes at 6 s and closes her tab at 12 s; ben looks at his roster at 9 s (the
+    // browsers join up to a second or two apart).
     let gia = spawn_guest(
         &fx,
         &page_url(&srv, "mesh", "gia"),
-        11.0,
-        json!([{"at": 8, "do": "mute"}, {"at": 11, "do": "close"}]),
+        12.0,
+        json!([{"at": 6, "do": "mute"}, {"at": 12, "do": "close"}]),
     );
     let ben = spawn_guest(
         &fx,
         &page_url(&srv, "mesh", "ben"),
-        14.0,
-        json!([{"at": 10, "do": "snapshot"}]),
+        15.0,
+        json!([{"at": 9, "do": "snapshot"}]),
     );
     let (gia, ben) = (guest_result(gia).await, guest_result(ben).await);
     let report = peer.await.unwrap().unwrap();

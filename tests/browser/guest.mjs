@@ -4,7 +4,7 @@
 //
 // Usage: node guest.mjs '<json>' with
 //   {url, user_data_dir, video (y4m), audio (wav), seconds, actions: [{at, do, text?}]}
-// `at` is seconds after the page joined; `do` is mute | unmute | camera | screen | answer | decline | chat |
+// `at` is seconds after the page joined; `do` is mute | unmute | camera | screen | answer | decline | hangup | chat |
 // snapshot | close.
 import { chromium } from "playwright-core";
 
@@ -72,6 +72,9 @@ try {
         // Waits for the ringing dialog, then presses its button.
         await page.waitForSelector("#ring[open]", { timeout: 15000 });
         await page.click(`#${a.do}`);
+        break;
+      case "hangup":
+        await page.click("#hangup");
         break;
       case "screen":
         await page.click("#screen");

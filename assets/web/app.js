@@ -330,7 +330,13 @@
     if (!("setCodecPreferences" in RTCRtpTransceiver.prototype)) return;
     const caps = RTCRtpReceiver.getCapabilities("video");
     if (!caps) return;
-    const codecs = caps.codecs.slice().sort((a, b) => codecRank(a) - codecRank(b));
+    // `video_codec=vp8` (or another name) limits what this page accepts: a way to see
+    // how a call without a common video codec looks.
+    const only = params.get("video_codec");
+    const allowed = only
+      ? caps.codecs.filter((c) => [only, "rtx"].includes(c.mimeType.split("/")[1].toLowerCase()))
+      : caps.codecs;
+    const codecs = allowed.slice().sort((a, b) => codecRank(a) - codecRank(b));
     for (const t of pc.getTransceivers()) {
       if (t.receiver.track.kind !== "video" || t.currentDirection === "stopped") continue;
       try {
@@ -344,7 +350,23 @@
   // The browser can't choose stream ids, so the copy of a description we send names
   // the screen-share stream "screen-<id>": confab peers classify tracks by that.
   function signalledSdp(sdp) {
-    return state.screen ? sdp.split(state.screen.id).join(`screen-${state.screen.id}`) : sdp;
+    const renamed = state.screen ? sdp.split(state.screen.id).join(`screen-${state.screen.id}`) : sdp;
+    return withoutIceOfRejected(renamed);
+  }
+
+  // A rejected (port 0) section may carry its own ice-ufrag, and webrtc-rs 0.21 then
+  // refuses the whole description ("conflicting ice-ufrag values"); ICE attributes of
+  // a rejected section mean nothing, so they are left out of what we send.
+  function withoutIceOfRejected(sdp) {
+    const [head, ...sections] = sdp.split(/\r\nm=/);
+    return [
+      head,
+      ...sections.map((sec) =>
+        /^\w+ 0 /.test(sec)
+          ? sec.split("\r\n").filter((l) => !/^a=ice-(ufrag|pwd):/.test(l)).join("\r\n")
+          : sec,
+      ),
+    ].join("\r\nm=");
   }
 
   function sendDescription(p) {

@@ -440,31 +440,3 @@ async fn a_headless_peer_rings_a_guest_who_answers_talks_in_the_private_room_and
     assert_eq!(report.room, "lobby");
     let _ = srv.shutdown().await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guest_without_a_common_video_codec_is_told_and_still_hears() {
-    require_browser();
-    let _one = ONE_AT_A_TIME.lock().await;
-    let fx = fixture(10);
-    let srv = support::server().await;
-    let peer = tokio::spawn(headless::run(hal(&srv.ws_url(), "vp8", 12.0)));
-    let url = format!("{}&video_codec=vp8", page_url(&srv, "vp8", "gia"));
-    let g = guest_result(spawn_guest(&fx, &url, 6.0, json!([]))).await;
-    let report = peer.await.unwrap().unwrap();
-    let snap = &g["final"]["snapshot"];
-    let p = page_peer(snap, "hal");
-    assert_eq!(p["no_common_video_codec"], true, "{snap:#}");
-    assert!(
-        snap["notice"]
-            .as_str()
-            .unwrap()
-            .contains("No common video codec"),
-        "{snap:#}"
-    );
-    assert_eq!(from(&report, "gia").video.frames_decoded, 0);
-    assert!(
-        from(&report, "gia").audio.packets_received >= 100,
-        "{snap:#} {report:#?}"
-    );
-    let _ = srv.shutdown().await;
-}

@@ -24,8 +24,11 @@ loopback: deps
 serve: deps
 	$(CARGO) run --release --locked -- serve $(ARGS)
 
-# Builds with the network, then runs every test in a namespace that only has loopback.
+# Builds with the network (crates, Chromium, playwright-core for the browser-guest
+# tests), then runs every test in a namespace that only has loopback.
 test: deps
+	@.ci/deps.sh browser
+	npm ci --prefix tests/browser --no-audit --no-fund
 	$(CARGO) build --tests --locked
 	.ci/netns $(CARGO) test --offline --locked -- --color never 2>&1 | tee /tmp/confab-test.log; \
 	  status=$${PIPESTATUS[0]}; \

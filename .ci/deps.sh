@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a group needs, only those missing.
-# Usage: .ci/deps.sh build|test|run ...
+# Usage: .ci/deps.sh build|test|run|browser ...
 set -euo pipefail
 
 build=(build-essential pkg-config libclang-dev nasm cmake libasound2-dev libopus-dev
@@ -8,6 +8,8 @@ build=(build-essential pkg-config libclang-dev nasm cmake libasound2-dev libopus
 test=(iproute2 util-linux xvfb imagemagick)
 # What an eframe window needs at run time (X11, software GL under Xvfb).
 run=(libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libegl1 libgl1 libgl1-mesa-dri)
+# Browser-guest tests drive Debian's Chromium with playwright-core (npm).
+browser=(chromium nodejs)
 
 want=()
 for group in "$@"; do
@@ -15,6 +17,7 @@ for group in "$@"; do
     build) want+=("${build[@]}") ;;
     test) want+=("${test[@]}") ;;
     run) want+=("${run[@]}") ;;
+    browser) want+=("${browser[@]}") ;;
     *) echo "deps.sh: unknown group $group" >&2; exit 2 ;;
   esac
 done
@@ -23,6 +26,10 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Debian's nodejs comes without npm; NodeSource's nodejs bundles it (and conflicts with npm).
+if [[ " ${want[*]} " == *" nodejs "* ]] && ! command -v npm >/dev/null; then
+  missing+=(npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "Installing missing Debian packages: ${missing[*]}"

@@ -1,10 +1,12 @@
 //! Signaling: protocol v1 (`protocol`), the server behind `confab serve`
-//! (`server`) and the client library every other part uses (`client`).
+//! (`server`), the browser guest page it serves (`web`) and the client library
+//! every other part uses (`client`).
 
 pub mod client;
 mod ice;
 pub mod protocol;
 pub mod server;
+pub mod web;
 
 pub use client::{ClientEvent, ClientOptions, JoinParams, SignalingClient, SignalingError};
 pub use ice::{IceConfig, turn_credentials};

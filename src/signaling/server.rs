@@ -163,13 +163,14 @@ impl Server {
     }
 }
 
-/// The signaling routes: `/ws`, `/healthz`, `/metrics`.
+/// The signaling routes: `/ws`, `/healthz`, `/metrics`, and the web client at `/`.
 pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/ws", get(ws_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_handler))
         .with_state(hub)
+        .merge(super::web::router())
 }
 
 async fn ws_handler(ws: WebSocketUpgrade, State(hub): State<Arc<Hub>>) -> Response {

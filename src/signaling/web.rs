@@ -1,0 +1,102 @@
+//! The browser guest page: static files embedded in the binary, served next to `/ws`.
+//!
+//! No build step and nothing fetched from elsewhere: the Content-Security-Policy
+//! allows only this origin, plus the WebSocket endpoint of the host the page was
+//! loaded from.
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+const INDEX_HTML: &str = include_str!("../../assets/web/index.html");
+const APP_JS: &str = include_str!("../../assets/web/app.js");
+const BARCODE_JS: &str = include_str!("../../assets/web/barcode.js");
+const STYLE_CSS: &str = include_str!("../../assets/web/style.css");
+
+/// Routes of the web client: `/`, `/index.html` and its scripts and style sheet.
+pub fn router() -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/index.html", get(index))
+        .route(
+            "/app.js",
+            get(|| asset(APP_JS, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/barcode.js",
+            get(|| asset(BARCODE_JS, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/style.css",
+            get(|| asset(STYLE_CSS, "text/css; charset=utf-8")),
+        )
+        // Browsers ask for it on every page; an empty answer keeps their consoles clean.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+}
+
+async fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn index(headers: HeaderMap) -> Response {
+    let csp = content_security_policy(headers.get(header::HOST));
+    let mut r = asset(INDEX_HTML, "text/html; charset=utf-8").await;
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+/// Self only; `connect-src` names the ws/wss endpoint of the requested host
+/// explicitly, as older browsers don't let `'self'` cover WebSocket schemes.
+pub fn content_security_policy(host: Option<&HeaderValue>) -> String {
+    let host = host
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| is_plain_host(h));
+    let connect = match host {
+        Some(h) => format!("'self' ws://{h} wss://{h}"),
+        None => "'self'".to_string(),
+    };
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+         media-src 'self' blob: mediastream:; connect-src {connect}; object-src 'none'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// A Host header fit to be copied into a header value: name or address and port only.
+fn is_plain_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csp_names_the_websocket_of_the_host_and_refuses_odd_hosts() {
+        let ok = HeaderValue::from_static("127.0.0.1:8787");
+        let csp = content_security_policy(Some(&ok));
+        assert!(csp.contains("connect-src 'self' ws://127.0.0.1:8787 wss://127.0.0.1:8787;"));
+        assert!(csp.contains("script-src 'self';"));
+        let odd = HeaderValue::from_static("evil.example; script-src *");
+        assert!(content_security_policy(Some(&odd)).contains("connect-src 'self';"));
+    }
+}

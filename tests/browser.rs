@@ -1,0 +1,442 @@
+//! Browser guests: Debian's Chromium, driven by playwright-core (`tests/browser/guest.mjs`),
+//! opens the page the signaling server serves and calls `confab headless` peers, all on
+//! loopback. The browser's fake camera plays a y4m of confab's barcoded frames and its
+//! fake microphone a tone, so both directions are checked by content, not just by counts.
+//!
+//! Needs `/usr/bin/chromium` and `npm ci --prefix tests/browser` (`make test` does both);
+//! without them these tests fail and say so.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use confab::headless::{self, HeadlessOptions, PeerReport, Report};
+use confab::media::SyntheticVideo;
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const GUEST_TONE_HZ: f32 = 1000.0;
+
+/// Two Chromiums at once are all this 2-core machine takes; tests run one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+fn require_browser() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install Debian's chromium (`.ci/deps.sh browser`, which `make test` runs)"
+    );
+    assert!(
+        browser_dir().join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm ci --prefix tests/browser` (`make test` does)"
+    );
+}
+
+/// The fake camera: synthetic frames with barcode ids 0, 1, 2... as a C420 y4m, long
+/// enough that Chromium never loops it (a loop would restart the ids).
+fn write_y4m(path: &Path, width: usize, height: usize, fps: usize, seconds: usize) {
+    let src = SyntheticVideo::new(width, height, fps as f32).unwrap();
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut enc = y4m::encode(width, height, y4m::Ratio::new(fps, 1))
+        .with_colorspace(y4m::Colorspace::C420)
+        .write_header(file)
+        .unwrap();
+    for n in 0..(fps * seconds) as u32 {
+        let f = src.frame(n);
+        enc.write_frame(&y4m::Frame::new([&f.y, &f.u, &f.v], None))
+            .unwrap();
+    }
+}
+
+fn write_wav(path: &Path, hz: f32, seconds: f32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..(48_000.0 * seconds) as usize {
+        let x = 0.3 * (2.0 * std::f32::consts::PI * hz * i as f32 / 48_000.0).sin();
+        w.write_sample((x * i16::MAX as f32) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    video: PathBuf,
+    audio: PathBuf,
+}
+
+fn fixture(seconds: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let (video, audio) = (dir.path().join("camera.y4m"), dir.path().join("tone.wav"));
+    write_y4m(&video, 320, 240, 20, seconds);
+    write_wav(&audio, GUEST_TONE_HZ, 5.0);
+    Fixture { dir, video, audio }
+}
+
+/// Starts one Chromium guest; its JSON result comes from [`guest_result`].
+fn spawn_guest(
+    fx: &Fixture,
+    page_url: &str,
+    seconds: f64,
+    actions: Value,
+) -> tokio::process::Child {
+    let profile = tempfile::Builder::new()
+        .prefix("chromium-")
+        .tempdir_in(fx.dir.path())
+        .unwrap()
+        .keep();
+    let cfg = json!({
+        "url": page_url,
+        "user_data_dir": profile,
+        "video": fx.video,
+        "audio": fx.audio,
+        "seconds": seconds,
+        "actions": actions,
+        "chromium": CHROMIUM,
+    });
+    tokio::process::Command::new("node")
+        .arg(browser_dir().join("guest.mjs"))
+        .arg(cfg.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (install nodejs: `.ci/deps.sh browser`)")
+}
+
+async fn guest_result(child: tokio::process::Child) -> Value {
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("the guest finishes within 90 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: Value = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("guest printed no result\nstdout: {stdout}\nstderr: {stderr}"));
+    assert!(
+        out.status.success(),
+        "guest failed: {:#}\nstderr: {stderr}",
+        v["errors"]
+    );
+    v
+}
+
+fn page_url(srv: &confab::signaling::Server, room: &str, name: &str) -> String {
+    format!(
+        "http://{}/?room={room}&name={name}&audio=raw",
+        srv.local_addr()
+    )
+}
+
+fn hal(url: &str, room: &str, seconds: f64) -> HeadlessOptions {
+    let mut o = HeadlessOptions::new(url, room, "hal");
+    o.seconds = seconds;
+    o.tone_hz = 440.0;
+    o.size = (640, 480);
+    o.bitrate_bps = 800_000;
+    o.bind_addrs = vec!["127.0.0.1:0".into()];
+    o
+}
+
+fn from<'a>(r: &'a Report, name: &str) -> &'a PeerReport {
+    r.peers
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("{} has no report for {name}: {r:#?}", r.name))
+}
+
+/// What a page received from `name`, while connected or after it left.
+fn page_peer<'a>(snapshot: &'a Value, name: &str) -> &'a Value {
+    snapshot["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(snapshot["closed_peers"].as_array().unwrap())
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("the page has no peer {name}: {snapshot:#}"))
+}
+
+/// The headless peer got the guest's camera (barcodes in order) and, unless the guest
+/// muted (the analyser measures the tone at the end), its tone.
+fn assert_headless_got_guest(report: &Report, guest: &str, min_frames: u64, tone: bool) {
+    let got = from(report, guest);
+    let v = &got.video;
+    assert!(v.frames_decoded >= min_frames, "from {guest}: {got:#?}");
+    assert_eq!((v.width, v.height), (320, 240), "{v:?}");
+    assert!(v.ids_in_order, "{guest}'s barcode ids out of order: {v:?}");
+    assert!(
+        v.ids_read as f64 >= 0.95 * v.frames_decoded as f64,
+        "barcodes read: {v:?}"
+    );
+    let au = &got.audio;
+    assert!(au.packets_received >= 150, "{au:?}");
+    if !tone {
+        return;
+    }
+    let tone = au.tone_hz.expect("the guest's tone measured");
+    assert!(
+        (tone - GUEST_TONE_HZ).abs() < 5.0,
+        "heard {tone} Hz from {guest}"
+    );
+}
+
+/// The page decoded `from`'s frames: barcode ids read from its canvas, in order.
+fn assert_page_got_frames(snapshot: &Value, from: &str, min_frames: u64) {
+    let p = page_peer(snapshot, from);
+    let cam = &p["camera"];
+    let frames = cam["frames"].as_u64().unwrap_or(0);
+    assert!(frames >= min_frames, "page got from {from}: {p:#}");
+    assert_eq!(cam["ids_in_order"], true, "{p:#}");
+    assert!(
+        cam["ids_read"].as_u64().unwrap() as f64 >= 0.9 * frames as f64,
+        "{p:#}"
+    );
+    assert!(!p["no_common_video_codec"].as_bool().unwrap(), "{p:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_guest_and_a_headless_peer_see_and_hear_each_other() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(25);
+    let srv = support::server().await;
+    let (_, page) = http_get(&srv, "/").await;
+    assert!(page.contains("<title>confab</title>"));
+
+    let peer = tokio::spawn(headless::run(hal(&srv.ws_url(), "web", 18.0)));
+    let guest = spawn_guest(
+        &fx,
+        &page_url(&srv, "web", "gia"),
+        10.0,
+        json!([
+            {"at": 4, "do": "screen"},
+            {"at": 5, "do": "chat", "text": "hello from chromium"},
+        ]),
+    );
+    let g = guest_result(guest).await;
+    let report = peer.await.unwrap().unwrap();
+
+    if from(&report, "gia").video.frames_decoded == 0 {
+        eprintln!("GUEST {g:#}");
+    }
+    assert_headless_got_guest(&report, "gia", 100, true);
+    let gia = from(&report, "gia");
+    assert_eq!(gia.chat, ["hello from chromium"]);
+    // The screen track travels in a stream the page signals as "screen-<id>".
+    let screen = gia
+        .screen
+        .as_ref()
+        .unwrap_or_else(|| panic!("no screen share from gia: {:#}", g["final"]["snapshot"]));
+    assert!(screen.frames_decoded >= 10, "{screen:?}");
+    assert!(gia.media_muted.is_some_and(|s| s.screen_sharing));
+
+    let snap = &g["final"]["snapshot"];
+    assert_page_got_frames(snap, "hal", 150);
+    let hal_page = page_peer(snap, "hal");
+    assert_eq!(hal_page["video_codec"], "H264", "{hal_page:#}");
+    let first_ms = hal_page["camera"]["first_frame_ms"].as_u64().unwrap();
+    assert!(first_ms < 3000, "first frame {first_ms} ms after joining");
+    let id = hal_page["id"].as_str().unwrap();
+    let st = &g["final"]["stats"][id];
+    let video_in = &st["video_in"][0];
+    assert_eq!(video_in["codec"], "video/H264", "{st:#}");
+    assert!(
+        video_in["frames_decoded"].as_u64().unwrap() >= 150,
+        "{st:#}"
+    );
+    let audio_in = &st["audio_in"][0];
+    assert_eq!(audio_in["codec"], "audio/opus", "{st:#}");
+    assert!(
+        audio_in["packets_received"].as_u64().unwrap() >= 300,
+        "{st:#}"
+    );
+    assert_eq!(st["video_out"][0]["codec"], "video/H264", "{st:#}");
+    eprintln!(
+        "browser guest: first frame {first_ms} ms after join, {} frames shown, {} decoded (getStats), {} Opus packets; headless decoded {} of the guest's frames",
+        hal_page["camera"]["frames"],
+        video_in["frames_decoded"],
+        audio_in["packets_received"],
+        from(&report, "gia").video.frames_decoded
+    );
+    let _ = srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_guests_and_a_headless_peer_receive_everyone_then_one_mutes_and_closes_the_tab() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(30);
+    let srv = support::server().await;
+    let peer = tokio::spawn(headless::run(hal(&srv.ws_url(), "mesh", 24.0)));
+    // gia mutes at 6 s and closes her tab at 12 s; ben looks at his roster at 9 s (the
+    // browsers join up to a second or two apart).
+    let gia = spawn_guest(
+        &fx,
+        &page_url(&srv, "mesh", "gia"),
+        12.0,
+        json!([{"at": 6, "do": "mute"}, {"at": 12, "do": "close"}]),
+    );
+    let ben = spawn_guest(
+        &fx,
+        &page_url(&srv, "mesh", "ben"),
+        15.0,
+        json!([{"at": 9, "do": "snapshot"}]),
+    );
+    let (gia, ben) = (guest_result(gia).await, guest_result(ben).await);
+    let report = peer.await.unwrap().unwrap();
+
+    // Everyone receives everyone.
+    assert_headless_got_guest(&report, "gia", 60, false);
+    assert_headless_got_guest(&report, "ben", 60, true);
+    let gia_final = &gia["final"]["snapshot"];
+    let ben_final = &ben["final"]["snapshot"];
+    assert_page_got_frames(gia_final, "hal", 60);
+    assert_page_got_frames(gia_final, "ben", 60);
+    assert_page_got_frames(ben_final, "hal", 60);
+    assert_page_got_frames(ben_final, "gia", 60);
+
+    // The mute reached the headless peer and ben's roster.
+    let muted = from(&report, "gia").media_muted.expect("gia's state");
+    assert!(muted.audio_muted && !muted.video_muted, "{muted:?}");
+    let ben_mid = &ben["snapshots"][0]["snapshot"];
+    let gia_row = ben_mid["roster"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "gia")
+        .unwrap_or_else(|| panic!("gia in ben's roster: {ben_mid:#}"));
+    assert_eq!(gia_row["state"]["audio_muted"], true, "{gia_row}");
+    assert!(
+        ben_mid["roster_text"].as_str().unwrap().contains("mic off"),
+        "{ben_mid:#}"
+    );
+
+    // Closing the tab: the others get peer-left.
+    assert!(from(&report, "gia").left.is_some(), "hal saw gia leave");
+    let left: Vec<&Value> = ben_final["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "peer_left" && e["name"] == "gia")
+        .collect();
+    assert!(
+        left.len() == 1 && left[0]["reason"] == "left",
+        "ben's peer_left events for gia: {left:?}"
+    );
+    assert!(
+        !ben_final["roster"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "gia")
+    );
+    let _ = srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_page_and_its_scripts_are_served_with_types_and_a_csp() {
+    let srv = support::server().await;
+    let (head, body) = http_get(&srv, "/?room=r&name=n").await;
+    assert!(
+        head.contains("content-type: text/html; charset=utf-8"),
+        "{head}"
+    );
+    let addr = srv.local_addr();
+    assert!(
+        head.contains(&format!("connect-src 'self' ws://{addr} wss://{addr};")),
+        "{head}"
+    );
+    assert!(head.contains("default-src 'self'"), "{head}");
+    assert!(body.contains("/app.js"));
+    for (path, ty) in [
+        ("/app.js", "text/javascript"),
+        ("/barcode.js", "text/javascript"),
+        ("/style.css", "text/css"),
+    ] {
+        let (head, body) = http_get(&srv, path).await;
+        assert!(
+            head.contains(&format!("content-type: {ty}")),
+            "{path}: {head}"
+        );
+        assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+        assert!(!body.is_empty());
+    }
+    let (head, _) = http_get(&srv, "/nope.js").await;
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+}
+
+/// A plain HTTP/1.1 GET (no client crate needed for this): lower-cased head, body.
+async fn http_get(srv: &confab::signaling::Server, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(srv.local_addr())
+        .await
+        .unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        srv.local_addr()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_lowercase(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_headless_peer_rings_a_guest_who_answers_talks_in_the_private_room_and_hangs_up() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(25);
+    let srv = support::server().await;
+    let mut o = hal(&srv.ws_url(), "lobby", 20.0);
+    o.call = Some("gia".into());
+    let peer = tokio::spawn(headless::run(o));
+    let gia = spawn_guest(
+        &fx,
+        &page_url(&srv, "lobby", "gia"),
+        11.0,
+        json!([
+            {"at": 0, "do": "answer"},
+            {"at": 6, "do": "snapshot"},
+            {"at": 7, "do": "hangup"},
+        ]),
+    );
+    let g = guest_result(gia).await;
+    let report = peer.await.unwrap().unwrap();
+
+    let mid = &g["snapshots"][0]["snapshot"];
+    assert!(
+        mid["room"].as_str().unwrap().starts_with("call:"),
+        "{mid:#}"
+    );
+    assert_headless_got_guest(&report, "gia", 60, true);
+    assert_page_got_frames(mid, "hal", 60);
+
+    // After the hang-up both are back in the lobby.
+    let last = &g["final"]["snapshot"];
+    let events: Vec<&str> = last["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for e in ["call_incoming", "call_accepted", "call_ended"] {
+        assert!(events.contains(&e), "{e} in {events:?}");
+    }
+    assert_eq!(last["room"], "lobby", "{last:#}");
+    assert_eq!(report.room, "lobby");
+    let _ = srv.shutdown().await;
+}

@@ -1,0 +1,109 @@
+// One browser guest for tests/browser.rs: Debian's Chromium (playwright-core) opens the
+// page confab serves, joins, performs timed actions through the page's own controls,
+// and prints one JSON line: what the page saw (window.confab.snapshot) and getStats.
+//
+// Usage: node guest.mjs '<json>' with
+//   {url, user_data_dir, video (y4m), audio (wav), seconds, actions: [{at, do, text?}]}
+// `at` is seconds after the page joined; `do` is mute | unmute | camera | screen | answer | decline | hangup | chat |
+// snapshot | close.
+import { chromium } from "playwright-core";
+
+const cfg = JSON.parse(process.argv[2]);
+const executablePath = cfg.chromium || "/usr/bin/chromium";
+
+const args = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--use-fake-ui-for-media-stream",
+  "--use-fake-device-for-media-stream",
+  "--allow-loopback-in-peer-connection",
+  "--autoplay-policy=no-user-gesture-required",
+  `--use-file-for-fake-video-capture=${cfg.video}`,
+  `--use-file-for-fake-audio-capture=${cfg.audio}`,
+];
+
+const sleepUntil = (t) => new Promise((r) => setTimeout(r, Math.max(0, t - Date.now())));
+
+const started = Date.now();
+const ctx = await chromium.launchPersistentContext(cfg.user_data_dir, {
+  executablePath,
+  headless: true,
+  args,
+});
+const page = ctx.pages()[0] || (await ctx.newPage());
+const errors = [];
+const consoleLines = [];
+page.on("pageerror", (e) => errors.push(String(e)));
+page.on("console", (m) => {
+  if (m.type() === "error" || m.type() === "warning") consoleLines.push(m.text());
+});
+
+const capture = async () => ({
+  snapshot: await page.evaluate(() => window.confab.snapshot()),
+  stats: await page.evaluate(() => window.confab.stats()),
+});
+
+const result = { launch_ms: 0, join_ms: 0, snapshots: [], final: null, errors, console: consoleLines };
+try {
+  const launched = Date.now();
+  result.launch_ms = launched - started;
+  await page.goto(cfg.url);
+  await page.waitForFunction(() => window.confab && window.confab.snapshot().id, null, { timeout: 20000 });
+  const joined = Date.now();
+  result.join_ms = joined - launched;
+  let closed = false;
+  for (const a of [...(cfg.actions || [])].sort((x, y) => x.at - y.at)) {
+    await sleepUntil(joined + a.at * 1000);
+    switch (a.do) {
+      case "mute":
+      case "unmute":
+        await page.click("#mute");
+        break;
+      case "camera":
+        await page.click("#camera");
+        break;
+      case "answer":
+      case "decline":
+        // Waits for the ringing dialog, then presses its button.
+        await page.waitForSelector("#ring[open]", { timeout: 15000 });
+        await page.click(`#${a.do}`);
+        break;
+      case "hangup":
+        await page.click("#hangup");
+        break;
+      case "screen":
+        await page.click("#screen");
+        break;
+      case "chat":
+        await page.fill("#chat-input", a.text);
+        await page.click("#chat-form button");
+        break;
+      case "snapshot":
+        result.snapshots.push(await capture());
+        break;
+      case "close":
+        result.final = await capture();
+        await page.close();
+        closed = true;
+        break;
+      default:
+        throw new Error(`unknown action ${a.do}`);
+    }
+    if (closed) break;
+  }
+  if (!closed) {
+    await sleepUntil(joined + cfg.seconds * 1000);
+    result.final = await capture();
+  }
+} catch (e) {
+  result.errors.push(`guest.mjs: ${e && e.stack ? e.stack : e}`);
+  process.exitCode = 1;
+} finally {
+  await ctx.close().catch(() => {});
+}
+process.stdout.write(`${JSON.stringify(result)}\n`);

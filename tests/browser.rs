@@ -8,12 +8,13 @@
 
 mod support;
 
+use support::files::{write_wav, write_y4m};
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use confab::headless::{self, HeadlessOptions, PeerReport, Report};
-use confab::media::SyntheticVideo;
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -37,37 +38,6 @@ fn require_browser() {
     );
 }
 
-/// The fake camera: synthetic frames with barcode ids 0, 1, 2... as a C420 y4m, long
-/// enough that Chromium never loops it (a loop would restart the ids).
-fn write_y4m(path: &Path, width: usize, height: usize, fps: usize, seconds: usize) {
-    let src = SyntheticVideo::new(width, height, fps as f32).unwrap();
-    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut enc = y4m::encode(width, height, y4m::Ratio::new(fps, 1))
-        .with_colorspace(y4m::Colorspace::C420)
-        .write_header(file)
-        .unwrap();
-    for n in 0..(fps * seconds) as u32 {
-        let f = src.frame(n);
-        enc.write_frame(&y4m::Frame::new([&f.y, &f.u, &f.v], None))
-            .unwrap();
-    }
-}
-
-fn write_wav(path: &Path, hz: f32, seconds: f32) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..(48_000.0 * seconds) as usize {
-        let x = 0.3 * (2.0 * std::f32::consts::PI * hz * i as f32 / 48_000.0).sin();
-        w.write_sample((x * i16::MAX as f32) as i16).unwrap();
-    }
-    w.finalize().unwrap();
-}
-
 struct Fixture {
     dir: tempfile::TempDir,
     video: PathBuf,
@@ -77,8 +47,8 @@ struct Fixture {
 fn fixture(seconds: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let (video, audio) = (dir.path().join("camera.y4m"), dir.path().join("tone.wav"));
-    write_y4m(&video, 320, 240, 20, seconds);
-    write_wav(&audio, GUEST_TONE_HZ, 5.0);
+    write_y4m(&video, 320, 240, 20, (20 * seconds) as u32);
+    write_wav(&audio, GUEST_TONE_HZ, 5.0, 48_000, 1);
     Fixture { dir, video, audio }
 }
 

@@ -3,43 +3,10 @@
 
 mod support;
 
+use support::files::{write_wav, write_y4m};
+
 use std::path::Path;
 use std::process::Stdio;
-
-use confab::media::SyntheticVideo;
-
-/// Writes `frames` synthetic frames (with their barcodes) as a C420 y4m file.
-fn write_y4m(path: &Path, width: usize, height: usize, frames: u32) {
-    let src = SyntheticVideo::new(width, height, 30.0).unwrap();
-    let file = std::fs::File::create(path).unwrap();
-    let mut enc = y4m::encode(width, height, y4m::Ratio::new(30, 1))
-        .with_colorspace(y4m::Colorspace::C420)
-        .write_header(file)
-        .unwrap();
-    for n in 0..frames {
-        let f = src.frame(n);
-        enc.write_frame(&y4m::Frame::new([&f.y, &f.u, &f.v], None))
-            .unwrap();
-    }
-}
-
-fn write_wav(path: &Path, hz: f32, seconds: f32) {
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 44_100,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..(44_100.0 * seconds) as usize {
-        let s = (0.3
-            * (2.0 * std::f32::consts::PI * hz * i as f32 / 44_100.0).sin()
-            * i16::MAX as f32) as i16;
-        w.write_sample(s).unwrap();
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
-}
 
 fn headless(url: &str, name: &str, extra: &[&str], report: &Path) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"));
@@ -67,8 +34,8 @@ fn headless(url: &str, name: &str, extra: &[&str], report: &Path) -> tokio::proc
 async fn file_sources_reach_a_peer_that_answers_a_ring() {
     let dir = tempfile::tempdir().unwrap();
     let (video, audio) = (dir.path().join("in.y4m"), dir.path().join("in.wav"));
-    write_y4m(&video, 320, 240, 90);
-    write_wav(&audio, 1000.0, 2.0);
+    write_y4m(&video, 320, 240, 30, 90);
+    write_wav(&audio, 1000.0, 2.0, 44_100, 2);
     let srv = support::server().await;
     let url = srv.ws_url();
     let (ra, rb) = (dir.path().join("a.json"), dir.path().join("b.json"));

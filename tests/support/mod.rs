@@ -128,3 +128,4 @@ fn rand_nonce() -> u64 {
         .as_nanos() as u64
 }
 pub mod engine;
+pub mod files;

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a group needs, only those missing.
-# Usage: .ci/deps.sh build|test|run ...
+# Usage: .ci/deps.sh build|test|audio|run ...
 set -euo pipefail
 
 build=(build-essential pkg-config libclang-dev nasm cmake libasound2-dev libopus-dev
        libwebrtc-audio-processing-dev libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev)
 test=(iproute2 util-linux)
+# tests/devices.rs: a virtual sound card (PulseAudio null sink, FIFO microphone) and screen.
+audio=(pulseaudio pulseaudio-utils libasound2-plugins xvfb x11-xserver-utils)
 run=()
 
 want=()
@@ -13,6 +15,7 @@ for group in "$@"; do
   case "$group" in
     build) want+=("${build[@]}") ;;
     test) want+=("${test[@]}") ;;
+    audio) want+=("${audio[@]}") ;;
     run) want+=("${run[@]}") ;;
     *) echo "deps.sh: unknown group $group" >&2; exit 2 ;;
   esac

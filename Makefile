@@ -8,7 +8,7 @@ ARGS ?=
 .PHONY: run loopback serve test build deps bench lint
 
 deps:
-	@.ci/deps.sh build test run
+	@.ci/deps.sh build test audio run
 
 build: deps
 	$(CARGO) build --release --locked

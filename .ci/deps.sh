@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a group needs, only those missing.
-# Usage: .ci/deps.sh build|test|run|browser ...
+# Usage: .ci/deps.sh build|test|audio|run|browser ...
 set -euo pipefail
 
 build=(build-essential pkg-config libclang-dev nasm cmake libasound2-dev libopus-dev
        libwebrtc-audio-processing-dev libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev)
 test=(iproute2 util-linux xvfb imagemagick)
+# tests/devices.rs: a virtual sound card (PulseAudio null sink, FIFO microphone) and screen.
+audio=(pulseaudio pulseaudio-utils libasound2-plugins xvfb x11-xserver-utils)
 # What an eframe window needs at run time (X11, software GL under Xvfb).
 run=(libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libegl1 libgl1 libgl1-mesa-dri)
 # Browser-guest tests drive Debian's Chromium with playwright-core (npm).
@@ -16,6 +18,7 @@ for group in "$@"; do
   case "$group" in
     build) want+=("${build[@]}") ;;
     test) want+=("${test[@]}") ;;
+    audio) want+=("${audio[@]}") ;;
     run) want+=("${run[@]}") ;;
     browser) want+=("${browser[@]}") ;;
     *) echo "deps.sh: unknown group $group" >&2; exit 2 ;;

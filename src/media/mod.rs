@@ -5,6 +5,7 @@ mod analysis;
 pub mod barcode;
 mod codec;
 mod convert;
+pub mod device;
 mod error;
 mod frame;
 mod source;

@@ -1,0 +1,341 @@
+//! Real devices on a virtual machine: a PulseAudio daemon with a null sink and a FIFO
+//! microphone, an Xvfb screen, both started here (see .ci/deps.sh, group `audio`).
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use confab::media::device::{
+    AudioProcessor, CameraSource, MicrophoneSource, ScreenSource, list_cameras, list_microphones,
+    list_screens, list_speakers,
+};
+use confab::media::{AudioSource, MediaError, VideoSource, dominant_frequency, level_dbfs};
+
+struct Env {
+    fifo: PathBuf,
+    display: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts the daemons once, before any test touches ALSA or X (ALSA reads its
+/// configuration, which routes `default` to a running PulseAudio, only once).
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().to_path_buf();
+        let fifo = run.join("mic.fifo");
+        let display = format!(":{}", 100 + std::process::id() % 800);
+        let (tx, rx) = mpsc::channel();
+        let (run2, fifo2, display2) = (run.clone(), fifo.clone(), display.clone());
+        // The children die with the thread that spawned them (PDEATHSIG), so that
+        // thread lives as long as the test process.
+        std::thread::spawn(move || {
+            let pulse = spawn(
+                Command::new("pulseaudio")
+                    .args(["-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no"])
+                    .args(["--realtime=no", "--high-priority=no"])
+                    .arg("-L")
+                    .arg("module-native-protocol-unix auth-anonymous=1")
+                    .arg("-L")
+                    .arg("module-null-sink sink_name=vspk")
+                    .arg("-L")
+                    .arg(format!(
+                        "module-pipe-source source_name=vmic file={} format=s16le rate=48000 channels=1",
+                        fifo2.display()
+                    ))
+                    .env("XDG_RUNTIME_DIR", &run2)
+                    .env("HOME", &run2)
+                    .stderr(std::fs::File::create(run2.join("pulse.log")).unwrap()),
+            );
+            let xvfb = spawn(
+                Command::new("Xvfb")
+                    .args([display2.as_str(), "-screen", "0", "640x480x24", "-nolisten", "tcp"])
+                    .stderr(std::fs::File::create(run2.join("xvfb.log")).unwrap()),
+            );
+            tx.send((pulse.is_ok(), xvfb.is_ok())).unwrap();
+            loop {
+                std::thread::park();
+            }
+        });
+        let (pulse_ok, xvfb_ok) = rx.recv().unwrap();
+        assert!(pulse_ok, "cannot run pulseaudio (.ci/deps.sh audio installs it)");
+        assert!(xvfb_ok, "cannot run Xvfb (.ci/deps.sh audio installs xvfb)");
+        let socket = run.join("pulse/native");
+        // SAFETY: set once, while every other test of this binary waits in `env()`.
+        unsafe {
+            std::env::set_var("PULSE_SERVER", format!("unix:{}", socket.display()));
+            std::env::set_var("DISPLAY", &display);
+        }
+        wait_for(&run, "pulse.log", || {
+            socket.exists() && quiet(Command::new("pactl").arg("info"))
+        });
+        assert!(quiet(Command::new("pactl").args(["set-default-sink", "vspk"])));
+        assert!(quiet(Command::new("pactl").args(["set-default-source", "vmic"])));
+        wait_for(&run, "xvfb.log", || {
+            quiet(Command::new("xsetroot").args(["-solid", "black"]))
+        });
+        Env {
+            fifo,
+            display,
+            _dir: dir,
+        }
+    })
+}
+
+fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.stdout(Stdio::null()).spawn()
+}
+
+fn quiet(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn wait_for(dir: &Path, log: &str, mut ready: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !ready() {
+        if t0.elapsed() > Duration::from_secs(15) {
+            let log = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+            panic!("daemon did not come up in 15 s; its log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn tone(freq: f32, rate: u32, start: usize, n: usize, amp: f32) -> Vec<f32> {
+    (start..start + n)
+        .map(|i| (2.0 * std::f32::consts::PI * freq * i as f32 / rate as f32).sin() * amp)
+        .collect()
+}
+
+#[test]
+fn listing_never_panics_and_a_missing_camera_is_a_device_error() {
+    env();
+    let cameras = list_cameras();
+    let has_video_node = std::fs::read_dir("/dev")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("video"))
+        })
+        .unwrap_or(false);
+    if !has_video_node {
+        assert!(cameras.is_empty(), "{cameras:?}");
+        match CameraSource::open(0, 640, 480, 30) {
+            Err(MediaError::Device(msg)) => {
+                assert!(
+                    msg.contains("camera 0") && msg.contains("cannot open"),
+                    "{msg}"
+                )
+            }
+            Err(e) => panic!("want a device error, got {e}"),
+            Ok(c) => panic!("opened {}", c.describe()),
+        }
+    }
+    let mics = list_microphones().expect("the PulseAudio card is listed");
+    let speakers = list_speakers().expect("the PulseAudio card is listed");
+    assert!(
+        mics.iter().any(|d| d.default_rate > 0 && d.channels > 0),
+        "{mics:?}"
+    );
+    for list in [&mics, &speakers] {
+        assert!(list.iter().any(|d| d.id == "pulse"), "{list:?}");
+    }
+    println!("microphones {mics:?}\nspeakers {speakers:?}");
+    let screens = list_screens();
+    assert_eq!(screens.len(), 1, "{screens:?}");
+    assert_eq!((screens[0].width, screens[0].height), (640, 480));
+}
+
+/// Run in a child process without DISPLAY (the environment is process-wide).
+#[test]
+fn no_display_child() {
+    if std::env::var_os("CONFAB_NO_DISPLAY_CHILD").is_none() {
+        return;
+    }
+    assert!(list_screens().is_empty());
+    match ScreenSource::open(0, 10.0) {
+        Err(MediaError::Device(msg)) => assert!(msg.contains("no display"), "{msg}"),
+        Err(e) => panic!("want a device error, got {e}"),
+        Ok(s) => panic!("opened {}", s.describe()),
+    }
+}
+
+#[test]
+fn without_a_display_screens_are_empty_and_opening_is_a_device_error() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "no_display_child", "--nocapture"])
+        .env("CONFAB_NO_DISPLAY_CHILD", "1")
+        .env_remove("DISPLAY")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+#[test]
+fn a_tone_in_the_virtual_microphone_comes_out_at_1_khz() {
+    let env = env();
+    let mut mic = MicrophoneSource::open(None).expect("open the default microphone");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (fifo, stop2) = (env.fifo.clone(), stop.clone());
+    // Feed the FIFO in real time, 10 ms at a time, as a sound card would.
+    let writer = std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+        let t0 = Instant::now();
+        let mut i = 0usize;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let pcm: Vec<u8> = tone(1000.0, 48_000, i, 480, 0.5)
+                .iter()
+                .flat_map(|s| ((s * 32767.0) as i16).to_le_bytes())
+                .collect();
+            if f.write_all(&pcm).is_err() {
+                break;
+            }
+            i += 480;
+            let due = t0 + Duration::from_micros(i as u64 * 1_000_000 / 48_000);
+            if let Some(d) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(d);
+            }
+        }
+    });
+    let mut frames = Vec::new();
+    let t0 = Instant::now();
+    for _ in 0..75 {
+        frames.push(mic.next_frame().expect("microphone frame"));
+    }
+    let took = t0.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(frames.iter().all(|f| f.samples.len() == 960));
+    // 1.5 s of audio arrives in about real time, not in a burst.
+    assert!(took > Duration::from_millis(1200), "{took:?}");
+    let last: Vec<f32> = frames[50..]
+        .iter()
+        .flat_map(|f| f.samples.clone())
+        .collect();
+    let f = dominant_frequency(&last, 48_000);
+    let level = level_dbfs(&last);
+    println!(
+        "{}: {f:.1} Hz at {level:.1} dBFS, {took:?} for 1.5 s",
+        mic.describe()
+    );
+    assert!((f - 1000.0).abs() < 15.0, "{f} Hz");
+    assert!(level > -15.0, "{level} dBFS");
+    let now = confab::media::now_us();
+    let last_us = frames.last().unwrap().capture_us;
+    assert!(
+        last_us <= now && now - last_us < 500_000,
+        "capture_us {last_us} vs now {now}"
+    );
+    assert!(frames.windows(2).all(|w| w[1].capture_us > w[0].capture_us));
+}
+
+#[test]
+fn the_screen_source_sees_what_was_drawn() {
+    let env = env();
+    let mut screen = ScreenSource::open(0, 20.0).expect("open screen 0");
+    // BT.601 limited range: red is (81, 90, 240), blue is (41, 240, 110).
+    for (colour, want) in [("#ff0000", (81, 90, 240)), ("#0000ff", (41, 240, 110))] {
+        assert!(quiet(Command::new("xsetroot").args([
+            "-display",
+            &env.display,
+            "-solid",
+            colour
+        ])));
+        let f = screen.next_frame().expect("screen frame");
+        assert_eq!((f.width, f.height), (640, 480));
+        let mean = |p: &[u8]| p.iter().map(|v| *v as u64).sum::<u64>() / p.len() as u64;
+        let got = (mean(&f.y), mean(&f.u), mean(&f.v));
+        let close = |a: u64, b: u64| a.abs_diff(b) <= 3;
+        assert!(
+            close(got.0, want.0) && close(got.1, want.1) && close(got.2, want.2),
+            "{colour}: YUV {got:?}, want {want:?}"
+        );
+        assert!(
+            f.y.iter().all(|v| v.abs_diff(want.0 as u8) <= 3),
+            "{colour}: uneven picture"
+        );
+    }
+    // Paced: 10 more frames at 20 fps take about half a second.
+    let t0 = Instant::now();
+    for _ in 0..10 {
+        screen.next_frame().unwrap();
+    }
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+/// Near end = the far end's echo, 40 ms late and 6 dB down, with no near-end talk.
+fn echo_run(processor: &mut AudioProcessor, feed_reference: bool) -> f32 {
+    let mut seed = 12345u32;
+    let mut noise = move || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+    };
+    // Speech-like far end: noise bursts at a syllable rate, which NS does not remove.
+    let n = 48_000 * 10;
+    let far: Vec<f32> = (0..n)
+        .map(|i| {
+            let syllable = ((i as f32 / 48_000.0) * 4.0 * std::f32::consts::PI)
+                .sin()
+                .max(0.0);
+            noise() * syllable * 0.6
+        })
+        .collect();
+    let delay = 48 * 40;
+    let near: Vec<f32> = (0..n)
+        .map(|i| {
+            if i >= delay {
+                far[i - delay] * 0.5
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for (f, m) in far.chunks(480).zip(near.chunks(480)) {
+        if feed_reference {
+            processor.process_render(f).unwrap();
+        }
+        let mut block = m.to_vec();
+        processor.process_capture(&mut block).unwrap();
+        out.extend(block);
+    }
+    // After 6 s of convergence.
+    let tail = 48_000 * 6;
+    level_dbfs(&near[tail..]) - level_dbfs(&out[tail..])
+}
+
+#[test]
+fn echo_cancellation_removes_a_delayed_echo_and_can_be_turned_off() {
+    let mut aec = AudioProcessor::new().unwrap();
+    let with_reference = echo_run(&mut aec, true);
+    let mut ns_only = AudioProcessor::new().unwrap();
+    let without_reference = echo_run(&mut ns_only, false);
+    let mut off = AudioProcessor::new().unwrap();
+    // The switch is shared by clones (the speaker holds one, the microphone another).
+    off.clone().set_enabled(false);
+    let bypassed = echo_run(&mut off, true);
+    println!(
+        "echo reduced by {with_reference:.1} dB (NS alone, no reference: {without_reference:.1} dB; off: {bypassed:.1} dB)"
+    );
+    assert!(with_reference >= 10.0, "{with_reference} dB");
+    assert!(with_reference - without_reference >= 6.0);
+    assert!(bypassed.abs() < 0.01, "{bypassed} dB");
+}

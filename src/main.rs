@@ -28,10 +28,10 @@ struct Cli {
     /// Desktop app: join at once instead of showing the lobby.
     #[arg(long)]
     join: bool,
-    /// Desktop app: none or synthetic (a test pattern, not a camera).
+    /// Desktop app: none, synthetic (a test pattern, not a camera) or a camera index.
     #[arg(long)]
     camera: Option<String>,
-    /// Desktop app: none or synthetic (a test tone, not a microphone).
+    /// Desktop app: none, synthetic (a test tone, not a microphone) or a device id (e.g. pulse).
     #[arg(long)]
     microphone: Option<String>,
 }

@@ -221,3 +221,46 @@ fn keyboard_shortcuts_toggle_the_microphone_and_hang_up() {
     h.run();
     assert_eq!(sent(&mut rig), ["SetAudioMuted(true)", "Leave"]);
 }
+
+#[test]
+fn devices_found_on_the_machine_are_offered_beside_the_synthetic_ones() {
+    let (app, mut rig) = app();
+    let mut h = harness(app);
+    h.run();
+    rig.events
+        .send(UiEvent::Devices {
+            cameras: vec![confab::ui::VideoChoice::Camera(0, "USB Cam".into())],
+            microphones: vec![confab::ui::AudioChoice::Microphone(
+                "pulse".into(),
+                "Pulse mic".into(),
+            )],
+        })
+        .unwrap();
+    h.run();
+    h.get_by_label("Camera").click();
+    h.run();
+    h.get_by_label("Test pattern (synthetic, not a camera)");
+    h.get_by_label("USB Cam").click();
+    h.run();
+    assert_eq!(
+        h.state().camera,
+        confab::ui::VideoChoice::Camera(0, "USB Cam".into())
+    );
+    // Choosing a camera starts its preview; joining sends the choice and remembers it.
+    assert_eq!(sent(&mut rig), ["Preview(Camera(0, \"USB Cam\"))"]);
+    h.get_by_label("Join").click();
+    h.run_steps(3);
+    assert!(sent(&mut rig)[0].contains("camera: Camera(0, \"USB Cam\")"));
+    assert_eq!(h.state().settings.camera, "camera:0");
+}
+
+#[test]
+fn share_screen_asks_the_engine_side_to_capture_a_screen() {
+    let (app, mut rig) = app();
+    in_call(&rig);
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Share screen").click();
+    h.run();
+    assert_eq!(sent(&mut rig), ["ShareScreen"]);
+}

@@ -87,6 +87,9 @@ pub struct App {
     /// URL of the built-in server, when it runs.
     pub embedded: Option<(String, String)>,
     pub rooms: Vec<RoomInfo>,
+    /// Devices found on this machine (synthetic ones are always offered too).
+    pub cameras: Vec<VideoChoice>,
+    pub microphones: Vec<AudioChoice>,
     pub call: CallModel,
     pub chat_open: bool,
     pub stats_open: bool,
@@ -121,6 +124,8 @@ impl App {
             microphone,
             embedded: None,
             rooms: Vec::new(),
+            cameras: Vec::new(),
+            microphones: Vec::new(),
             call: CallModel::default(),
             chat_open: false,
             stats_open: false,
@@ -169,14 +174,8 @@ impl App {
             self.error("no server yet: the built-in one is still starting".into());
             return;
         };
-        self.settings.camera = match self.camera {
-            VideoChoice::None => String::new(),
-            VideoChoice::TestPattern => "synthetic".into(),
-        };
-        self.settings.microphone = match self.microphone {
-            AudioChoice::None => String::new(),
-            AudioChoice::TestTone => "synthetic".into(),
-        };
+        self.settings.camera = self.camera.key();
+        self.settings.microphone = self.microphone.key();
         if let Some(path) = &self.settings_path
             && let Err(e) = self.settings.save(path)
         {
@@ -211,6 +210,24 @@ impl App {
             UiEvent::ServerFailed(m) => self.error(format!("built-in server: {m}")),
             UiEvent::Rooms(Ok(rooms)) => self.rooms = rooms,
             UiEvent::Rooms(Err(m)) => self.error(format!("room list: {m}")),
+            UiEvent::Devices {
+                cameras,
+                microphones,
+            } => {
+                // A remembered device keeps its place; its real name replaces the stored key.
+                if let Some(c) = cameras.iter().find(|c| c.key() == self.camera.key()) {
+                    self.camera = c.clone();
+                }
+                if let Some(m) = microphones
+                    .iter()
+                    .find(|m| m.key() == self.microphone.key())
+                {
+                    self.microphone = m.clone();
+                }
+                self.cameras = cameras;
+                self.microphones = microphones;
+            }
+            UiEvent::Error(m) => self.error(m),
             UiEvent::JoinFailed(m) => {
                 self.screen = Screen::Lobby;
                 self.error(format!("could not join: {m}"));
@@ -341,16 +358,7 @@ impl App {
         if self.call.state.screen_sharing {
             self.engine(Command::StopScreenShare);
         } else {
-            match crate::media::SyntheticVideo::new(1280, 720, 10.0) {
-                // Until screen capture lands, sharing sends a synthetic screen, named as such.
-                Ok(src) => {
-                    self.error(
-                        "sharing a synthetic test screen (screen capture is not built yet)".into(),
-                    );
-                    self.engine(Command::StartScreenShare(Box::new(src)));
-                }
-                Err(e) => self.error(format!("screen share: {e}")),
-            }
+            self.send(UiCommand::ShareScreen);
         }
     }
 
@@ -440,7 +448,10 @@ impl App {
                     egui::ComboBox::from_id_salt("camera")
                         .selected_text(self.camera.label())
                         .show_ui(ui, |ui| {
-                            for c in [VideoChoice::None, VideoChoice::TestPattern] {
+                            for c in [VideoChoice::None, VideoChoice::TestPattern]
+                                .into_iter()
+                                .chain(self.cameras.clone())
+                            {
                                 let label = c.label();
                                 ui.selectable_value(&mut self.camera, c, label);
                             }
@@ -455,7 +466,10 @@ impl App {
                     egui::ComboBox::from_id_salt("microphone")
                         .selected_text(self.microphone.label())
                         .show_ui(ui, |ui| {
-                            for c in [AudioChoice::None, AudioChoice::TestTone] {
+                            for c in [AudioChoice::None, AudioChoice::TestTone]
+                                .into_iter()
+                                .chain(self.microphones.clone())
+                            {
                                 let label = c.label();
                                 ui.selectable_value(&mut self.microphone, c, label);
                             }

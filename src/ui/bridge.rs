@@ -10,6 +10,10 @@ use eframe::egui;
 use tokio::sync::mpsc;
 
 use crate::call::{self, CallConfig, CallHandle, Command, Event, LocalMedia};
+use crate::media::device::{
+    AudioProcessor, CameraSource, MicrophoneSource, ScreenSource, Speaker, list_cameras,
+    list_microphones, list_screens,
+};
 use crate::media::{AudioSource, SyntheticAudio, SyntheticVideo, VideoSource};
 use crate::signaling::protocol::RoomInfo;
 use crate::signaling::{ClientOptions, Server, ServerConfig, SignalingClient};
@@ -24,19 +28,33 @@ pub const EMBEDDED_PORT: u16 = 8787;
 pub enum VideoChoice {
     None,
     TestPattern,
+    /// A camera by nokhwa index, with its name for display.
+    Camera(u32, String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AudioChoice {
     None,
     TestTone,
+    /// A microphone by cpal device id, with its name for display.
+    Microphone(String, String),
 }
 
 impl VideoChoice {
-    pub fn label(&self) -> &'static str {
+    pub fn label(&self) -> String {
         match self {
-            Self::None => "No camera",
-            Self::TestPattern => "Test pattern (synthetic, not a camera)",
+            Self::None => "No camera".into(),
+            Self::TestPattern => "Test pattern (synthetic, not a camera)".into(),
+            Self::Camera(_, name) => name.clone(),
+        }
+    }
+
+    /// The form kept in settings and taken by `--camera`.
+    pub fn key(&self) -> String {
+        match self {
+            Self::None => String::new(),
+            Self::TestPattern => "synthetic".into(),
+            Self::Camera(i, _) => format!("camera:{i}"),
         }
     }
 
@@ -44,7 +62,10 @@ impl VideoChoice {
         match s {
             "" | "none" => Some(Self::None),
             "synthetic" | "test-pattern" => Some(Self::TestPattern),
-            _ => None,
+            _ => {
+                let i = s.strip_prefix("camera:").unwrap_or(s).parse().ok()?;
+                Some(Self::Camera(i, format!("Camera {i}")))
+            }
         }
     }
 
@@ -54,15 +75,27 @@ impl VideoChoice {
             Self::TestPattern => SyntheticVideo::new(640, 480, 30.0)
                 .map(|s| Some(Box::new(s) as Box<dyn VideoSource>))
                 .map_err(|e| e.to_string()),
+            Self::Camera(i, _) => CameraSource::open(*i, 1280, 720, 30)
+                .map(|s| Some(Box::new(s) as Box<dyn VideoSource>))
+                .map_err(|e| e.to_string()),
         }
     }
 }
 
 impl AudioChoice {
-    pub fn label(&self) -> &'static str {
+    pub fn label(&self) -> String {
         match self {
-            Self::None => "No microphone",
-            Self::TestTone => "Test tone (synthetic, not a microphone)",
+            Self::None => "No microphone".into(),
+            Self::TestTone => "Test tone (synthetic, not a microphone)".into(),
+            Self::Microphone(_, name) => name.clone(),
+        }
+    }
+
+    pub fn key(&self) -> String {
+        match self {
+            Self::None => String::new(),
+            Self::TestTone => "synthetic".into(),
+            Self::Microphone(id, _) => format!("mic:{id}"),
         }
     }
 
@@ -70,14 +103,28 @@ impl AudioChoice {
         match s {
             "" | "none" => Some(Self::None),
             "synthetic" | "test-tone" => Some(Self::TestTone),
-            _ => None,
+            _ => {
+                let id = s.strip_prefix("mic:").unwrap_or(s);
+                Some(Self::Microphone(id.into(), id.into()))
+            }
         }
     }
 
-    fn open(&self) -> Option<Box<dyn AudioSource>> {
+    /// A real microphone runs through echo cancellation fed by `echo_reference`.
+    fn open(
+        &self,
+        echo_reference: Option<&AudioProcessor>,
+    ) -> Result<Option<Box<dyn AudioSource>>, String> {
         match self {
-            Self::None => None,
-            Self::TestTone => Some(Box::new(SyntheticAudio::new(440.0))),
+            Self::None => Ok(None),
+            Self::TestTone => Ok(Some(Box::new(SyntheticAudio::new(440.0)))),
+            Self::Microphone(id, _) => {
+                let mut mic = MicrophoneSource::open(Some(id)).map_err(|e| e.to_string())?;
+                if let Some(p) = echo_reference {
+                    mic = mic.with_processor(p.clone());
+                }
+                Ok(Some(Box::new(mic)))
+            }
         }
     }
 }
@@ -100,6 +147,8 @@ pub enum UiCommand {
     /// Show the chosen camera in the lobby (None stops the preview).
     Preview(VideoChoice),
     Join(JoinRequest),
+    /// Share the first screen (or say why not).
+    ShareScreen,
     Engine(Command),
 }
 
@@ -109,6 +158,7 @@ impl std::fmt::Debug for UiCommand {
             Self::RefreshRooms { server } => write!(f, "RefreshRooms({server})"),
             Self::Preview(c) => write!(f, "Preview({c:?})"),
             Self::Join(j) => write!(f, "Join({j:?})"),
+            Self::ShareScreen => write!(f, "ShareScreen"),
             Self::Engine(c) => write!(f, "Engine({})", command_name(c)),
         }
     }
@@ -147,6 +197,12 @@ pub enum UiEvent {
     ServerFailed(String),
     Rooms(Result<Vec<RoomInfo>, String>),
     JoinFailed(String),
+    /// The devices found at start (cameras, microphones) beside the synthetic ones.
+    Devices {
+        cameras: Vec<VideoChoice>,
+        microphones: Vec<AudioChoice>,
+    },
+    Error(String),
     Engine(Event),
 }
 
@@ -215,6 +271,25 @@ async fn run(
     } else {
         None
     };
+    let found = tokio::task::spawn_blocking(|| {
+        let cameras = list_cameras()
+            .into_iter()
+            .map(|c| VideoChoice::Camera(c.index, c.name))
+            .collect();
+        let microphones = list_microphones()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| AudioChoice::Microphone(m.id, m.name))
+            .collect();
+        (cameras, microphones)
+    })
+    .await;
+    if let Ok((cameras, microphones)) = found {
+        out.send(UiEvent::Devices {
+            cameras,
+            microphones,
+        });
+    }
     let mut call: Option<CallHandle> = None;
     let mut preview: Option<Arc<AtomicBool>> = None;
     while let Some(cmd) = commands.recv().await {
@@ -252,6 +327,22 @@ async fn run(
                     Err(e) => out.send(UiEvent::JoinFailed(e)),
                 }
             }
+            UiCommand::ShareScreen => {
+                let opened = tokio::task::spawn_blocking(|| {
+                    if list_screens().is_empty() {
+                        return Err("no screen to capture".to_string());
+                    }
+                    ScreenSource::open(0, 10.0).map_err(|e| e.to_string())
+                })
+                .await;
+                match (opened, &call) {
+                    (Ok(Ok(src)), Some(c)) => {
+                        c.send(Command::StartScreenShare(Box::new(src)));
+                    }
+                    (Ok(Err(e)), _) => out.send(UiEvent::Error(format!("screen share: {e}"))),
+                    _ => {}
+                }
+            }
             UiCommand::Engine(cmd) => {
                 let leaving = matches!(cmd, Command::Leave);
                 if let Some(c) = &call {
@@ -274,9 +365,18 @@ async fn join(
 ) -> Result<(CallHandle, mpsc::UnboundedReceiver<Event>), String> {
     let mut cfg = CallConfig::new(&req.server, &req.room, &req.name);
     cfg.password = req.password.clone();
+    // Remote audio plays through the default speaker; its mix is the echo reference.
+    let echo = AudioProcessor::new().ok();
+    match Speaker::open(None) {
+        Ok(speaker) => {
+            speaker.set_echo_reference(echo.clone());
+            sink.set_speaker(Some(speaker));
+        }
+        Err(e) => tracing::warn!("no speaker: {e}"),
+    }
     let media = LocalMedia {
         camera: req.camera.open()?,
-        microphone: req.microphone.open(),
+        microphone: req.microphone.open(echo.as_ref())?,
     };
     call::start(cfg, media, sink)
         .await

@@ -51,13 +51,17 @@ pub fn run(opts: DesktopOptions) -> Result<(), UiError> {
     }
     if let Some(c) = &opts.camera {
         VideoChoice::parse(c).ok_or_else(|| {
-            UiError::Option(format!("--camera takes none or synthetic, not {c:?}"))
+            UiError::Option(format!(
+                "--camera takes none, synthetic or a camera index, not {c:?}"
+            ))
         })?;
         settings.camera = c.clone();
     }
     if let Some(m) = &opts.microphone {
         AudioChoice::parse(m).ok_or_else(|| {
-            UiError::Option(format!("--microphone takes none or synthetic, not {m:?}"))
+            UiError::Option(format!(
+                "--microphone takes none, synthetic or a device id, not {m:?}"
+            ))
         })?;
         settings.microphone = m.clone();
     }

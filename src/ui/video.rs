@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use eframe::egui::{self, ColorImage};
 
 use crate::call::{AudioInfo, FrameInfo, MediaSink};
+use crate::media::device::Speaker;
 use crate::media::{VideoFrame, i420_to_rgba, level_dbfs};
 
 /// Key of a tile: member id (or [`SELF_ID`]) and track role.
@@ -26,6 +27,7 @@ pub struct VideoFrames {
     slots: Mutex<HashMap<TileKey, Slot>>,
     levels: Mutex<HashMap<String, f32>>,
     ctx: OnceLock<egui::Context>,
+    speaker: Mutex<Option<Speaker>>,
 }
 
 impl VideoFrames {
@@ -86,6 +88,11 @@ impl VideoFrames {
             .remove(&(peer.to_string(), track.to_string()));
     }
 
+    /// Where remote audio plays from now on.
+    pub fn set_speaker(&self, speaker: Option<Speaker>) {
+        *self.speaker.lock().unwrap_or_else(|e| e.into_inner()) = speaker;
+    }
+
     /// Recent audio level of a member in dBFS.
     pub fn level(&self, peer: &str) -> Option<f32> {
         self.levels
@@ -101,7 +108,15 @@ impl MediaSink for VideoFrames {
         self.store(peer, track, frame);
     }
 
-    fn audio(&self, peer: &str, _track: &str, pcm: &[f32], _info: &AudioInfo) {
+    fn audio(&self, peer: &str, _track: &str, pcm: &[f32], info: &AudioInfo) {
+        if let Some(s) = self
+            .speaker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            s.push(peer, pcm, info.arrival_us);
+        }
         let level = level_dbfs(pcm);
         let mut levels = self.levels.lock().unwrap_or_else(|e| e.into_inner());
         let l = levels.entry(peer.to_string()).or_insert(level);

@@ -5,10 +5,17 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run loopback serve test build deps bench lint
+.PHONY: run loopback serve test build deps test-deps bench lint
 
+# What building and running the app needs.
 deps:
-	@.ci/deps.sh build test audio run
+	@.ci/deps.sh build run
+
+# What the tests need besides: loopback namespace, Xvfb and screenshots, a virtual
+# sound card, Chromium with playwright-core.
+test-deps: deps
+	@.ci/deps.sh test audio browser
+	npm ci --prefix tests/browser --no-audit --no-fund
 
 build: deps
 	$(CARGO) build --release --locked
@@ -26,9 +33,7 @@ serve: deps
 
 # Builds with the network (crates, Chromium, playwright-core for the browser-guest
 # tests), then runs every test in a namespace that only has loopback.
-test: deps
-	@.ci/deps.sh browser
-	npm ci --prefix tests/browser --no-audit --no-fund
+test: test-deps
 	$(CARGO) build --tests --locked
 	.ci/netns $(CARGO) test --offline --locked -- --color never 2>&1 | tee /tmp/confab-test.log; \
 	  status=$${PIPESTATUS[0]}; \

@@ -62,8 +62,6 @@ pub struct SendCounters {
     pub bytes: AtomicU64,
     pub keyframes: AtomicU64,
     pub encode_us_total: AtomicU64,
-    pub width: AtomicU64,
-    pub height: AtomicU64,
 }
 
 impl SendCounters {
@@ -84,11 +82,9 @@ pub struct RecvCounters {
     pub bytes: AtomicU64,
     pub decoded: AtomicU64,
     pub concealed: AtomicU64,
-    pub decode_errors: AtomicU64,
     pub decode_us_total: AtomicU64,
     pub width: AtomicU64,
     pub height: AtomicU64,
-    pub keyframes: AtomicU64,
     /// Glass-to-glass latency samples (µs) since the stats task last took them.
     pub latency_us: Mutex<Vec<u64>>,
 }
@@ -361,8 +357,6 @@ impl VideoThread {
                 .fetch_add(encoded.data.len() as u64, Ordering::Relaxed);
             c.keyframes
                 .fetch_add(u64::from(encoded.keyframe), Ordering::Relaxed);
-            c.width.store(frame.width as u64, Ordering::Relaxed);
-            c.height.store(frame.height as u64, Ordering::Relaxed);
             let duration = Duration::from_secs_f32(1.0 / self.encoding.fps.max(1.0));
             match self.out.try_send((encoded.data, duration)) {
                 Ok(()) => {}
@@ -540,7 +534,6 @@ pub fn spawn_decoder(
                         .fetch_add(au.data.len() as u64, Ordering::Relaxed);
                     let keyframe = split_annexb(&au.data).iter().any(|n| nal_type(n) == 5);
                     if keyframe {
-                        counters.keyframes.fetch_add(1, Ordering::Relaxed);
                         let _ = keyframes.send((peer_id.clone(), track.clone(), now_us()));
                         awaiting_keyframe = false;
                     }
@@ -592,7 +585,6 @@ pub fn spawn_decoder(
                         Ok(None) => {}
                         Err(e) => {
                             tracing::debug!(%peer_id, %track, "decode error: {e}");
-                            counters.decode_errors.fetch_add(1, Ordering::Relaxed);
                             awaiting_keyframe = true;
                             let (p, t) = (peer.clone(), track_id.clone());
                             rt.spawn(async move { p.request_keyframe(&t).await });
@@ -645,9 +637,7 @@ pub fn spawn_decoder(
                             };
                             sink.audio(&peer_id, &track, &pcm, &info);
                         }
-                        Err(_) => {
-                            counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-                        }
+                        Err(e) => tracing::debug!(%peer_id, "opus decode error: {e}"),
                     }
                 }
             }

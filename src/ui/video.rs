@@ -37,14 +37,16 @@ impl VideoFrames {
     }
 
     pub fn store(&self, peer: &str, track: &str, frame: &VideoFrame) {
-        let mut rgba = Vec::new();
-        if i420_to_rgba(frame, &mut rgba).is_err() {
-            return;
+        // One RGBA scratch buffer per decode/capture thread, not an allocation per frame.
+        thread_local! {
+            static RGBA: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let image = Arc::new(ColorImage::from_rgba_unmultiplied(
-            [frame.width, frame.height],
-            &rgba,
-        ));
+        let image = RGBA.with_borrow_mut(|rgba| {
+            i420_to_rgba(frame, rgba).ok()?;
+            let size = [frame.width, frame.height];
+            Some(Arc::new(ColorImage::from_rgba_unmultiplied(size, rgba)))
+        });
+        let Some(image) = image else { return };
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let slot = slots
             .entry((peer.to_string(), track.to_string()))

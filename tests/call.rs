@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use confab::call::{CAMERA_TRACK, Command, Event, LocalMedia, MediaKind, SCREEN_TRACK};
 use confab::headless::{self, HeadlessOptions, Report};
-use confab::media::{MediaError, SyntheticVideo, VideoFrame, VideoSource, now_us};
+use confab::media::{MediaError, SyntheticAudio, SyntheticVideo, VideoFrame, VideoSource, now_us};
 use confab::signaling::protocol::{CallEndReason, LeaveReason};
 use support::engine::{TestPeer, synthetic};
 
@@ -201,6 +201,53 @@ async fn a_screen_share_added_mid_call_is_decoded_remotely_and_stopping_it_remov
         _ => None,
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_camera_and_microphone_mid_call_swaps_the_source_behind_the_same_tracks() {
+    let srv = support::server().await;
+    let url = srv.ws_url();
+    let a = TestPeer::join(&url, "switch", "ada", synthetic(320, 240, 440.0)).await;
+    let mut b = TestPeer::join(&url, "switch", "bob", synthetic(320, 240, 660.0)).await;
+    let a_id = a.id.clone();
+    b.until_stats("camera frames", &a_id, |s| s.frames_decoded >= 10)
+        .await;
+    let before = b.seen.len();
+
+    a.send(Command::SetCamera(Box::new(
+        SyntheticVideo::new(160, 120, 30.0).unwrap(),
+    )));
+    a.send(Command::SetMicrophone(Box::new(SyntheticAudio::new(880.0))));
+    // The tone is measured over the last 2 s: wait for the new one to dominate.
+    let mut ticks = 0;
+    loop {
+        let video = b.analyzer.video(&a_id, CAMERA_TRACK);
+        let tone = b.analyzer.audio(&a_id).tone_hz.unwrap_or(0.0);
+        if (video.width, video.height) == (160, 120) && (tone - 880.0).abs() < 5.0 {
+            break;
+        }
+        ticks += 1;
+        assert!(
+            ticks < 15,
+            "new sources not seen after {ticks} s: {}x{}, {tone} Hz",
+            video.width,
+            video.height
+        );
+        b.until("a stats tick", |e| {
+            matches!(e, Event::Stats(_)).then_some(())
+        })
+        .await;
+    }
+    let renegotiated: Vec<_> = b.seen[before..]
+        .iter()
+        .filter(|e| {
+            matches!(e, Event::TrackAdded { peer, .. } | Event::TrackRemoved { peer, .. } if *peer == a_id)
+        })
+        .collect();
+    assert!(
+        renegotiated.is_empty(),
+        "the same tracks carry the new sources: {renegotiated:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,12 @@
 use std::sync::Arc;
 
 use confab::call::{ConnectionState, Event};
+use confab::media::device::ScreenInfo;
 use confab::signaling::protocol::MediaState;
-use confab::ui::{App, Screen, Settings, UiCommand, UiEvent, VideoFrames, command_name};
+use confab::ui::{
+    App, AudioChoice, DeviceList, Screen, Settings, SpeakerChoice, UiCommand, UiEvent, VideoChoice,
+    VideoFrames, command_name,
+};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -13,6 +17,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 struct Rig {
     commands: UnboundedReceiver<UiCommand>,
     events: std::sync::mpsc::Sender<UiEvent>,
+    frames: Arc<VideoFrames>,
 }
 
 fn app() -> (App, Rig) {
@@ -24,14 +29,16 @@ fn app() -> (App, Rig) {
         room: "team".into(),
         ..Settings::default()
     };
-    let app = App::new(
-        cmd_tx,
-        ev_rx,
-        Arc::new(VideoFrames::default()),
-        settings,
-        None,
-    );
-    (app, Rig { commands, events })
+    let frames = Arc::new(VideoFrames::default());
+    let app = App::new(cmd_tx, ev_rx, frames.clone(), settings, None);
+    (
+        app,
+        Rig {
+            commands,
+            events,
+            frames,
+        },
+    )
 }
 
 fn harness(app: App) -> Harness<'static, App> {
@@ -155,9 +162,10 @@ fn an_incoming_call_rings_and_accepting_answers_it() {
         .unwrap();
     h.run();
     h.get_by_label("Bob is calling");
+    assert_eq!(sent(&mut rig), ["Ring(true)"], "the ring sounds");
     h.get_by_label("Accept").click();
     h.run();
-    assert_eq!(sent(&mut rig), ["Accept(c9)"]);
+    assert_eq!(sent(&mut rig), ["Accept(c9)", "Ring(false)"]);
     assert!(
         h.query_by_label("Bob is calling").is_none(),
         "the dialog closes"
@@ -228,13 +236,11 @@ fn devices_found_on_the_machine_are_offered_beside_the_synthetic_ones() {
     let mut h = harness(app);
     h.run();
     rig.events
-        .send(UiEvent::Devices {
-            cameras: vec![confab::ui::VideoChoice::Camera(0, "USB Cam".into())],
-            microphones: vec![confab::ui::AudioChoice::Microphone(
-                "pulse".into(),
-                "Pulse mic".into(),
-            )],
-        })
+        .send(UiEvent::Devices(DeviceList {
+            cameras: vec![VideoChoice::Camera(0, "USB Cam".into())],
+            microphones: vec![AudioChoice::Microphone("pulse".into(), "Pulse mic".into())],
+            ..DeviceList::default()
+        }))
         .unwrap();
     h.run();
     h.get_by_label("Camera").click();
@@ -242,10 +248,7 @@ fn devices_found_on_the_machine_are_offered_beside_the_synthetic_ones() {
     h.get_by_label("Test pattern (synthetic, not a camera)");
     h.get_by_label("USB Cam").click();
     h.run();
-    assert_eq!(
-        h.state().camera,
-        confab::ui::VideoChoice::Camera(0, "USB Cam".into())
-    );
+    assert_eq!(h.state().camera, VideoChoice::Camera(0, "USB Cam".into()));
     // Choosing a camera starts its preview; joining sends the choice and remembers it.
     assert_eq!(sent(&mut rig), ["Preview(Camera(0, \"USB Cam\"))"]);
     h.get_by_label("Join").click();
@@ -255,12 +258,110 @@ fn devices_found_on_the_machine_are_offered_beside_the_synthetic_ones() {
 }
 
 #[test]
-fn share_screen_asks_the_engine_side_to_capture_a_screen() {
+fn share_screen_offers_a_picker_of_the_screens_found() {
     let (app, mut rig) = app();
     in_call(&rig);
     let mut h = harness(app);
     h.run();
     h.get_by_label("Share screen").click();
     h.run();
-    assert_eq!(sent(&mut rig), ["ShareScreen"]);
+    h.get_by_label("No screen found");
+    let screen = |index, w, h| ScreenInfo {
+        index,
+        name: format!("Screen {} ({w}x{h})", index + 1),
+        width: w,
+        height: h,
+    };
+    rig.events
+        .send(UiEvent::Devices(DeviceList {
+            screens: vec![screen(0, 1280, 720), screen(1, 1920, 1080)],
+            ..DeviceList::default()
+        }))
+        .unwrap();
+    h.run();
+    h.get_by_label("Screen 2 (1920x1080)").click();
+    h.run();
+    assert_eq!(sent(&mut rig), ["ShareScreen(1)"]);
+    // The shortcut shares the screen picked last.
+    rig.events
+        .send(UiEvent::Engine(Event::LocalMediaState(MediaState {
+            has_camera: true,
+            has_microphone: true,
+            screen_sharing: true,
+            ..Default::default()
+        })))
+        .unwrap();
+    h.run();
+    h.get_by_label("Stop sharing").click();
+    h.run();
+    assert_eq!(sent(&mut rig), ["StopScreenShare"]);
+}
+
+#[test]
+fn devices_switch_mid_call_and_echo_cancellation_toggles() {
+    let (app, mut rig) = app();
+    in_call(&rig);
+    rig.events
+        .send(UiEvent::Devices(DeviceList {
+            cameras: vec![VideoChoice::Camera(1, "USB Cam".into())],
+            microphones: vec![AudioChoice::Microphone("pulse".into(), "Pulse mic".into())],
+            speakers: vec![SpeakerChoice::Device("hdmi".into(), "HDMI out".into())],
+            ..DeviceList::default()
+        }))
+        .unwrap();
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Devices").click();
+    h.run();
+    for (picker, choice) in [
+        ("Camera", "USB Cam"),
+        ("Microphone", "Pulse mic"),
+        ("Speaker", "HDMI out"),
+    ] {
+        h.get_by_label(picker).click();
+        h.run();
+        h.get_by_label(choice).click();
+        h.run();
+    }
+    h.get_by_label("Echo cancellation and noise suppression")
+        .click();
+    h.run();
+    assert_eq!(
+        sent(&mut rig),
+        [
+            "SwitchCamera(Camera(1, \"USB Cam\"))",
+            "SwitchMicrophone(Microphone(\"pulse\", \"Pulse mic\"))",
+            "SwitchSpeaker(Device(\"hdmi\", \"HDMI out\"))",
+            "SetEchoCancellation(false)",
+        ]
+    );
+    let s = &h.state().settings;
+    assert_eq!(
+        (
+            s.camera.as_str(),
+            s.microphone.as_str(),
+            s.speaker.as_str(),
+            s.echo_cancellation
+        ),
+        ("camera:1", "mic:pulse", "speaker:hdmi", false),
+        "the choices are remembered"
+    );
+}
+
+#[test]
+fn the_lobby_meters_the_chosen_microphone() {
+    let (app, mut rig) = app();
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("No microphone");
+    h.get_by_label("Microphone").click();
+    h.run();
+    h.get_by_label("Test tone (synthetic, not a microphone)")
+        .click();
+    h.run();
+    assert_eq!(sent(&mut rig), ["PreviewMicrophone(TestTone)"]);
+    // The meter draws what the bridge measured.
+    rig.frames.set_level(confab::ui::SELF_ID, Some(-20.0));
+    h.run();
+    h.get_by_label("-20 dBFS");
 }

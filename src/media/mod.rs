@@ -20,7 +20,10 @@ pub use codec::opus::{OpusDecoder, OpusEncoder};
 pub use convert::{Packed, i420_to_rgba, packed_to_i420};
 pub use error::MediaError;
 pub use frame::{AUDIO_FRAME_SAMPLES, AUDIO_FRAME_US, AUDIO_RATE, AudioFrame, VideoFrame, now_us};
-pub use source::{AudioSource, SyntheticAudio, SyntheticVideo, VideoSource, WavAudio, Y4mVideo};
+pub use source::{
+    AudioSource, RING_CYCLE_MS, RING_NOTES_HZ, RingTone, SyntheticAudio, SyntheticVideo,
+    VideoSource, WavAudio, Y4mVideo,
+};
 
 #[cfg(test)]
 mod tests {

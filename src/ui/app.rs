@@ -14,9 +14,12 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::call::{CAMERA_TRACK, Command, ConnectionState, Event, PeerCallStats, SCREEN_TRACK};
 use crate::signaling::protocol::{MediaState, RoomInfo};
 
-use super::bridge::{AudioChoice, JoinRequest, UiCommand, UiEvent, VideoChoice};
+use super::bridge::{
+    AudioChoice, DeviceList, JoinRequest, SpeakerChoice, UiCommand, UiEvent, VideoChoice,
+};
 use super::settings::Settings;
 use super::video::{SELF_ID, TileKey, VideoFrames};
+use crate::media::device::ScreenInfo;
 
 pub const SHORTCUT_MIC: KeyboardShortcut = KeyboardShortcut::new(Modifiers::CTRL, Key::D);
 pub const SHORTCUT_CAMERA: KeyboardShortcut = KeyboardShortcut::new(Modifiers::CTRL, Key::E);
@@ -84,20 +87,28 @@ pub struct App {
     pub password: String,
     pub camera: VideoChoice,
     pub microphone: AudioChoice,
+    pub speaker: SpeakerChoice,
     /// URL of the built-in server, when it runs.
     pub embedded: Option<(String, String)>,
     pub rooms: Vec<RoomInfo>,
     /// Devices found on this machine (synthetic ones are always offered too).
     pub cameras: Vec<VideoChoice>,
     pub microphones: Vec<AudioChoice>,
+    pub speakers: Vec<SpeakerChoice>,
+    pub screens: Vec<ScreenInfo>,
+    /// The screen shared last (what the shortcut shares).
+    pub last_screen: usize,
     pub call: CallModel,
     pub chat_open: bool,
     pub stats_open: bool,
+    pub devices_open: bool,
     pub chat_draft: String,
     pub errors: VecDeque<(Instant, String)>,
     /// Where the last remote camera tile was drawn (for logs and tests).
     last_layout: HashMap<String, Rect>,
     join_on_start: bool,
+    /// The lobby's previews were started for the remembered devices.
+    previews_started: bool,
 }
 
 impl App {
@@ -110,6 +121,7 @@ impl App {
     ) -> Self {
         let camera = VideoChoice::parse(&settings.camera).unwrap_or(VideoChoice::None);
         let microphone = AudioChoice::parse(&settings.microphone).unwrap_or(AudioChoice::None);
+        let speaker = SpeakerChoice::parse(&settings.speaker);
         Self {
             commands,
             events,
@@ -122,17 +134,23 @@ impl App {
             password: String::new(),
             camera,
             microphone,
+            speaker,
             embedded: None,
             rooms: Vec::new(),
             cameras: Vec::new(),
             microphones: Vec::new(),
+            speakers: Vec::new(),
+            screens: Vec::new(),
+            last_screen: 0,
             call: CallModel::default(),
             chat_open: false,
             stats_open: false,
+            devices_open: false,
             chat_draft: String::new(),
             errors: VecDeque::new(),
             last_layout: HashMap::new(),
             join_on_start: false,
+            previews_started: false,
         }
     }
 
@@ -174,13 +192,7 @@ impl App {
             self.error("no server yet: the built-in one is still starting".into());
             return;
         };
-        self.settings.camera = self.camera.key();
-        self.settings.microphone = self.microphone.key();
-        if let Some(path) = &self.settings_path
-            && let Err(e) = self.settings.save(path)
-        {
-            tracing::warn!("settings not saved: {e}");
-        }
+        self.save_settings();
         self.screen = Screen::Joining;
         self.send(UiCommand::Join(JoinRequest {
             server,
@@ -189,7 +201,42 @@ impl App {
             password: Some(self.password.clone()).filter(|p| !p.is_empty()),
             camera: self.camera.clone(),
             microphone: self.microphone.clone(),
+            speaker: self.speaker.clone(),
+            echo_cancellation: self.settings.echo_cancellation,
         }));
+    }
+
+    /// Remembers the current choices (a failure is logged, not fatal).
+    fn save_settings(&mut self) {
+        self.settings.camera = self.camera.key();
+        self.settings.microphone = self.microphone.key();
+        self.settings.speaker = self.speaker.key();
+        if let Some(path) = &self.settings_path
+            && let Err(e) = self.settings.save(path)
+        {
+            tracing::warn!("settings not saved: {e}");
+        }
+    }
+
+    /// The lobby shows the chosen camera and measures the chosen microphone.
+    fn start_previews(&mut self) {
+        self.previews_started = true;
+        if self.camera != VideoChoice::None {
+            self.send(UiCommand::Preview(self.camera.clone()));
+        }
+        if self.microphone != AudioChoice::None {
+            self.send(UiCommand::PreviewMicrophone(self.microphone.clone()));
+        }
+    }
+
+    /// Shows or clears the incoming-call dialog; the ring sounds while it is up.
+    fn set_incoming(&mut self, incoming: Option<IncomingCall>) {
+        let was = self.call.incoming.is_some();
+        let now = incoming.is_some();
+        self.call.incoming = incoming;
+        if was != now {
+            self.send(UiCommand::Ring(now));
+        }
     }
 
     /// Applies everything that arrived since the last frame.
@@ -210,10 +257,13 @@ impl App {
             UiEvent::ServerFailed(m) => self.error(format!("built-in server: {m}")),
             UiEvent::Rooms(Ok(rooms)) => self.rooms = rooms,
             UiEvent::Rooms(Err(m)) => self.error(format!("room list: {m}")),
-            UiEvent::Devices {
-                cameras,
-                microphones,
-            } => {
+            UiEvent::Devices(list) => {
+                let DeviceList {
+                    cameras,
+                    microphones,
+                    speakers,
+                    screens,
+                } = list;
                 // A remembered device keeps its place; its real name replaces the stored key.
                 if let Some(c) = cameras.iter().find(|c| c.key() == self.camera.key()) {
                     self.camera = c.clone();
@@ -224,8 +274,16 @@ impl App {
                 {
                     self.microphone = m.clone();
                 }
+                if let Some(m) = speakers.iter().find(|m| m.key() == self.speaker.key()) {
+                    self.speaker = m.clone();
+                }
                 self.cameras = cameras;
                 self.microphones = microphones;
+                self.speakers = speakers;
+                self.screens = screens;
+                if self.screen == Screen::Lobby && !self.join_on_start && !self.previews_started {
+                    self.start_previews();
+                }
             }
             UiEvent::Error(m) => self.error(m),
             UiEvent::JoinFailed(m) => {
@@ -295,16 +353,16 @@ impl App {
             Event::IncomingCall {
                 call_id, from_name, ..
             } => {
-                call.incoming = Some(IncomingCall { call_id, from_name });
+                self.set_incoming(Some(IncomingCall { call_id, from_name }));
             }
             Event::CallRinging { to, .. } => call.ringing_out = Some(to),
             Event::CallAccepted { .. } => {
-                call.incoming = None;
                 call.ringing_out = None;
+                self.set_incoming(None);
             }
             Event::CallEnded { reason, detail, .. } => {
-                call.incoming = None;
                 call.ringing_out = None;
+                self.set_incoming(None);
                 let detail = detail.map(|d| format!(": {d}")).unwrap_or_default();
                 self.error(format!("call ended ({reason:?}){detail}"));
             }
@@ -320,8 +378,10 @@ impl App {
             Event::Error(m) => self.error(m),
             Event::Reconnecting { reason } => self.error(format!("reconnecting: {reason}")),
             Event::Left(_) => {
+                self.set_incoming(None);
                 self.screen = Screen::Lobby;
                 self.call = CallModel::default();
+                self.start_previews();
             }
             Event::TrackAdded { .. } | Event::KeyframeReceived { .. } => {}
         }
@@ -354,12 +414,29 @@ impl App {
         self.engine(Command::SetVideoMuted(!self.call.state.video_muted));
     }
 
+    /// The shortcut: stop sharing, or share the screen shared last.
     pub fn toggle_share(&mut self) {
         if self.call.state.screen_sharing {
             self.engine(Command::StopScreenShare);
         } else {
-            self.send(UiCommand::ShareScreen);
+            self.share_screen(self.last_screen);
         }
+    }
+
+    pub fn share_screen(&mut self, index: usize) {
+        if self.screens.is_empty() {
+            self.error("screen share: no screen to capture".into());
+            return;
+        }
+        self.last_screen = index;
+        self.send(UiCommand::ShareScreen(index));
+    }
+
+    pub fn set_echo_cancellation(&mut self, on: bool) {
+        self.settings.echo_cancellation = on;
+        self.settings.noise_suppression = on;
+        self.send(UiCommand::SetEchoCancellation(on));
+        self.save_settings();
     }
 
     pub fn hang_up(&mut self) {
@@ -445,37 +522,33 @@ impl App {
                     ui.end_row();
                     let l = ui.label("Camera");
                     let before = self.camera.clone();
-                    egui::ComboBox::from_id_salt("camera")
-                        .selected_text(self.camera.label())
-                        .show_ui(ui, |ui| {
-                            for c in [VideoChoice::None, VideoChoice::TestPattern]
-                                .into_iter()
-                                .chain(self.cameras.clone())
-                            {
-                                let label = c.label();
-                                ui.selectable_value(&mut self.camera, c, label);
-                            }
-                        })
-                        .response
-                        .labelled_by(l.id);
+                    self.camera_picker(ui, true).labelled_by(l.id);
                     if self.camera != before {
                         self.send(UiCommand::Preview(self.camera.clone()));
                     }
                     ui.end_row();
                     let l = ui.label("Microphone");
-                    egui::ComboBox::from_id_salt("microphone")
-                        .selected_text(self.microphone.label())
-                        .show_ui(ui, |ui| {
-                            for c in [AudioChoice::None, AudioChoice::TestTone]
-                                .into_iter()
-                                .chain(self.microphones.clone())
-                            {
-                                let label = c.label();
-                                ui.selectable_value(&mut self.microphone, c, label);
-                            }
-                        })
-                        .response
-                        .labelled_by(l.id);
+                    let before = self.microphone.clone();
+                    self.microphone_picker(ui, true).labelled_by(l.id);
+                    if self.microphone != before {
+                        self.send(UiCommand::PreviewMicrophone(self.microphone.clone()));
+                    }
+                    ui.end_row();
+                    // The meter's own text (the level) is its accessible label.
+                    ui.label("Level");
+                    self.level_meter(ui);
+                    ui.end_row();
+                    let l = ui.label("Speaker");
+                    self.speaker_picker(ui).labelled_by(l.id);
+                    ui.end_row();
+                    ui.label("");
+                    let mut aec = self.settings.echo_cancellation;
+                    if ui
+                        .checkbox(&mut aec, "Echo cancellation and noise suppression")
+                        .changed()
+                    {
+                        self.set_echo_cancellation(aec);
+                    }
                     ui.end_row();
                 });
             ui.add_space(8.0);
@@ -529,6 +602,127 @@ impl App {
                 self.settings.room = room;
             }
         });
+    }
+
+    /// Microphone choices; "no microphone" only before joining (in a call, mute instead).
+    fn microphone_picker(&mut self, ui: &mut egui::Ui, with_none: bool) -> egui::Response {
+        let none = with_none.then_some(AudioChoice::None);
+        let choices: Vec<AudioChoice> = none
+            .into_iter()
+            .chain([AudioChoice::TestTone])
+            .chain(self.microphones.clone())
+            .collect();
+        egui::ComboBox::from_id_salt(("microphone", with_none))
+            .selected_text(self.microphone.label())
+            .show_ui(ui, |ui| {
+                for c in choices {
+                    let label = c.label();
+                    ui.selectable_value(&mut self.microphone, c, label);
+                }
+            })
+            .response
+    }
+
+    fn camera_picker(&mut self, ui: &mut egui::Ui, with_none: bool) -> egui::Response {
+        let none = with_none.then_some(VideoChoice::None);
+        let choices: Vec<VideoChoice> = none
+            .into_iter()
+            .chain([VideoChoice::TestPattern])
+            .chain(self.cameras.clone())
+            .collect();
+        egui::ComboBox::from_id_salt(("camera", with_none))
+            .selected_text(self.camera.label())
+            .width(260.0)
+            .show_ui(ui, |ui| {
+                for c in choices {
+                    let label = c.label();
+                    ui.selectable_value(&mut self.camera, c, label);
+                }
+            })
+            .response
+    }
+
+    fn speaker_picker(&mut self, ui: &mut egui::Ui) -> egui::Response {
+        let before = self.speaker.clone();
+        let choices: Vec<SpeakerChoice> = [SpeakerChoice::Default]
+            .into_iter()
+            .chain(self.speakers.clone())
+            .collect();
+        let r = egui::ComboBox::from_id_salt("speaker")
+            .selected_text(self.speaker.label())
+            .show_ui(ui, |ui| {
+                for c in choices {
+                    let label = c.label();
+                    ui.selectable_value(&mut self.speaker, c, label);
+                }
+            })
+            .response;
+        if self.speaker != before {
+            if self.screen == Screen::Call {
+                self.send(UiCommand::SwitchSpeaker(self.speaker.clone()));
+            }
+            self.save_settings();
+        }
+        r
+    }
+
+    /// The microphone's level from -60 to 0 dBFS.
+    fn level_meter(&self, ui: &mut egui::Ui) -> egui::Response {
+        let level = self.frames.level(SELF_ID);
+        let (fraction, text) = match level {
+            Some(db) => (
+                ((db + 60.0) / 60.0).clamp(0.0, 1.0),
+                format!("{db:.0} dBFS"),
+            ),
+            None if self.microphone == AudioChoice::None => (0.0, "No microphone".into()),
+            None => (0.0, "…".into()),
+        };
+        ui.add(
+            egui::ProgressBar::new(fraction)
+                .desired_width(260.0)
+                .text(text),
+        )
+    }
+
+    /// Mid-call device choices: each change swaps the source behind the same track.
+    fn devices_panel(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.strong("Devices");
+            if ui.small_button("Refresh").clicked() {
+                self.send(UiCommand::RefreshDevices);
+            }
+        });
+        egui::Grid::new("call-devices")
+            .num_columns(2)
+            .spacing([8.0, 6.0])
+            .show(ui, |ui| {
+                let l = ui.label("Camera");
+                let before = self.camera.clone();
+                self.camera_picker(ui, false).labelled_by(l.id);
+                if self.camera != before {
+                    self.send(UiCommand::SwitchCamera(self.camera.clone()));
+                    self.save_settings();
+                }
+                ui.end_row();
+                let l = ui.label("Microphone");
+                let before = self.microphone.clone();
+                self.microphone_picker(ui, false).labelled_by(l.id);
+                if self.microphone != before {
+                    self.send(UiCommand::SwitchMicrophone(self.microphone.clone()));
+                    self.save_settings();
+                }
+                ui.end_row();
+                let l = ui.label("Speaker");
+                self.speaker_picker(ui).labelled_by(l.id);
+                ui.end_row();
+            });
+        let mut aec = self.settings.echo_cancellation;
+        if ui
+            .checkbox(&mut aec, "Echo cancellation and noise suppression")
+            .changed()
+        {
+            self.set_echo_cancellation(aec);
+        }
     }
 
     fn call_view(&mut self, ui: &mut egui::Ui) {
@@ -592,17 +786,32 @@ impl App {
                 {
                     self.toggle_camera();
                 }
-                let share = if st.screen_sharing {
-                    "Stop sharing"
+                let share_tip = format!("Screen ({})", ctx.format_shortcut(&SHORTCUT_SHARE));
+                if st.screen_sharing {
+                    if ui.button("Stop sharing").on_hover_text(share_tip).clicked() {
+                        self.toggle_share();
+                    }
                 } else {
-                    "Share screen"
-                };
-                if ui
-                    .button(share)
-                    .on_hover_text(format!("Screen ({})", ctx.format_shortcut(&SHORTCUT_SHARE)))
-                    .clicked()
-                {
-                    self.toggle_share();
+                    // The picker: which screen to share.
+                    let mut pick = None;
+                    ui.menu_button("Share screen", |ui| {
+                        if self.screens.is_empty() {
+                            ui.label("No screen found");
+                        }
+                        for s in &self.screens {
+                            if ui.button(&s.name).clicked() {
+                                pick = Some(s.index);
+                            }
+                        }
+                        if ui.button("Look again").clicked() {
+                            self.send(UiCommand::RefreshDevices);
+                        }
+                    })
+                    .response
+                    .on_hover_text(share_tip);
+                    if let Some(i) = pick {
+                        self.share_screen(i);
+                    }
                 }
                 let chat = match self.call.unread {
                     0 => "Chat".to_string(),
@@ -614,6 +823,9 @@ impl App {
                 }
                 if ui.selectable_label(self.stats_open, "Statistics").clicked() {
                     self.stats_open = !self.stats_open;
+                }
+                if ui.selectable_label(self.devices_open, "Devices").clicked() {
+                    self.devices_open = !self.devices_open;
                 }
                 if ui
                     .button(RichText::new("Hang up").color(Color32::from_rgb(220, 60, 60)))
@@ -630,18 +842,26 @@ impl App {
         egui::Panel::right("call-side")
             .default_size(260.0)
             .show(ui, |ui| {
-                self.roster(ui);
-                if self.chat_open {
-                    ui.separator();
-                    self.chat_panel(ui);
-                }
-                if self.stats_open {
-                    ui.separator();
-                    self.stats_panel(ui);
-                }
+                egui::ScrollArea::vertical().show(ui, |ui| self.side_panel(ui));
             });
         egui::CentralPanel::default_margins().show(ui, |ui| self.tiles(ui));
         self.incoming_dialog(&ctx);
+    }
+
+    fn side_panel(&mut self, ui: &mut egui::Ui) {
+        self.roster(ui);
+        if self.chat_open {
+            ui.separator();
+            self.chat_panel(ui);
+        }
+        if self.devices_open {
+            ui.separator();
+            self.devices_panel(ui);
+        }
+        if self.stats_open {
+            ui.separator();
+            self.stats_panel(ui);
+        }
     }
 
     fn roster(&mut self, ui: &mut egui::Ui) {
@@ -868,7 +1088,7 @@ impl App {
             }),
             None => return,
         }
-        self.call.incoming = None;
+        self.set_incoming(None);
     }
 }
 

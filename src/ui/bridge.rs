@@ -11,10 +11,12 @@ use tokio::sync::mpsc;
 
 use crate::call::{self, CallConfig, CallHandle, Command, Event, LocalMedia};
 use crate::media::device::{
-    AudioProcessor, CameraSource, MicrophoneSource, ScreenSource, Speaker, list_cameras,
-    list_microphones, list_screens,
+    AudioProcessor, CameraInfo, CameraSource, MicrophoneSource, ScreenInfo, ScreenSource, Speaker,
+    list_cameras, list_microphones, list_screens, list_speakers,
 };
-use crate::media::{AudioSource, SyntheticAudio, SyntheticVideo, VideoSource};
+use crate::media::{
+    AudioSource, RingTone, SyntheticAudio, SyntheticVideo, VideoSource, level_dbfs,
+};
 use crate::signaling::protocol::RoomInfo;
 use crate::signaling::{ClientOptions, Server, ServerConfig, SignalingClient};
 
@@ -40,7 +42,70 @@ pub enum AudioChoice {
     Microphone(String, String),
 }
 
+/// Where remote audio plays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpeakerChoice {
+    /// The system's default output.
+    Default,
+    /// A speaker by cpal device id, with its name for display.
+    Device(String, String),
+}
+
+impl SpeakerChoice {
+    pub fn label(&self) -> String {
+        match self {
+            Self::Default => "System default".into(),
+            Self::Device(_, name) => name.clone(),
+        }
+    }
+
+    pub fn key(&self) -> String {
+        match self {
+            Self::Default => String::new(),
+            Self::Device(id, _) => format!("speaker:{id}"),
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "" | "default" => Self::Default,
+            _ => {
+                let id = s.strip_prefix("speaker:").unwrap_or(s);
+                Self::Device(id.into(), id.into())
+            }
+        }
+    }
+
+    fn open(&self) -> Result<Speaker, String> {
+        let id = match self {
+            Self::Default => None,
+            Self::Device(id, _) => Some(id.as_str()),
+        };
+        Speaker::open(id).map_err(|e| e.to_string())
+    }
+}
+
 impl VideoChoice {
+    /// A camera's entry, its name followed by what it offers.
+    fn from_info(c: CameraInfo) -> Self {
+        let mut formats = c.formats;
+        formats.sort_unstable_by_key(|&(w, h, fps)| std::cmp::Reverse((w * h, fps)));
+        let mut shown: Vec<String> = formats
+            .iter()
+            .take(3)
+            .map(|(w, h, fps)| format!("{w}x{h} {fps} fps"))
+            .collect();
+        if formats.len() > 3 {
+            shown.push(format!("+{} more", formats.len() - 3));
+        }
+        let name = if shown.is_empty() {
+            c.name
+        } else {
+            format!("{} ({})", c.name, shown.join(", "))
+        };
+        Self::Camera(c.index, name)
+    }
+
     pub fn label(&self) -> String {
         match self {
             Self::None => "No camera".into(),
@@ -137,6 +202,8 @@ pub struct JoinRequest {
     pub password: Option<String>,
     pub camera: VideoChoice,
     pub microphone: AudioChoice,
+    pub speaker: SpeakerChoice,
+    pub echo_cancellation: bool,
 }
 
 /// What the UI asks for.
@@ -144,11 +211,23 @@ pub enum UiCommand {
     RefreshRooms {
         server: String,
     },
+    /// List cameras, microphones, speakers and screens again.
+    RefreshDevices,
     /// Show the chosen camera in the lobby (None stops the preview).
     Preview(VideoChoice),
+    /// Measure the chosen microphone's level in the lobby (None stops it).
+    PreviewMicrophone(AudioChoice),
     Join(JoinRequest),
-    /// Share the first screen (or say why not).
-    ShareScreen,
+    /// Mid-call: a different source behind the same track, no renegotiation.
+    SwitchCamera(VideoChoice),
+    SwitchMicrophone(AudioChoice),
+    SwitchSpeaker(SpeakerChoice),
+    /// Echo cancellation and noise suppression on or off, at once.
+    SetEchoCancellation(bool),
+    /// Share this screen (index into the listed screens), or say why not.
+    ShareScreen(usize),
+    /// Play the ring tone (an incoming call) or stop it.
+    Ring(bool),
     Engine(Command),
 }
 
@@ -156,9 +235,16 @@ impl std::fmt::Debug for UiCommand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::RefreshRooms { server } => write!(f, "RefreshRooms({server})"),
+            Self::RefreshDevices => write!(f, "RefreshDevices"),
             Self::Preview(c) => write!(f, "Preview({c:?})"),
+            Self::PreviewMicrophone(c) => write!(f, "PreviewMicrophone({c:?})"),
             Self::Join(j) => write!(f, "Join({j:?})"),
-            Self::ShareScreen => write!(f, "ShareScreen"),
+            Self::SwitchCamera(c) => write!(f, "SwitchCamera({c:?})"),
+            Self::SwitchMicrophone(c) => write!(f, "SwitchMicrophone({c:?})"),
+            Self::SwitchSpeaker(c) => write!(f, "SwitchSpeaker({c:?})"),
+            Self::SetEchoCancellation(on) => write!(f, "SetEchoCancellation({on})"),
+            Self::ShareScreen(i) => write!(f, "ShareScreen({i})"),
+            Self::Ring(on) => write!(f, "Ring({on})"),
             Self::Engine(c) => write!(f, "Engine({})", command_name(c)),
         }
     }
@@ -197,13 +283,45 @@ pub enum UiEvent {
     ServerFailed(String),
     Rooms(Result<Vec<RoomInfo>, String>),
     JoinFailed(String),
-    /// The devices found at start (cameras, microphones) beside the synthetic ones.
-    Devices {
-        cameras: Vec<VideoChoice>,
-        microphones: Vec<AudioChoice>,
-    },
+    /// The devices found (at start and on refresh), beside the synthetic ones.
+    Devices(DeviceList),
     Error(String),
     Engine(Event),
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceList {
+    pub cameras: Vec<VideoChoice>,
+    pub microphones: Vec<AudioChoice>,
+    pub speakers: Vec<SpeakerChoice>,
+    pub screens: Vec<ScreenInfo>,
+}
+
+impl DeviceList {
+    /// Asks every backend; slow (cameras are opened to read their formats), so off the UI thread.
+    fn scan() -> Self {
+        let audio = |r: Result<Vec<_>, _>| {
+            r.unwrap_or_else(|e| {
+                tracing::warn!("listing audio devices: {e}");
+                Vec::new()
+            })
+        };
+        Self {
+            cameras: list_cameras()
+                .into_iter()
+                .map(VideoChoice::from_info)
+                .collect(),
+            microphones: audio(list_microphones())
+                .into_iter()
+                .map(|m| AudioChoice::Microphone(m.id, m.name))
+                .collect(),
+            speakers: audio(list_speakers())
+                .into_iter()
+                .map(|m| SpeakerChoice::Device(m.id, m.name))
+                .collect(),
+            screens: list_screens(),
+        }
+    }
 }
 
 /// Starts the runtime thread; returns the command sender and the event receiver.
@@ -248,6 +366,20 @@ impl Outbox {
     }
 }
 
+/// What the runtime thread holds between commands.
+struct Engine {
+    out: Outbox,
+    frames: Arc<VideoFrames>,
+    call: Option<CallHandle>,
+    /// The echo canceller shared by the call's microphone and speaker.
+    echo: Option<AudioProcessor>,
+    /// Set on the lobby's camera preview, mic meter and the ring to stop them.
+    preview: Option<Arc<AtomicBool>>,
+    mic_meter: Option<Arc<AtomicBool>>,
+    ringer: Option<Arc<AtomicBool>>,
+    screens: Vec<ScreenInfo>,
+}
+
 async fn run(
     mut commands: mpsc::UnboundedReceiver<UiCommand>,
     out: Outbox,
@@ -271,117 +403,222 @@ async fn run(
     } else {
         None
     };
-    let found = tokio::task::spawn_blocking(|| {
-        let cameras = list_cameras()
-            .into_iter()
-            .map(|c| VideoChoice::Camera(c.index, c.name))
-            .collect();
-        let microphones = list_microphones()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| AudioChoice::Microphone(m.id, m.name))
-            .collect();
-        (cameras, microphones)
-    })
-    .await;
-    if let Ok((cameras, microphones)) = found {
-        out.send(UiEvent::Devices {
-            cameras,
-            microphones,
-        });
-    }
-    let mut call: Option<CallHandle> = None;
-    let mut preview: Option<Arc<AtomicBool>> = None;
+    let mut engine = Engine {
+        out,
+        frames,
+        call: None,
+        echo: None,
+        preview: None,
+        mic_meter: None,
+        ringer: None,
+        screens: Vec::new(),
+    };
+    engine.scan_devices().await;
     while let Some(cmd) = commands.recv().await {
+        engine.handle(cmd).await;
+    }
+    stop(&mut engine.ringer);
+    if let Some(c) = engine.call {
+        c.send(Command::Leave);
+    }
+}
+
+fn stop(flag: &mut Option<Arc<AtomicBool>>) {
+    if let Some(f) = flag.take() {
+        f.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs a blocking device call (opening a camera can take a second) off the runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(format!("device thread failed: {e}")))
+}
+
+impl Engine {
+    async fn scan_devices(&mut self) {
+        if let Ok(list) = tokio::task::spawn_blocking(DeviceList::scan).await {
+            self.screens = list.screens.clone();
+            self.out.send(UiEvent::Devices(list));
+        }
+    }
+
+    fn error(&self, msg: String) {
+        self.out.send(UiEvent::Error(msg));
+    }
+
+    async fn handle(&mut self, cmd: UiCommand) {
         match cmd {
             UiCommand::RefreshRooms { server } => {
-                let out = out.clone();
+                let out = self.out.clone();
                 tokio::spawn(async move {
                     let rooms = list_rooms(&server).await;
                     out.send(UiEvent::Rooms(rooms));
                 });
             }
+            UiCommand::RefreshDevices => self.scan_devices().await,
             UiCommand::Preview(choice) => {
-                if let Some(stop) = preview.take() {
-                    stop.store(true, Ordering::Relaxed);
+                stop(&mut self.preview);
+                self.frames.forget_tile(SELF_ID, call::CAMERA_TRACK);
+                match blocking(move || choice.open()).await {
+                    Ok(Some(source)) => {
+                        self.preview = Some(run_preview(source, self.frames.clone()));
+                    }
+                    Ok(None) => {}
+                    Err(e) => self.error(format!("camera: {e}")),
                 }
-                frames.forget_tile(SELF_ID, call::CAMERA_TRACK);
-                if let Ok(Some(source)) = choice.open() {
-                    preview = Some(run_preview(source, frames.clone()));
+            }
+            UiCommand::PreviewMicrophone(choice) => {
+                stop(&mut self.mic_meter);
+                self.frames.set_level(SELF_ID, None);
+                match blocking(move || choice.open(None)).await {
+                    Ok(Some(source)) => {
+                        self.mic_meter = Some(run_mic_meter(
+                            source,
+                            self.frames.clone(),
+                            self.out.ctx.clone(),
+                        ));
+                    }
+                    Ok(None) => {}
+                    Err(e) => self.error(format!("microphone: {e}")),
                 }
             }
             UiCommand::Join(req) => {
-                if let Some(stop) = preview.take() {
-                    stop.store(true, Ordering::Relaxed);
-                }
-                match join(&req, frames.clone()).await {
+                stop(&mut self.preview);
+                stop(&mut self.mic_meter);
+                self.frames.set_level(SELF_ID, None);
+                match self.join(req).await {
                     Ok((handle, mut events)) => {
-                        call = Some(handle);
-                        let out = out.clone();
+                        self.call = Some(handle);
+                        let out = self.out.clone();
                         tokio::spawn(async move {
                             while let Some(e) = events.recv().await {
                                 out.send(UiEvent::Engine(e));
                             }
                         });
                     }
-                    Err(e) => out.send(UiEvent::JoinFailed(e)),
+                    Err(e) => self.out.send(UiEvent::JoinFailed(e)),
                 }
             }
-            UiCommand::ShareScreen => {
-                let opened = tokio::task::spawn_blocking(|| {
-                    if list_screens().is_empty() {
-                        return Err("no screen to capture".to_string());
+            UiCommand::SwitchCamera(choice) => {
+                let label = choice.label();
+                match blocking(move || choice.open()).await {
+                    Ok(Some(src)) => self.engine(Command::SetCamera(src)),
+                    Ok(None) => self.engine(Command::SetVideoMuted(true)),
+                    Err(e) => self.error(format!("{label}: {e} (the call goes on)")),
+                }
+            }
+            UiCommand::SwitchMicrophone(choice) => {
+                let label = choice.label();
+                let echo = self.echo.clone();
+                match blocking(move || choice.open(echo.as_ref())).await {
+                    Ok(Some(src)) => self.engine(Command::SetMicrophone(src)),
+                    Ok(None) => self.engine(Command::SetAudioMuted(true)),
+                    Err(e) => self.error(format!("{label}: {e} (the call goes on)")),
+                }
+            }
+            UiCommand::SwitchSpeaker(choice) => {
+                let label = choice.label();
+                match blocking(move || choice.open()).await {
+                    Ok(speaker) => {
+                        speaker.set_echo_reference(self.echo.clone());
+                        self.frames.set_speaker(Some(speaker));
                     }
-                    ScreenSource::open(0, 10.0).map_err(|e| e.to_string())
+                    Err(e) => self.error(format!("{label}: {e}")),
+                }
+            }
+            UiCommand::SetEchoCancellation(on) => {
+                if let Some(p) = &self.echo {
+                    p.set_enabled(on);
+                }
+            }
+            UiCommand::ShareScreen(index) => {
+                if self.call.is_none() {
+                    return;
+                }
+                let name = self.screens.get(index).map(|s| s.name.clone());
+                let opened = blocking(move || {
+                    let Some(name) = name else {
+                        return Err("no screen to capture".to_string());
+                    };
+                    ScreenSource::open(index, SCREEN_FPS).map_err(|e| format!("{name}: {e}"))
                 })
                 .await;
-                match (opened, &call) {
-                    (Ok(Ok(src)), Some(c)) => {
-                        c.send(Command::StartScreenShare(Box::new(src)));
-                    }
-                    (Ok(Err(e)), _) => out.send(UiEvent::Error(format!("screen share: {e}"))),
-                    _ => {}
+                match opened {
+                    Ok(src) => self.engine(Command::StartScreenShare(Box::new(src))),
+                    Err(e) => self.error(format!("screen share: {e}")),
+                }
+            }
+            UiCommand::Ring(on) => {
+                stop(&mut self.ringer);
+                self.frames.stop_sound(RING_STREAM);
+                if on {
+                    self.ringer = Some(run_ringer(self.frames.clone()));
                 }
             }
             UiCommand::Engine(cmd) => {
                 let leaving = matches!(cmd, Command::Leave);
-                if let Some(c) = &call {
-                    c.send(cmd);
-                }
+                self.engine(cmd);
                 if leaving {
-                    call = None;
+                    self.call = None;
+                    stop(&mut self.ringer);
+                    self.frames.set_speaker(None);
+                    self.echo = None;
                 }
             }
         }
     }
-    if let Some(c) = call {
-        c.send(Command::Leave);
+
+    fn engine(&self, cmd: Command) {
+        if let Some(c) = &self.call {
+            c.send(cmd);
+        }
+    }
+
+    async fn join(
+        &mut self,
+        req: JoinRequest,
+    ) -> Result<(CallHandle, mpsc::UnboundedReceiver<Event>), String> {
+        let mut cfg = CallConfig::new(&req.server, &req.room, &req.name);
+        cfg.password = req.password.clone();
+        // Remote audio plays through the chosen speaker; its mix is the echo reference.
+        let echo = AudioProcessor::new()
+            .inspect_err(|e| tracing::warn!("no echo cancellation: {e}"))
+            .ok();
+        if let Some(p) = &echo {
+            p.set_enabled(req.echo_cancellation);
+        }
+        self.echo = echo.clone();
+        let speaker = req.speaker.clone();
+        match blocking(move || speaker.open()).await {
+            Ok(speaker) => {
+                speaker.set_echo_reference(echo.clone());
+                self.frames.set_speaker(Some(speaker));
+            }
+            Err(e) => self.error(format!("no sound out ({}): {e}", req.speaker.label())),
+        }
+        let (camera, microphone) = (req.camera.clone(), req.microphone.clone());
+        let media = blocking(move || {
+            Ok(LocalMedia {
+                camera: camera.open()?,
+                microphone: microphone.open(echo.as_ref())?,
+            })
+        })
+        .await?;
+        call::start(cfg, media, self.frames.clone())
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
-async fn join(
-    req: &JoinRequest,
-    sink: Arc<VideoFrames>,
-) -> Result<(CallHandle, mpsc::UnboundedReceiver<Event>), String> {
-    let mut cfg = CallConfig::new(&req.server, &req.room, &req.name);
-    cfg.password = req.password.clone();
-    // Remote audio plays through the default speaker; its mix is the echo reference.
-    let echo = AudioProcessor::new().ok();
-    match Speaker::open(None) {
-        Ok(speaker) => {
-            speaker.set_echo_reference(echo.clone());
-            sink.set_speaker(Some(speaker));
-        }
-        Err(e) => tracing::warn!("no speaker: {e}"),
-    }
-    let media = LocalMedia {
-        camera: req.camera.open()?,
-        microphone: req.microphone.open(echo.as_ref())?,
-    };
-    call::start(cfg, media, sink)
-        .await
-        .map_err(|e| e.to_string())
-}
+/// Frame rate of a shared screen: text stays sharp, motion is secondary.
+const SCREEN_FPS: f32 = 10.0;
+
+/// The speaker stream the ring tone plays on (member ids are printable, so no clash).
+const RING_STREAM: &str = "\u{1}ring";
 
 async fn list_rooms(server: &str) -> Result<Vec<RoomInfo>, String> {
     let opts = ClientOptions {
@@ -408,6 +645,49 @@ fn run_preview(mut source: Box<dyn VideoSource>, frames: Arc<VideoFrames>) -> Ar
                     Ok(f) => frames.store(SELF_ID, call::CAMERA_TRACK, &f),
                     Err(_) => break,
                 }
+            }
+        });
+    stop
+}
+
+/// Measures a microphone for the lobby's level meter on its own thread.
+fn run_mic_meter(
+    mut source: Box<dyn AudioSource>,
+    frames: Arc<VideoFrames>,
+    ctx: egui::Context,
+) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let _ = std::thread::Builder::new()
+        .name("mic-meter".into())
+        .spawn(move || {
+            let mut n = 0u64;
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok(f) = source.next_frame() else { break };
+                frames.set_level(SELF_ID, Some(level_dbfs(&f.samples)));
+                n += 1;
+                // About 16 redraws a second is smooth enough for a meter.
+                if n.is_multiple_of(3) {
+                    ctx.request_repaint();
+                }
+            }
+            frames.set_level(SELF_ID, None);
+            ctx.request_repaint();
+        });
+    stop
+}
+
+/// Plays the ring tone on the speaker until stopped.
+fn run_ringer(frames: Arc<VideoFrames>) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let _ = std::thread::Builder::new()
+        .name("ring".into())
+        .spawn(move || {
+            let mut ring = RingTone::new();
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok(f) = ring.next_frame() else { break };
+                frames.play_sound(RING_STREAM, &f.samples);
             }
         });
     stop
@@ -441,4 +721,40 @@ fn lan_address() -> Option<String> {
     socket.connect("192.0.2.1:9").ok()?;
     let ip = socket.local_addr().ok()?.ip();
     (!ip.is_unspecified()).then(|| ip.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mic_meter_reports_the_sources_level_and_clears_it_when_stopped() {
+        let frames = Arc::new(VideoFrames::default());
+        let ctx = egui::Context::default();
+        let (woke, wakes) = std::sync::mpsc::channel();
+        ctx.set_request_repaint_callback(move |_| {
+            let _ = woke.send(());
+        });
+        // The synthetic tone is a 0.3-amplitude sine: about -13.5 dBFS.
+        let stop = run_mic_meter(
+            Box::new(SyntheticAudio::new(440.0)),
+            frames.clone(),
+            ctx.clone(),
+        );
+        // egui wakes once per pending repaint: draw a frame after each wake, as the app does.
+        let wait = || {
+            let woken = wakes.recv_timeout(std::time::Duration::from_secs(5));
+            let mut out = ctx.run_ui(egui::RawInput::default(), |_| {});
+            out.textures_delta.clear();
+            woken
+        };
+        wait().expect("the meter wakes the UI");
+        let level = frames.level(SELF_ID).expect("a level");
+        assert!((-16.0..-10.0).contains(&level), "{level} dBFS");
+        stop.store(true, Ordering::Relaxed);
+        // On its way out the thread clears the level and wakes the UI a last time.
+        while frames.level(SELF_ID).is_some() {
+            wait().expect("the meter stops and says so");
+        }
+    }
 }

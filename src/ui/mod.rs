@@ -13,7 +13,10 @@ pub use app::{
     App, CallModel, PeerView, SHORTCUT_CAMERA, SHORTCUT_HANGUP, SHORTCUT_MIC, SHORTCUT_SHARE,
     Screen,
 };
-pub use bridge::{AudioChoice, JoinRequest, UiCommand, UiEvent, VideoChoice, command_name};
+pub use bridge::{
+    AudioChoice, DeviceList, JoinRequest, SpeakerChoice, UiCommand, UiEvent, VideoChoice,
+    command_name,
+};
 pub use settings::Settings;
 pub use video::{SELF_ID, VideoFrames};
 

@@ -8,7 +8,7 @@ use eframe::egui::{self, ColorImage};
 
 use crate::call::{AudioInfo, FrameInfo, MediaSink};
 use crate::media::device::Speaker;
-use crate::media::{VideoFrame, i420_to_rgba, level_dbfs};
+use crate::media::{VideoFrame, i420_to_rgba, level_dbfs, now_us};
 
 /// Key of a tile: member id (or [`SELF_ID`]) and track role.
 pub type TileKey = (String, String);
@@ -95,6 +95,41 @@ impl VideoFrames {
         *self.speaker.lock().unwrap_or_else(|e| e.into_inner()) = speaker;
     }
 
+    /// Plays locally made sound (the ring) on the speaker, mixed with the call.
+    pub fn play_sound(&self, stream: &str, pcm: &[f32]) {
+        if let Some(s) = self
+            .speaker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            s.push(stream, pcm, now_us());
+        }
+    }
+
+    /// Cuts a local sound off at once.
+    pub fn stop_sound(&self, stream: &str) {
+        if let Some(s) = self
+            .speaker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            s.remove_peer(stream);
+        }
+    }
+
+    /// Sets (or clears) a level directly: the lobby's microphone meter uses [`SELF_ID`].
+    pub fn set_level(&self, peer: &str, dbfs: Option<f32>) {
+        let mut levels = self.levels.lock().unwrap_or_else(|e| e.into_inner());
+        match dbfs {
+            Some(l) => smooth_into(levels.entry(peer.to_string()).or_insert(l), l),
+            None => {
+                levels.remove(peer);
+            }
+        }
+    }
+
     /// Recent audio level of a member in dBFS.
     pub fn level(&self, peer: &str) -> Option<f32> {
         self.levels
@@ -103,6 +138,15 @@ impl VideoFrames {
             .get(peer)
             .copied()
     }
+}
+
+/// Fast attack, slow release, so a speaking ring or a meter doesn't flicker.
+fn smooth_into(l: &mut f32, level: f32) {
+    *l = if level > *l {
+        level
+    } else {
+        *l * 0.9 + level * 0.1
+    };
 }
 
 impl MediaSink for VideoFrames {
@@ -119,15 +163,7 @@ impl MediaSink for VideoFrames {
         {
             s.push(peer, pcm, info.arrival_us);
         }
-        let level = level_dbfs(pcm);
-        let mut levels = self.levels.lock().unwrap_or_else(|e| e.into_inner());
-        let l = levels.entry(peer.to_string()).or_insert(level);
-        // Fast attack, slow release, so the speaking ring doesn't flicker.
-        *l = if level > *l {
-            level
-        } else {
-            *l * 0.9 + level * 0.1
-        };
+        self.set_level(peer, Some(level_dbfs(pcm)));
     }
 
     fn local_video(&self, track: &str, frame: &VideoFrame) {

@@ -1,5 +1,6 @@
 //! Blocking, self-paced media sources.
 
+mod ring;
 mod synthetic;
 mod wav;
 mod y4m;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::error::MediaError;
 use super::frame::{AudioFrame, VideoFrame};
 
+pub use ring::{RING_CYCLE_MS, RING_NOTES_HZ, RingTone};
 pub use synthetic::{SyntheticAudio, SyntheticVideo};
 pub use wav::WavAudio;
 pub use y4m::Y4mVideo;

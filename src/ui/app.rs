@@ -541,6 +541,9 @@ impl App {
                     let l = ui.label("Speaker");
                     self.speaker_picker(ui).labelled_by(l.id);
                     ui.end_row();
+                    let l = ui.label("Screen to share");
+                    self.screen_picker(ui).labelled_by(l.id);
+                    ui.end_row();
                     ui.label("");
                     let mut aec = self.settings.echo_cancellation;
                     if ui
@@ -664,6 +667,23 @@ impl App {
             self.save_settings();
         }
         r
+    }
+
+    /// Which screen "Share screen" and its shortcut offer first.
+    fn screen_picker(&mut self, ui: &mut egui::Ui) -> egui::Response {
+        let selected = self
+            .screens
+            .iter()
+            .find(|s| s.index == self.last_screen)
+            .map_or_else(|| "No screen found".to_string(), |s| s.name.clone());
+        egui::ComboBox::from_id_salt("screen")
+            .selected_text(selected)
+            .show_ui(ui, |ui| {
+                for s in &self.screens {
+                    ui.selectable_value(&mut self.last_screen, s.index, &s.name);
+                }
+            })
+            .response
     }
 
     /// The microphone's level from -60 to 0 dBFS.

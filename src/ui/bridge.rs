@@ -494,8 +494,21 @@ impl Engine {
                     Ok((handle, mut events)) => {
                         self.call = Some(handle);
                         let out = self.out.clone();
+                        let frames = self.frames.clone();
                         tokio::spawn(async move {
+                            let mut speaker_failed = None;
                             while let Some(e) = events.recv().await {
+                                // The speaker fails on its own thread; look once a stats tick.
+                                if matches!(e, Event::Stats(_)) {
+                                    let err = frames.speaker_error();
+                                    if err.is_some() && err != speaker_failed {
+                                        out.send(UiEvent::Error(format!(
+                                            "{} (the call goes on: pick another speaker under Devices)",
+                                            err.as_deref().unwrap_or_default()
+                                        )));
+                                    }
+                                    speaker_failed = err;
+                                }
                                 out.send(UiEvent::Engine(e));
                             }
                         });

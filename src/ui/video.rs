@@ -95,6 +95,12 @@ impl VideoFrames {
         *self.speaker.lock().unwrap_or_else(|e| e.into_inner()) = speaker;
     }
 
+    /// Why the speaker stopped playing, if it did.
+    pub fn speaker_error(&self) -> Option<String> {
+        let s = self.speaker.lock().unwrap_or_else(|e| e.into_inner());
+        s.as_ref().and_then(|s| s.error()).map(|e| e.to_string())
+    }
+
     /// Plays locally made sound (the ring) on the speaker, mixed with the call.
     pub fn play_sound(&self, stream: &str, pcm: &[f32]) {
         if let Some(s) = self

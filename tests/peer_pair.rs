@@ -399,8 +399,9 @@ async fn closing_one_side_ends_its_remote_tracks_and_is_seen_by_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_video_packets_flag_their_access_unit_incomplete_and_request_a_keyframe() {
-    // Every 20th video-sized datagram is dropped once media flows.
-    let loss = Loss::new(20, 900);
+    // Every 20th video-sized datagram is dropped once media flows, and no retransmission
+    // gets through to repair it.
+    let loss = Loss::new(20, 900).without_retransmissions();
     let opts = LinkOptions {
         loss: Some(loss.clone()),
         ..Default::default()
@@ -471,6 +472,62 @@ async fn lost_video_packets_flag_their_access_unit_incomplete_and_request_a_keyf
         outbound.retransmitted_packets
     );
     assert!(inbound.pli_sent >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_video_packet_is_repaired_by_retransmission_without_a_keyframe_request() {
+    // Every 20th video-sized datagram is dropped (a retransmission too, now and then).
+    let loss = Loss::new(20, 900);
+    let opts = LinkOptions {
+        loss: Some(loss.clone()),
+        ..Default::default()
+    };
+    let (mut a, mut b) = pair(opts).await;
+    let cam = a.peer.add_video_track("a-cam", "a").await.unwrap();
+    a.connected().await;
+    b.connected().await;
+    settle(&mut a, &mut b, &[&cam]).await;
+
+    send_video(&cam, 0..3).await;
+    // The track shows up with its first packet; its queue holds what follows.
+    let (_, mut rx) = remote_track(&mut b, "a-cam").await;
+    loss.set(true);
+    send_video(&cam, 3..60).await;
+    loss.set(false);
+    send_video(&cam, 60..65).await;
+
+    let step = 90_000.0 * FRAME.as_secs_f64();
+    let mut first_ts = None;
+    let mut complete = Vec::new();
+    timeout(STEP, async {
+        loop {
+            let Some(RemoteMedia::Video(f)) = rx.recv().await else {
+                panic!("video track ended")
+            };
+            let ts0 = *first_ts.get_or_insert(f.rtp_timestamp);
+            let i = (f64::from(f.rtp_timestamp.wrapping_sub(ts0)) / step).round() as usize;
+            assert!(f.complete, "AU {i} left incomplete");
+            assert!(f.data == synthetic_au(i, 30), "AU {i} differs");
+            complete.push(i);
+            if i == 64 {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the last AU arrives");
+    let dropped = loss.dropped.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(dropped >= 5, "the link really lost packets: {dropped}");
+    assert_eq!(complete, (0..65).collect::<Vec<_>>(), "every AU, in order");
+    let stats = b.peer.stats().await;
+    let inbound = stats
+        .inbound
+        .iter()
+        .find(|t| t.track_id == "a-cam")
+        .unwrap();
+    // Packets were lost yet every AU is whole: the NACKed retransmissions filled the holes.
+    assert!(inbound.nack_sent >= 1, "{inbound:?}");
+    assert_eq!(inbound.pli_sent, 0, "no keyframe was needed: {inbound:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

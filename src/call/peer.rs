@@ -9,8 +9,8 @@
 //! - RTX: negotiated only if a `video/rtx` codec with `apt=` is registered (the default codec
 //!   set does; a custom set must) *and* the track's encoding declares an RTX SSRC. We do both:
 //!   offers carry `a=ssrc-group:FID`, the NACK responder retransmits on RTX, the receiver
-//!   de-encapsulates it. We do not reorder, so a retransmission that arrives after its
-//!   successors is dropped and the AU is flagged incomplete.
+//!   de-encapsulates it. Video packets behind a gap wait (`reorder`) for the retransmission
+//!   before depacketizing; only a gap still open after the wait flags the AU incomplete.
 //! - A track-backed m-section lists only the track's own codec; we set codec preferences so
 //!   both H.264 Constrained Baseline spellings (42e01f, 42001f) are offered.
 //! - Rollback: supported (`RTCSessionDescription::rollback`) but never implicit — a remote
@@ -41,7 +41,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use rtc::ice::mdns::MulticastDnsMode;
-use rtc::interceptor::{Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
+use rtc::interceptor::{
+    Interceptor, NackGeneratorBuilder, NackResponderBuilder, Packet, Slot, StreamInfo, TaggedPacket,
+};
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::{
@@ -72,11 +74,12 @@ use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
     RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceServer, RTCPeerConnectionIceEvent,
     RTCPeerConnectionState, RTCSdpType, RTCSessionDescription, Registry, StatsSelector,
-    register_default_interceptors,
+    configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
 use super::error::{PeerError, Result};
+use super::reorder::Reorder;
 
 /// H.264 payload types: (profile-level-id, primary PT, RTX PT). Both Constrained Baseline
 /// spellings, because fmtp matching compares the profile bytes (see platform notes).
@@ -84,6 +87,10 @@ const H264_CODECS: [(&str, u8, u8); 2] = [("42e01f", 102, 103), ("42001f", 106, 
 const OPUS_PT: u8 = 111;
 /// Per remote track; ~3 s of 30 fps video or 10 s of 20 ms audio before we drop.
 const MEDIA_QUEUE: usize = 512;
+/// How long video packets behind a gap wait for the missing one (a NACK retransmission:
+/// detection within one NACK interval, plus a round trip) before the AU is given up.
+const REORDER_WAIT: Duration = Duration::from_millis(120);
+const NACK_INTERVAL: Duration = Duration::from_millis(20);
 /// Do not flood the sender with PLIs while a burst of loss lasts.
 const AUTO_PLI_INTERVAL: Duration = Duration::from_millis(200);
 /// Label of the single chat channel. Negotiated out of band with a fixed id so both sides
@@ -617,9 +624,9 @@ struct RemoteReader {
     shared: Arc<Shared>,
 }
 
-/// AU reassembly state for one video stream. No reordering: a packet older than the newest
-/// one seen (a late NACK retransmission included) is dropped, and any sequence gap marks the
-/// AU incomplete, which the reader answers with a PLI.
+/// AU reassembly state for one video stream, fed in sequence order by [`Reorder`]: a packet
+/// older than the newest one seen is dropped, and any sequence gap left marks the AU
+/// incomplete, which the reader answers with a PLI.
 #[derive(Default)]
 struct AuAssembler {
     depacketizer: H264Packet,
@@ -679,8 +686,22 @@ impl AuAssembler {
 impl RemoteReader {
     async fn run(self) {
         let mut au = AuAssembler::default();
+        let mut reorder = Reorder::new(REORDER_WAIT);
         let mut last_pli: Option<Instant> = None;
-        while let Some(event) = self.track.poll().await {
+        loop {
+            let deadline = reorder.deadline();
+            let event = tokio::select! {
+                e = self.track.poll() => e,
+                // A gap that no retransmission filled in time: go on without it.
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()),
+                    if deadline.is_some() =>
+                {
+                    let released = reorder.expire(Instant::now());
+                    self.assemble(&mut au, released, &mut last_pli).await;
+                    continue;
+                }
+            };
+            let Some(event) = event else { break };
             match event {
                 TrackRemoteEvent::OnRtpPacket(pkt) => {
                     let arrival = Instant::now();
@@ -692,28 +713,9 @@ impl RemoteReader {
                             arrival,
                         })),
                         MediaKind::Video => {
-                            let frames = au.push(
-                                pkt.header.sequence_number,
-                                pkt.header.timestamp,
-                                pkt.header.marker,
-                                &pkt.payload,
-                            );
-                            for (data, rtp_timestamp, complete) in frames {
-                                if !complete
-                                    && last_pli.is_none_or(|t| t.elapsed() >= AUTO_PLI_INTERVAL)
-                                {
-                                    last_pli = Some(Instant::now());
-                                    if let Err(err) = send_pli(&*self.track).await {
-                                        tracing::debug!("auto PLI failed: {err}");
-                                    }
-                                }
-                                self.deliver(RemoteMedia::Video(VideoFrame {
-                                    data,
-                                    rtp_timestamp,
-                                    arrival,
-                                    complete,
-                                }));
-                            }
+                            let seq = pkt.header.sequence_number;
+                            let released = reorder.push(seq, (pkt, arrival), arrival);
+                            self.assemble(&mut au, released, &mut last_pli).await;
                         }
                     }
                 }
@@ -721,7 +723,42 @@ impl RemoteReader {
                 _ => {}
             }
         }
+        if reorder.skipped() + reorder.late() > 0 {
+            tracing::debug!(
+                track = %self.track_id,
+                skipped = reorder.skipped(),
+                late = reorder.late(),
+                "reordering gave up on packets"
+            );
+        }
         self.shared.end_remote_track(&self.track_id);
+    }
+
+    /// Depacketizes in-order video packets and delivers the AUs they complete; an AU with a
+    /// hole asks the sender for a keyframe (rate-limited).
+    async fn assemble(
+        &self,
+        au: &mut AuAssembler,
+        packets: Vec<(u16, (rtc::rtp::Packet, Instant))>,
+        last_pli: &mut Option<Instant>,
+    ) {
+        for (seq, (pkt, arrival)) in packets {
+            let frames = au.push(seq, pkt.header.timestamp, pkt.header.marker, &pkt.payload);
+            for (data, rtp_timestamp, complete) in frames {
+                if !complete && last_pli.is_none_or(|t| t.elapsed() >= AUTO_PLI_INTERVAL) {
+                    *last_pli = Some(Instant::now());
+                    if let Err(err) = send_pli(&*self.track).await {
+                        tracing::debug!("auto PLI failed: {err}");
+                    }
+                }
+                self.deliver(RemoteMedia::Video(VideoFrame {
+                    data,
+                    rtp_timestamp,
+                    arrival,
+                    complete,
+                }));
+            }
+        }
     }
 
     fn deliver(&self, media: RemoteMedia) {
@@ -933,6 +970,34 @@ fn opus_codec() -> RTCRtpCodec {
     }
 }
 
+/// webrtc-rs's default chain (NACK generator and responder, RR/SR, TWCC receiver), with
+/// NACKs sent every 20 ms instead of 100 so a retransmission lands well inside
+/// [`REORDER_WAIT`]. 0.21's GCC/pacer need `configure_twcc`/congestion control: not enabled.
+fn interceptors(me: &mut MediaEngine) -> Result<Registry> {
+    for parameter in ["", "pli"] {
+        me.register_feedback(
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: parameter.into(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    let registry = Registry::new()
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(
+            Slot::NackGenerator,
+            NackGeneratorBuilder::new()
+                .with_interval(NACK_INTERVAL)
+                // About REORDER_WAIT's worth of attempts, then the gap is given up anyway.
+                .with_max_nacks_per_packet(5)
+                .build(),
+        );
+    configure_simulcast_extension_headers(me)?;
+    let registry = configure_twcc_receiver_only(registry, me)?;
+    Ok(configure_rtcp_reports(registry))
+}
+
 fn media_engine() -> Result<MediaEngine> {
     let mut me = MediaEngine::default();
     for (profile, pt, rtx_pt) in H264_CODECS {
@@ -997,9 +1062,7 @@ impl Peer {
         });
 
         let mut me = media_engine()?;
-        // Default chain: NACK generator+responder, RR/SR, TWCC receiver (feedback only; 0.21's
-        // GCC/pacer need `configure_twcc`/congestion-control and are not enabled by default).
-        let registry = register_default_interceptors(Registry::new(), &mut me)?;
+        let registry = interceptors(&mut me)?;
         // Application-most slot, after every interceptor that reads RTCP.
         let registry = registry.with(
             Slot::from(14_000),

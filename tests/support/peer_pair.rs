@@ -2,8 +2,8 @@
 //! `Signal`s relayed as JSON through channels (as the signaling server would carry them).
 //! Descriptions can be delayed so candidates overtake them, or so both offers cross (glare).
 
-use std::collections::HashMap;
 use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,13 +27,17 @@ pub struct LinkOptions {
 }
 
 /// Drops every `every_nth` datagram of at least `min_size` bytes while `enabled`, in each
-/// proxy. Big datagrams are video RTP; STUN, RTCP and Opus stay untouched.
+/// proxy. Big datagrams are video RTP; STUN, RTCP and Opus stay untouched. With
+/// `retransmissions` off, every RTX packet is dropped too, so no loss can be repaired.
 #[derive(Debug, Clone)]
 pub struct Loss {
     pub enabled: Arc<AtomicBool>,
     pub every_nth: usize,
     pub min_size: usize,
     pub dropped: Arc<AtomicUsize>,
+    pub retransmissions: bool,
+    /// RTX payload types, read from the descriptions as they pass the relay.
+    rtx_types: Arc<Mutex<HashSet<u8>>>,
 }
 
 impl Loss {
@@ -43,7 +47,25 @@ impl Loss {
             every_nth,
             min_size,
             dropped: Arc::new(AtomicUsize::new(0)),
+            retransmissions: true,
+            rtx_types: Arc::default(),
         }
+    }
+
+    pub fn without_retransmissions(mut self) -> Self {
+        self.retransmissions = false;
+        self
+    }
+
+    /// Is this datagram an RTP retransmission? (RTP header in the clear under SRTP.)
+    fn is_rtx(&self, datagram: &[u8]) -> bool {
+        datagram.len() > 12
+            && datagram[0] >> 6 == 2
+            && self
+                .rtx_types
+                .lock()
+                .unwrap()
+                .contains(&(datagram[1] & 0x7f))
     }
 
     pub fn set(&self, on: bool) {
@@ -334,6 +356,16 @@ async fn through_proxy(
         Signal::Description { sdp_type, sdp } => {
             let mut out = String::with_capacity(sdp.len());
             for line in sdp.split_inclusive('\n') {
+                if let Some(pt) = line
+                    .strip_prefix("a=rtpmap:")
+                    .and_then(|r| {
+                        r.strip_suffix(" rtx/90000\r\n")
+                            .or(r.strip_suffix(" rtx/90000\n"))
+                    })
+                    .and_then(|pt| pt.parse().ok())
+                {
+                    loss.rtx_types.lock().unwrap().insert(pt);
+                }
                 if line.starts_with("a=candidate:") {
                     let body = line.trim_end();
                     out.push_str(&rewrite_candidate(body, proxies, loss).await);
@@ -393,6 +425,10 @@ async fn proxy(front: tokio::net::UdpSocket, target: SocketAddr, loss: Loss) {
             peer = Some(from);
             target
         };
+        if loss.enabled.load(Ordering::SeqCst) && !loss.retransmissions && loss.is_rtx(&buf[..n]) {
+            loss.dropped.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
         if loss.enabled.load(Ordering::SeqCst) && n >= loss.min_size {
             big += 1;
             if big.is_multiple_of(loss.every_nth) {

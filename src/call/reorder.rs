@@ -1,0 +1,182 @@
+//! Puts received RTP packets back in sequence order before depacketizing, holding packets
+//! behind a gap until the missing one arrives (usually a NACK retransmission) or the wait
+//! runs out. In-order packets pass straight through: no added delay without loss.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Packets held at most; past this the oldest gap is given up at once.
+const MAX_HELD: usize = 1024;
+
+pub(crate) struct Reorder<T> {
+    /// Next sequence number to release; `None` before the first packet.
+    next: Option<u16>,
+    held: HashMap<u16, (T, Instant)>,
+    wait: Duration,
+    /// Packets that arrived after their slot was released (or given up): useless now.
+    late: u64,
+    /// Sequence numbers given up on (never arrived within the wait).
+    skipped: u64,
+}
+
+impl<T> Reorder<T> {
+    pub fn new(wait: Duration) -> Self {
+        Self {
+            next: None,
+            held: HashMap::new(),
+            wait,
+            late: 0,
+            skipped: 0,
+        }
+    }
+
+    /// Takes one packet; returns those now releasable, in order.
+    pub fn push(&mut self, seq: u16, item: T, now: Instant) -> Vec<(u16, T)> {
+        let next = *self.next.get_or_insert(seq);
+        let ahead = seq.wrapping_sub(next);
+        if ahead >= 0x8000 || self.held.contains_key(&seq) {
+            self.late += 1;
+            return Vec::new();
+        }
+        self.held.insert(seq, (item, now));
+        let mut out = self.drain();
+        if self.held.len() > MAX_HELD {
+            self.skip_gap();
+            out.extend(self.drain());
+        }
+        out
+    }
+
+    /// Gives up on gaps whose wait has run out; returns what that releases, in order.
+    pub fn expire(&mut self, now: Instant) -> Vec<(u16, T)> {
+        let mut out = Vec::new();
+        while self.deadline().is_some_and(|d| d <= now) {
+            self.skip_gap();
+            out.extend(self.drain());
+        }
+        out
+    }
+
+    /// When the oldest held packet stops waiting for the gap before it.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.held.values().map(|(_, t)| *t + self.wait).min()
+    }
+
+    pub fn late(&self) -> u64 {
+        self.late
+    }
+
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    fn drain(&mut self) -> Vec<(u16, T)> {
+        let mut out = Vec::new();
+        let Some(mut next) = self.next else {
+            return out;
+        };
+        while let Some((item, _)) = self.held.remove(&next) {
+            out.push((next, item));
+            next = next.wrapping_add(1);
+        }
+        self.next = Some(next);
+        out
+    }
+
+    /// Moves past the first gap to the nearest held packet.
+    fn skip_gap(&mut self) {
+        let Some(next) = self.next else { return };
+        if let Some(first) = self
+            .held
+            .keys()
+            .copied()
+            .min_by_key(|s| s.wrapping_sub(next))
+        {
+            self.skipped += u64::from(first.wrapping_sub(next));
+            self.next = Some(first);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WAIT: Duration = Duration::from_millis(100);
+
+    fn seqs(v: Vec<(u16, &str)>) -> Vec<u16> {
+        v.into_iter().map(|(s, _)| s).collect()
+    }
+
+    #[test]
+    fn in_order_packets_pass_straight_through() {
+        let mut r = Reorder::new(WAIT);
+        let t = Instant::now();
+        for s in [7u16, 8, 9] {
+            assert_eq!(seqs(r.push(s, "p", t)), [s]);
+        }
+        assert_eq!(r.deadline(), None, "nothing held");
+    }
+
+    #[test]
+    fn a_retransmission_fills_the_gap_and_releases_what_waited_behind_it() {
+        let mut r = Reorder::new(WAIT);
+        let t = Instant::now();
+        assert_eq!(seqs(r.push(1, "a", t)), [1]);
+        assert!(r.push(3, "c", t).is_empty(), "3 waits for 2");
+        assert!(r.push(4, "d", t).is_empty());
+        assert_eq!(r.deadline(), Some(t + WAIT));
+        let later = t + Duration::from_millis(30);
+        assert_eq!(seqs(r.push(2, "b", later)), [2, 3, 4]);
+        assert_eq!((r.skipped(), r.late()), (0, 0));
+    }
+
+    #[test]
+    fn a_gap_that_never_fills_is_given_up_after_the_wait() {
+        let mut r = Reorder::new(WAIT);
+        let t = Instant::now();
+        r.push(10, "a", t);
+        r.push(12, "c", t + Duration::from_millis(5));
+        r.push(13, "d", t + Duration::from_millis(6));
+        assert!(r.expire(t + Duration::from_millis(50)).is_empty());
+        assert_eq!(
+            seqs(r.expire(t + Duration::from_millis(105))),
+            [12, 13],
+            "released in order past the hole"
+        );
+        assert_eq!(r.skipped(), 1);
+        // The retransmission that comes too late is dropped, not released out of order.
+        assert!(r.push(11, "b", t + Duration::from_millis(120)).is_empty());
+        assert_eq!(r.late(), 1);
+        assert_eq!(seqs(r.push(14, "e", t + Duration::from_millis(121))), [14]);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let mut r = Reorder::new(WAIT);
+        let t = Instant::now();
+        assert_eq!(seqs(r.push(65_534, "a", t)), [65_534]);
+        assert!(r.push(0, "c", t).is_empty());
+        assert_eq!(seqs(r.push(65_535, "b", t)), [65_535, 0]);
+        assert_eq!(seqs(r.push(1, "d", t)), [1]);
+    }
+
+    #[test]
+    fn duplicates_are_dropped_and_a_flood_cannot_grow_the_buffer() {
+        let mut r = Reorder::new(WAIT);
+        let t = Instant::now();
+        r.push(0, "a", t);
+        assert!(r.push(0, "a", t).is_empty());
+        r.push(5, "f", t);
+        assert!(r.push(5, "f", t).is_empty());
+        assert_eq!(r.late(), 2);
+        // Everything from 2 on, far beyond the cap, while 1 never comes.
+        let mut released = 0;
+        for s in 2..(2 + MAX_HELD as u16 + 10) {
+            released += r.push(s, "x", t).len();
+        }
+        assert!(released > 0, "the cap forces the gap to be given up");
+        assert!(r.held.len() <= MAX_HELD);
+        assert_eq!(r.skipped(), 1);
+    }
+}

@@ -132,6 +132,10 @@ pub struct Speaker {
 
 impl Speaker {
     /// Opens the output device with this id or name (`None`: the default) at its native format.
+    ///
+    /// A PulseAudio null sink that no client asked for low latency has rendered up to
+    /// 2 s ahead and reads a new stream only once that time has passed: the first
+    /// ~2 s pushed are then dropped by the jitter buffer, with no error (tests/support/pulse.rs).
     pub fn open(name: Option<&str>) -> Result<Self, MediaError> {
         let name = name.map(str::to_string);
         let error = Arc::new(Mutex::new(None));

@@ -369,6 +369,7 @@ async fn join(
     let echo = AudioProcessor::new().ok();
     match Speaker::open(None) {
         Ok(speaker) => {
+            tracing::info!("playing through {}", speaker.describe());
             speaker.set_echo_reference(echo.clone());
             sink.set_speaker(Some(speaker));
         }
@@ -378,6 +379,9 @@ async fn join(
         camera: req.camera.open()?,
         microphone: req.microphone.open(echo.as_ref())?,
     };
+    if let Some(m) = &media.microphone {
+        tracing::info!("sending audio from {}", m.describe());
+    }
     call::start(cfg, media, sink)
         .await
         .map_err(|e| e.to_string())

@@ -19,7 +19,15 @@ use support::pulse::{self, Recorder, daemon_command};
 struct Env {
     fifo: PathBuf,
     display: String,
-    _dir: tempfile::TempDir,
+}
+
+/// The daemons' directory: `Env` is a static, never dropped, so it goes at exit.
+static RUN_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_run_dir() {
+    if let Some(dir) = RUN_DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 /// Starts the daemons once, before any test touches ALSA or X (ALSA reads its
@@ -27,8 +35,10 @@ struct Env {
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let run = dir.path().to_path_buf();
+        let run = tempfile::tempdir().unwrap().keep();
+        RUN_DIR.set(run.clone()).unwrap();
+        // SAFETY: registers a plain function; it runs once, as the process exits.
+        unsafe { libc::atexit(remove_run_dir) };
         let fifo = run.join("mic.fifo");
         let display = format!(":{}", 100 + std::process::id() % 800);
         let (tx, rx) = mpsc::channel();
@@ -73,11 +83,7 @@ fn env() -> &'static Env {
         wait_for(&run, "xvfb.log", || {
             quiet(Command::new("xsetroot").args(["-solid", "black"]))
         });
-        Env {
-            fifo,
-            display,
-            _dir: dir,
-        }
+        Env { fifo, display }
     })
 }
 

@@ -6,7 +6,8 @@ set -euo pipefail
 build=(build-essential pkg-config libclang-dev nasm cmake libasound2-dev libopus-dev
        libwebrtc-audio-processing-dev libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev)
 test=(iproute2 util-linux xvfb imagemagick xdotool)
-# tests/devices.rs: a virtual sound card (PulseAudio null sink, FIFO microphone) and screen.
+# tests/devices.rs, tests/desktop.rs: a virtual sound card (PulseAudio null sink, FIFO
+# microphone, parec/pactl, ALSA's pulse plugin) and screen.
 audio=(pulseaudio pulseaudio-utils libasound2-plugins xvfb x11-xserver-utils)
 # What an eframe window needs at run time (X11, software GL under Xvfb).
 run=(libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libegl1 libgl1 libgl1-mesa-dri)

@@ -1,6 +1,8 @@
 //! The desktop app end to end under Xvfb: a headless peer sends the synthetic
 //! pattern, the app (started with --join) draws it, and the barcode is read back
 //! from real screenshots of the screen, so the pixels really crossed the network.
+//! With a virtual sound card (PulseAudio), a tone goes from the app's microphone to
+//! a headless peer and the peer's tone comes out of the app's speaker.
 
 mod support;
 
@@ -10,8 +12,9 @@ use std::time::Duration;
 
 use confab::call::{CAMERA_TRACK, ConnectionState, Event, SCREEN_TRACK};
 use confab::headless::{self, HeadlessOptions};
-use confab::media::barcode;
+use confab::media::{barcode, dominant_frequency, level_dbfs};
 use support::engine::{TestPeer, synthetic};
+use support::pulse::{self, Pulse, ToneWriter};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const SCREEN: (usize, usize) = (1280, 720);
@@ -230,4 +233,145 @@ async fn the_app_shares_its_screen_at_the_screens_size_and_stopping_removes_the_
     {
         peer.until("the sharing mark cleared", cleared).await;
     }
+}
+
+/// Tones of the two ends: the app's (virtual) microphone and the headless peer.
+const MIC_HZ: f32 = 440.0;
+const PEER_HZ: f32 = 1000.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_sends_its_microphone_and_plays_the_peer_on_its_speaker() {
+    let dir = tempfile::tempdir().unwrap();
+    // One PulseAudio daemon for this test: vmic is fed MIC_HZ, vspk is recorded.
+    let pulse = Pulse::start();
+    let _mic = ToneWriter::start(&pulse.fifo, MIC_HZ, 0.5);
+    let recorder = pulse.recorder("vspk.monitor");
+    // Its first samples mean the null sink renders in short steps (support::pulse).
+    recorder.wait_for(4_800, Duration::from_secs(10));
+    let x = Xvfb::start().await;
+    let srv = support::server().await;
+    let url = srv.ws_url();
+
+    let mut app = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args([
+            "--server", &url, "--room", "tones", "--name", "Desk", "--join",
+        ])
+        .args(["--camera", "none", "--microphone", "pulse"])
+        .env("DISPLAY", &x.display)
+        .env("XDG_CONFIG_HOME", dir.path())
+        .envs(pulse.client_env())
+        .env(
+            "RUST_LOG",
+            "warn,webrtc=error,rtc=error,confab::ui::bridge=info",
+        )
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Forward the app's log (so its pipe never fills) and keep it for failures.
+    let (log_tx, mut log) = tokio::sync::mpsc::unbounded_channel();
+    let mut lines = BufReader::new(app.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = log_tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    // The app logs the devices it opened when it joins.
+    tokio::time::timeout(Duration::from_secs(40), async {
+        while !(seen
+            .iter()
+            .any(|l: &String| l.contains("playing through speaker"))
+            && seen
+                .iter()
+                .any(|l| l.contains("sending audio from microphone")))
+        {
+            match log.recv().await {
+                Some(line) => seen.push(line),
+                None => panic!("the app exited:\n{}", seen.join("\n")),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the app did not join within 40 s:\n{}", seen.join("\n")));
+
+    let report_path = dir.path().join("peer.json");
+    let peer = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args([
+            "headless", "--server", &url, "--room", "tones", "--name", "peer",
+        ])
+        .args(["--video", "none", "--audio", "synthetic", "--seconds", "10"])
+        .args(["--tone-hz", &PEER_HZ.to_string(), "--bind", "127.0.0.1"])
+        .arg("--report")
+        .arg(&report_path)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(40), peer.wait_with_output())
+        .await
+        .expect("the headless peer ends within 40 s")
+        .unwrap();
+    let _ = app.kill().await;
+    while let Ok(line) = log.try_recv() {
+        seen.push(line);
+    }
+    let app_log = seen.join("\n");
+    assert!(
+        out.status.success(),
+        "headless: {}\napp:\n{app_log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pcm = recorder.stop();
+
+    // The app's microphone, as the peer received it (measured over its last 2 s).
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let from_app = report["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Desk")
+        .unwrap_or_else(|| panic!("no audio from the app: {report:#}\napp:\n{app_log}"));
+    let audio = &from_app["audio"];
+    let got_hz = audio["tone_hz"].as_f64().unwrap_or(0.0) as f32;
+    let got_db = audio["level_dbfs"].as_f64().unwrap_or(-120.0) as f32;
+
+    // The peer's tone, as the app played it: 100 ms blocks that are mostly PEER_HZ.
+    let block = 4_800;
+    let blocks = pulse::tone_blocks(&pcm, PEER_HZ, block, 0.15, 0.6);
+    let tone_s = blocks.iter().filter(|b| **b).count() as f32 * 0.1;
+    // The second with the most of it, for its frequency and level.
+    let best = (0..blocks.len().saturating_sub(10))
+        .max_by_key(|i| blocks[*i..i + 10].iter().filter(|b| **b).count())
+        .unwrap_or(0);
+    let second = &pcm[best * block..((best + 10) * block).min(pcm.len())];
+    let (heard_hz, heard_db) = (dominant_frequency(second, 48_000), level_dbfs(second));
+    for line in seen.iter().filter(|l| l.contains("confab::")) {
+        println!("app: {line}");
+    }
+    println!(
+        "peer received {got_hz:.1} Hz at {got_db:.1} dBFS ({} packets); speaker played \
+         {PEER_HZ} Hz for {tone_s:.1} s of {:.1} s recorded, {heard_hz:.1} Hz at {heard_db:.1} dBFS",
+        audio["packets_received"],
+        pcm.len() as f32 / 48_000.0
+    );
+    // Noise suppression (on with echo cancellation) takes a steady tone for noise and
+    // lowers it by about 19 dB (-9 dBFS in, about -28 out); silence would be -120.
+    assert!(
+        (got_hz - MIC_HZ).abs() <= 5.0 && got_db > -40.0,
+        "the peer got {got_hz} Hz at {got_db} dBFS: {audio:#}\napp:\n{app_log}"
+    );
+    assert!(
+        tone_s >= 5.0,
+        "the speaker played the peer's tone for {tone_s:.1} s\napp:\n{app_log}"
+    );
+    assert!(
+        (heard_hz - PEER_HZ).abs() <= 5.0 && heard_db > -20.0,
+        "the speaker played {heard_hz} Hz at {heard_db} dBFS"
+    );
+    drop(x);
 }

@@ -1,23 +1,33 @@
 //! Real devices on a virtual machine: a PulseAudio daemon with a null sink and a FIFO
 //! microphone, an Xvfb screen, both started here (see .ci/deps.sh, group `audio`).
 
+mod support;
+
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use confab::media::device::{
-    AudioProcessor, CameraSource, MicrophoneSource, ScreenSource, list_cameras, list_microphones,
-    list_screens, list_speakers,
+    AudioProcessor, CameraSource, MicrophoneSource, ScreenSource, Speaker, list_cameras,
+    list_microphones, list_screens, list_speakers,
 };
 use confab::media::{AudioSource, MediaError, VideoSource, dominant_frequency, level_dbfs};
+use support::pulse::{self, Recorder, daemon_command};
 
 struct Env {
     fifo: PathBuf,
     display: String,
-    _dir: tempfile::TempDir,
+}
+
+/// The daemons' directory: `Env` is a static, never dropped, so it goes at exit.
+static RUN_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_run_dir() {
+    if let Some(dir) = RUN_DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 /// Starts the daemons once, before any test touches ALSA or X (ALSA reads its
@@ -25,8 +35,10 @@ struct Env {
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let run = dir.path().to_path_buf();
+        let run = tempfile::tempdir().unwrap().keep();
+        RUN_DIR.set(run.clone()).unwrap();
+        // SAFETY: registers a plain function; it runs once, as the process exits.
+        unsafe { libc::atexit(remove_run_dir) };
         let fifo = run.join("mic.fifo");
         let display = format!(":{}", 100 + std::process::id() % 800);
         let (tx, rx) = mpsc::channel();
@@ -35,25 +47,19 @@ fn env() -> &'static Env {
         // thread lives as long as the test process.
         std::thread::spawn(move || {
             let pulse = spawn(
-                Command::new("pulseaudio")
-                    .args(["-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no"])
-                    .args(["--realtime=no", "--high-priority=no"])
-                    .arg("-L")
-                    .arg("module-native-protocol-unix auth-anonymous=1")
-                    .arg("-L")
-                    .arg("module-null-sink sink_name=vspk")
-                    .arg("-L")
-                    .arg(format!(
-                        "module-pipe-source source_name=vmic file={} format=s16le rate=48000 channels=1",
-                        fifo2.display()
-                    ))
-                    .env("XDG_RUNTIME_DIR", &run2)
-                    .env("HOME", &run2)
+                daemon_command(&run2, &fifo2)
                     .stderr(std::fs::File::create(run2.join("pulse.log")).unwrap()),
             );
             let xvfb = spawn(
                 Command::new("Xvfb")
-                    .args([display2.as_str(), "-screen", "0", "640x480x24", "-nolisten", "tcp"])
+                    .args([
+                        display2.as_str(),
+                        "-screen",
+                        "0",
+                        "640x480x24",
+                        "-nolisten",
+                        "tcp",
+                    ])
                     .stderr(std::fs::File::create(run2.join("xvfb.log")).unwrap()),
             );
             tx.send((pulse.is_ok(), xvfb.is_ok())).unwrap();
@@ -62,39 +68,27 @@ fn env() -> &'static Env {
             }
         });
         let (pulse_ok, xvfb_ok) = rx.recv().unwrap();
-        assert!(pulse_ok, "cannot run pulseaudio (.ci/deps.sh audio installs it)");
+        assert!(
+            pulse_ok,
+            "cannot run pulseaudio (.ci/deps.sh audio installs it)"
+        );
         assert!(xvfb_ok, "cannot run Xvfb (.ci/deps.sh audio installs xvfb)");
-        let socket = run.join("pulse/native");
+        let server = pulse::server_address(&run);
         // SAFETY: set once, while every other test of this binary waits in `env()`.
         unsafe {
-            std::env::set_var("PULSE_SERVER", format!("unix:{}", socket.display()));
+            std::env::set_var("PULSE_SERVER", &server);
             std::env::set_var("DISPLAY", &display);
         }
-        wait_for(&run, "pulse.log", || {
-            socket.exists() && quiet(Command::new("pactl").arg("info"))
-        });
-        assert!(quiet(Command::new("pactl").args(["set-default-sink", "vspk"])));
-        assert!(quiet(Command::new("pactl").args(["set-default-source", "vmic"])));
+        pulse::wait_ready(&server, &run.join("pulse.log"));
         wait_for(&run, "xvfb.log", || {
             quiet(Command::new("xsetroot").args(["-solid", "black"]))
         });
-        Env {
-            fifo,
-            display,
-            _dir: dir,
-        }
+        Env { fifo, display }
     })
 }
 
 fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
-    // SAFETY: prctl is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
-    cmd.stdout(Stdio::null()).spawn()
+    pulse::die_with_parent(cmd).stdout(Stdio::null()).spawn()
 }
 
 fn quiet(cmd: &mut Command) -> bool {
@@ -241,6 +235,80 @@ fn a_tone_in_the_virtual_microphone_comes_out_at_1_khz() {
         "capture_us {last_us} vs now {now}"
     );
     assert!(frames.windows(2).all(|w| w[1].capture_us > w[0].capture_us));
+}
+
+#[test]
+fn a_tone_pushed_to_the_speaker_is_heard_on_the_sink_monitor() {
+    env();
+    // Recording first puts the null sink into 10 ms steps (see support::pulse): its
+    // first samples mean a speaker opened now is read at once.
+    let recorder = Recorder::start("vspk.monitor", None);
+    recorder.wait_for(4_800, Duration::from_secs(10));
+    let speaker = Speaker::open(None).expect("open the default speaker");
+    let start = recorder.len();
+    let t0 = Instant::now();
+    let mut peak_level = 0.0f32;
+    // 1.5 s of 700 Hz at half scale, 20 ms at a time in real time, as decoded audio arrives.
+    for k in 0..75usize {
+        speaker.push(
+            "alice",
+            &pulse::sine(700.0, k * 960, 960, 0.5),
+            confab::media::now_us(),
+        );
+        if k > 10 {
+            peak_level = peak_level.max(speaker.level("alice").unwrap());
+        }
+        let due = t0 + Duration::from_millis(20 * (k as u64 + 1));
+        if let Some(d) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
+    // 2 s of recording from the first push: the tone and its tail.
+    recorder.wait_for(start + 96_000, Duration::from_secs(10));
+    let played = speaker.played_frames();
+    let error = speaker.error();
+    let pcm = recorder.stop();
+    let heard = &pcm[start..start + 96_000];
+    // 20 ms blocks that are the tone at about its level (0.5) and little else.
+    let blocks = pulse::tone_blocks(heard, 700.0, 960, 0.4, 0.9);
+    let onset_ms = blocks.iter().position(|b| *b).map(|i| i * 20);
+    let tone_ms = blocks.iter().filter(|b| **b).count() * 20;
+    let onset = onset_ms.unwrap_or(0) * 48;
+    let body = &heard[onset..(onset + 57_600).min(heard.len())];
+    let (f, level) = (dominant_frequency(body, 48_000), level_dbfs(body));
+    println!(
+        "{}: tone heard {onset_ms:?} ms after the first push, for {tone_ms} ms, {f:.1} Hz at \
+         {level:.1} dBFS; ring level {peak_level:.2}; {played} frames played; buffer {:?}",
+        speaker.describe(),
+        speaker.buffer_stats("alice")
+    );
+    // Jitter buffer (60 ms) + device buffer (40 ms) + server: well under the 2 s a
+    // stream waits on an idle null sink.
+    assert!(onset_ms.is_some_and(|ms| ms < 400), "onset {onset_ms:?} ms");
+    // All of it, allowing a block or two lost at either edge.
+    assert!(
+        tone_ms >= 1_400,
+        "only {tone_ms} ms of the 1.5 s tone heard"
+    );
+    assert!((f - 700.0).abs() < 5.0, "{f} Hz");
+    // A 0.5 sine is -9 dBFS: played at unity gain.
+    assert!((level + 9.0).abs() < 1.5, "{level} dBFS");
+    // RMS of a 0.5 sine is 0.35.
+    assert!(peak_level > 0.3 && peak_level < 0.4, "{peak_level}");
+    assert!(played >= 72_000, "{played} frames played");
+    assert!(error.is_none(), "{error:?}");
+}
+
+#[test]
+fn goertzel_measures_one_tone() {
+    let pcm = pulse::sine(700.0, 0, 960, 0.5);
+    let (a, share) = pulse::tone(&pcm, 700.0);
+    assert!((a - 0.5).abs() < 0.01 && share > 0.99, "{a} {share}");
+    let (a, share) = pulse::tone(&pcm, 1000.0);
+    assert!(a < 0.01 && share < 0.01, "{a} {share}");
+    assert_eq!(pulse::tone(&[0.0; 960], 700.0), (0.0, 0.0));
+    let half: Vec<f32> = pcm[..480].iter().copied().chain([0.0; 480]).collect();
+    assert!(pulse::tone_blocks(&half, 700.0, 960, 0.4, 0.9) == [false]);
 }
 
 #[test]

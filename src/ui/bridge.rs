@@ -608,6 +608,7 @@ impl Engine {
         let speaker = req.speaker.clone();
         match blocking(move || speaker.open()).await {
             Ok(speaker) => {
+                tracing::info!("playing through {}", speaker.describe());
                 speaker.set_echo_reference(echo.clone());
                 self.frames.set_speaker(Some(speaker));
             }
@@ -621,6 +622,9 @@ impl Engine {
             })
         })
         .await?;
+        if let Some(m) = &media.microphone {
+            tracing::info!("sending audio from {}", m.describe());
+        }
         call::start(cfg, media, self.frames.clone())
             .await
             .map_err(|e| e.to_string())

@@ -129,3 +129,4 @@ fn rand_nonce() -> u64 {
 }
 pub mod engine;
 pub mod files;
+pub mod pulse;

@@ -1,7 +1,9 @@
 //! cpal device listing and lookup shared by the microphone and the speaker.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use cpal::traits::{DeviceTrait, HostTrait};
-use cpal::{BufferSize, Device, SupportedBufferSize, SupportedStreamConfig};
+use cpal::{BufferSize, Device, ErrorKind, SupportedBufferSize, SupportedStreamConfig};
 
 use crate::media::MediaError;
 
@@ -60,6 +62,35 @@ pub(super) fn default_config(
             device_name(d)
         ))
     })
+}
+
+/// Whether an error a cpal stream reports has ended it. cpal's ALSA worker carries on
+/// after anything but a vanished device, and some errors pass: the ALSA `pulse` plugin
+/// (alsa-plugins up to at least 1.2.12) fails `snd_pcm_avail_delay` with EIO, not
+/// "no data yet", while the server has not sent timing information, typically just
+/// after the stream starts (alsa-project/alsa-plugins#65). Taking that for the end of
+/// the stream lost the microphone or the speaker for the whole call.
+pub(super) fn ends_stream(e: &cpal::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::DeviceNotAvailable
+            | ErrorKind::StreamInvalidated
+            | ErrorKind::HostUnavailable
+            | ErrorKind::PermissionDenied
+    )
+}
+
+/// Logs an error the stream survives: underruns quietly, others as warnings, fewer
+/// as they repeat (1st, 2nd, 4th, 8th...).
+pub(super) fn log_passing_error(what: &str, e: &cpal::Error, count: &AtomicU64) {
+    if e.kind() == ErrorKind::Xrun {
+        tracing::debug!("{what} underrun: {e}");
+        return;
+    }
+    let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        tracing::warn!("{what}: {e} (carrying on; {n} such errors so far)");
+    }
 }
 
 /// A buffer of about `ms` milliseconds if the device allows it: backend defaults can
@@ -130,4 +161,35 @@ pub(super) fn find(name: Option<&str>, dir: Direction) -> Result<Device, MediaEr
         .into_iter()
         .find(|d| device_id(d) == name || device_name(d) == name)
         .ok_or_else(|| MediaError::Device(format!("no {} named {name:?}", dir.label())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lost_device_or_stream_ends_it() {
+        let err = |k| cpal::Error::with_message(k, "test");
+        for k in [ErrorKind::DeviceNotAvailable, ErrorKind::StreamInvalidated] {
+            assert!(ends_stream(&err(k)), "{k:?}");
+        }
+        // The pulse plugin's EIO before timing data arrives maps to BackendError.
+        for k in [
+            ErrorKind::BackendError,
+            ErrorKind::Xrun,
+            ErrorKind::DeviceBusy,
+        ] {
+            assert!(!ends_stream(&err(k)), "{k:?}");
+        }
+        let count = AtomicU64::new(0);
+        for _ in 0..5 {
+            log_passing_error("speaker", &err(ErrorKind::BackendError), &count);
+        }
+        log_passing_error("speaker", &err(ErrorKind::Xrun), &count);
+        assert_eq!(
+            count.load(Ordering::Relaxed),
+            5,
+            "underruns are not counted"
+        );
+    }
 }

@@ -2,16 +2,19 @@
 //! callback, downmix there, resample to 48 kHz and cut 20 ms frames in `next_frame`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, StreamTrait};
-use cpal::{ErrorKind, FromSample, SampleFormat, SizedSample, StreamConfig};
+use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
 
 use super::aec::AudioProcessor;
-use super::audio::{Direction, buffer_size, default_config, device_name, find};
+use super::audio::{
+    Direction, buffer_size, default_config, device_name, ends_stream, find, log_passing_error,
+};
 use super::resample::StreamResampler;
 use crate::media::{AUDIO_FRAME_SAMPLES, AUDIO_RATE, AudioFrame, AudioSource, MediaError, now_us};
 
@@ -172,6 +175,7 @@ where
     let data_ring = ring.clone();
     let err_ring = ring.clone();
     let scale = 1.0 / channels as f32;
+    let passing = AtomicU64::new(0);
     device.build_input_stream::<T, _, _>(
         config,
         move |data: &[T], _| {
@@ -181,11 +185,12 @@ where
             );
         },
         move |e| {
-            // An overrun loses a little audio; anything else ends the capture.
-            if e.kind() == ErrorKind::Xrun {
-                tracing::debug!("microphone overrun: {e}");
-            } else {
+            // An overrun loses a little audio; only a lost device ends the capture (and
+            // a capture that stops delivering fails `next_frame` after STALL anyway).
+            if ends_stream(&e) {
                 err_ring.fail(e.to_string());
+            } else {
+                log_passing_error("microphone", &e, &passing);
             }
         },
         None,

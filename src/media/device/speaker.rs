@@ -23,6 +23,12 @@ const BLOCK: usize = AEC_BLOCK;
 const TARGET: usize = AUDIO_RATE as usize * 60 / 1000;
 /// Above 200 ms the oldest audio is dropped back to the target: late is worse than lost.
 const MAX: usize = AUDIO_RATE as usize * 200 / 1000;
+/// Buffered audio that never drained below TARGET + SLACK over a whole WINDOW is latency
+/// left over from a burst; it is cut back to TARGET.
+const SLACK: usize = AUDIO_RATE as usize * 20 / 1000;
+const WINDOW_BLOCKS: u32 = 100;
+/// Cuts are crossfaded over 2 ms so they don't click.
+const CROSSFADE: usize = AUDIO_RATE as usize * 2 / 1000;
 /// A peer silent for this long is forgotten.
 const FORGET_US: u64 = 10_000_000;
 
@@ -34,6 +40,9 @@ struct PeerBuffer {
     last_arrival_us: u64,
     underruns: u64,
     dropped: u64,
+    /// Fewest samples left after a block in the current window, and the window's length.
+    low_water: Option<usize>,
+    window: u32,
 }
 
 impl PeerBuffer {
@@ -41,9 +50,37 @@ impl PeerBuffer {
         self.queue.extend(pcm);
         self.last_arrival_us = arrival_us;
         if self.queue.len() > MAX {
-            let excess = self.queue.len() - TARGET;
-            self.queue.drain(..excess);
-            self.dropped += excess as u64;
+            self.cut(self.queue.len() - TARGET);
+        }
+    }
+
+    /// Drops the oldest `n` samples, fading what was there into what follows.
+    fn cut(&mut self, n: usize) {
+        let n = n.min(self.queue.len());
+        let fade = CROSSFADE.min(self.queue.len() - n);
+        let dropped_head: Vec<f32> = self.queue.iter().take(fade).copied().collect();
+        self.queue.drain(..n);
+        for (i, old) in dropped_head.into_iter().enumerate() {
+            let t = (i + 1) as f32 / (fade + 1) as f32;
+            self.queue[i] = old * (1.0 - t) + self.queue[i] * t;
+        }
+        self.dropped += n as u64;
+        self.low_water = None;
+        self.window = 0;
+    }
+
+    /// After each played block: trims latency a burst left behind.
+    fn track_depth(&mut self) {
+        let depth = self.queue.len();
+        self.low_water = Some(self.low_water.map_or(depth, |l| l.min(depth)));
+        self.window += 1;
+        if self.window >= WINDOW_BLOCKS {
+            let low = self.low_water.unwrap_or(0);
+            self.low_water = None;
+            self.window = 0;
+            if low > TARGET + SLACK {
+                self.cut(low - TARGET);
+            }
         }
     }
 
@@ -62,6 +99,10 @@ impl PeerBuffer {
             if n < mix.len() {
                 self.playing = false;
                 self.underruns += 1;
+                self.low_water = None;
+                self.window = 0;
+            } else {
+                self.track_depth();
             }
         }
         let rms = (energy / mix.len() as f32).sqrt();
@@ -351,6 +392,50 @@ mod tests {
         p.mix_into(&mut vec![0.0; BLOCK]);
         assert!(!p.playing);
         assert_eq!(p.underruns, 1);
+    }
+
+    #[test]
+    fn latency_left_by_a_burst_is_trimmed_back_to_the_target_without_a_gap() {
+        let mut p = PeerBuffer::default();
+        // A burst: 150 ms at once (under MAX, so kept), then real time, 10 ms per block.
+        let ramp = |from: usize, n: usize| {
+            (from..from + n)
+                .map(|i| i as f32 * 1e-6)
+                .collect::<Vec<_>>()
+        };
+        let burst = AUDIO_RATE as usize * 150 / 1000;
+        p.push(&ramp(0, burst), 0);
+        let mut fed = burst;
+        let mut played = Vec::new();
+        for _ in 0..3 * WINDOW_BLOCKS {
+            p.push(&ramp(fed, BLOCK), 0);
+            fed += BLOCK;
+            let mut mix = vec![0.0; BLOCK];
+            p.mix_into(&mut mix);
+            played.extend(mix);
+        }
+        assert_eq!(p.underruns, 0, "no gap while trimming");
+        assert!(
+            p.queue.len() <= TARGET + SLACK,
+            "{} ms still buffered",
+            p.queue.len() * 1000 / AUDIO_RATE as usize
+        );
+        assert_eq!(p.dropped as usize + p.queue.len() + played.len(), fed);
+        // The ramp runs on, with one forward jump where the excess was cut (crossfaded).
+        let jumps = played.windows(2).filter(|w| w[1] - w[0] > 2e-6).count();
+        assert!((1..=CROSSFADE + 1).contains(&jumps), "{jumps} jumps");
+        assert!(played.windows(2).all(|w| w[1] >= w[0]), "never backwards");
+    }
+
+    #[test]
+    fn steady_audio_at_the_target_is_never_trimmed() {
+        let mut p = PeerBuffer::default();
+        p.push(&vec![0.1; TARGET], 0);
+        for _ in 0..3 * WINDOW_BLOCKS {
+            p.push(&vec![0.1; BLOCK], 0);
+            p.mix_into(&mut vec![0.0; BLOCK]);
+        }
+        assert_eq!((p.dropped, p.underruns), (0, 0));
     }
 
     #[test]

@@ -531,6 +531,51 @@ async fn a_lost_video_packet_is_repaired_by_retransmission_without_a_keyframe_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrow_link_brings_the_send_estimate_down_to_what_it_carries() {
+    const LINK_BPS: u64 = 600_000;
+    let loss = Loss::bottleneck(LINK_BPS);
+    let opts = LinkOptions {
+        loss: Some(loss.clone()),
+        ..Default::default()
+    };
+    let (mut a, mut b) = pair(opts).await;
+    let cam = a.peer.add_video_track("a-cam", "a").await.unwrap();
+    a.connected().await;
+    b.connected().await;
+    settle(&mut a, &mut b, &[&cam]).await;
+    // About 2.7 Mbit/s of video into a 0.6 Mbit/s link, for as long as the test needs.
+    let sender = tokio::spawn(async move { send_video(&cam, 0..100_000).await });
+
+    // Sample the estimate every 250 ms (it is a measurement: there is no event to await).
+    let mut samples = Vec::new();
+    let settled = timeout(Duration::from_secs(20), async {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            let e = a.peer.stats().await.send_estimate_bps;
+            samples.push(e.map_or(0, |e| e as u64 / 1000));
+            // Three samples in a row within reach of the link: the estimate has settled there.
+            let fits = |k: &u64| *k > 0 && *k * 1000 <= LINK_BPS * 3 / 2;
+            if samples.len() >= 3 && samples[samples.len() - 3..].iter().all(fits) {
+                return;
+            }
+        }
+    })
+    .await;
+    sender.abort();
+    println!("estimate (kbit/s) every 250 ms: {samples:?}");
+    assert!(
+        settled.is_ok(),
+        "the estimate never came down to the link's {} kbit/s: {samples:?}",
+        LINK_BPS / 1000
+    );
+    assert!(
+        samples.iter().any(|k| *k * 1000 > LINK_BPS * 2),
+        "it started above the link (so it really moved): {samples:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtcp_reports_give_the_sender_rtt_and_loss_per_track() {
     let (mut a, mut b) = pair(LinkOptions::default()).await;
     let mic = a.peer.add_audio_track("a-mic", "a").await.unwrap();

@@ -6,6 +6,7 @@ pub mod error;
 pub mod negotiation;
 pub mod peer;
 mod pipeline;
+mod rate;
 mod reorder;
 mod session;
 mod stats;

@@ -29,8 +29,8 @@
 //!   packets/bytes/lost/jitter/NACK-PLI-FIR *sent*, plus candidate-pair RTT and bytes. It never
 //!   processes *received* RTCP (`process_read_rtcp_for_stats` is dead code), so outbound
 //!   NACK/PLI/FIR counts and remote-inbound loss/jitter/RTT are zero there; we count them in
-//!   the tap and compute RTT from RR LSR/DLSR. No bandwidth estimate by default (GCC/pacer
-//!   need `configure_twcc` + congestion-control interceptors; not enabled here).
+//!   the tap and compute RTT from RR LSR/DLSR. No bandwidth estimate by default: we add GCC
+//!   (see `interceptors`); its estimate shows as the outbound streams' `target_bitrate`.
 //! - `close()` sends nothing the remote notices: it sees Disconnected after ~5 s of silence
 //!   (ICE consent); the engine should also learn of a departure via signaling.
 
@@ -42,7 +42,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{
-    Interceptor, NackGeneratorBuilder, NackResponderBuilder, Packet, Slot, StreamInfo, TaggedPacket,
+    CongestionControlBuilder, Gcc, Interceptor, NackGeneratorBuilder, NackResponderBuilder, Packet,
+    Slot, StreamInfo, TaggedPacket, TwccSenderBuilder,
 };
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
@@ -113,6 +114,10 @@ pub struct PeerConfig {
     /// Local UDP bind addresses. Tests use `127.0.0.1:0`; a wildcard expands to every
     /// non-loopback interface.
     pub bind_addrs: Vec<String>,
+    /// Send-side bandwidth estimation (GCC over transport-wide feedback): where the estimate
+    /// starts and the most it may reach, in bit/s.
+    pub start_bitrate_bps: u32,
+    pub max_bitrate_bps: u32,
 }
 
 impl Default for PeerConfig {
@@ -120,6 +125,8 @@ impl Default for PeerConfig {
         Self {
             ice_servers: Vec::new(),
             bind_addrs: vec!["0.0.0.0:0".to_owned()],
+            start_bitrate_bps: 1_500_000,
+            max_bitrate_bps: 3_000_000,
         }
     }
 }
@@ -128,11 +135,14 @@ impl PeerConfig {
     /// Loopback only, no STUN: what tests want.
     pub fn loopback() -> Self {
         Self {
-            ice_servers: Vec::new(),
             bind_addrs: vec!["127.0.0.1:0".to_owned()],
+            ..Self::default()
         }
     }
 }
+
+/// The estimate never goes below this: under it a video call is not worth having.
+pub const MIN_ESTIMATE_BPS: u32 = 100_000;
 
 /// A trickle ICE candidate, in the browser's `RTCIceCandidateInit` JSON shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,6 +350,9 @@ pub struct PeerStats {
     pub rtt: Option<Duration>,
     pub transport_bytes_sent: u64,
     pub transport_bytes_received: u64,
+    /// What the bandwidth estimator says may be sent to this peer now (bit/s), once it
+    /// has had feedback.
+    pub send_estimate_bps: Option<f64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -972,8 +985,10 @@ fn opus_codec() -> RTCRtpCodec {
 
 /// webrtc-rs's default chain (NACK generator and responder, RR/SR, TWCC receiver), with
 /// NACKs sent every 20 ms instead of 100 so a retransmission lands well inside
-/// [`REORDER_WAIT`]. 0.21's GCC/pacer need `configure_twcc`/congestion control: not enabled.
-fn interceptors(me: &mut MediaEngine) -> Result<Registry> {
+/// [`REORDER_WAIT`], plus send-side congestion control: GCC fed by the remote's
+/// transport-wide feedback. No pacer: 0.21's paces at exactly the estimate in one-packet
+/// bursts, which would spread a keyframe over hundreds of milliseconds.
+fn interceptors(me: &mut MediaEngine, config: &PeerConfig) -> Result<Registry> {
     for parameter in ["", "pli"] {
         me.register_feedback(
             RTCPFeedback {
@@ -994,7 +1009,17 @@ fn interceptors(me: &mut MediaEngine) -> Result<Registry> {
                 .build(),
         );
     configure_simulcast_extension_headers(me)?;
+    // Registers transport-cc feedback and its header extension, and reports what we receive.
     let registry = configure_twcc_receiver_only(registry, me)?;
+    let max = f64::from(config.max_bitrate_bps.max(MIN_ESTIMATE_BPS));
+    let start = f64::from(config.start_bitrate_bps).clamp(f64::from(MIN_ESTIMATE_BPS), max);
+    let registry = registry
+        .with(
+            Slot::CongestionControl,
+            CongestionControlBuilder::new(Gcc::new(start, f64::from(MIN_ESTIMATE_BPS), max))
+                .build(),
+        )
+        .with(Slot::TwccSender, TwccSenderBuilder::new().build());
     Ok(configure_rtcp_reports(registry))
 }
 
@@ -1062,7 +1087,7 @@ impl Peer {
         });
 
         let mut me = media_engine()?;
-        let registry = interceptors(&mut me)?;
+        let registry = interceptors(&mut me, &config)?;
         // Application-most slot, after every interceptor that reads RTCP.
         let registry = registry.with(
             Slot::from(14_000),
@@ -1351,6 +1376,10 @@ impl Peer {
                 retransmitted_packets: out.retransmitted_packets_sent,
                 ..Default::default()
             });
+            // One estimate for the connection, copied onto every outbound stream.
+            if out.target_bitrate > 0.0 {
+                stats.send_estimate_bps = Some(out.target_bitrate);
+            }
         }
         let remotes: HashMap<String, (MediaKind, u64)> = self
             .shared

@@ -23,6 +23,7 @@ use super::pipeline::{
     AudioCapture, CaptureFailure, MediaSink, RecvCounters, VideoCapture, VideoEncoding,
     spawn_decoder,
 };
+use super::rate::{self, VideoRates};
 use super::stats::{PeerCallStats, SentTotals, StatsTracker};
 
 /// Track ids confab sends; a receiver tells a screen share by its id.
@@ -291,6 +292,8 @@ pub async fn start(
         active_call: None,
         outgoing_ring: None,
         stats: StatsTracker::default(),
+        estimates: Vec::new(),
+        rates: None,
         screen_shares: 0,
         awaiting_join_marker: true,
     };
@@ -340,6 +343,10 @@ struct Engine {
     active_call: Option<String>,
     outgoing_ring: Option<String>,
     stats: StatsTracker,
+    /// Each connected peer's bandwidth estimate at the last stats tick (bit/s).
+    estimates: Vec<f64>,
+    /// What the video encoders were last set to (None: their configured start).
+    rates: Option<VideoRates>,
     /// Screen shares started so far; numbers the share's track id.
     screen_shares: u32,
     /// Between leaving a room and the client's `Joined` marker, room events
@@ -439,9 +446,14 @@ impl Engine {
     /// Creates the connection to a member and adds our tracks; negotiation
     /// starts from the negotiation-needed event that follows.
     async fn add_peer(&mut self, m: Member) {
+        let video = self.config.video.bitrate_bps;
+        let audio = self.config.audio_bitrate_bps;
         let config = PeerConfig {
             ice_servers: self.ice.clone(),
             bind_addrs: self.config.bind_addrs.clone(),
+            start_bitrate_bps: video.saturating_add(audio),
+            // Room for a screen share beside the camera.
+            max_bitrate_bps: video.saturating_mul(2).saturating_add(audio),
         };
         let (peer, mut rx) = match Peer::new(config).await {
             Ok(p) => p,
@@ -554,6 +566,8 @@ impl Engine {
                     c.replace_source(src);
                 } else {
                     self.camera = Some(self.start_video(CAMERA_TRACK, src).await);
+                    self.rates = None;
+                    self.apply_rates();
                 }
                 self.state.has_camera = true;
                 self.publish_state();
@@ -589,6 +603,8 @@ impl Engine {
                 }
                 self.state.screen_sharing = true;
                 self.publish_state();
+                self.rates = None;
+                self.apply_rates();
             }
             Command::StopScreenShare => {
                 if let Some(cap) = self.screen.take() {
@@ -642,9 +658,10 @@ impl Engine {
                 }
             }
             Command::SetVideoBitrate(bps) => {
-                for c in [&self.camera, &self.screen].into_iter().flatten() {
-                    c.set_bitrate(bps);
-                }
+                // The new ceiling; the estimate may keep the encoders below it.
+                self.config.video.bitrate_bps = bps;
+                self.rates = None;
+                self.apply_rates();
             }
             Command::SetVideoFps(fps) => {
                 for c in [&self.camera, &self.screen].into_iter().flatten() {
@@ -969,10 +986,49 @@ impl Engine {
         }
     }
 
+    /// Sets the encoders from the slowest peer's bandwidth estimate.
+    fn apply_rates(&mut self) {
+        let rates = rate::allocate(
+            &self.estimates,
+            self.config.audio_bitrate_bps,
+            self.config.video.bitrate_bps,
+            self.screen.is_some(),
+        );
+        // Each encoder keeps its last setting unless the new one differs enough.
+        let pick = |new: u32, old: Option<u32>| match old {
+            Some(o) if !rate::worth_changing(o, new) => o,
+            _ => new,
+        };
+        let old = self.rates;
+        let applied = VideoRates {
+            camera: pick(rates.camera, old.map(|r| r.camera)),
+            screen: pick(rates.screen, old.map(|r| r.screen)),
+        };
+        if let Some(c) = &self.camera
+            && old.is_none_or(|o| o.camera != applied.camera)
+        {
+            tracing::debug!(bps = applied.camera, "camera bitrate");
+            c.set_bitrate(applied.camera);
+        }
+        if let Some(c) = &self.screen
+            && old.is_none_or(|o| o.screen != applied.screen)
+        {
+            tracing::debug!(bps = applied.screen, "screen bitrate");
+            c.set_bitrate(applied.screen);
+        }
+        self.rates = Some(applied);
+    }
+
     async fn report_stats(&mut self) {
         let mut out = Vec::with_capacity(self.peers.len());
+        self.estimates.clear();
         for (id, p) in &self.peers {
             let transport = p.peer.stats().await;
+            if p.connection == ConnectionState::Connected
+                && let Some(e) = transport.send_estimate_bps
+            {
+                self.estimates.push(e);
+            }
             out.push(self.stats.sample(
                 id,
                 &p.name,
@@ -985,5 +1041,6 @@ impl Engine {
             ));
         }
         self.emit(Event::Stats(out));
+        self.apply_rates();
     }
 }

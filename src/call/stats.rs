@@ -40,6 +40,8 @@ pub struct PeerCallStats {
     pub jitter_ms: f64,
     /// Capture-to-decoded latency from the barcode, median of the last interval.
     pub glass_to_glass_ms: Option<f64>,
+    /// What the bandwidth estimator allows towards this peer.
+    pub send_estimate_kbps: Option<f64>,
 }
 
 /// What this side sent over the whole call.
@@ -174,6 +176,7 @@ impl StatsTracker {
             s.pli_received += track.pli_received;
         }
         s.rtt_ms = transport.rtt.map(|d| d.as_secs_f64() * 1000.0);
+        s.send_estimate_kbps = transport.send_estimate_bps.map(|b| b / 1000.0);
         if !latencies.is_empty() {
             latencies.sort_unstable();
             s.glass_to_glass_ms = Some(latencies[latencies.len() / 2] as f64 / 1000.0);

@@ -957,11 +957,13 @@ impl App {
                 s.video_out_fps
             ));
             ui.label(format!(
-                "RTT {} | lost {} | glass-to-glass {}",
+                "RTT {} | lost {} | glass-to-glass {} | link estimate {}",
                 s.rtt_ms.map_or("-".into(), |r| format!("{r:.1} ms")),
                 s.packets_lost,
                 s.glass_to_glass_ms
                     .map_or("-".into(), |g| format!("{g:.0} ms")),
+                s.send_estimate_kbps
+                    .map_or("-".into(), |k| format!("{k:.0} kbit/s")),
             ));
             let series = |f: fn(&PeerCallStats) -> f64| -> Vec<[f64; 2]> {
                 history
@@ -982,6 +984,10 @@ impl App {
                     p.line(egui_plot::Line::new(
                         "out kbit/s",
                         series(|s| s.video_out_kbps),
+                    ));
+                    p.line(egui_plot::Line::new(
+                        "estimate kbit/s",
+                        series(|s| s.send_estimate_kbps.unwrap_or(0.0)),
                     ));
                 });
         }

@@ -36,9 +36,15 @@ pub struct Loss {
     pub min_size: usize,
     pub dropped: Arc<AtomicUsize>,
     pub retransmissions: bool,
+    /// A bottleneck, bit/s each way (0: none): datagrams queue behind it and are
+    /// dropped once the queue holds more than [`QUEUE_LIMIT`] of delay.
+    pub rate_bps: u64,
     /// RTX payload types, read from the descriptions as they pass the relay.
     rtx_types: Arc<Mutex<HashSet<u8>>>,
 }
+
+/// The deepest a shaped link's queue gets before it drops, like a router's buffer.
+pub const QUEUE_LIMIT: Duration = Duration::from_millis(300);
 
 impl Loss {
     pub fn new(every_nth: usize, min_size: usize) -> Self {
@@ -48,8 +54,17 @@ impl Loss {
             min_size,
             dropped: Arc::new(AtomicUsize::new(0)),
             retransmissions: true,
+            rate_bps: 0,
             rtx_types: Arc::default(),
         }
+    }
+
+    /// A link that carries at most `bps` each way, and nothing dropped on purpose.
+    pub fn bottleneck(bps: u64) -> Self {
+        let mut l = Self::new(usize::MAX, usize::MAX);
+        l.rate_bps = bps;
+        l.enabled.store(true, Ordering::SeqCst);
+        l
     }
 
     pub fn without_retransmissions(mut self) -> Self {
@@ -412,18 +427,23 @@ async fn rewrite_candidate(
 /// Fronts `target`: whatever arrives from elsewhere goes to `target`, and `target`'s replies go
 /// back to the last sender. Both peers therefore see each other at proxy addresses.
 async fn proxy(front: tokio::net::UdpSocket, target: SocketAddr, loss: Loss) {
+    let front = Arc::new(front);
     let mut buf = vec![0u8; 2048];
     let mut peer: Option<SocketAddr> = None;
     let mut big = 0usize;
+    // Per direction (towards the target, back from it): when the bottleneck is next free,
+    // and the line datagrams wait in.
+    let mut free_at = [tokio::time::Instant::now(); 2];
+    let lines = [delay_line(front.clone()), delay_line(front.clone())];
     while let Ok((n, from)) = front.recv_from(&mut buf).await {
-        let dest = if from == target {
+        let (dest, dir) = if from == target {
             match peer {
-                Some(p) => p,
+                Some(p) => (p, 1),
                 None => continue,
             }
         } else {
             peer = Some(from);
-            target
+            (target, 0)
         };
         if loss.enabled.load(Ordering::SeqCst) && !loss.retransmissions && loss.is_rtx(&buf[..n]) {
             loss.dropped.fetch_add(1, Ordering::SeqCst);
@@ -436,6 +456,33 @@ async fn proxy(front: tokio::net::UdpSocket, target: SocketAddr, loss: Loss) {
                 continue;
             }
         }
+        if loss.rate_bps > 0 {
+            let now = tokio::time::Instant::now();
+            let start = free_at[dir].max(now);
+            if start - now > QUEUE_LIMIT {
+                loss.dropped.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            let wire = Duration::from_secs_f64((n as f64 + 28.0) * 8.0 / loss.rate_bps as f64);
+            free_at[dir] = start + wire;
+            let _ = lines[dir].send((start + wire, buf[..n].to_vec(), dest));
+            continue;
+        }
         let _ = front.send_to(&buf[..n], dest).await;
     }
+}
+
+/// Sends each datagram when its time on the bottleneck is over (in order: times only grow).
+fn delay_line(
+    socket: Arc<tokio::net::UdpSocket>,
+) -> mpsc::UnboundedSender<(tokio::time::Instant, Vec<u8>, SocketAddr)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>, SocketAddr)>();
+    tokio::spawn(async move {
+        while let Some((due, datagram, dest)) = rx.recv().await {
+            // Injected transmission delay, not synchronisation.
+            tokio::time::sleep_until(due).await;
+            let _ = socket.send_to(&datagram, dest).await;
+        }
+    });
+    tx
 }

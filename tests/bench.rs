@@ -35,7 +35,8 @@ async fn a_short_call_bench_measures_latency_cpu_and_codec_time() {
     .await
     .expect("call bench runs");
     assert!(
-        r.frames_sent > 100 && r.frames_decoded as f64 > 0.8 * r.frames_sent as f64,
+        // Two peers for 3 s at 30 fps, less the join: at least a second of video each.
+        r.frames_sent > 60 && r.frames_decoded as f64 > 0.8 * r.frames_sent as f64,
         "{r}"
     );
     assert!(r.join_to_first_frame_ms > 0.0, "{r}");

@@ -41,6 +41,9 @@ pub struct Loss {
     pub rate_bps: u64,
     /// RTX payload types, read from the descriptions as they pass the relay.
     rtx_types: Arc<Mutex<HashSet<u8>>>,
+    /// (SSRC, sequence number) of the RTP packets dropped: a retransmission without RTX
+    /// comes back with the same pair.
+    dropped_rtp: Arc<Mutex<HashSet<(u32, u16)>>>,
 }
 
 /// The deepest a shaped link's queue gets before it drops, like a router's buffer.
@@ -56,6 +59,7 @@ impl Loss {
             retransmissions: true,
             rate_bps: 0,
             rtx_types: Arc::default(),
+            dropped_rtp: Arc::default(),
         }
     }
 
@@ -72,20 +76,32 @@ impl Loss {
         self
     }
 
-    /// Is this datagram an RTP retransmission? (RTP header in the clear under SRTP.)
-    fn is_rtx(&self, datagram: &[u8]) -> bool {
-        datagram.len() > 12
-            && datagram[0] >> 6 == 2
-            && self
-                .rtx_types
-                .lock()
-                .unwrap()
-                .contains(&(datagram[1] & 0x7f))
+    /// Is this datagram an RTP retransmission, on RTX or of a packet dropped here?
+    fn is_retransmission(&self, datagram: &[u8]) -> bool {
+        let Some(key) = rtp_key(datagram) else {
+            return false;
+        };
+        self.rtx_types
+            .lock()
+            .unwrap()
+            .contains(&(datagram[1] & 0x7f))
+            || self.dropped_rtp.lock().unwrap().contains(&key)
     }
 
     pub fn set(&self, on: bool) {
         self.enabled.store(on, Ordering::SeqCst);
     }
+}
+
+/// (SSRC, sequence number) of an RTP datagram (the header is in the clear under SRTP);
+/// None for anything else (RTCP types are 192..=223 in the second byte).
+fn rtp_key(datagram: &[u8]) -> Option<(u32, u16)> {
+    if datagram.len() <= 12 || datagram[0] >> 6 != 2 || (192..=223).contains(&datagram[1]) {
+        return None;
+    }
+    let seq = u16::from_be_bytes([datagram[2], datagram[3]]);
+    let ssrc = u32::from_be_bytes([datagram[8], datagram[9], datagram[10], datagram[11]]);
+    Some((ssrc, seq))
 }
 
 /// One end of the pair, as the test sees it.
@@ -445,7 +461,7 @@ async fn proxy(front: tokio::net::UdpSocket, target: SocketAddr, loss: Loss) {
             peer = Some(from);
             (target, 0)
         };
-        if loss.enabled.load(Ordering::SeqCst) && !loss.retransmissions && loss.is_rtx(&buf[..n]) {
+        if !loss.retransmissions && loss.is_retransmission(&buf[..n]) {
             loss.dropped.fetch_add(1, Ordering::SeqCst);
             continue;
         }
@@ -453,6 +469,9 @@ async fn proxy(front: tokio::net::UdpSocket, target: SocketAddr, loss: Loss) {
             big += 1;
             if big.is_multiple_of(loss.every_nth) {
                 loss.dropped.fetch_add(1, Ordering::SeqCst);
+                if let Some(key) = rtp_key(&buf[..n]) {
+                    loss.dropped_rtp.lock().unwrap().insert(key);
+                }
                 continue;
             }
         }

@@ -405,8 +405,9 @@
     offered.forEach((o, i) => {
       const a = answered[i];
       if (!o.startsWith("m=video") || !a) return;
+      // A rejected section stays rejected (port 0) in every later offer and answer.
       if (/^m=video 0 /.test(a)) {
-        if (!/^m=video 0 /.test(o)) rejected = true;
+        rejected = true;
         return;
       }
       const pt = a.split("\n")[0].trim().split(" ")[3];
@@ -414,11 +415,12 @@
       if (rtpmap && !codec) codec = rtpmap[1];
     });
     p.videoCodec = codec;
-    p.noCommonVideoCodec = rejected && !codec;
-    if (p.noCommonVideoCodec) {
+    const none = rejected && !codec;
+    if (none && !p.noCommonVideoCodec) {
       notice(`No common video codec with ${p.name}: no video either way`);
       log("no_common_video_codec", { id: p.id, name: p.name });
     }
+    p.noCommonVideoCodec = none;
   }
 
   function ensurePeer(id) {
@@ -443,6 +445,7 @@
       videoCodec: null,
       noCommonVideoCodec: false,
       connectMs: null,
+      negotiations: 0, // returns to the stable signaling state
     };
     state.peers.set(id, p);
 
@@ -473,6 +476,7 @@
     };
     pc.onsignalingstatechange = () => {
       if (pc.signalingState === "stable") {
+        p.negotiations += 1;
         checkCodecs(p);
         tuneSenders(p);
       }
@@ -830,6 +834,7 @@
       chat_open: p.heard,
       video_codec: p.videoCodec,
       no_common_video_codec: p.noCommonVideoCodec,
+      negotiations: p.negotiations,
       camera: p.tiles.camera ? { ...p.tiles.camera.frameStats } : null,
       screen: !!p.tiles.screen,
     };
@@ -842,6 +847,7 @@
       name: state.name,
       media: { ...state.media },
       notice: state.notice,
+      notice_text: $("notice").textContent,
       roster: [...state.members.values()].map((m) => ({ id: m.id, name: m.name, state: m.state })),
       roster_text: $("roster").innerText,
       peers: [...state.peers.values()].map(peerSummary),

@@ -511,7 +511,6 @@
       p.ignoreOffer = !p.polite && collision;
       if (p.ignoreOffer) return;
       if (desc.type === "answer" && pc.signalingState !== "have-local-offer") return; // stale
-      if (desc.type === "answer") desc.sdp = keepDtlsRole(pc, desc.sdp);
       await pc.setRemoteDescription(desc); // rolls back our own offer when polite
       for (const c of p.pendingCandidates.splice(0)) await pc.addIceCandidate(c).catch(() => {});
       if (desc.type === "offer") {
@@ -530,23 +529,6 @@
         if (!p.ignoreOffer) console.warn("candidate", e);
       }
     }
-  }
-
-  // webrtc-rs 0.21 answers every offer with a=setup:active, even on a transport where
-  // it already is the DTLS server; Chromium refuses that role change ("Failed to set
-  // SSL role"), so a renegotiation answer is read with the role already established.
-  function keepDtlsRole(pc, sdp) {
-    const local = pc.currentLocalDescription;
-    const remote = pc.currentRemoteDescription;
-    if (!local || !remote) return sdp;
-    const setup = (d) => {
-      const m = /a=setup:(active|passive)/.exec(d.sdp);
-      return m ? m[1] : null;
-    };
-    const theirs = setup(remote);
-    const mine = setup(local) || (theirs === "active" ? "passive" : theirs === "passive" ? "active" : null);
-    if (!mine) return sdp;
-    return sdp.replace(/a=setup:(active|passive)/g, `a=setup:${mine === "active" ? "passive" : "active"}`);
   }
 
   function roleOf(track, stream) {

@@ -38,6 +38,9 @@
 //!   direction, so a recvonly transceiver behind it asks to renegotiate after every
 //!   exchange, forever. We take such tracks off and set those transceivers inactive
 //!   (`drop_unusable_media`).
+//! - Answers always say `a=setup:active`, renegotiations included, even where we are the DTLS
+//!   server; browsers refuse that as a role change. The copy we hand out keeps the role
+//!   (the DTLS session itself never changes), see `create_answer`.
 //! - `close()` sends nothing the remote notices: it sees Disconnected after ~5 s of silence
 //!   (ICE consent); the engine should also learn of a departure via signaling.
 
@@ -911,6 +914,10 @@ pub struct Peer {
     /// Per kind, once known: whether the remote's first m-section of that kind listed a
     /// codec we take (see `drop_unusable_media`).
     codec_verdicts: Arc<Mutex<HashMap<MediaKind, bool>>>,
+    /// Our DTLS role once the first exchange settled it: true for client (`setup:active`).
+    dtls_client: Arc<Mutex<Option<bool>>>,
+    /// The last answer as handed out (DTLS role kept) and as webrtc-rs created it.
+    answer_as_created: Arc<Mutex<Option<(String, String)>>>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -1078,6 +1085,8 @@ impl Peer {
                 shared,
                 local_tracks: Arc::new(Mutex::new(HashMap::new())),
                 codec_verdicts: Arc::new(Mutex::new(HashMap::new())),
+                dtls_client: Arc::new(Mutex::new(None)),
+                answer_as_created: Arc::new(Mutex::new(None)),
             },
             events_rx,
         ))
@@ -1371,20 +1380,73 @@ impl Peer {
         SessionDescription::from_rtc(&self.pc.create_offer(None).await?)
     }
 
+    /// webrtc-rs answers `a=setup:active` every time, also on a connection where it is
+    /// already the DTLS server; browsers refuse that as a role change ("Failed to set SSL
+    /// role"). A renegotiation answer therefore states the role already established. Only
+    /// the copy handed out changes: webrtc-rs keeps its DTLS session whatever its own
+    /// answer says, and `set_local_description` applies the answer as it was created.
     pub async fn create_answer(&self) -> Result<SessionDescription> {
         self.drop_unusable_media().await?;
-        SessionDescription::from_rtc(&self.pc.create_answer(None).await?)
+        let answer = SessionDescription::from_rtc(&self.pc.create_answer(None).await?)?;
+        let Some(client) = *self.dtls_client.lock().expect("dtls role poisoned") else {
+            return Ok(answer);
+        };
+        let kept = with_dtls_setup(&answer.sdp, if client { "active" } else { "passive" });
+        if kept == answer.sdp {
+            return Ok(answer);
+        }
+        *self.answer_as_created.lock().expect("answer poisoned") = Some((kept.clone(), answer.sdp));
+        Ok(SessionDescription {
+            sdp_type: SdpType::Answer,
+            sdp: kept,
+        })
     }
 
     pub async fn set_local_description(&self, desc: &SessionDescription) -> Result<()> {
+        let mut desc = desc.clone();
+        if desc.sdp_type == SdpType::Answer {
+            let created = self
+                .answer_as_created
+                .lock()
+                .expect("answer poisoned")
+                .take();
+            if let Some((handed_out, created)) = created
+                && handed_out == desc.sdp
+            {
+                desc.sdp = created;
+            }
+        }
         self.pc.set_local_description(desc.to_rtc()?).await?;
+        if desc.sdp_type == SdpType::Answer {
+            // Our first answer sets our role; webrtc-rs plays the one it states.
+            self.note_dtls_role(&desc.sdp, true);
+        }
         Ok(())
+    }
+
+    /// Records our DTLS role from the first answer applied, ours or the remote's.
+    fn note_dtls_role(&self, answer_sdp: &str, ours: bool) {
+        let mut role = self.dtls_client.lock().expect("dtls role poisoned");
+        if role.is_some() {
+            return;
+        }
+        let setup = answer_sdp
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix("a=setup:"));
+        *role = match setup {
+            Some("active") => Some(ours),
+            Some("passive") => Some(!ours),
+            _ => None,
+        };
     }
 
     /// Applies a remote offer or answer, and notes for each media kind it shows for the
     /// first time whether that kind can be negotiated at all (see `drop_unusable_media`).
     pub async fn set_remote_description(&self, desc: &SessionDescription) -> Result<()> {
         self.pc.set_remote_description(desc.to_rtc()?).await?;
+        if desc.sdp_type == SdpType::Answer {
+            self.note_dtls_role(&desc.sdp, false);
+        }
         if matches!(desc.sdp_type, SdpType::Offer | SdpType::Answer) {
             self.note_codec_verdicts(&desc.sdp);
             self.reconcile_remote_tracks(&desc.sdp);
@@ -1539,6 +1601,20 @@ impl Peer {
             self.shared.end_remote_track(&id);
         }
     }
+}
+
+/// The SDP with every `a=setup:active|passive` saying `setup` instead.
+fn with_dtls_setup(sdp: &str, setup: &str) -> String {
+    sdp.split_inclusive('\n')
+        .map(|line| {
+            let bare = line.trim_end();
+            if bare == "a=setup:active" || bare == "a=setup:passive" {
+                format!("a=setup:{setup}{}", &line[bare.len()..])
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect()
 }
 
 /// The audio and video m-sections of an SDP: their kind and their lines after the m-line.
@@ -1858,5 +1934,55 @@ mod tests {
             offer.sdp
         );
         peer.close().await.unwrap();
+    }
+
+    /// We offered and the browser answered `active` (we are the DTLS server): our answer to
+    /// its next offer says `passive`, not webrtc-rs's `active`, and still applies.
+    #[tokio::test]
+    async fn a_renegotiation_answer_keeps_the_dtls_role() {
+        let (peer, _events) = Peer::new(PeerConfig::loopback()).await.unwrap();
+        let _mic = peer.add_audio_track("me-mic", "camera").await.unwrap();
+        let offer = peer.create_offer().await.unwrap();
+        peer.set_local_description(&offer).await.unwrap();
+        let sections = |setup: &'static str| {
+            let audio: Vec<&str> = [setup]
+                .into_iter()
+                .chain(AUDIO[1..].iter().copied())
+                .collect();
+            chromium_sdp(&[
+                ("audio 9 UDP/TLS/RTP/SAVPF 111 0", "0", &audio),
+                (
+                    "application 9 UDP/DTLS/SCTP webrtc-datachannel",
+                    "1",
+                    &[setup, "a=sctp-port:5000"],
+                ),
+            ])
+        };
+        for (sdp_type, setup) in [
+            (SdpType::Answer, "a=setup:active"),
+            (SdpType::Offer, "a=setup:actpass"),
+        ] {
+            peer.set_remote_description(&SessionDescription {
+                sdp_type,
+                sdp: sections(setup),
+            })
+            .await
+            .unwrap();
+        }
+        let answer = peer.create_answer().await.unwrap();
+        assert!(answer.sdp.contains("a=setup:passive"), "{}", answer.sdp);
+        assert!(!answer.sdp.contains("a=setup:active"), "{}", answer.sdp);
+        peer.set_local_description(&answer).await.unwrap();
+        assert_eq!(peer.signaling_state().await, SignalingState::Stable);
+        peer.close().await.unwrap();
+    }
+
+    #[test]
+    fn dtls_setup_is_rewritten_in_place() {
+        let sdp = "v=0\r\na=setup:active\r\nm=audio 9 x 0\r\na=setup:passive\r\na=setupx\r\n";
+        assert_eq!(
+            with_dtls_setup(sdp, "passive"),
+            "v=0\r\na=setup:passive\r\nm=audio 9 x 0\r\na=setup:passive\r\na=setupx\r\n"
+        );
     }
 }

@@ -28,6 +28,12 @@ fn browser_dir() -> PathBuf {
 }
 
 fn require_browser() {
+    // RUST_LOG=... shows the headless peers' logs in a failing test's output (the page's
+    // side: CONFAB_GUEST_DEBUG, see guest.mjs).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: install Debian's chromium (`.ci/deps.sh browser`, which `make test` runs)"
@@ -408,5 +414,101 @@ async fn a_headless_peer_rings_a_guest_who_answers_talks_in_the_private_room_and
     }
     assert_eq!(last["room"], "lobby", "{last:#}");
     assert_eq!(report.room, "lobby");
+    let _ = srv.shutdown().await;
+}
+
+/// A guest whose browser offers only VP8 (the page's `video_codec=vp8`, through
+/// `setCodecPreferences`) while confab takes only H.264: the video m-sections are rejected
+/// and the rest negotiates — audio both ways and chat — and the page says why there is no
+/// video. The member ids decide who is polite, so either side's offer may come first:
+/// the guest's VP8 offer answered by confab, or confab's H.264 offer answered by the guest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vp8_only_guest_gets_audio_and_chat_with_video_rejected_and_is_told() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(12);
+    let srv = support::server().await;
+    // hal outlives the guest's last look at the page (launch + 8 s).
+    let peer = tokio::spawn(headless::run(hal(&srv.ws_url(), "vp8", 18.0)));
+    let url = format!("{}&video_codec=vp8", page_url(&srv, "vp8", "gia"));
+    let g = guest_result(spawn_guest(
+        &fx,
+        &url,
+        8.0,
+        // Sharing the screen renegotiates after the rejection: one more VP8-only section.
+        json!([
+            {"at": 3, "do": "screen"},
+            {"at": 4, "do": "chat", "text": "vp8 only here"},
+        ]),
+    ))
+    .await;
+    let report = peer.await.unwrap().unwrap();
+    let snap = &g["final"]["snapshot"];
+    let page_hal = page_peer(snap, "hal");
+    let gia = from(&report, "gia");
+
+    // Negotiated and connected, without renegotiating forever over the rejected section.
+    assert_eq!(page_hal["connection"], "connected", "{snap:#}");
+    let rounds = page_hal["negotiations"].as_u64().unwrap();
+    assert!((2..=6).contains(&rounds), "{rounds} negotiations: {snap:#}");
+    assert!(gia.connect_ms.is_some(), "{report:#?}");
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+    // No video either way, and the page says so.
+    assert_eq!(page_hal["no_common_video_codec"], true, "{snap:#}");
+    assert_eq!(page_hal["video_codec"], Value::Null, "{snap:#}");
+    for text in [&snap["notice"], &snap["notice_text"]] {
+        assert!(
+            text.as_str()
+                .unwrap()
+                .contains("No common video codec with hal"),
+            "{snap:#}"
+        );
+    }
+    assert_eq!(gia.video.frames_decoded, 0, "{gia:#?}");
+    assert!(gia.screen.is_none());
+    let st = &g["final"]["stats"][page_hal["id"].as_str().unwrap()];
+    let frames = |dir: &str, field: &str| -> u64 {
+        st[dir]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s[field].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(frames("video_in", "frames_decoded"), 0, "{st:#}");
+    assert_eq!(frames("video_out", "frames_encoded"), 0, "{st:#}");
+
+    // Audio both ways: the guest's tone reached hal, and the page received Opus.
+    let au = &gia.audio;
+    assert!(au.packets_received >= 150, "{au:?}");
+    let tone = au.tone_hz.expect("the guest's tone measured");
+    assert!((tone - GUEST_TONE_HZ).abs() < 5.0, "heard {tone} Hz");
+    let audio_in = &st["audio_in"][0];
+    assert_eq!(audio_in["codec"], "audio/opus", "{st:#}");
+    assert!(
+        audio_in["packets_received"].as_u64().unwrap() >= 150,
+        "{st:#}"
+    );
+    assert!(
+        audio_in["total_audio_energy"].as_f64().unwrap() > 0.0,
+        "{st:#}"
+    );
+    assert_eq!(st["audio_out"][0]["codec"], "audio/opus", "{st:#}");
+
+    // The data channel came up too.
+    assert_eq!(page_hal["chat_open"], true, "{snap:#}");
+    assert_eq!(gia.chat, ["vp8 only here"]);
+    eprintln!(
+        "vp8 guest ({}): {rounds} negotiations, connected {} ms after join; hal got {} Opus packets ({tone:.0} Hz), the page {}",
+        if page_hal["polite"] == true {
+            "polite, confab offered first"
+        } else {
+            "impolite, the guest offered first"
+        },
+        page_hal["connect_ms"],
+        au.packets_received,
+        audio_in["packets_received"],
+    );
     let _ = srv.shutdown().await;
 }

@@ -405,8 +405,9 @@
     offered.forEach((o, i) => {
       const a = answered[i];
       if (!o.startsWith("m=video") || !a) return;
+      // A rejected section stays rejected (port 0) in every later offer and answer.
       if (/^m=video 0 /.test(a)) {
-        if (!/^m=video 0 /.test(o)) rejected = true;
+        rejected = true;
         return;
       }
       const pt = a.split("\n")[0].trim().split(" ")[3];
@@ -414,11 +415,12 @@
       if (rtpmap && !codec) codec = rtpmap[1];
     });
     p.videoCodec = codec;
-    p.noCommonVideoCodec = rejected && !codec;
-    if (p.noCommonVideoCodec) {
+    const none = rejected && !codec;
+    if (none && !p.noCommonVideoCodec) {
       notice(`No common video codec with ${p.name}: no video either way`);
       log("no_common_video_codec", { id: p.id, name: p.name });
     }
+    p.noCommonVideoCodec = none;
   }
 
   function ensurePeer(id) {
@@ -443,6 +445,7 @@
       videoCodec: null,
       noCommonVideoCodec: false,
       connectMs: null,
+      negotiations: 0, // returns to the stable signaling state
     };
     state.peers.set(id, p);
 
@@ -473,6 +476,7 @@
     };
     pc.onsignalingstatechange = () => {
       if (pc.signalingState === "stable") {
+        p.negotiations += 1;
         checkCodecs(p);
         tuneSenders(p);
       }
@@ -507,7 +511,6 @@
       p.ignoreOffer = !p.polite && collision;
       if (p.ignoreOffer) return;
       if (desc.type === "answer" && pc.signalingState !== "have-local-offer") return; // stale
-      if (desc.type === "answer") desc.sdp = keepDtlsRole(pc, desc.sdp);
       await pc.setRemoteDescription(desc); // rolls back our own offer when polite
       for (const c of p.pendingCandidates.splice(0)) await pc.addIceCandidate(c).catch(() => {});
       if (desc.type === "offer") {
@@ -526,23 +529,6 @@
         if (!p.ignoreOffer) console.warn("candidate", e);
       }
     }
-  }
-
-  // webrtc-rs 0.21 answers every offer with a=setup:active, even on a transport where
-  // it already is the DTLS server; Chromium refuses that role change ("Failed to set
-  // SSL role"), so a renegotiation answer is read with the role already established.
-  function keepDtlsRole(pc, sdp) {
-    const local = pc.currentLocalDescription;
-    const remote = pc.currentRemoteDescription;
-    if (!local || !remote) return sdp;
-    const setup = (d) => {
-      const m = /a=setup:(active|passive)/.exec(d.sdp);
-      return m ? m[1] : null;
-    };
-    const theirs = setup(remote);
-    const mine = setup(local) || (theirs === "active" ? "passive" : theirs === "passive" ? "active" : null);
-    if (!mine) return sdp;
-    return sdp.replace(/a=setup:(active|passive)/g, `a=setup:${mine === "active" ? "passive" : "active"}`);
   }
 
   function roleOf(track, stream) {
@@ -830,6 +816,7 @@
       chat_open: p.heard,
       video_codec: p.videoCodec,
       no_common_video_codec: p.noCommonVideoCodec,
+      negotiations: p.negotiations,
       camera: p.tiles.camera ? { ...p.tiles.camera.frameStats } : null,
       screen: !!p.tiles.screen,
     };
@@ -842,6 +829,7 @@
       name: state.name,
       media: { ...state.media },
       notice: state.notice,
+      notice_text: $("notice").textContent,
       roster: [...state.members.values()].map((m) => ({ id: m.id, name: m.name, state: m.state })),
       roster_text: $("roster").innerText,
       peers: [...state.peers.values()].map(peerSummary),

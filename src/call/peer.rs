@@ -31,6 +31,16 @@
 //!   NACK/PLI/FIR counts and remote-inbound loss/jitter/RTT are zero there; we count them in
 //!   the tap and compute RTT from RR LSR/DLSR. No bandwidth estimate by default: we add GCC
 //!   (see `interceptors`); its estimate shows as the outbound streams' `target_bitrate`.
+//! - Codecs per kind are settled by the first remote m-section of that kind, for good: if it
+//!   has none of ours (a browser offering only VP8), every later offer or answer with one of
+//!   our senders of that kind fails (`ErrSenderWithNoCodecs`). Such a section is rejected
+//!   (port 0) only for a transceiver without a sender, and a rejected section carries no
+//!   direction, so a recvonly transceiver behind it asks to renegotiate after every
+//!   exchange, forever. We take such tracks off and set those transceivers inactive
+//!   (`drop_unusable_media`).
+//! - Answers always say `a=setup:active`, renegotiations included, even where we are the DTLS
+//!   server; browsers refuse that as a role change. The copy we hand out keeps the role
+//!   (the DTLS session itself never changes), see `create_answer`.
 //! - `close()` sends nothing the remote notices: it sees Disconnected after ~5 s of silence
 //!   (ICE consent); the engine should also learn of a departure via signaling.
 
@@ -77,7 +87,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState, RTCSdpType, RTCSessionDescription, Registry, StatsSelector,
     configure_rtcp_reports, configure_simulcast_extension_headers, configure_twcc_receiver_only,
 };
-use webrtc::rtp_transceiver::RtpSender;
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RtpSender};
 
 use super::error::{PeerError, Result};
 use super::reorder::Reorder;
@@ -807,9 +817,12 @@ struct LocalTrackInner {
     kind: MediaKind,
     ssrc: u32,
     track: Arc<TrackLocalStaticSample>,
-    rtp_sender: Arc<dyn RtpSender>,
+    /// `None` if the track was never put on the connection (see `detached`).
+    rtp_sender: Option<Arc<dyn RtpSender>>,
     payload_type: OnceLock<u8>,
     connected: Arc<AtomicBool>,
+    /// Off the connection because the remote takes no codec of its kind: it never sends.
+    detached: AtomicBool,
 }
 
 impl std::fmt::Debug for LocalTrack {
@@ -842,18 +855,24 @@ impl LocalTrack {
 
     /// The negotiated payload type; unknown until the sender is associated by negotiation.
     async fn payload_type(&self) -> Result<u8> {
+        let not_yet = || PeerError::NotNegotiated(self.inner.track_id.clone());
+        if self.inner.detached.load(Ordering::Relaxed) {
+            return Err(not_yet());
+        }
         if let Some(pt) = self.inner.payload_type.get() {
             return Ok(*pt);
         }
-        let not_yet = || PeerError::NotNegotiated(self.inner.track_id.clone());
-        if self.inner.rtp_sender.transport().await?.is_none() {
+        let Some(rtp_sender) = &self.inner.rtp_sender else {
+            return Err(not_yet());
+        };
+        if rtp_sender.transport().await?.is_none() {
             return Err(not_yet());
         }
         let mime = match self.inner.kind {
             MediaKind::Video => MIME_TYPE_H264,
             MediaKind::Audio => MIME_TYPE_OPUS,
         };
-        let params = self.inner.rtp_sender.get_parameters().await?;
+        let params = rtp_sender.get_parameters().await?;
         let pt = params
             .rtp_parameters
             .codecs
@@ -942,6 +961,13 @@ pub struct Peer {
     chat: Arc<dyn DataChannel>,
     shared: Arc<Shared>,
     local_tracks: Arc<Mutex<HashMap<String, LocalTrack>>>,
+    /// Per kind, once known: whether the remote's first m-section of that kind listed a
+    /// codec we take (see `drop_unusable_media`).
+    codec_verdicts: Arc<Mutex<HashMap<MediaKind, bool>>>,
+    /// Our DTLS role once the first exchange settled it: true for client (`setup:active`).
+    dtls_client: Arc<Mutex<Option<bool>>>,
+    /// The last answer as handed out (DTLS role kept) and as webrtc-rs created it.
+    answer_as_created: Arc<Mutex<Option<(String, String)>>>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -1146,6 +1172,9 @@ impl Peer {
                 chat,
                 shared,
                 local_tracks: Arc::new(Mutex::new(HashMap::new())),
+                codec_verdicts: Arc::new(Mutex::new(HashMap::new())),
+                dtls_client: Arc::new(Mutex::new(None)),
+                answer_as_created: Arc::new(Mutex::new(None)),
             },
             events_rx,
         ))
@@ -1212,13 +1241,24 @@ impl Peer {
                 .expect("ssrc map poisoned")
                 .insert(ssrc, track_id.to_owned());
         }
-        let rtp_sender = self
-            .pc
-            .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
-            .await?;
-        if kind == MediaKind::Video {
-            self.offer_all_h264_profiles(&rtp_sender).await?;
-        }
+        // A kind the remote takes no codec of would only make every later offer fail.
+        let unusable = self.kind_unusable(kind);
+        let rtp_sender = if unusable {
+            tracing::info!(
+                track_id,
+                "the remote takes no {kind:?} codec of ours: not sending"
+            );
+            None
+        } else {
+            let rtp_sender = self
+                .pc
+                .add_track(Arc::clone(&track) as Arc<dyn TrackLocal>)
+                .await?;
+            if kind == MediaKind::Video {
+                self.offer_all_h264_profiles(&rtp_sender).await?;
+            }
+            Some(rtp_sender)
+        };
         let local = LocalTrack {
             inner: Arc::new(LocalTrackInner {
                 track_id: track_id.to_owned(),
@@ -1228,6 +1268,7 @@ impl Peer {
                 rtp_sender,
                 payload_type: OnceLock::new(),
                 connected: Arc::clone(&self.shared.connected),
+                detached: AtomicBool::new(unusable),
             }),
         };
         self.local_tracks
@@ -1284,7 +1325,11 @@ impl Peer {
     /// `RemoteTrackEnded`).
     pub async fn remove_track<S: AsRef<LocalTrack>>(&self, sender: &S) -> Result<()> {
         let local = sender.as_ref();
-        self.pc.remove_track(&local.inner.rtp_sender).await?;
+        if !local.inner.detached.swap(true, Ordering::AcqRel)
+            && let Some(rtp_sender) = &local.inner.rtp_sender
+        {
+            self.pc.remove_track(rtp_sender).await?;
+        }
         self.local_tracks
             .lock()
             .expect("local tracks poisoned")
@@ -1423,22 +1468,187 @@ impl Peer {
     // --- primitives for `negotiation` -----------------------------------------------------
 
     pub async fn create_offer(&self) -> Result<SessionDescription> {
+        self.drop_unusable_media().await?;
         SessionDescription::from_rtc(&self.pc.create_offer(None).await?)
     }
 
+    /// webrtc-rs answers `a=setup:active` every time, also on a connection where it is
+    /// already the DTLS server; browsers refuse that as a role change ("Failed to set SSL
+    /// role"). A renegotiation answer therefore states the role already established. Only
+    /// the copy handed out changes: webrtc-rs keeps its DTLS session whatever its own
+    /// answer says, and `set_local_description` applies the answer as it was created.
     pub async fn create_answer(&self) -> Result<SessionDescription> {
-        SessionDescription::from_rtc(&self.pc.create_answer(None).await?)
+        self.drop_unusable_media().await?;
+        let answer = SessionDescription::from_rtc(&self.pc.create_answer(None).await?)?;
+        let Some(client) = *self.dtls_client.lock().expect("dtls role poisoned") else {
+            return Ok(answer);
+        };
+        let kept = with_dtls_setup(&answer.sdp, if client { "active" } else { "passive" });
+        if kept == answer.sdp {
+            return Ok(answer);
+        }
+        *self.answer_as_created.lock().expect("answer poisoned") = Some((kept.clone(), answer.sdp));
+        Ok(SessionDescription {
+            sdp_type: SdpType::Answer,
+            sdp: kept,
+        })
     }
 
     pub async fn set_local_description(&self, desc: &SessionDescription) -> Result<()> {
+        let mut desc = desc.clone();
+        if desc.sdp_type == SdpType::Answer {
+            let created = self
+                .answer_as_created
+                .lock()
+                .expect("answer poisoned")
+                .take();
+            if let Some((handed_out, created)) = created
+                && handed_out == desc.sdp
+            {
+                desc.sdp = created;
+            }
+        }
         self.pc.set_local_description(desc.to_rtc()?).await?;
+        if desc.sdp_type == SdpType::Answer {
+            // Our first answer sets our role; webrtc-rs plays the one it states.
+            self.note_dtls_role(&desc.sdp, true);
+        }
         Ok(())
     }
 
+    /// Records our DTLS role from the first answer applied, ours or the remote's.
+    fn note_dtls_role(&self, answer_sdp: &str, ours: bool) {
+        let mut role = self.dtls_client.lock().expect("dtls role poisoned");
+        if role.is_some() {
+            return;
+        }
+        let setup = answer_sdp
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix("a=setup:"));
+        *role = match setup {
+            Some("active") => Some(ours),
+            Some("passive") => Some(!ours),
+            _ => None,
+        };
+    }
+
+    /// Applies a remote offer or answer, and notes for each media kind it shows for the
+    /// first time whether that kind can be negotiated at all (see `drop_unusable_media`).
     pub async fn set_remote_description(&self, desc: &SessionDescription) -> Result<()> {
         self.pc.set_remote_description(desc.to_rtc()?).await?;
+        if desc.sdp_type == SdpType::Answer {
+            self.note_dtls_role(&desc.sdp, false);
+        }
         if matches!(desc.sdp_type, SdpType::Offer | SdpType::Answer) {
+            self.note_codec_verdicts(&desc.sdp);
             self.reconcile_remote_tracks(&desc.sdp);
+        }
+        Ok(())
+    }
+
+    /// A kind (audio, video) whose first remote m-section lists no codec we take can never
+    /// be negotiated on this connection: webrtc-rs 0.21 settles a kind's codecs from that
+    /// first section for good, and from then on any sender of that kind fails every offer
+    /// and answer with `ErrSenderWithNoCodecs` — the answer to a browser guest that offers
+    /// only VP8, say. So before each offer or answer, our tracks of such a kind leave the
+    /// connection and its transceivers go inactive: their m-sections are rejected (port 0)
+    /// and the rest negotiates. Done here rather than when the verdict comes, because
+    /// changing transceivers asks for one more negotiation round, which is only free when
+    /// we are about to negotiate anyway (an extra offer right after our first one is
+    /// answered holds up webrtc-rs's ICE checks by a second).
+    async fn drop_unusable_media(&self) -> Result<()> {
+        if !self
+            .codec_verdicts
+            .lock()
+            .expect("verdicts poisoned")
+            .values()
+            .any(|usable| !usable)
+        {
+            return Ok(());
+        }
+        self.detach_unusable_tracks().await?;
+        let remote = self.pc.remote_description().await.map(|d| d.sdp);
+        self.park_unusable_transceivers(remote.as_deref().unwrap_or_default())
+            .await
+    }
+
+    /// Records the verdict for each kind seen for the first time.
+    fn note_codec_verdicts(&self, remote_sdp: &str) {
+        let mut verdicts = self.codec_verdicts.lock().expect("verdicts poisoned");
+        for (kind, usable) in first_sections_usable(remote_sdp) {
+            verdicts.entry(kind).or_insert_with(|| {
+                if !usable {
+                    tracing::info!("the remote has no {kind:?} codec we take");
+                }
+                usable
+            });
+        }
+    }
+
+    fn kind_unusable(&self, kind: MediaKind) -> bool {
+        self.codec_verdicts
+            .lock()
+            .expect("verdicts poisoned")
+            .get(&kind)
+            .is_some_and(|usable| !usable)
+    }
+
+    /// Takes our tracks of unusable kinds off the connection (their transceivers stay,
+    /// without a sender, and are parked).
+    async fn detach_unusable_tracks(&self) -> Result<()> {
+        let tracks: Vec<LocalTrack> = self
+            .local_tracks
+            .lock()
+            .expect("local tracks poisoned")
+            .values()
+            .filter(|t| self.kind_unusable(t.kind()))
+            .cloned()
+            .collect();
+        for t in tracks {
+            if t.inner.detached.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            let Some(rtp_sender) = &t.inner.rtp_sender else {
+                continue;
+            };
+            tracing::info!(track_id = t.track_id(), "not sending: no codec in common");
+            let mut transceiver = None;
+            for tr in self.pc.get_transceivers().await {
+                if tr
+                    .sender()
+                    .await?
+                    .is_some_and(|s| s.id() == rtp_sender.id())
+                {
+                    transceiver = Some(tr);
+                    break;
+                }
+            }
+            self.pc.remove_track(rtp_sender).await?;
+            if let Some(tr) = transceiver {
+                tr.set_direction(RTCRtpTransceiverDirection::Inactive)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets every transceiver whose m-section is of an unusable kind to inactive. Its
+    /// section is rejected and carries no direction, and webrtc-rs would otherwise compare
+    /// that missing direction with the transceiver's (recvonly) after every exchange and
+    /// ask to renegotiate forever; inactive matches the rejection (at most one more round).
+    async fn park_unusable_transceivers(&self, remote_sdp: &str) -> Result<()> {
+        let kinds = section_kinds(remote_sdp);
+        for tr in self.pc.get_transceivers().await {
+            let Some(mid) = tr.mid().await? else {
+                continue;
+            };
+            let unusable = kinds
+                .iter()
+                .any(|(m, kind)| *m == mid && self.kind_unusable(*kind));
+            if unusable && tr.direction().await? != RTCRtpTransceiverDirection::Inactive {
+                tr.set_direction(RTCRtpTransceiverDirection::Inactive)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -1483,6 +1693,68 @@ impl Peer {
             self.shared.end_remote_track(&id);
         }
     }
+}
+
+/// The SDP with every `a=setup:active|passive` saying `setup` instead.
+fn with_dtls_setup(sdp: &str, setup: &str) -> String {
+    sdp.split_inclusive('\n')
+        .map(|line| {
+            let bare = line.trim_end();
+            if bare == "a=setup:active" || bare == "a=setup:passive" {
+                format!("a=setup:{setup}{}", &line[bare.len()..])
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect()
+}
+
+/// The audio and video m-sections of an SDP: their kind and their lines after the m-line.
+fn media_sections(sdp: &str) -> impl Iterator<Item = (MediaKind, std::str::Lines<'_>)> {
+    sdp.split("\nm=").skip(1).filter_map(|section| {
+        let mut lines = section.lines();
+        let kind = match lines.next()?.split_whitespace().next()? {
+            "video" => MediaKind::Video,
+            "audio" => MediaKind::Audio,
+            _ => return None,
+        };
+        Some((kind, lines))
+    })
+}
+
+/// Per kind, whether the SDP's first m-section of that kind lists a codec we take (by
+/// name, as webrtc-rs falls back to: H.264 for video, Opus for audio).
+fn first_sections_usable(sdp: &str) -> Vec<(MediaKind, bool)> {
+    let mut out: Vec<(MediaKind, bool)> = Vec::new();
+    for (kind, mut lines) in media_sections(sdp) {
+        if out.iter().any(|(k, _)| *k == kind) {
+            continue;
+        }
+        let ours = match kind {
+            MediaKind::Video => "h264",
+            MediaKind::Audio => "opus",
+        };
+        let usable = lines.any(|l| {
+            l.trim_end()
+                .strip_prefix("a=rtpmap:")
+                .and_then(|r| r.split_whitespace().nth(1))
+                .and_then(|encoding| encoding.split('/').next())
+                .is_some_and(|name| name.eq_ignore_ascii_case(ours))
+        });
+        out.push((kind, usable));
+    }
+    out
+}
+
+/// (mid, kind) of the SDP's audio and video m-sections.
+fn section_kinds(sdp: &str) -> Vec<(String, MediaKind)> {
+    media_sections(sdp)
+        .filter_map(|(kind, mut lines)| {
+            lines
+                .find_map(|l| l.trim_end().strip_prefix("a=mid:").map(str::to_owned))
+                .map(|mid| (mid, kind))
+        })
+        .collect()
 }
 
 /// Track ids (from `a=msid`) of the m-sections in which the SDP's author sends media.
@@ -1574,5 +1846,235 @@ mod tests {
         let f = a.push(15, 6000, true, &nal);
         assert_eq!(f.len(), 2);
         assert!(!f[0].2 && f[0].1 == 5000);
+    }
+
+    /// A Chromium-like description (trimmed) of the given (m-line, mid, attributes).
+    fn chromium_sdp(sections: &[(&str, &str, &[&str])]) -> String {
+        let mut sdp =
+            String::from("v=0\r\no=- 5329716900689024032 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n");
+        let bundled: Vec<&str> = sections
+            .iter()
+            .filter(|(m, ..)| !m.contains(" 0 "))
+            .map(|(_, mid, _)| *mid)
+            .collect();
+        sdp += &format!(
+            "a=group:BUNDLE {}\r\na=msid-semantic: WMS s\r\n",
+            bundled.join(" ")
+        );
+        for (mline, mid, attrs) in sections {
+            sdp += &format!(
+                "m={mline}\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:sG5q\r\na=ice-pwd:oDDK9wAg/vRqOZjHjYpNEHJ9\r\n\
+                 a=fingerprint:sha-256 B1:6F:B4:3A:64:4A:AF:CE:EC:FC:50:C2:74:BC:FA:A7:BE:79:1C:96:56:89:64:9E:B6:A9:90:81:A4:8C:2C:68\r\n\
+                 a=mid:{mid}\r\na=rtcp-mux\r\n"
+            );
+            for a in *attrs {
+                sdp += &format!("{a}\r\n");
+            }
+        }
+        sdp
+    }
+
+    const AUDIO: &[&str] = &[
+        "a=setup:actpass",
+        "a=sendrecv",
+        "a=msid:s a",
+        "a=rtpmap:111 opus/48000/2",
+        "a=fmtp:111 minptime=10;useinbandfec=1",
+        "a=rtpmap:0 PCMU/8000",
+        "a=ssrc:11 cname:c",
+    ];
+    const VP8: &[&str] = &[
+        "a=setup:actpass",
+        "a=sendrecv",
+        "a=msid:s v",
+        "a=rtpmap:96 VP8/90000",
+        "a=rtpmap:97 rtx/90000",
+        "a=fmtp:97 apt=96",
+        "a=ssrc-group:FID 21 22",
+        "a=ssrc:21 cname:c",
+        "a=ssrc:22 cname:c",
+    ];
+    const DATA: &[&str] = &["a=setup:actpass", "a=sctp-port:5000"];
+
+    fn section<'a>(sdp: &'a str, mid: &str) -> &'a str {
+        sdp.split("\nm=")
+            .find(|s| s.contains(&format!("a=mid:{mid}\r")))
+            .unwrap_or_else(|| panic!("no m-section {mid} in {sdp}"))
+    }
+
+    async fn peer_with_camera_and_mic() -> (Peer, VideoTrackSender, AudioTrackSender) {
+        let (peer, _events) = Peer::new(PeerConfig::loopback()).await.unwrap();
+        let mic = peer.add_audio_track("me-mic", "camera").await.unwrap();
+        let camera = peer.add_video_track("me-camera", "camera").await.unwrap();
+        (peer, camera, mic)
+    }
+
+    #[test]
+    fn codec_verdicts_come_from_the_first_section_of_each_kind() {
+        let vp8_first = chromium_sdp(&[
+            ("audio 9 UDP/TLS/RTP/SAVPF 111 0", "0", AUDIO),
+            ("video 9 UDP/TLS/RTP/SAVPF 96 97", "1", VP8),
+            (
+                "video 9 UDP/TLS/RTP/SAVPF 102",
+                "3",
+                &["a=rtpmap:102 H264/90000"],
+            ),
+            ("application 9 UDP/DTLS/SCTP webrtc-datachannel", "2", DATA),
+        ]);
+        assert_eq!(
+            first_sections_usable(&vp8_first),
+            [(MediaKind::Audio, true), (MediaKind::Video, false)]
+        );
+        assert_eq!(
+            section_kinds(&vp8_first),
+            [
+                ("0".to_owned(), MediaKind::Audio),
+                ("1".to_owned(), MediaKind::Video),
+                ("3".to_owned(), MediaKind::Video),
+            ]
+        );
+        // A rejected section lists no codec at all.
+        let rejected = chromium_sdp(&[("video 0 UDP/TLS/RTP/SAVPF 0", "0", &[])]);
+        assert_eq!(
+            first_sections_usable(&rejected),
+            [(MediaKind::Video, false)]
+        );
+    }
+
+    /// A browser offering only VP8 first: the answer rejects its video section and keeps
+    /// audio and data (0.21 alone fails with `ErrSenderWithNoCodecs`), and later offers
+    /// and video tracks do not fail either.
+    #[tokio::test]
+    async fn a_vp8_only_offer_gets_an_answer_with_its_video_rejected() {
+        let (peer, camera, mic) = peer_with_camera_and_mic().await;
+        let offer = chromium_sdp(&[
+            ("audio 9 UDP/TLS/RTP/SAVPF 111 0", "0", AUDIO),
+            ("video 9 UDP/TLS/RTP/SAVPF 96 97", "1", VP8),
+            ("application 9 UDP/DTLS/SCTP webrtc-datachannel", "2", DATA),
+        ]);
+        peer.set_remote_description(&SessionDescription {
+            sdp_type: SdpType::Offer,
+            sdp: offer,
+        })
+        .await
+        .unwrap();
+        let answer = peer.create_answer().await.expect("an answer");
+        peer.set_local_description(&answer).await.unwrap();
+        assert!(
+            section(&answer.sdp, "1").starts_with("video 0 "),
+            "{}",
+            answer.sdp
+        );
+        assert!(
+            section(&answer.sdp, "0").contains("opus/48000/2"),
+            "{}",
+            answer.sdp
+        );
+        assert!(section(&answer.sdp, "2").starts_with("application 9 "));
+        assert!(
+            answer.sdp.contains("a=group:BUNDLE 0 2\r"),
+            "{}",
+            answer.sdp
+        );
+        assert!(mic.is_negotiated().await);
+        assert!(!camera.is_negotiated().await);
+
+        let screen = peer.add_video_track("me-screen-1", "screen").await.unwrap();
+        let offer = peer.create_offer().await.expect("a later offer");
+        assert!(
+            section(&offer.sdp, "1").starts_with("video 0 "),
+            "{}",
+            offer.sdp
+        );
+        assert!(!offer.sdp.contains("H264"), "{}", offer.sdp);
+        assert!(!screen.is_negotiated().await);
+        peer.close().await.unwrap();
+    }
+
+    /// Our offer first, answered by a browser that rejects our video: later offers and
+    /// answers leave video out instead of failing.
+    #[tokio::test]
+    async fn an_answer_rejecting_our_video_leaves_later_negotiations_working() {
+        let (peer, camera, _mic) = peer_with_camera_and_mic().await;
+        let offer = peer.create_offer().await.unwrap();
+        peer.set_local_description(&offer).await.unwrap();
+        let answer = chromium_sdp(&[
+            (
+                "audio 9 UDP/TLS/RTP/SAVPF 111",
+                "0",
+                &[&AUDIO[..5], &AUDIO[6..]].concat(),
+            ),
+            (
+                "video 0 UDP/TLS/RTP/SAVPF 0",
+                "1",
+                &["a=setup:active", "a=sendrecv"],
+            ),
+            ("application 9 UDP/DTLS/SCTP webrtc-datachannel", "2", DATA),
+        ])
+        .replace("a=setup:actpass", "a=setup:active");
+        peer.set_remote_description(&SessionDescription {
+            sdp_type: SdpType::Answer,
+            sdp: answer,
+        })
+        .await
+        .unwrap();
+        assert!(!camera.is_negotiated().await);
+        let offer = peer.create_offer().await.expect("a later offer");
+        assert!(
+            section(&offer.sdp, "1").starts_with("video 0 "),
+            "{}",
+            offer.sdp
+        );
+        peer.close().await.unwrap();
+    }
+
+    /// We offered and the browser answered `active` (we are the DTLS server): our answer to
+    /// its next offer says `passive`, not webrtc-rs's `active`, and still applies.
+    #[tokio::test]
+    async fn a_renegotiation_answer_keeps_the_dtls_role() {
+        let (peer, _events) = Peer::new(PeerConfig::loopback()).await.unwrap();
+        let _mic = peer.add_audio_track("me-mic", "camera").await.unwrap();
+        let offer = peer.create_offer().await.unwrap();
+        peer.set_local_description(&offer).await.unwrap();
+        let sections = |setup: &'static str| {
+            let audio: Vec<&str> = [setup]
+                .into_iter()
+                .chain(AUDIO[1..].iter().copied())
+                .collect();
+            chromium_sdp(&[
+                ("audio 9 UDP/TLS/RTP/SAVPF 111 0", "0", &audio),
+                (
+                    "application 9 UDP/DTLS/SCTP webrtc-datachannel",
+                    "1",
+                    &[setup, "a=sctp-port:5000"],
+                ),
+            ])
+        };
+        for (sdp_type, setup) in [
+            (SdpType::Answer, "a=setup:active"),
+            (SdpType::Offer, "a=setup:actpass"),
+        ] {
+            peer.set_remote_description(&SessionDescription {
+                sdp_type,
+                sdp: sections(setup),
+            })
+            .await
+            .unwrap();
+        }
+        let answer = peer.create_answer().await.unwrap();
+        assert!(answer.sdp.contains("a=setup:passive"), "{}", answer.sdp);
+        assert!(!answer.sdp.contains("a=setup:active"), "{}", answer.sdp);
+        peer.set_local_description(&answer).await.unwrap();
+        assert_eq!(peer.signaling_state().await, SignalingState::Stable);
+        peer.close().await.unwrap();
+    }
+
+    #[test]
+    fn dtls_setup_is_rewritten_in_place() {
+        let sdp = "v=0\r\na=setup:active\r\nm=audio 9 x 0\r\na=setup:passive\r\na=setupx\r\n";
+        assert_eq!(
+            with_dtls_setup(sdp, "passive"),
+            "v=0\r\na=setup:passive\r\nm=audio 9 x 0\r\na=setup:passive\r\na=setupx\r\n"
+        );
     }
 }

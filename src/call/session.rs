@@ -472,18 +472,23 @@ impl Engine {
                 }
             }
         });
-        if let Some(c) = &self.camera {
-            self.attach(c, &peer, &m.id, CAMERA_TRACK).await;
-        }
-        if let Some(c) = &self.screen {
-            self.attach(c, &peer, &m.id, SCREEN_TRACK).await;
-        }
+        // Audio first: the first m-section of our offers is the BUNDLE tag, and Opus is
+        // what every peer takes. A peer without our video codec rejects a video section;
+        // were that the first one, Chromium moves the bundle to a new transport when it
+        // recycles the rejected m-line (e.g. for a screen share), which needs a new DTLS
+        // session that webrtc-rs never starts: the connection would hang in "connecting".
         if let Some(c) = &self.mic {
             let id = self.local_track_id(MIC_TRACK);
             match peer.add_audio_track(&id, CAMERA_TRACK).await {
                 Ok(s) => c.fanout.add(&m.id, s),
                 Err(e) => self.emit(Event::Error(format!("microphone track: {e}"))),
             }
+        }
+        if let Some(c) = &self.camera {
+            self.attach(c, &peer, &m.id, CAMERA_TRACK).await;
+        }
+        if let Some(c) = &self.screen {
+            self.attach(c, &peer, &m.id, SCREEN_TRACK).await;
         }
         // Polite side: the lower id. Both sides agree without talking.
         let polite = self.me < m.id;

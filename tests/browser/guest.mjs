@@ -6,6 +6,11 @@
 //   {url, user_data_dir, video (y4m), audio (wav), seconds, actions: [{at, do, text?}]}
 // `at` is seconds after the page joined; `do` is mute | unmute | camera | screen | answer | decline | hangup | chat |
 // snapshot | close.
+//
+// Debugging: with CONFAB_GUEST_DEBUG=<dir>, every RTCPeerConnection call and event (SDPs
+// and candidates included) and the transport/candidate stats are recorded and the whole
+// result is written to <dir>/guest-<pid>.json.
+import { writeFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 const cfg = JSON.parse(process.argv[2]);
@@ -36,6 +41,42 @@ const ctx = await chromium.launchPersistentContext(cfg.user_data_dir, {
   args,
 });
 const page = ctx.pages()[0] || (await ctx.newPage());
+const DEBUG_DIR = process.env.CONFAB_GUEST_DEBUG;
+const DEBUG = !!DEBUG_DIR;
+if (DEBUG) {
+  await page.addInitScript(() => {
+    const t0 = performance.now();
+    const log = (window.__dbg = []);
+    const rec = (what, x) => log.push({ t: Math.round(performance.now() - t0), what, ...(x || {}) });
+    const P = RTCPeerConnection.prototype;
+    for (const m of ["setLocalDescription", "setRemoteDescription", "addIceCandidate", "createOffer", "createAnswer"]) {
+      const orig = P[m];
+      P[m] = async function (...a) {
+        rec(m, { arg: a[0] ? JSON.parse(JSON.stringify(a[0])) : null, sig: this.signalingState });
+        try {
+          const r = await orig.apply(this, a);
+          rec(`${m} ok`, { sig: this.signalingState, local: m === "setLocalDescription" ? this.localDescription?.sdp : undefined });
+          return r;
+        } catch (e) {
+          rec(`${m} FAILED`, { err: String(e) });
+          throw e;
+        }
+      };
+    }
+    const Orig = window.RTCPeerConnection;
+    window.RTCPeerConnection = function (...a) {
+      const pc = new Orig(...a);
+      for (const ev of ["signalingstatechange", "iceconnectionstatechange", "icegatheringstatechange", "connectionstatechange", "negotiationneeded"]) {
+        pc.addEventListener(ev, () => rec(ev, { sig: pc.signalingState, ice: pc.iceConnectionState, gather: pc.iceGatheringState, conn: pc.connectionState }));
+      }
+      pc.addEventListener("icecandidate", (e) => rec("icecandidate", { c: e.candidate && e.candidate.toJSON() }));
+      window.__pcs = (window.__pcs || []).concat([pc]);
+      return pc;
+    };
+    window.RTCPeerConnection.prototype = P;
+    Object.setPrototypeOf(window.RTCPeerConnection, Orig);
+  });
+}
 const errors = [];
 const consoleLines = [];
 page.on("pageerror", (e) => errors.push(String(e)));
@@ -46,6 +87,20 @@ page.on("console", (m) => {
 const capture = async () => ({
   snapshot: await page.evaluate(() => window.confab.snapshot()),
   stats: await page.evaluate(() => window.confab.stats()),
+  ...(DEBUG
+    ? {
+        debug: await page.evaluate(async () => {
+          const stats = [];
+          for (const pc of window.__pcs || []) {
+            const r = await pc.getStats();
+            r.forEach((s) => {
+              if (["transport", "candidate-pair", "local-candidate", "remote-candidate"].includes(s.type)) stats.push(s);
+            });
+          }
+          return { log: window.__dbg, stats };
+        }),
+      }
+    : {}),
 });
 
 const result = { launch_ms: 0, join_ms: 0, snapshots: [], final: null, errors, console: consoleLines };
@@ -105,5 +160,9 @@ try {
   process.exitCode = 1;
 } finally {
   await ctx.close().catch(() => {});
+}
+if (DEBUG) {
+  writeFileSync(`${DEBUG_DIR}/guest-${process.pid}.json`, JSON.stringify(result, null, 1));
+  for (const c of [...result.snapshots, result.final]) if (c) delete c.debug;
 }
 process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -365,3 +365,15 @@ fn the_lobby_meters_the_chosen_microphone() {
     h.run();
     h.get_by_label("-20 dBFS");
 }
+
+#[test]
+fn the_guest_link_is_the_web_client_on_the_servers_address() {
+    assert_eq!(
+        confab::ui::guest_link("ws://192.168.1.5:8787/ws", "team a"),
+        "http://192.168.1.5:8787/?room=team+a"
+    );
+    assert_eq!(
+        confab::ui::guest_link("wss://confab.example/ws", "r&d"),
+        "https://confab.example/?room=r%26d"
+    );
+}

@@ -498,7 +498,9 @@ impl App {
                         ui.label("");
                         match &self.embedded {
                             Some((_, lan)) => ui.label(format!(
-                                "Built-in server: others on your network join with {lan}"
+                                "Built-in server: others on your network join with {lan}, \
+                                 or from a browser: {}",
+                                guest_link(lan, &self.settings.room)
                             )),
                             None => ui.label("Built-in server starting…"),
                         };
@@ -1116,6 +1118,16 @@ impl App {
         }
         self.set_incoming(None);
     }
+}
+
+/// The web client's address for a room, from the server's WebSocket URL.
+pub fn guest_link(ws_url: &str, room: &str) -> String {
+    let base = ws_url
+        .replacen("wss://", "https://", 1)
+        .replacen("ws://", "http://", 1);
+    let base = base.strip_suffix("/ws").unwrap_or(&base);
+    let room: String = url::form_urlencoded::byte_serialize(room.trim().as_bytes()).collect();
+    format!("{base}/?room={room}")
 }
 
 /// Mute, camera-off and sharing marks after a name.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 pub use app::{
     App, CallModel, PeerView, SHORTCUT_CAMERA, SHORTCUT_HANGUP, SHORTCUT_MIC, SHORTCUT_SHARE,
-    Screen,
+    Screen, guest_link,
 };
 pub use bridge::{
     AudioChoice, DeviceList, JoinRequest, SpeakerChoice, UiCommand, UiEvent, VideoChoice,

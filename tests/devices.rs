@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{OnceLock, mpsc};
@@ -14,7 +13,7 @@ use confab::media::device::{
     list_microphones, list_screens, list_speakers,
 };
 use confab::media::{AudioSource, MediaError, VideoSource, dominant_frequency, level_dbfs};
-use support::pulse::{self, Recorder, daemon_command};
+use support::pulse::{self, Recorder, ToneWriter, daemon_command};
 
 struct Env {
     fifo: PathBuf,
@@ -109,12 +108,6 @@ fn wait_for(dir: &Path, log: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-fn tone(freq: f32, rate: u32, start: usize, n: usize, amp: f32) -> Vec<f32> {
-    (start..start + n)
-        .map(|i| (2.0 * std::f32::consts::PI * freq * i as f32 / rate as f32).sin() * amp)
-        .collect()
-}
-
 #[test]
 fn listing_never_panics_and_a_missing_camera_is_a_device_error() {
     env();
@@ -183,36 +176,15 @@ fn without_a_display_screens_are_empty_and_opening_is_a_device_error() {
 fn a_tone_in_the_virtual_microphone_comes_out_at_1_khz() {
     let env = env();
     let mut mic = MicrophoneSource::open(None).expect("open the default microphone");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (fifo, stop2) = (env.fifo.clone(), stop.clone());
-    // Feed the FIFO in real time, 10 ms at a time, as a sound card would.
-    let writer = std::thread::spawn(move || {
-        let mut f = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
-        let t0 = Instant::now();
-        let mut i = 0usize;
-        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-            let pcm: Vec<u8> = tone(1000.0, 48_000, i, 480, 0.5)
-                .iter()
-                .flat_map(|s| ((s * 32767.0) as i16).to_le_bytes())
-                .collect();
-            if f.write_all(&pcm).is_err() {
-                break;
-            }
-            i += 480;
-            let due = t0 + Duration::from_micros(i as u64 * 1_000_000 / 48_000);
-            if let Some(d) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(d);
-            }
-        }
-    });
+    // Fed in real time, 10 ms at a time, as a sound card would.
+    let writer = ToneWriter::start(&env.fifo, 1000.0, 0.5);
     let mut frames = Vec::new();
     let t0 = Instant::now();
     for _ in 0..75 {
         frames.push(mic.next_frame().expect("microphone frame"));
     }
     let took = t0.elapsed();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    writer.join().unwrap();
+    drop(writer);
     assert!(frames.iter().all(|f| f.samples.len() == 960));
     // 1.5 s of audio arrives in about real time, not in a burst.
     assert!(took > Duration::from_millis(1200), "{took:?}");

@@ -397,10 +397,8 @@ async fn closing_one_side_ends_its_remote_tracks_and_is_seen_by_the_other() {
     println!("remote saw {ev:?} {:?} after close", t0.elapsed());
 }
 
-/// Sends AUs 0..65 from `a` to `b` over a link that applies `loss` to AUs 3..60. Returns
-/// both sides and each AU received (index, complete) in arrival order, up to the last; a
-/// complete AU is checked byte for byte.
-async fn through_loss(loss: &Loss) -> (Side, Side, Vec<(usize, bool)>) {
+/// A connected pair over a link shaped by `loss`, `a` with a negotiated camera track.
+async fn camera_over(loss: &Loss) -> (Side, Side, confab::call::VideoTrackSender) {
     let opts = LinkOptions {
         loss: Some(loss.clone()),
         ..Default::default()
@@ -410,6 +408,14 @@ async fn through_loss(loss: &Loss) -> (Side, Side, Vec<(usize, bool)>) {
     a.connected().await;
     b.connected().await;
     settle(&mut a, &mut b, &[&cam]).await;
+    (a, b, cam)
+}
+
+/// Sends AUs 0..65 from `a` to `b` over a link that applies `loss` to AUs 3..60. Returns
+/// both sides and each AU received (index, complete) in arrival order, up to the last; a
+/// complete AU is checked byte for byte.
+async fn through_loss(loss: &Loss) -> (Side, Side, Vec<(usize, bool)>) {
+    let (a, mut b, cam) = camera_over(loss).await;
 
     send_video(&cam, 0..3).await;
     // The track shows up with its first packet; its queue holds what follows.
@@ -503,15 +509,7 @@ async fn a_lost_video_packet_is_repaired_by_retransmission_without_a_keyframe_re
 async fn a_narrow_link_brings_the_send_estimate_down_to_what_it_carries() {
     const LINK_BPS: u64 = 600_000;
     let loss = Loss::bottleneck(LINK_BPS);
-    let opts = LinkOptions {
-        loss: Some(loss.clone()),
-        ..Default::default()
-    };
-    let (mut a, mut b) = pair(opts).await;
-    let cam = a.peer.add_video_track("a-cam", "a").await.unwrap();
-    a.connected().await;
-    b.connected().await;
-    settle(&mut a, &mut b, &[&cam]).await;
+    let (a, _b, cam) = camera_over(&loss).await;
     // About 2.7 Mbit/s of video into a 0.6 Mbit/s link, for as long as the test needs.
     let sender = tokio::spawn(async move { send_video(&cam, 0..100_000).await });
 

@@ -397,6 +397,16 @@ async fn closing_one_side_ends_its_remote_tracks_and_is_seen_by_the_other() {
     println!("remote saw {ev:?} {:?} after close", t0.elapsed());
 }
 
+/// What `side` counted for the remote track `track`.
+async fn inbound_stats(side: &Side, track: &str) -> confab::call::peer::TrackStats {
+    let stats = side.peer.stats().await;
+    stats
+        .inbound
+        .into_iter()
+        .find(|t| t.track_id == track)
+        .unwrap_or_else(|| panic!("{}: no inbound stats for {track}", side.name))
+}
+
 /// A connected pair over a link shaped by `loss`, `a` with a negotiated camera track.
 async fn camera_over(loss: &Loss) -> (Side, Side, confab::call::VideoTrackSender) {
     let opts = LinkOptions {
@@ -470,12 +480,7 @@ async fn lost_video_packets_flag_their_access_unit_incomplete_and_request_a_keyf
         |e| matches!(e, PeerEvent::KeyframeRequested { track_id } if track_id == "a-cam"),
     )
     .await;
-    let stats = b.peer.stats().await;
-    let inbound = stats
-        .inbound
-        .iter()
-        .find(|t| t.track_id == "a-cam")
-        .unwrap();
+    let inbound = inbound_stats(&b, "a-cam").await;
     assert!(inbound.pli_sent >= 1, "{inbound:?}");
 }
 
@@ -494,12 +499,7 @@ async fn a_lost_video_packet_is_repaired_by_retransmission_without_a_keyframe_re
     let dropped = loss.dropped.load(std::sync::atomic::Ordering::SeqCst);
     assert!(dropped >= 5, "the link really lost packets: {dropped}");
     assert_eq!(complete, (0..65).collect::<Vec<_>>(), "every AU, in order");
-    let stats = b.peer.stats().await;
-    let inbound = stats
-        .inbound
-        .iter()
-        .find(|t| t.track_id == "a-cam")
-        .unwrap();
+    let inbound = inbound_stats(&b, "a-cam").await;
     // Packets were lost yet every AU is whole: the NACKed retransmissions filled the holes.
     assert!(inbound.nack_sent >= 1, "{inbound:?}");
     assert_eq!(inbound.pli_sent, 0, "no keyframe was needed: {inbound:?}");

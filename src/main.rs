@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use confab::signaling::{IceConfig, Server, ServerConfig};
+use confab::signaling::{IceConfig, Server, ServerConfig, TlsConfig};
 
 #[derive(Parser)]
 #[command(
@@ -162,6 +162,16 @@ struct ServeArgs {
     /// Lifetime of TURN credentials, in seconds.
     #[arg(long, default_value_t = 86_400)]
     turn_ttl_secs: u64,
+    /// Also serve HTTPS/WSS here (browser guests on other machines need it for camera and
+    /// microphone); needs --tls-cert and --tls-key.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    tls_listen: Option<SocketAddr>,
+    /// Certificate chain (PEM) for --tls-listen.
+    #[arg(long, requires = "tls_listen")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) for --tls-listen.
+    #[arg(long, requires = "tls_listen")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {
@@ -185,6 +195,14 @@ impl ServeArgs {
                 turn: self.turn.clone(),
                 turn_secret: self.turn_secret.clone(),
                 turn_ttl: Duration::from_secs(self.turn_ttl_secs),
+            },
+            tls: match (self.tls_listen, &self.tls_cert, &self.tls_key) {
+                (Some(listen), Some(cert), Some(key)) => Some(TlsConfig {
+                    listen,
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => None,
             },
         })
     }
@@ -219,6 +237,13 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Serve(args)) => rt.block_on(async {
             let server = Server::start(args.config()?).await?;
             println!("confab signaling server on {}", server.ws_url());
+            println!(
+                "browser guests: http://{}/?room=<room>",
+                server.local_addr()
+            );
+            if let Some(a) = server.tls_addr() {
+                println!("over TLS: wss://{a}/ws, browser guests: https://{a}/?room=<room>");
+            }
             tokio::select! {
                 r = server.wait() => r.context("server failed"),
                 _ = tokio::signal::ctrl_c() => Ok(()),

@@ -65,12 +65,23 @@ fn spawn_guest(
     seconds: f64,
     actions: Value,
 ) -> tokio::process::Child {
+    spawn_guest_with(fx, page_url, seconds, actions, json!({}))
+}
+
+/// [`spawn_guest`] with more settings for guest.mjs (e.g. `trust_spki`).
+fn spawn_guest_with(
+    fx: &Fixture,
+    page_url: &str,
+    seconds: f64,
+    actions: Value,
+    extra: Value,
+) -> tokio::process::Child {
     let profile = tempfile::Builder::new()
         .prefix("chromium-")
         .tempdir_in(fx.dir.path())
         .unwrap()
         .keep();
-    let cfg = json!({
+    let mut cfg = json!({
         "url": page_url,
         "user_data_dir": profile,
         "video": fx.video,
@@ -79,6 +90,9 @@ fn spawn_guest(
         "actions": actions,
         "chromium": CHROMIUM,
     });
+    if let (Some(cfg), Some(extra)) = (cfg.as_object_mut(), extra.as_object()) {
+        cfg.extend(extra.clone());
+    }
     tokio::process::Command::new("node")
         .arg(browser_dir().join("guest.mjs"))
         .arg(cfg.to_string())
@@ -510,5 +524,37 @@ async fn a_vp8_only_guest_gets_audio_and_chat_with_video_rejected_and_is_told() 
         au.packets_received,
         audio_in["packets_received"],
     );
+    let _ = srv.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_on_the_https_page_calls_a_headless_peer_on_the_plain_listener() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(15);
+    let (cert, key) = support::self_signed(fx.dir.path());
+    let srv = support::server_with(|c| {
+        c.tls = Some(confab::signaling::TlsConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert: cert.clone(),
+            key,
+        });
+    })
+    .await;
+    let secure = srv.tls_addr().expect("a TLS listener");
+    let peer = tokio::spawn(headless::run(hal(&srv.ws_url(), "tls", 14.0)));
+    // Chromium trusts exactly this certificate's key, nothing else.
+    let guest = spawn_guest_with(
+        &fx,
+        &format!("https://{secure}/?room=tls&name=tia&audio=raw"),
+        8.0,
+        json!([]),
+        json!({"trust_spki": support::spki_sha256_base64(&cert)}),
+    );
+    let g = guest_result(guest).await;
+    let report = peer.await.unwrap().unwrap();
+    assert_headless_got_guest(&report, "tia", 60, true);
+    let snap = &g["final"]["snapshot"];
+    assert_page_got_frames(snap, "hal", 60);
     let _ = srv.shutdown().await;
 }

@@ -1,13 +1,15 @@
 //! Signaling: protocol v1 (`protocol`), the server behind `confab serve`
 //! (`server`), the browser guest page it serves (`web`) and the client library
-//! every other part uses (`client`).
+//! every other part uses (`client`); `tls` serves all of it over HTTPS/WSS too.
 
 pub mod client;
 mod ice;
 pub mod protocol;
 pub mod server;
+mod tls;
 pub mod web;
 
 pub use client::{ClientEvent, ClientOptions, JoinParams, SignalingClient, SignalingError};
 pub use ice::{IceConfig, turn_credentials};
 pub use server::{Server, ServerConfig, ServerError};
+pub use tls::TlsConfig;

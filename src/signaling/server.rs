@@ -17,13 +17,14 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::ice::IceConfig;
 use super::protocol::{
     CallEndReason, ClientMessage, ErrorCode, LeaveReason, MediaState, Member, PROTOCOL_VERSION,
     ProtocolViolation, RoomInfo, ServerMessage, Welcome, validate_name, validate_room,
 };
+use super::tls::{self, TlsConfig, TlsListener};
 
 /// Prefix of the private rooms created for accepted calls; clients can't create them.
 pub const PRIVATE_ROOM_PREFIX: &str = "call:";
@@ -57,6 +58,8 @@ pub struct ServerConfig {
     pub heartbeat_timeout: Duration,
     pub ring_timeout: Duration,
     pub ice: IceConfig,
+    /// A second, TLS listener (HTTPS/WSS) with the same routes and the same rooms.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             heartbeat_timeout: Duration::from_secs(15),
             ring_timeout: Duration::from_secs(30),
             ice: IceConfig::default(),
+            tls: None,
         }
     }
 }
@@ -86,13 +90,16 @@ pub enum ServerError {
     },
     #[error("server stopped with an error: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// A running server; dropping it does not stop it, [`Server::shutdown`] does.
 pub struct Server {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     hub: Arc<Hub>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<watch::Sender<bool>>,
     task: tokio::task::JoinHandle<Result<(), std::io::Error>>,
 }
 
@@ -104,26 +111,50 @@ impl Server {
 
     /// Like [`Server::start`], merging extra routes (e.g. the web client).
     pub async fn start_with(config: ServerConfig, extra: Router) -> Result<Server, ServerError> {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let bind = |addr: SocketAddr| async move {
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })
+        };
+        // Certificate problems surface before anything listens.
+        let tls = match &config.tls {
+            Some(t) => Some((
+                t.listen,
+                tls::acceptor(&t.cert, &t.key).map_err(ServerError::Tls)?,
+            )),
+            None => None,
+        };
+        let listener = bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let secure = match tls {
+            Some((listen, acceptor)) => Some(TlsListener::new(bind(listen).await?, acceptor)?),
+            None => None,
+        };
+        let tls_addr = secure.as_ref().map(|l| l.addr());
         let hub = Hub::new(config);
         let app = router(hub.clone()).merge(extra);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let plain = axum::serve(listener, app.clone()).with_graceful_shutdown(until_stopped());
+        let task = match secure {
+            None => tokio::spawn(plain.into_future()),
+            Some(l) => {
+                let secure = axum::serve(l, app).with_graceful_shutdown(until_stopped());
+                tokio::spawn(async move {
+                    let (a, b) = tokio::join!(plain, secure);
+                    a.and(b)
                 })
-                .await
-        });
-        tracing::info!(%addr, "signaling server listening");
+            }
+        };
+        tracing::info!(%addr, tls = ?tls_addr, "signaling server listening");
         Ok(Server {
             addr,
+            tls_addr,
             hub,
             stop: Some(stop),
             task,
@@ -138,6 +169,11 @@ impl Server {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// The TLS listener's address, when there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
     pub fn metrics(&self) -> MetricsSnapshot {
         self.hub.metrics_snapshot()
     }
@@ -146,7 +182,7 @@ impl Server {
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         self.hub.kick_all();
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(true);
         }
         match (&mut self.task).await {
             Ok(r) => r.map_err(ServerError::Serve),

@@ -3,7 +3,8 @@
 // and prints one JSON line: what the page saw (window.confab.snapshot) and getStats.
 //
 // Usage: node guest.mjs '<json>' with
-//   {url, user_data_dir, video (y4m), audio (wav), seconds, actions: [{at, do, text?}]}
+//   {url, user_data_dir, video (y4m), audio (wav), seconds, actions: [{at, do, text?}],
+//    trust_spki? (base64 SHA-256 of a test certificate's key, for an https url)}
 // `at` is seconds after the page joined; `do` is mute | unmute | camera | screen | answer | decline | hangup | chat |
 // snapshot | close.
 //
@@ -31,6 +32,8 @@ const args = [
   `--use-file-for-fake-video-capture=${cfg.video}`,
   `--use-file-for-fake-audio-capture=${cfg.audio}`,
 ];
+// An HTTPS page with a test certificate: trust that key only.
+if (cfg.trust_spki) args.push(`--ignore-certificate-errors-spki-list=${cfg.trust_spki}`);
 
 const sleepUntil = (t) => new Promise((r) => setTimeout(r, Math.max(0, t - Date.now())));
 

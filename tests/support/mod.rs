@@ -130,3 +130,48 @@ fn rand_nonce() -> u64 {
 pub mod engine;
 pub mod files;
 pub mod pulse;
+
+/// A self-signed certificate for 127.0.0.1, made with openssl.
+pub fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=confab test"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        // An end-entity certificate (openssl's default CA:TRUE is refused as a server's).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success(), "openssl made a certificate");
+    (cert, key)
+}
+
+/// What Chromium's `--ignore-certificate-errors-spki-list` takes for this certificate:
+/// the base64 SHA-256 of its public key.
+pub fn spki_sha256_base64(cert: &std::path::Path) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(
+            "openssl x509 -in \"$1\" -pubkey -noout | openssl pkey -pubin -outform der \
+             | openssl dgst -sha256 -binary | openssl base64 -A",
+        )
+        .arg("sh")
+        .arg(cert)
+        .output()
+        .expect("openssl is installed");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

@@ -1,5 +1,6 @@
 //! The `confab` binary: command-line edge. Errors become `anyhow` only here.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -236,14 +237,21 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Serve(args)) => rt.block_on(async {
             let server = Server::start(args.config()?).await?;
-            println!("confab signaling server on {}", server.ws_url());
-            println!(
+            // A closed stdout (whoever started us stopped reading) must not stop the server.
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "confab signaling server on {}", server.ws_url());
+            let _ = writeln!(
+                out,
                 "browser guests: http://{}/?room=<room>",
                 server.local_addr()
             );
             if let Some(a) = server.tls_addr() {
-                println!("over TLS: wss://{a}/ws, browser guests: https://{a}/?room=<room>");
+                let _ = writeln!(
+                    out,
+                    "over TLS: wss://{a}/ws, browser guests: https://{a}/?room=<room>"
+                );
             }
+            let _ = out.flush();
             tokio::select! {
                 r = server.wait() => r.context("server failed"),
                 _ = tokio::signal::ctrl_c() => Ok(()),

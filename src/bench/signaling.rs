@@ -387,6 +387,8 @@ async fn spawn_server(clients: usize) -> Result<(tokio::process::Child, String),
         .find(|w| w.starts_with("ws://"))
         .ok_or_else(|| BenchError::Server(format!("unexpected server output: {line}")))?
         .to_string();
+    // Keep reading what else it prints, so it never writes into a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok((child, url))
 }
 

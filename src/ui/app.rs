@@ -497,11 +497,17 @@ impl App {
                     if self.settings.server.trim().is_empty() {
                         ui.label("");
                         match &self.embedded {
-                            Some((_, lan)) => ui.label(format!(
-                                "Built-in server: others on your network join with {lan}, \
-                                 or from a browser: {}",
-                                guest_link(lan, &self.settings.room)
-                            )),
+                            Some((_, lan)) => ui
+                                .label(format!(
+                                    "Built-in server: others on your network join with {lan}, \
+                                     or from a browser: {}",
+                                    guest_link(lan, &self.settings.room)
+                                ))
+                                .on_hover_text(
+                                    "Browsers on other machines send camera and microphone \
+                                     only over HTTPS: for that, run `confab serve --tls-listen` \
+                                     with a certificate and use it as the server.",
+                                ),
                             None => ui.label("Built-in server starting…"),
                         };
                         ui.end_row();

@@ -90,7 +90,7 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RtpSender};
 
 use super::error::{PeerError, Result};
-use super::reorder::Reorder;
+use super::reorder::{self, Reorder};
 
 /// H.264 payload types: (profile-level-id, primary PT, RTX PT). Both Constrained Baseline
 /// spellings, because fmtp matching compares the profile bytes (see platform notes).
@@ -98,9 +98,8 @@ const H264_CODECS: [(&str, u8, u8); 2] = [("42e01f", 102, 103), ("42001f", 106, 
 const OPUS_PT: u8 = 111;
 /// Per remote track; ~3 s of 30 fps video or 10 s of 20 ms audio before we drop.
 const MEDIA_QUEUE: usize = 512;
-/// How long video packets behind a gap wait for the missing one (a NACK retransmission:
-/// detection within one NACK interval, plus a round trip) before the AU is given up.
-const REORDER_WAIT: Duration = Duration::from_millis(120);
+/// NACKs for missing packets go out this often; video behind a gap waits for the
+/// retransmission as long as the round trip allows (`reorder::wait_for`).
 const NACK_INTERVAL: Duration = Duration::from_millis(20);
 /// Do not flood the sender with PLIs while a burst of loss lasts.
 const AUTO_PLI_INTERVAL: Duration = Duration::from_millis(200);
@@ -421,6 +420,12 @@ struct RemoteEntry {
 }
 
 impl Shared {
+    /// The longest round trip the remote's reports show for our streams (None before any).
+    fn rtt(&self) -> Option<Duration> {
+        let feedback = self.feedback.lock().unwrap_or_else(|e| e.into_inner());
+        feedback.values().filter_map(|f| f.rtt).max()
+    }
+
     fn emit(&self, event: PeerEvent) {
         // The receiver may be gone during teardown; nothing to do then.
         let _ = self.events.send(event);
@@ -709,9 +714,15 @@ impl AuAssembler {
 impl RemoteReader {
     async fn run(self) {
         let mut au = AuAssembler::default();
-        let mut reorder = Reorder::new(REORDER_WAIT);
+        let mut reorder = Reorder::new(reorder::DEFAULT_WAIT);
         let mut last_pli: Option<Instant> = None;
+        let mut wait_set = Instant::now();
         loop {
+            // The round trip changes slowly: look again once a second.
+            if wait_set.elapsed() >= Duration::from_secs(1) {
+                wait_set = Instant::now();
+                reorder.set_wait(reorder::wait_for(self.shared.rtt(), NACK_INTERVAL));
+            }
             let deadline = reorder.deadline();
             let event = tokio::select! {
                 e = self.track.poll() => e,
@@ -1010,8 +1021,8 @@ fn opus_codec() -> RTCRtpCodec {
 }
 
 /// webrtc-rs's default chain (NACK generator and responder, RR/SR, TWCC receiver), with
-/// NACKs sent every 20 ms instead of 100 so a retransmission lands well inside
-/// [`REORDER_WAIT`], plus send-side congestion control: GCC fed by the remote's
+/// NACKs sent every 20 ms instead of 100 so a retransmission lands well inside the
+/// reorder wait, plus send-side congestion control: GCC fed by the remote's
 /// transport-wide feedback. No pacer: 0.21's paces at exactly the estimate in one-packet
 /// bursts, which would spread a keyframe over hundreds of milliseconds.
 fn interceptors(me: &mut MediaEngine, config: &PeerConfig) -> Result<Registry> {
@@ -1030,7 +1041,7 @@ fn interceptors(me: &mut MediaEngine, config: &PeerConfig) -> Result<Registry> {
             Slot::NackGenerator,
             NackGeneratorBuilder::new()
                 .with_interval(NACK_INTERVAL)
-                // About REORDER_WAIT's worth of attempts, then the gap is given up anyway.
+                // A few attempts; the reorder wait gives up on the gap anyway.
                 .with_max_nacks_per_packet(5)
                 .build(),
         );

@@ -8,6 +8,18 @@ use std::time::{Duration, Instant};
 /// Packets held at most; past this the oldest gap is given up at once.
 const MAX_HELD: usize = 1024;
 
+/// The wait for a path: two NACK attempts (each up to one NACK interval to be sent, plus a
+/// round trip for the retransmission) and a margin; without an RTT yet, [`DEFAULT_WAIT`].
+/// Past half a second a keyframe is the better repair.
+pub(crate) fn wait_for(rtt: Option<Duration>, nack_interval: Duration) -> Duration {
+    rtt.map_or(DEFAULT_WAIT, |rtt| {
+        (2 * (nack_interval + rtt) + Duration::from_millis(20))
+            .clamp(Duration::from_millis(60), Duration::from_millis(500))
+    })
+}
+
+pub(crate) const DEFAULT_WAIT: Duration = Duration::from_millis(120);
+
 pub(crate) struct Reorder<T> {
     /// Next sequence number to release; `None` before the first packet.
     next: Option<u16>,
@@ -28,6 +40,11 @@ impl<T> Reorder<T> {
             late: 0,
             skipped: 0,
         }
+    }
+
+    /// How long packets behind a gap wait from now on.
+    pub fn set_wait(&mut self, wait: Duration) {
+        self.wait = wait;
     }
 
     /// Takes one packet; returns those now releasable, in order.
@@ -149,6 +166,42 @@ mod tests {
         assert!(r.push(11, "b", t + Duration::from_millis(120)).is_empty());
         assert_eq!(r.late(), 1);
         assert_eq!(seqs(r.push(14, "e", t + Duration::from_millis(121))), [14]);
+    }
+
+    #[test]
+    fn the_wait_follows_the_round_trip_within_bounds() {
+        let nack = Duration::from_millis(20);
+        assert_eq!(wait_for(None, nack), DEFAULT_WAIT);
+        assert_eq!(
+            wait_for(Some(Duration::from_millis(1)), nack),
+            Duration::from_millis(62)
+        );
+        assert_eq!(
+            wait_for(Some(Duration::from_millis(100)), nack),
+            Duration::from_millis(260)
+        );
+        assert_eq!(
+            wait_for(Some(Duration::ZERO), nack),
+            Duration::from_millis(60)
+        );
+        assert_eq!(
+            wait_for(Some(Duration::from_secs(2)), nack),
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn a_longer_wait_applies_to_gaps_from_then_on() {
+        let mut r = Reorder::new(WAIT);
+        let t = Instant::now();
+        r.push(1, "a", t);
+        r.push(3, "c", t);
+        r.set_wait(Duration::from_millis(300));
+        assert!(
+            r.expire(t + Duration::from_millis(200)).is_empty(),
+            "still waiting"
+        );
+        assert_eq!(seqs(r.expire(t + Duration::from_millis(300))), [3]);
     }
 
     #[test]

@@ -7,7 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use confab::signaling::{Server, ServerConfig, ServerError, TlsConfig};
+use confab::signaling::protocol::ServerMessage;
+use confab::signaling::{
+    ClientEvent, ClientOptions, JoinParams, Server, ServerConfig, ServerError, SignalingClient,
+    SignalingError, TlsConfig,
+};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::{Raw, STEP};
@@ -172,4 +176,50 @@ async fn a_missing_or_wrong_certificate_is_refused_with_the_file_named() {
     let (_, other_key) = support::self_signed(other.path());
     let m = refusal(&cert, &other_key).await;
     assert!(m.contains("cert.pem"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_library_joins_over_wss_only_when_it_trusts_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, cert) = tls_server(dir.path()).await;
+    let url = format!("wss://{}/ws", srv.tls_addr().unwrap());
+    let options = |ca_file| ClientOptions {
+        reconnect: false,
+        ca_file,
+        ..ClientOptions::default()
+    };
+    // Not trusted: refused, and the reason says why.
+    match SignalingClient::connect(&url, options(None)).await {
+        Err(SignalingError::Connect { reason, .. }) => {
+            assert!(reason.to_lowercase().contains("certificate"), "{reason}")
+        }
+        Err(e) => panic!("a connect error, not {e}"),
+        Ok(_) => panic!("connected to an untrusted server"),
+    }
+    // Trusted through the CA file: a room shared with a plain client.
+    let (client, mut events) = SignalingClient::connect(&url, options(Some(cert)))
+        .await
+        .expect("connects over wss");
+    let mut plain = Raw::joined(&srv, "r", "plain").await;
+    let welcome = client
+        .join(JoinParams {
+            room: "r".into(),
+            name: "secure".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(welcome.members[0].id, plain.id);
+    plain.expect("peer_joined").await;
+    plain.relay(&welcome.id, json!({"over": "wss"})).await;
+    loop {
+        let ev = tokio::time::timeout(STEP, events.recv())
+            .await
+            .expect("an event in time")
+            .expect("client alive");
+        if let ClientEvent::Message(ServerMessage::Relay { from, payload }) = ev {
+            assert_eq!((from, payload), (plain.id.clone(), json!({"over": "wss"})));
+            break;
+        }
+    }
 }

@@ -6,11 +6,17 @@
 //! [`ClientEvent::Reconnected`] with the new welcome (the member id changes).
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_rustls::rustls;
+use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::protocol::{
@@ -48,6 +54,9 @@ pub struct ClientOptions {
     pub backoff_max: Duration,
     /// How long to wait for an answer (welcome, room list).
     pub request_timeout: Duration,
+    /// Extra certificates (PEM) to trust for `wss://` besides the public roots: a private
+    /// CA or a self-signed server. Defaults to `$CONFAB_CA_FILE`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ClientOptions {
@@ -57,6 +66,7 @@ impl Default for ClientOptions {
             backoff_min: Duration::from_millis(250),
             backoff_max: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
+            ca_file: std::env::var_os("CONFAB_CA_FILE").map(PathBuf::from),
         }
     }
 }
@@ -106,7 +116,7 @@ impl SignalingClient {
         url: &str,
         options: ClientOptions,
     ) -> Result<(SignalingClient, mpsc::UnboundedReceiver<ClientEvent>), SignalingError> {
-        let ws = open(url).await?;
+        let ws = open(url, options.ca_file.as_deref()).await?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let timeout = options.request_timeout;
@@ -182,15 +192,42 @@ impl SignalingClient {
     }
 }
 
-async fn open(url: &str) -> Result<Ws, SignalingError> {
-    let (ws, _) =
-        tokio_tungstenite::connect_async(url)
-            .await
-            .map_err(|e| SignalingError::Connect {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?;
+async fn open(url: &str, ca_file: Option<&Path>) -> Result<Ws, SignalingError> {
+    let failed = |reason: String| SignalingError::Connect {
+        url: url.to_string(),
+        reason,
+    };
+    let connector = if url.starts_with("wss://") {
+        Some(Connector::Rustls(tls_config(ca_file).map_err(failed)?))
+    } else {
+        None
+    };
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
     Ok(ws)
+}
+
+/// Public web roots, plus `ca_file`'s certificates.
+fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(format!("CA file {}: no usable certificate", path.display()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 struct Task {
@@ -238,7 +275,7 @@ impl Task {
                             return;
                         }
                         backoff = (backoff * 2).min(self.options.backoff_max);
-                        match open(&self.url).await {
+                        match open(&self.url, self.options.ca_file.as_deref()).await {
                             Ok(ws) => break ws,
                             Err(e) => reason = e.to_string(),
                         }

@@ -650,64 +650,85 @@ async fn list_rooms(server: &str) -> Result<Vec<RoomInfo>, String> {
     rooms
 }
 
-/// Feeds the lobby's self-preview from a source on its own thread.
-fn run_preview(mut source: Box<dyn VideoSource>, frames: Arc<VideoFrames>) -> Arc<AtomicBool> {
+/// Runs `step` on a named thread until it returns false or the returned flag is set,
+/// then `finish`. The lobby's previews and the ring are such loops.
+fn run_until_stopped(
+    name: &str,
+    mut step: impl FnMut() -> bool + Send + 'static,
+    finish: impl FnOnce() + Send + 'static,
+) -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
-    let _ = std::thread::Builder::new()
-        .name("preview".into())
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
         .spawn(move || {
-            while !stopped.load(Ordering::Relaxed) {
-                match source.next_frame() {
-                    Ok(f) => frames.store(SELF_ID, call::CAMERA_TRACK, &f),
-                    Err(_) => break,
-                }
-            }
+            while !stopped.load(Ordering::Relaxed) && step() {}
+            finish();
         });
+    if let Err(e) = spawned {
+        tracing::warn!("no {name} thread: {e}");
+    }
     stop
 }
 
-/// Measures a microphone for the lobby's level meter on its own thread.
+/// Feeds the lobby's self-preview from a source.
+fn run_preview(mut source: Box<dyn VideoSource>, frames: Arc<VideoFrames>) -> Arc<AtomicBool> {
+    run_until_stopped(
+        "preview",
+        move || match source.next_frame() {
+            Ok(f) => {
+                frames.store(SELF_ID, call::CAMERA_TRACK, &f);
+                true
+            }
+            Err(_) => false,
+        },
+        || {},
+    )
+}
+
+/// Measures a microphone for the lobby's level meter.
 fn run_mic_meter(
     mut source: Box<dyn AudioSource>,
     frames: Arc<VideoFrames>,
     ctx: egui::Context,
 ) -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopped = stop.clone();
-    let _ = std::thread::Builder::new()
-        .name("mic-meter".into())
-        .spawn(move || {
-            let mut n = 0u64;
-            while !stopped.load(Ordering::Relaxed) {
-                let Ok(f) = source.next_frame() else { break };
-                frames.set_level(SELF_ID, Some(level_dbfs(&f.samples)));
-                n += 1;
-                // About 16 redraws a second is smooth enough for a meter.
-                if n.is_multiple_of(3) {
-                    ctx.request_repaint();
-                }
+    let (meter, meter_ctx) = (frames.clone(), ctx.clone());
+    let mut n = 0u64;
+    run_until_stopped(
+        "mic-meter",
+        move || {
+            let Ok(f) = source.next_frame() else {
+                return false;
+            };
+            meter.set_level(SELF_ID, Some(level_dbfs(&f.samples)));
+            n += 1;
+            // About 16 redraws a second is smooth enough for a meter.
+            if n.is_multiple_of(3) {
+                meter_ctx.request_repaint();
             }
+            true
+        },
+        move || {
             frames.set_level(SELF_ID, None);
             ctx.request_repaint();
-        });
-    stop
+        },
+    )
 }
 
 /// Plays the ring tone on the speaker until stopped.
 fn run_ringer(frames: Arc<VideoFrames>) -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopped = stop.clone();
-    let _ = std::thread::Builder::new()
-        .name("ring".into())
-        .spawn(move || {
-            let mut ring = RingTone::new();
-            while !stopped.load(Ordering::Relaxed) {
-                let Ok(f) = ring.next_frame() else { break };
+    let mut ring = RingTone::new();
+    run_until_stopped(
+        "ring",
+        move || match ring.next_frame() {
+            Ok(f) => {
                 frames.play_sound(RING_STREAM, &f.samples);
+                true
             }
-        });
-    stop
+            Err(_) => false,
+        },
+        || {},
+    )
 }
 
 /// Listens on every interface (so LAN neighbours can join) on the first free port

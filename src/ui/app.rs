@@ -617,57 +617,50 @@ impl App {
 
     /// Microphone choices; "no microphone" only before joining (in a call, mute instead).
     fn microphone_picker(&mut self, ui: &mut egui::Ui, with_none: bool) -> egui::Response {
-        let none = with_none.then_some(AudioChoice::None);
-        let choices: Vec<AudioChoice> = none
+        let choices = with_none
+            .then_some(AudioChoice::None)
             .into_iter()
             .chain([AudioChoice::TestTone])
-            .chain(self.microphones.clone())
-            .collect();
-        egui::ComboBox::from_id_salt(("microphone", with_none))
-            .selected_text(self.microphone.label())
-            .show_ui(ui, |ui| {
-                for c in choices {
-                    let label = c.label();
-                    ui.selectable_value(&mut self.microphone, c, label);
-                }
-            })
-            .response
+            .chain(self.microphones.clone());
+        choice_combo(
+            ui,
+            ("microphone", with_none),
+            None,
+            &mut self.microphone,
+            choices,
+            AudioChoice::label,
+        )
     }
 
     fn camera_picker(&mut self, ui: &mut egui::Ui, with_none: bool) -> egui::Response {
-        let none = with_none.then_some(VideoChoice::None);
-        let choices: Vec<VideoChoice> = none
+        let choices = with_none
+            .then_some(VideoChoice::None)
             .into_iter()
             .chain([VideoChoice::TestPattern])
-            .chain(self.cameras.clone())
-            .collect();
-        egui::ComboBox::from_id_salt(("camera", with_none))
-            .selected_text(self.camera.label())
-            .width(260.0)
-            .show_ui(ui, |ui| {
-                for c in choices {
-                    let label = c.label();
-                    ui.selectable_value(&mut self.camera, c, label);
-                }
-            })
-            .response
+            .chain(self.cameras.clone());
+        choice_combo(
+            ui,
+            ("camera", with_none),
+            Some(260.0),
+            &mut self.camera,
+            choices,
+            VideoChoice::label,
+        )
     }
 
     fn speaker_picker(&mut self, ui: &mut egui::Ui) -> egui::Response {
         let before = self.speaker.clone();
-        let choices: Vec<SpeakerChoice> = [SpeakerChoice::Default]
+        let choices = [SpeakerChoice::Default]
             .into_iter()
-            .chain(self.speakers.clone())
-            .collect();
-        let r = egui::ComboBox::from_id_salt("speaker")
-            .selected_text(self.speaker.label())
-            .show_ui(ui, |ui| {
-                for c in choices {
-                    let label = c.label();
-                    ui.selectable_value(&mut self.speaker, c, label);
-                }
-            })
-            .response;
+            .chain(self.speakers.clone());
+        let r = choice_combo(
+            ui,
+            "speaker",
+            None,
+            &mut self.speaker,
+            choices,
+            SpeakerChoice::label,
+        );
         if self.speaker != before {
             if self.screen == Screen::Call {
                 self.send(UiCommand::SwitchSpeaker(self.speaker.clone()));
@@ -1134,6 +1127,29 @@ pub fn guest_link(ws_url: &str, room: &str) -> String {
     let base = base.strip_suffix("/ws").unwrap_or(&base);
     let room: String = url::form_urlencoded::byte_serialize(room.trim().as_bytes()).collect();
     format!("{base}/?room={room}")
+}
+
+/// A drop-down of `choices` showing `label`s, setting `selected`.
+fn choice_combo<T: Clone + PartialEq>(
+    ui: &mut egui::Ui,
+    id_salt: impl egui::AsIdSalt,
+    width: Option<f32>,
+    selected: &mut T,
+    choices: impl IntoIterator<Item = T>,
+    label: impl Fn(&T) -> String,
+) -> egui::Response {
+    let mut combo = egui::ComboBox::from_id_salt(id_salt).selected_text(label(selected));
+    if let Some(w) = width {
+        combo = combo.width(w);
+    }
+    combo
+        .show_ui(ui, |ui| {
+            for c in choices {
+                let text = label(&c);
+                ui.selectable_value(selected, c, text);
+            }
+        })
+        .response
 }
 
 /// Mute, camera-off and sharing marks after a name.

@@ -571,8 +571,7 @@ impl Engine {
                     c.replace_source(src);
                 } else {
                     self.camera = Some(self.start_video(CAMERA_TRACK, src).await);
-                    self.rates = None;
-                    self.apply_rates();
+                    self.reset_rates();
                 }
                 self.state.has_camera = true;
                 self.publish_state();
@@ -608,8 +607,7 @@ impl Engine {
                 }
                 self.state.screen_sharing = true;
                 self.publish_state();
-                self.rates = None;
-                self.apply_rates();
+                self.reset_rates();
             }
             Command::StopScreenShare => {
                 if let Some(cap) = self.screen.take() {
@@ -665,8 +663,7 @@ impl Engine {
             Command::SetVideoBitrate(bps) => {
                 // The new ceiling; the estimate may keep the encoders below it.
                 self.config.video.bitrate_bps = bps;
-                self.rates = None;
-                self.apply_rates();
+                self.reset_rates();
             }
             Command::SetVideoFps(fps) => {
                 for c in [&self.camera, &self.screen].into_iter().flatten() {
@@ -989,6 +986,13 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Sets every encoder afresh: a new one starts at the configured bitrate, and a new
+    /// ceiling changes what the estimate allows.
+    fn reset_rates(&mut self) {
+        self.rates = None;
+        self.apply_rates();
     }
 
     /// Sets the encoders from the slowest peer's bandwidth estimate.

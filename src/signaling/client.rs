@@ -7,15 +7,11 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_rustls::rustls;
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -198,7 +194,9 @@ async fn open(url: &str, ca_file: Option<&Path>) -> Result<Ws, SignalingError> {
         reason,
     };
     let connector = if url.starts_with("wss://") {
-        Some(Connector::Rustls(tls_config(ca_file).map_err(failed)?))
+        Some(Connector::Rustls(
+            super::tls::client_config(ca_file).map_err(failed)?,
+        ))
     } else {
         None
     };
@@ -206,28 +204,6 @@ async fn open(url: &str, ca_file: Option<&Path>) -> Result<Ws, SignalingError> {
         .await
         .map_err(|e| failed(e.to_string()))?;
     Ok(ws)
-}
-
-/// Public web roots, plus `ca_file`'s certificates.
-fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("CA file {}: {e}", path.display()))?;
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
-            return Err(format!("CA file {}: no usable certificate", path.display()));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 struct Task {

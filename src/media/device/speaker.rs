@@ -58,13 +58,21 @@ impl PeerBuffer {
     fn cut(&mut self, n: usize) {
         let n = n.min(self.queue.len());
         let fade = CROSSFADE.min(self.queue.len() - n);
-        let dropped_head: Vec<f32> = self.queue.iter().take(fade).copied().collect();
+        // On the stack: this runs inside the device callback.
+        let mut head = [0.0f32; CROSSFADE];
+        for (h, s) in head.iter_mut().zip(self.queue.iter().take(fade)) {
+            *h = *s;
+        }
         self.queue.drain(..n);
-        for (i, old) in dropped_head.into_iter().enumerate() {
+        for (i, old) in head[..fade].iter().enumerate() {
             let t = (i + 1) as f32 / (fade + 1) as f32;
             self.queue[i] = old * (1.0 - t) + self.queue[i] * t;
         }
         self.dropped += n as u64;
+        self.restart_window();
+    }
+
+    fn restart_window(&mut self) {
         self.low_water = None;
         self.window = 0;
     }
@@ -76,8 +84,7 @@ impl PeerBuffer {
         self.window += 1;
         if self.window >= WINDOW_BLOCKS {
             let low = self.low_water.unwrap_or(0);
-            self.low_water = None;
-            self.window = 0;
+            self.restart_window();
             if low > TARGET + SLACK {
                 self.cut(low - TARGET);
             }
@@ -99,8 +106,7 @@ impl PeerBuffer {
             if n < mix.len() {
                 self.playing = false;
                 self.underruns += 1;
-                self.low_water = None;
-                self.window = 0;
+                self.restart_window();
             } else {
                 self.track_depth();
             }

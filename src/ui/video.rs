@@ -97,32 +97,27 @@ impl VideoFrames {
 
     /// Why the speaker stopped playing, if it did.
     pub fn speaker_error(&self) -> Option<String> {
-        let s = self.speaker.lock().unwrap_or_else(|e| e.into_inner());
-        s.as_ref().and_then(|s| s.error()).map(|e| e.to_string())
+        self.with_speaker(|s| s.error().map(|e| e.to_string()))
+            .flatten()
+    }
+
+    /// Runs `f` on the speaker, if there is one.
+    fn with_speaker<R>(&self, f: impl FnOnce(&Speaker) -> R) -> Option<R> {
+        self.speaker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(f)
     }
 
     /// Plays locally made sound (the ring) on the speaker, mixed with the call.
     pub fn play_sound(&self, stream: &str, pcm: &[f32]) {
-        if let Some(s) = self
-            .speaker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            s.push(stream, pcm, now_us());
-        }
+        self.with_speaker(|s| s.push(stream, pcm, now_us()));
     }
 
     /// Cuts a local sound off at once.
     pub fn stop_sound(&self, stream: &str) {
-        if let Some(s) = self
-            .speaker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            s.remove_peer(stream);
-        }
+        self.with_speaker(|s| s.remove_peer(stream));
     }
 
     /// Sets (or clears) a level directly: the lobby's microphone meter uses [`SELF_ID`].
@@ -161,14 +156,7 @@ impl MediaSink for VideoFrames {
     }
 
     fn audio(&self, peer: &str, _track: &str, pcm: &[f32], info: &AudioInfo) {
-        if let Some(s) = self
-            .speaker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            s.push(peer, pcm, info.arrival_us);
-        }
+        self.with_speaker(|s| s.push(peer, pcm, info.arrival_us));
         self.set_level(peer, Some(level_dbfs(pcm)));
     }
 

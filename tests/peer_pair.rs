@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use confab::call::peer::{ConnectionState, MediaKind, Peer, PeerConfig, PeerEvent, RemoteMedia};
 use harness::{
-    LinkOptions, Loss, STEP, Side, connected_pair, pair, settle, synthetic_au, synthetic_opus,
+    LinkOptions, Loss, STEP, Side, assert_no_errors, connected_pair, pair, settle, synthetic_au,
+    synthetic_opus,
 };
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -159,12 +160,7 @@ async fn connects_both_ways_and_delivers_h264_access_units_and_opus_intact() {
         .find(|t| t.track_id == "b-cam")
         .expect("inbound b-cam");
     assert!(inbound.packets_received >= 90);
-    assert!(
-        a.errors().is_empty() && b.errors().is_empty(),
-        "{:?} {:?}",
-        a.errors(),
-        b.errors()
-    );
+    assert_no_errors(&a, &b);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,12 +252,7 @@ async fn a_second_video_track_renegotiates_and_its_removal_ends_it_remotely() {
             .zip(5..10)
             .all(|((d, c), i)| *c && *d == synthetic_au(i, 30))
     );
-    assert!(
-        a.errors().is_empty() && b.errors().is_empty(),
-        "{:?} {:?}",
-        a.errors(),
-        b.errors()
-    );
+    assert_no_errors(&a, &b);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,12 +287,7 @@ async fn glare_both_sides_add_a_track_at_once_and_both_tracks_arrive() {
     tokio::join!(send_video(&va, 0..10), send_video(&vb, 0..10));
     expect_video(&mut b, "a-glare", 0..10).await;
     expect_video(&mut a, "b-glare", 0..10).await;
-    assert!(
-        a.errors().is_empty() && b.errors().is_empty(),
-        "{:?} {:?}",
-        a.errors(),
-        b.errors()
-    );
+    assert_no_errors(&a, &b);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -308,6 +308,16 @@ pub async fn connected_pair(opts: LinkOptions) -> (Side, Side, Duration) {
     (a, b, took)
 }
 
+/// Neither side's driver reported an error.
+pub fn assert_no_errors(a: &Side, b: &Side) {
+    assert!(
+        a.errors().is_empty() && b.errors().is_empty(),
+        "{:?} {:?}",
+        a.errors(),
+        b.errors()
+    );
+}
+
 /// A synthetic but well-formed Annex-B access unit: SPS+PPS+IDR every `gop` frames, else one
 /// non-IDR slice. Payload bytes are never zero, so no start code can appear inside a NAL.
 pub fn synthetic_au(index: usize, gop: usize) -> Vec<u8> {

@@ -5,11 +5,21 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run loopback serve test build deps test-deps bench lint
+.PHONY: run display loopback serve test build deps test-deps bench lint
 
 # What building and running the app needs.
 deps:
 	@.ci/deps.sh build run
+
+display:
+	@if [ -z "$${DISPLAY:-}" ] && [ -z "$${WAYLAND_DISPLAY:-}" ]; then \
+	  echo "make run: no display (neither DISPLAY nor WAYLAND_DISPLAY is set), so the app's window"; \
+	  echo "cannot open. Run it from a desktop session or with 'ssh -X'. Without a display:"; \
+	  echo "  make loopback   a whole call on this machine, no window, no devices"; \
+	  echo "  make serve      the signaling server (and the browser guest page) on port 8787"; \
+	  echo "  cargo run --release -- headless --help   a peer without a window"; \
+	  exit 1; \
+	fi
 
 # What the tests need besides: loopback namespace, Xvfb and screenshots, a virtual
 # sound card, Chromium with playwright-core.
@@ -21,7 +31,8 @@ build: deps
 	$(CARGO) build --release --locked
 
 # The desktop app (pass e.g. ARGS="--server ws://host:8787/ws --room team").
-run: deps
+# The display is checked first: the release build takes minutes.
+run: display deps
 	$(CARGO) run --release --locked -- $(ARGS)
 
 # A whole call on this machine, no window, no devices.
@@ -32,14 +43,13 @@ serve: deps
 	$(CARGO) run --release --locked -- serve $(ARGS)
 
 # Builds with the network (crates, Chromium, playwright-core for the browser-guest
-# tests), then runs every test in a namespace that only has loopback.
+# tests), then runs every test target, even after a failure, in a namespace that only
+# has loopback; the summary counts failed tests and targets that never reported.
+TEST_LOG ?= /tmp/confab-test.log
 test: test-deps
 	$(CARGO) build --tests --locked
-	.ci/netns $(CARGO) test --offline --locked -- --color never 2>&1 | tee /tmp/confab-test.log; \
-	  status=$${PIPESTATUS[0]}; \
-	  echo "== cargo test summary =="; grep -E '^test result:' /tmp/confab-test.log || true; \
-	  awk '/^test result:/ {p += $$4; f += $$6} END {print "total: " p " passed, " f " failed"}' /tmp/confab-test.log; \
-	  exit $$status
+	.ci/netns $(CARGO) test --no-fail-fast --offline --locked -- --color never 2>&1 | tee $(TEST_LOG); \
+	  .ci/test-summary $(TEST_LOG) $${PIPESTATUS[0]}
 
 bench: deps
 	$(CARGO) build --release --locked

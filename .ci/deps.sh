@@ -34,11 +34,38 @@ done
 if [[ " ${want[*]} " == *" nodejs "* ]] && ! command -v npm >/dev/null; then
   missing+=(npm)
 fi
-[ ${#missing[@]} -eq 0 ] && exit 0
 
+# playwright-core (tests/browser) is pinned to a release that runs on Debian 12's Node.js 18.
+check_node() {
+  [[ " ${want[*]} " == *" nodejs "* ]] || return 0
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  if [ "$major" -lt 18 ]; then
+    echo "deps.sh: the browser tests need Node.js 18 or newer; 'node' is $(node --version 2>/dev/null || echo missing)" >&2
+    exit 1
+  fi
+}
+if [ ${#missing[@]} -eq 0 ]; then
+  check_node
+  exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+  sudo=()
+elif command -v sudo >/dev/null; then
+  sudo=(sudo)
+else
+  cat >&2 <<MSG
+deps.sh: these Debian packages are missing: ${missing[*]}
+You are not root and sudo is not installed, so they cannot be installed from here.
+Either run, as root (su -):
+    apt-get update && apt-get install -y --no-install-recommends ${missing[*]}
+or install sudo and add yourself to the sudo group (as root: apt-get install sudo &&
+adduser $(id -un) sudo, then log in again), then run make again.
+MSG
+  exit 1
+fi
 echo "Installing missing Debian packages: ${missing[*]}"
-sudo=()
-[ "$(id -u)" -eq 0 ] || sudo=(sudo)
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
@@ -46,3 +73,4 @@ export DEBIAN_FRONTEND=noninteractive
 if [[ " ${missing[*]} " == *" nasm "* ]] && command -v cargo >/dev/null; then
   cargo clean -p openh264-sys2 >/dev/null 2>&1 || true
 fi
+check_node

@@ -7,3 +7,5 @@ pub mod headless;
 pub mod media;
 pub mod signaling;
 pub mod ui;
+
+mod sync;

@@ -369,7 +369,7 @@ async fn closing_one_side_ends_its_remote_tracks_and_is_seen_by_the_other() {
     );
     assert!(matches!(
         a.peer.send_data("late").await,
-        Err(confab::call::PeerError::Closed)
+        Err(confab::call::CallError::Closed)
     ));
 
     // The remote only learns from silence (ICE consent, ~5 s by default).

@@ -102,13 +102,13 @@ fn joining_from_the_lobby_sends_the_form_to_the_engine() {
         ),
         "{cmds:?}"
     );
-    assert_eq!(h.state().screen, Screen::Joining);
+    assert_eq!(h.state().model.screen, Screen::Joining);
     // A refused join brings the lobby back with the reason shown.
     rig.events
         .send(UiEvent::JoinFailed("wrong_password: nope".into()))
         .unwrap();
     h.run();
-    assert_eq!(h.state().screen, Screen::Lobby);
+    assert_eq!(h.state().model.screen, Screen::Lobby);
     h.get_by_label_contains("wrong_password");
 }
 
@@ -118,7 +118,7 @@ fn the_call_view_toggles_send_commands_and_draw_the_peer_state() {
     in_call(&rig);
     let mut h = harness(app);
     h.run();
-    assert_eq!(h.state().screen, Screen::Call);
+    assert_eq!(h.state().model.screen, Screen::Call);
     h.get_by_label("Mute").click();
     h.run();
     h.get_by_label("Stop camera").click();
@@ -194,7 +194,7 @@ fn chat_counts_unread_messages_and_sends_what_is_typed() {
     h.get_by_label("Chat (1)").click();
     h.run();
     h.get_by_label("Bob: hi");
-    h.state_mut().chat_draft = "hello Bob".into();
+    h.state_mut().model.chat_draft = "hello Bob".into();
     h.run();
     let send = h.get_by_label("Send").rect();
     assert!(
@@ -248,13 +248,16 @@ fn devices_found_on_the_machine_are_offered_beside_the_synthetic_ones() {
     h.get_by_label("Test pattern (synthetic, not a camera)");
     h.get_by_label("USB Cam").click();
     h.run();
-    assert_eq!(h.state().camera, VideoChoice::Camera(0, "USB Cam".into()));
+    assert_eq!(
+        h.state().model.camera,
+        VideoChoice::Camera(0, "USB Cam".into())
+    );
     // Choosing a camera starts its preview; joining sends the choice and remembers it.
     assert_eq!(sent(&mut rig), ["Preview(Camera(0, \"USB Cam\"))"]);
     h.get_by_label("Join").click();
     h.run_steps(3);
     assert!(sent(&mut rig)[0].contains("camera: Camera(0, \"USB Cam\")"));
-    assert_eq!(h.state().settings.camera, "camera:0");
+    assert_eq!(h.state().model.settings.camera, "camera:0");
 }
 
 #[test]
@@ -335,7 +338,7 @@ fn devices_switch_mid_call_and_echo_cancellation_toggles() {
             "SetEchoCancellation(false)",
         ]
     );
-    let s = &h.state().settings;
+    let s = &h.state().model.settings;
     assert_eq!(
         (
             s.camera.as_str(),

@@ -2,9 +2,14 @@
 
 use thiserror::Error;
 
-/// Errors from the call transport (`peer`) and negotiation layers.
+/// Everything that can go wrong in a call: signaling, the peer connections and their
+/// negotiation.
 #[derive(Debug, Error)]
-pub enum PeerError {
+#[non_exhaustive]
+pub enum CallError {
+    /// The signaling server could not be reached or refused us.
+    #[error("signaling: {0}")]
+    Signaling(#[from] crate::signaling::SignalingError),
     /// An error reported by webrtc-rs (`webrtc`/`rtc` share one error type).
     #[error("webrtc: {0}")]
     WebRtc(#[from] webrtc::error::Error),
@@ -31,8 +36,5 @@ pub enum PeerError {
     Negotiation(String),
 }
 
-/// Alias used throughout `call`.
-pub type CallError = PeerError;
-
 /// Result alias for `call`.
-pub type Result<T, E = PeerError> = std::result::Result<T, E>;
+pub type Result<T, E = CallError> = std::result::Result<T, E>;

@@ -1,26 +1,33 @@
-//! The call engine: `session` (commands in, events out), `peer` (one WebRTC
-//! connection per member), `negotiation` (perfect negotiation), `pipeline`
-//! (capture/encode and decode stages around the network), `stats`.
+//! The call engine. `session` takes commands and reports events; it keeps one `peer`
+//! (a WebRTC connection) per member, negotiated by `negotiation`. The media path runs
+//! through one file per stage: `encode` (a thread per local source) -> `send` (fan-out to
+//! every peer's track) -> network (`peer`) -> `peer/receive` with `reorder` ->
+//! `peer/assemble` (depacketize) -> `decode` (a thread per remote track) -> `sink`.
+//! `rate` sets the encoders from the bandwidth estimates, `stats` reports.
 
+mod decode;
+mod encode;
 pub mod error;
 pub mod negotiation;
 pub mod peer;
-mod pipeline;
 mod rate;
 mod reorder;
+mod send;
 mod session;
+mod sink;
 mod stats;
 
-pub use error::{CallError, PeerError};
+pub use encode::VideoEncoding;
+pub use error::CallError;
 pub use negotiation::{NegotiationStats, Negotiator, SdpEndpoint, Signal};
 pub use peer::{
     AudioTrackSender, ConnectionState, IceCandidate, IceServerConfig, LocalTrack, MediaKind, Peer,
     PeerConfig, PeerEvent, PeerStats, RemoteMedia, SdpType, SessionDescription, TrackStats,
     VideoTrackSender,
 };
-pub use pipeline::{AudioInfo, FrameInfo, MediaSink, NullSink, VideoEncoding};
 pub use session::{
-    CAMERA_TRACK, CallConfig, CallHandle, Command, DataMessage, EngineError, Event, LocalMedia,
-    MIC_TRACK, SCREEN_TRACK, start,
+    CAMERA_TRACK, CallConfig, CallHandle, Command, DataMessage, Event, LocalMedia, MIC_TRACK,
+    SCREEN_TRACK, start,
 };
+pub use sink::{AudioInfo, FrameInfo, MediaSink, NullSink};
 pub use stats::{PeerCallStats, SentTotals};

@@ -14,7 +14,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::error::{PeerError, Result};
+use super::error::{CallError, Result};
 use super::peer::{IceCandidate, Peer, SdpType, SessionDescription, SignalingState};
 
 /// The opaque payload the signaling server relays between two members.
@@ -126,7 +126,7 @@ impl Negotiator {
         let result = async {
             let offer = endpoint.create_offer().await?;
             endpoint.set_local_description(&offer).await?;
-            Ok::<_, PeerError>(offer)
+            Ok::<_, CallError>(offer)
         }
         .await;
         self.making_offer = false;

@@ -1,6 +1,7 @@
 //! Per-peer call statistics, sampled every second from the media counters and
 //! the peer connection's own stats.
 
+use crate::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::decode::RecvCounters;
+use super::encode::SendCounters;
 use super::peer::{ConnectionState, MediaKind, PeerStats};
-use super::pipeline::{RecvCounters, SendCounters};
 
 /// One second of one peer, as the UI plots it and reports record it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -133,7 +135,7 @@ impl StatsTracker {
                         s.video_in_width = w;
                         s.video_in_height = c.height.load(Ordering::Relaxed) as u32;
                     }
-                    latencies.append(&mut c.latency_us.lock().unwrap_or_else(|e| e.into_inner()));
+                    latencies.append(&mut c.latency_us.locked());
                 }
                 MediaKind::Audio => {
                     t.audio_in_bytes += bytes;

@@ -1,6 +1,7 @@
 //! A media sink that checks what arrived: barcode ids and latency of every
 //! decoded frame, tone frequency, level and marker-click latency of the audio.
 
+use crate::sync::LockExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
@@ -105,7 +106,7 @@ pub struct Analyzer {
 
 impl Analyzer {
     fn with_peer<R>(&self, peer: &str, f: impl FnOnce(&mut PeerState) -> R) -> R {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut peers = self.peers.locked();
         f(peers.entry(peer.to_string()).or_default())
     }
 
@@ -136,7 +137,7 @@ impl Analyzer {
     }
 
     pub fn peers(&self) -> Vec<String> {
-        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let peers = self.peers.locked();
         peers.keys().cloned().collect()
     }
 }

@@ -25,7 +25,7 @@ pub enum HeadlessError {
     #[error(transparent)]
     Media(#[from] MediaError),
     #[error(transparent)]
-    Engine(#[from] call::EngineError),
+    Engine(#[from] call::CallError),
     #[error("writing the report: {0}")]
     Report(std::io::Error),
     #[error("the call engine stopped before the end")]

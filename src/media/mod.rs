@@ -13,8 +13,8 @@ mod source;
 pub use analysis::{ClickDetector, click_latency_us, dominant_frequency, level_dbfs};
 pub use barcode::Barcode;
 pub use codec::h264::{
-    EncodedFrame, EncoderSettings, H264Decoder, H264Encoder, NAL_IDR, NAL_PPS, NAL_SPS, nal_type,
-    split_annexb,
+    AccessUnit, EncoderSettings, H264Decoder, H264Encoder, NAL_IDR, NAL_PPS, NAL_SPS, is_keyframe,
+    nal_type, split_annexb,
 };
 pub use codec::opus::{OpusDecoder, OpusEncoder};
 pub use convert::{Packed, i420_to_rgba, packed_to_i420};

@@ -8,6 +8,13 @@ pub const MAX_NAME_CHARS: usize = 64;
 pub const MAX_ROOM_CHARS: usize = 64;
 pub const MAX_METADATA_BYTES: usize = 4096;
 pub const MAX_REASON_CHARS: usize = 256;
+/// Prefix of the private rooms created for accepted calls; clients can't create them.
+pub const PRIVATE_ROOM_PREFIX: &str = "call:";
+
+/// Whether a room is the private room of an accepted call.
+pub fn is_private_room(room: &str) -> bool {
+    room.starts_with(PRIVATE_ROOM_PREFIX)
+}
 
 /// Media state each member broadcasts (the per-user states of a call UI).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,24 +1,26 @@
-//! The desktop app (egui/eframe). `app` draws state and sends commands,
-//! `bridge` runs the engine on a tokio runtime, `video` turns decoded frames
-//! into textures off the UI thread, `settings` persists choices.
+//! The desktop app (egui/eframe). `model` holds the state and applies engine events
+//! (no egui), `app` and `views` (one file per view) draw it and send commands, `bridge`
+//! runs the engine on a tokio runtime, `video` turns decoded frames into textures off
+//! the UI thread, `settings` persists choices.
 
 mod app;
 mod bridge;
+mod model;
 mod settings;
 mod video;
+mod views;
 
 use std::sync::Arc;
 
-pub use app::{
-    App, CallModel, PeerView, SHORTCUT_CAMERA, SHORTCUT_HANGUP, SHORTCUT_MIC, SHORTCUT_SHARE,
-    Screen, guest_link,
-};
+pub use app::{App, SHORTCUT_CAMERA, SHORTCUT_HANGUP, SHORTCUT_MIC, SHORTCUT_SHARE};
 pub use bridge::{
     AudioChoice, DeviceList, JoinRequest, SpeakerChoice, UiCommand, UiEvent, VideoChoice,
     command_name,
 };
+pub use model::{CallModel, Model, PeerView, Screen};
 pub use settings::Settings;
 pub use video::{SELF_ID, VideoFrames};
+pub use views::widgets::guest_link;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UiError {
@@ -87,7 +89,7 @@ pub fn run(opts: DesktopOptions) -> Result<(), UiError> {
             if opts.join {
                 app = app.join_on_start();
                 if !embed {
-                    app.join();
+                    app.model.join();
                 }
             }
             Ok(Box::new(app))

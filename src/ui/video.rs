@@ -1,6 +1,7 @@
 //! The UI's media sink: decoded frames become RGBA images on the decode thread
 //! (SIMD conversion), the UI thread only uploads the newest one per tile.
 
+use crate::sync::LockExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -47,7 +48,7 @@ impl VideoFrames {
             Some(Arc::new(ColorImage::from_rgba_unmultiplied(size, rgba)))
         });
         let Some(image) = image else { return };
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slots = self.slots.locked();
         let slot = slots
             .entry((peer.to_string(), track.to_string()))
             .or_insert_with(|| Slot {
@@ -64,7 +65,7 @@ impl VideoFrames {
 
     /// Tiles whose frame changed since `seen`, with their new sequence numbers.
     pub fn changed(&self, seen: &HashMap<TileKey, u64>) -> Vec<(TileKey, Arc<ColorImage>, u64)> {
-        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slots = self.slots.locked();
         slots
             .iter()
             .filter(|(k, s)| seen.get(*k) != Some(&s.seq))
@@ -73,26 +74,19 @@ impl VideoFrames {
     }
 
     pub fn forget_peer(&self, peer: &str) {
-        self.slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(p, _), _| p != peer);
-        self.levels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(peer);
+        self.slots.locked().retain(|(p, _), _| p != peer);
+        self.levels.locked().remove(peer);
     }
 
     pub fn forget_tile(&self, peer: &str, track: &str) {
         self.slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .remove(&(peer.to_string(), track.to_string()));
     }
 
     /// Where remote audio plays from now on.
     pub fn set_speaker(&self, speaker: Option<Speaker>) {
-        *self.speaker.lock().unwrap_or_else(|e| e.into_inner()) = speaker;
+        *self.speaker.locked() = speaker;
     }
 
     /// Why the speaker stopped playing, if it did.
@@ -103,11 +97,7 @@ impl VideoFrames {
 
     /// Runs `f` on the speaker, if there is one.
     fn with_speaker<R>(&self, f: impl FnOnce(&Speaker) -> R) -> Option<R> {
-        self.speaker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(f)
+        self.speaker.locked().as_ref().map(f)
     }
 
     /// Plays locally made sound (the ring) on the speaker, mixed with the call.
@@ -122,7 +112,7 @@ impl VideoFrames {
 
     /// Sets (or clears) a level directly: the lobby's microphone meter uses [`SELF_ID`].
     pub fn set_level(&self, peer: &str, dbfs: Option<f32>) {
-        let mut levels = self.levels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut levels = self.levels.locked();
         match dbfs {
             Some(l) => smooth_into(levels.entry(peer.to_string()).or_insert(l), l),
             None => {
@@ -133,11 +123,7 @@ impl VideoFrames {
 
     /// Recent audio level of a member in dBFS.
     pub fn level(&self, peer: &str) -> Option<f32> {
-        self.levels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(peer)
-            .copied()
+        self.levels.locked().get(peer).copied()
     }
 }
 

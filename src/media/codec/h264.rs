@@ -33,8 +33,10 @@ pub struct EncoderSettings {
     pub keyframe_interval_frames: u32,
 }
 
+/// One encoded H.264 access unit, as the encoder made it (the network side carries it as
+/// `call::peer::RemoteAccessUnit`; a raw picture is a [`VideoFrame`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EncodedFrame {
+pub struct AccessUnit {
     /// One Annex-B access unit; an IDR always carries SPS and PPS in front.
     pub data: Vec<u8>,
     pub keyframe: bool,
@@ -68,7 +70,7 @@ impl H264Encoder {
     }
 
     /// Encodes one frame; `None` when rate control skipped it.
-    pub fn encode(&mut self, frame: &VideoFrame) -> Result<Option<EncodedFrame>, MediaError> {
+    pub fn encode(&mut self, frame: &VideoFrame) -> Result<Option<AccessUnit>, MediaError> {
         // The fields are public: re-check what openh264 will read through raw pointers.
         frame.validate()?;
         if (frame.width, frame.height) != (self.settings.width, self.settings.height) {
@@ -102,7 +104,7 @@ impl H264Encoder {
         if keyframe {
             self.idr_pending = false;
         }
-        Ok(Some(EncodedFrame {
+        Ok(Some(AccessUnit {
             data,
             keyframe,
             capture_us: frame.capture_us,
@@ -295,6 +297,11 @@ pub fn split_annexb(data: &[u8]) -> Vec<&[u8]> {
         }
     }
     out
+}
+
+/// Whether an Annex-B access unit holds an IDR picture (decoding can start there).
+pub fn is_keyframe(annexb: &[u8]) -> bool {
+    split_annexb(annexb).iter().any(|n| nal_type(n) == NAL_IDR)
 }
 
 /// The `nal_unit_type` of a NAL unit without start code.

@@ -1,6 +1,7 @@
 //! A cpal microphone as an [`AudioSource`]: native rate and channels in the device
 //! callback, downmix there, resample to 48 kHz and cut 20 ms frames in `next_frame`.
 
+use crate::sync::LockExt;
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc;
@@ -37,7 +38,7 @@ struct Ring {
 
 impl Ring {
     fn push(&self, mono: impl Iterator<Item = f32>) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.state.locked();
         s.samples.extend(mono);
         // A consumer that stalls loses the oldest audio, never grows the ring.
         let excess = s.samples.len().saturating_sub(self.capacity);
@@ -50,7 +51,7 @@ impl Ring {
     }
 
     fn fail(&self, msg: String) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).error = Some(msg);
+        self.state.locked().error = Some(msg);
         self.ready.notify_one();
     }
 }
@@ -201,7 +202,7 @@ impl AudioSource for MicrophoneSource {
     fn next_frame(&mut self) -> Result<AudioFrame, MediaError> {
         while self.pending.len() < AUDIO_FRAME_SAMPLES {
             let deadline = Instant::now() + STALL;
-            let mut s = self.ring.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut s = self.ring.state.locked();
             loop {
                 if let Some(e) = s.error.take() {
                     return Err(MediaError::Device(format!("{}: {e}", self.description)));

@@ -1,6 +1,7 @@
 //! Playback of every peer's decoded audio: a small jitter buffer per peer, mixed at
 //! 48 kHz in 10 ms blocks, fed to the echo canceller, resampled to the device rate.
 
+use crate::sync::LockExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc;
@@ -217,7 +218,7 @@ impl Speaker {
 
     /// Decoded 48 kHz mono audio of one peer, as it arrives.
     pub fn push(&self, peer: &str, pcm: &[f32], arrival_us: u64) {
-        let mut m = self.mixer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.mixer.locked();
         let now = now_us();
         m.peers.retain(|_, p| {
             !p.queue.is_empty() || now.saturating_sub(p.last_arrival_us) < FORGET_US
@@ -230,50 +231,43 @@ impl Speaker {
 
     /// Stops playing a peer at once (it left the call).
     pub fn remove_peer(&self, peer: &str) {
-        self.mixer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .peers
-            .remove(peer);
+        self.mixer.locked().peers.remove(peer);
     }
 
     /// Played level of each peer (linear RMS, 0..1, smoothed), e.g. for a speaking ring.
     pub fn levels(&self) -> Vec<(String, f32)> {
-        let m = self.mixer.lock().unwrap_or_else(|p| p.into_inner());
+        let m = self.mixer.locked();
         let mut v: Vec<_> = m.peers.iter().map(|(k, p)| (k.clone(), p.level)).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 
     pub fn level(&self, peer: &str) -> Option<f32> {
-        let m = self.mixer.lock().unwrap_or_else(|p| p.into_inner());
+        let m = self.mixer.locked();
         m.peers.get(peer).map(|p| p.level)
     }
 
     /// (underruns, samples dropped as too late) of one peer's jitter buffer.
     pub fn buffer_stats(&self, peer: &str) -> Option<(u64, u64)> {
-        let m = self.mixer.lock().unwrap_or_else(|p| p.into_inner());
+        let m = self.mixer.locked();
         m.peers.get(peer).map(|p| (p.underruns, p.dropped))
     }
 
     /// Feeds what is played to this echo canceller (the microphone's, cloned).
     pub fn set_echo_reference(&self, processor: Option<AudioProcessor>) {
-        self.mixer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .processor = processor;
+        self.mixer.locked().processor = processor;
     }
 
     /// The device error that stopped playback, if any.
     pub fn error(&self) -> Option<MediaError> {
-        let e = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        let e = self.error.locked();
         e.as_ref()
             .map(|e| MediaError::Device(format!("{}: {e}", self.description)))
     }
 
     /// Frames the device has taken so far (at [`Self::device_rate`]).
     pub fn played_frames(&self) -> u64 {
-        self.mixer.lock().unwrap_or_else(|p| p.into_inner()).played
+        self.mixer.locked().played
     }
 
     pub fn device_rate(&self) -> u32 {
@@ -351,7 +345,7 @@ where
     device.build_output_stream::<T, _, _>(
         config,
         move |data: &mut [T], _| {
-            let mut m = mixer.lock().unwrap_or_else(|p| p.into_inner());
+            let mut m = mixer.locked();
             let n = data.len() / channels;
             let mut frames = data.chunks_mut(channels);
             m.fill(n, |s| {
@@ -363,7 +357,7 @@ where
         move |e| {
             // An underrun is heard as a click; only a lost device ends playback.
             if ends_stream(&e) {
-                *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                *error.locked() = Some(e.to_string());
             } else {
                 log_passing_error("speaker", &e, &passing);
             }

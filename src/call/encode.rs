@@ -1,56 +1,21 @@
-//! The media stages around the network, each on its own thread so codec work
-//! never runs on tokio workers:
-//!
-//! send:    source -> (capture thread: encode) -> fan-out task -> each peer's track
-//! receive: peer track -> (decode thread: depacketized AU -> decoder) -> sink
+//! The encode stage: one thread per local source pulls frames (capture and conversion
+//! happen in the source), encodes them once for every peer (H.264 / Opus) and hands the
+//! units to the send stage. Codec work never runs on tokio workers.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use crate::media::{
-    AUDIO_FRAME_SAMPLES, AudioFrame, AudioSource, Barcode, EncoderSettings, H264Decoder,
-    H264Encoder, OpusDecoder, OpusEncoder, VideoFrame, VideoSource, barcode, nal_type, now_us,
-    split_annexb,
+    AUDIO_FRAME_SAMPLES, AudioFrame, AudioSource, EncoderSettings, H264Encoder, OpusEncoder,
+    VideoSource,
 };
 
-use super::peer::{AudioPacket, AudioTrackSender, Peer, RemoteMedia, VideoTrackSender};
-
-/// Where decoded media goes: the UI's textures and speaker, or a headless analyser.
-pub trait MediaSink: Send + Sync + 'static {
-    fn video(&self, peer: &str, track: &str, frame: &VideoFrame, info: &FrameInfo);
-    fn audio(&self, peer: &str, track: &str, pcm: &[f32], info: &AudioInfo);
-    /// A frame of our own, as captured (self-view). Called on the capture thread.
-    fn local_video(&self, _track: &str, _frame: &VideoFrame) {}
-}
-
-/// A sink that drops everything (a call with nobody watching).
-pub struct NullSink;
-
-impl MediaSink for NullSink {
-    fn video(&self, _: &str, _: &str, _: &VideoFrame, _: &FrameInfo) {}
-    fn audio(&self, _: &str, _: &str, _: &[f32], _: &AudioInfo) {}
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct FrameInfo {
-    /// Wall-clock time the frame left the decoder.
-    pub decoded_us: u64,
-    /// The synthetic source's barcode, when the picture carries one.
-    pub barcode: Option<Barcode>,
-    pub keyframe: bool,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct AudioInfo {
-    /// Wall-clock arrival of the packet (or of the gap, for concealment).
-    pub arrival_us: u64,
-    /// Synthesised by packet-loss concealment, not decoded from a packet.
-    pub concealed: bool,
-}
+use super::peer::{AudioTrackSender, VideoTrackSender};
+use super::send::{Fanout, spawn_fanout};
+use super::sink::MediaSink;
 
 /// Counters a send track shares with the stats task.
 #[derive(Debug, Default)]
@@ -72,52 +37,6 @@ impl SendCounters {
             return 0.0;
         }
         self.encode_us_total.load(Ordering::Relaxed) as f64 / frames as f64 / 1000.0
-    }
-}
-
-/// Counters a receive track shares with the stats task.
-#[derive(Debug, Default)]
-pub struct RecvCounters {
-    pub units: AtomicU64,
-    pub bytes: AtomicU64,
-    pub decoded: AtomicU64,
-    pub concealed: AtomicU64,
-    pub decode_us_total: AtomicU64,
-    pub width: AtomicU64,
-    pub height: AtomicU64,
-    /// Glass-to-glass latency samples (µs) since the stats task last took them.
-    pub latency_us: Mutex<Vec<u64>>,
-}
-
-/// Sends encoded units to every peer's copy of one local track.
-pub struct Fanout<S> {
-    senders: Mutex<HashMap<String, S>>,
-}
-
-impl<S: Clone> Fanout<S> {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self {
-            senders: Mutex::new(HashMap::new()),
-        })
-    }
-
-    pub fn add(&self, peer: &str, sender: S) {
-        self.lock().insert(peer.to_string(), sender);
-    }
-
-    pub fn remove(&self, peer: &str) -> Option<S> {
-        self.lock().remove(peer)
-    }
-
-    pub fn snapshot(&self) -> Vec<(String, S)> {
-        self.lock()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, S>> {
-        self.senders.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -169,19 +88,8 @@ impl VideoCapture {
         let (ctl, ctl_rx) = std::sync::mpsc::channel();
         // A short queue: if the network side falls behind, drop and ask for a keyframe
         // rather than send stale video late.
-        let (tx, mut rx) = mpsc::channel::<(Vec<u8>, Duration)>(4);
-        let (out, sent) = (fanout.clone(), counters.clone());
-        tokio::spawn(async move {
-            while let Some((au, duration)) = rx.recv().await {
-                let mut delivered = false;
-                for (_, sender) in out.snapshot() {
-                    // Not negotiated yet, or the peer is going away: nothing to do.
-                    delivered |= sender.send(&au, duration).await.is_ok();
-                }
-                sent.delivered
-                    .fetch_add(u64::from(delivered), Ordering::Relaxed);
-            }
-        });
+        let (tx, rx) = mpsc::channel::<(Vec<u8>, Duration)>(4);
+        spawn_fanout(fanout.clone(), rx, counters.clone());
         let thread = VideoThread {
             track: track.to_string(),
             encoding,
@@ -371,6 +279,9 @@ impl VideoThread {
     }
 }
 
+/// Every Opus packet carries 20 ms.
+const OPUS_FRAME: Duration = Duration::from_millis(20);
+
 enum AudioCtl {
     Replace(Box<dyn AudioSource>),
 }
@@ -396,21 +307,8 @@ impl AudioCapture {
         let muted = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let (ctl, ctl_rx) = std::sync::mpsc::channel::<AudioCtl>();
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
-        let (out, sent) = (fanout.clone(), counters.clone());
-        tokio::spawn(async move {
-            while let Some(packet) = rx.recv().await {
-                let mut delivered = false;
-                for (_, sender) in out.snapshot() {
-                    delivered |= sender
-                        .send(&packet, Duration::from_millis(20))
-                        .await
-                        .is_ok();
-                }
-                sent.delivered
-                    .fetch_add(u64::from(delivered), Ordering::Relaxed);
-            }
-        });
+        let (tx, rx) = mpsc::channel::<(Vec<u8>, Duration)>(16);
+        spawn_fanout(fanout.clone(), rx, counters.clone());
         let (m, s, c, track) = (
             muted.clone(),
             stop.clone(),
@@ -475,7 +373,9 @@ impl AudioCapture {
                         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     c.frames.fetch_add(1, Ordering::Relaxed);
                     c.bytes.fetch_add(packet.len() as u64, Ordering::Relaxed);
-                    if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(packet) {
+                    if let Err(mpsc::error::TrySendError::Closed(_)) =
+                        tx.try_send((packet, OPUS_FRAME))
+                    {
                         return;
                     }
                 }
@@ -503,148 +403,4 @@ impl Drop for AudioCapture {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-/// Starts the decode thread for one remote track; it ends when the track does.
-#[allow(clippy::too_many_arguments)]
-pub fn spawn_decoder(
-    peer_id: String,
-    role: &'static str,
-    track_id: String,
-    mut media: mpsc::Receiver<RemoteMedia>,
-    peer: Peer,
-    sink: Arc<dyn MediaSink>,
-    counters: Arc<RecvCounters>,
-    keyframes: mpsc::UnboundedSender<(String, String, u64)>,
-) {
-    let rt = tokio::runtime::Handle::current();
-    let name = format!("decode-{role}");
-    let track = role.to_string();
-    let run = move || {
-        let mut video: Option<H264Decoder> = None;
-        let mut audio: Option<OpusDecoder> = None;
-        let mut last_seq: Option<u16> = None;
-        let mut awaiting_keyframe = false;
-        while let Some(unit) = media.blocking_recv() {
-            counters.units.fetch_add(1, Ordering::Relaxed);
-            match unit {
-                RemoteMedia::Video(au) => {
-                    counters
-                        .bytes
-                        .fetch_add(au.data.len() as u64, Ordering::Relaxed);
-                    let keyframe = split_annexb(&au.data).iter().any(|n| nal_type(n) == 5);
-                    if keyframe {
-                        let _ = keyframes.send((peer_id.clone(), track.clone(), now_us()));
-                        awaiting_keyframe = false;
-                    }
-                    // After a loss, decoding P-frames would only smear; freeze until an IDR.
-                    if !au.complete || awaiting_keyframe {
-                        awaiting_keyframe = !keyframe;
-                        if awaiting_keyframe {
-                            continue;
-                        }
-                    }
-                    let dec = match video.as_mut() {
-                        Some(d) => d,
-                        None => match H264Decoder::new() {
-                            Ok(d) => video.insert(d),
-                            Err(e) => {
-                                tracing::error!("no H.264 decoder: {e}");
-                                return;
-                            }
-                        },
-                    };
-                    let started = Instant::now();
-                    match dec.decode(&au.data) {
-                        Ok(Some(frame)) => {
-                            let decoded_us = now_us();
-                            counters
-                                .decode_us_total
-                                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                            counters.decoded.fetch_add(1, Ordering::Relaxed);
-                            counters.width.store(frame.width as u64, Ordering::Relaxed);
-                            counters
-                                .height
-                                .store(frame.height as u64, Ordering::Relaxed);
-                            let code =
-                                barcode::read(&frame.y, frame.width, frame.height, frame.width);
-                            if let Some(b) = code {
-                                counters
-                                    .latency_us
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .push(decoded_us.saturating_sub(b.capture_us));
-                            }
-                            let info = FrameInfo {
-                                decoded_us,
-                                barcode: code,
-                                keyframe,
-                            };
-                            sink.video(&peer_id, &track, &frame, &info);
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::debug!(%peer_id, %track, "decode error: {e}");
-                            awaiting_keyframe = true;
-                            let (p, t) = (peer.clone(), track_id.clone());
-                            rt.spawn(async move { p.request_keyframe(&t).await });
-                        }
-                    }
-                }
-                RemoteMedia::Audio(AudioPacket {
-                    data,
-                    sequence_number,
-                    arrival,
-                    ..
-                }) => {
-                    counters
-                        .bytes
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
-                    let dec = match audio.as_mut() {
-                        Some(d) => d,
-                        None => match OpusDecoder::new() {
-                            Ok(d) => audio.insert(d),
-                            Err(e) => {
-                                tracing::error!("no Opus decoder: {e}");
-                                return;
-                            }
-                        },
-                    };
-                    let arrival_us = now_us().saturating_sub(arrival.elapsed().as_micros() as u64);
-                    // Conceal short gaps; a long one is a pause, not loss.
-                    if let Some(last) = last_seq {
-                        let missing = sequence_number.wrapping_sub(last).wrapping_sub(1);
-                        if (1..=5).contains(&missing) {
-                            for _ in 0..missing {
-                                if let Ok(pcm) = dec.conceal() {
-                                    counters.concealed.fetch_add(1, Ordering::Relaxed);
-                                    let info = AudioInfo {
-                                        arrival_us,
-                                        concealed: true,
-                                    };
-                                    sink.audio(&peer_id, &track, &pcm, &info);
-                                }
-                            }
-                        }
-                    }
-                    last_seq = Some(sequence_number);
-                    match dec.decode(&data) {
-                        Ok(pcm) => {
-                            counters.decoded.fetch_add(1, Ordering::Relaxed);
-                            let info = AudioInfo {
-                                arrival_us,
-                                concealed: false,
-                            };
-                            sink.audio(&peer_id, &track, &pcm, &info);
-                        }
-                        Err(e) => tracing::debug!(%peer_id, "opus decode error: {e}"),
-                    }
-                }
-            }
-        }
-    };
-    std::thread::Builder::new()
-        .name(name)
-        .spawn(run)
-        .expect("spawning a decode thread");
 }

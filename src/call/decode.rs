@@ -1,0 +1,172 @@
+//! The decode stage: one thread per remote track turns access units into pictures and
+//! Opus packets into PCM (concealing short gaps), and hands them to the sink.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::media::{H264Decoder, OpusDecoder, is_keyframe, now_us};
+
+use super::peer::{AudioPacket, KeyframeRequester, RemoteMedia};
+use super::sink::{AudioInfo, FrameInfo, MediaSink};
+
+/// Counters a receive track shares with the stats task.
+#[derive(Debug, Default)]
+pub struct RecvCounters {
+    pub units: AtomicU64,
+    pub bytes: AtomicU64,
+    pub decoded: AtomicU64,
+    pub concealed: AtomicU64,
+    pub decode_us_total: AtomicU64,
+    pub width: AtomicU64,
+    pub height: AtomicU64,
+    /// Glass-to-glass latency samples (µs) since the stats task last took them.
+    pub latency_us: Mutex<Vec<u64>>,
+}
+
+/// What the decode stage of one remote track reads from and writes to.
+pub struct DecodeInput {
+    pub peer_id: String,
+    pub role: &'static str,
+    pub media: mpsc::Receiver<RemoteMedia>,
+    /// After a decode error: ask the receive stage for a keyframe.
+    pub keyframes: KeyframeRequester,
+    pub sink: Arc<dyn MediaSink>,
+    pub counters: Arc<RecvCounters>,
+    /// (peer, role, wall-clock µs) of every IDR that arrives.
+    pub idr_seen: mpsc::UnboundedSender<(String, String, u64)>,
+}
+
+/// Starts the decode thread for one remote track; it ends when the track does.
+pub fn spawn_decoder(input: DecodeInput) {
+    let DecodeInput {
+        peer_id,
+        role,
+        mut media,
+        keyframes,
+        sink,
+        counters,
+        idr_seen,
+    } = input;
+    let name = format!("decode-{role}");
+    let track = role.to_string();
+    let run = move || {
+        let mut video: Option<H264Decoder> = None;
+        let mut audio: Option<OpusDecoder> = None;
+        let mut last_seq: Option<u16> = None;
+        let mut awaiting_keyframe = false;
+        while let Some(unit) = media.blocking_recv() {
+            counters.units.fetch_add(1, Ordering::Relaxed);
+            match unit {
+                RemoteMedia::Video(au) => {
+                    counters
+                        .bytes
+                        .fetch_add(au.data.len() as u64, Ordering::Relaxed);
+                    let keyframe = is_keyframe(&au.data);
+                    if keyframe {
+                        let _ = idr_seen.send((peer_id.clone(), track.clone(), now_us()));
+                        awaiting_keyframe = false;
+                    }
+                    // After a loss, decoding P-frames would only smear; freeze until an IDR.
+                    if !au.complete || awaiting_keyframe {
+                        awaiting_keyframe = !keyframe;
+                        if awaiting_keyframe {
+                            continue;
+                        }
+                    }
+                    let dec = match video.as_mut() {
+                        Some(d) => d,
+                        None => match H264Decoder::new() {
+                            Ok(d) => video.insert(d),
+                            Err(e) => {
+                                tracing::error!("no H.264 decoder: {e}");
+                                return;
+                            }
+                        },
+                    };
+                    let started = Instant::now();
+                    match dec.decode(&au.data) {
+                        Ok(Some(frame)) => {
+                            let decoded_us = now_us();
+                            counters
+                                .decode_us_total
+                                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                            counters.decoded.fetch_add(1, Ordering::Relaxed);
+                            counters.width.store(frame.width as u64, Ordering::Relaxed);
+                            counters
+                                .height
+                                .store(frame.height as u64, Ordering::Relaxed);
+                            let info = FrameInfo {
+                                decoded_us,
+                                barcode: None,
+                                keyframe,
+                            };
+                            sink.video(&peer_id, &track, &frame, &info);
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::debug!(%peer_id, %track, "decode error: {e}");
+                            awaiting_keyframe = true;
+                            keyframes.request();
+                        }
+                    }
+                }
+                RemoteMedia::Audio(AudioPacket {
+                    data,
+                    sequence_number,
+                    arrival,
+                    ..
+                }) => {
+                    counters
+                        .bytes
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    let dec = match audio.as_mut() {
+                        Some(d) => d,
+                        None => match OpusDecoder::new() {
+                            Ok(d) => audio.insert(d),
+                            Err(e) => {
+                                tracing::error!("no Opus decoder: {e}");
+                                return;
+                            }
+                        },
+                    };
+                    let arrival_us = now_us().saturating_sub(arrival.elapsed().as_micros() as u64);
+                    // Conceal short gaps; a long one is a pause, not loss.
+                    if let Some(last) = last_seq {
+                        let missing = sequence_number.wrapping_sub(last).wrapping_sub(1);
+                        if (1..=5).contains(&missing) {
+                            for _ in 0..missing {
+                                if let Ok(pcm) = dec.conceal() {
+                                    counters.concealed.fetch_add(1, Ordering::Relaxed);
+                                    let info = AudioInfo {
+                                        arrival_us,
+                                        concealed: true,
+                                    };
+                                    sink.audio(&peer_id, &track, &pcm, &info);
+                                }
+                            }
+                        }
+                    }
+                    last_seq = Some(sequence_number);
+                    match dec.decode(&data) {
+                        Ok(pcm) => {
+                            counters.decoded.fetch_add(1, Ordering::Relaxed);
+                            let info = AudioInfo {
+                                arrival_us,
+                                concealed: false,
+                            };
+                            sink.audio(&peer_id, &track, &pcm, &info);
+                        }
+                        Err(e) => tracing::debug!(%peer_id, "opus decode error: {e}"),
+                    }
+                }
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(run)
+        .expect("spawning a decode thread");
+}

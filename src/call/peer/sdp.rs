@@ -1,0 +1,127 @@
+//! Reading SDP for the webrtc-rs workarounds. Pure functions of the text.
+
+use std::collections::HashSet;
+
+use super::types::MediaKind;
+
+/// The SDP with every `a=setup:active|passive` saying `setup` instead.
+pub(super) fn with_dtls_setup(sdp: &str, setup: &str) -> String {
+    sdp.split_inclusive('\n')
+        .map(|line| {
+            let bare = line.trim_end();
+            if bare == "a=setup:active" || bare == "a=setup:passive" {
+                format!("a=setup:{setup}{}", &line[bare.len()..])
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect()
+}
+
+/// The audio and video m-sections of an SDP: their kind and their lines after the m-line.
+pub(super) fn media_sections(sdp: &str) -> impl Iterator<Item = (MediaKind, std::str::Lines<'_>)> {
+    sdp.split("\nm=").skip(1).filter_map(|section| {
+        let mut lines = section.lines();
+        let kind = match lines.next()?.split_whitespace().next()? {
+            "video" => MediaKind::Video,
+            "audio" => MediaKind::Audio,
+            _ => return None,
+        };
+        Some((kind, lines))
+    })
+}
+
+/// Per kind, whether the SDP's first m-section of that kind lists a codec we take (by
+/// name, as webrtc-rs falls back to: H.264 for video, Opus for audio).
+pub(super) fn first_sections_usable(sdp: &str) -> Vec<(MediaKind, bool)> {
+    let mut out: Vec<(MediaKind, bool)> = Vec::new();
+    for (kind, mut lines) in media_sections(sdp) {
+        if out.iter().any(|(k, _)| *k == kind) {
+            continue;
+        }
+        let ours = match kind {
+            MediaKind::Video => "h264",
+            MediaKind::Audio => "opus",
+        };
+        let usable = lines.any(|l| {
+            l.trim_end()
+                .strip_prefix("a=rtpmap:")
+                .and_then(|r| r.split_whitespace().nth(1))
+                .and_then(|encoding| encoding.split('/').next())
+                .is_some_and(|name| name.eq_ignore_ascii_case(ours))
+        });
+        out.push((kind, usable));
+    }
+    out
+}
+
+/// (mid, kind) of the SDP's audio and video m-sections.
+pub(super) fn section_kinds(sdp: &str) -> Vec<(String, MediaKind)> {
+    media_sections(sdp)
+        .filter_map(|(kind, mut lines)| {
+            lines
+                .find_map(|l| l.trim_end().strip_prefix("a=mid:").map(str::to_owned))
+                .map(|mid| (mid, kind))
+        })
+        .collect()
+}
+
+/// Track ids (from `a=msid`) of the m-sections in which the SDP's author sends media.
+pub(super) fn sending_track_ids(sdp: &str) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    for section in sdp.split("\nm=").skip(1) {
+        let mut lines = section.lines();
+        let port_zero = lines
+            .next()
+            .and_then(|m| m.split_whitespace().nth(1))
+            .is_some_and(|port| port == "0");
+        let mut sends = true;
+        let mut track = None;
+        for line in lines {
+            let line = line.trim_end();
+            match line {
+                "a=recvonly" | "a=inactive" => sends = false,
+                _ => {
+                    if let Some(msid) = line.strip_prefix("a=msid:") {
+                        track = msid.split_whitespace().nth(1).map(str::to_owned);
+                    }
+                }
+            }
+        }
+        if sends
+            && !port_zero
+            && let Some(track) = track
+        {
+            ids.insert(track);
+        }
+    }
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msid_parsing_follows_direction() {
+        let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\na=sendrecv\r\na=msid:s a\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:1\r\na=recvonly\r\na=msid:s b\r\n\
+                   m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=msid:s c\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:3\r\na=sendonly\r\na=msid:s d\r\n";
+        let ids = sending_track_ids(sdp);
+        assert_eq!(
+            ids,
+            HashSet::from(["a".to_owned(), "d".to_owned()]),
+            "only sending, non-rejected sections count"
+        );
+    }
+
+    #[test]
+    fn dtls_setup_is_rewritten_in_place() {
+        let sdp = "v=0\r\na=setup:active\r\nm=audio 9 x 0\r\na=setup:passive\r\na=setupx\r\n";
+        assert_eq!(
+            with_dtls_setup(sdp, "passive"),
+            "v=0\r\na=setup:passive\r\nm=audio 9 x 0\r\na=setup:passive\r\na=setupx\r\n"
+        );
+    }
+}

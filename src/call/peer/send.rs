@@ -1,0 +1,203 @@
+//! Local tracks: what the encoders write samples into.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::media::Sample;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MIME_TYPE_OPUS};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpRtxParameters, RtpCodecKind,
+};
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::rtp_transceiver::RtpSender;
+
+use super::setup::{H264_CODECS, h264_codec, opus_codec};
+use super::types::MediaKind;
+use crate::call::error::{CallError, Result};
+
+/// A local track we send. Cheap to clone; usable from any task.
+#[derive(Clone)]
+pub struct LocalTrack {
+    pub(super) inner: Arc<LocalTrackInner>,
+}
+
+pub(super) struct LocalTrackInner {
+    pub(super) track_id: String,
+    pub(super) kind: MediaKind,
+    pub(super) ssrc: u32,
+    pub(super) track: Arc<TrackLocalStaticSample>,
+    /// `None` if the track was never put on the connection (see `detached`).
+    pub(super) rtp_sender: Option<Arc<dyn RtpSender>>,
+    pub(super) payload_type: OnceLock<u8>,
+    pub(super) connected: Arc<AtomicBool>,
+    /// Off the connection because the remote takes no codec of its kind: it never sends.
+    pub(super) detached: AtomicBool,
+}
+
+impl std::fmt::Debug for LocalTrack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalTrack")
+            .field("track_id", &self.inner.track_id)
+            .field("kind", &self.inner.kind)
+            .field("ssrc", &self.inner.ssrc)
+            .finish()
+    }
+}
+
+impl LocalTrack {
+    pub fn track_id(&self) -> &str {
+        &self.inner.track_id
+    }
+
+    pub fn kind(&self) -> MediaKind {
+        self.inner.kind
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.inner.ssrc
+    }
+
+    /// Whether negotiation has associated this track, so `send` can work (once connected).
+    pub async fn is_negotiated(&self) -> bool {
+        self.payload_type().await.is_ok()
+    }
+
+    /// The negotiated payload type; unknown until the sender is associated by negotiation.
+    async fn payload_type(&self) -> Result<u8> {
+        let not_yet = || CallError::NotNegotiated(self.inner.track_id.clone());
+        if self.inner.detached.load(Ordering::Relaxed) {
+            return Err(not_yet());
+        }
+        if let Some(pt) = self.inner.payload_type.get() {
+            return Ok(*pt);
+        }
+        let Some(rtp_sender) = &self.inner.rtp_sender else {
+            return Err(not_yet());
+        };
+        if rtp_sender.transport().await?.is_none() {
+            return Err(not_yet());
+        }
+        let mime = match self.inner.kind {
+            MediaKind::Video => MIME_TYPE_H264,
+            MediaKind::Audio => MIME_TYPE_OPUS,
+        };
+        let params = rtp_sender.get_parameters().await?;
+        let pt = params
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+            .map(|c| c.payload_type)
+            .ok_or_else(not_yet)?;
+        Ok(*self.inner.payload_type.get_or_init(|| pt))
+    }
+
+    async fn send_sample(&self, data: &[u8], duration: Duration) -> Result<()> {
+        if !self.inner.connected.load(Ordering::Relaxed) {
+            return Err(CallError::NotConnected);
+        }
+        let pt = self.payload_type().await?;
+        let now = Instant::now();
+        let sample = Sample {
+            data: Bytes::copy_from_slice(data),
+            duration,
+            ..Sample::new(now)
+        };
+        self.inner
+            .track
+            .sample_writer(self.inner.ssrc, pt)
+            .write_sample(&sample)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Sends H.264 on one local video track.
+#[derive(Clone, Debug)]
+pub struct VideoTrackSender(pub(super) LocalTrack);
+
+impl VideoTrackSender {
+    /// Sends one whole Annex-B access unit (SPS/PPS before each IDR). Fails with
+    /// `NotNegotiated` before the track is negotiated; callers may just drop the frame then.
+    pub async fn send(&self, annexb_access_unit: &[u8], duration: Duration) -> Result<()> {
+        self.0.send_sample(annexb_access_unit, duration).await
+    }
+}
+
+impl std::ops::Deref for VideoTrackSender {
+    type Target = LocalTrack;
+    fn deref(&self) -> &LocalTrack {
+        &self.0
+    }
+}
+
+impl AsRef<LocalTrack> for VideoTrackSender {
+    fn as_ref(&self) -> &LocalTrack {
+        &self.0
+    }
+}
+
+/// Sends Opus on one local audio track.
+#[derive(Clone, Debug)]
+pub struct AudioTrackSender(pub(super) LocalTrack);
+
+impl AudioTrackSender {
+    /// Sends one Opus packet; `duration` must be its real length (20 ms typically).
+    pub async fn send(&self, opus_packet: &[u8], duration: Duration) -> Result<()> {
+        self.0.send_sample(opus_packet, duration).await
+    }
+}
+
+impl std::ops::Deref for AudioTrackSender {
+    type Target = LocalTrack;
+    fn deref(&self) -> &LocalTrack {
+        &self.0
+    }
+}
+
+impl AsRef<LocalTrack> for AudioTrackSender {
+    fn as_ref(&self) -> &LocalTrack {
+        &self.0
+    }
+}
+
+pub(super) fn new_sample_track(
+    kind: MediaKind,
+    track_id: &str,
+    stream_id: &str,
+) -> Result<(Arc<TrackLocalStaticSample>, u32)> {
+    let ssrc: u32 = rand::random();
+    let (codec, rtc_kind, rtx) = match kind {
+        MediaKind::Video => (
+            h264_codec(H264_CODECS[0].0),
+            RtpCodecKind::Video,
+            Some(RTCRtpRtxParameters {
+                ssrc: rand::random(),
+            }),
+        ),
+        MediaKind::Audio => (opus_codec(), RtpCodecKind::Audio, None),
+    };
+    let track = MediaStreamTrack::new(
+        stream_id.to_owned(),
+        track_id.to_owned(),
+        track_id.to_owned(),
+        rtc_kind,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                rtx,
+                ..Default::default()
+            },
+            active: true,
+            codec,
+            ..Default::default()
+        }],
+    );
+    Ok((
+        Arc::new(TrackLocalStaticSample::new(Instant::now(), track)?),
+        ssrc,
+    ))
+}

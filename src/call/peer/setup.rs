@@ -1,0 +1,152 @@
+//! Building a connection: the codecs we offer and the interceptor chain.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::{
+    CongestionControlBuilder, Gcc, NackGeneratorBuilder, NackResponderBuilder, Slot,
+    TwccSenderBuilder,
+};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX,
+};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
+};
+use webrtc::peer_connection::{
+    MediaEngine, Registry, configure_rtcp_reports, configure_simulcast_extension_headers,
+    configure_twcc_receiver_only,
+};
+
+use super::types::{MIN_ESTIMATE_BPS, PeerConfig};
+use crate::call::error::Result;
+
+/// H.264 payload types: (profile-level-id, primary PT, RTX PT). Both Constrained Baseline
+/// spellings, because fmtp matching compares the profile bytes (see platform notes).
+pub(super) const H264_CODECS: [(&str, u8, u8); 2] = [("42e01f", 102, 103), ("42001f", 106, 107)];
+pub(super) const OPUS_PT: u8 = 111;
+/// NACKs for missing packets go out this often; video behind a gap waits for the
+/// retransmission as long as the round trip allows (`reorder::wait_for`).
+pub(super) const NACK_INTERVAL: Duration = Duration::from_millis(20);
+
+pub(super) fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
+    RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    }
+}
+
+pub(super) fn h264_codec(profile_level_id: &str) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: format!(
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile_level_id}"
+        ),
+        rtcp_feedback: vec![
+            feedback("nack", ""),
+            feedback("nack", "pli"),
+            feedback("ccm", "fir"),
+        ],
+    }
+}
+
+pub(super) fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_OPUS.to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// webrtc-rs's default chain (NACK generator and responder, RR/SR, TWCC receiver), with
+/// NACKs sent every 20 ms instead of 100 so a retransmission lands well inside the
+/// reorder wait, plus send-side congestion control: GCC fed by the remote's
+/// transport-wide feedback. No pacer: 0.21's paces at exactly the estimate in one-packet
+/// bursts, which would spread a keyframe over hundreds of milliseconds.
+pub(super) fn interceptors(me: &mut MediaEngine, config: &PeerConfig) -> Result<Registry> {
+    for parameter in ["", "pli"] {
+        me.register_feedback(
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: parameter.into(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    let registry = Registry::new()
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(
+            Slot::NackGenerator,
+            NackGeneratorBuilder::new()
+                .with_interval(NACK_INTERVAL)
+                // A few attempts; the reorder wait gives up on the gap anyway.
+                .with_max_nacks_per_packet(5)
+                .build(),
+        );
+    configure_simulcast_extension_headers(me)?;
+    // Registers transport-cc feedback and its header extension, and reports what we receive.
+    let registry = configure_twcc_receiver_only(registry, me)?;
+    let max = f64::from(config.max_bitrate_bps.max(MIN_ESTIMATE_BPS));
+    let start = f64::from(config.start_bitrate_bps).clamp(f64::from(MIN_ESTIMATE_BPS), max);
+    let registry = registry
+        .with(
+            Slot::CongestionControl,
+            CongestionControlBuilder::new(Gcc::new(start, f64::from(MIN_ESTIMATE_BPS), max))
+                .build(),
+        )
+        .with(Slot::TwccSender, TwccSenderBuilder::new().build());
+    Ok(configure_rtcp_reports(registry))
+}
+
+pub(super) fn media_engine() -> Result<MediaEngine> {
+    let mut me = MediaEngine::default();
+    for (profile, pt, rtx_pt) in H264_CODECS {
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: h264_codec(profile),
+                payload_type: pt,
+            },
+            RtpCodecKind::Video,
+        )?;
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: MIME_TYPE_RTX.to_owned(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: format!("apt={pt}"),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: rtx_pt,
+            },
+            RtpCodecKind::Video,
+        )?;
+    }
+    me.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: opus_codec(),
+            payload_type: OPUS_PT,
+        },
+        RtpCodecKind::Audio,
+    )?;
+    Ok(me)
+}
+
+/// Resolving browsers' `.local` candidates needs a multicast socket; where none can
+/// be had (no multicast route, e.g. a namespace with only `lo`) we go without mDNS
+/// instead of failing every connection.
+pub(super) fn mdns_mode() -> MulticastDnsMode {
+    static MODE: OnceLock<MulticastDnsMode> = OnceLock::new();
+    *MODE.get_or_init(|| match rtc::mdns::MulticastSocket::new().into_std() {
+        Ok(_) => MulticastDnsMode::QueryOnly,
+        Err(e) => {
+            tracing::info!("mDNS off: no multicast socket ({e})");
+            MulticastDnsMode::Disabled
+        }
+    })
+}

@@ -1,0 +1,91 @@
+//! [`Peer::stats`]: webrtc-rs's stats report joined with our own feedback counts.
+
+use crate::sync::LockExt;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use webrtc::peer_connection::StatsSelector;
+
+use super::types::{MediaKind, PeerStats, TrackStats};
+use super::{LocalTrack, Peer};
+
+impl Peer {
+    /// Statistics from the 0.21 stats report, keyed by track.
+    pub async fn stats(&self) -> PeerStats {
+        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        let mut stats = PeerStats::default();
+
+        let locals: HashMap<u32, LocalTrack> = self
+            .local_tracks
+            .locked()
+            .values()
+            .map(|t| (t.ssrc(), t.clone()))
+            .collect();
+        let feedback = self.shared.feedback.locked().clone();
+        for out in report.outbound_rtp_streams() {
+            let ssrc = out.sent_rtp_stream_stats.rtp_stream_stats.ssrc;
+            let local = locals.get(&ssrc);
+            let fb = feedback.get(&ssrc).copied().unwrap_or_default();
+            let clock = match local.map(|l| l.kind()) {
+                Some(MediaKind::Audio) => 48_000.0,
+                _ => 90_000.0,
+            };
+            stats.outbound.push(TrackStats {
+                track_id: local.map(|l| l.track_id().to_owned()).unwrap_or_default(),
+                kind: local.map(|l| l.kind()),
+                ssrc,
+                bytes_sent: out.sent_rtp_stream_stats.bytes_sent,
+                packets_sent: out.sent_rtp_stream_stats.packets_sent,
+                packets_lost: fb.packets_lost,
+                nack_received: fb.nack,
+                pli_received: fb.pli,
+                fir_received: fb.fir,
+                jitter: f64::from(fb.jitter) / clock,
+                rtt: fb.rtt,
+                retransmitted_packets: out.retransmitted_packets_sent,
+                ..Default::default()
+            });
+            // One estimate for the connection, copied onto every outbound stream.
+            if out.target_bitrate > 0.0 {
+                stats.send_estimate_bps = Some(out.target_bitrate);
+            }
+        }
+        let remotes: HashMap<String, (MediaKind, u64)> = self
+            .shared
+            .remote
+            .locked()
+            .iter()
+            .map(|(id, e)| (id.clone(), (e.kind, e.dropped.load(Ordering::Relaxed))))
+            .collect();
+        for inb in report.inbound_rtp_streams() {
+            let rs = &inb.received_rtp_stream_stats;
+            let remote = remotes.get(&inb.track_identifier);
+            stats.inbound.push(TrackStats {
+                track_id: inb.track_identifier.clone(),
+                kind: remote.map(|r| r.0),
+                ssrc: rs.rtp_stream_stats.ssrc,
+                bytes_received: inb.bytes_received,
+                packets_received: rs.packets_received,
+                packets_lost: rs.packets_lost,
+                nack_sent: inb.nack_count as u64,
+                pli_sent: inb.pli_count as u64,
+                fir_sent: inb.fir_count as u64,
+                jitter: rs.jitter,
+                retransmitted_packets: inb.retransmitted_packets_received,
+                dropped_by_consumer: remote.map_or(0, |r| r.1),
+                ..Default::default()
+            });
+        }
+        for pair in report.candidate_pairs() {
+            if pair.nominated || stats.rtt.is_none() {
+                if pair.current_round_trip_time > 0.0 {
+                    stats.rtt = Some(Duration::from_secs_f64(pair.current_round_trip_time));
+                }
+                stats.transport_bytes_sent = pair.bytes_sent;
+                stats.transport_bytes_received = pair.bytes_received;
+            }
+        }
+        stats
+    }
+}

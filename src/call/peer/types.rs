@@ -1,0 +1,280 @@
+//! What a [`Peer`](super::Peer) is configured with and reports: plain data.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use webrtc::peer_connection::{RTCIceCandidateInit, RTCSdpType, RTCSessionDescription};
+
+use crate::call::error::{CallError, Result};
+
+/// One ICE server (STUN or TURN).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServerConfig {
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
+/// How to build a [`Peer`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerConfig {
+    pub ice_servers: Vec<IceServerConfig>,
+    /// Local UDP bind addresses. Tests use `127.0.0.1:0`; a wildcard expands to every
+    /// non-loopback interface.
+    pub bind_addrs: Vec<String>,
+    /// Send-side bandwidth estimation (GCC over transport-wide feedback): where the estimate
+    /// starts and the most it may reach, in bit/s.
+    pub start_bitrate_bps: u32,
+    pub max_bitrate_bps: u32,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            ice_servers: Vec::new(),
+            bind_addrs: vec!["0.0.0.0:0".to_owned()],
+            start_bitrate_bps: 1_500_000,
+            max_bitrate_bps: 3_000_000,
+        }
+    }
+}
+
+impl PeerConfig {
+    /// Loopback only, no STUN: what tests want.
+    pub fn loopback() -> Self {
+        Self {
+            bind_addrs: vec!["127.0.0.1:0".to_owned()],
+            ..Self::default()
+        }
+    }
+}
+
+/// The estimate never goes below this: under it a video call is not worth having.
+pub const MIN_ESTIMATE_BPS: u32 = 100_000;
+
+/// A trickle ICE candidate, in the browser's `RTCIceCandidateInit` JSON shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceCandidate {
+    pub candidate: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    #[serde(
+        default,
+        rename = "sdpMLineIndex",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sdp_mline_index: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_fragment: Option<String>,
+}
+
+impl From<RTCIceCandidateInit> for IceCandidate {
+    fn from(c: RTCIceCandidateInit) -> Self {
+        Self {
+            candidate: c.candidate,
+            sdp_mid: c.sdp_mid,
+            sdp_mline_index: c.sdp_mline_index,
+            username_fragment: c.username_fragment,
+        }
+    }
+}
+
+impl From<IceCandidate> for RTCIceCandidateInit {
+    fn from(c: IceCandidate) -> Self {
+        RTCIceCandidateInit {
+            candidate: c.candidate,
+            sdp_mid: c.sdp_mid,
+            sdp_mline_index: c.sdp_mline_index,
+            username_fragment: c.username_fragment,
+            ..Default::default()
+        }
+    }
+}
+
+/// SDP type, spelled as browsers spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SdpType {
+    Offer,
+    Answer,
+    Pranswer,
+    Rollback,
+}
+
+/// An SDP offer/answer as carried in a `Signal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDescription {
+    pub sdp_type: SdpType,
+    pub sdp: String,
+}
+
+impl SessionDescription {
+    pub(super) fn to_rtc(&self) -> Result<RTCSessionDescription> {
+        Ok(match self.sdp_type {
+            SdpType::Offer => RTCSessionDescription::offer(self.sdp.clone())?,
+            SdpType::Answer => RTCSessionDescription::answer(self.sdp.clone())?,
+            SdpType::Pranswer => RTCSessionDescription::pranswer(self.sdp.clone())?,
+            SdpType::Rollback => RTCSessionDescription::rollback(None)?,
+        })
+    }
+
+    pub(super) fn from_rtc(d: &RTCSessionDescription) -> Result<Self> {
+        let sdp_type = match d.sdp_type {
+            RTCSdpType::Offer => SdpType::Offer,
+            RTCSdpType::Answer => SdpType::Answer,
+            RTCSdpType::Pranswer => SdpType::Pranswer,
+            RTCSdpType::Rollback => SdpType::Rollback,
+            other => return Err(CallError::Negotiation(format!("sdp type {other:?}"))),
+        };
+        Ok(Self {
+            sdp_type,
+            sdp: d.sdp.clone(),
+        })
+    }
+}
+
+/// W3C signaling state, derived from the pending descriptions (0.21 has no getter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalingState {
+    Stable,
+    HaveLocalOffer,
+    HaveRemoteOffer,
+}
+
+/// Connection state as the engine needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectionState {
+    New,
+    Connecting,
+    Connected,
+    Disconnected,
+    Failed,
+    Closed,
+}
+
+impl ConnectionState {
+    /// The call to this member is over or broken.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Disconnected | Self::Failed | Self::Closed)
+    }
+}
+
+/// Media kind of a track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MediaKind {
+    Video,
+    Audio,
+}
+
+/// One reassembled H.264 access unit.
+#[derive(Debug, Clone)]
+pub struct RemoteAccessUnit {
+    /// Annex-B, 4-byte start codes (the depacketizer's output form).
+    pub data: Bytes,
+    pub rtp_timestamp: u32,
+    /// When the packet with the marker bit arrived.
+    pub arrival: Instant,
+    /// False if a sequence gap or a malformed packet hit this AU (a PLI was sent).
+    pub complete: bool,
+}
+
+/// One Opus packet.
+#[derive(Debug, Clone)]
+pub struct AudioPacket {
+    pub data: Bytes,
+    /// For gap detection / concealment in the decoder.
+    pub sequence_number: u16,
+    pub rtp_timestamp: u32,
+    pub arrival: Instant,
+}
+
+/// What a remote track's channel yields.
+#[derive(Debug, Clone)]
+pub enum RemoteMedia {
+    Video(RemoteAccessUnit),
+    Audio(AudioPacket),
+}
+
+/// Everything a [`Peer`] reports.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// Trickle ICE: send to the remote as a `Signal::Candidate`.
+    LocalCandidate(IceCandidate),
+    ConnectionState(ConnectionState),
+    /// Run the negotiator (it creates and sends an offer if still needed).
+    NegotiationNeeded,
+    DataOpen,
+    Data(String),
+    RemoteTrack {
+        track_id: String,
+        stream_id: String,
+        kind: MediaKind,
+        media: mpsc::Receiver<RemoteMedia>,
+        /// Where the decoder asks for a keyframe (sent as a PLI by the receive stage).
+        keyframes: KeyframeRequester,
+    },
+    RemoteTrackEnded {
+        track_id: String,
+    },
+    /// The remote sent PLI or FIR for one of our video tracks: encode an IDR now.
+    KeyframeRequested {
+        track_id: String,
+    },
+}
+
+/// Per-track counters from the 0.21 stats API.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrackStats {
+    pub track_id: String,
+    pub kind: Option<MediaKind>,
+    pub ssrc: u32,
+    pub bytes_sent: u64,
+    pub packets_sent: u64,
+    pub bytes_received: u64,
+    pub packets_received: u64,
+    /// Inbound: our count; outbound: as reported by the remote in RTCP RR.
+    pub packets_lost: i64,
+    pub nack_sent: u64,
+    pub nack_received: u64,
+    pub pli_sent: u64,
+    pub pli_received: u64,
+    pub fir_sent: u64,
+    pub fir_received: u64,
+    /// Seconds (inbound: ours; outbound: the remote's, from RR).
+    pub jitter: f64,
+    /// RTX retransmissions sent (outbound) or received (inbound).
+    pub retransmitted_packets: u64,
+    /// Units this layer dropped because the consumer was slow.
+    pub dropped_by_consumer: u64,
+    /// Outbound only: from RR LSR/DLSR (computed here; 0.21 reports none).
+    pub rtt: Option<Duration>,
+}
+
+/// Snapshot of [`Peer::stats`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeerStats {
+    pub outbound: Vec<TrackStats>,
+    pub inbound: Vec<TrackStats>,
+    /// ICE candidate-pair STUN round-trip time, if 0.21 has measured one.
+    pub rtt: Option<Duration>,
+    pub transport_bytes_sent: u64,
+    pub transport_bytes_received: u64,
+    /// What the bandwidth estimator says may be sent to this peer now (bit/s), once it
+    /// has had feedback.
+    pub send_estimate_bps: Option<f64>,
+}
+
+/// Asks the receive stage of one remote track for a keyframe: it sends the PLI, rate
+/// limited together with the ones it sends for incomplete access units itself.
+#[derive(Debug, Clone)]
+pub struct KeyframeRequester(pub(super) mpsc::UnboundedSender<()>);
+
+impl KeyframeRequester {
+    /// False once the track has ended.
+    pub fn request(&self) -> bool {
+        self.0.send(()).is_ok()
+    }
+}

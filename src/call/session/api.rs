@@ -1,0 +1,275 @@
+//! What the engine is started with, takes and reports: config, commands, events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::media::{AudioSource, VideoSource};
+use crate::signaling::protocol::{CallEndReason, LeaveReason, MediaState};
+use crate::signaling::{ClientOptions, JoinParams, SignalingClient};
+
+use super::Engine;
+use crate::call::encode::{AudioCapture, VideoCapture, VideoEncoding};
+use crate::call::error::CallError;
+use crate::call::peer::{ConnectionState, MediaKind};
+use crate::call::sink::MediaSink;
+use crate::call::stats::{PeerCallStats, SentTotals, StatsTracker};
+
+/// Track ids confab sends; a receiver tells a screen share by its id.
+pub const CAMERA_TRACK: &str = "camera";
+pub const SCREEN_TRACK: &str = "screen";
+pub const MIC_TRACK: &str = "mic";
+
+#[derive(Debug, Clone)]
+pub struct CallConfig {
+    pub server_url: String,
+    pub room: String,
+    pub name: String,
+    pub password: Option<String>,
+    /// Local UDP addresses for ICE (tests: 127.0.0.1:0).
+    pub bind_addrs: Vec<String>,
+    pub video: VideoEncoding,
+    pub audio_bitrate_bps: u32,
+    /// Answer every ringing call at once (headless peers).
+    pub auto_answer: bool,
+    pub stats_interval: Duration,
+}
+
+impl CallConfig {
+    pub fn new(server_url: &str, room: &str, name: &str) -> Self {
+        Self {
+            server_url: server_url.to_string(),
+            room: room.to_string(),
+            name: name.to_string(),
+            password: None,
+            bind_addrs: vec!["0.0.0.0:0".into()],
+            video: VideoEncoding {
+                fps: 30.0,
+                bitrate_bps: 1_500_000,
+                keyframe_interval_frames: 0,
+            },
+            audio_bitrate_bps: 32_000,
+            auto_answer: false,
+            stats_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The local sources a call starts with; either may be absent ("no camera").
+#[derive(Default)]
+pub struct LocalMedia {
+    pub camera: Option<Box<dyn VideoSource>>,
+    pub microphone: Option<Box<dyn AudioSource>>,
+}
+
+/// What the application asks of the engine.
+pub enum Command {
+    SetAudioMuted(bool),
+    SetVideoMuted(bool),
+    /// Replace (or add) the camera behind the same track.
+    SetCamera(Box<dyn VideoSource>),
+    SetMicrophone(Box<dyn AudioSource>),
+    StartScreenShare(Box<dyn VideoSource>),
+    StopScreenShare,
+    Chat(String),
+    /// Ring a member of the room.
+    Invite {
+        to: String,
+        metadata: String,
+    },
+    Accept(String),
+    Decline {
+        call_id: String,
+        reason: Option<String>,
+    },
+    /// Cancel an outgoing ring, or hang up the active call.
+    Hangup,
+    SetVideoBitrate(u32),
+    SetVideoFps(f32),
+    SetKeyframeInterval(u32),
+    /// Ask a peer for a keyframe of one of its tracks (sends a PLI).
+    RequestKeyframe {
+        peer: String,
+        track: String,
+    },
+    Leave,
+}
+
+/// Messages on the "chat" data channel.
+///
+/// A negotiated channel can open on one side before the other side's stack has
+/// registered it, and whatever arrives in that gap is dropped. So each side says
+/// `hello` until it hears anything back (answering every `hello` with `ack`), and
+/// chat waits until the other side has been heard: nothing written is lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DataMessage {
+    Hello,
+    Ack,
+    Chat { text: String },
+}
+
+impl DataMessage {
+    pub(super) fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("DataMessage serialises")
+    }
+}
+
+/// What the engine reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Joined {
+        id: String,
+        room: String,
+    },
+    PeerJoined {
+        id: String,
+        name: String,
+        state: MediaState,
+    },
+    PeerLeft {
+        id: String,
+        reason: LeaveReason,
+    },
+    PeerMediaState {
+        id: String,
+        state: MediaState,
+    },
+    LocalMediaState(MediaState),
+    Connection {
+        id: String,
+        state: ConnectionState,
+    },
+    TrackAdded {
+        peer: String,
+        track: String,
+        kind: MediaKind,
+    },
+    TrackRemoved {
+        peer: String,
+        track: String,
+    },
+    /// An IDR arrived on a remote video track (wall-clock µs).
+    KeyframeReceived {
+        peer: String,
+        track: String,
+        at_us: u64,
+    },
+    Chat {
+        from: String,
+        name: String,
+        text: String,
+    },
+    CallRinging {
+        call_id: String,
+        to: String,
+    },
+    IncomingCall {
+        call_id: String,
+        from: String,
+        from_name: String,
+        metadata: String,
+    },
+    CallAccepted {
+        call_id: String,
+        peer: String,
+        room: String,
+    },
+    CallEnded {
+        call_id: String,
+        reason: CallEndReason,
+        detail: Option<String>,
+    },
+    Stats(Vec<PeerCallStats>),
+    /// Something went wrong that the user should see; the call goes on.
+    Error(String),
+    Reconnecting {
+        reason: String,
+    },
+    /// The engine stopped; what it sent over the whole call.
+    Left(SentTotals),
+}
+
+/// Handle to a running engine.
+#[derive(Clone)]
+pub struct CallHandle {
+    cmd: mpsc::UnboundedSender<Command>,
+}
+
+impl CallHandle {
+    /// Queues a command; false if the engine has stopped.
+    pub fn send(&self, cmd: Command) -> bool {
+        self.cmd.send(cmd).is_ok()
+    }
+}
+
+/// Starts an engine: connects, joins, and runs until `Command::Leave` or the
+/// handle is dropped. The join's outcome arrives as `Event::Joined` or an error.
+pub async fn start(
+    config: CallConfig,
+    media: LocalMedia,
+    sink: Arc<dyn MediaSink>,
+) -> Result<(CallHandle, mpsc::UnboundedReceiver<Event>), CallError> {
+    let (client, signals) =
+        SignalingClient::connect(&config.server_url, ClientOptions::default()).await?;
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let (peer_tx, peer_rx) = mpsc::unbounded_channel();
+    let (fail_tx, fail_rx) = mpsc::unbounded_channel();
+    let (kf_tx, kf_rx) = mpsc::unbounded_channel();
+    let mut state = MediaState::default();
+    let camera = media.camera.map(|src| {
+        state.has_camera = true;
+        VideoCapture::start(
+            CAMERA_TRACK,
+            src,
+            config.video,
+            fail_tx.clone(),
+            sink.clone(),
+        )
+    });
+    let mic = media.microphone.map(|src| {
+        state.has_microphone = true;
+        AudioCapture::start(MIC_TRACK, src, config.audio_bitrate_bps, fail_tx.clone())
+    });
+    let params = JoinParams {
+        room: config.room.clone(),
+        name: config.name.clone(),
+        password: config.password.clone(),
+        capacity: None,
+        state,
+    };
+    let welcome = client.join(params.clone()).await?;
+    let mut engine = Engine {
+        config,
+        client,
+        events: ev_tx,
+        sink,
+        peer_tx,
+        fail_tx,
+        kf_tx,
+        me: String::new(),
+        room: params,
+        previous_room: None,
+        ice: Vec::new(),
+        peers: HashMap::new(),
+        serial: 0,
+        camera,
+        screen: None,
+        mic,
+        state,
+        active_call: None,
+        outgoing_ring: None,
+        stats: StatsTracker::default(),
+        estimates: Vec::new(),
+        rates: None,
+        screen_shares: 0,
+        awaiting_join_marker: true,
+    };
+    engine.on_welcome(welcome).await;
+    tokio::spawn(engine.run(cmd_rx, signals, peer_rx, fail_rx, kf_rx));
+    Ok((CallHandle { cmd: cmd_tx }, ev_rx))
+}

@@ -1,0 +1,108 @@
+//! Local media: capture stages per source, their tracks on each peer, encoder rates and stats.
+
+use crate::media::VideoSource;
+
+use super::*;
+use crate::call::encode::VideoCapture;
+use crate::call::peer::{ConnectionState, Peer};
+use crate::call::rate::{self, VideoRates};
+
+impl Engine {
+    /// Starts capturing a new local video track and adds it to every connection.
+    pub(super) async fn start_video(&self, role: &str, src: Box<dyn VideoSource>) -> VideoCapture {
+        let cap = VideoCapture::start(
+            role,
+            src,
+            self.config.video,
+            self.fail_tx.clone(),
+            self.sink.clone(),
+        );
+        for (id, p) in &self.peers {
+            self.attach(&cap, &p.peer, id, role).await;
+        }
+        cap
+    }
+
+    /// Adds a local video track to one connection and feeds it from `cap`.
+    pub(super) async fn attach(&self, cap: &VideoCapture, peer: &Peer, peer_id: &str, role: &str) {
+        match peer.add_video_track(&self.local_track_id(role), role).await {
+            Ok(s) => cap.fanout.add(peer_id, s),
+            Err(e) => self.emit(Event::Error(format!("{role} track: {e}"))),
+        }
+    }
+
+    /// Track ids carry our member id (webrtc-rs routes RTCP by track id, so ours must
+    /// not equal the remote's) and a share number (a re-added id is never announced again).
+    pub(super) fn local_track_id(&self, role: &str) -> String {
+        if role == SCREEN_TRACK {
+            format!("{}-{role}-{}", self.me, self.screen_shares)
+        } else {
+            format!("{}-{role}", self.me)
+        }
+    }
+
+    /// Sets every encoder afresh: a new one starts at the configured bitrate, and a new
+    /// ceiling changes what the estimate allows.
+    pub(super) fn reset_rates(&mut self) {
+        self.rates = None;
+        self.apply_rates();
+    }
+
+    /// Sets the encoders from the slowest peer's bandwidth estimate.
+    pub(super) fn apply_rates(&mut self) {
+        let rates = rate::allocate(
+            &self.estimates,
+            self.config.audio_bitrate_bps,
+            self.config.video.bitrate_bps,
+            self.screen.is_some(),
+        );
+        // Each encoder keeps its last setting unless the new one differs enough.
+        let pick = |new: u32, old: Option<u32>| match old {
+            Some(o) if !rate::worth_changing(o, new) => o,
+            _ => new,
+        };
+        let old = self.rates;
+        let applied = VideoRates {
+            camera: pick(rates.camera, old.map(|r| r.camera)),
+            screen: pick(rates.screen, old.map(|r| r.screen)),
+        };
+        if let Some(c) = &self.camera
+            && old.is_none_or(|o| o.camera != applied.camera)
+        {
+            tracing::debug!(bps = applied.camera, "camera bitrate");
+            c.set_bitrate(applied.camera);
+        }
+        if let Some(c) = &self.screen
+            && old.is_none_or(|o| o.screen != applied.screen)
+        {
+            tracing::debug!(bps = applied.screen, "screen bitrate");
+            c.set_bitrate(applied.screen);
+        }
+        self.rates = Some(applied);
+    }
+
+    pub(super) async fn report_stats(&mut self) {
+        let mut out = Vec::with_capacity(self.peers.len());
+        self.estimates.clear();
+        for (id, p) in &self.peers {
+            let transport = p.peer.stats().await;
+            if p.connection == ConnectionState::Connected
+                && let Some(e) = transport.send_estimate_bps
+            {
+                self.estimates.push(e);
+            }
+            out.push(self.stats.sample(
+                id,
+                &p.name,
+                p.connection,
+                p.connected_after,
+                &transport,
+                &p.remote_tracks,
+                self.camera.as_ref().map(|c| &*c.counters),
+                self.mic.as_ref().map(|c| &*c.counters),
+            ));
+        }
+        self.emit(Event::Stats(out));
+        self.apply_rates();
+    }
+}

@@ -1,0 +1,239 @@
+//! The mesh: one peer connection per remote member, and what each reports.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::signaling::protocol::Member;
+
+use super::*;
+use crate::call::decode::{DecodeInput, RecvCounters, spawn_decoder};
+use crate::call::negotiation::{Negotiator, Signal};
+use crate::call::peer::{ConnectionState, MediaKind, Peer, PeerConfig, PeerEvent};
+use crate::call::sink::BarcodeProbe;
+
+/// What a remote track is, from its ids: confab and its web client put
+/// "screen" in a share's ids; audio is the microphone; other video the camera.
+fn track_role(track_id: &str, stream_id: &str, kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Audio => MIC_TRACK,
+        MediaKind::Video if track_id.contains(SCREEN_TRACK) || stream_id.contains(SCREEN_TRACK) => {
+            SCREEN_TRACK
+        }
+        MediaKind::Video => CAMERA_TRACK,
+    }
+}
+
+impl Engine {
+    /// Creates the connection to a member and adds our tracks; negotiation
+    /// starts from the negotiation-needed event that follows.
+    pub(super) async fn add_peer(&mut self, m: Member) {
+        let video = self.config.video.bitrate_bps;
+        let audio = self.config.audio_bitrate_bps;
+        let config = PeerConfig {
+            ice_servers: self.ice.clone(),
+            bind_addrs: self.config.bind_addrs.clone(),
+            start_bitrate_bps: video.saturating_add(audio),
+            // Room for a screen share beside the camera.
+            max_bitrate_bps: video.saturating_mul(2).saturating_add(audio),
+        };
+        let (peer, mut rx) = match Peer::new(config).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.emit(Event::Error(format!("cannot call {}: {e}", m.name)));
+                return;
+            }
+        };
+        self.serial += 1;
+        let serial = self.serial;
+        let (tx, id) = (self.peer_tx.clone(), m.id.clone());
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if tx.send((id.clone(), serial, ev)).is_err() {
+                    break;
+                }
+            }
+        });
+        // Audio first: the first m-section of our offers is the BUNDLE tag, and Opus is
+        // what every peer takes. A peer without our video codec rejects a video section;
+        // were that the first one, Chromium moves the bundle to a new transport when it
+        // recycles the rejected m-line (e.g. for a screen share), which needs a new DTLS
+        // session that webrtc-rs never starts: the connection would hang in "connecting".
+        if let Some(c) = &self.mic {
+            let id = self.local_track_id(MIC_TRACK);
+            match peer.add_audio_track(&id, CAMERA_TRACK).await {
+                Ok(s) => c.fanout.add(&m.id, s),
+                Err(e) => self.emit(Event::Error(format!("microphone track: {e}"))),
+            }
+        }
+        if let Some(c) = &self.camera {
+            self.attach(c, &peer, &m.id, CAMERA_TRACK).await;
+        }
+        if let Some(c) = &self.screen {
+            self.attach(c, &peer, &m.id, SCREEN_TRACK).await;
+        }
+        // Polite side: the lower id. Both sides agree without talking.
+        let polite = self.me < m.id;
+        self.peers.insert(
+            m.id.clone(),
+            RemotePeer {
+                serial,
+                name: m.name,
+                state: m.state,
+                peer,
+                negotiator: Negotiator::new(polite),
+                connection: ConnectionState::New,
+                created: Instant::now(),
+                connected_after: None,
+                pending_chat: Vec::new(),
+                channel_open: false,
+                remote_ready: false,
+                remote_tracks: HashMap::new(),
+                track_roles: HashMap::new(),
+            },
+        );
+    }
+
+    pub(super) async fn remove_peer(&mut self, id: &str) {
+        if let Some(p) = self.peers.remove(id) {
+            for c in [&self.camera, &self.screen].into_iter().flatten() {
+                c.fanout.remove(id);
+            }
+            if let Some(c) = &self.mic {
+                c.fanout.remove(id);
+            }
+            let _ = p.peer.close().await;
+            self.stats.forget(id);
+        }
+    }
+
+    pub(super) async fn close_all_peers(&mut self) {
+        let ids: Vec<String> = self.peers.keys().cloned().collect();
+        for id in ids {
+            self.remove_peer(&id).await;
+        }
+    }
+
+    pub(super) fn relay(&self, to: &str, signals: Vec<Signal>) {
+        for s in signals {
+            match serde_json::to_value(&s) {
+                Ok(v) => {
+                    if self.client.relay(to, v).is_err() {
+                        self.emit(Event::Error("signaling client stopped".into()));
+                    }
+                }
+                Err(e) => tracing::error!("signal not serialisable: {e}"),
+            }
+        }
+    }
+
+    pub(super) async fn on_peer_event(&mut self, id: &str, serial: u64, ev: PeerEvent) {
+        let Some(p) = self.peers.get_mut(id) else {
+            return;
+        };
+        if p.serial != serial {
+            return; // from a connection we already replaced
+        }
+        match ev {
+            PeerEvent::LocalCandidate(c) => {
+                self.relay(id, vec![Signal::Candidate { candidate: c }])
+            }
+            PeerEvent::NegotiationNeeded => match p.negotiator.on_negotiation_needed(&p.peer).await
+            {
+                Ok(out) => self.relay(id, out),
+                Err(e) => self.emit(Event::Error(format!("negotiation with {id}: {e}"))),
+            },
+            PeerEvent::ConnectionState(s) => {
+                p.connection = s;
+                if s == ConnectionState::Connected && p.connected_after.is_none() {
+                    p.connected_after = Some(p.created.elapsed());
+                    // A fresh receiver needs a picture now, not at the next periodic IDR.
+                    for c in [&self.camera, &self.screen].into_iter().flatten() {
+                        c.request_keyframe();
+                    }
+                }
+                self.emit(Event::Connection {
+                    id: id.to_string(),
+                    state: s,
+                });
+            }
+            PeerEvent::DataOpen => {
+                p.channel_open = true;
+                let _ = p.peer.send_data(&DataMessage::Hello.to_json()).await;
+            }
+            PeerEvent::Data(text) => {
+                if !p.remote_ready {
+                    p.remote_ready = true;
+                    for msg in std::mem::take(&mut p.pending_chat) {
+                        if let Err(e) = p.peer.send_data(&msg).await {
+                            let _ = self
+                                .events
+                                .send(Event::Error(format!("chat to {id} not delivered: {e}")));
+                        }
+                    }
+                }
+                match serde_json::from_str::<DataMessage>(&text) {
+                    Ok(DataMessage::Hello) => {
+                        let _ = p.peer.send_data(&DataMessage::Ack.to_json()).await;
+                    }
+                    Ok(DataMessage::Ack) => {}
+                    Ok(DataMessage::Chat { text }) => {
+                        let name = p.name.clone();
+                        self.emit(Event::Chat {
+                            from: id.to_string(),
+                            name,
+                            text,
+                        });
+                    }
+                    Err(e) => tracing::debug!(%id, "unknown data message: {e}"),
+                }
+            }
+            PeerEvent::RemoteTrack {
+                track_id,
+                stream_id,
+                kind,
+                media,
+                keyframes,
+            } => {
+                let role = track_role(&track_id, &stream_id, kind);
+                let counters = Arc::new(RecvCounters::default());
+                p.remote_tracks
+                    .insert(track_id.clone(), (kind, counters.clone()));
+                p.track_roles.insert(track_id.clone(), role);
+                spawn_decoder(DecodeInput {
+                    peer_id: id.to_string(),
+                    role,
+                    media,
+                    keyframes,
+                    sink: BarcodeProbe::wrap(self.sink.clone(), counters.clone()),
+                    counters,
+                    idr_seen: self.kf_tx.clone(),
+                });
+                self.emit(Event::TrackAdded {
+                    peer: id.to_string(),
+                    track: role.to_string(),
+                    kind,
+                });
+            }
+            PeerEvent::RemoteTrackEnded { track_id } => {
+                p.remote_tracks.remove(&track_id);
+                if let Some(role) = p.track_roles.remove(&track_id) {
+                    self.emit(Event::TrackRemoved {
+                        peer: id.to_string(),
+                        track: role.to_string(),
+                    });
+                }
+            }
+            PeerEvent::KeyframeRequested { track_id } => {
+                let cap = if track_id.contains(SCREEN_TRACK) {
+                    self.screen.as_ref()
+                } else {
+                    self.camera.as_ref()
+                };
+                if let Some(c) = cap {
+                    c.request_keyframe();
+                }
+            }
+        }
+    }
+}

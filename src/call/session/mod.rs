@@ -1,0 +1,297 @@
+//! The call engine: joins a room through the signaling client, keeps one peer
+//! connection per member (full mesh), runs the media stages, and reports events.
+//!
+//! Everything is driven from one task: commands from the application, signaling
+//! events and peer events arrive on channels, so no state is shared with a UI.
+
+mod api;
+mod local;
+mod mesh;
+mod room;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::signaling::protocol::MediaState;
+use crate::signaling::{ClientEvent, JoinParams, SignalingClient};
+
+use crate::call::decode::RecvCounters;
+use crate::call::encode::{AudioCapture, CaptureFailure, VideoCapture};
+use crate::call::negotiation::Negotiator;
+use crate::call::peer::{ConnectionState, IceServerConfig, MediaKind, Peer, PeerEvent};
+use crate::call::rate::VideoRates;
+use crate::call::sink::MediaSink;
+use crate::call::stats::{SentTotals, StatsTracker};
+
+pub use api::{
+    CAMERA_TRACK, CallConfig, CallHandle, Command, DataMessage, Event, LocalMedia, MIC_TRACK,
+    SCREEN_TRACK, start,
+};
+
+struct RemotePeer {
+    serial: u64,
+    name: String,
+    state: MediaState,
+    peer: Peer,
+    negotiator: Negotiator,
+    connection: ConnectionState,
+    created: Instant,
+    connected_after: Option<Duration>,
+    /// Chat written before the other side was heard on the data channel.
+    pending_chat: Vec<String>,
+    channel_open: bool,
+    /// The other side's channel works: we have received something on it.
+    remote_ready: bool,
+    remote_tracks: HashMap<String, (MediaKind, Arc<RecvCounters>)>,
+    /// Remote track id -> what it is (camera, screen, mic).
+    track_roles: HashMap<String, &'static str>,
+}
+
+struct Engine {
+    config: CallConfig,
+    client: SignalingClient,
+    events: mpsc::UnboundedSender<Event>,
+    sink: Arc<dyn MediaSink>,
+    peer_tx: mpsc::UnboundedSender<(String, u64, PeerEvent)>,
+    fail_tx: mpsc::UnboundedSender<CaptureFailure>,
+    kf_tx: mpsc::UnboundedSender<(String, String, u64)>,
+    me: String,
+    room: JoinParams,
+    /// Where to go back to when a private call ends.
+    previous_room: Option<JoinParams>,
+    ice: Vec<IceServerConfig>,
+    peers: HashMap<String, RemotePeer>,
+    serial: u64,
+    camera: Option<VideoCapture>,
+    screen: Option<VideoCapture>,
+    mic: Option<AudioCapture>,
+    state: MediaState,
+    active_call: Option<String>,
+    outgoing_ring: Option<String>,
+    stats: StatsTracker,
+    /// Each connected peer's bandwidth estimate at the last stats tick (bit/s).
+    estimates: Vec<f64>,
+    /// What the video encoders were last set to (None: their configured start).
+    rates: Option<VideoRates>,
+    /// Screen shares started so far; numbers the share's track id.
+    screen_shares: u32,
+    /// Between leaving a room and the client's `Joined` marker, room events
+    /// still queued belong to the old room and must not touch the new peers.
+    awaiting_join_marker: bool,
+}
+
+impl Engine {
+    fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut signals: mpsc::UnboundedReceiver<ClientEvent>,
+        mut peer_events: mpsc::UnboundedReceiver<(String, u64, PeerEvent)>,
+        mut failures: mpsc::UnboundedReceiver<CaptureFailure>,
+        mut keyframes: mpsc::UnboundedReceiver<(String, String, u64)>,
+    ) {
+        let mut tick = tokio::time::interval(self.config.stats_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut hello = tokio::time::interval(Duration::from_millis(250));
+        hello.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    None | Some(Command::Leave) => break,
+                    Some(cmd) => self.on_command(cmd).await,
+                },
+                ev = signals.recv() => match ev {
+                    Some(ClientEvent::Closed) | None => {
+                        self.emit(Event::Error("lost the signaling server".into()));
+                        break;
+                    }
+                    Some(ev) => self.on_signaling(ev).await,
+                },
+                Some((id, serial, ev)) = peer_events.recv() => self.on_peer_event(&id, serial, ev).await,
+                Some(f) = failures.recv() => {
+                    if f.track == CAMERA_TRACK {
+                        self.state.has_camera = false;
+                        self.publish_state();
+                    } else if f.track == MIC_TRACK {
+                        self.state.has_microphone = false;
+                        self.publish_state();
+                    }
+                    self.emit(Event::Error(f.message));
+                }
+                Some((peer, track, at_us)) = keyframes.recv() => {
+                    self.emit(Event::KeyframeReceived { peer, track, at_us });
+                }
+                _ = tick.tick() => self.report_stats().await,
+                _ = hello.tick() => {
+                    for p in self.peers.values().filter(|p| p.channel_open && !p.remote_ready) {
+                        let _ = p.peer.send_data(&DataMessage::Hello.to_json()).await;
+                    }
+                }
+            }
+        }
+        self.close_all_peers().await;
+        let _ = self.client.leave().await;
+        self.client.close();
+        let sent = SentTotals::from_counters(
+            self.camera.as_ref().map(|c| &*c.counters),
+            self.mic.as_ref().map(|c| &*c.counters),
+        );
+        self.emit(Event::Left(sent));
+    }
+
+    fn publish_state(&self) {
+        let _ = self.client.set_media_state(self.state);
+        self.emit(Event::LocalMediaState(self.state));
+    }
+
+    async fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::SetAudioMuted(m) => {
+                if let Some(c) = &self.mic {
+                    c.set_muted(m);
+                }
+                self.state.audio_muted = m;
+                self.publish_state();
+            }
+            Command::SetVideoMuted(m) => {
+                if let Some(c) = &self.camera {
+                    c.set_muted(m);
+                }
+                self.state.video_muted = m;
+                self.publish_state();
+            }
+            Command::SetCamera(src) => {
+                if let Some(c) = &self.camera {
+                    c.replace_source(src);
+                } else {
+                    self.camera = Some(self.start_video(CAMERA_TRACK, src).await);
+                    self.reset_rates();
+                }
+                self.state.has_camera = true;
+                self.publish_state();
+            }
+            Command::SetMicrophone(src) => {
+                if let Some(c) = &self.mic {
+                    c.replace_source(src);
+                } else {
+                    let cap = AudioCapture::start(
+                        MIC_TRACK,
+                        src,
+                        self.config.audio_bitrate_bps,
+                        self.fail_tx.clone(),
+                    );
+                    let track = self.local_track_id(MIC_TRACK);
+                    for (id, p) in &self.peers {
+                        match p.peer.add_audio_track(&track, CAMERA_TRACK).await {
+                            Ok(s) => cap.fanout.add(id, s),
+                            Err(e) => self.emit(Event::Error(format!("microphone track: {e}"))),
+                        }
+                    }
+                    self.mic = Some(cap);
+                }
+                self.state.has_microphone = true;
+                self.publish_state();
+            }
+            Command::StartScreenShare(src) => {
+                if let Some(s) = &self.screen {
+                    s.replace_source(src);
+                } else {
+                    self.screen_shares += 1;
+                    self.screen = Some(self.start_video(SCREEN_TRACK, src).await);
+                }
+                self.state.screen_sharing = true;
+                self.publish_state();
+                self.reset_rates();
+            }
+            Command::StopScreenShare => {
+                if let Some(cap) = self.screen.take() {
+                    for (id, sender) in cap.fanout.snapshot() {
+                        if let Some(p) = self.peers.get(&id)
+                            && let Err(e) = p.peer.remove_track(&sender).await
+                        {
+                            self.emit(Event::Error(format!("stopping the share: {e}")));
+                        }
+                    }
+                }
+                self.state.screen_sharing = false;
+                self.publish_state();
+            }
+            Command::Chat(text) => {
+                let msg = DataMessage::Chat { text }.to_json();
+                for p in self.peers.values_mut() {
+                    if p.remote_ready && p.peer.send_data(&msg).await.is_ok() {
+                        continue;
+                    }
+                    p.pending_chat.push(msg.clone());
+                }
+            }
+            Command::Invite { to, metadata } => {
+                let _ = self
+                    .client
+                    .send(crate::signaling::protocol::ClientMessage::CallInvite { to, metadata });
+            }
+            Command::Accept(call_id) => {
+                let _ = self
+                    .client
+                    .send(crate::signaling::protocol::ClientMessage::CallAccept { call_id });
+            }
+            Command::Decline { call_id, reason } => {
+                let _ = self
+                    .client
+                    .send(crate::signaling::protocol::ClientMessage::CallDecline {
+                        call_id,
+                        reason,
+                    });
+            }
+            Command::Hangup => {
+                if let Some(call_id) = self
+                    .active_call
+                    .clone()
+                    .or_else(|| self.outgoing_ring.clone())
+                {
+                    let _ = self
+                        .client
+                        .send(crate::signaling::protocol::ClientMessage::CallHangup { call_id });
+                }
+            }
+            Command::SetVideoBitrate(bps) => {
+                // The new ceiling; the estimate may keep the encoders below it.
+                self.config.video.bitrate_bps = bps;
+                self.reset_rates();
+            }
+            Command::SetVideoFps(fps) => {
+                for c in [&self.camera, &self.screen].into_iter().flatten() {
+                    c.set_fps(fps);
+                }
+            }
+            Command::SetKeyframeInterval(n) => {
+                for c in [&self.camera, &self.screen].into_iter().flatten() {
+                    c.set_keyframe_interval(n);
+                }
+            }
+            Command::RequestKeyframe { peer, track } => {
+                let Some(p) = self.peers.get(&peer) else {
+                    return;
+                };
+                let Some(real) = p
+                    .track_roles
+                    .iter()
+                    .find(|(_, r)| **r == track)
+                    .map(|(id, _)| id.clone())
+                else {
+                    return;
+                };
+                if let Err(e) = p.peer.request_keyframe(&real).await {
+                    self.emit(Event::Error(format!("keyframe request: {e}")));
+                }
+            }
+            Command::Leave => {}
+        }
+    }
+}

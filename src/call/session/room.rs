@@ -1,0 +1,187 @@
+//! Room membership and ringing calls: the welcome, signaling events, room switches.
+
+use crate::signaling::protocol::{ServerMessage, Welcome};
+use crate::signaling::{ClientEvent, JoinParams};
+
+use super::*;
+use crate::call::negotiation::Signal;
+use crate::call::peer::IceServerConfig;
+
+impl Engine {
+    pub(super) async fn on_welcome(&mut self, w: Welcome) {
+        self.me = w.id.clone();
+        self.ice = w
+            .ice_servers
+            .iter()
+            .map(|s| IceServerConfig {
+                urls: s.urls.clone(),
+                username: s.username.clone().unwrap_or_default(),
+                credential: s.credential.clone().unwrap_or_default(),
+            })
+            .collect();
+        self.room.room = w.room.clone();
+        self.emit(Event::Joined {
+            id: w.id.clone(),
+            room: w.room.clone(),
+        });
+        self.emit(Event::LocalMediaState(self.state));
+        for m in w.members {
+            self.emit(Event::PeerJoined {
+                id: m.id.clone(),
+                name: m.name.clone(),
+                state: m.state,
+            });
+            self.add_peer(m).await;
+        }
+    }
+
+    pub(super) async fn on_signaling(&mut self, ev: ClientEvent) {
+        match ev {
+            ClientEvent::Joined(_) => self.awaiting_join_marker = false,
+            ClientEvent::Message(
+                ServerMessage::PeerJoined { .. }
+                | ServerMessage::PeerLeft { .. }
+                | ServerMessage::Relay { .. }
+                | ServerMessage::MediaState { .. },
+            ) if self.awaiting_join_marker => {}
+            ClientEvent::Message(msg) => self.on_server_message(msg).await,
+            ClientEvent::Disconnected { reason, .. } => {
+                self.close_all_peers().await;
+                self.emit(Event::Reconnecting { reason });
+            }
+            ClientEvent::Reconnected(w) => {
+                self.close_all_peers().await;
+                self.on_welcome(w).await;
+            }
+            ClientEvent::RejoinFailed(v) => {
+                self.emit(Event::Error(format!("could not rejoin the room: {v}")));
+            }
+            ClientEvent::Closed => {}
+        }
+    }
+
+    pub(super) async fn on_server_message(&mut self, msg: ServerMessage) {
+        match msg {
+            ServerMessage::PeerJoined { member } => {
+                self.emit(Event::PeerJoined {
+                    id: member.id.clone(),
+                    name: member.name.clone(),
+                    state: member.state,
+                });
+                self.add_peer(member).await;
+            }
+            ServerMessage::PeerLeft { id, reason } => {
+                self.remove_peer(&id).await;
+                self.emit(Event::PeerLeft { id, reason });
+            }
+            ServerMessage::Relay { from, payload } => {
+                let signal: Signal = match serde_json::from_value(payload) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(%from, "unreadable signal: {e}");
+                        return;
+                    }
+                };
+                let Some(p) = self.peers.get_mut(&from) else {
+                    tracing::debug!(%from, "signal from an unknown member");
+                    return;
+                };
+                match p.negotiator.on_signal(&p.peer, signal).await {
+                    Ok(out) => self.relay(&from, out),
+                    Err(e) => self.emit(Event::Error(format!("negotiation with {from}: {e}"))),
+                }
+            }
+            ServerMessage::MediaState { id, state } => {
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.state = state;
+                }
+                self.emit(Event::PeerMediaState { id, state });
+            }
+            ServerMessage::CallRinging { call_id, to } => {
+                self.outgoing_ring = Some(call_id.clone());
+                self.emit(Event::CallRinging { call_id, to });
+            }
+            ServerMessage::CallIncoming {
+                call_id,
+                from,
+                from_name,
+                metadata,
+            } => {
+                if self.config.auto_answer {
+                    let _ =
+                        self.client
+                            .send(crate::signaling::protocol::ClientMessage::CallAccept {
+                                call_id: call_id.clone(),
+                            });
+                }
+                self.emit(Event::IncomingCall {
+                    call_id,
+                    from,
+                    from_name,
+                    metadata,
+                });
+            }
+            ServerMessage::CallAccepted {
+                call_id,
+                room,
+                peer,
+            } => {
+                self.outgoing_ring = None;
+                self.active_call = Some(call_id.clone());
+                self.emit(Event::CallAccepted {
+                    call_id,
+                    peer,
+                    room: room.clone(),
+                });
+                let mut target = self.room.clone();
+                target.room = room;
+                target.password = None;
+                self.previous_room = Some(self.room.clone());
+                self.switch_room(target).await;
+            }
+            ServerMessage::CallEnded {
+                call_id,
+                reason,
+                detail,
+            } => {
+                if self.outgoing_ring.as_deref() == Some(call_id.as_str()) {
+                    self.outgoing_ring = None;
+                }
+                let was_active = self.active_call.as_deref() == Some(call_id.as_str());
+                self.emit(Event::CallEnded {
+                    call_id,
+                    reason,
+                    detail,
+                });
+                if was_active {
+                    self.active_call = None;
+                    if let Some(back) = self.previous_room.take() {
+                        self.switch_room(back).await;
+                    }
+                }
+            }
+            ServerMessage::Error { code, message, .. } => {
+                self.emit(Event::Error(format!("{code}: {message}")));
+            }
+            ServerMessage::Welcome(_)
+            | ServerMessage::Rooms { .. }
+            | ServerMessage::Left { .. }
+            | ServerMessage::Pong { .. } => {}
+        }
+    }
+
+    pub(super) async fn switch_room(&mut self, target: JoinParams) {
+        self.awaiting_join_marker = true;
+        self.close_all_peers().await;
+        let _ = self.client.leave().await;
+        let mut target = target;
+        target.state = self.state;
+        match self.client.join(target.clone()).await {
+            Ok(w) => {
+                self.room = target;
+                self.on_welcome(w).await;
+            }
+            Err(e) => self.emit(Event::Error(format!("cannot join {}: {e}", target.room))),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The sink stage: where decoded media goes (the UI's textures and speaker, a headless
+//! analyser), and what comes with each frame.
+
+use std::sync::Arc;
+
+use crate::media::{Barcode, VideoFrame, barcode};
+use crate::sync::LockExt;
+
+use super::decode::RecvCounters;
+
+/// Where decoded media goes: the UI's textures and speaker, or a headless analyser.
+pub trait MediaSink: Send + Sync + 'static {
+    fn video(&self, peer: &str, track: &str, frame: &VideoFrame, info: &FrameInfo);
+    fn audio(&self, peer: &str, track: &str, pcm: &[f32], info: &AudioInfo);
+    /// A frame of our own, as captured (self-view). Called on the capture thread.
+    fn local_video(&self, _track: &str, _frame: &VideoFrame) {}
+}
+
+/// A sink that drops everything (a call with nobody watching).
+pub struct NullSink;
+
+impl MediaSink for NullSink {
+    fn video(&self, _: &str, _: &str, _: &VideoFrame, _: &FrameInfo) {}
+    fn audio(&self, _: &str, _: &str, _: &[f32], _: &AudioInfo) {}
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FrameInfo {
+    /// Wall-clock time the frame left the decoder.
+    pub decoded_us: u64,
+    /// The synthetic source's barcode, when the picture carries one.
+    pub barcode: Option<Barcode>,
+    pub keyframe: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AudioInfo {
+    /// Wall-clock arrival of the packet (or of the gap, for concealment).
+    pub arrival_us: u64,
+    /// Synthesised by packet-loss concealment, not decoded from a packet.
+    pub concealed: bool,
+}
+
+/// Wraps a remote track's sink: reads the synthetic source's barcode from each picture,
+/// passes it on in [`FrameInfo::barcode`] and records glass-to-glass latency.
+pub struct BarcodeProbe {
+    inner: Arc<dyn MediaSink>,
+    counters: Arc<RecvCounters>,
+}
+
+impl BarcodeProbe {
+    pub fn wrap(inner: Arc<dyn MediaSink>, counters: Arc<RecvCounters>) -> Arc<dyn MediaSink> {
+        Arc::new(Self { inner, counters })
+    }
+}
+
+impl MediaSink for BarcodeProbe {
+    fn video(&self, peer: &str, track: &str, frame: &VideoFrame, info: &FrameInfo) {
+        let code = barcode::read(&frame.y, frame.width, frame.height, frame.width);
+        if let Some(b) = code {
+            self.counters
+                .latency_us
+                .locked()
+                .push(info.decoded_us.saturating_sub(b.capture_us));
+        }
+        let info = FrameInfo {
+            barcode: code,
+            ..*info
+        };
+        self.inner.video(peer, track, frame, &info);
+    }
+
+    fn audio(&self, peer: &str, track: &str, pcm: &[f32], info: &AudioInfo) {
+        self.inner.audio(peer, track, pcm, info);
+    }
+
+    fn local_video(&self, track: &str, frame: &VideoFrame) {
+        self.inner.local_video(track, frame);
+    }
+}

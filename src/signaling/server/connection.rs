@@ -1,0 +1,199 @@
+//! One task per WebSocket connection: size and rate limits, heartbeats, a fast relay path.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{Notify, mpsc};
+
+use super::*;
+use crate::signaling::protocol::{ClientMessage, ErrorCode, LeaveReason, ProtocolViolation};
+
+/// A well-formed relay, parsed without building a tree of its payload.
+/// Anything else (including a malformed relay) takes the general path, which
+/// also produces the precise error.
+#[derive(serde::Deserialize)]
+pub(super) struct FastRelay<'a> {
+    #[serde(rename = "type")]
+    pub(super) kind: std::borrow::Cow<'a, str>,
+    pub(super) to: String,
+    #[serde(borrow)]
+    pub(super) payload: &'a serde_json::value::RawValue,
+}
+
+impl<'a> FastRelay<'a> {
+    pub(super) fn parse(text: &'a str) -> Option<Self> {
+        serde_json::from_str::<FastRelay>(text)
+            .ok()
+            .filter(|r| r.kind == "relay")
+    }
+}
+
+/// Token bucket for one connection.
+pub(super) struct RateLimit {
+    pub(super) tokens: f64,
+    pub(super) last: Instant,
+    pub(super) rate: f64,
+    pub(super) burst: f64,
+}
+
+impl RateLimit {
+    pub(super) fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            tokens: burst,
+            last: Instant::now(),
+            rate,
+            burst,
+        }
+    }
+
+    pub(super) fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket) {
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+    let kick = Arc::new(Notify::new());
+    let Some(id) = hub.register(tx.clone(), kick.clone()) else {
+        hub.count_error(ErrorCode::ServerFull);
+        let msg =
+            ProtocolViolation::new(ErrorCode::ServerFull, "the server is full").into_message();
+        let _ = sink.send(Message::Text(msg.to_json().into())).await;
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame {
+                code: close_code::TRY_AGAIN_LATER,
+                reason: "server full".into(),
+            })))
+            .await;
+        return;
+    };
+    tracing::debug!(%id, "connected");
+
+    let writer = tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(32);
+        // Everything already queued goes out with one flush (one syscall, not one per frame).
+        while rx.recv_many(&mut batch, 32).await > 0 {
+            for out in batch.drain(..) {
+                let res = match out {
+                    Outbound::Text(t) => sink.feed(Message::Text(t)).await,
+                    Outbound::Ping => sink.feed(Message::Ping(Default::default())).await,
+                    Outbound::Close(code, reason) => {
+                        let _ = sink
+                            .send(Message::Close(Some(CloseFrame {
+                                code,
+                                reason: reason.into(),
+                            })))
+                            .await;
+                        return;
+                    }
+                };
+                if res.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let cfg = &hub.config;
+    let mut limit = RateLimit::new(cfg.rate_per_sec, cfg.rate_burst);
+    let mut flood = 0u32;
+    let mut last_seen = Instant::now();
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let reason = loop {
+        tokio::select! {
+            frame = stream.next() => {
+                let Some(Ok(frame)) = frame else { break LeaveReason::Disconnected };
+                last_seen = Instant::now();
+                let text = match frame {
+                    Message::Text(t) => t,
+                    Message::Binary(_) => {
+                        hub.refuse(&id, ProtocolViolation::new(
+                            ErrorCode::BinaryUnsupported,
+                            "binary frames are not part of the protocol; send JSON text",
+                        ));
+                        continue;
+                    }
+                    Message::Close(_) => break LeaveReason::Left,
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                };
+                if !limit.take() {
+                    flood += 1;
+                    if flood > cfg.flood_close_after {
+                        let _ = tx.try_send(Outbound::Close(close_code::POLICY, "rate limit exceeded"));
+                        break LeaveReason::Disconnected;
+                    }
+                    hub.refuse(&id, ProtocolViolation::new(
+                        ErrorCode::RateLimited,
+                        format!("more than {} messages per second; message dropped", cfg.rate_per_sec),
+                    ));
+                    continue;
+                }
+                flood = 0;
+                if text.len() > cfg.max_message_bytes {
+                    hub.refuse(&id, ProtocolViolation::new(
+                        ErrorCode::TooLarge,
+                        format!("message of {} bytes exceeds {} bytes", text.len(), cfg.max_message_bytes),
+                    ));
+                    continue;
+                }
+                if let Some(relay) = FastRelay::parse(text.as_str()) {
+                    hub.metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+                    if let Err(mut v) = hub.relay(&id, &relay.to, relay.payload.get()) {
+                        v.request = Some("relay".into());
+                        hub.refuse(&id, v);
+                    }
+                    continue;
+                }
+                match ClientMessage::parse(text.as_str()) {
+                    Ok(msg) => hub.handle(&id, msg),
+                    Err(v) => hub.refuse(&id, v),
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_seen.elapsed() > cfg.heartbeat_timeout {
+                    let _ = tx.try_send(Outbound::Close(close_code::GOING_AWAY, "heartbeat timeout"));
+                    break LeaveReason::TimedOut;
+                }
+                if tx.try_send(Outbound::Ping).is_err() {
+                    break LeaveReason::Disconnected;
+                }
+            }
+            _ = kick.notified() => {
+                let _ = tx.try_send(Outbound::Close(close_code::TRY_AGAIN_LATER, "disconnected by server"));
+                break LeaveReason::Disconnected;
+            }
+        }
+    };
+    tracing::debug!(%id, ?reason, "connection ended");
+    hub.disconnect(&id, reason);
+    drop(tx);
+    // Finish the closing handshake: read until the client's close frame so that
+    // unread bytes don't turn our close into a TCP reset that eats the close frame.
+    // A dead peer must not hold the task, hence the bound.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = writer.await;
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}

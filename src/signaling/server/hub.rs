@@ -1,0 +1,566 @@
+//! The hub: who is connected, rooms, presence and relay, behind one short-held mutex.
+
+use crate::sync::LockExt;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{Notify, mpsc};
+
+use super::*;
+use crate::signaling::protocol::{
+    CallEndReason, ClientMessage, ErrorCode, LeaveReason, MediaState, Member, PROTOCOL_VERSION,
+    ProtocolViolation, RoomInfo, ServerMessage, Welcome, is_private_room, validate_name,
+    validate_room,
+};
+
+pub(super) enum Outbound {
+    Text(Utf8Bytes),
+    Ping,
+    Close(u16, &'static str),
+}
+
+pub(super) struct ClientEntry {
+    pub(super) name: String,
+    pub(super) room: Option<String>,
+    pub(super) state: MediaState,
+    pub(super) call: Option<String>,
+    pub(super) tx: mpsc::Sender<Outbound>,
+    pub(super) kick: Arc<Notify>,
+}
+
+pub(super) struct Room {
+    pub(super) members: Vec<String>,
+    pub(super) password: Option<String>,
+    pub(super) capacity: Option<usize>,
+    /// For a private call room: the only two ids that may join; empty once the call ended.
+    pub(super) private: Option<Vec<String>>,
+}
+
+#[derive(Default)]
+pub(super) struct HubState {
+    pub(super) clients: HashMap<String, ClientEntry>,
+    pub(super) rooms: HashMap<String, Room>,
+    pub(super) calls: HashMap<String, Call>,
+}
+
+/// Shared server state: who is connected, rooms, calls.
+pub struct Hub {
+    pub(super) config: ServerConfig,
+    pub(super) state: Mutex<HubState>,
+    pub(super) metrics: Metrics,
+}
+
+impl Hub {
+    pub fn new(config: ServerConfig) -> Arc<Hub> {
+        Arc::new(Hub {
+            config,
+            state: Mutex::new(HubState::default()),
+            metrics: Metrics::default(),
+        })
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
+        // A panic while holding the lock is a bug, but the state is still consistent
+        // enough to keep serving everyone else.
+        self.state.locked()
+    }
+
+    pub(super) fn kick_all(&self) {
+        for c in self.lock().clients.values() {
+            c.kick.notify_one();
+        }
+    }
+
+    pub(super) fn register(&self, tx: mpsc::Sender<Outbound>, kick: Arc<Notify>) -> Option<String> {
+        let mut st = self.lock();
+        if st.clients.len() >= self.config.max_clients {
+            return None;
+        }
+        let id = loop {
+            let id = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+            if !st.clients.contains_key(&id) {
+                break id;
+            }
+        };
+        st.clients.insert(
+            id.clone(),
+            ClientEntry {
+                name: String::new(),
+                room: None,
+                state: MediaState::default(),
+                call: None,
+                tx,
+                kick,
+            },
+        );
+        self.metrics
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        Some(id)
+    }
+
+    pub(super) fn send_to(&self, st: &HubState, id: &str, frame: &Utf8Bytes) {
+        if let Some(c) = st.clients.get(id) {
+            push(c, Outbound::Text(frame.clone()));
+        }
+    }
+
+    pub(super) fn reply(&self, st: &HubState, id: &str, msg: &ServerMessage) {
+        self.send_to(st, id, &Utf8Bytes::from(msg.to_json()));
+    }
+
+    pub(super) fn broadcast(&self, st: &HubState, room: &str, except: &str, msg: &ServerMessage) {
+        let Some(r) = st.rooms.get(room) else { return };
+        let frame = Utf8Bytes::from(msg.to_json());
+        for m in r.members.iter().filter(|m| *m != except) {
+            self.send_to(st, m, &frame);
+        }
+    }
+
+    /// Sends an error to one client and counts it.
+    pub(super) fn refuse(&self, id: &str, v: ProtocolViolation) {
+        self.count_error(v.code);
+        let st = self.lock();
+        self.reply(&st, id, &v.into_message());
+    }
+
+    pub(super) fn handle(self: &Arc<Self>, id: &str, msg: ClientMessage) {
+        self.metrics
+            .messages_received
+            .fetch_add(1, Ordering::Relaxed);
+        let request = msg.type_name();
+        if let Err(mut v) = self.dispatch(id, msg) {
+            v.request.get_or_insert_with(|| request.to_string());
+            self.refuse(id, v);
+        }
+    }
+
+    pub(super) fn dispatch(
+        self: &Arc<Self>,
+        id: &str,
+        msg: ClientMessage,
+    ) -> Result<(), ProtocolViolation> {
+        match msg {
+            ClientMessage::Join {
+                room,
+                name,
+                password,
+                capacity,
+                state,
+            } => self.join(
+                id,
+                &room,
+                &name,
+                password,
+                capacity,
+                state.unwrap_or_default(),
+            ),
+            ClientMessage::Leave => {
+                let mut st = self.lock();
+                let room = st.clients.get(id).and_then(|c| c.room.clone());
+                let Some(room) = room else {
+                    return Err(not_joined());
+                };
+                self.leave_room(&mut st, id, LeaveReason::Left);
+                self.reply(&st, id, &ServerMessage::Left { room });
+                Ok(())
+            }
+            ClientMessage::Relay { to, payload } => self.relay(id, &to, &payload.to_string()),
+            ClientMessage::MediaState { state } => {
+                let mut st = self.lock();
+                let entry = st.clients.get_mut(id).ok_or_else(not_joined)?;
+                let room = entry.room.clone().ok_or_else(not_joined)?;
+                entry.state = state;
+                let msg = ServerMessage::MediaState {
+                    id: id.to_string(),
+                    state,
+                };
+                self.broadcast(&st, &room, id, &msg);
+                Ok(())
+            }
+            ClientMessage::CallInvite { to, metadata } => self.call_invite(id, &to, metadata),
+            ClientMessage::CallAccept { call_id } => self.call_accept(id, &call_id),
+            ClientMessage::CallDecline { call_id, reason } => {
+                if let Some(r) = &reason
+                    && r.chars().count() > crate::signaling::protocol::MAX_REASON_CHARS
+                {
+                    return Err(ProtocolViolation::new(
+                        ErrorCode::BadMessage,
+                        "reason is too long",
+                    ));
+                }
+                self.call_end_by(id, &call_id, EndRequest::Decline(reason))
+            }
+            ClientMessage::CallCancel { call_id } => {
+                self.call_end_by(id, &call_id, EndRequest::Cancel)
+            }
+            ClientMessage::CallHangup { call_id } => {
+                self.call_end_by(id, &call_id, EndRequest::Hangup)
+            }
+            ClientMessage::ListRooms => {
+                let st = self.lock();
+                let mut rooms: Vec<RoomInfo> = st
+                    .rooms
+                    .iter()
+                    .filter(|(_, r)| r.private.is_none())
+                    .map(|(name, r)| RoomInfo {
+                        name: name.clone(),
+                        members: r.members.len(),
+                        capacity: r.capacity,
+                        locked: r.password.is_some(),
+                    })
+                    .collect();
+                rooms.sort_by(|a, b| a.name.cmp(&b.name));
+                self.reply(&st, id, &ServerMessage::Rooms { rooms });
+                Ok(())
+            }
+            ClientMessage::Ping { nonce } => {
+                let st = self.lock();
+                self.reply(&st, id, &ServerMessage::Pong { nonce });
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn join(
+        &self,
+        id: &str,
+        room: &str,
+        name: &str,
+        password: Option<String>,
+        capacity: Option<usize>,
+        state: MediaState,
+    ) -> Result<(), ProtocolViolation> {
+        let name = validate_name(name)?;
+        let room = validate_room(room)?;
+        if let Some(c) = capacity
+            && !(2..=MAX_CAPACITY).contains(&c)
+        {
+            return Err(ProtocolViolation::new(
+                ErrorCode::InvalidCapacity,
+                format!("capacity must be between 2 and {MAX_CAPACITY}"),
+            ));
+        }
+        let mut st = self.lock();
+        let st = &mut *st;
+        let entry = st.clients.get(id).ok_or_else(not_joined)?;
+        if let Some(current) = &entry.room {
+            return Err(ProtocolViolation::new(
+                ErrorCode::AlreadyJoined,
+                format!("already in room {current:?}; leave first"),
+            ));
+        }
+        match st.rooms.get(&room) {
+            Some(r) => {
+                if let Some(allowed) = &r.private {
+                    if !allowed.iter().any(|a| a == id) {
+                        return Err(private_room());
+                    }
+                } else if r.password.is_some() && r.password != password {
+                    return Err(ProtocolViolation::new(
+                        ErrorCode::WrongPassword,
+                        "wrong or missing password for this room",
+                    ));
+                }
+                if r.capacity.is_some_and(|c| r.members.len() >= c) {
+                    return Err(ProtocolViolation::new(
+                        ErrorCode::RoomFull,
+                        "the room is full",
+                    ));
+                }
+            }
+            None => {
+                if is_private_room(&room) {
+                    return Err(private_room());
+                }
+                if st.rooms.len() >= self.config.max_rooms {
+                    return Err(ProtocolViolation::new(
+                        ErrorCode::TooManyRooms,
+                        "the server has no room for another room",
+                    ));
+                }
+                st.rooms.insert(
+                    room.clone(),
+                    Room {
+                        members: Vec::new(),
+                        password: password.filter(|p| !p.is_empty()),
+                        capacity,
+                        private: None,
+                    },
+                );
+            }
+        }
+        let r = st
+            .rooms
+            .get_mut(&room)
+            .expect("room exists or was just created");
+        let members: Vec<Member> = r
+            .members
+            .iter()
+            .filter_map(|m| {
+                st.clients.get(m).map(|c| Member {
+                    id: m.clone(),
+                    name: c.name.clone(),
+                    state: c.state,
+                })
+            })
+            .collect();
+        r.members.push(id.to_string());
+        let entry = st.clients.get_mut(id).expect("checked above");
+        entry.room = Some(room.clone());
+        entry.name = name.clone();
+        entry.state = state;
+        let welcome = ServerMessage::Welcome(Welcome {
+            protocol: PROTOCOL_VERSION,
+            id: id.to_string(),
+            room: room.clone(),
+            members,
+            ice_servers: self.config.ice.servers_for(id),
+            heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
+        });
+        self.reply(st, id, &welcome);
+        let joined = ServerMessage::PeerJoined {
+            member: Member {
+                id: id.to_string(),
+                name,
+                state,
+            },
+        };
+        self.broadcast(st, &room, id, &joined);
+        Ok(())
+    }
+
+    /// Removes `id` from its room (if any), telling the others why.
+    pub(super) fn leave_room(&self, st: &mut HubState, id: &str, reason: LeaveReason) {
+        let Some(room) = st.clients.get_mut(id).and_then(|c| c.room.take()) else {
+            return;
+        };
+        let mut now_empty = false;
+        let mut was_private = false;
+        if let Some(r) = st.rooms.get_mut(&room) {
+            r.members.retain(|m| m != id);
+            now_empty = r.members.is_empty();
+            was_private = r.private.is_some();
+        }
+        self.broadcast(
+            st,
+            &room,
+            id,
+            &ServerMessage::PeerLeft {
+                id: id.to_string(),
+                reason,
+            },
+        );
+        if now_empty {
+            st.rooms.remove(&room);
+        }
+        // A ringing call belongs to the room it was placed in.
+        if let Some(call_id) = st.clients.get(id).and_then(|c| c.call.clone()) {
+            let ringing = st
+                .calls
+                .get(&call_id)
+                .is_some_and(|c| c.phase == CallPhase::Ringing);
+            let in_this_call_room = was_private && room == private_room_name(&call_id);
+            if ringing {
+                self.end_call(
+                    st,
+                    &call_id,
+                    CallEndReason::Cancelled,
+                    Some("left the room".into()),
+                );
+            } else if in_this_call_room {
+                self.end_call(
+                    st,
+                    &call_id,
+                    CallEndReason::Hangup,
+                    Some("left the call".into()),
+                );
+            }
+        }
+    }
+
+    /// Relays a payload given as JSON text. The frame is assembled around the
+    /// client's bytes: relay is the hot path, and re-serialising it would cost more
+    /// than everything else the server does per message.
+    pub(super) fn relay(&self, id: &str, to: &str, payload: &str) -> Result<(), ProtocolViolation> {
+        let st = self.lock();
+        let room = st
+            .clients
+            .get(id)
+            .and_then(|c| c.room.as_ref())
+            .ok_or_else(not_joined)?;
+        let target = self.target(&st, id, to, room)?;
+        // Member ids are hex, so `from` needs no escaping.
+        let frame = format!(r#"{{"type":"relay","from":"{id}","payload":{payload}}}"#);
+        push(target, Outbound::Text(Utf8Bytes::from(frame)));
+        self.metrics
+            .messages_relayed
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Resolves a member id that must be in `room` and is not the sender.
+    pub(super) fn target<'a>(
+        &self,
+        st: &'a HubState,
+        from: &str,
+        to: &str,
+        room: &str,
+    ) -> Result<&'a ClientEntry, ProtocolViolation> {
+        if to == from {
+            return Err(ProtocolViolation::new(
+                ErrorCode::SelfTarget,
+                "cannot address yourself",
+            ));
+        }
+        let target = st.clients.get(to).ok_or_else(|| {
+            ProtocolViolation::new(ErrorCode::UnknownPeer, format!("no member with id {to:?}"))
+        })?;
+        if target.room.as_deref() != Some(room) {
+            return Err(ProtocolViolation::new(
+                ErrorCode::PeerNotInRoom,
+                format!("{to:?} is not in your room"),
+            ));
+        }
+        Ok(target)
+    }
+
+    pub(super) fn disconnect(&self, id: &str, reason: LeaveReason) {
+        let mut st = self.lock();
+        // End the call first so the other party hears "disconnected", not "cancelled".
+        if let Some(call_id) = st.clients.get(id).and_then(|c| c.call.clone()) {
+            self.end_call(&mut st, &call_id, CallEndReason::Disconnected, None);
+        }
+        self.leave_room(&mut st, id, reason);
+        st.clients.remove(id);
+    }
+}
+
+pub(super) fn not_joined() -> ProtocolViolation {
+    ProtocolViolation::new(ErrorCode::NotJoined, "join a room first")
+}
+
+pub(super) fn private_room() -> ProtocolViolation {
+    ProtocolViolation::new(
+        ErrorCode::PrivateRoom,
+        "this room belongs to a call between two other members",
+    )
+}
+
+/// Queues a frame for one client; a client whose queue is full is disconnected
+/// rather than buffered without bound.
+pub(super) fn push(c: &ClientEntry, out: Outbound) {
+    if c.tx.try_send(out).is_err() {
+        c.kick.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use std::time::Duration;
+
+    /// Random but plausible client messages: known types, fields drawn from a
+    /// small pool of ids, rooms and call ids so that they often hit real state.
+    fn random_message(rng: &mut impl Rng, ids: &[String], calls: &[String]) -> String {
+        let pick = |rng: &mut dyn rand::RngCore, pool: &[String]| -> String {
+            if pool.is_empty() || rng.random_ratio(1, 5) {
+                format!("{:x}", rng.random::<u16>())
+            } else {
+                pool[rng.random_range(0..pool.len())].clone()
+            }
+        };
+        let room = ["a", "b", "call:x", "", " "][rng.random_range(0..5)];
+        let msg = match rng.random_range(0..12) {
+            0 => {
+                serde_json::json!({"type":"join","room":room,"name":"n","capacity":rng.random_range(0..5)})
+            }
+            1 => serde_json::json!({"type":"leave"}),
+            2 => serde_json::json!({"type":"relay","to":pick(rng, ids),"payload":{"x":1}}),
+            3 => {
+                serde_json::json!({"type":"media_state","state":{"audio_muted":rng.random::<bool>()}})
+            }
+            4 => serde_json::json!({"type":"call_invite","to":pick(rng, ids),"metadata":"m"}),
+            5 => serde_json::json!({"type":"call_accept","call_id":pick(rng, calls)}),
+            6 => serde_json::json!({"type":"call_decline","call_id":pick(rng, calls),"reason":"r"}),
+            7 => serde_json::json!({"type":"call_cancel","call_id":pick(rng, calls)}),
+            8 => serde_json::json!({"type":"call_hangup","call_id":pick(rng, calls)}),
+            9 => serde_json::json!({"type":"list_rooms"}),
+            10 => serde_json::json!({"type":"ping","nonce":rng.random::<u32>()}),
+            _ => serde_json::json!({"type":"join","room":room,"name":"n","password":"p"}),
+        };
+        let mut text = msg.to_string();
+        // Sometimes corrupt a byte: the parser must refuse, never panic.
+        if rng.random_ratio(1, 10) && !text.is_empty() {
+            let i = rng.random_range(0..text.len());
+            if text.is_char_boundary(i) && text.is_char_boundary(i + 1) {
+                text.replace_range(i..i + 1, "\u{1}");
+            }
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn random_traffic_never_panics_and_never_relays_across_rooms() {
+        let hub = Hub::new(ServerConfig {
+            ring_timeout: Duration::from_millis(50),
+            ..ServerConfig::default()
+        });
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut clients = Vec::new();
+        for _ in 0..12 {
+            let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+            let id = hub.register(tx, Arc::new(Notify::new())).unwrap();
+            clients.push((id, rx));
+        }
+        let ids: Vec<String> = clients.iter().map(|(id, _)| id.clone()).collect();
+        let mut calls: Vec<String> = Vec::new();
+        for step in 0..20_000 {
+            let who = rng.random_range(0..clients.len());
+            let text = random_message(&mut rng, &ids, &calls);
+            let id = clients[who].0.clone();
+            if let Some(relay) = FastRelay::parse(&text) {
+                let _ = hub.relay(&id, &relay.to, relay.payload.get());
+            } else if let Ok(msg) = ClientMessage::parse(&text) {
+                hub.handle(&id, msg);
+            }
+            // Drain every queue, checking that relays only come from roommates.
+            for (me, rx) in clients.iter_mut() {
+                while let Ok(out) = rx.try_recv() {
+                    let Outbound::Text(t) = out else { continue };
+                    let Ok(msg) = serde_json::from_str::<ServerMessage>(t.as_str()) else {
+                        panic!("server sent invalid JSON: {t}");
+                    };
+                    match msg {
+                        ServerMessage::Relay { from, .. } => {
+                            let st = hub.lock();
+                            let mine = st.clients.get(me.as_str()).and_then(|c| c.room.clone());
+                            let theirs = st.clients.get(&from).and_then(|c| c.room.clone());
+                            assert_eq!(mine, theirs, "relay crossed rooms at step {step}");
+                        }
+                        ServerMessage::CallRinging { call_id, .. } => calls.push(call_id),
+                        _ => {}
+                    }
+                }
+            }
+            if step % 5000 == 4999 {
+                // Some leave for good mid-way; the rest must carry on.
+                let (gone, _) = clients.remove(0);
+                hub.disconnect(&gone, LeaveReason::Disconnected);
+            }
+        }
+        let st = hub.lock();
+        for (name, room) in &st.rooms {
+            assert!(!room.members.is_empty(), "empty room {name} left behind");
+            for m in &room.members {
+                assert_eq!(
+                    st.clients.get(m).and_then(|c| c.room.as_deref()),
+                    Some(name.as_str())
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The listeners (plain and TLS) and the routes they serve.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::watch;
+
+use super::*;
+use crate::signaling::ice::IceConfig;
+use crate::signaling::tls::{self, TlsConfig, TlsListener};
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_clients: usize,
+    pub max_rooms: usize,
+    pub max_message_bytes: usize,
+    /// Sustained messages per second per connection.
+    pub rate_per_sec: f64,
+    pub rate_burst: f64,
+    /// Rate-limited messages in a row before the connection is closed.
+    pub flood_close_after: u32,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    pub ring_timeout: Duration,
+    pub ice: IceConfig,
+    /// A second, TLS listener (HTTPS/WSS) with the same routes and the same rooms.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
+            max_clients: 20_000,
+            max_rooms: 5_000,
+            max_message_bytes: 64 * 1024,
+            rate_per_sec: 100.0,
+            rate_burst: 200.0,
+            flood_close_after: 100,
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(15),
+            ring_timeout: Duration::from_secs(30),
+            ice: IceConfig::default(),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server stopped with an error: {0}")]
+    Serve(#[from] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// A running server; dropping it does not stop it, [`Server::shutdown`] does.
+pub struct Server {
+    addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    hub: Arc<Hub>,
+    stop: Option<watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<Result<(), std::io::Error>>,
+}
+
+impl Server {
+    /// Binds and starts serving in the background.
+    pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        Self::start_with(config, Router::new()).await
+    }
+
+    /// Like [`Server::start`], merging extra routes (e.g. the web client).
+    pub async fn start_with(config: ServerConfig, extra: Router) -> Result<Server, ServerError> {
+        let bind = |addr: SocketAddr| async move {
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })
+        };
+        // Certificate problems surface before anything listens.
+        let tls = match &config.tls {
+            Some(t) => Some((
+                t.listen,
+                tls::acceptor(&t.cert, &t.key).map_err(ServerError::Tls)?,
+            )),
+            None => None,
+        };
+        let listener = bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let secure = match tls {
+            Some((listen, acceptor)) => Some(TlsListener::new(bind(listen).await?, acceptor)?),
+            None => None,
+        };
+        let tls_addr = secure.as_ref().map(|l| l.addr());
+        let hub = Hub::new(config);
+        let app = router(hub.clone()).merge(extra);
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let plain = axum::serve(listener, app.clone()).with_graceful_shutdown(until_stopped());
+        let task = match secure {
+            None => tokio::spawn(plain.into_future()),
+            Some(l) => {
+                let secure = axum::serve(l, app).with_graceful_shutdown(until_stopped());
+                tokio::spawn(async move {
+                    let (a, b) = tokio::join!(plain, secure);
+                    a.and(b)
+                })
+            }
+        };
+        tracing::info!(%addr, tls = ?tls_addr, "signaling server listening");
+        Ok(Server {
+            addr,
+            tls_addr,
+            hub,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// The TLS listener's address, when there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.hub.metrics_snapshot()
+    }
+
+    /// Stops accepting, closes every connection and waits for the server task.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        self.hub.kick_all();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+        match (&mut self.task).await {
+            Ok(r) => r.map_err(ServerError::Serve),
+            Err(e) => Err(ServerError::Serve(std::io::Error::other(e))),
+        }
+    }
+
+    /// Waits until the server stops by itself (it normally never does).
+    pub async fn wait(mut self) -> Result<(), ServerError> {
+        match (&mut self.task).await {
+            Ok(r) => r.map_err(ServerError::Serve),
+            Err(e) => Err(ServerError::Serve(std::io::Error::other(e))),
+        }
+    }
+}
+
+/// The signaling routes: `/ws`, `/healthz`, `/metrics`, and the web client at `/`.
+pub fn router(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route("/ws", get(ws_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_handler))
+        .with_state(hub)
+        .merge(crate::signaling::web::router())
+}
+
+async fn ws_handler(ws: WebSocketUpgrade, State(hub): State<Arc<Hub>>) -> Response {
+    // Small buffers: tungstenite's 128 KiB defaults cost over a gigabyte at 10k clients.
+    ws.max_message_size(HARD_FRAME_LIMIT)
+        .max_frame_size(HARD_FRAME_LIMIT)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .on_upgrade(move |socket| connection(hub, socket))
+}
+
+async fn metrics_handler(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        hub.metrics_snapshot().prometheus(),
+    )
+}

@@ -1,0 +1,118 @@
+//! Counters for `/metrics` (Prometheus text format).
+
+use crate::sync::LockExt;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::*;
+use crate::signaling::protocol::ErrorCode;
+
+#[derive(Default)]
+pub(super) struct Metrics {
+    pub(super) connections_total: AtomicU64,
+    pub(super) messages_received: AtomicU64,
+    pub(super) messages_relayed: AtomicU64,
+    pub(super) errors: Mutex<HashMap<ErrorCode, u64>>,
+}
+
+/// Counters exported at `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSnapshot {
+    pub connections: usize,
+    pub connections_total: u64,
+    pub rooms: usize,
+    pub calls: usize,
+    pub messages_received: u64,
+    pub messages_relayed: u64,
+    pub errors: Vec<(ErrorCode, u64)>,
+}
+
+impl MetricsSnapshot {
+    pub fn prometheus(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        metric(
+            "confab_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            self.connections.to_string(),
+        );
+        metric(
+            "confab_connections_total",
+            "counter",
+            "WebSocket connections accepted.",
+            self.connections_total.to_string(),
+        );
+        metric(
+            "confab_rooms",
+            "gauge",
+            "Rooms with at least one member.",
+            self.rooms.to_string(),
+        );
+        metric(
+            "confab_calls",
+            "gauge",
+            "Ringing or accepted calls.",
+            self.calls.to_string(),
+        );
+        metric(
+            "confab_messages_received_total",
+            "counter",
+            "Client messages received.",
+            self.messages_received.to_string(),
+        );
+        metric(
+            "confab_messages_relayed_total",
+            "counter",
+            "Relay payloads delivered.",
+            self.messages_relayed.to_string(),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP confab_errors_total Errors sent to clients, by code.\n# TYPE confab_errors_total counter"
+        );
+        for code in ErrorCode::ALL {
+            let n = self
+                .errors
+                .iter()
+                .find(|(c, _)| c == code)
+                .map_or(0, |(_, n)| *n);
+            let _ = writeln!(s, "confab_errors_total{{code=\"{code}\"}} {n}");
+        }
+        s
+    }
+}
+
+impl Hub {
+    pub fn metrics_snapshot(&self) -> MetricsSnapshot {
+        let st = self.lock();
+        let mut errors: Vec<_> = self
+            .metrics
+            .errors
+            .locked()
+            .iter()
+            .map(|(c, n)| (*c, *n))
+            .collect();
+        errors.sort_by_key(|(c, _)| c.as_str());
+        MetricsSnapshot {
+            connections: st.clients.len(),
+            connections_total: self.metrics.connections_total.load(Ordering::Relaxed),
+            rooms: st.rooms.len(),
+            calls: st.calls.len(),
+            messages_received: self.metrics.messages_received.load(Ordering::Relaxed),
+            messages_relayed: self.metrics.messages_relayed.load(Ordering::Relaxed),
+            errors,
+        }
+    }
+
+    pub(super) fn count_error(&self, code: ErrorCode) {
+        *self.metrics.errors.locked().entry(code).or_default() += 1;
+    }
+}

@@ -1,0 +1,36 @@
+//! `confab serve`: rooms, presence, relay and ringing calls over WebSocket (axum).
+//!
+//! One task per connection reads frames, enforces size and rate limits and hands
+//! parsed messages to the [`Hub`]. The hub's state sits behind one short-held
+//! mutex and never awaits: it only pushes pre-serialised frames into each
+//! client's bounded outbound queue, so one slow client can't stall a room.
+
+mod calls;
+mod connection;
+mod hub;
+mod listener;
+mod metrics;
+
+use calls::*;
+use connection::*;
+use hub::*;
+use metrics::*;
+
+pub use hub::Hub;
+pub use listener::{Server, ServerConfig, ServerError, router};
+pub use metrics::MetricsSnapshot;
+
+/// Frames above this are refused by the WebSocket layer itself (connection closed, 1009).
+const HARD_FRAME_LIMIT: usize = 1 << 20;
+const OUTBOUND_QUEUE: usize = 512;
+const MAX_CAPACITY: usize = 1000;
+
+/// WebSocket close codes the server uses.
+pub mod close_code {
+    /// Rate limit exceeded for too long (flood).
+    pub const POLICY: u16 = 1008;
+    /// Server full, or this client fell too far behind reading.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// No frame (not even a pong) within the heartbeat timeout.
+    pub const GOING_AWAY: u16 = 1001;
+}

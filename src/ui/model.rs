@@ -1,0 +1,409 @@
+//! The app's state and what the user can do, without egui: engine events and user actions
+//! go in, commands to the engine thread come out. The views draw it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Instant;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::call::{Command, ConnectionState, Event, PeerCallStats, SCREEN_TRACK};
+use crate::media::device::ScreenInfo;
+use crate::signaling::protocol::{MediaState, RoomInfo, is_private_room};
+
+use super::bridge::{
+    AudioChoice, DeviceList, JoinRequest, SpeakerChoice, UiCommand, UiEvent, VideoChoice,
+};
+use super::settings::Settings;
+
+/// Seconds of statistics kept for the plots.
+const STATS_HISTORY: usize = 120;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerView {
+    pub name: String,
+    pub state: MediaState,
+    pub connection: ConnectionState,
+    pub sharing_track: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatLine {
+    pub from: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingCall {
+    pub call_id: String,
+    pub from_name: String,
+}
+
+/// Everything the call view draws, built from engine events only.
+#[derive(Debug, Default)]
+pub struct CallModel {
+    pub me: String,
+    pub room: String,
+    pub since: Option<Instant>,
+    pub peers: BTreeMap<String, PeerView>,
+    pub chat: Vec<ChatLine>,
+    pub unread: usize,
+    pub incoming: Option<IncomingCall>,
+    pub ringing_out: Option<String>,
+    pub state: MediaState,
+    pub stats: HashMap<String, VecDeque<PeerCallStats>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Lobby,
+    Joining,
+    Call,
+}
+
+/// Everything the app shows and remembers, and what the user can do; no egui here.
+pub struct Model {
+    commands: UnboundedSender<UiCommand>,
+    pub screen: Screen,
+    pub settings: Settings,
+    settings_path: Option<std::path::PathBuf>,
+    pub password: String,
+    pub camera: VideoChoice,
+    pub microphone: AudioChoice,
+    pub speaker: SpeakerChoice,
+    /// URL of the built-in server, when it runs.
+    pub embedded: Option<(String, String)>,
+    pub rooms: Vec<RoomInfo>,
+    /// Devices found on this machine (synthetic ones are always offered too).
+    pub cameras: Vec<VideoChoice>,
+    pub microphones: Vec<AudioChoice>,
+    pub speakers: Vec<SpeakerChoice>,
+    pub screens: Vec<ScreenInfo>,
+    /// The screen shared last (what the shortcut shares).
+    pub last_screen: usize,
+    pub call: CallModel,
+    pub chat_open: bool,
+    pub stats_open: bool,
+    pub devices_open: bool,
+    pub chat_draft: String,
+    pub errors: VecDeque<(Instant, String)>,
+    join_on_start: bool,
+    /// The lobby's previews were started for the remembered devices.
+    previews_started: bool,
+}
+
+impl Model {
+    pub fn new(
+        commands: UnboundedSender<UiCommand>,
+        settings: Settings,
+        settings_path: Option<std::path::PathBuf>,
+    ) -> Self {
+        let camera = VideoChoice::parse(&settings.camera).unwrap_or(VideoChoice::None);
+        let microphone = AudioChoice::parse(&settings.microphone).unwrap_or(AudioChoice::None);
+        let speaker = SpeakerChoice::parse(&settings.speaker);
+        Self {
+            commands,
+            screen: Screen::Lobby,
+            settings,
+            settings_path,
+            password: String::new(),
+            camera,
+            microphone,
+            speaker,
+            embedded: None,
+            rooms: Vec::new(),
+            cameras: Vec::new(),
+            microphones: Vec::new(),
+            speakers: Vec::new(),
+            screens: Vec::new(),
+            last_screen: 0,
+            call: CallModel::default(),
+            chat_open: false,
+            stats_open: false,
+            devices_open: false,
+            chat_draft: String::new(),
+            errors: VecDeque::new(),
+            join_on_start: false,
+            previews_started: false,
+        }
+    }
+
+    /// Join as soon as the server address is known (`--join`).
+    pub fn set_join_on_start(&mut self) {
+        self.join_on_start = true;
+    }
+
+    pub(super) fn send(&self, cmd: UiCommand) {
+        if self.commands.send(cmd).is_err() {
+            tracing::error!("the engine thread is gone");
+        }
+    }
+
+    pub fn engine(&self, cmd: Command) {
+        self.send(UiCommand::Engine(cmd));
+    }
+
+    pub(super) fn error(&mut self, msg: String) {
+        tracing::warn!("{msg}");
+        self.errors.push_back((Instant::now(), msg));
+        while self.errors.len() > 4 {
+            self.errors.pop_front();
+        }
+    }
+
+    /// The server to use: the configured one, else the built-in one.
+    pub fn server_url(&self) -> Option<String> {
+        let s = self.settings.server.trim();
+        if !s.is_empty() {
+            return Some(s.to_string());
+        }
+        self.embedded.as_ref().map(|(url, _)| url.clone())
+    }
+
+    pub fn join(&mut self) {
+        let Some(server) = self.server_url() else {
+            self.error("no server yet: the built-in one is still starting".into());
+            return;
+        };
+        self.save_settings();
+        self.screen = Screen::Joining;
+        self.send(UiCommand::Join(JoinRequest {
+            server,
+            room: self.settings.room.trim().to_string(),
+            name: self.settings.name.trim().to_string(),
+            password: Some(self.password.clone()).filter(|p| !p.is_empty()),
+            camera: self.camera.clone(),
+            microphone: self.microphone.clone(),
+            speaker: self.speaker.clone(),
+            echo_cancellation: self.settings.echo_cancellation,
+        }));
+    }
+
+    /// Remembers the current choices (a failure is logged, not fatal).
+    pub(super) fn save_settings(&mut self) {
+        self.settings.camera = self.camera.key();
+        self.settings.microphone = self.microphone.key();
+        self.settings.speaker = self.speaker.key();
+        if let Some(path) = &self.settings_path
+            && let Err(e) = self.settings.save(path)
+        {
+            tracing::warn!("settings not saved: {e}");
+        }
+    }
+
+    /// The lobby shows the chosen camera and measures the chosen microphone.
+    fn start_previews(&mut self) {
+        self.previews_started = true;
+        if self.camera != VideoChoice::None {
+            self.send(UiCommand::Preview(self.camera.clone()));
+        }
+        if self.microphone != AudioChoice::None {
+            self.send(UiCommand::PreviewMicrophone(self.microphone.clone()));
+        }
+    }
+
+    /// Shows or clears the incoming-call dialog; the ring sounds while it is up.
+    pub(super) fn set_incoming(&mut self, incoming: Option<IncomingCall>) {
+        let was = self.call.incoming.is_some();
+        let now = incoming.is_some();
+        self.call.incoming = incoming;
+        if was != now {
+            self.send(UiCommand::Ring(now));
+        }
+    }
+
+    /// Applies one event from the engine thread.
+    pub fn apply(&mut self, e: UiEvent) {
+        match e {
+            UiEvent::ServerReady { url, lan_url } => {
+                self.embedded = Some((url, lan_url));
+                if self.join_on_start && self.screen == Screen::Lobby {
+                    self.join();
+                }
+            }
+            UiEvent::ServerFailed(m) => self.error(format!("built-in server: {m}")),
+            UiEvent::Rooms(Ok(rooms)) => self.rooms = rooms,
+            UiEvent::Rooms(Err(m)) => self.error(format!("room list: {m}")),
+            UiEvent::Devices(list) => {
+                let DeviceList {
+                    cameras,
+                    microphones,
+                    speakers,
+                    screens,
+                } = list;
+                // A remembered device keeps its place; its real name replaces the stored key.
+                if let Some(c) = cameras.iter().find(|c| c.key() == self.camera.key()) {
+                    self.camera = c.clone();
+                }
+                if let Some(m) = microphones
+                    .iter()
+                    .find(|m| m.key() == self.microphone.key())
+                {
+                    self.microphone = m.clone();
+                }
+                if let Some(m) = speakers.iter().find(|m| m.key() == self.speaker.key()) {
+                    self.speaker = m.clone();
+                }
+                self.cameras = cameras;
+                self.microphones = microphones;
+                self.speakers = speakers;
+                self.screens = screens;
+                if self.screen == Screen::Lobby && !self.join_on_start && !self.previews_started {
+                    self.start_previews();
+                }
+            }
+            UiEvent::Error(m) => self.error(m),
+            UiEvent::JoinFailed(m) => {
+                self.screen = Screen::Lobby;
+                self.error(format!("could not join: {m}"));
+            }
+            UiEvent::Engine(ev) => self.apply_engine(ev),
+        }
+    }
+
+    fn apply_engine(&mut self, ev: Event) {
+        let call = &mut self.call;
+        match ev {
+            Event::Joined { id, room } => {
+                call.me = id;
+                call.room = room;
+                call.since = Some(Instant::now());
+                call.peers.clear();
+                self.screen = Screen::Call;
+            }
+            Event::PeerJoined { id, name, state } => {
+                call.peers.insert(
+                    id,
+                    PeerView {
+                        name,
+                        state,
+                        connection: ConnectionState::New,
+                        sharing_track: false,
+                    },
+                );
+            }
+            Event::PeerLeft { id, .. } => {
+                call.peers.remove(&id);
+                call.stats.remove(&id);
+            }
+            Event::PeerMediaState { id, state } => {
+                if let Some(p) = call.peers.get_mut(&id) {
+                    p.state = state;
+                }
+            }
+            Event::LocalMediaState(s) => call.state = s,
+            Event::Connection { id, state } => {
+                if let Some(p) = call.peers.get_mut(&id) {
+                    p.connection = state;
+                }
+            }
+            Event::TrackAdded { peer, track, .. } if track == SCREEN_TRACK => {
+                if let Some(p) = call.peers.get_mut(&peer) {
+                    p.sharing_track = true;
+                }
+            }
+            Event::TrackRemoved { peer, track } => {
+                if track == SCREEN_TRACK
+                    && let Some(p) = call.peers.get_mut(&peer)
+                {
+                    p.sharing_track = false;
+                }
+            }
+            Event::Chat { name, text, .. } => {
+                call.chat.push(ChatLine { from: name, text });
+                if !self.chat_open {
+                    call.unread += 1;
+                }
+            }
+            Event::IncomingCall {
+                call_id, from_name, ..
+            } => {
+                self.set_incoming(Some(IncomingCall { call_id, from_name }));
+            }
+            Event::CallRinging { to, .. } => call.ringing_out = Some(to),
+            Event::CallAccepted { .. } => {
+                call.ringing_out = None;
+                self.set_incoming(None);
+            }
+            Event::CallEnded { reason, detail, .. } => {
+                call.ringing_out = None;
+                self.set_incoming(None);
+                let detail = detail.map(|d| format!(": {d}")).unwrap_or_default();
+                self.error(format!("call ended ({reason:?}){detail}"));
+            }
+            Event::Stats(all) => {
+                for s in all {
+                    let h = call.stats.entry(s.id.clone()).or_default();
+                    h.push_back(s);
+                    while h.len() > STATS_HISTORY {
+                        h.pop_front();
+                    }
+                }
+            }
+            Event::Error(m) => self.error(m),
+            Event::Reconnecting { reason } => self.error(format!("reconnecting: {reason}")),
+            Event::Left(_) => {
+                self.set_incoming(None);
+                self.screen = Screen::Lobby;
+                self.call = CallModel::default();
+                self.start_previews();
+            }
+            Event::TrackAdded { .. } | Event::KeyframeReceived { .. } => {}
+        }
+    }
+
+    // Actions, shared by buttons and shortcuts.
+
+    pub fn toggle_mic(&mut self) {
+        self.engine(Command::SetAudioMuted(!self.call.state.audio_muted));
+    }
+
+    pub fn toggle_camera(&mut self) {
+        self.engine(Command::SetVideoMuted(!self.call.state.video_muted));
+    }
+
+    /// The shortcut: stop sharing, or share the screen shared last.
+    pub fn toggle_share(&mut self) {
+        if self.call.state.screen_sharing {
+            self.engine(Command::StopScreenShare);
+        } else {
+            self.share_screen(self.last_screen);
+        }
+    }
+
+    pub fn share_screen(&mut self, index: usize) {
+        if self.screens.is_empty() {
+            self.error("screen share: no screen to capture".into());
+            return;
+        }
+        self.last_screen = index;
+        self.send(UiCommand::ShareScreen(index));
+    }
+
+    pub fn set_echo_cancellation(&mut self, on: bool) {
+        self.settings.echo_cancellation = on;
+        self.settings.noise_suppression = on;
+        self.send(UiCommand::SetEchoCancellation(on));
+        self.save_settings();
+    }
+
+    pub fn hang_up(&mut self) {
+        if is_private_room(&self.call.room) {
+            self.engine(Command::Hangup);
+        } else {
+            self.engine(Command::Leave);
+        }
+    }
+
+    pub fn send_chat(&mut self) {
+        let text = self.chat_draft.trim().to_string();
+        if text.is_empty() {
+            return;
+        }
+        self.call.chat.push(ChatLine {
+            from: format!("{} (you)", self.settings.name),
+            text: text.clone(),
+        });
+        self.chat_draft.clear();
+        self.engine(Command::Chat(text));
+    }
+}

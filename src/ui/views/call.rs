@@ -1,0 +1,167 @@
+//! The call view: the top bar, the controls, the side panel and the incoming-call dialog.
+
+use eframe::egui::{self, Color32, RichText};
+
+use crate::call::Command;
+
+use crate::ui::app::{App, SHORTCUT_CAMERA, SHORTCUT_HANGUP, SHORTCUT_MIC, SHORTCUT_SHARE};
+use crate::ui::bridge::UiCommand;
+
+impl App {
+    pub(crate) fn call_view(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        if ctx.input_mut(|i| i.consume_shortcut(&SHORTCUT_MIC)) {
+            self.model.toggle_mic();
+        }
+        if ctx.input_mut(|i| i.consume_shortcut(&SHORTCUT_CAMERA)) {
+            self.model.toggle_camera();
+        }
+        if ctx.input_mut(|i| i.consume_shortcut(&SHORTCUT_SHARE)) {
+            self.model.toggle_share();
+        }
+        if ctx.input_mut(|i| i.consume_shortcut(&SHORTCUT_HANGUP)) {
+            self.model.hang_up();
+        }
+        egui::Panel::top("call-top").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.strong(&self.model.call.room);
+                if let Some(since) = self.model.call.since {
+                    let s = since.elapsed().as_secs();
+                    ui.label(format!("{:02}:{:02}", s / 60, s % 60));
+                }
+                if let Some(to) = &self.model.call.ringing_out {
+                    let name = self
+                        .model
+                        .call
+                        .peers
+                        .get(to)
+                        .map_or(to.as_str(), |p| p.name.as_str());
+                    ui.label(format!("Ringing {name}…"));
+                }
+            });
+            self.error_banner(ui);
+        });
+        egui::Panel::bottom("call-controls").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                let st = self.model.call.state;
+                let mic = if st.audio_muted { "Unmute" } else { "Mute" };
+                if ui
+                    .add_enabled(st.has_microphone, egui::Button::new(mic))
+                    .on_hover_text(format!(
+                        "Microphone ({})",
+                        ctx.format_shortcut(&SHORTCUT_MIC)
+                    ))
+                    .clicked()
+                {
+                    self.model.toggle_mic();
+                }
+                let cam = if st.video_muted {
+                    "Start camera"
+                } else {
+                    "Stop camera"
+                };
+                if ui
+                    .add_enabled(st.has_camera, egui::Button::new(cam))
+                    .on_hover_text(format!(
+                        "Camera ({})",
+                        ctx.format_shortcut(&SHORTCUT_CAMERA)
+                    ))
+                    .clicked()
+                {
+                    self.model.toggle_camera();
+                }
+                let share_tip = format!("Screen ({})", ctx.format_shortcut(&SHORTCUT_SHARE));
+                if st.screen_sharing {
+                    if ui.button("Stop sharing").on_hover_text(share_tip).clicked() {
+                        self.model.toggle_share();
+                    }
+                } else {
+                    // The picker: which screen to share.
+                    let mut pick = None;
+                    ui.menu_button("Share screen", |ui| {
+                        if self.model.screens.is_empty() {
+                            ui.label("No screen found");
+                        }
+                        for s in &self.model.screens {
+                            if ui.button(&s.name).clicked() {
+                                pick = Some(s.index);
+                            }
+                        }
+                        if ui.button("Look again").clicked() {
+                            self.model.send(UiCommand::RefreshDevices);
+                        }
+                    })
+                    .response
+                    .on_hover_text(share_tip);
+                    if let Some(i) = pick {
+                        self.model.share_screen(i);
+                    }
+                }
+                let chat = match self.model.call.unread {
+                    0 => "Chat".to_string(),
+                    n => format!("Chat ({n})"),
+                };
+                if ui.selectable_label(self.model.chat_open, chat).clicked() {
+                    self.model.chat_open = !self.model.chat_open;
+                    self.model.call.unread = 0;
+                }
+                if ui
+                    .selectable_label(self.model.stats_open, "Statistics")
+                    .clicked()
+                {
+                    self.model.stats_open = !self.model.stats_open;
+                }
+                if ui
+                    .selectable_label(self.model.devices_open, "Devices")
+                    .clicked()
+                {
+                    self.model.devices_open = !self.model.devices_open;
+                }
+                if ui
+                    .button(RichText::new("Hang up").color(Color32::from_rgb(220, 60, 60)))
+                    .on_hover_text(format!(
+                        "Hang up ({})",
+                        ctx.format_shortcut(&SHORTCUT_HANGUP)
+                    ))
+                    .clicked()
+                {
+                    self.model.hang_up();
+                }
+            });
+        });
+        egui::Panel::right("call-side")
+            .default_size(260.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| self.side_panel(ui));
+            });
+        egui::CentralPanel::default_margins().show(ui, |ui| self.tiles(ui));
+        self.incoming_dialog(&ctx);
+    }
+
+    pub(crate) fn incoming_dialog(&mut self, ctx: &egui::Context) {
+        let Some(inc) = self.model.call.incoming.clone() else {
+            return;
+        };
+        let mut answer = None;
+        egui::Modal::new(egui::Id::unique("incoming-call")).show(ctx, |ui| {
+            ui.heading(format!("{} is calling", inc.from_name));
+            ui.horizontal(|ui| {
+                if ui.button("Accept").clicked() {
+                    answer = Some(true);
+                }
+                if ui.button("Decline").clicked() {
+                    answer = Some(false);
+                }
+            });
+        });
+        match answer {
+            Some(true) => self.model.engine(Command::Accept(inc.call_id)),
+            Some(false) => self.model.engine(Command::Decline {
+                call_id: inc.call_id,
+                reason: Some("declined".into()),
+            }),
+            None => return,
+        }
+        self.model.set_incoming(None);
+    }
+}

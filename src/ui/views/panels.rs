@@ -1,0 +1,137 @@
+//! The side panels: roster, chat, statistics.
+
+use eframe::egui::{self, Key, RichText};
+
+use crate::call::{Command, PeerCallStats};
+use crate::signaling::protocol::is_private_room;
+
+use super::widgets::marks;
+use crate::ui::app::App;
+
+impl App {
+    pub(crate) fn side_panel(&mut self, ui: &mut egui::Ui) {
+        self.roster(ui);
+        if self.model.chat_open {
+            ui.separator();
+            self.chat_panel(ui);
+        }
+        if self.model.devices_open {
+            ui.separator();
+            self.devices_panel(ui);
+        }
+        if self.model.stats_open {
+            ui.separator();
+            self.stats_panel(ui);
+        }
+    }
+
+    pub(crate) fn roster(&mut self, ui: &mut egui::Ui) {
+        ui.strong(format!("In the room ({})", self.model.call.peers.len() + 1));
+        ui.label(format!("{} (you)", self.model.settings.name));
+        let mut invite = None;
+        let private = is_private_room(&self.model.call.room);
+        for (id, p) in &self.model.call.peers {
+            ui.horizontal(|ui| {
+                ui.label(format!("{}{}", p.name, marks(&p.state)));
+                if !private
+                    && ui
+                        .small_button("Call")
+                        .on_hover_text("Ring for a private call")
+                        .clicked()
+                {
+                    invite = Some(id.clone());
+                }
+            });
+        }
+        if let Some(to) = invite {
+            self.model.engine(Command::Invite {
+                to,
+                metadata: String::new(),
+            });
+        }
+    }
+
+    pub(crate) fn chat_panel(&mut self, ui: &mut egui::Ui) {
+        ui.strong("Chat");
+        egui::ScrollArea::vertical()
+            .max_height(200.0)
+            .stick_to_bottom(true)
+            .show(ui, |ui| {
+                for line in &self.model.call.chat {
+                    ui.label(format!("{}: {}", line.from, line.text));
+                }
+            });
+        ui.horizontal(|ui| {
+            // Leave room for the button: the panel is narrow.
+            let width = (ui.available_width() - 60.0).max(60.0);
+            let r = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.model.chat_draft)
+                        .hint_text("Message")
+                        .desired_width(width),
+                )
+                .on_hover_text("Message");
+            let enter = r.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+            if ui.button("Send").clicked() || enter {
+                self.model.send_chat();
+            }
+        });
+    }
+
+    pub(crate) fn stats_panel(&mut self, ui: &mut egui::Ui) {
+        ui.strong("Statistics");
+        for (id, history) in &self.model.call.stats {
+            let Some(s) = history.back() else { continue };
+            let name = self
+                .model
+                .call
+                .peers
+                .get(id)
+                .map_or(id.as_str(), |p| p.name.as_str());
+            ui.label(RichText::new(name).strong());
+            ui.label(format!(
+                "in {:.0} kbit/s {:.0} fps {}x{} | out {:.0} kbit/s {:.0} fps",
+                s.video_in_kbps,
+                s.video_in_fps,
+                s.video_in_width,
+                s.video_in_height,
+                s.video_out_kbps,
+                s.video_out_fps
+            ));
+            ui.label(format!(
+                "RTT {} | lost {} | glass-to-glass {} | link estimate {}",
+                s.rtt_ms.map_or("-".into(), |r| format!("{r:.1} ms")),
+                s.packets_lost,
+                s.glass_to_glass_ms
+                    .map_or("-".into(), |g| format!("{g:.0} ms")),
+                s.send_estimate_kbps
+                    .map_or("-".into(), |k| format!("{k:.0} kbit/s")),
+            ));
+            let series = |f: fn(&PeerCallStats) -> f64| -> Vec<[f64; 2]> {
+                history
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| [i as f64, f(s)])
+                    .collect()
+            };
+            egui_plot::Plot::new(format!("plot-{id}"))
+                .height(90.0)
+                .show_axes([false, true])
+                .legend(egui_plot::Legend::default())
+                .show(ui, |p| {
+                    p.line(egui_plot::Line::new(
+                        "in kbit/s",
+                        series(|s| s.video_in_kbps),
+                    ));
+                    p.line(egui_plot::Line::new(
+                        "out kbit/s",
+                        series(|s| s.video_out_kbps),
+                    ));
+                    p.line(egui_plot::Line::new(
+                        "estimate kbit/s",
+                        series(|s| s.send_estimate_kbps.unwrap_or(0.0)),
+                    ));
+                });
+        }
+    }
+}

@@ -7,8 +7,8 @@ use confab::call::{ConnectionState, Event};
 use confab::media::device::ScreenInfo;
 use confab::signaling::protocol::MediaState;
 use confab::ui::{
-    App, AudioChoice, DeviceList, Screen, Settings, SpeakerChoice, UiCommand, UiEvent, VideoChoice,
-    VideoFrames, command_name,
+    App, AudioChoice, DeviceList, Screen, Settings, SpeakerChoice, UiCommand, UiEvent, UiSink,
+    VideoChoice, command_name,
 };
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -17,7 +17,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 struct Rig {
     commands: UnboundedReceiver<UiCommand>,
     events: std::sync::mpsc::Sender<UiEvent>,
-    frames: Arc<VideoFrames>,
+    media: Arc<UiSink>,
 }
 
 fn app() -> (App, Rig) {
@@ -29,14 +29,14 @@ fn app() -> (App, Rig) {
         room: "team".into(),
         ..Settings::default()
     };
-    let frames = Arc::new(VideoFrames::default());
-    let app = App::new(cmd_tx, ev_rx, frames.clone(), settings, None);
+    let media = Arc::new(UiSink::default());
+    let app = App::new(cmd_tx, ev_rx, media.clone(), settings, None);
     (
         app,
         Rig {
             commands,
             events,
-            frames,
+            media,
         },
     )
 }
@@ -364,7 +364,7 @@ fn the_lobby_meters_the_chosen_microphone() {
     h.run();
     assert_eq!(sent(&mut rig), ["PreviewMicrophone(TestTone)"]);
     // The meter draws what the bridge measured.
-    rig.frames.set_level(confab::ui::SELF_ID, Some(-20.0));
+    rig.media.sound.set_level(confab::ui::SELF_ID, Some(-20.0));
     h.run();
     h.get_by_label("-20 dBFS");
 }

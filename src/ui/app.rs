@@ -1,5 +1,5 @@
 //! The desktop app: the [`Model`] and what draws it. It never waits: commands go out on
-//! a channel, events come back on another, frames come through [`VideoFrames`].
+//! a channel, events come back on another, media come through [`UiSink`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +14,8 @@ use crate::call::Event;
 use super::bridge::{UiCommand, UiEvent};
 use super::model::{Model, Screen};
 use super::settings::Settings;
-use super::video::{TileKey, VideoFrames};
+use super::sink::UiSink;
+use super::video::TileKey;
 
 pub const SHORTCUT_MIC: KeyboardShortcut = KeyboardShortcut::new(Modifiers::CTRL, Key::D);
 pub const SHORTCUT_CAMERA: KeyboardShortcut = KeyboardShortcut::new(Modifiers::CTRL, Key::E);
@@ -26,7 +27,7 @@ pub const SHORTCUT_HANGUP: KeyboardShortcut =
 pub struct App {
     pub model: Model,
     events: std::sync::mpsc::Receiver<UiEvent>,
-    pub(super) frames: Arc<VideoFrames>,
+    pub(super) media: Arc<UiSink>,
     pub(super) textures: HashMap<TileKey, TextureHandle>,
     seen: HashMap<TileKey, u64>,
     /// Where the last remote camera tile was drawn (for logs and tests).
@@ -37,14 +38,14 @@ impl App {
     pub fn new(
         commands: UnboundedSender<UiCommand>,
         events: std::sync::mpsc::Receiver<UiEvent>,
-        frames: Arc<VideoFrames>,
+        media: Arc<UiSink>,
         settings: Settings,
         settings_path: Option<std::path::PathBuf>,
     ) -> Self {
         Self {
             model: Model::new(commands, settings, settings_path),
             events,
-            frames,
+            media,
             textures: HashMap::new(),
             seen: HashMap::new(),
             last_layout: HashMap::new(),
@@ -68,18 +69,18 @@ impl App {
     /// are dropped here.
     pub fn apply(&mut self, e: UiEvent) {
         match &e {
-            UiEvent::Engine(Event::PeerLeft { id, .. }) => self.frames.forget_peer(id),
+            UiEvent::Engine(Event::PeerLeft { id, .. }) => self.media.forget_peer(id),
             UiEvent::Engine(Event::TrackRemoved { peer, track }) => {
-                self.frames.forget_tile(peer, track)
+                self.media.video.forget_tile(peer, track)
             }
             _ => {}
         }
         self.model.apply(e);
     }
 
-    /// Uploads new frames into their textures, in place when the size is unchanged.
+    /// Uploads new media into their textures, in place when the size is unchanged.
     fn upload_frames(&mut self, ctx: &egui::Context) {
-        for (key, image, seq) in self.frames.changed(&self.seen) {
+        for (key, image, seq) in self.media.video.changed(&self.seen) {
             self.seen.insert(key.clone(), seq);
             let options = TextureOptions::LINEAR;
             match self.textures.get_mut(&key) {
@@ -96,7 +97,7 @@ impl App {
 
     /// Draws one frame of the app.
     pub fn show(&mut self, ui: &mut egui::Ui) {
-        self.frames.attach(ui.ctx());
+        self.media.attach(ui.ctx());
         self.drain_events();
         self.upload_frames(ui.ctx());
         match self.model.screen {
@@ -116,7 +117,7 @@ impl App {
 impl eframe::App for App {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.show(ui);
-        // The call timer ticks once a second; frames and events repaint on their own.
+        // The call timer ticks once a second; media and events repaint on their own.
         if self.model.screen == Screen::Call {
             ui.ctx()
                 .request_repaint_after(std::time::Duration::from_secs(1));

@@ -1,24 +1,29 @@
 //! The desktop app (egui/eframe). `model` holds the state and applies engine events
 //! (no egui), `app` and `views` (one file per view) draw it and send commands, `bridge`
-//! runs the engine on a tokio runtime, `video` turns decoded frames into textures off
+//! runs the engine on a tokio runtime, `video` turns decoded media into textures off
 //! the UI thread, `settings` persists choices.
 
 mod app;
 mod bridge;
+mod choices;
+mod echo;
 mod model;
+mod previews;
 mod settings;
+mod sink;
+mod sound;
 mod video;
 mod views;
 
 use std::sync::Arc;
 
 pub use app::{App, SHORTCUT_CAMERA, SHORTCUT_HANGUP, SHORTCUT_MIC, SHORTCUT_SHARE};
-pub use bridge::{
-    AudioChoice, DeviceList, JoinRequest, SpeakerChoice, UiCommand, UiEvent, VideoChoice,
-    command_name,
-};
+pub use bridge::{JoinRequest, UiCommand, UiEvent, command_name};
+pub use choices::{AudioChoice, DeviceList, SpeakerChoice, VideoChoice};
 pub use model::{CallModel, Model, PeerView, Screen};
 pub use settings::Settings;
+pub use sink::UiSink;
+pub use sound::Sound;
 pub use video::{SELF_ID, VideoFrames};
 pub use views::widgets::guest_link;
 
@@ -82,10 +87,10 @@ pub fn run(opts: DesktopOptions) -> Result<(), UiError> {
         "confab",
         native,
         Box::new(move |cc| {
-            let frames = Arc::new(VideoFrames::default());
-            frames.attach(&cc.egui_ctx);
-            let (commands, events) = bridge::spawn(frames.clone(), embed, cc.egui_ctx.clone());
-            let mut app = App::new(commands, events, frames, settings, path);
+            let media = Arc::new(UiSink::default());
+            media.attach(&cc.egui_ctx);
+            let (commands, events) = bridge::spawn(media.clone(), embed, cc.egui_ctx.clone());
+            let mut app = App::new(commands, events, media, settings, path);
             if opts.join {
                 app = app.join_on_start();
                 if !embed {

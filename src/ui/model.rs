@@ -10,9 +10,8 @@ use crate::call::{Command, ConnectionState, Event, PeerCallStats, SCREEN_TRACK};
 use crate::media::device::ScreenInfo;
 use crate::signaling::protocol::{MediaState, RoomInfo, is_private_room};
 
-use super::bridge::{
-    AudioChoice, DeviceList, JoinRequest, SpeakerChoice, UiCommand, UiEvent, VideoChoice,
-};
+use super::bridge::{JoinRequest, UiCommand, UiEvent};
+use super::choices::{AudioChoice, DeviceList, SpeakerChoice, VideoChoice};
 use super::settings::Settings;
 
 /// Seconds of statistics kept for the plots.

@@ -6,7 +6,8 @@ use crate::call::CAMERA_TRACK;
 
 use super::widgets::{choice_combo, guest_link, paint_fitted, paint_placeholder};
 use crate::ui::app::App;
-use crate::ui::bridge::{AudioChoice, SpeakerChoice, UiCommand, VideoChoice};
+use crate::ui::bridge::UiCommand;
+use crate::ui::choices::{AudioChoice, SpeakerChoice, VideoChoice};
 use crate::ui::model::Screen;
 use crate::ui::video::SELF_ID;
 
@@ -230,7 +231,7 @@ impl App {
 
     /// The microphone's level from -60 to 0 dBFS.
     pub(crate) fn level_meter(&self, ui: &mut egui::Ui) -> egui::Response {
-        let level = self.frames.level(SELF_ID);
+        let level = self.media.sound.level(SELF_ID);
         let (fraction, text) = match level {
             Some(db) => (
                 ((db + 60.0) / 60.0).clamp(0.0, 1.0),

@@ -91,7 +91,11 @@ impl App {
                 }
             }
             let speaking = id != SELF_ID
-                && self.frames.level(&id).is_some_and(|l| l > SPEAKING_DBFS)
+                && self
+                    .media
+                    .sound
+                    .level(&id)
+                    .is_some_and(|l| l > SPEAKING_DBFS)
                 && !state.audio_muted;
             if speaking {
                 ui.painter().rect_stroke(

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod call;
 pub mod headless;
 pub mod media;
+pub mod netem;
 pub mod signaling;
 pub mod ui;
 

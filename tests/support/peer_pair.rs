@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use confab::call::negotiation::{NegotiationStats, Negotiator, Signal};
 use confab::call::peer::{ConnectionState, Peer, PeerConfig, PeerEvent};
 use confab::call::peer::{LocalTrack, SignalingState};
+use confab::netem::{self, Fate, Link, LinkConfig};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
@@ -26,19 +27,18 @@ pub struct LinkOptions {
     pub loss: Option<Loss>,
 }
 
-/// Drops every `every_nth` datagram of at least `min_size` bytes while `enabled`, in each
-/// proxy. Big datagrams are video RTP; STUN, RTCP and Opus stay untouched. With
-/// `retransmissions` off, every RTX packet is dropped too, so no loss can be repaired.
+/// The link between the two peers' proxies, one [`Link`] per direction: every
+/// `every_nth` datagram of at least `min_size` bytes is lost while `enabled` (big datagrams
+/// are video RTP; STUN, RTCP and Opus stay untouched), and with `bottleneck` the link
+/// carries at most that rate behind a [`QUEUE_LIMIT`] queue. With `retransmissions` off,
+/// every RTX packet is dropped too, so no loss can be repaired.
 #[derive(Debug, Clone)]
 pub struct Loss {
     pub enabled: Arc<AtomicBool>,
-    pub every_nth: usize,
-    pub min_size: usize,
     pub dropped: Arc<AtomicUsize>,
     pub retransmissions: bool,
-    /// A bottleneck, bit/s each way (0: none): datagrams queue behind it and are
-    /// dropped once the queue holds more than [`QUEUE_LIMIT`] of delay.
-    pub rate_bps: u64,
+    /// Each direction's link while `enabled`; without the loss while not.
+    pub config: LinkConfig,
     /// RTX payload types, read from the descriptions as they pass the relay.
     rtx_types: Arc<Mutex<HashSet<u8>>>,
     /// (SSRC, sequence number) of the RTP packets dropped: a retransmission without RTX
@@ -53,11 +53,16 @@ impl Loss {
     pub fn new(every_nth: usize, min_size: usize) -> Self {
         Self {
             enabled: Arc::new(AtomicBool::new(false)),
-            every_nth,
-            min_size,
             dropped: Arc::new(AtomicUsize::new(0)),
             retransmissions: true,
-            rate_bps: 0,
+            config: LinkConfig {
+                loss: netem::Loss::EveryNth {
+                    n: every_nth,
+                    min_size,
+                },
+                queue_limit: QUEUE_LIMIT,
+                ..LinkConfig::default()
+            },
             rtx_types: Arc::default(),
             dropped_rtp: Arc::default(),
         }
@@ -65,8 +70,9 @@ impl Loss {
 
     /// A link that carries at most `bps` each way, and nothing dropped on purpose.
     pub fn bottleneck(bps: u64) -> Self {
-        let mut l = Self::new(usize::MAX, usize::MAX);
-        l.rate_bps = bps;
+        let mut l = Self::new(0, usize::MAX);
+        l.config.loss = netem::Loss::None;
+        l.config.rate_bps = bps;
         l.enabled.store(true, Ordering::SeqCst);
         l
     }
@@ -451,16 +457,16 @@ async fn rewrite_candidate(
 }
 
 /// Fronts `target`: whatever arrives from elsewhere goes to `target`, and `target`'s replies go
-/// back to the last sender. Both peers therefore see each other at proxy addresses.
+/// back to the last sender, each direction through its own [`Link`]. Both peers therefore
+/// see each other at proxy addresses.
 async fn proxy(front: tokio::net::UdpSocket, target: SocketAddr, loss: Loss) {
     let front = Arc::new(front);
     let mut buf = vec![0u8; 2048];
     let mut peer: Option<SocketAddr> = None;
-    let mut big = 0usize;
-    // Per direction (towards the target, back from it): when the bottleneck is next free,
-    // and the line datagrams wait in.
-    let mut free_at = [tokio::time::Instant::now(); 2];
-    let lines = [delay_line(front.clone()), delay_line(front.clone())];
+    let lines = [
+        Line::start(front.clone(), &loss, 1),
+        Line::start(front.clone(), &loss, 2),
+    ];
     while let Ok((n, from)) = front.recv_from(&mut buf).await {
         let (dest, dir) = if from == target {
             match peer {
@@ -475,43 +481,76 @@ async fn proxy(front: tokio::net::UdpSocket, target: SocketAddr, loss: Loss) {
             loss.dropped.fetch_add(1, Ordering::SeqCst);
             continue;
         }
-        if loss.enabled.load(Ordering::SeqCst) && n >= loss.min_size {
-            big += 1;
-            if big.is_multiple_of(loss.every_nth) {
+        let datagram = buf[..n].to_vec();
+        match lines[dir].send(&loss, datagram, dest) {
+            Fate::Queued { .. } => {}
+            Fate::Lost | Fate::Overflow => {
                 loss.dropped.fetch_add(1, Ordering::SeqCst);
                 if let Some(key) = rtp_key(&buf[..n]) {
                     loss.dropped_rtp.lock().unwrap().insert(key);
                 }
-                continue;
             }
         }
-        if loss.rate_bps > 0 {
-            let now = tokio::time::Instant::now();
-            let start = free_at[dir].max(now);
-            if start - now > QUEUE_LIMIT {
-                loss.dropped.fetch_add(1, Ordering::SeqCst);
-                continue;
-            }
-            let wire = Duration::from_secs_f64((n as f64 + 28.0) * 8.0 / loss.rate_bps as f64);
-            free_at[dir] = start + wire;
-            let _ = lines[dir].send((start + wire, buf[..n].to_vec(), dest));
-            continue;
-        }
-        let _ = front.send_to(&buf[..n], dest).await;
     }
 }
 
-/// Sends each datagram when its time on the bottleneck is over (in order: times only grow).
-fn delay_line(
-    socket: Arc<tokio::net::UdpSocket>,
-) -> mpsc::UnboundedSender<(tokio::time::Instant, Vec<u8>, SocketAddr)> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>, SocketAddr)>();
-    tokio::spawn(async move {
-        while let Some((due, datagram, dest)) = rx.recv().await {
-            // Injected transmission delay, not synchronisation.
-            tokio::time::sleep_until(due).await;
-            let _ = socket.send_to(&datagram, dest).await;
+/// One direction of the proxied link: the model decides, a task sends each datagram when
+/// the model says it leaves.
+/// A datagram and where it goes.
+type Datagram = (Vec<u8>, SocketAddr);
+
+struct Line {
+    link: Arc<Mutex<Link<Datagram>>>,
+    queued: Arc<tokio::sync::Notify>,
+    lossy: AtomicBool,
+}
+
+impl Line {
+    fn start(socket: Arc<tokio::net::UdpSocket>, loss: &Loss, seed: u64) -> Self {
+        let link = Arc::new(Mutex::new(Link::<Datagram>::new(loss.config, seed)));
+        let queued = Arc::new(tokio::sync::Notify::new());
+        let (l, q) = (link.clone(), queued.clone());
+        tokio::spawn(async move {
+            loop {
+                let next = l.lock().unwrap().next_due();
+                let Some(due) = next else {
+                    q.notified().await;
+                    continue;
+                };
+                tokio::select! {
+                    // The model's transmission and propagation delay, not synchronisation.
+                    _ = tokio::time::sleep_until(tokio::time::Instant::from_std(due)) => {}
+                    // Something queued that may leave sooner.
+                    _ = q.notified() => continue,
+                }
+                loop {
+                    let ready = l.lock().unwrap().poll(Instant::now());
+                    let Some((datagram, dest)) = ready else { break };
+                    let _ = socket.send_to(&datagram, dest).await;
+                }
+            }
+        });
+        Self {
+            link,
+            queued,
+            lossy: AtomicBool::new(true),
         }
-    });
-    tx
+    }
+
+    fn send(&self, loss: &Loss, datagram: Vec<u8>, dest: SocketAddr) -> Fate {
+        let mut link = self.link.lock().unwrap();
+        let lossy = loss.enabled.load(Ordering::SeqCst);
+        if self.lossy.swap(lossy, Ordering::SeqCst) != lossy {
+            let mut config = loss.config;
+            if !lossy {
+                config.loss = netem::Loss::None;
+            }
+            link.set_config(config);
+        }
+        let size = datagram.len();
+        let fate = link.send(Instant::now(), size, (datagram, dest));
+        drop(link);
+        self.queued.notify_one();
+        fate
+    }
 }

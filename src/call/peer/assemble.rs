@@ -94,4 +94,149 @@ mod tests {
         assert_eq!(f.len(), 2);
         assert!(!f[0].2 && f[0].1 == 5000);
     }
+
+    /// The receive path's pure half on a seeded simulated link: packets through
+    /// [`Link`](crate::netem::Link), then [`Reorder`](crate::call::reorder::Reorder) and
+    /// the assembler, with a simulated clock.
+    mod over_a_link {
+        use std::collections::HashSet;
+        use std::time::{Duration, Instant};
+
+        use super::*;
+        use crate::call::reorder::Reorder;
+        use crate::netem::{Fate, Link, LinkConfig, Loss};
+
+        const FRAMES: u32 = 300;
+        const WAIT: Duration = Duration::from_millis(60);
+
+        /// Frame `f` as 1-4 single-NAL packets: (seq, timestamp, marker, payload).
+        fn packets(f: u32, first_seq: u16) -> Vec<(u16, u32, bool, Bytes)> {
+            let n = 1 + (f % 4) as u16;
+            (0..n)
+                .map(|k| {
+                    let mut nal = vec![0x41];
+                    nal.extend_from_slice(&f.to_be_bytes());
+                    nal.extend(std::iter::repeat_n(k as u8, 40));
+                    (
+                        first_seq.wrapping_add(k),
+                        f * 3000,
+                        k + 1 == n,
+                        Bytes::from(nal),
+                    )
+                })
+                .collect()
+        }
+
+        fn annexb(pkts: &[(u16, u32, bool, Bytes)]) -> Vec<u8> {
+            pkts.iter()
+                .flat_map(|(.., p)| [&[0u8, 0, 0, 1][..], &p[..]].concat())
+                .collect()
+        }
+
+        struct Outcome {
+            /// What came out, in order.
+            aus: Vec<Assembled>,
+            sent: Vec<Vec<u8>>,
+            /// Frames with at least one packet lost on the link.
+            hit: HashSet<u32>,
+        }
+
+        /// 30 fps for ten seconds through `config`; sequence numbers wrap on the way.
+        fn send_over(config: LinkConfig, seed: u64) -> Outcome {
+            let t0 = Instant::now();
+            let mut link = Link::new(config, seed);
+            let mut seq: u16 = 65_000;
+            let (mut sent, mut hit) = (Vec::new(), HashSet::new());
+            for f in 0..FRAMES {
+                let pkts = packets(f, seq);
+                seq = seq.wrapping_add(pkts.len() as u16);
+                sent.push(annexb(&pkts));
+                let at = t0 + Duration::from_millis(u64::from(f) * 33);
+                for p in pkts {
+                    if link.send(at, p.3.len() + 12, p) == Fate::Lost {
+                        hit.insert(f);
+                    }
+                }
+            }
+            let mut reorder = Reorder::new(WAIT);
+            let mut au = AuAssembler::default();
+            let mut aus = Vec::new();
+            let mut take = |released: Vec<(u16, (u32, bool, Bytes))>| {
+                for (seq, (ts, marker, payload)) in released {
+                    aus.extend(au.push(seq, ts, marker, &payload));
+                }
+            };
+            loop {
+                let next = match (link.next_due(), reorder.deadline()) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => match a.or(b) {
+                        Some(t) => t,
+                        None => break,
+                    },
+                };
+                if reorder.deadline().is_some_and(|d| d <= next) {
+                    take(reorder.expire(next));
+                }
+                while let Some((seq, ts, marker, payload)) = link.poll(next) {
+                    take(reorder.push(seq, (ts, marker, payload), next));
+                }
+            }
+            Outcome { aus, sent, hit }
+        }
+
+        fn jittery(loss: Loss) -> LinkConfig {
+            LinkConfig {
+                loss,
+                delay: Duration::from_millis(30),
+                jitter: Duration::from_millis(15),
+                reorder: true,
+                ..LinkConfig::default()
+            }
+        }
+
+        #[test]
+        fn reordering_alone_costs_no_access_unit() {
+            let out = send_over(jittery(Loss::None), 11);
+            assert_eq!(out.aus.len(), FRAMES as usize);
+            for (f, (data, ts, complete)) in out.aus.iter().enumerate() {
+                assert_eq!(*ts, f as u32 * 3000, "in order");
+                assert!(complete, "frame {f} complete");
+                assert_eq!(&data[..], &out.sent[f][..], "frame {f} byte-identical");
+            }
+        }
+
+        #[test]
+        fn under_loss_complete_means_intact_and_every_damaged_unit_says_so() {
+            for seed in 1..=5 {
+                let out = send_over(jittery(Loss::Random { probability: 0.05 }), seed);
+                assert!(!out.hit.is_empty(), "seed {seed}: the link lost something");
+                let mut last = None;
+                for (data, ts, complete) in &out.aus {
+                    let f = ts / 3000;
+                    assert!(
+                        last.is_none_or(|l| l < f),
+                        "seed {seed}: frame {f} out of order"
+                    );
+                    last = Some(f);
+                    if *complete {
+                        assert_eq!(
+                            &data[..],
+                            &out.sent[f as usize][..],
+                            "seed {seed}: frame {f}"
+                        );
+                    }
+                    if out.hit.contains(&f) {
+                        assert!(!complete, "seed {seed}: damaged frame {f} flagged complete");
+                    }
+                }
+                let intact = (0..FRAMES).filter(|f| !out.hit.contains(f)).count();
+                let complete = out.aus.iter().filter(|a| a.2).count();
+                // A lost tail also costs the next frame; nothing else may be lost.
+                assert!(
+                    complete + out.hit.len() >= intact,
+                    "seed {seed}: {complete} complete of {intact} intact"
+                );
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use confab::call::{CAMERA_TRACK, Command, Event, LocalMedia, MediaKind, SCREEN_TRACK};
+use confab::call::{Command, Event, LocalMedia, MediaKind, TrackRole};
 use confab::headless::{self, HeadlessOptions, Report};
 use confab::media::{MediaError, SyntheticAudio, SyntheticVideo, VideoFrame, VideoSource, now_us};
 use confab::signaling::protocol::{CallEndReason, LeaveReason};
@@ -163,7 +163,7 @@ async fn a_screen_share_added_mid_call_is_decoded_remotely_and_stopping_it_remov
         SyntheticVideo::new(640, 360, 15.0).unwrap(),
     )));
     b.until("screen track", |e| match e {
-        Event::TrackAdded { peer, track, kind } if *peer == a_id && track == SCREEN_TRACK => {
+        Event::TrackAdded { peer, track, kind } if *peer == a_id && *track == TrackRole::Screen => {
             assert_eq!(*kind, MediaKind::Video);
             Some(())
         }
@@ -177,7 +177,7 @@ async fn a_screen_share_added_mid_call_is_decoded_remotely_and_stopping_it_remov
     .await;
     // Stats tick every second; wait until the screen's frames show in the analyser.
     loop {
-        let screen = b.analyzer.video(&a_id, SCREEN_TRACK);
+        let screen = b.analyzer.video(&a_id, TrackRole::Screen);
         if screen.frames_decoded >= 10 {
             assert_eq!((screen.width, screen.height), (640, 360));
             assert!(screen.ids_in_order);
@@ -188,7 +188,7 @@ async fn a_screen_share_added_mid_call_is_decoded_remotely_and_stopping_it_remov
         })
         .await;
     }
-    let camera = b.analyzer.video(&a_id, CAMERA_TRACK);
+    let camera = b.analyzer.video(&a_id, TrackRole::Camera);
     assert_eq!(
         (camera.width, camera.height),
         (320, 240),
@@ -197,7 +197,9 @@ async fn a_screen_share_added_mid_call_is_decoded_remotely_and_stopping_it_remov
 
     a.send(Command::StopScreenShare);
     b.until("screen track removed", |e| match e {
-        Event::TrackRemoved { peer, track } if *peer == a_id && track == SCREEN_TRACK => Some(()),
+        Event::TrackRemoved { peer, track } if *peer == a_id && *track == TrackRole::Screen => {
+            Some(())
+        }
         _ => None,
     })
     .await;
@@ -221,7 +223,7 @@ async fn switching_camera_and_microphone_mid_call_swaps_the_source_behind_the_sa
     // The tone is measured over the last 2 s: wait for the new one to dominate.
     let mut ticks = 0;
     loop {
-        let video = b.analyzer.video(&a_id, CAMERA_TRACK);
+        let video = b.analyzer.video(&a_id, TrackRole::Camera);
         let tone = b.analyzer.audio(&a_id).tone_hz.unwrap_or(0.0);
         if (video.width, video.height) == (160, 120) && (tone - 880.0).abs() < 5.0 {
             break;
@@ -267,12 +269,12 @@ async fn both_sides_renegotiating_at_once_still_converge() {
         SyntheticVideo::new(320, 240, 10.0).unwrap(),
     )));
     b.until("a's screen", |e| {
-        matches!(e, Event::TrackAdded { peer, track, .. } if *peer == a_id && track == SCREEN_TRACK)
+        matches!(e, Event::TrackAdded { peer, track, .. } if *peer == a_id && *track == TrackRole::Screen)
             .then_some(())
     })
     .await;
     a.until("b's screen", |e| {
-        matches!(e, Event::TrackAdded { peer, track, .. } if *peer == b_id && track == SCREEN_TRACK)
+        matches!(e, Event::TrackAdded { peer, track, .. } if *peer == b_id && *track == TrackRole::Screen)
             .then_some(())
     })
     .await;
@@ -294,12 +296,12 @@ async fn a_pli_from_the_receiver_brings_a_keyframe_within_100_ms() {
     let asked = now_us();
     b.send(Command::RequestKeyframe {
         peer: a_id.clone(),
-        track: CAMERA_TRACK.into(),
+        track: TrackRole::Camera,
     });
     let arrived = b
         .until("keyframe", |e| match e {
             Event::KeyframeReceived { peer, track, at_us }
-                if *peer == a_id && track == CAMERA_TRACK && *at_us >= asked =>
+                if *peer == a_id && *track == TrackRole::Camera && *at_us >= asked =>
             {
                 Some(*at_us)
             }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use confab::call::{CAMERA_TRACK, ConnectionState, Event, SCREEN_TRACK};
+use confab::call::{ConnectionState, Event, TrackRole};
 use confab::headless::{self, HeadlessOptions};
 use confab::media::{barcode, dominant_frequency, level_dbfs};
 use support::engine::{TestPeer, synthetic};
@@ -191,7 +191,7 @@ async fn the_app_shares_its_screen_at_the_screens_size_and_stopping_removes_the_
 
     press(&x, "ctrl+shift+s").await;
     peer.until("the screen track", |e| match e {
-        Event::TrackAdded { peer, track, .. } if *peer == app_id && track == SCREEN_TRACK => {
+        Event::TrackAdded { peer, track, .. } if *peer == app_id && *track == TrackRole::Screen => {
             Some(())
         }
         _ => None,
@@ -199,7 +199,7 @@ async fn the_app_shares_its_screen_at_the_screens_size_and_stopping_removes_the_
     .await;
     // Stats tick every second: wait for decoded screen frames.
     for tick in 0.. {
-        let screen = peer.analyzer.video(&app_id, SCREEN_TRACK);
+        let screen = peer.analyzer.video(&app_id, TrackRole::Screen);
         if screen.frames_decoded >= 5 {
             assert_eq!((screen.width, screen.height), SCREEN, "the whole X screen");
             break;
@@ -211,7 +211,9 @@ async fn the_app_shares_its_screen_at_the_screens_size_and_stopping_removes_the_
         .await;
     }
     assert_eq!(
-        peer.analyzer.video(&app_id, CAMERA_TRACK).frames_decoded,
+        peer.analyzer
+            .video(&app_id, TrackRole::Camera)
+            .frames_decoded,
         0,
         "the app has no camera: the frames came from the screen track"
     );
@@ -219,7 +221,9 @@ async fn the_app_shares_its_screen_at_the_screens_size_and_stopping_removes_the_
     let stop_pressed = peer.seen.len();
     press(&x, "ctrl+shift+s").await;
     peer.until("the screen track removed", |e| match e {
-        Event::TrackRemoved { peer, track } if *peer == app_id && track == SCREEN_TRACK => Some(()),
+        Event::TrackRemoved { peer, track } if *peer == app_id && *track == TrackRole::Screen => {
+            Some(())
+        }
         _ => None,
     })
     .await;

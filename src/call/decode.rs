@@ -11,6 +11,7 @@ use crate::media::{H264Decoder, OpusDecoder, is_keyframe, now_us};
 
 use super::peer::{AudioPacket, KeyframeRequester, RemoteMedia};
 use super::sink::{AudioInfo, FrameInfo, MediaSink};
+use super::track::TrackRole;
 
 /// Counters a receive track shares with the stats task.
 #[derive(Debug, Default)]
@@ -29,14 +30,14 @@ pub struct RecvCounters {
 /// What the decode stage of one remote track reads from and writes to.
 pub struct DecodeInput {
     pub peer_id: String,
-    pub role: &'static str,
+    pub role: TrackRole,
     pub media: mpsc::Receiver<RemoteMedia>,
     /// After a decode error: ask the receive stage for a keyframe.
     pub keyframes: KeyframeRequester,
     pub sink: Arc<dyn MediaSink>,
     pub counters: Arc<RecvCounters>,
     /// (peer, role, wall-clock µs) of every IDR that arrives.
-    pub idr_seen: mpsc::UnboundedSender<(String, String, u64)>,
+    pub idr_seen: mpsc::UnboundedSender<(String, TrackRole, u64)>,
 }
 
 /// Starts the decode thread for one remote track; it ends when the track does.
@@ -51,7 +52,7 @@ pub fn spawn_decoder(input: DecodeInput) {
         idr_seen,
     } = input;
     let name = format!("decode-{role}");
-    let track = role.to_string();
+    let track = role;
     let run = move || {
         let mut video: Option<H264Decoder> = None;
         let mut audio: Option<OpusDecoder> = None;
@@ -66,7 +67,7 @@ pub fn spawn_decoder(input: DecodeInput) {
                         .fetch_add(au.data.len() as u64, Ordering::Relaxed);
                     let keyframe = is_keyframe(&au.data);
                     if keyframe {
-                        let _ = idr_seen.send((peer_id.clone(), track.clone(), now_us()));
+                        let _ = idr_seen.send((peer_id.clone(), track, now_us()));
                         awaiting_keyframe = false;
                     }
                     // After a loss, decoding P-frames would only smear; freeze until an IDR.
@@ -103,7 +104,7 @@ pub fn spawn_decoder(input: DecodeInput) {
                                 barcode: None,
                                 keyframe,
                             };
-                            sink.video(&peer_id, &track, &frame, &info);
+                            sink.video(&peer_id, track, &frame, &info);
                         }
                         Ok(None) => {}
                         Err(e) => {
@@ -144,7 +145,7 @@ pub fn spawn_decoder(input: DecodeInput) {
                                         arrival_us,
                                         concealed: true,
                                     };
-                                    sink.audio(&peer_id, &track, &pcm, &info);
+                                    sink.audio(&peer_id, track, &pcm, &info);
                                 }
                             }
                         }
@@ -157,7 +158,7 @@ pub fn spawn_decoder(input: DecodeInput) {
                                 arrival_us,
                                 concealed: false,
                             };
-                            sink.audio(&peer_id, &track, &pcm, &info);
+                            sink.audio(&peer_id, track, &pcm, &info);
                         }
                         Err(e) => tracing::debug!(%peer_id, "opus decode error: {e}"),
                     }

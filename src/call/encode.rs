@@ -16,6 +16,7 @@ use crate::media::{
 use super::peer::{AudioTrackSender, VideoTrackSender};
 use super::send::{Fanout, spawn_fanout};
 use super::sink::MediaSink;
+use super::track::TrackRole;
 
 /// Counters a send track shares with the stats task.
 #[derive(Debug, Default)]
@@ -43,7 +44,7 @@ impl SendCounters {
 /// A problem a capture thread reports (the call goes on without that source).
 #[derive(Debug, Clone)]
 pub struct CaptureFailure {
-    pub track: String,
+    pub track: TrackRole,
     pub message: String,
 }
 
@@ -74,7 +75,7 @@ pub struct VideoCapture {
 
 impl VideoCapture {
     pub fn start(
-        track: &str,
+        track: TrackRole,
         source: Box<dyn VideoSource>,
         encoding: VideoEncoding,
         failures: mpsc::UnboundedSender<CaptureFailure>,
@@ -91,7 +92,7 @@ impl VideoCapture {
         let (tx, rx) = mpsc::channel::<(Vec<u8>, Duration)>(4);
         spawn_fanout(fanout.clone(), rx, counters.clone());
         let thread = VideoThread {
-            track: track.to_string(),
+            track,
             encoding,
             keyframe: keyframe.clone(),
             muted: muted.clone(),
@@ -154,7 +155,7 @@ impl Drop for VideoCapture {
 }
 
 struct VideoThread {
-    track: String,
+    track: TrackRole,
     encoding: VideoEncoding,
     keyframe: Arc<AtomicBool>,
     muted: Arc<AtomicBool>,
@@ -215,7 +216,7 @@ impl VideoThread {
                 Err(e) => {
                     source_ok = false;
                     let _ = self.failures.send(CaptureFailure {
-                        track: self.track.clone(),
+                        track: self.track,
                         message: format!("{} stopped: {e}", source.describe()),
                     });
                     continue;
@@ -224,7 +225,7 @@ impl VideoThread {
             if self.muted.load(Ordering::Relaxed) {
                 continue;
             }
-            self.preview.local_video(&self.track, &frame);
+            self.preview.local_video(self.track, &frame);
             let enc = match encoder.as_mut() {
                 Some(e) => e,
                 None => match H264Encoder::new(EncoderSettings {
@@ -238,7 +239,7 @@ impl VideoThread {
                     Err(e) => {
                         source_ok = false;
                         let _ = self.failures.send(CaptureFailure {
-                            track: self.track.clone(),
+                            track: self.track,
                             message: format!("cannot encode {}: {e}", source.describe()),
                         });
                         continue;
@@ -297,7 +298,7 @@ pub struct AudioCapture {
 
 impl AudioCapture {
     pub fn start(
-        track: &str,
+        track: TrackRole,
         source: Box<dyn AudioSource>,
         bitrate_bps: u32,
         failures: mpsc::UnboundedSender<CaptureFailure>,
@@ -309,12 +310,7 @@ impl AudioCapture {
         let (ctl, ctl_rx) = std::sync::mpsc::channel::<AudioCtl>();
         let (tx, rx) = mpsc::channel::<(Vec<u8>, Duration)>(16);
         spawn_fanout(fanout.clone(), rx, counters.clone());
-        let (m, s, c, track) = (
-            muted.clone(),
-            stop.clone(),
-            counters.clone(),
-            track.to_string(),
-        );
+        let (m, s, c, track) = (muted.clone(), stop.clone(), counters.clone(), track);
         std::thread::Builder::new()
             .name(format!("capture-{track}"))
             .spawn(move || {
@@ -351,7 +347,7 @@ impl AudioCapture {
                         Err(e) => {
                             source_ok = false;
                             let _ = failures.send(CaptureFailure {
-                                track: track.clone(),
+                                track,
                                 message: format!("{} stopped: {e}", source.describe()),
                             });
                             continue;

@@ -16,6 +16,7 @@ mod send;
 mod session;
 mod sink;
 mod stats;
+mod track;
 
 pub use encode::VideoEncoding;
 pub use error::CallError;
@@ -25,9 +26,7 @@ pub use peer::{
     PeerConfig, PeerEvent, PeerStats, RemoteMedia, SdpType, SessionDescription, TrackStats,
     VideoTrackSender,
 };
-pub use session::{
-    CAMERA_TRACK, CallConfig, CallHandle, Command, DataMessage, Event, LocalMedia, MIC_TRACK,
-    SCREEN_TRACK, start,
-};
+pub use session::{CallConfig, CallHandle, Command, DataMessage, Event, LocalMedia, start};
 pub use sink::{AudioInfo, FrameInfo, MediaSink, NullSink};
 pub use stats::{PeerCallStats, SentTotals};
+pub use track::TrackRole;

@@ -7,21 +7,22 @@ use crate::media::{Barcode, VideoFrame, barcode};
 use crate::sync::LockExt;
 
 use super::decode::RecvCounters;
+use super::track::TrackRole;
 
 /// Where decoded media goes: the UI's textures and speaker, or a headless analyser.
 pub trait MediaSink: Send + Sync + 'static {
-    fn video(&self, peer: &str, track: &str, frame: &VideoFrame, info: &FrameInfo);
-    fn audio(&self, peer: &str, track: &str, pcm: &[f32], info: &AudioInfo);
+    fn video(&self, peer: &str, track: TrackRole, frame: &VideoFrame, info: &FrameInfo);
+    fn audio(&self, peer: &str, track: TrackRole, pcm: &[f32], info: &AudioInfo);
     /// A frame of our own, as captured (self-view). Called on the capture thread.
-    fn local_video(&self, _track: &str, _frame: &VideoFrame) {}
+    fn local_video(&self, _track: TrackRole, _frame: &VideoFrame) {}
 }
 
 /// A sink that drops everything (a call with nobody watching).
 pub struct NullSink;
 
 impl MediaSink for NullSink {
-    fn video(&self, _: &str, _: &str, _: &VideoFrame, _: &FrameInfo) {}
-    fn audio(&self, _: &str, _: &str, _: &[f32], _: &AudioInfo) {}
+    fn video(&self, _: &str, _: TrackRole, _: &VideoFrame, _: &FrameInfo) {}
+    fn audio(&self, _: &str, _: TrackRole, _: &[f32], _: &AudioInfo) {}
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +56,7 @@ impl BarcodeProbe {
 }
 
 impl MediaSink for BarcodeProbe {
-    fn video(&self, peer: &str, track: &str, frame: &VideoFrame, info: &FrameInfo) {
+    fn video(&self, peer: &str, track: TrackRole, frame: &VideoFrame, info: &FrameInfo) {
         let code = barcode::read(&frame.y, frame.width, frame.height, frame.width);
         if let Some(b) = code {
             self.counters
@@ -70,11 +71,11 @@ impl MediaSink for BarcodeProbe {
         self.inner.video(peer, track, frame, &info);
     }
 
-    fn audio(&self, peer: &str, track: &str, pcm: &[f32], info: &AudioInfo) {
+    fn audio(&self, peer: &str, track: TrackRole, pcm: &[f32], info: &AudioInfo) {
         self.inner.audio(peer, track, pcm, info);
     }
 
-    fn local_video(&self, track: &str, frame: &VideoFrame) {
+    fn local_video(&self, track: TrackRole, frame: &VideoFrame) {
         self.inner.local_video(track, frame);
     }
 }

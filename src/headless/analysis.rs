@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::call::{AudioInfo, FrameInfo, MediaSink};
+use crate::call::{AudioInfo, FrameInfo, MediaSink, TrackRole};
 use crate::media::{
     AUDIO_RATE, ClickDetector, VideoFrame, click_latency_us, dominant_frequency, level_dbfs,
 };
@@ -94,7 +94,7 @@ impl Default for AudioState {
 
 #[derive(Default)]
 struct PeerState {
-    video: HashMap<String, VideoState>,
+    video: HashMap<TrackRole, VideoState>,
     audio: AudioState,
 }
 
@@ -111,9 +111,9 @@ impl Analyzer {
     }
 
     /// What arrived on one video track of one peer so far.
-    pub fn video(&self, peer: &str, track: &str) -> VideoReport {
+    pub fn video(&self, peer: &str, track: TrackRole) -> VideoReport {
         self.with_peer(peer, |p| {
-            p.video.get(track).map_or_else(VideoReport::default, |v| {
+            p.video.get(&track).map_or_else(VideoReport::default, |v| {
                 let mut r = v.report.clone();
                 r.latency_ms = Percentiles::of_us(&v.latencies);
                 r
@@ -143,9 +143,9 @@ impl Analyzer {
 }
 
 impl MediaSink for Analyzer {
-    fn video(&self, peer: &str, track: &str, frame: &VideoFrame, info: &FrameInfo) {
+    fn video(&self, peer: &str, track: TrackRole, frame: &VideoFrame, info: &FrameInfo) {
         self.with_peer(peer, |p| {
-            let v = p.video.entry(track.to_string()).or_default();
+            let v = p.video.entry(track).or_default();
             let r = &mut v.report;
             if r.frames_decoded == 0 {
                 r.first_frame_us = Some(info.decoded_us);
@@ -172,7 +172,7 @@ impl MediaSink for Analyzer {
         });
     }
 
-    fn audio(&self, peer: &str, _track: &str, pcm: &[f32], info: &AudioInfo) {
+    fn audio(&self, peer: &str, _track: TrackRole, pcm: &[f32], info: &AudioInfo) {
         self.with_peer(peer, |p| {
             let a = &mut p.audio;
             if info.concealed {

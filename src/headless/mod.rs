@@ -330,8 +330,8 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
         }
     }
     for (id, mut p) in peers {
-        p.video = analyzer.video(&id, call::CAMERA_TRACK);
-        let screen = analyzer.video(&id, call::SCREEN_TRACK);
+        p.video = analyzer.video(&id, call::TrackRole::Camera);
+        let screen = analyzer.video(&id, call::TrackRole::Screen);
         p.screen = (screen.frames_decoded > 0).then_some(screen);
         p.audio = analyzer.audio(&id);
         p.first_frame_ms = p

@@ -71,7 +71,7 @@ impl App {
         match &e {
             UiEvent::Engine(Event::PeerLeft { id, .. }) => self.media.forget_peer(id),
             UiEvent::Engine(Event::TrackRemoved { peer, track }) => {
-                self.media.video.forget_tile(peer, track)
+                self.media.video.forget_tile(peer, *track)
             }
             _ => {}
         }

@@ -256,7 +256,9 @@ impl Engine {
             UiCommand::RefreshDevices => self.scan_devices().await,
             UiCommand::Preview(choice) => {
                 stop(&mut self.preview);
-                self.media.video.forget_tile(SELF_ID, call::CAMERA_TRACK);
+                self.media
+                    .video
+                    .forget_tile(SELF_ID, call::TrackRole::Camera);
                 match blocking(move || choice.open()).await {
                     Ok(Some(source)) => {
                         self.preview = Some(run_preview(source, self.media.clone()));

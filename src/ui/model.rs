@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::call::{Command, ConnectionState, Event, PeerCallStats, SCREEN_TRACK};
+use crate::call::{Command, ConnectionState, Event, PeerCallStats, TrackRole};
 use crate::media::device::ScreenInfo;
 use crate::signaling::protocol::{MediaState, RoomInfo, is_private_room};
 
@@ -295,13 +295,17 @@ impl Model {
                     p.connection = state;
                 }
             }
-            Event::TrackAdded { peer, track, .. } if track == SCREEN_TRACK => {
+            Event::TrackAdded {
+                peer,
+                track: TrackRole::Screen,
+                ..
+            } => {
                 if let Some(p) = call.peers.get_mut(&peer) {
                     p.sharing_track = true;
                 }
             }
             Event::TrackRemoved { peer, track } => {
-                if track == SCREEN_TRACK
+                if track == TrackRole::Screen
                     && let Some(p) = call.peers.get_mut(&peer)
                 {
                     p.sharing_track = false;

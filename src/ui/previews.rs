@@ -42,7 +42,7 @@ pub(super) fn run_preview(mut source: Box<dyn VideoSource>, media: Arc<UiSink>) 
         "preview",
         move || match source.next_frame() {
             Ok(f) => {
-                media.video.store(SELF_ID, call::CAMERA_TRACK, &f);
+                media.video.store(SELF_ID, call::TrackRole::Camera, &f);
                 true
             }
             Err(_) => false,

@@ -3,7 +3,7 @@
 
 use eframe::egui;
 
-use crate::call::{AudioInfo, FrameInfo, MediaSink};
+use crate::call::{AudioInfo, FrameInfo, MediaSink, TrackRole};
 use crate::media::{VideoFrame, level_dbfs};
 
 use super::sound::Sound;
@@ -29,16 +29,16 @@ impl UiSink {
 }
 
 impl MediaSink for UiSink {
-    fn video(&self, peer: &str, track: &str, frame: &VideoFrame, _info: &FrameInfo) {
+    fn video(&self, peer: &str, track: TrackRole, frame: &VideoFrame, _info: &FrameInfo) {
         self.video.store(peer, track, frame);
     }
 
-    fn audio(&self, peer: &str, _track: &str, pcm: &[f32], info: &AudioInfo) {
+    fn audio(&self, peer: &str, _track: TrackRole, pcm: &[f32], info: &AudioInfo) {
         self.sound.play(peer, pcm, info.arrival_us);
         self.sound.set_level(peer, Some(level_dbfs(pcm)));
     }
 
-    fn local_video(&self, track: &str, frame: &VideoFrame) {
+    fn local_video(&self, track: TrackRole, frame: &VideoFrame) {
         self.video.store(SELF_ID, track, frame);
     }
 }

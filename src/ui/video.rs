@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use eframe::egui::{self, ColorImage};
 
+use crate::call::TrackRole;
 use crate::media::{VideoFrame, i420_to_rgba};
 
 /// Key of a tile: member id (or [`SELF_ID`]) and track role.
-pub type TileKey = (String, String);
+pub type TileKey = (String, TrackRole);
 
 /// The member id the local preview is stored under.
 pub const SELF_ID: &str = "";
@@ -33,7 +34,7 @@ impl VideoFrames {
         let _ = self.ctx.set(ctx.clone());
     }
 
-    pub fn store(&self, peer: &str, track: &str, frame: &VideoFrame) {
+    pub fn store(&self, peer: &str, track: TrackRole, frame: &VideoFrame) {
         // One RGBA scratch buffer per decode/capture thread, not an allocation per frame.
         thread_local! {
             static RGBA: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -46,7 +47,7 @@ impl VideoFrames {
         let Some(image) = image else { return };
         let mut slots = self.slots.locked();
         let slot = slots
-            .entry((peer.to_string(), track.to_string()))
+            .entry((peer.to_string(), track))
             .or_insert_with(|| Slot {
                 image: image.clone(),
                 seq: 0,
@@ -73,9 +74,7 @@ impl VideoFrames {
         self.slots.locked().retain(|(p, _), _| p != peer);
     }
 
-    pub fn forget_tile(&self, peer: &str, track: &str) {
-        self.slots
-            .locked()
-            .remove(&(peer.to_string(), track.to_string()));
+    pub fn forget_tile(&self, peer: &str, track: TrackRole) {
+        self.slots.locked().remove(&(peer.to_string(), track));
     }
 }

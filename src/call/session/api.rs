@@ -17,11 +17,7 @@ use crate::call::error::CallError;
 use crate::call::peer::{ConnectionState, MediaKind};
 use crate::call::sink::MediaSink;
 use crate::call::stats::{PeerCallStats, SentTotals, StatsTracker};
-
-/// Track ids confab sends; a receiver tells a screen share by its id.
-pub const CAMERA_TRACK: &str = "camera";
-pub const SCREEN_TRACK: &str = "screen";
-pub const MIC_TRACK: &str = "mic";
+use crate::call::track::TrackRole;
 
 #[derive(Debug, Clone)]
 pub struct CallConfig {
@@ -93,7 +89,7 @@ pub enum Command {
     /// Ask a peer for a keyframe of one of its tracks (sends a PLI).
     RequestKeyframe {
         peer: String,
-        track: String,
+        track: TrackRole,
     },
     Leave,
 }
@@ -145,17 +141,17 @@ pub enum Event {
     },
     TrackAdded {
         peer: String,
-        track: String,
+        track: TrackRole,
         kind: MediaKind,
     },
     TrackRemoved {
         peer: String,
-        track: String,
+        track: TrackRole,
     },
     /// An IDR arrived on a remote video track (wall-clock µs).
     KeyframeReceived {
         peer: String,
-        track: String,
+        track: TrackRole,
         at_us: u64,
     },
     Chat {
@@ -224,7 +220,7 @@ pub async fn start(
     let camera = media.camera.map(|src| {
         state.has_camera = true;
         VideoCapture::start(
-            CAMERA_TRACK,
+            TrackRole::Camera,
             src,
             config.video,
             fail_tx.clone(),
@@ -233,7 +229,12 @@ pub async fn start(
     });
     let mic = media.microphone.map(|src| {
         state.has_microphone = true;
-        AudioCapture::start(MIC_TRACK, src, config.audio_bitrate_bps, fail_tx.clone())
+        AudioCapture::start(
+            TrackRole::Microphone,
+            src,
+            config.audio_bitrate_bps,
+            fail_tx.clone(),
+        )
     });
     let params = JoinParams {
         room: config.room.clone(),

@@ -9,7 +9,11 @@ use crate::call::rate::{self, VideoRates};
 
 impl Engine {
     /// Starts capturing a new local video track and adds it to every connection.
-    pub(super) async fn start_video(&self, role: &str, src: Box<dyn VideoSource>) -> VideoCapture {
+    pub(super) async fn start_video(
+        &self,
+        role: TrackRole,
+        src: Box<dyn VideoSource>,
+    ) -> VideoCapture {
         let cap = VideoCapture::start(
             role,
             src,
@@ -24,8 +28,17 @@ impl Engine {
     }
 
     /// Adds a local video track to one connection and feeds it from `cap`.
-    pub(super) async fn attach(&self, cap: &VideoCapture, peer: &Peer, peer_id: &str, role: &str) {
-        match peer.add_video_track(&self.local_track_id(role), role).await {
+    pub(super) async fn attach(
+        &self,
+        cap: &VideoCapture,
+        peer: &Peer,
+        peer_id: &str,
+        role: TrackRole,
+    ) {
+        match peer
+            .add_video_track(&self.local_track_id(role), role.as_str())
+            .await
+        {
             Ok(s) => cap.fanout.add(peer_id, s),
             Err(e) => self.emit(Event::Error(format!("{role} track: {e}"))),
         }
@@ -33,8 +46,8 @@ impl Engine {
 
     /// Track ids carry our member id (webrtc-rs routes RTCP by track id, so ours must
     /// not equal the remote's) and a share number (a re-added id is never announced again).
-    pub(super) fn local_track_id(&self, role: &str) -> String {
-        if role == SCREEN_TRACK {
+    pub(super) fn local_track_id(&self, role: TrackRole) -> String {
+        if role == TrackRole::Screen {
             format!("{}-{role}-{}", self.me, self.screen_shares)
         } else {
             format!("{}-{role}", self.me)

@@ -9,20 +9,8 @@ use crate::signaling::protocol::Member;
 use super::*;
 use crate::call::decode::{DecodeInput, RecvCounters, spawn_decoder};
 use crate::call::negotiation::{Negotiator, Signal};
-use crate::call::peer::{ConnectionState, MediaKind, Peer, PeerConfig, PeerEvent};
+use crate::call::peer::{ConnectionState, Peer, PeerConfig, PeerEvent};
 use crate::call::sink::BarcodeProbe;
-
-/// What a remote track is, from its ids: confab and its web client put
-/// "screen" in a share's ids; audio is the microphone; other video the camera.
-fn track_role(track_id: &str, stream_id: &str, kind: MediaKind) -> &'static str {
-    match kind {
-        MediaKind::Audio => MIC_TRACK,
-        MediaKind::Video if track_id.contains(SCREEN_TRACK) || stream_id.contains(SCREEN_TRACK) => {
-            SCREEN_TRACK
-        }
-        MediaKind::Video => CAMERA_TRACK,
-    }
-}
 
 impl Engine {
     /// Creates the connection to a member and adds our tracks; negotiation
@@ -60,17 +48,17 @@ impl Engine {
         // recycles the rejected m-line (e.g. for a screen share), which needs a new DTLS
         // session that webrtc-rs never starts: the connection would hang in "connecting".
         if let Some(c) = &self.mic {
-            let id = self.local_track_id(MIC_TRACK);
-            match peer.add_audio_track(&id, CAMERA_TRACK).await {
+            let id = self.local_track_id(TrackRole::Microphone);
+            match peer.add_audio_track(&id, TrackRole::Camera.as_str()).await {
                 Ok(s) => c.fanout.add(&m.id, s),
                 Err(e) => self.emit(Event::Error(format!("microphone track: {e}"))),
             }
         }
         if let Some(c) = &self.camera {
-            self.attach(c, &peer, &m.id, CAMERA_TRACK).await;
+            self.attach(c, &peer, &m.id, TrackRole::Camera).await;
         }
         if let Some(c) = &self.screen {
-            self.attach(c, &peer, &m.id, SCREEN_TRACK).await;
+            self.attach(c, &peer, &m.id, TrackRole::Screen).await;
         }
         // Polite side: the lower id. Both sides agree without talking.
         let polite = self.me < m.id;
@@ -195,7 +183,7 @@ impl Engine {
                 media,
                 keyframes,
             } => {
-                let role = track_role(&track_id, &stream_id, kind);
+                let role = TrackRole::of_remote(&track_id, &stream_id, kind);
                 let counters = Arc::new(RecvCounters::default());
                 p.remote_tracks
                     .insert(track_id.clone(), (kind, counters.clone()));
@@ -211,7 +199,7 @@ impl Engine {
                 });
                 self.emit(Event::TrackAdded {
                     peer: id.to_string(),
-                    track: role.to_string(),
+                    track: role,
                     kind,
                 });
             }
@@ -220,12 +208,12 @@ impl Engine {
                 if let Some(role) = p.track_roles.remove(&track_id) {
                     self.emit(Event::TrackRemoved {
                         peer: id.to_string(),
-                        track: role.to_string(),
+                        track: role,
                     });
                 }
             }
             PeerEvent::KeyframeRequested { track_id } => {
-                let cap = if track_id.contains(SCREEN_TRACK) {
+                let cap = if track_id == self.local_track_id(TrackRole::Screen) {
                     self.screen.as_ref()
                 } else {
                     self.camera.as_ref()

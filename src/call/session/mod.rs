@@ -25,11 +25,9 @@ use crate::call::peer::{ConnectionState, IceServerConfig, MediaKind, Peer, PeerE
 use crate::call::rate::VideoRates;
 use crate::call::sink::MediaSink;
 use crate::call::stats::{SentTotals, StatsTracker};
+use crate::call::track::TrackRole;
 
-pub use api::{
-    CAMERA_TRACK, CallConfig, CallHandle, Command, DataMessage, Event, LocalMedia, MIC_TRACK,
-    SCREEN_TRACK, start,
-};
+pub use api::{CallConfig, CallHandle, Command, DataMessage, Event, LocalMedia, start};
 
 struct RemotePeer {
     serial: u64,
@@ -47,7 +45,7 @@ struct RemotePeer {
     remote_ready: bool,
     remote_tracks: HashMap<String, (MediaKind, Arc<RecvCounters>)>,
     /// Remote track id -> what it is (camera, screen, mic).
-    track_roles: HashMap<String, &'static str>,
+    track_roles: HashMap<String, TrackRole>,
 }
 
 struct Engine {
@@ -57,7 +55,7 @@ struct Engine {
     sink: Arc<dyn MediaSink>,
     peer_tx: mpsc::UnboundedSender<(String, u64, PeerEvent)>,
     fail_tx: mpsc::UnboundedSender<CaptureFailure>,
-    kf_tx: mpsc::UnboundedSender<(String, String, u64)>,
+    kf_tx: mpsc::UnboundedSender<(String, TrackRole, u64)>,
     me: String,
     room: JoinParams,
     /// Where to go back to when a private call ends.
@@ -94,7 +92,7 @@ impl Engine {
         mut signals: mpsc::UnboundedReceiver<ClientEvent>,
         mut peer_events: mpsc::UnboundedReceiver<(String, u64, PeerEvent)>,
         mut failures: mpsc::UnboundedReceiver<CaptureFailure>,
-        mut keyframes: mpsc::UnboundedReceiver<(String, String, u64)>,
+        mut keyframes: mpsc::UnboundedReceiver<(String, TrackRole, u64)>,
     ) {
         let mut tick = tokio::time::interval(self.config.stats_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -115,10 +113,10 @@ impl Engine {
                 },
                 Some((id, serial, ev)) = peer_events.recv() => self.on_peer_event(&id, serial, ev).await,
                 Some(f) = failures.recv() => {
-                    if f.track == CAMERA_TRACK {
+                    if f.track == TrackRole::Camera {
                         self.state.has_camera = false;
                         self.publish_state();
-                    } else if f.track == MIC_TRACK {
+                    } else if f.track == TrackRole::Microphone {
                         self.state.has_microphone = false;
                         self.publish_state();
                     }
@@ -170,7 +168,7 @@ impl Engine {
                 if let Some(c) = &self.camera {
                     c.replace_source(src);
                 } else {
-                    self.camera = Some(self.start_video(CAMERA_TRACK, src).await);
+                    self.camera = Some(self.start_video(TrackRole::Camera, src).await);
                     self.reset_rates();
                 }
                 self.state.has_camera = true;
@@ -181,14 +179,18 @@ impl Engine {
                     c.replace_source(src);
                 } else {
                     let cap = AudioCapture::start(
-                        MIC_TRACK,
+                        TrackRole::Microphone,
                         src,
                         self.config.audio_bitrate_bps,
                         self.fail_tx.clone(),
                     );
-                    let track = self.local_track_id(MIC_TRACK);
+                    let track = self.local_track_id(TrackRole::Microphone);
                     for (id, p) in &self.peers {
-                        match p.peer.add_audio_track(&track, CAMERA_TRACK).await {
+                        match p
+                            .peer
+                            .add_audio_track(&track, TrackRole::Camera.as_str())
+                            .await
+                        {
                             Ok(s) => cap.fanout.add(id, s),
                             Err(e) => self.emit(Event::Error(format!("microphone track: {e}"))),
                         }
@@ -203,7 +205,7 @@ impl Engine {
                     s.replace_source(src);
                 } else {
                     self.screen_shares += 1;
-                    self.screen = Some(self.start_video(SCREEN_TRACK, src).await);
+                    self.screen = Some(self.start_video(TrackRole::Screen, src).await);
                 }
                 self.state.screen_sharing = true;
                 self.publish_state();

@@ -2,7 +2,7 @@
 
 use eframe::egui::{self, Sense, Vec2};
 
-use crate::call::CAMERA_TRACK;
+use crate::call::TrackRole;
 
 use super::widgets::{choice_combo, guest_link, paint_fitted, paint_placeholder};
 use crate::ui::app::App;
@@ -99,7 +99,7 @@ impl App {
                     ui.end_row();
                 });
             ui.add_space(8.0);
-            let preview = (SELF_ID.to_string(), CAMERA_TRACK.to_string());
+            let preview = (SELF_ID.to_string(), TrackRole::Camera);
             let (rect, _) = ui.allocate_exact_size(Vec2::new(320.0, 180.0), Sense::hover());
             match self
                 .textures

@@ -2,7 +2,7 @@
 
 use eframe::egui::{self, Align2, Color32, FontId, Rect, Stroke, Vec2, pos2};
 
-use crate::call::{CAMERA_TRACK, SCREEN_TRACK};
+use crate::call::TrackRole;
 use crate::signaling::protocol::MediaState;
 
 use super::widgets::{marks, paint_fitted, paint_placeholder};
@@ -25,14 +25,14 @@ impl App {
                 p.sharing_track
                     && self
                         .textures
-                        .contains_key(&((*id).clone(), SCREEN_TRACK.to_string()))
+                        .contains_key(&((*id).clone(), TrackRole::Screen))
             })
             .map(|(id, _)| id.clone());
         let people_area = match &sharer {
             Some(id) => {
                 let split = area.top() + area.height() * 0.7;
                 let big = Rect::from_min_max(area.min, pos2(area.right(), split));
-                if let Some(tex) = self.textures.get(&(id.clone(), SCREEN_TRACK.to_string())) {
+                if let Some(tex) = self.textures.get(&(id.clone(), TrackRole::Screen)) {
                     paint_fitted(ui, tex, big.shrink(4.0));
                 }
                 Rect::from_min_max(pos2(area.left(), split), area.max)
@@ -62,7 +62,7 @@ impl App {
             let min =
                 people_area.min + Vec2::new((i % cols) as f32 * size.x, (i / cols) as f32 * size.y);
             let rect = Rect::from_min_size(min, size).shrink(4.0);
-            let key = (id.clone(), CAMERA_TRACK.to_string());
+            let key = (id.clone(), TrackRole::Camera);
             let video = self
                 .textures
                 .get(&key)

@@ -6,7 +6,7 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
-use confab::call::peer::{ConnectionState, MediaKind, Peer, PeerConfig, PeerEvent, RemoteMedia};
+use confab::call::{ConnectionState, MediaKind, Peer, PeerConfig, PeerEvent, RemoteMedia};
 use harness::{
     LinkOptions, Loss, STEP, Side, assert_no_errors, connected_pair, pair, settle, synthetic_au,
     synthetic_opus,
@@ -384,7 +384,7 @@ async fn closing_one_side_ends_its_remote_tracks_and_is_seen_by_the_other() {
 }
 
 /// What `side` counted for the remote track `track`.
-async fn inbound_stats(side: &Side, track: &str) -> confab::call::peer::TrackStats {
+async fn inbound_stats(side: &Side, track: &str) -> confab::call::TrackStats {
     let stats = side.peer.stats().await;
     stats
         .inbound

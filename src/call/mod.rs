@@ -7,9 +7,9 @@
 
 mod decode;
 mod encode;
-pub mod error;
-pub mod negotiation;
-pub mod peer;
+mod error;
+mod negotiation;
+mod peer;
 mod rate;
 mod reorder;
 mod send;
@@ -22,8 +22,9 @@ pub use encode::VideoEncoding;
 pub use error::CallError;
 pub use negotiation::{NegotiationStats, Negotiator, SdpEndpoint, Signal};
 pub use peer::{
-    AudioTrackSender, ConnectionState, IceCandidate, IceServerConfig, LocalTrack, MediaKind, Peer,
-    PeerConfig, PeerEvent, PeerStats, RemoteMedia, SdpType, SessionDescription, TrackStats,
+    AudioPacket, AudioTrackSender, ConnectionState, IceCandidate, IceServerConfig,
+    KeyframeRequester, LocalTrack, MediaKind, Peer, PeerConfig, PeerEvent, PeerStats,
+    RemoteAccessUnit, RemoteMedia, SdpType, SessionDescription, SignalingState, TrackStats,
     VideoTrackSender,
 };
 pub use session::{CallConfig, CallHandle, Command, DataMessage, Event, LocalMedia, start};

@@ -2,12 +2,12 @@
 //! (`server`), the browser guest page it serves (`web`) and the client library
 //! every other part uses (`client`); `tls` serves all of it over HTTPS/WSS too.
 
-pub mod client;
+mod client;
 mod ice;
 pub mod protocol;
-pub mod server;
+mod server;
 mod tls;
-pub mod web;
+mod web;
 
 pub use client::{ClientEvent, ClientOptions, JoinParams, SignalingClient, SignalingError};
 pub use ice::{IceConfig, turn_credentials};

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use confab::call::negotiation::{NegotiationStats, Negotiator, Signal};
-use confab::call::peer::{ConnectionState, Peer, PeerConfig, PeerEvent};
-use confab::call::peer::{LocalTrack, SignalingState};
+use confab::call::{ConnectionState, Peer, PeerConfig, PeerEvent};
+use confab::call::{LocalTrack, SignalingState};
+use confab::call::{NegotiationStats, Negotiator, Signal};
 use confab::netem::{self, Fate, Link, LinkConfig};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;

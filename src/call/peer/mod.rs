@@ -79,9 +79,9 @@ use setup::{H264_CODECS, h264_codec, interceptors, mdns_mode, media_engine};
 
 pub use send::{AudioTrackSender, LocalTrack, VideoTrackSender};
 pub use types::{
-    AudioPacket, ConnectionState, IceCandidate, IceServerConfig, KeyframeRequester,
-    MIN_ESTIMATE_BPS, MediaKind, PeerConfig, PeerEvent, PeerStats, RemoteAccessUnit, RemoteMedia,
-    SdpType, SessionDescription, SignalingState, TrackStats,
+    AudioPacket, ConnectionState, IceCandidate, IceServerConfig, KeyframeRequester, MediaKind,
+    PeerConfig, PeerEvent, PeerStats, RemoteAccessUnit, RemoteMedia, SdpType, SessionDescription,
+    SignalingState, TrackStats,
 };
 
 /// Label of the single chat channel. Negotiated out of band with a fixed id so both sides

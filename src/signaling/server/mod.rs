@@ -17,7 +17,7 @@ use hub::*;
 use metrics::*;
 
 pub use hub::Hub;
-pub use listener::{Server, ServerConfig, ServerError, router};
+pub use listener::{Server, ServerConfig, ServerError};
 pub use metrics::MetricsSnapshot;
 
 /// Frames above this are refused by the WebSocket layer itself (connection closed, 1009).

@@ -6,7 +6,9 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
-use confab::call::{ConnectionState, MediaKind, Peer, PeerConfig, PeerEvent, RemoteMedia};
+use confab::call::{
+    ConnectionState, KeyframeWanted, MediaKind, Peer, PeerConfig, PeerEvent, RemoteMedia,
+};
 use harness::{
     LinkOptions, Loss, STEP, Side, assert_no_errors, connected_pair, pair, settle, synthetic_au,
     synthetic_opus,
@@ -339,6 +341,43 @@ async fn a_pli_from_the_receiver_reaches_the_sender_as_a_keyframe_request_quickl
         sent.pli_received, recv.pli_sent
     );
     assert!(sent.pli_received >= 5 && recv.pli_sent >= 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pli_sets_the_flag_of_the_encoder_feeding_that_track_and_no_other() {
+    let (mut a, mut b) = pair(LinkOptions::default()).await;
+    let (camera_wants, screen_wants) = (KeyframeWanted::default(), KeyframeWanted::default());
+    let cam = a
+        .peer
+        .add_video_track_for("a-cam", "a", &camera_wants)
+        .await
+        .unwrap();
+    let screen = a
+        .peer
+        .add_video_track_for("a-screen-1", "screen", &screen_wants)
+        .await
+        .unwrap();
+    a.connected().await;
+    b.connected().await;
+    settle(&mut a, &mut b, &[&cam, &screen]).await;
+    send_video(&cam, 0..3).await;
+    let _rx = expect_video(&mut b, "a-cam", 0..3).await;
+    // Whatever the first frames asked for is not this test's business.
+    camera_wants.take();
+    screen_wants.take();
+
+    b.peer.request_keyframe("a-cam").await.unwrap();
+    // The tap sets the flag before it reports the request.
+    a.expect(
+        "KeyframeRequested",
+        STEP,
+        |e| matches!(e, PeerEvent::KeyframeRequested { track_id } if track_id == "a-cam"),
+    )
+    .await;
+    assert!(camera_wants.take(), "the camera's encoder is asked");
+    assert!(!camera_wants.take(), "once");
+    assert!(!screen_wants.take(), "the screen's encoder is not");
+    assert_no_errors(&a, &b);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use crate::media::{
     VideoSource,
 };
 
-use super::peer::{AudioTrackSender, VideoTrackSender};
+use super::peer::{AudioTrackSender, KeyframeWanted, VideoTrackSender};
 use super::send::{Fanout, spawn_fanout};
 use super::sink::MediaSink;
 use super::track::TrackRole;
@@ -67,7 +67,7 @@ pub struct VideoEncoding {
 pub struct VideoCapture {
     pub fanout: Arc<Fanout<VideoTrackSender>>,
     pub counters: Arc<SendCounters>,
-    keyframe: Arc<AtomicBool>,
+    keyframe: KeyframeWanted,
     muted: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     ctl: std::sync::mpsc::Sender<VideoCtl>,
@@ -83,7 +83,7 @@ impl VideoCapture {
     ) -> VideoCapture {
         let fanout = Fanout::<VideoTrackSender>::new();
         let counters = Arc::new(SendCounters::default());
-        let keyframe = Arc::new(AtomicBool::new(false));
+        let keyframe = KeyframeWanted::default();
         let muted = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let (ctl, ctl_rx) = std::sync::mpsc::channel();
@@ -118,7 +118,12 @@ impl VideoCapture {
     }
 
     pub fn request_keyframe(&self) {
-        self.keyframe.store(true, Ordering::Relaxed);
+        self.keyframe.set();
+    }
+
+    /// The flag the peers' tracks set when a remote asks for a keyframe.
+    pub fn keyframe_wanted(&self) -> &KeyframeWanted {
+        &self.keyframe
     }
 
     pub fn set_muted(&self, muted: bool) {
@@ -157,7 +162,7 @@ impl Drop for VideoCapture {
 struct VideoThread {
     track: TrackRole,
     encoding: VideoEncoding,
-    keyframe: Arc<AtomicBool>,
+    keyframe: KeyframeWanted,
     muted: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     counters: Arc<SendCounters>,
@@ -246,7 +251,7 @@ impl VideoThread {
                     }
                 },
             };
-            if self.keyframe.swap(false, Ordering::Relaxed) {
+            if self.keyframe.take() {
                 enc.request_keyframe();
             }
             let started = Instant::now();
@@ -276,7 +281,7 @@ impl VideoThread {
     }
 
     fn request_keyframe_later(&self) {
-        self.keyframe.store(true, Ordering::Relaxed);
+        self.keyframe.set();
     }
 }
 

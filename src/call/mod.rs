@@ -23,9 +23,9 @@ pub use error::CallError;
 pub use negotiation::{NegotiationStats, Negotiator, SdpEndpoint, Signal};
 pub use peer::{
     AudioPacket, AudioTrackSender, ConnectionState, IceCandidate, IceServerConfig,
-    KeyframeRequester, LocalTrack, MediaKind, Peer, PeerConfig, PeerEvent, PeerStats,
-    RemoteAccessUnit, RemoteMedia, SdpType, SessionDescription, SignalingState, TrackStats,
-    VideoTrackSender,
+    KeyframeRequester, KeyframeWanted, LocalTrack, MediaKind, Peer, PeerConfig, PeerEvent,
+    PeerStats, RemoteAccessUnit, RemoteMedia, SdpType, SessionDescription, SignalingState,
+    TrackStats, VideoTrackSender,
 };
 pub use session::{CallConfig, CallHandle, Command, DataMessage, Event, LocalMedia, start};
 pub use sink::{AudioInfo, FrameInfo, MediaSink, NullSink};

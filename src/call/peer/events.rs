@@ -17,13 +17,13 @@ use webrtc::peer_connection::{
 
 use super::feedback::SenderFeedback;
 use super::receive::{MEDIA_QUEUE, RemoteReader};
-use super::types::{ConnectionState, KeyframeRequester, MediaKind, PeerEvent};
+use super::types::{ConnectionState, KeyframeRequester, KeyframeWanted, MediaKind, PeerEvent};
 
 /// State shared between the handle, the webrtc-rs callbacks, our interceptor and tasks.
 pub(super) struct Shared {
     pub(super) events: mpsc::UnboundedSender<PeerEvent>,
     /// Our video SSRCs (primary) -> track id, for keyframe requests.
-    pub(super) local_video_ssrcs: Mutex<HashMap<u32, String>>,
+    pub(super) local_video_ssrcs: Mutex<HashMap<u32, (String, KeyframeWanted)>>,
     pub(super) remote: Mutex<HashMap<String, RemoteEntry>>,
     /// Feedback about our outbound streams, by primary SSRC. 0.21.1 never feeds inbound RTCP
     /// into its stats accumulator (`process_read_rtcp_for_stats` is dead code), so its

@@ -76,8 +76,9 @@ impl Shared {
     }
 
     pub(super) fn keyframe_requested_for_ssrc(&self, ssrc: u32) {
-        let track_id = self.local_video_ssrcs.locked().get(&ssrc).cloned();
-        if let Some(track_id) = track_id {
+        let local = self.local_video_ssrcs.locked().get(&ssrc).cloned();
+        if let Some((track_id, wanted)) = local {
+            wanted.set();
             self.emit(PeerEvent::KeyframeRequested { track_id });
         }
     }

@@ -79,9 +79,9 @@ use setup::{H264_CODECS, h264_codec, interceptors, mdns_mode, media_engine};
 
 pub use send::{AudioTrackSender, LocalTrack, VideoTrackSender};
 pub use types::{
-    AudioPacket, ConnectionState, IceCandidate, IceServerConfig, KeyframeRequester, MediaKind,
-    PeerConfig, PeerEvent, PeerStats, RemoteAccessUnit, RemoteMedia, SdpType, SessionDescription,
-    SignalingState, TrackStats,
+    AudioPacket, ConnectionState, IceCandidate, IceServerConfig, KeyframeRequester, KeyframeWanted,
+    MediaKind, PeerConfig, PeerEvent, PeerStats, RemoteAccessUnit, RemoteMedia, SdpType,
+    SessionDescription, SignalingState, TrackStats,
 };
 
 /// Label of the single chat channel. Negotiated out of band with a fixed id so both sides
@@ -206,6 +206,7 @@ impl Peer {
         kind: MediaKind,
         track_id: &str,
         stream_id: &str,
+        keyframes: &KeyframeWanted,
     ) -> Result<LocalTrack> {
         self.ensure_open()?;
         let (track, ssrc) = send::new_sample_track(kind, track_id, stream_id)?;
@@ -214,7 +215,7 @@ impl Peer {
             self.shared
                 .local_video_ssrcs
                 .locked()
-                .insert(ssrc, track_id.to_owned());
+                .insert(ssrc, (track_id.to_owned(), keyframes.clone()));
         }
         // A kind the remote takes no codec of would only make every later offer fail.
         let unusable = self.kind_unusable(kind);
@@ -277,8 +278,20 @@ impl Peer {
         track_id: &str,
         stream_id: &str,
     ) -> Result<VideoTrackSender> {
+        self.add_video_track_for(track_id, stream_id, &KeyframeWanted::default())
+            .await
+    }
+
+    /// Adds a local H.264 track whose remote keyframe requests set `keyframes`, the flag
+    /// of the encoder that feeds it.
+    pub async fn add_video_track_for(
+        &self,
+        track_id: &str,
+        stream_id: &str,
+        keyframes: &KeyframeWanted,
+    ) -> Result<VideoTrackSender> {
         Ok(VideoTrackSender(
-            self.add_track(MediaKind::Video, track_id, stream_id)
+            self.add_track(MediaKind::Video, track_id, stream_id, keyframes)
                 .await?,
         ))
     }
@@ -290,8 +303,13 @@ impl Peer {
         stream_id: &str,
     ) -> Result<AudioTrackSender> {
         Ok(AudioTrackSender(
-            self.add_track(MediaKind::Audio, track_id, stream_id)
-                .await?,
+            self.add_track(
+                MediaKind::Audio,
+                track_id,
+                stream_id,
+                &KeyframeWanted::default(),
+            )
+            .await?,
         ))
     }
 

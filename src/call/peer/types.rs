@@ -2,6 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -219,7 +222,8 @@ pub enum PeerEvent {
     RemoteTrackEnded {
         track_id: String,
     },
-    /// The remote sent PLI or FIR for one of our video tracks: encode an IDR now.
+    /// The remote sent PLI or FIR for one of our video tracks; the track's
+    /// [`KeyframeWanted`] is already set (this is for the record).
     KeyframeRequested {
         track_id: String,
     },
@@ -276,5 +280,22 @@ impl KeyframeRequester {
     /// False once the track has ended.
     pub fn request(&self) -> bool {
         self.0.send(()).is_ok()
+    }
+}
+
+/// Set the moment the remote asks (PLI or FIR) for a keyframe of a video track we send;
+/// the encoder feeding that track takes it before its next frame. One hop: the RTCP tap
+/// inside the webrtc-rs core writes it, the encode thread reads it.
+#[derive(Debug, Clone, Default)]
+pub struct KeyframeWanted(Arc<AtomicBool>);
+
+impl KeyframeWanted {
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a keyframe was wanted since the last call.
+    pub fn take(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
     }
 }

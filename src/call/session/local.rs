@@ -36,7 +36,11 @@ impl Engine {
         role: TrackRole,
     ) {
         match peer
-            .add_video_track(&self.local_track_id(role), role.as_str())
+            .add_video_track_for(
+                &self.local_track_id(role),
+                role.as_str(),
+                cap.keyframe_wanted(),
+            )
             .await
         {
             Ok(s) => cap.fanout.add(peer_id, s),

@@ -212,16 +212,8 @@ impl Engine {
                     });
                 }
             }
-            PeerEvent::KeyframeRequested { track_id } => {
-                let cap = if track_id == self.local_track_id(TrackRole::Screen) {
-                    self.screen.as_ref()
-                } else {
-                    self.camera.as_ref()
-                };
-                if let Some(c) = cap {
-                    c.request_keyframe();
-                }
-            }
+            // The track's encoder was told directly (`KeyframeWanted`).
+            PeerEvent::KeyframeRequested { .. } => {}
         }
     }
 }

@@ -4,14 +4,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::media::{AudioSource, VideoSource};
 use crate::signaling::protocol::{CallEndReason, LeaveReason, MediaState};
 use crate::signaling::{ClientOptions, JoinParams, SignalingClient};
 
-use super::Engine;
+use super::{Engine, Local, Membership};
 use crate::call::encode::{AudioCapture, VideoCapture, VideoEncoding};
 use crate::call::error::CallError;
 use crate::call::peer::{ConnectionState, MediaKind};
@@ -92,26 +91,6 @@ pub enum Command {
         track: TrackRole,
     },
     Leave,
-}
-
-/// Messages on the "chat" data channel.
-///
-/// A negotiated channel can open on one side before the other side's stack has
-/// registered it, and whatever arrives in that gap is dropped. So each side says
-/// `hello` until it hears anything back (answering every `hello` with `ack`), and
-/// chat waits until the other side has been heard: nothing written is lost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum DataMessage {
-    Hello,
-    Ack,
-    Chat { text: String },
-}
-
-impl DataMessage {
-    pub(super) fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("DataMessage serialises")
-    }
 }
 
 /// What the engine reports.
@@ -253,22 +232,26 @@ pub async fn start(
         fail_tx,
         kf_tx,
         me: String::new(),
-        room: params,
-        previous_room: None,
         ice: Vec::new(),
         peers: HashMap::new(),
         serial: 0,
-        camera,
-        screen: None,
-        mic,
-        state,
-        active_call: None,
-        outgoing_ring: None,
         stats: StatsTracker::default(),
-        estimates: Vec::new(),
-        rates: None,
-        screen_shares: 0,
-        awaiting_join_marker: true,
+        membership: Membership {
+            room: params,
+            previous_room: None,
+            active_call: None,
+            outgoing_ring: None,
+            awaiting_join_marker: true,
+        },
+        local: Local {
+            camera,
+            screen: None,
+            mic,
+            state,
+            screen_shares: 0,
+            estimates: Vec::new(),
+            rates: None,
+        },
     };
     engine.on_welcome(welcome).await;
     tokio::spawn(engine.run(cmd_rx, signals, peer_rx, fail_rx, kf_rx));

@@ -52,7 +52,7 @@ impl Engine {
     /// not equal the remote's) and a share number (a re-added id is never announced again).
     pub(super) fn local_track_id(&self, role: TrackRole) -> String {
         if role == TrackRole::Screen {
-            format!("{}-{role}-{}", self.me, self.screen_shares)
+            format!("{}-{role}-{}", self.me, self.local.screen_shares)
         } else {
             format!("{}-{role}", self.me)
         }
@@ -61,52 +61,52 @@ impl Engine {
     /// Sets every encoder afresh: a new one starts at the configured bitrate, and a new
     /// ceiling changes what the estimate allows.
     pub(super) fn reset_rates(&mut self) {
-        self.rates = None;
+        self.local.rates = None;
         self.apply_rates();
     }
 
     /// Sets the encoders from the slowest peer's bandwidth estimate.
     pub(super) fn apply_rates(&mut self) {
         let rates = rate::allocate(
-            &self.estimates,
+            &self.local.estimates,
             self.config.audio_bitrate_bps,
             self.config.video.bitrate_bps,
-            self.screen.is_some(),
+            self.local.screen.is_some(),
         );
         // Each encoder keeps its last setting unless the new one differs enough.
         let pick = |new: u32, old: Option<u32>| match old {
             Some(o) if !rate::worth_changing(o, new) => o,
             _ => new,
         };
-        let old = self.rates;
+        let old = self.local.rates;
         let applied = VideoRates {
             camera: pick(rates.camera, old.map(|r| r.camera)),
             screen: pick(rates.screen, old.map(|r| r.screen)),
         };
-        if let Some(c) = &self.camera
+        if let Some(c) = &self.local.camera
             && old.is_none_or(|o| o.camera != applied.camera)
         {
             tracing::debug!(bps = applied.camera, "camera bitrate");
             c.set_bitrate(applied.camera);
         }
-        if let Some(c) = &self.screen
+        if let Some(c) = &self.local.screen
             && old.is_none_or(|o| o.screen != applied.screen)
         {
             tracing::debug!(bps = applied.screen, "screen bitrate");
             c.set_bitrate(applied.screen);
         }
-        self.rates = Some(applied);
+        self.local.rates = Some(applied);
     }
 
     pub(super) async fn report_stats(&mut self) {
         let mut out = Vec::with_capacity(self.peers.len());
-        self.estimates.clear();
+        self.local.estimates.clear();
         for (id, p) in &self.peers {
             let transport = p.peer.stats().await;
             if p.connection == ConnectionState::Connected
                 && let Some(e) = transport.send_estimate_bps
             {
-                self.estimates.push(e);
+                self.local.estimates.push(e);
             }
             out.push(self.stats.sample(
                 id,
@@ -115,8 +115,8 @@ impl Engine {
                 p.connected_after,
                 &transport,
                 &p.remote_tracks,
-                self.camera.as_ref().map(|c| &*c.counters),
-                self.mic.as_ref().map(|c| &*c.counters),
+                self.local.camera.as_ref().map(|c| &*c.counters),
+                self.local.mic.as_ref().map(|c| &*c.counters),
             ));
         }
         self.emit(Event::Stats(out));

@@ -47,17 +47,17 @@ impl Engine {
         // were that the first one, Chromium moves the bundle to a new transport when it
         // recycles the rejected m-line (e.g. for a screen share), which needs a new DTLS
         // session that webrtc-rs never starts: the connection would hang in "connecting".
-        if let Some(c) = &self.mic {
+        if let Some(c) = &self.local.mic {
             let id = self.local_track_id(TrackRole::Microphone);
             match peer.add_audio_track(&id, TrackRole::Camera.as_str()).await {
                 Ok(s) => c.fanout.add(&m.id, s),
                 Err(e) => self.emit(Event::Error(format!("microphone track: {e}"))),
             }
         }
-        if let Some(c) = &self.camera {
+        if let Some(c) = &self.local.camera {
             self.attach(c, &peer, &m.id, TrackRole::Camera).await;
         }
-        if let Some(c) = &self.screen {
+        if let Some(c) = &self.local.screen {
             self.attach(c, &peer, &m.id, TrackRole::Screen).await;
         }
         // Polite side: the lower id. Both sides agree without talking.
@@ -73,9 +73,7 @@ impl Engine {
                 connection: ConnectionState::New,
                 created: Instant::now(),
                 connected_after: None,
-                pending_chat: Vec::new(),
-                channel_open: false,
-                remote_ready: false,
+                chat: ChatLink::default(),
                 remote_tracks: HashMap::new(),
                 track_roles: HashMap::new(),
             },
@@ -84,10 +82,13 @@ impl Engine {
 
     pub(super) async fn remove_peer(&mut self, id: &str) {
         if let Some(p) = self.peers.remove(id) {
-            for c in [&self.camera, &self.screen].into_iter().flatten() {
+            for c in [&self.local.camera, &self.local.screen]
+                .into_iter()
+                .flatten()
+            {
                 c.fanout.remove(id);
             }
-            if let Some(c) = &self.mic {
+            if let Some(c) = &self.local.mic {
                 c.fanout.remove(id);
             }
             let _ = p.peer.close().await;
@@ -136,7 +137,10 @@ impl Engine {
                 if s == ConnectionState::Connected && p.connected_after.is_none() {
                     p.connected_after = Some(p.created.elapsed());
                     // A fresh receiver needs a picture now, not at the next periodic IDR.
-                    for c in [&self.camera, &self.screen].into_iter().flatten() {
+                    for c in [&self.local.camera, &self.local.screen]
+                        .into_iter()
+                        .flatten()
+                    {
                         c.request_keyframe();
                     }
                 }
@@ -146,26 +150,14 @@ impl Engine {
                 });
             }
             PeerEvent::DataOpen => {
-                p.channel_open = true;
-                let _ = p.peer.send_data(&DataMessage::Hello.to_json()).await;
+                let hello = p.chat.opened();
+                send_frames(p, id, vec![hello]).await;
             }
             PeerEvent::Data(text) => {
-                if !p.remote_ready {
-                    p.remote_ready = true;
-                    for msg in std::mem::take(&mut p.pending_chat) {
-                        if let Err(e) = p.peer.send_data(&msg).await {
-                            let _ = self
-                                .events
-                                .send(Event::Error(format!("chat to {id} not delivered: {e}")));
-                        }
-                    }
-                }
-                match serde_json::from_str::<DataMessage>(&text) {
-                    Ok(DataMessage::Hello) => {
-                        let _ = p.peer.send_data(&DataMessage::Ack.to_json()).await;
-                    }
-                    Ok(DataMessage::Ack) => {}
-                    Ok(DataMessage::Chat { text }) => {
+                let (send, said) = p.chat.received(&text);
+                send_frames(p, id, send).await;
+                match said {
+                    Received::Chat(text) => {
                         let name = p.name.clone();
                         self.emit(Event::Chat {
                             from: id.to_string(),
@@ -173,7 +165,8 @@ impl Engine {
                             text,
                         });
                     }
-                    Err(e) => tracing::debug!(%id, "unknown data message: {e}"),
+                    Received::Nothing => {}
+                    Received::Unknown(e) => tracing::debug!(%id, "unknown data message: {e}"),
                 }
             }
             PeerEvent::RemoteTrack {

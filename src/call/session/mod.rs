@@ -5,6 +5,7 @@
 //! events and peer events arrive on channels, so no state is shared with a UI.
 
 mod api;
+mod chat;
 mod local;
 mod mesh;
 mod room;
@@ -27,7 +28,10 @@ use crate::call::sink::MediaSink;
 use crate::call::stats::{SentTotals, StatsTracker};
 use crate::call::track::TrackRole;
 
-pub use api::{CallConfig, CallHandle, Command, DataMessage, Event, LocalMedia, start};
+pub use api::{CallConfig, CallHandle, Command, Event, LocalMedia, start};
+pub use chat::DataMessage;
+
+use chat::{ChatLink, Frame, Received};
 
 struct RemotePeer {
     serial: u64,
@@ -38,11 +42,7 @@ struct RemotePeer {
     connection: ConnectionState,
     created: Instant,
     connected_after: Option<Duration>,
-    /// Chat written before the other side was heard on the data channel.
-    pending_chat: Vec<String>,
-    channel_open: bool,
-    /// The other side's channel works: we have received something on it.
-    remote_ready: bool,
+    chat: ChatLink,
     remote_tracks: HashMap<String, (MediaKind, Arc<RecvCounters>)>,
     /// Remote track id -> what it is (camera, screen, mic).
     track_roles: HashMap<String, TrackRole>,
@@ -57,28 +57,38 @@ struct Engine {
     fail_tx: mpsc::UnboundedSender<CaptureFailure>,
     kf_tx: mpsc::UnboundedSender<(String, TrackRole, u64)>,
     me: String,
-    room: JoinParams,
-    /// Where to go back to when a private call ends.
-    previous_room: Option<JoinParams>,
     ice: Vec<IceServerConfig>,
     peers: HashMap<String, RemotePeer>,
     serial: u64,
+    stats: StatsTracker,
+    membership: Membership,
+    local: Local,
+}
+
+/// Where we are: the room, the private call we are in or ringing for.
+struct Membership {
+    room: JoinParams,
+    /// Where to go back to when a private call ends.
+    previous_room: Option<JoinParams>,
+    active_call: Option<String>,
+    outgoing_ring: Option<String>,
+    /// Between leaving a room and the client's `Joined` marker, room events
+    /// still queued belong to the old room and must not touch the new peers.
+    awaiting_join_marker: bool,
+}
+
+/// What we send: the capture stages, their state as others see it, and their rates.
+struct Local {
     camera: Option<VideoCapture>,
     screen: Option<VideoCapture>,
     mic: Option<AudioCapture>,
     state: MediaState,
-    active_call: Option<String>,
-    outgoing_ring: Option<String>,
-    stats: StatsTracker,
+    /// Screen shares started so far; numbers the share's track id.
+    screen_shares: u32,
     /// Each connected peer's bandwidth estimate at the last stats tick (bit/s).
     estimates: Vec<f64>,
     /// What the video encoders were last set to (None: their configured start).
     rates: Option<VideoRates>,
-    /// Screen shares started so far; numbers the share's track id.
-    screen_shares: u32,
-    /// Between leaving a room and the client's `Joined` marker, room events
-    /// still queued belong to the old room and must not touch the new peers.
-    awaiting_join_marker: bool,
 }
 
 impl Engine {
@@ -114,10 +124,10 @@ impl Engine {
                 Some((id, serial, ev)) = peer_events.recv() => self.on_peer_event(&id, serial, ev).await,
                 Some(f) = failures.recv() => {
                     if f.track == TrackRole::Camera {
-                        self.state.has_camera = false;
+                        self.local.state.has_camera = false;
                         self.publish_state();
                     } else if f.track == TrackRole::Microphone {
-                        self.state.has_microphone = false;
+                        self.local.state.has_microphone = false;
                         self.publish_state();
                     }
                     self.emit(Event::Error(f.message));
@@ -127,8 +137,9 @@ impl Engine {
                 }
                 _ = tick.tick() => self.report_stats().await,
                 _ = hello.tick() => {
-                    for p in self.peers.values().filter(|p| p.channel_open && !p.remote_ready) {
-                        let _ = p.peer.send_data(&DataMessage::Hello.to_json()).await;
+                    for (id, p) in self.peers.iter_mut() {
+                        let due = p.chat.hello_due().into_iter().chain(p.chat.flush()).collect();
+                        send_frames(p, id, due).await;
                     }
                 }
             }
@@ -137,45 +148,45 @@ impl Engine {
         let _ = self.client.leave().await;
         self.client.close();
         let sent = SentTotals::from_counters(
-            self.camera.as_ref().map(|c| &*c.counters),
-            self.mic.as_ref().map(|c| &*c.counters),
+            self.local.camera.as_ref().map(|c| &*c.counters),
+            self.local.mic.as_ref().map(|c| &*c.counters),
         );
         self.emit(Event::Left(sent));
     }
 
     fn publish_state(&self) {
-        let _ = self.client.set_media_state(self.state);
-        self.emit(Event::LocalMediaState(self.state));
+        let _ = self.client.set_media_state(self.local.state);
+        self.emit(Event::LocalMediaState(self.local.state));
     }
 
     async fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::SetAudioMuted(m) => {
-                if let Some(c) = &self.mic {
+                if let Some(c) = &self.local.mic {
                     c.set_muted(m);
                 }
-                self.state.audio_muted = m;
+                self.local.state.audio_muted = m;
                 self.publish_state();
             }
             Command::SetVideoMuted(m) => {
-                if let Some(c) = &self.camera {
+                if let Some(c) = &self.local.camera {
                     c.set_muted(m);
                 }
-                self.state.video_muted = m;
+                self.local.state.video_muted = m;
                 self.publish_state();
             }
             Command::SetCamera(src) => {
-                if let Some(c) = &self.camera {
+                if let Some(c) = &self.local.camera {
                     c.replace_source(src);
                 } else {
-                    self.camera = Some(self.start_video(TrackRole::Camera, src).await);
+                    self.local.camera = Some(self.start_video(TrackRole::Camera, src).await);
                     self.reset_rates();
                 }
-                self.state.has_camera = true;
+                self.local.state.has_camera = true;
                 self.publish_state();
             }
             Command::SetMicrophone(src) => {
-                if let Some(c) = &self.mic {
+                if let Some(c) = &self.local.mic {
                     c.replace_source(src);
                 } else {
                     let cap = AudioCapture::start(
@@ -195,24 +206,24 @@ impl Engine {
                             Err(e) => self.emit(Event::Error(format!("microphone track: {e}"))),
                         }
                     }
-                    self.mic = Some(cap);
+                    self.local.mic = Some(cap);
                 }
-                self.state.has_microphone = true;
+                self.local.state.has_microphone = true;
                 self.publish_state();
             }
             Command::StartScreenShare(src) => {
-                if let Some(s) = &self.screen {
+                if let Some(s) = &self.local.screen {
                     s.replace_source(src);
                 } else {
-                    self.screen_shares += 1;
-                    self.screen = Some(self.start_video(TrackRole::Screen, src).await);
+                    self.local.screen_shares += 1;
+                    self.local.screen = Some(self.start_video(TrackRole::Screen, src).await);
                 }
-                self.state.screen_sharing = true;
+                self.local.state.screen_sharing = true;
                 self.publish_state();
                 self.reset_rates();
             }
             Command::StopScreenShare => {
-                if let Some(cap) = self.screen.take() {
+                if let Some(cap) = self.local.screen.take() {
                     for (id, sender) in cap.fanout.snapshot() {
                         if let Some(p) = self.peers.get(&id)
                             && let Err(e) = p.peer.remove_track(&sender).await
@@ -221,16 +232,13 @@ impl Engine {
                         }
                     }
                 }
-                self.state.screen_sharing = false;
+                self.local.state.screen_sharing = false;
                 self.publish_state();
             }
             Command::Chat(text) => {
-                let msg = DataMessage::Chat { text }.to_json();
-                for p in self.peers.values_mut() {
-                    if p.remote_ready && p.peer.send_data(&msg).await.is_ok() {
-                        continue;
-                    }
-                    p.pending_chat.push(msg.clone());
+                for (id, p) in self.peers.iter_mut() {
+                    let now = p.chat.chat(&text).into_iter().collect();
+                    send_frames(p, id, now).await;
                 }
             }
             Command::Invite { to, metadata } => {
@@ -253,9 +261,10 @@ impl Engine {
             }
             Command::Hangup => {
                 if let Some(call_id) = self
+                    .membership
                     .active_call
                     .clone()
-                    .or_else(|| self.outgoing_ring.clone())
+                    .or_else(|| self.membership.outgoing_ring.clone())
                 {
                     let _ = self
                         .client
@@ -268,12 +277,18 @@ impl Engine {
                 self.reset_rates();
             }
             Command::SetVideoFps(fps) => {
-                for c in [&self.camera, &self.screen].into_iter().flatten() {
+                for c in [&self.local.camera, &self.local.screen]
+                    .into_iter()
+                    .flatten()
+                {
                     c.set_fps(fps);
                 }
             }
             Command::SetKeyframeInterval(n) => {
-                for c in [&self.camera, &self.screen].into_iter().flatten() {
+                for c in [&self.local.camera, &self.local.screen]
+                    .into_iter()
+                    .flatten()
+                {
                     c.set_keyframe_interval(n);
                 }
             }
@@ -294,6 +309,16 @@ impl Engine {
                 }
             }
             Command::Leave => {}
+        }
+    }
+}
+/// Sends frames on a peer's chat channel in order; a chat frame that fails waits for the
+/// next tick.
+async fn send_frames(p: &mut RemotePeer, id: &str, frames: Vec<Frame>) {
+    for frame in frames {
+        if let Err(e) = p.peer.send_data(frame.json()).await {
+            tracing::debug!(%id, "chat channel: {e}");
+            p.chat.failed(frame);
         }
     }
 }

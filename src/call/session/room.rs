@@ -19,12 +19,12 @@ impl Engine {
                 credential: s.credential.clone().unwrap_or_default(),
             })
             .collect();
-        self.room.room = w.room.clone();
+        self.membership.room.room = w.room.clone();
         self.emit(Event::Joined {
             id: w.id.clone(),
             room: w.room.clone(),
         });
-        self.emit(Event::LocalMediaState(self.state));
+        self.emit(Event::LocalMediaState(self.local.state));
         for m in w.members {
             self.emit(Event::PeerJoined {
                 id: m.id.clone(),
@@ -37,13 +37,13 @@ impl Engine {
 
     pub(super) async fn on_signaling(&mut self, ev: ClientEvent) {
         match ev {
-            ClientEvent::Joined(_) => self.awaiting_join_marker = false,
+            ClientEvent::Joined(_) => self.membership.awaiting_join_marker = false,
             ClientEvent::Message(
                 ServerMessage::PeerJoined { .. }
                 | ServerMessage::PeerLeft { .. }
                 | ServerMessage::Relay { .. }
                 | ServerMessage::MediaState { .. },
-            ) if self.awaiting_join_marker => {}
+            ) if self.membership.awaiting_join_marker => {}
             ClientEvent::Message(msg) => self.on_server_message(msg).await,
             ClientEvent::Disconnected { reason, .. } => {
                 self.close_all_peers().await;
@@ -98,7 +98,7 @@ impl Engine {
                 self.emit(Event::PeerMediaState { id, state });
             }
             ServerMessage::CallRinging { call_id, to } => {
-                self.outgoing_ring = Some(call_id.clone());
+                self.membership.outgoing_ring = Some(call_id.clone());
                 self.emit(Event::CallRinging { call_id, to });
             }
             ServerMessage::CallIncoming {
@@ -126,17 +126,17 @@ impl Engine {
                 room,
                 peer,
             } => {
-                self.outgoing_ring = None;
-                self.active_call = Some(call_id.clone());
+                self.membership.outgoing_ring = None;
+                self.membership.active_call = Some(call_id.clone());
                 self.emit(Event::CallAccepted {
                     call_id,
                     peer,
                     room: room.clone(),
                 });
-                let mut target = self.room.clone();
+                let mut target = self.membership.room.clone();
                 target.room = room;
                 target.password = None;
-                self.previous_room = Some(self.room.clone());
+                self.membership.previous_room = Some(self.membership.room.clone());
                 self.switch_room(target).await;
             }
             ServerMessage::CallEnded {
@@ -144,18 +144,18 @@ impl Engine {
                 reason,
                 detail,
             } => {
-                if self.outgoing_ring.as_deref() == Some(call_id.as_str()) {
-                    self.outgoing_ring = None;
+                if self.membership.outgoing_ring.as_deref() == Some(call_id.as_str()) {
+                    self.membership.outgoing_ring = None;
                 }
-                let was_active = self.active_call.as_deref() == Some(call_id.as_str());
+                let was_active = self.membership.active_call.as_deref() == Some(call_id.as_str());
                 self.emit(Event::CallEnded {
                     call_id,
                     reason,
                     detail,
                 });
                 if was_active {
-                    self.active_call = None;
-                    if let Some(back) = self.previous_room.take() {
+                    self.membership.active_call = None;
+                    if let Some(back) = self.membership.previous_room.take() {
                         self.switch_room(back).await;
                     }
                 }
@@ -171,14 +171,14 @@ impl Engine {
     }
 
     pub(super) async fn switch_room(&mut self, target: JoinParams) {
-        self.awaiting_join_marker = true;
+        self.membership.awaiting_join_marker = true;
         self.close_all_peers().await;
         let _ = self.client.leave().await;
         let mut target = target;
-        target.state = self.state;
+        target.state = self.local.state;
         match self.client.join(target.clone()).await {
             Ok(w) => {
-                self.room = target;
+                self.membership.room = target;
                 self.on_welcome(w).await;
             }
             Err(e) => self.emit(Event::Error(format!("cannot join {}: {e}", target.room))),

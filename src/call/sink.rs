@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::media::{Barcode, VideoFrame, barcode};
+use crate::media::VideoFrame;
+use crate::media::barcode::{self, Barcode};
 use crate::sync::LockExt;
 
 use super::decode::RecvCounters;

@@ -11,7 +11,6 @@ mod frame;
 mod source;
 
 pub use analysis::{ClickDetector, click_latency_us, dominant_frequency, level_dbfs};
-pub use barcode::Barcode;
 pub use codec::h264::{
     AccessUnit, EncoderSettings, H264Decoder, H264Encoder, NAL_IDR, NAL_PPS, NAL_SPS, is_keyframe,
     nal_type, split_annexb,

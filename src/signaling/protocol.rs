@@ -8,6 +8,8 @@ pub const MAX_NAME_CHARS: usize = 64;
 pub const MAX_ROOM_CHARS: usize = 64;
 pub const MAX_METADATA_BYTES: usize = 4096;
 pub const MAX_REASON_CHARS: usize = 256;
+/// Error messages are cut to this many characters (they may quote client input).
+pub const MAX_ERROR_CHARS: usize = 200;
 /// Prefix of the private rooms created for accepted calls; clients can't create them.
 pub const PRIVATE_ROOM_PREFIX: &str = "call:";
 
@@ -387,10 +389,17 @@ impl ProtocolViolation {
         }
     }
 
+    /// The error frame for the client. Its message is cut to [`MAX_ERROR_CHARS`]: it may
+    /// quote what the client sent, and an answer must never be larger than the question.
     pub fn into_message(self) -> ServerMessage {
+        let mut message = self.message;
+        if let Some((cut, _)) = message.char_indices().nth(MAX_ERROR_CHARS) {
+            message.truncate(cut);
+            message.push('…');
+        }
         ServerMessage::Error {
             code: self.code,
-            message: self.message,
+            message,
             request: self.request,
         }
     }
@@ -489,6 +498,27 @@ mod tests {
             assert!(ClientMessage::TYPES.contains(&m.type_name()));
             assert_eq!(ClientMessage::parse(&text).unwrap(), m, "{text}");
         }
+    }
+
+    #[test]
+    fn an_error_never_echoes_more_than_a_few_hundred_bytes_of_input() {
+        let huge = "x".repeat(65_000);
+        for input in [
+            format!(r#"{{"type":"{huge}"}}"#),
+            format!(r#"{{"type":"join","room":1,"name":"{huge}"}}"#),
+        ] {
+            let err = ClientMessage::parse(&input).unwrap_err().into_message();
+            let frame = err.to_json();
+            assert!(
+                frame.len() < 1024,
+                "{} bytes for {} in",
+                frame.len(),
+                input.len()
+            );
+        }
+        // Errors the hub words itself may quote input too (an unknown peer id, say).
+        let quoting = ProtocolViolation::new(ErrorCode::UnknownPeer, format!("no member {huge:?}"));
+        assert!(quoting.into_message().to_json().len() < 1024);
     }
 
     #[test]

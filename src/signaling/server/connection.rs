@@ -65,9 +65,10 @@ impl RateLimit {
 
 pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Queued>(OUTBOUND_QUEUE);
     let kick = Arc::new(Notify::new());
-    let Some(id) = hub.register(tx.clone(), kick.clone()) else {
+    let outbox = Outbox::new(tx, kick.clone(), hub.metrics.outbound_bytes.clone());
+    let Some(id) = hub.register(outbox.clone()) else {
         hub.count_error(ErrorCode::ServerFull);
         let msg =
             ProtocolViolation::new(ErrorCode::ServerFull, "the server is full").into_message();
@@ -84,31 +85,44 @@ pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket) {
 
     let writer = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(32);
+        // A client that stops reading must not hold this task (and its queue) forever.
+        let timed = |r: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>| {
+            matches!(r, Ok(Ok(())))
+        };
         // Everything already queued goes out with one flush (one syscall, not one per frame).
         while rx.recv_many(&mut batch, 32).await > 0 {
-            for out in batch.drain(..) {
-                let res = match out {
-                    Outbound::Text(t) => sink.feed(Message::Text(t)).await,
-                    Outbound::Ping => sink.feed(Message::Ping(Default::default())).await,
+            for queued in batch.drain(..) {
+                // Its bytes leave the budget when `queued` is dropped, written or not.
+                let ok = match queued.out {
+                    Outbound::Text(t) => timed(
+                        tokio::time::timeout(WRITE_TIMEOUT, sink.feed(Message::Text(t))).await,
+                    ),
+                    Outbound::Ping => timed(
+                        tokio::time::timeout(
+                            WRITE_TIMEOUT,
+                            sink.feed(Message::Ping(Default::default())),
+                        )
+                        .await,
+                    ),
                     Outbound::Close(code, reason) => {
-                        let _ = sink
-                            .send(Message::Close(Some(CloseFrame {
-                                code,
-                                reason: reason.into(),
-                            })))
-                            .await;
+                        let close = Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        }));
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.send(close)).await;
                         return;
                     }
                 };
-                if res.is_err() {
+                if !ok {
                     return;
                 }
             }
-            if sink.flush().await.is_err() {
+            if !timed(tokio::time::timeout(WRITE_TIMEOUT, sink.flush()).await) {
                 return;
             }
         }
     });
+    let writer_abort = writer.abort_handle();
 
     let cfg = &hub.config;
     let mut limit = RateLimit::new(cfg.rate_per_sec, cfg.rate_burst);
@@ -136,7 +150,7 @@ pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket) {
                 if !limit.take() {
                     flood += 1;
                     if flood > cfg.flood_close_after {
-                        let _ = tx.try_send(Outbound::Close(close_code::POLICY, "rate limit exceeded"));
+                        outbox.push_control(Outbound::Close(close_code::POLICY, "rate limit exceeded"));
                         break LeaveReason::Disconnected;
                     }
                     hub.refuse(&id, ProtocolViolation::new(
@@ -168,22 +182,22 @@ pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket) {
             }
             _ = heartbeat.tick() => {
                 if last_seen.elapsed() > cfg.heartbeat_timeout {
-                    let _ = tx.try_send(Outbound::Close(close_code::GOING_AWAY, "heartbeat timeout"));
+                    outbox.push_control(Outbound::Close(close_code::GOING_AWAY, "heartbeat timeout"));
                     break LeaveReason::TimedOut;
                 }
-                if tx.try_send(Outbound::Ping).is_err() {
+                if !outbox.push_control(Outbound::Ping) {
                     break LeaveReason::Disconnected;
                 }
             }
             _ = kick.notified() => {
-                let _ = tx.try_send(Outbound::Close(close_code::TRY_AGAIN_LATER, "disconnected by server"));
+                outbox.push_control(Outbound::Close(close_code::TRY_AGAIN_LATER, "disconnected by server"));
                 break LeaveReason::Disconnected;
             }
         }
     };
     tracing::debug!(%id, ?reason, "connection ended");
     hub.disconnect(&id, reason);
-    drop(tx);
+    drop(outbox);
     // Finish the closing handshake: read until the client's close frame so that
     // unread bytes don't turn our close into a TCP reset that eats the close frame.
     // A dead peer must not hold the task, hence the bound.
@@ -196,4 +210,6 @@ pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket) {
         }
     })
     .await;
+    // Still writing to a client that does not read: give up on it, and on its queue.
+    writer_abort.abort();
 }

@@ -2,7 +2,7 @@
 
 use crate::sync::LockExt;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
@@ -21,13 +21,101 @@ pub(super) enum Outbound {
     Close(u16, &'static str),
 }
 
+impl Outbound {
+    /// What it counts against the client's byte budget.
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Self::Text(t) => t.len(),
+            Self::Ping | Self::Close(..) => 0,
+        }
+    }
+}
+
+/// A queued frame and the bytes it holds against its client's budget and the server's
+/// total, given back when it is dropped: written, or thrown away with a writer that gave
+/// up.
+pub(super) struct Queued {
+    pub(super) out: Outbound,
+    _charge: Charge,
+}
+
+struct Charge {
+    n: usize,
+    client: Arc<AtomicUsize>,
+    total: Arc<AtomicUsize>,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.client.fetch_sub(self.n, Ordering::Relaxed);
+        self.total.fetch_sub(self.n, Ordering::Relaxed);
+    }
+}
+
+/// One client's outbound queue, bounded in frames and in bytes; the writer task drains it.
+#[derive(Clone)]
+pub(super) struct Outbox {
+    tx: mpsc::Sender<Queued>,
+    kick: Arc<Notify>,
+    queued: Arc<AtomicUsize>,
+    total: Arc<AtomicUsize>,
+}
+
+impl Outbox {
+    /// `total` counts what is queued for every client (the `/metrics` gauge).
+    pub(super) fn new(
+        tx: mpsc::Sender<Queued>,
+        kick: Arc<Notify>,
+        total: Arc<AtomicUsize>,
+    ) -> Self {
+        Self {
+            tx,
+            kick,
+            queued: Arc::default(),
+            total,
+        }
+    }
+
+    fn charge(&self, out: Outbound) -> Queued {
+        let n = out.len();
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        self.total.fetch_add(n, Ordering::Relaxed);
+        Queued {
+            out,
+            _charge: Charge {
+                n,
+                client: self.queued.clone(),
+                total: self.total.clone(),
+            },
+        }
+    }
+
+    /// Queues a frame; a client past either bound is disconnected rather than buffered
+    /// without bound.
+    pub(super) fn push(&self, out: Outbound) {
+        if self.queued.load(Ordering::Relaxed) + out.len() > OUTBOUND_BYTES
+            || self.tx.try_send(self.charge(out)).is_err()
+        {
+            self.kick.notify_one();
+        }
+    }
+
+    /// Queues a control frame (ping, close), which the byte budget does not refuse.
+    pub(super) fn push_control(&self, out: Outbound) -> bool {
+        self.tx.try_send(self.charge(out)).is_ok()
+    }
+
+    pub(super) fn kick(&self) {
+        self.kick.notify_one();
+    }
+}
+
 pub(super) struct ClientEntry {
     pub(super) name: String,
     pub(super) room: Option<String>,
     pub(super) state: MediaState,
     pub(super) call: Option<String>,
-    pub(super) tx: mpsc::Sender<Outbound>,
-    pub(super) kick: Arc<Notify>,
+    pub(super) out: Outbox,
 }
 
 pub(super) struct Room {
@@ -69,11 +157,11 @@ impl Hub {
 
     pub(super) fn kick_all(&self) {
         for c in self.lock().clients.values() {
-            c.kick.notify_one();
+            c.out.kick();
         }
     }
 
-    pub(super) fn register(&self, tx: mpsc::Sender<Outbound>, kick: Arc<Notify>) -> Option<String> {
+    pub(super) fn register(&self, out: Outbox) -> Option<String> {
         let mut st = self.lock();
         if st.clients.len() >= self.config.max_clients {
             return None;
@@ -91,8 +179,7 @@ impl Hub {
                 room: None,
                 state: MediaState::default(),
                 call: None,
-                tx,
-                kick,
+                out,
             },
         );
         self.metrics
@@ -103,7 +190,7 @@ impl Hub {
 
     pub(super) fn send_to(&self, st: &HubState, id: &str, frame: &Utf8Bytes) {
         if let Some(c) = st.clients.get(id) {
-            push(c, Outbound::Text(frame.clone()));
+            c.out.push(Outbound::Text(frame.clone()));
         }
     }
 
@@ -394,7 +481,7 @@ impl Hub {
         let target = self.target(&st, id, to, room)?;
         // Member ids are hex, so `from` needs no escaping.
         let frame = format!(r#"{{"type":"relay","from":"{id}","payload":{payload}}}"#);
-        push(target, Outbound::Text(Utf8Bytes::from(frame)));
+        target.out.push(Outbound::Text(Utf8Bytes::from(frame)));
         self.metrics
             .messages_relayed
             .fetch_add(1, Ordering::Relaxed);
@@ -447,14 +534,6 @@ pub(super) fn private_room() -> ProtocolViolation {
         ErrorCode::PrivateRoom,
         "this room belongs to a call between two other members",
     )
-}
-
-/// Queues a frame for one client; a client whose queue is full is disconnected
-/// rather than buffered without bound.
-pub(super) fn push(c: &ClientEntry, out: Outbound) {
-    if c.tx.try_send(out).is_err() {
-        c.kick.notify_one();
-    }
 }
 
 #[cfg(test)]
@@ -513,7 +592,8 @@ mod tests {
         let mut clients = Vec::new();
         for _ in 0..12 {
             let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-            let id = hub.register(tx, Arc::new(Notify::new())).unwrap();
+            let outbox = Outbox::new(tx, Arc::new(Notify::new()), Arc::default());
+            let id = hub.register(outbox).unwrap();
             clients.push((id, rx));
         }
         let ids: Vec<String> = clients.iter().map(|(id, _)| id.clone()).collect();
@@ -530,7 +610,7 @@ mod tests {
             // Drain every queue, checking that relays only come from roommates.
             for (me, rx) in clients.iter_mut() {
                 while let Ok(out) = rx.try_recv() {
-                    let Outbound::Text(t) = out else { continue };
+                    let Outbound::Text(t) = out.out else { continue };
                     let Ok(msg) = serde_json::from_str::<ServerMessage>(t.as_str()) else {
                         panic!("server sent invalid JSON: {t}");
                     };

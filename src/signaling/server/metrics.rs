@@ -2,8 +2,8 @@
 
 use crate::sync::LockExt;
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::signaling::protocol::ErrorCode;
@@ -14,6 +14,8 @@ pub(super) struct Metrics {
     pub(super) messages_received: AtomicU64,
     pub(super) messages_relayed: AtomicU64,
     pub(super) errors: Mutex<HashMap<ErrorCode, u64>>,
+    /// Shared with every client's outbox.
+    pub(super) outbound_bytes: Arc<AtomicUsize>,
 }
 
 /// Counters exported at `/metrics`.
@@ -21,6 +23,8 @@ pub(super) struct Metrics {
 pub struct MetricsSnapshot {
     pub connections: usize,
     pub connections_total: u64,
+    /// Bytes queued for clients that their writers have not sent yet.
+    pub outbound_bytes: usize,
     pub rooms: usize,
     pub calls: usize,
     pub messages_received: u64,
@@ -49,6 +53,12 @@ impl MetricsSnapshot {
             "counter",
             "WebSocket connections accepted.",
             self.connections_total.to_string(),
+        );
+        metric(
+            "confab_outbound_bytes",
+            "gauge",
+            "Bytes queued for clients and not yet written.",
+            self.outbound_bytes.to_string(),
         );
         metric(
             "confab_rooms",
@@ -104,6 +114,7 @@ impl Hub {
         MetricsSnapshot {
             connections: st.clients.len(),
             connections_total: self.metrics.connections_total.load(Ordering::Relaxed),
+            outbound_bytes: self.metrics.outbound_bytes.load(Ordering::Relaxed),
             rooms: st.rooms.len(),
             calls: st.calls.len(),
             messages_received: self.metrics.messages_received.load(Ordering::Relaxed),

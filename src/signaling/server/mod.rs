@@ -5,6 +5,8 @@
 //! mutex and never awaits: it only pushes pre-serialised frames into each
 //! client's bounded outbound queue, so one slow client can't stall a room.
 
+use std::time::Duration;
+
 mod calls;
 mod connection;
 mod hub;
@@ -23,6 +25,11 @@ pub use metrics::MetricsSnapshot;
 /// Frames above this are refused by the WebSocket layer itself (connection closed, 1009).
 const HARD_FRAME_LIMIT: usize = 1 << 20;
 const OUTBOUND_QUEUE: usize = 512;
+/// The most bytes queued for one client: one that stops reading is cut off here rather
+/// than holding the server's memory (a room's burst of descriptions is far below it).
+const OUTBOUND_BYTES: usize = 1 << 20;
+/// A write (or flush) to one client that takes longer ends its connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CAPACITY: usize = 1000;
 
 /// WebSocket close codes the server uses.

@@ -1,0 +1,85 @@
+//! What a client that stops reading may cost the server: a bounded number of bytes, given
+//! back once it is cut off.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, StreamExt};
+use serde_json::{Value, json};
+use support::{Raw, STEP, server_with};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A client whose socket takes in only a few kilobytes: once it stops reading, what the
+/// server writes to it backs up at once.
+async fn small_window(srv: &confab::signaling::Server, room: &str, name: &str) -> Raw {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(srv.local_addr()).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(
+        srv.ws_url(),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .expect("websocket handshake");
+    let mut c = Raw {
+        ws,
+        id: String::new(),
+    };
+    c.join(json!({"type":"join","room":room,"name":name})).await;
+    c
+}
+
+/// Whatever has already arrived for `c`, without waiting.
+fn arrived(c: &mut Raw) -> Vec<Value> {
+    let mut out = Vec::new();
+    while let Some(Some(Ok(Message::Text(t)))) = c.ws.next().now_or_never() {
+        out.push(serde_json::from_str(t.as_str()).expect("server sends JSON"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_reading_is_cut_off_once_a_mebibyte_waits_for_it() {
+    let srv = server_with(|c| {
+        c.rate_per_sec = 100_000.0;
+        c.rate_burst = 100_000.0;
+    })
+    .await;
+    let mut sender = Raw::joined(&srv, "r", "sender").await;
+    // Joins, then never reads again (and stays connected).
+    let sleeper = small_window(&srv, "r", "sleeper").await;
+    sender.expect("peer_joined").await;
+
+    let blob = "x".repeat(60_000);
+    let mut cut_off_after = None;
+    for sent in 1..=1500 {
+        sender.relay(&sleeper.id, json!({ "blob": blob })).await;
+        let left = arrived(&mut sender)
+            .into_iter()
+            .any(|m| m["type"] == "peer_left" && m["id"] == sleeper.id.as_str());
+        if left {
+            cut_off_after = Some(sent);
+            break;
+        }
+    }
+    // The socket buffers take a little; beyond them at most a mebibyte waits in the server.
+    // A queue bounded only by its 512 frames would take 30 MB.
+    let sent = cut_off_after.expect("the sleeper was cut off");
+    println!("cut off after {sent} relays of 60 KB");
+    assert!(sent < 300, "cut off only after {sent} relays of 60 KB");
+
+    println!("queued at cut-off: {}", srv.metrics().outbound_bytes);
+    // What was queued for it is given back although its writer is stuck on a socket that
+    // will never drain: the connection gives up on the writer.
+    let deadline = Instant::now() + STEP;
+    while srv.metrics().outbound_bytes > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} bytes still queued",
+            srv.metrics().outbound_bytes
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(sleeper);
+}

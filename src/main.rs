@@ -173,6 +173,11 @@ struct ServeArgs {
     /// Private key (PEM) for --tls-listen.
     #[arg(long, requires = "tls_listen")]
     tls_key: Option<std::path::PathBuf>,
+    /// A web origin (e.g. https://meet.example.org) whose pages may use this server
+    /// besides the server's own; repeatable, `*` for any. Native clients are always
+    /// allowed.
+    #[arg(long)]
+    allow_origin: Vec<String>,
 }
 
 impl ServeArgs {
@@ -205,6 +210,7 @@ impl ServeArgs {
                 }),
                 _ => None,
             },
+            allowed_origins: self.allow_origin.clone(),
         })
     }
 }

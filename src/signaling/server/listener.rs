@@ -7,6 +7,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::http::header::{HOST, ORIGIN};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::watch;
@@ -32,6 +34,8 @@ pub struct ServerConfig {
     pub ice: IceConfig,
     /// A second, TLS listener (HTTPS/WSS) with the same routes and the same rooms.
     pub tls: Option<TlsConfig>,
+    /// Web origins besides the server's own whose pages may open `/ws` (`*`: any).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +53,7 @@ impl Default for ServerConfig {
             ring_timeout: Duration::from_secs(30),
             ice: IceConfig::default(),
             tls: None,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -181,7 +186,19 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .merge(crate::signaling::web::router())
 }
 
-async fn ws_handler(ws: WebSocketUpgrade, State(hub): State<Arc<Hub>>) -> Response {
+async fn ws_handler(
+    ws: WebSocketUpgrade,
+    headers: HeaderMap,
+    State(hub): State<Arc<Hub>>,
+) -> Response {
+    let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    if !origin_allowed(origin, host, &hub.config.allowed_origins) {
+        tracing::info!(?origin, "WebSocket from a foreign origin refused");
+        let why =
+            "pages from this origin may not use this server (see `confab serve --allow-origin`)";
+        return (StatusCode::FORBIDDEN, why).into_response();
+    }
     // Small buffers: tungstenite's 128 KiB defaults cost over a gigabyte at 10k clients.
     ws.max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
@@ -195,4 +212,59 @@ async fn metrics_handler(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
         [("content-type", "text/plain; version=0.0.4")],
         hub.metrics_snapshot().prometheus(),
     )
+}
+
+/// Whether a WebSocket upgrade may proceed: native clients send no `Origin`; a browser
+/// page may if it came from this server (its origin names the `Host` it asked) or from an
+/// origin on the allow-list. Anything else is a page on another site driving a user's
+/// browser at this server.
+fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let origin = origin.trim_end_matches('/');
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_allowed;
+
+    #[test]
+    fn only_native_clients_the_servers_own_pages_and_listed_origins_may_connect() {
+        let host = Some("192.168.1.5:8787");
+        let none: &[String] = &[];
+        assert!(origin_allowed(None, host, none), "native client");
+        assert!(origin_allowed(Some("http://192.168.1.5:8787"), host, none));
+        assert!(origin_allowed(Some("https://192.168.1.5:8787"), host, none));
+        assert!(!origin_allowed(Some("http://evil.example"), host, none));
+        assert!(!origin_allowed(Some("http://192.168.1.5:9999"), host, none));
+        assert!(!origin_allowed(Some("null"), host, none));
+        assert!(!origin_allowed(Some("http://192.168.1.5:8787"), None, none));
+        let listed = ["https://meet.example.org/".to_string()];
+        assert!(origin_allowed(
+            Some("https://meet.example.org"),
+            host,
+            &listed
+        ));
+        assert!(!origin_allowed(
+            Some("http://meet.example.org"),
+            host,
+            &listed
+        ));
+        assert!(origin_allowed(
+            Some("http://anything"),
+            host,
+            &["*".to_string()]
+        ));
+    }
 }

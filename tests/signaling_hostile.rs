@@ -1,5 +1,6 @@
-//! What a client that stops reading may cost the server: a bounded number of bytes, given
-//! back once it is cut off.
+//! What hostile clients and pages can do to a server: a client that stops reading costs a
+//! bounded number of bytes, given back once it is cut off; a page from another site
+//! cannot open the signaling socket.
 
 mod support;
 
@@ -82,4 +83,43 @@ async fn a_member_that_stops_reading_is_cut_off_once_a_mebibyte_waits_for_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(sleeper);
+}
+
+/// Opens `/ws` as a browser page from `origin` would (None: a native client).
+async fn open_from(
+    srv: &confab::signaling::Server,
+    origin: Option<&str>,
+) -> Result<Raw, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = srv.ws_url().into_client_request().unwrap();
+    if let Some(o) = origin {
+        request.headers_mut().insert("origin", o.parse().unwrap());
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+    Ok(Raw {
+        ws,
+        id: String::new(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_from_another_site_cannot_open_the_signaling_socket() {
+    let srv = server_with(|c| c.allowed_origins = vec!["https://meet.example.org".into()]).await;
+    let own = format!("http://{}", srv.local_addr());
+    let mut allowed = Vec::new();
+    for origin in [None, Some(own.as_str()), Some("https://meet.example.org")] {
+        let mut c = open_from(&srv, origin)
+            .await
+            .unwrap_or_else(|e| panic!("{origin:?} refused: {e}"));
+        c.join(json!({"type":"join","room":"r","name":"ok"})).await;
+        allowed.push(c);
+    }
+    match open_from(&srv, Some("http://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+        }
+        Ok(_) => panic!("a foreign origin got a socket"),
+        Err(e) => panic!("refused, but not with 403: {e}"),
+    }
+    assert_eq!(srv.metrics().connections, 3, "only the three allowed");
 }

@@ -123,3 +123,32 @@ async fn a_page_from_another_site_cannot_open_the_signaling_socket() {
     }
     assert_eq!(srv.metrics().connections, 3, "only the three allowed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_pings_and_binary_frames_count_against_the_rate_limit() {
+    use futures::SinkExt;
+    let srv = server_with(|c| {
+        c.rate_per_sec = 0.5;
+        c.rate_burst = 5.0;
+        c.flood_close_after = 20;
+    })
+    .await;
+    let mut f = Raw::joined(&srv, "r", "flood").await;
+    // The join took one token: 4 frames pass, 20 are refused, the next one closes.
+    for i in 0..25 {
+        let frame = if i % 2 == 0 {
+            Message::Ping(vec![1, 2, 3].into())
+        } else {
+            Message::Binary(vec![0; 16].into())
+        };
+        f.ws.send(frame).await.unwrap();
+    }
+    let close = loop {
+        match tokio::time::timeout(STEP, f.ws.next()).await.unwrap() {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.unwrap().code), 1008);
+}

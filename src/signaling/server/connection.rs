@@ -27,8 +27,40 @@ impl<'a> FastRelay<'a> {
     pub(super) fn parse(text: &'a str) -> Option<Self> {
         serde_json::from_str::<FastRelay>(text)
             .ok()
-            .filter(|r| r.kind == "relay")
+            .filter(|r| r.kind == "relay" && !nested_deeper_than(r.payload.get(), MAX_DEPTH))
     }
+}
+
+/// serde_json's own limit, which the general path applies (`bad_json`); a raw payload is
+/// captured without it, so the fast path checks.
+const MAX_DEPTH: usize = 128;
+
+/// Whether a JSON text nests arrays and objects deeper than `max` (strings skipped).
+fn nested_deeper_than(json: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in json.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Token bucket for one connection.
@@ -135,18 +167,10 @@ pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket) {
             frame = stream.next() => {
                 let Some(Ok(frame)) = frame else { break LeaveReason::Disconnected };
                 last_seen = Instant::now();
-                let text = match frame {
-                    Message::Text(t) => t,
-                    Message::Binary(_) => {
-                        hub.refuse(&id, ProtocolViolation::new(
-                            ErrorCode::BinaryUnsupported,
-                            "binary frames are not part of the protocol; send JSON text",
-                        ));
-                        continue;
-                    }
-                    Message::Close(_) => break LeaveReason::Left,
-                    Message::Ping(_) | Message::Pong(_) => continue,
-                };
+                if matches!(frame, Message::Close(_)) {
+                    break LeaveReason::Left;
+                }
+                // Every frame counts, pings and binary ones too.
                 if !limit.take() {
                     flood += 1;
                     if flood > cfg.flood_close_after {
@@ -160,6 +184,17 @@ pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket) {
                     continue;
                 }
                 flood = 0;
+                let text = match frame {
+                    Message::Text(t) => t,
+                    Message::Binary(_) => {
+                        hub.refuse(&id, ProtocolViolation::new(
+                            ErrorCode::BinaryUnsupported,
+                            "binary frames are not part of the protocol; send JSON text",
+                        ));
+                        continue;
+                    }
+                    Message::Ping(_) | Message::Pong(_) | Message::Close(_) => continue,
+                };
                 if text.len() > cfg.max_message_bytes {
                     hub.refuse(&id, ProtocolViolation::new(
                         ErrorCode::TooLarge,
@@ -212,4 +247,23 @@ pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket) {
     .await;
     // Still writing to a client that does not read: give up on it, and on its queue.
     writer_abort.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fast_path_leaves_too_deep_payloads_to_the_general_one() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let relay = |payload: &str| format!(r#"{{"type":"relay","to":"x","payload":{payload}}}"#);
+        assert!(FastRelay::parse(&relay(&deep(128))).is_some());
+        assert!(FastRelay::parse(&relay(&deep(30_000))).is_none());
+        // Brackets inside strings are text, escaped quotes included.
+        let quoted = format!(r#"{{"s":"\"{}"}}"#, "[".repeat(1000));
+        assert!(FastRelay::parse(&relay(&quoted)).is_some());
+        // The general path then refuses it as the protocol says.
+        let err = ClientMessage::parse(&relay(&deep(30_000))).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadJson);
+    }
 }

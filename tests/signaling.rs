@@ -46,11 +46,24 @@ async fn relay_reaches_only_the_addressed_member_of_the_same_room() {
     assert_eq!(m["from"], a.id.as_str());
     assert_eq!(m["payload"], payload);
 
-    // Across rooms: refused with its own code, and nothing reaches the other room.
+    // Across rooms: refused exactly as an id nobody has (so ids in other rooms can't be
+    // probed), and nothing reaches the other room.
     a.relay(&other.id, json!({"secret":1})).await;
-    a.expect_error("peer_not_in_room").await;
+    let elsewhere = a.expect_error("unknown_peer").await;
+    a.relay("ffffffffffff", json!({"secret":1})).await;
+    let nobody = a.expect_error("unknown_peer").await;
+    assert_eq!(
+        elsewhere["message"]
+            .as_str()
+            .unwrap()
+            .replace(&other.id, "ID"),
+        nobody["message"]
+            .as_str()
+            .unwrap()
+            .replace("ffffffffffff", "ID"),
+    );
     other.relay(&a.id, json!({"secret":2})).await;
-    other.expect_error("peer_not_in_room").await;
+    other.expect_error("unknown_peer").await;
     other.expect_nothing_pending().await;
     c.expect_nothing_pending().await;
     a.expect_nothing_pending().await;

@@ -152,3 +152,48 @@ async fn websocket_pings_and_binary_frames_count_against_the_rate_limit() {
     };
     assert_eq!(u16::from(close.unwrap().code), 1008);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_learns_nothing_about_other_peoples_calls() {
+    let srv = server_with(|_| {}).await;
+    let mut a = Raw::joined(&srv, "r", "Alice").await;
+    let mut b = Raw::joined(&srv, "r", "Bob").await;
+    let mut eve = Raw::joined(&srv, "r", "Eve").await;
+    a.send(json!({"type":"call_invite","to":b.id})).await;
+    let call_id = next_of(&mut a, "call_ringing").await["call_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Eve answers and declines a call she is not part of, and one that does not exist:
+    // the same answers, so she cannot tell which calls exist.
+    for (ty, real) in [
+        ("call_accept", true),
+        ("call_accept", false),
+        ("call_decline", true),
+    ] {
+        let id = if real {
+            call_id.as_str()
+        } else {
+            "0123456789ab"
+        };
+        eve.send(json!({"type":ty,"call_id":id})).await;
+        let err = eve.expect_error("unknown_call").await;
+        assert!(
+            !err["message"].as_str().unwrap().contains("callee"),
+            "{err}"
+        );
+    }
+    // Bob's call still rings, untouched.
+    let incoming = next_of(&mut b, "call_incoming").await;
+    assert_eq!(incoming["call_id"], call_id.as_str());
+}
+
+/// The next message of type `ty`, passing over presence and the like.
+async fn next_of(c: &mut Raw, ty: &str) -> Value {
+    loop {
+        let m = c.recv().await;
+        if m["type"] == ty {
+            return m;
+        }
+    }
+}

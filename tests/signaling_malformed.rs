@@ -93,7 +93,7 @@ fn cases() -> Vec<Case> {
             "relay into another room",
             true,
             With(|_, _, o| json!({"type":"relay","to":o,"payload":{"x":1}})),
-            "peer_not_in_room",
+            "unknown_peer",
         ),
         c(
             "relay to self",
@@ -135,7 +135,7 @@ fn cases() -> Vec<Case> {
             "invite into another room",
             true,
             With(|_, _, o| json!({"type":"call_invite","to":o})),
-            "peer_not_in_room",
+            "unknown_peer",
         ),
         c(
             "invite with huge metadata",

@@ -109,10 +109,12 @@ impl Hub {
             .get_mut(call_id)
             .ok_or_else(|| unknown_call(call_id))?;
         if call.callee != id {
-            return Err(ProtocolViolation::new(
-                ErrorCode::NotCallee,
-                "only the callee can accept",
-            ));
+            // Only a party learns that the call exists.
+            return Err(if call.caller == id {
+                ProtocolViolation::new(ErrorCode::NotCallee, "only the callee can accept")
+            } else {
+                unknown_call(call_id)
+            });
         }
         if call.phase != CallPhase::Ringing {
             return Err(unknown_call(call_id));

@@ -502,16 +502,16 @@ impl Hub {
                 "cannot address yourself",
             ));
         }
-        let target = st.clients.get(to).ok_or_else(|| {
-            ProtocolViolation::new(ErrorCode::UnknownPeer, format!("no member with id {to:?}"))
-        })?;
-        if target.room.as_deref() != Some(room) {
-            return Err(ProtocolViolation::new(
-                ErrorCode::PeerNotInRoom,
-                format!("{to:?} is not in your room"),
-            ));
-        }
-        Ok(target)
+        // Online elsewhere or not at all: the same answer, so ids can't be probed.
+        st.clients
+            .get(to)
+            .filter(|t| t.room.as_deref() == Some(room))
+            .ok_or_else(|| {
+                ProtocolViolation::new(
+                    ErrorCode::UnknownPeer,
+                    format!("no member with id {to:?} in your room"),
+                )
+            })
     }
 
     pub(super) fn disconnect(&self, id: &str, reason: LeaveReason) {

@@ -197,3 +197,40 @@ async fn next_of(c: &mut Raw, ty: &str) -> Value {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_join_into_a_room_someone_made_unlocked_is_refused() {
+    let srv = server_with(|_| {}).await;
+    let mut squatter = Raw::joined(&srv, "team", "Mallory").await;
+    let mut victim = Raw::connect(&srv).await;
+    victim
+        .send(json!({"type":"join","room":"team","name":"Alice","password":"s3cret"}))
+        .await;
+    victim.expect_error("room_not_locked").await;
+    // Alice never entered: Mallory hears nothing of her.
+    squatter.expect_nothing_pending().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_a_rooms_password_is_throttled() {
+    let srv = server_with(|_| {}).await;
+    let mut owner = Raw::connect(&srv).await;
+    owner
+        .join(json!({"type":"join","room":"vault","name":"Owner","password":"0005"}))
+        .await;
+    let mut guesser = Raw::connect(&srv).await;
+    let mut answers = Vec::new();
+    for pin in 0..8 {
+        let password = format!("{pin:04}");
+        guesser
+            .send(json!({"type":"join","room":"vault","name":"G","password":password}))
+            .await;
+        let m = guesser.recv().await;
+        answers.push(m["code"].as_str().unwrap_or("welcome").to_string());
+    }
+    // Five wrong guesses, then the room refuses every attempt, the right PIN (0005) too.
+    let expected: Vec<&str> =
+        [["wrong_password"; 5].as_slice(), &["too_many_attempts"; 3]].concat();
+    assert_eq!(answers, expected);
+    owner.expect_nothing_pending().await;
+}

@@ -129,6 +129,7 @@ impl Hub {
                 password: None,
                 capacity: Some(2),
                 private: Some(vec![caller.clone(), id.to_string()]),
+                failed_joins: Default::default(),
             },
         );
         for (party, peer) in [(&caller, id), (&id.to_string(), caller.as_str())] {

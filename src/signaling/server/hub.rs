@@ -1,9 +1,10 @@
 //! The hub: who is connected, rooms, presence and relay, behind one short-held mutex.
 
 use crate::sync::LockExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{Notify, mpsc};
@@ -118,12 +119,19 @@ pub(super) struct ClientEntry {
     pub(super) out: Outbox,
 }
 
+/// Wrong passwords a room takes per window before it refuses every attempt for a while
+/// (a 4-digit PIN then takes days, not seconds).
+const PASSWORD_ATTEMPTS: usize = 5;
+const PASSWORD_WINDOW: Duration = Duration::from_secs(60);
+
 pub(super) struct Room {
     pub(super) members: Vec<String>,
     pub(super) password: Option<String>,
     pub(super) capacity: Option<usize>,
     /// For a private call room: the only two ids that may join; empty once the call ended.
     pub(super) private: Option<Vec<String>>,
+    /// Recent wrong passwords, for throttling guesses.
+    pub(super) failed_joins: VecDeque<Instant>,
 }
 
 #[derive(Default)]
@@ -339,16 +347,36 @@ impl Hub {
                 format!("already in room {current:?}; leave first"),
             ));
         }
-        match st.rooms.get(&room) {
+        match st.rooms.get_mut(&room) {
             Some(r) => {
                 if let Some(allowed) = &r.private {
                     if !allowed.iter().any(|a| a == id) {
                         return Err(private_room());
                     }
-                } else if r.password.is_some() && r.password != password {
+                } else if r.password.is_some() {
+                    let now = Instant::now();
+                    r.failed_joins
+                        .retain(|t| now.duration_since(*t) < PASSWORD_WINDOW);
+                    if r.failed_joins.len() >= PASSWORD_ATTEMPTS {
+                        return Err(ProtocolViolation::new(
+                            ErrorCode::TooManyAttempts,
+                            "too many wrong passwords for this room; try again in a minute",
+                        ));
+                    }
+                    if r.password != password {
+                        r.failed_joins.push_back(now);
+                        return Err(ProtocolViolation::new(
+                            ErrorCode::WrongPassword,
+                            "wrong or missing password for this room",
+                        ));
+                    }
+                } else if password.as_deref().is_some_and(|p| !p.is_empty()) {
+                    // Someone made this room unlocked first; joining it would silently drop
+                    // the protection the joiner asked for.
                     return Err(ProtocolViolation::new(
-                        ErrorCode::WrongPassword,
-                        "wrong or missing password for this room",
+                        ErrorCode::RoomNotLocked,
+                        "this room exists without a password, so it is not the one you mean; \
+                         pick another name",
                     ));
                 }
                 if r.capacity.is_some_and(|c| r.members.len() >= c) {
@@ -375,6 +403,7 @@ impl Hub {
                         password: password.filter(|p| !p.is_empty()),
                         capacity,
                         private: None,
+                        failed_joins: VecDeque::new(),
                     },
                 );
             }

@@ -234,3 +234,16 @@ async fn guessing_a_rooms_password_is_throttled() {
     assert_eq!(answers, expected);
     owner.expect_nothing_pending().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_member_with_a_taken_name_gets_a_number_and_is_told() {
+    let srv = server_with(|_| {}).await;
+    let mut first = Raw::joined(&srv, "r", "Alice").await;
+    let mut second = Raw::connect(&srv).await;
+    let welcome = second
+        .join(json!({"type":"join","room":"r","name":"alice"}))
+        .await;
+    assert_eq!(welcome["name"], "alice (2)");
+    let joined = first.expect("peer_joined").await;
+    assert_eq!(joined["member"]["name"], "alice (2)");
+}

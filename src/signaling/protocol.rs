@@ -2,6 +2,7 @@
 //! normative description; this file is its single source of truth in code.
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_NAME_CHARS: usize = 64;
@@ -192,6 +193,9 @@ pub struct Welcome {
     /// Your member id, stable for this connection.
     pub id: String,
     pub room: String,
+    /// Your name as the room shows it: with a suffix when a member already had it.
+    #[serde(default)]
+    pub name: String,
     /// The other members already in the room.
     pub members: Vec<Member>,
     pub ice_servers: Vec<IceServer>,
@@ -418,13 +422,33 @@ pub fn validate_room(room: &str) -> Result<String, ProtocolViolation> {
     validate_label(room, MAX_ROOM_CHARS, ErrorCode::InvalidRoom, "room")
 }
 
+/// Characters that make a name display as something else: bidirectional overrides,
+/// embeddings, isolates and marks (a name shown reversed, reversing the chat after it),
+/// and zero-width spaces and joiners' invisible kin. Joiners themselves (U+200C, U+200D)
+/// stay: emoji sequences and some scripts need them.
+fn hides_or_turns_text(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 fn validate_label(
     raw: &str,
     max: usize,
     code: ErrorCode,
     what: &str,
 ) -> Result<String, ProtocolViolation> {
-    let s = raw.trim();
+    // One spelling per name: "é" composed or not must not be two people.
+    let normalized: String = raw.trim().nfc().collect();
+    let s = normalized.as_str();
     if s.is_empty() {
         return Err(ProtocolViolation::new(code, format!("{what} is empty")));
     }
@@ -438,6 +462,12 @@ fn validate_label(
         return Err(ProtocolViolation::new(
             code,
             format!("{what} contains control characters"),
+        ));
+    }
+    if s.chars().any(hides_or_turns_text) {
+        return Err(ProtocolViolation::new(
+            code,
+            format!("{what} contains invisible or direction-changing characters"),
         ));
     }
     Ok(s.to_string())
@@ -501,6 +531,23 @@ mod tests {
             assert!(ClientMessage::TYPES.contains(&m.type_name()));
             assert_eq!(ClientMessage::parse(&text).unwrap(), m, "{text}");
         }
+    }
+
+    #[test]
+    fn names_are_normalised_and_may_not_hide_or_turn_text() {
+        assert_eq!(validate_name(" Cafe\u{301} ").unwrap(), "Caf\u{e9}");
+        for bad in [
+            "evil\u{202E}txt",
+            "a\u{200B}b",
+            "\u{2066}x\u{2069}",
+            "\u{FEFF}bom",
+        ] {
+            let err = validate_name(bad).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidName, "{bad:?}");
+        }
+        assert!(validate_room("r\u{200F}").is_err(), "rooms too");
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
+        assert_eq!(validate_name(family).unwrap(), family, "emoji joiners stay");
     }
 
     #[test]

@@ -423,6 +423,7 @@ impl Hub {
                 })
             })
             .collect();
+        let name = unique_name(&name, members.iter().map(|m| m.name.as_str()));
         r.members.push(id.to_string());
         let entry = st.clients.get_mut(id).expect("checked above");
         entry.room = Some(room.clone());
@@ -432,6 +433,7 @@ impl Hub {
             protocol: PROTOCOL_VERSION,
             id: id.to_string(),
             room: room.clone(),
+            name: name.clone(),
             members,
             ice_servers: self.config.ice.servers_for(id),
             heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
@@ -565,6 +567,23 @@ pub(super) fn private_room() -> ProtocolViolation {
     )
 }
 
+/// `name`, or `name (2)`, `name (3)`… if a member of the room already goes by it (case
+/// aside): two "Alice"s in one room is how one impersonates the other.
+fn unique_name<'a>(name: &str, taken: impl Iterator<Item = &'a str> + Clone) -> String {
+    let free = |candidate: &str| {
+        !taken
+            .clone()
+            .any(|t| t.to_lowercase() == candidate.to_lowercase())
+    };
+    if free(name) {
+        return name.to_string();
+    }
+    (2..)
+        .map(|n| format!("{name} ({n})"))
+        .find(|c| free(c))
+        .expect("some suffix is free")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,6 +628,16 @@ mod tests {
             }
         }
         text
+    }
+
+    #[test]
+    fn a_name_already_in_the_room_gets_a_number() {
+        assert_eq!(unique_name("Ada", ["Bob"].into_iter()), "Ada");
+        assert_eq!(unique_name("Ada", ["ada", "Bob"].into_iter()), "Ada (2)");
+        assert_eq!(
+            unique_name("Ada", ["Ada", "Ada (2)"].into_iter()),
+            "Ada (3)"
+        );
     }
 
     #[tokio::test]

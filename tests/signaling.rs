@@ -358,8 +358,6 @@ async fn a_member_in_a_call_is_busy_and_a_vanished_party_ends_the_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_is_rate_limited_then_closed_with_a_policy_close_code() {
-    use futures::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
     let srv = server_with(|c| {
         c.rate_per_sec = 0.5;
         c.rate_burst = 5.0;
@@ -372,25 +370,9 @@ async fn a_flood_is_rate_limited_then_closed_with_a_policy_close_code() {
     for _ in 0..25 {
         f.send(json!({"type":"ping"})).await;
     }
-    let mut limited = 0;
-    let close = loop {
-        let frame = tokio::time::timeout(support::STEP, f.ws.next())
-            .await
-            .unwrap();
-        match frame {
-            Some(Ok(Message::Text(t))) => {
-                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
-                if v["code"] == "rate_limited" {
-                    limited += 1;
-                }
-            }
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => {}
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
+    let (close, limited) = f.until_closed().await;
     assert_eq!(limited, 20, "rate_limited errors before the close");
-    assert_eq!(u16::from(close.unwrap().code), 1008);
+    assert_eq!(close, 1008);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

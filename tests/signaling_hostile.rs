@@ -143,14 +143,9 @@ async fn websocket_pings_and_binary_frames_count_against_the_rate_limit() {
         };
         f.ws.send(frame).await.unwrap();
     }
-    let close = loop {
-        match tokio::time::timeout(STEP, f.ws.next()).await.unwrap() {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => {}
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
-    assert_eq!(u16::from(close.unwrap().code), 1008);
+    let (close, limited) = f.until_closed().await;
+    assert_eq!(limited, 20, "refused before the close");
+    assert_eq!(close, 1008);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,6 +114,25 @@ impl Raw {
         );
     }
 
+    /// Reads until the server closes: its close code, and how many `rate_limited` errors
+    /// came first.
+    pub async fn until_closed(&mut self) -> (u16, usize) {
+        let mut limited = 0;
+        loop {
+            match tokio::time::timeout(STEP, self.ws.next()).await.unwrap() {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    limited += usize::from(v["code"] == "rate_limited");
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return (frame.map_or(0, |f| u16::from(f.code)), limited);
+                }
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
     pub async fn relay(&mut self, to: &str, payload: Value) {
         self.send(json!({"type":"relay","to":to,"payload":payload}))
             .await;

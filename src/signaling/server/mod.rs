@@ -12,11 +12,13 @@ mod connection;
 mod hub;
 mod listener;
 mod metrics;
+mod outbox;
 
 use calls::*;
 use connection::*;
 use hub::*;
 use metrics::*;
+use outbox::*;
 
 pub use hub::Hub;
 pub use listener::{Server, ServerConfig, ServerError};

@@ -37,6 +37,10 @@ pub struct CallBenchReport {
     pub video_kbps: f64,
     pub frames_sent: u64,
     pub frames_decoded: u64,
+    /// Barcode ids skipped between the first and last frame each side read: frames lost
+    /// mid-call (a frame missing only at the end is not a gap).
+    pub id_gaps: u64,
+    pub keyframes_decoded: u64,
 }
 
 impl std::fmt::Display for CallBenchReport {
@@ -74,8 +78,8 @@ impl std::fmt::Display for CallBenchReport {
         writeln!(f, "video bitrate           {:.0} kbit/s", self.video_kbps)?;
         writeln!(
             f,
-            "frames                  {} sent, {} decoded",
-            self.frames_sent, self.frames_decoded
+            "frames                  {} sent, {} decoded, {} id gaps, {} keyframes",
+            self.frames_sent, self.frames_decoded, self.id_gaps, self.keyframes_decoded
         )
     }
 }
@@ -191,6 +195,14 @@ fn summarise(args: &CallBenchArgs, reports: &[serde_json::Value], cpu: f64) -> C
         frames_decoded: reports
             .iter()
             .filter_map(|r| peer(r)["video"]["frames_decoded"].as_u64())
+            .sum(),
+        id_gaps: reports
+            .iter()
+            .filter_map(|r| peer(r)["video"]["id_gaps"].as_u64())
+            .sum(),
+        keyframes_decoded: reports
+            .iter()
+            .filter_map(|r| peer(r)["video"]["keyframes"].as_u64())
             .sum(),
     }
 }

@@ -242,3 +242,21 @@ async fn a_second_member_with_a_taken_name_gets_a_number_and_is_told() {
     let joined = first.expect("peer_joined").await;
     assert_eq!(joined["member"]["name"], "alice (2)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calls_private_room_counts_against_the_room_limit() {
+    let srv = server_with(|c| c.max_rooms = 1).await;
+    let mut a = Raw::joined(&srv, "r", "Alice").await;
+    let mut b = Raw::joined(&srv, "r", "Bob").await;
+    a.send(json!({"type":"call_invite","to":b.id})).await;
+    let call_id = next_of(&mut b, "call_incoming").await["call_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    next_of(&mut a, "call_ringing").await;
+    b.send(json!({"type":"call_accept","call_id":call_id}))
+        .await;
+    b.expect_error("too_many_rooms").await;
+    a.expect_nothing_pending().await;
+    assert_eq!(srv.metrics().rooms, 1);
+}

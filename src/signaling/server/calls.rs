@@ -119,6 +119,14 @@ impl Hub {
         if call.phase != CallPhase::Ringing {
             return Err(unknown_call(call_id));
         }
+        // A call's private room is a room like any other: it counts against the limit.
+        if st.rooms.len() >= self.config.max_rooms {
+            return Err(ProtocolViolation::new(
+                ErrorCode::TooManyRooms,
+                "the server has no room for this call's private room; try again later",
+            ));
+        }
+        let call = st.calls.get_mut(call_id).expect("looked up above");
         call.phase = CallPhase::Accepted;
         let caller = call.caller.clone();
         let room = private_room_name(call_id);

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{OnceLock, mpsc};
@@ -39,9 +40,8 @@ fn env() -> &'static Env {
         // SAFETY: registers a plain function; it runs once, as the process exits.
         unsafe { libc::atexit(remove_run_dir) };
         let fifo = run.join("mic.fifo");
-        let display = format!(":{}", 100 + std::process::id() % 800);
         let (tx, rx) = mpsc::channel();
-        let (run2, fifo2, display2) = (run.clone(), fifo.clone(), display.clone());
+        let (run2, fifo2) = (run.clone(), fifo.clone());
         // The children die with the thread that spawned them (PDEATHSIG), so that
         // thread lives as long as the test process.
         std::thread::spawn(move || {
@@ -49,29 +49,40 @@ fn env() -> &'static Env {
                 daemon_command(&run2, &fifo2)
                     .stderr(std::fs::File::create(run2.join("pulse.log")).unwrap()),
             );
-            let xvfb = spawn(
+            // Xvfb picks a free display itself and prints its number once it listens: no
+            // clash with a display (or a stale lock) someone else left.
+            let mut xvfb = pulse::die_with_parent(
                 Command::new("Xvfb")
                     .args([
-                        display2.as_str(),
+                        "-displayfd",
+                        "1",
                         "-screen",
                         "0",
                         "640x480x24",
                         "-nolisten",
                         "tcp",
                     ])
+                    .stdout(Stdio::piped())
                     .stderr(std::fs::File::create(run2.join("xvfb.log")).unwrap()),
-            );
-            tx.send((pulse.is_ok(), xvfb.is_ok())).unwrap();
+            )
+            .spawn();
+            let display = xvfb.as_mut().ok().and_then(|x| {
+                let mut line = String::new();
+                BufReader::new(x.stdout.take()?).read_line(&mut line).ok()?;
+                Some(format!(":{}", line.trim()))
+            });
+            tx.send((pulse.is_ok(), display)).unwrap();
             loop {
                 std::thread::park();
             }
         });
-        let (pulse_ok, xvfb_ok) = rx.recv().unwrap();
+        let (pulse_ok, display) = rx.recv().unwrap();
         assert!(
             pulse_ok,
             "cannot run pulseaudio (.ci/deps.sh audio installs it)"
         );
-        assert!(xvfb_ok, "cannot run Xvfb (.ci/deps.sh audio installs xvfb)");
+        let display =
+            display.expect("cannot run Xvfb (.ci/deps.sh audio installs xvfb), see its log");
         let server = pulse::server_address(&run);
         // SAFETY: set once, while every other test of this binary waits in `env()`.
         unsafe {

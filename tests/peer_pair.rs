@@ -317,13 +317,7 @@ async fn a_pli_from_the_receiver_reaches_the_sender_as_a_keyframe_request_quickl
     let mut delays = Vec::new();
     for _ in 0..5 {
         let t0 = Instant::now();
-        b.peer.request_keyframe("a-cam").await.unwrap();
-        a.expect(
-            "KeyframeRequested",
-            STEP,
-            |e| matches!(e, PeerEvent::KeyframeRequested { track_id } if track_id == "a-cam"),
-        )
-        .await;
+        pli_reaches_sender(&mut a, &b, "a-cam").await;
         delays.push(t0.elapsed());
     }
     println!("PLI -> KeyframeRequested delays: {delays:?}");
@@ -366,14 +360,8 @@ async fn a_pli_sets_the_flag_of_the_encoder_feeding_that_track_and_no_other() {
     camera_wants.take();
     screen_wants.take();
 
-    b.peer.request_keyframe("a-cam").await.unwrap();
     // The tap sets the flag before it reports the request.
-    a.expect(
-        "KeyframeRequested",
-        STEP,
-        |e| matches!(e, PeerEvent::KeyframeRequested { track_id } if track_id == "a-cam"),
-    )
-    .await;
+    pli_reaches_sender(&mut a, &b, "a-cam").await;
     assert!(camera_wants.take(), "the camera's encoder is asked");
     assert!(!camera_wants.take(), "once");
     assert!(!screen_wants.take(), "the screen's encoder is not");
@@ -591,4 +579,16 @@ async fn rtcp_reports_give_the_sender_rtt_and_loss_per_track() {
     assert!(rtt < Duration::from_millis(50), "loopback RTT {rtt:?}");
     assert_eq!(out.packets_lost, 0);
     assert!(stats.rtt.is_some());
+}
+
+/// `receiver` sends a PLI for `track`; waits until `sender` reports the request.
+async fn pli_reaches_sender(sender: &mut Side, receiver: &Side, track: &str) {
+    receiver.peer.request_keyframe(track).await.unwrap();
+    sender
+        .expect(
+            "KeyframeRequested",
+            STEP,
+            |e| matches!(e, PeerEvent::KeyframeRequested { track_id } if track_id == track),
+        )
+        .await;
 }

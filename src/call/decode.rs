@@ -52,7 +52,6 @@ pub fn spawn_decoder(input: DecodeInput) {
         idr_seen,
     } = input;
     let name = format!("decode-{role}");
-    let track = role;
     let run = move || {
         let mut video: Option<H264Decoder> = None;
         let mut audio: Option<OpusDecoder> = None;
@@ -67,7 +66,7 @@ pub fn spawn_decoder(input: DecodeInput) {
                         .fetch_add(au.data.len() as u64, Ordering::Relaxed);
                     let keyframe = is_keyframe(&au.data);
                     if keyframe {
-                        let _ = idr_seen.send((peer_id.clone(), track, now_us()));
+                        let _ = idr_seen.send((peer_id.clone(), role, now_us()));
                         awaiting_keyframe = false;
                     }
                     // After a loss, decoding P-frames would only smear; freeze until an IDR.
@@ -104,11 +103,11 @@ pub fn spawn_decoder(input: DecodeInput) {
                                 barcode: None,
                                 keyframe,
                             };
-                            sink.video(&peer_id, track, &frame, &info);
+                            sink.video(&peer_id, role, &frame, &info);
                         }
                         Ok(None) => {}
                         Err(e) => {
-                            tracing::debug!(%peer_id, %track, "decode error: {e}");
+                            tracing::debug!(%peer_id, %role, "decode error: {e}");
                             awaiting_keyframe = true;
                             keyframes.request();
                         }
@@ -145,7 +144,7 @@ pub fn spawn_decoder(input: DecodeInput) {
                                         arrival_us,
                                         concealed: true,
                                     };
-                                    sink.audio(&peer_id, track, &pcm, &info);
+                                    sink.audio(&peer_id, role, &pcm, &info);
                                 }
                             }
                         }
@@ -158,7 +157,7 @@ pub fn spawn_decoder(input: DecodeInput) {
                                 arrival_us,
                                 concealed: false,
                             };
-                            sink.audio(&peer_id, track, &pcm, &info);
+                            sink.audio(&peer_id, role, &pcm, &info);
                         }
                         Err(e) => tracing::debug!(%peer_id, "opus decode error: {e}"),
                     }

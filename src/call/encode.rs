@@ -274,14 +274,10 @@ impl VideoThread {
             let duration = Duration::from_secs_f32(1.0 / self.encoding.fps.max(1.0));
             match self.out.try_send((encoded.data, duration)) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => self.request_keyframe_later(),
+                Err(mpsc::error::TrySendError::Full(_)) => self.keyframe.set(),
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
         }
-    }
-
-    fn request_keyframe_later(&self) {
-        self.keyframe.set();
     }
 }
 

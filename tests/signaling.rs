@@ -358,12 +358,7 @@ async fn a_member_in_a_call_is_busy_and_a_vanished_party_ends_the_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_is_rate_limited_then_closed_with_a_policy_close_code() {
-    let srv = server_with(|c| {
-        c.rate_per_sec = 0.5;
-        c.rate_burst = 5.0;
-        c.flood_close_after = 20;
-    })
-    .await;
+    let srv = support::flooding_server().await;
     let mut f = Raw::joined(&srv, "r", "flood").await;
     // The join took one token: 4 pings pass, 20 are refused, the next one closes.
     // Sending no more than that keeps unread data from turning the close into a reset.

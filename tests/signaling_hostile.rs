@@ -127,12 +127,7 @@ async fn a_page_from_another_site_cannot_open_the_signaling_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_pings_and_binary_frames_count_against_the_rate_limit() {
     use futures::SinkExt;
-    let srv = server_with(|c| {
-        c.rate_per_sec = 0.5;
-        c.rate_burst = 5.0;
-        c.flood_close_after = 20;
-    })
-    .await;
+    let srv = support::flooding_server().await;
     let mut f = Raw::joined(&srv, "r", "flood").await;
     // The join took one token: 4 frames pass, 20 are refused, the next one closes.
     for i in 0..25 {

@@ -15,6 +15,18 @@ pub async fn server() -> Server {
     server_with(|_| {}).await
 }
 
+/// A server that floods quickly: half a message a second, bursts of 5, closed after 20
+/// refusals in a row. A client's join takes one token, so 4 more frames pass, 20 are
+/// refused and the next one closes the connection.
+pub async fn flooding_server() -> Server {
+    server_with(|c| {
+        c.rate_per_sec = 0.5;
+        c.rate_burst = 5.0;
+        c.flood_close_after = 20;
+    })
+    .await
+}
+
 pub async fn server_with(tweak: impl FnOnce(&mut ServerConfig)) -> Server {
     let mut cfg = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),

@@ -178,6 +178,18 @@ struct ServeArgs {
     /// allowed.
     #[arg(long)]
     allow_origin: Vec<String>,
+    /// Connections one IP address may hold at once (0: no cap).
+    #[arg(long, default_value_t = 64)]
+    max_per_ip: usize,
+    /// Seconds a client has to send a request's headers; idle HTTP connections close after it.
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout_secs: f64,
+    /// Capacity of a room whose creator asks for none.
+    #[arg(long, default_value_t = 50)]
+    room_capacity: usize,
+    /// Serve /metrics to every host (by default only to this machine).
+    #[arg(long)]
+    public_metrics: bool,
 }
 
 impl ServeArgs {
@@ -211,6 +223,11 @@ impl ServeArgs {
                 _ => None,
             },
             allowed_origins: self.allow_origin.clone(),
+            lan_open: true,
+            max_per_ip: self.max_per_ip,
+            header_timeout: secs(self.header_timeout_secs, "--header-timeout-secs")?,
+            default_capacity: self.room_capacity,
+            public_metrics: self.public_metrics,
         })
     }
 }

@@ -120,6 +120,15 @@ async fn guest_result(child: tokio::process::Child) -> Value {
         "guest failed: {:#}\nstderr: {stderr}",
         v["errors"]
     );
+    // Opening a link is not joining: the page waited, form filled in, for the click.
+    let before = &v["before_click"];
+    assert_eq!(before["joined"], false, "the link alone joined: {before}");
+    assert_eq!(before["form_shown"], true, "{before}");
+    assert!(
+        before["room"].as_str().is_some_and(|r| !r.is_empty())
+            && before["name"].as_str().is_some_and(|n| !n.is_empty()),
+        "the link's room and name fill the form: {before}"
+    );
     v
 }
 

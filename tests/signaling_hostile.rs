@@ -8,28 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use serde_json::{Value, json};
-use support::{Raw, STEP, server_with};
+use support::{Raw, STEP, server_with, small_window};
 use tokio_tungstenite::tungstenite::Message;
-
-/// A client whose socket takes in only a few kilobytes: once it stops reading, what the
-/// server writes to it backs up at once.
-async fn small_window(srv: &confab::signaling::Server, room: &str, name: &str) -> Raw {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(srv.local_addr()).await.unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(
-        srv.ws_url(),
-        tokio_tungstenite::MaybeTlsStream::Plain(stream),
-    )
-    .await
-    .expect("websocket handshake");
-    let mut c = Raw {
-        ws,
-        id: String::new(),
-    };
-    c.join(json!({"type":"join","room":room,"name":name})).await;
-    c
-}
 
 /// Whatever has already arrived for `c`, without waiting.
 fn arrived(c: &mut Raw) -> Vec<Value> {
@@ -49,7 +29,7 @@ async fn a_member_that_stops_reading_is_cut_off_once_a_mebibyte_waits_for_it() {
     .await;
     let mut sender = Raw::joined(&srv, "r", "sender").await;
     // Joins, then never reads again (and stays connected).
-    let sleeper = small_window(&srv, "r", "sleeper").await;
+    let sleeper = small_window(srv.local_addr(), &srv.ws_url(), "r", "sleeper").await;
     sender.expect("peer_joined").await;
 
     let blob = "x".repeat(60_000);

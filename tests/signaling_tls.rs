@@ -6,6 +6,7 @@ mod support;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use confab::signaling::protocol::ServerMessage;
 use confab::signaling::{
@@ -222,4 +223,27 @@ async fn the_client_library_joins_over_wss_only_when_it_trusts_the_certificate()
             break;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_connection_idle_after_its_handshake_is_closed_at_the_header_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = support::self_signed(dir.path());
+    let srv = support::server_with(|c| {
+        c.header_timeout = Duration::from_millis(300);
+        c.tls = Some(TlsConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert: cert.clone(),
+            key,
+        });
+    })
+    .await;
+    let mut idle = tls_connect(srv.tls_addr().unwrap(), trusting(&cert))
+        .await
+        .expect("handshake");
+    // Says nothing after the handshake: the server hangs up (EOF or a reset).
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(STEP, idle.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "still open after {STEP:?}");
+    assert!(got.is_empty() || String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408"));
 }

@@ -21,10 +21,15 @@ struct Rig {
 }
 
 fn app() -> (App, Rig) {
+    app_with("ws://127.0.0.1:1/ws")
+}
+
+/// The app with `server` in its form (empty: the built-in server).
+fn app_with(server: &str) -> (App, Rig) {
     let (cmd_tx, commands) = tokio::sync::mpsc::unbounded_channel();
     let (events, ev_rx) = std::sync::mpsc::channel();
     let settings = Settings {
-        server: "ws://127.0.0.1:1/ws".into(),
+        server: server.into(),
         name: "Ada".into(),
         room: "team".into(),
         ..Settings::default()
@@ -65,6 +70,8 @@ fn in_call(rig: &Rig) {
     ev(Event::Joined {
         id: "me1".into(),
         room: "team".into(),
+        name: "Ada".into(),
+        present: Vec::new(),
     });
     ev(Event::LocalMediaState(MediaState {
         has_camera: true,
@@ -378,5 +385,78 @@ fn the_guest_link_is_the_web_client_on_the_servers_address() {
     assert_eq!(
         confab::ui::guest_link("wss://confab.example/ws", "r&d"),
         "https://confab.example/?room=r%26d"
+    );
+}
+
+#[test]
+fn the_built_in_server_serves_this_computer_until_shared_on_the_network() {
+    let (app, mut rig) = app_with("");
+    rig.events
+        .send(UiEvent::ServerReady {
+            url: "ws://127.0.0.1:8787/ws".into(),
+            lan_url: "ws://192.168.1.5:8787/ws".into(),
+        })
+        .unwrap();
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Built-in server: only this computer can join.");
+    assert!(
+        h.query_by_label_contains("192.168.1.5").is_none(),
+        "no LAN address is handed out before sharing"
+    );
+    h.get_by_label("Let others on my network join").click();
+    h.run();
+    assert_eq!(sent(&mut rig), ["ShareOnLan(true)"]);
+    h.get_by_label_contains("others on your network join with ws://192.168.1.5:8787/ws");
+    h.get_by_label("Let others on my network join").click();
+    h.run();
+    assert_eq!(sent(&mut rig), ["ShareOnLan(false)"]);
+    h.get_by_label("Built-in server: only this computer can join.");
+}
+
+#[test]
+fn the_roster_shows_the_name_the_room_gave_us_and_who_owns_the_room() {
+    let (app, rig) = app();
+    let ev = |e| rig.events.send(UiEvent::Engine(e)).unwrap();
+    // "Ada" was taken: the room calls us "Ada (2)"; Bob was there first and owns it.
+    ev(Event::Joined {
+        id: "me1".into(),
+        room: "team".into(),
+        name: "Ada (2)".into(),
+        present: vec!["bob1".into()],
+    });
+    let present = MediaState {
+        has_camera: true,
+        has_microphone: true,
+        ..Default::default()
+    };
+    ev(Event::PeerJoined {
+        id: "bob1".into(),
+        name: "Bob".into(),
+        state: present,
+    });
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Ada (2) (you)");
+    // The mark is drawn on the owner's row: the name at the same height.
+    let owner_row = |h: &Harness<'static, App>| {
+        let y = |text: &str| h.query_by_label_contains(text).map(|n| n.rect().center().y);
+        let mark = y("owner").expect("someone owns the room");
+        ["Bob", "Ada (2) (you)"]
+            .into_iter()
+            .find(|name| y(name).is_some_and(|at| (at - mark).abs() < 4.0))
+            .unwrap_or("nobody")
+            .to_string()
+    };
+    assert_eq!(owner_row(&h), "Bob");
+    ev(Event::PeerLeft {
+        id: "bob1".into(),
+        reason: confab::signaling::protocol::LeaveReason::Left,
+    });
+    h.run();
+    assert_eq!(
+        owner_row(&h),
+        "Ada (2) (you)",
+        "the next longest present owns it"
     );
 }

@@ -27,6 +27,7 @@
       screen_sharing: false,
     },
     members: new Map(), // id -> {id, name, state}
+    order: [], // member ids, longest present first (ours included): order[0] owns the room
     peers: new Map(), // id -> peer record
     events: [], // presence, media-state and call events, for people and tests
     chat: [],
@@ -39,8 +40,9 @@
 
   // ---------- UI helpers ----------
 
-  function setStatus(text) {
-    $("status").textContent = text;
+  // Text, or parts where names come as their own isolates (see nameElement).
+  function setStatus(...parts) {
+    $("status").replaceChildren(...parts);
   }
 
   function notice(text) {
@@ -69,15 +71,23 @@
   function renderRoster() {
     const ul = $("roster");
     ul.replaceChildren();
+    const badge = (text) => {
+      const b = document.createElement("span");
+      b.className = "badge";
+      b.textContent = text;
+      return b;
+    };
     const row = (id, name, s, callable) => {
       const li = document.createElement("li");
       li.dataset.id = id;
-      const label = document.createElement("span");
-      label.textContent = name;
       const st = document.createElement("span");
       st.className = "state";
       st.textContent = describeState(s);
-      li.append(label, st);
+      li.append(nameElement(name));
+      // Marks are elements beside the name, never text a name could imitate.
+      if (id === state.id) li.append(badge("you"));
+      if (id === state.order[0]) li.append(badge("owner"));
+      li.append(st);
       if (callable && !state.call) {
         const b = document.createElement("button");
         b.type = "button";
@@ -87,7 +97,7 @@
       }
       ul.append(li);
     };
-    if (state.id) row(state.id, `${state.name} (you)`, state.media, false);
+    if (state.id) row(state.id, state.name, state.media, false);
     for (const m of state.members.values()) row(m.id, m.name, m.state, true);
     $("room-title").textContent = state.room ? `Room ${state.room}` : "";
     $("mute").textContent = state.media.audio_muted ? "Unmute" : "Mute";
@@ -98,17 +108,30 @@
     $("hangup").classList.toggle("hidden", !state.call);
     for (const p of state.peers.values()) {
       for (const tile of Object.values(p.tiles)) {
-        tile.label.textContent = `${p.name} ${tile.role === "screen" ? "(screen)" : describeState(state.members.get(p.id)?.state)}`;
+        const what = tile.role === "screen" ? "(screen)" : describeState(state.members.get(p.id)?.state);
+        tile.label.replaceChildren(nameElement(p.name), document.createTextNode(` ${what}`));
       }
     }
   }
 
-  function addChatLine(from, text) {
+  // A name in its own bidi isolate: right-to-left letters in one name can't reorder the
+  // text around it (the server already refuses direction controls).
+  function nameElement(name) {
+    const el = document.createElement("bdi");
+    el.textContent = name;
+    return el;
+  }
+
+  function addChatLine(from, text, mine) {
     state.chat.push({ from, text });
     const li = document.createElement("li");
     const b = document.createElement("b");
-    b.textContent = `${from}: `;
-    li.append(b, document.createTextNode(text));
+    b.append(nameElement(from));
+    if (mine) b.append(" (you)");
+    b.append(": ");
+    const body = document.createElement("bdi");
+    body.textContent = text;
+    li.append(b, body);
     $("messages").append(li);
     li.scrollIntoView({ block: "end" });
   }
@@ -122,7 +145,7 @@
     video.muted = muted;
     const label = document.createElement("span");
     label.className = "label";
-    label.textContent = title;
+    label.append(nameElement(title));
     div.append(video, label);
     $("tiles").append(div);
     return { div, video, label };
@@ -217,11 +240,14 @@
         state.pendingJoin = null;
         state.id = m.id;
         state.room = m.room;
+        // The room may have given us a suffixed name ("Ann (2)") if ours was taken.
+        if (m.name) state.name = m.name;
+        state.order = [...m.members.map((x) => x.id), m.id];
         state.joinedAt = performance.now();
         state.iceServers = m.ice_servers || [];
         if (!state.home) state.home = m.room;
         log("joined", { room: m.room, id: m.id });
-        setStatus(`in ${m.room} as ${state.name}`);
+        setStatus("in ", nameElement(m.room), " as ", nameElement(state.name));
         $("join-form").classList.add("hidden");
         $("call").classList.remove("hidden");
         $("controls").classList.remove("hidden");
@@ -233,6 +259,7 @@
         break;
       case "peer_joined":
         state.members.set(m.member.id, m.member);
+        state.order.push(m.member.id);
         log("peer_joined", { id: m.member.id, name: m.member.name });
         ensurePeer(m.member.id);
         renderRoster();
@@ -241,6 +268,7 @@
         log("peer_left", { id: m.id, name: memberName(m.id), reason: m.reason });
         closePeer(m.id);
         state.members.delete(m.id);
+        state.order = state.order.filter((id) => id !== m.id);
         renderRoster();
         break;
       case "relay":
@@ -256,7 +284,7 @@
       case "call_incoming":
         log("call_incoming", { call_id: m.call_id, from: m.from, from_name: m.from_name });
         state.incoming = m.call_id;
-        $("ring-text").textContent = `${m.from_name} is calling you`;
+        $("ring-text").replaceChildren(nameElement(m.from_name), " is calling you");
         if (!$("ring").open) $("ring").showModal();
         break;
       case "call_ringing":
@@ -670,7 +698,7 @@
   }
 
   function sendChat(text) {
-    addChatLine("you", text);
+    addChatLine(state.name, text, true);
     for (const p of state.peers.values()) {
       if (p.heard && p.dc.readyState === "open") p.dc.send(JSON.stringify({ type: "chat", text }));
       else p.chatQueue.push(text);
@@ -841,10 +869,11 @@
 
   window.confab = { snapshot, stats, sendChat };
 
-  // A link like /?room=R&name=N joins at once.
+  // A link like /?room=R&name=N fills the form; joining (camera and microphone on) takes
+  // a click, so a link on another site can't put anyone in a room.
   const room = params.get("room");
   const name = params.get("name");
   if (room) $("room").value = room;
   if (name) $("name").value = name;
-  if (room && name) join(room.trim(), name.trim(), null);
+  if (room && name) $("join-form").querySelector("button[type=submit]").focus();
 })();

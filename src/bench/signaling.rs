@@ -369,6 +369,9 @@ async fn spawn_server(clients: usize) -> Result<(tokio::process::Child, String),
             "1000",
             "--rate-burst",
             "1000",
+            // Every simulated client comes from 127.0.0.1.
+            "--max-per-ip",
+            "0",
         ])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())

@@ -269,7 +269,7 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
             ev = events.recv() => match ev { Some(ev) => ev, None => return Err(HeadlessError::EngineStopped) },
         };
         match ev {
-            Event::Joined { id, room } => {
+            Event::Joined { id, room, .. } => {
                 report.id = id;
                 report.room = room;
             }

@@ -354,7 +354,7 @@ impl Task {
                         }
                         Command::ListRooms(tx) => {
                             self.pending_rooms.push_back(tx);
-                            ClientMessage::ListRooms
+                            ClientMessage::ListRooms { after: None }
                         }
                     };
                     if let Err(e) = send(ws, &msg).await {
@@ -422,7 +422,7 @@ impl Task {
                 self.joined = None;
                 let _ = self.pending_leave.take().expect("checked").send(Ok(()));
             }
-            ServerMessage::Rooms { rooms } if !self.pending_rooms.is_empty() => {
+            ServerMessage::Rooms { rooms, .. } if !self.pending_rooms.is_empty() => {
                 let tx = self.pending_rooms.pop_front().expect("checked");
                 let _ = tx.send(Ok(rooms));
             }

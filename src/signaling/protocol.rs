@@ -52,7 +52,6 @@ pub struct RoomInfo {
     pub members: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<usize>,
-    pub locked: bool,
 }
 
 /// Why a member left a room.
@@ -117,7 +116,11 @@ pub enum ClientMessage {
     CallHangup {
         call_id: String,
     },
-    ListRooms,
+    /// A page of the room list; `after` is the last name of the previous page.
+    ListRooms {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+    },
     Ping {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nonce: Option<serde_json::Value>,
@@ -151,7 +154,7 @@ impl ClientMessage {
             Self::CallDecline { .. } => "call_decline",
             Self::CallCancel { .. } => "call_cancel",
             Self::CallHangup { .. } => "call_hangup",
-            Self::ListRooms => "list_rooms",
+            Self::ListRooms { .. } => "list_rooms",
             Self::Ping { .. } => "ping",
         }
     }
@@ -196,8 +199,12 @@ pub struct Welcome {
     /// Your name as the room shows it: with a suffix when a member already had it.
     #[serde(default)]
     pub name: String,
-    /// The other members already in the room.
+    /// The other members already in the room, longest-present first.
     pub members: Vec<Member>,
+    /// The room's owner: the member present longest (you, if the room is new). When the
+    /// owner leaves, the next in `members` order takes over.
+    #[serde(default)]
+    pub owner: String,
     pub ice_servers: Vec<IceServer>,
     /// How often the server pings; silence for three intervals means the link is dead.
     pub heartbeat_ms: u64,
@@ -249,6 +256,9 @@ pub enum ServerMessage {
     },
     Rooms {
         rooms: Vec<RoomInfo>,
+        /// More rooms follow: ask again with `after` set to the last name here.
+        #[serde(default)]
+        more: bool,
     },
     Left {
         room: String,
@@ -414,7 +424,16 @@ impl ProtocolViolation {
 
 /// Checks a display name: trimmed, 1..=64 characters, no control characters.
 pub fn validate_name(name: &str) -> Result<String, ProtocolViolation> {
-    validate_label(name, MAX_NAME_CHARS, ErrorCode::InvalidName, "name")
+    let name = validate_label(name, MAX_NAME_CHARS, ErrorCode::InvalidName, "name")?;
+    // Clients mark their own entry this way; a member called "Ann (you)" would pass
+    // for everyone's own self.
+    if name.to_lowercase().contains("(you)") {
+        return Err(ProtocolViolation::new(
+            ErrorCode::InvalidName,
+            "\"(you)\" is how clients mark yourself; pick another name",
+        ));
+    }
+    Ok(name)
 }
 
 /// Checks a room name with the same rules as a display name.
@@ -522,7 +541,9 @@ mod tests {
             ClientMessage::CallHangup {
                 call_id: "c".into(),
             },
-            ClientMessage::ListRooms,
+            ClientMessage::ListRooms {
+                after: Some("standup".into()),
+            },
             ClientMessage::Ping { nonce: None },
         ];
         assert_eq!(samples.len(), ClientMessage::TYPES.len());
@@ -546,6 +567,8 @@ mod tests {
             assert_eq!(err.code, ErrorCode::InvalidName, "{bad:?}");
         }
         assert!(validate_room("r\u{200F}").is_err(), "rooms too");
+        assert!(validate_name("Ann (You)").is_err(), "nobody else is you");
+        assert!(validate_room("lunch (you)").is_ok(), "rooms may say it");
         let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
         assert_eq!(validate_name(family).unwrap(), family, "emoji joiners stay");
     }

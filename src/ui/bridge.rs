@@ -57,6 +57,8 @@ pub enum UiCommand {
     ShareScreen(usize),
     /// Play the ring tone (an incoming call) or stop it.
     Ring(bool),
+    /// Let other hosts use the built-in server (it starts open to this machine only).
+    ShareOnLan(bool),
     Engine(Command),
 }
 
@@ -74,6 +76,7 @@ impl std::fmt::Debug for UiCommand {
             Self::SetEchoCancellation(on) => write!(f, "SetEchoCancellation({on})"),
             Self::ShareScreen(i) => write!(f, "ShareScreen({i})"),
             Self::Ring(on) => write!(f, "Ring({on})"),
+            Self::ShareOnLan(open) => write!(f, "ShareOnLan({open})"),
             Self::Engine(c) => write!(f, "Engine({})", command_name(c)),
         }
     }
@@ -104,7 +107,8 @@ pub fn command_name(c: &Command) -> String {
 /// What the UI hears.
 #[derive(Debug)]
 pub enum UiEvent {
-    /// The built-in server is up: its local URL and the one to give LAN neighbours.
+    /// The built-in server is up, for this machine only: its local URL, and the one LAN
+    /// neighbours would use once it is shared.
     ServerReady {
         url: String,
         lan_url: String,
@@ -172,6 +176,7 @@ struct Engine {
     mic_meter: Option<Arc<AtomicBool>>,
     ringer: Option<Arc<AtomicBool>>,
     screens: Vec<ScreenInfo>,
+    server: Option<Server>,
 }
 
 async fn run(
@@ -180,7 +185,7 @@ async fn run(
     media: Arc<UiSink>,
     embed_server: bool,
 ) {
-    let _server = if embed_server {
+    let server = if embed_server {
         match start_embedded().await {
             Ok((server, lan_url)) => {
                 out.send(UiEvent::ServerReady {
@@ -206,6 +211,7 @@ async fn run(
         mic_meter: None,
         ringer: None,
         screens: Vec::new(),
+        server,
     };
     engine.scan_devices().await;
     while let Some(cmd) = commands.recv().await {
@@ -357,6 +363,11 @@ impl Engine {
                     Err(e) => self.error(format!("screen share: {e}")),
                 }
             }
+            UiCommand::ShareOnLan(open) => {
+                if let Some(server) = &self.server {
+                    server.set_lan_open(open);
+                }
+            }
             UiCommand::Ring(on) => {
                 stop(&mut self.ringer);
                 self.media.sound.stop_sound(RING_STREAM);
@@ -434,13 +445,15 @@ async fn list_rooms(server: &str) -> Result<Vec<RoomInfo>, String> {
     rooms
 }
 
-/// Listens on every interface (so LAN neighbours can join) on the first free port
-/// from [`EMBEDDED_PORT`]; returns the server and the URL to hand out.
+/// Listens on every interface, but admits only this machine until the user shares it
+/// on the LAN ([`Server::set_lan_open`]); the first free port from [`EMBEDDED_PORT`].
+/// Returns the server and the URL LAN neighbours would use.
 async fn start_embedded() -> Result<(Server, String), String> {
     let mut last = String::new();
     for port in EMBEDDED_PORT..EMBEDDED_PORT + 20 {
         let cfg = ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], port)),
+            lan_open: false,
             ..ServerConfig::default()
         };
         match Server::start(cfg).await {

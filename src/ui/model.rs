@@ -37,10 +37,32 @@ pub struct IncomingCall {
     pub from_name: String,
 }
 
+/// The built-in server, when it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedded {
+    /// What this app connects to (loopback).
+    pub url: String,
+    /// What others on the network would use.
+    pub lan_url: String,
+    /// Whether others on the network may connect (off until the user says so).
+    pub lan_open: bool,
+}
+
+impl CallModel {
+    /// The member who owns the room: present longest.
+    pub fn owner(&self) -> Option<&str> {
+        self.order.first().map(String::as_str)
+    }
+}
+
 /// Everything the call view draws, built from engine events only.
 #[derive(Debug, Default)]
 pub struct CallModel {
     pub me: String,
+    /// Our name in the room (the welcome's: suffixed if another member had it).
+    pub my_name: String,
+    /// Member ids, ours included, longest present first: the first owns the room.
+    pub order: Vec<String>,
     pub room: String,
     pub since: Option<Instant>,
     pub peers: BTreeMap<String, PeerView>,
@@ -69,8 +91,7 @@ pub struct Model {
     pub camera: VideoChoice,
     pub microphone: AudioChoice,
     pub speaker: SpeakerChoice,
-    /// URL of the built-in server, when it runs.
-    pub embedded: Option<(String, String)>,
+    pub embedded: Option<Embedded>,
     pub rooms: Vec<RoomInfo>,
     /// Devices found on this machine (synthetic ones are always offered too).
     pub cameras: Vec<VideoChoice>,
@@ -149,13 +170,21 @@ impl Model {
         }
     }
 
+    /// Lets others on the network use the built-in server, or shuts them out again.
+    pub fn share_on_lan(&mut self, open: bool) {
+        if let Some(e) = &mut self.embedded {
+            e.lan_open = open;
+            self.send(UiCommand::ShareOnLan(open));
+        }
+    }
+
     /// The server to use: the configured one, else the built-in one.
     pub fn server_url(&self) -> Option<String> {
         let s = self.settings.server.trim();
         if !s.is_empty() {
             return Some(s.to_string());
         }
-        self.embedded.as_ref().map(|(url, _)| url.clone())
+        self.embedded.as_ref().map(|e| e.url.clone())
     }
 
     pub fn join(&mut self) {
@@ -214,7 +243,11 @@ impl Model {
     pub fn apply(&mut self, e: UiEvent) {
         match e {
             UiEvent::ServerReady { url, lan_url } => {
-                self.embedded = Some((url, lan_url));
+                self.embedded = Some(Embedded {
+                    url,
+                    lan_url,
+                    lan_open: false,
+                });
                 if self.join_on_start && self.screen == Screen::Lobby {
                     self.join();
                 }
@@ -262,7 +295,19 @@ impl Model {
     fn apply_engine(&mut self, ev: Event) {
         let call = &mut self.call;
         match ev {
-            Event::Joined { id, room } => {
+            Event::Joined {
+                id,
+                room,
+                name,
+                present,
+            } => {
+                call.order = present;
+                call.order.push(id.clone());
+                call.my_name = if name.is_empty() {
+                    self.settings.name.trim().to_string()
+                } else {
+                    name
+                };
                 call.me = id;
                 call.room = room;
                 call.since = Some(Instant::now());
@@ -270,6 +315,9 @@ impl Model {
                 self.screen = Screen::Call;
             }
             Event::PeerJoined { id, name, state } => {
+                if !call.order.contains(&id) {
+                    call.order.push(id.clone());
+                }
                 call.peers.insert(
                     id,
                     PeerView {
@@ -281,6 +329,7 @@ impl Model {
                 );
             }
             Event::PeerLeft { id, .. } => {
+                call.order.retain(|o| *o != id);
                 call.peers.remove(&id);
                 call.stats.remove(&id);
             }
@@ -403,7 +452,7 @@ impl Model {
             return;
         }
         self.call.chat.push(ChatLine {
-            from: format!("{} (you)", self.settings.name),
+            from: format!("{} (you)", self.call.my_name),
             text: text.clone(),
         });
         self.chat_draft.clear();
@@ -437,6 +486,8 @@ mod tests {
             Event::Joined {
                 id: "me".into(),
                 room: "team".into(),
+                name: "Ada".into(),
+                present: Vec::new(),
             },
         );
         engine(
@@ -527,6 +578,8 @@ mod tests {
             Event::Joined {
                 id: "me".into(),
                 room: "call:c1".into(),
+                name: "Ada".into(),
+                present: vec!["bob".into()],
             },
         );
         m.hang_up();

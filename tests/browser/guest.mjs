@@ -2,6 +2,9 @@
 // page confab serves, joins, performs timed actions through the page's own controls,
 // and prints one JSON line: what the page saw (window.confab.snapshot) and getStats.
 //
+// The page is opened with a link that names room and name, and joins when the guest
+// clicks Join (what it showed before the click is reported as `before_click`).
+//
 // Usage: node guest.mjs '<json>' with
 //   {url, user_data_dir, video (y4m), audio (wav), seconds, actions: [{at, do, text?}],
 //    trust_spki? (base64 SHA-256 of a test certificate's key, for an https url)}
@@ -106,11 +109,20 @@ const capture = async () => ({
     : {}),
 });
 
-const result = { launch_ms: 0, join_ms: 0, snapshots: [], final: null, errors, console: consoleLines };
+const result = { launch_ms: 0, join_ms: 0, before_click: null, snapshots: [], final: null, errors, console: consoleLines };
 try {
   const launched = Date.now();
   result.launch_ms = launched - started;
   await page.goto(cfg.url);
+  // A link only fills the form: the page must be waiting for the click, not joined.
+  await page.waitForFunction(() => window.confab, null, { timeout: 20000 });
+  result.before_click = await page.evaluate(() => ({
+    joined: window.confab.snapshot().id !== null,
+    form_shown: !document.getElementById("join-form").classList.contains("hidden"),
+    room: document.getElementById("room").value,
+    name: document.getElementById("name").value,
+  }));
+  await page.click("#join-form button[type=submit]");
   await page.waitForFunction(() => window.confab && window.confab.snapshot().id, null, { timeout: 20000 });
   const joined = Date.now();
   result.join_ms = joined - launched;

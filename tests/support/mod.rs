@@ -47,7 +47,11 @@ pub struct Raw {
 
 impl Raw {
     pub async fn connect(server: &Server) -> Raw {
-        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        Raw::connect_url(&server.ws_url()).await
+    }
+
+    pub async fn connect_url(url: &str) -> Raw {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket connects");
         Raw {
@@ -149,6 +153,24 @@ impl Raw {
         self.send(json!({"type":"relay","to":to,"payload":payload}))
             .await;
     }
+}
+
+/// A client whose socket takes in only a few kilobytes: once it stops reading, what the
+/// server writes to it backs up at once.
+pub async fn small_window(addr: std::net::SocketAddr, url: &str, room: &str, name: &str) -> Raw {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let (ws, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .expect("websocket handshake");
+    let mut c = Raw {
+        ws,
+        id: String::new(),
+    };
+    c.join(json!({"type":"join","room":room,"name":name})).await;
+    c
 }
 
 fn rand_nonce() -> u64 {

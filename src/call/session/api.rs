@@ -99,6 +99,11 @@ pub enum Event {
     Joined {
         id: String,
         room: String,
+        /// Our name as the room shows it (suffixed if it was taken).
+        name: String,
+        /// The members already there, longest present first: the first owns the room
+        /// (we do if there are none); when the owner leaves, the next takes over.
+        present: Vec<String>,
     },
     PeerJoined {
         id: String,

@@ -23,6 +23,8 @@ impl Engine {
         self.emit(Event::Joined {
             id: w.id.clone(),
             room: w.room.clone(),
+            name: w.name.clone(),
+            present: w.members.iter().map(|m| m.id.clone()).collect(),
         });
         self.emit(Event::LocalMediaState(self.local.state));
         for m in w.members {

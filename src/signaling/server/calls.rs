@@ -17,6 +17,25 @@ pub(super) struct Call {
     pub(super) caller: String,
     pub(super) callee: String,
     pub(super) phase: CallPhase,
+    /// Ends the call unanswered; stopped as soon as the ringing stops another way, so
+    /// invites that are cancelled at once leave no timers behind.
+    pub(super) ring_timer: Option<tokio::task::AbortHandle>,
+}
+
+/// Counts a live ring timer for `/metrics` until dropped (fired or aborted).
+struct TimerCount(Arc<std::sync::atomic::AtomicUsize>);
+
+impl TimerCount {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        TimerCount(count.clone())
+    }
+}
+
+impl Drop for TimerCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Hub {
@@ -53,12 +72,35 @@ impl Hub {
             ));
         }
         let call_id = format!("{:016x}", rand::random::<u64>());
+        let hub = Arc::downgrade(self);
+        let timeout = self.config.ring_timeout;
+        let count = TimerCount::new(&self.metrics.ring_timers);
+        let timed_out = call_id.clone();
+        let timer = tokio::spawn(async move {
+            let _count = count;
+            tokio::time::sleep(timeout).await;
+            if let Some(hub) = hub.upgrade() {
+                let mut st = hub.lock();
+                if st
+                    .calls
+                    .get(&timed_out)
+                    .is_some_and(|c| c.phase == CallPhase::Ringing)
+                {
+                    // Fired, so there is nothing left to abort.
+                    if let Some(call) = st.calls.get_mut(&timed_out) {
+                        call.ring_timer = None;
+                    }
+                    hub.end_call(&mut st, &timed_out, CallEndReason::Timeout, None);
+                }
+            }
+        });
         st.calls.insert(
             call_id.clone(),
             Call {
                 caller: id.to_string(),
                 callee: to.to_string(),
                 phase: CallPhase::Ringing,
+                ring_timer: Some(timer.abort_handle()),
             },
         );
         for party in [id, to] {
@@ -84,21 +126,6 @@ impl Hub {
                 metadata,
             },
         );
-        let hub = Arc::downgrade(self);
-        let timeout = self.config.ring_timeout;
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            if let Some(hub) = hub.upgrade() {
-                let mut st = hub.lock();
-                if st
-                    .calls
-                    .get(&call_id)
-                    .is_some_and(|c| c.phase == CallPhase::Ringing)
-                {
-                    hub.end_call(&mut st, &call_id, CallEndReason::Timeout, None);
-                }
-            }
-        });
         Ok(())
     }
 
@@ -128,6 +155,9 @@ impl Hub {
         }
         let call = st.calls.get_mut(call_id).expect("looked up above");
         call.phase = CallPhase::Accepted;
+        if let Some(timer) = call.ring_timer.take() {
+            timer.abort();
+        }
         let caller = call.caller.clone();
         let room = private_room_name(call_id);
         st.rooms.insert(
@@ -135,7 +165,7 @@ impl Hub {
             Room {
                 members: Vec::new(),
                 password: None,
-                capacity: Some(2),
+                capacity: 2,
                 private: Some(vec![caller.clone(), id.to_string()]),
                 failed_joins: Default::default(),
             },
@@ -204,6 +234,9 @@ impl Hub {
         let Some(call) = st.calls.remove(call_id) else {
             return;
         };
+        if let Some(timer) = call.ring_timer {
+            timer.abort();
+        }
         let msg = ServerMessage::CallEnded {
             call_id: call_id.to_string(),
             reason,

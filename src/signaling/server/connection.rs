@@ -27,40 +27,64 @@ impl<'a> FastRelay<'a> {
     pub(super) fn parse(text: &'a str) -> Option<Self> {
         serde_json::from_str::<FastRelay>(text)
             .ok()
-            .filter(|r| r.kind == "relay" && !nested_deeper_than(r.payload.get(), MAX_DEPTH))
+            .filter(|r| r.kind == "relay" && !needs_general_path(text))
     }
 }
 
-/// serde_json's own limit, which the general path applies (`bad_json`); a raw payload is
-/// captured without it, so the fast path checks.
-const MAX_DEPTH: usize = 128;
+/// The deepest nesting serde_json's parser takes (its recursion limit of 128 is spent
+/// before the 128th level opens).
+const MAX_DEPTH: usize = 127;
 
-/// Whether a JSON text nests arrays and objects deeper than `max` (strings skipped).
-fn nested_deeper_than(json: &str, max: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for b in json.bytes() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
+/// Whether the general parser might refuse what the raw capture lets through: nesting
+/// deeper than [`MAX_DEPTH`] anywhere in the message, or a number that may not fit an
+/// f64 (a long one, or one with a three-digit exponent). Such messages are rare and the
+/// general path decides them exactly. Strings are skipped.
+fn needs_general_path(json: &str) -> bool {
+    let b = json.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
-                if depth > max {
+                if depth > MAX_DEPTH {
                     return true;
                 }
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let number = &json[start..i];
+                let exponent = number.find(['e', 'E']).map_or("", |e| &number[e + 1..]);
+                if number.len() > 24 || exponent.trim_start_matches(['+', '-']).len() > 2 {
+                    return true;
+                }
+                continue;
+            }
             _ => {}
         }
+        i += 1;
     }
     false
+}
+
+const LIST_RATE_PER_SEC: f64 = 1.0;
+const LIST_BURST: f64 = 5.0;
+
+/// Whether the WebSocket layer refused a frame or message over [`HARD_FRAME_LIMIT`].
+fn too_big(e: axum::Error) -> bool {
+    e.into_inner()
+        .downcast_ref::<axum_tungstenite::Error>()
+        .is_some_and(|e| matches!(e, axum_tungstenite::Error::Capacity(_)))
 }
 
 /// Token bucket for one connection.
@@ -95,12 +119,12 @@ impl RateLimit {
     }
 }
 
-pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket) {
+pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket, ip: Option<std::net::IpAddr>) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Queued>(OUTBOUND_QUEUE);
     let kick = Arc::new(Notify::new());
     let outbox = Outbox::new(tx, kick.clone(), hub.metrics.outbound_bytes.clone());
-    let Some(id) = hub.register(outbox.clone()) else {
+    let Some(id) = hub.register(outbox.clone(), ip) else {
         hub.count_error(ErrorCode::ServerFull);
         let msg =
             ProtocolViolation::new(ErrorCode::ServerFull, "the server is full").into_message();
@@ -158,14 +182,29 @@ pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket) {
 
     let cfg = &hub.config;
     let mut limit = RateLimit::new(cfg.rate_per_sec, cfg.rate_burst);
+    // A room list costs far more than it asks, so it has its own, lower rate.
+    let mut lists = RateLimit::new(LIST_RATE_PER_SEC, LIST_BURST);
     let mut flood = 0u32;
     let mut last_seen = Instant::now();
     let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The rest of a refused oversized frame is still unread: closing the socket at once
+    // would send a reset that eats our close frame.
+    let mut linger = false;
     let reason = loop {
         tokio::select! {
             frame = stream.next() => {
-                let Some(Ok(frame)) = frame else { break LeaveReason::Disconnected };
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(e)) => {
+                        if too_big(e) {
+                            outbox.push_control(Outbound::Close(close_code::TOO_BIG, "message too big"));
+                            linger = true;
+                        }
+                        break LeaveReason::Disconnected;
+                    }
+                    None => break LeaveReason::Disconnected,
+                };
                 last_seen = Instant::now();
                 if matches!(frame, Message::Close(_)) {
                     break LeaveReason::Left;
@@ -211,6 +250,14 @@ pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket) {
                     continue;
                 }
                 match ClientMessage::parse(text.as_str()) {
+                    Ok(ClientMessage::ListRooms { .. }) if !lists.take() => {
+                        let mut v = ProtocolViolation::new(
+                            ErrorCode::RateLimited,
+                            format!("more than {LIST_RATE_PER_SEC} room list per second; request dropped"),
+                        );
+                        v.request = Some("list_rooms".into());
+                        hub.refuse(&id, v);
+                    }
                     Ok(msg) => hub.handle(&id, msg),
                     Err(v) => hub.refuse(&id, v),
                 }
@@ -238,6 +285,11 @@ pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket) {
     // A dead peer must not hold the task, hence the bound.
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = writer.await;
+        if linger {
+            // The stream can't be read past the refused frame; give the client time to
+            // read the close and hang up itself.
+            std::future::pending::<()>().await;
+        }
         while let Some(Ok(frame)) = stream.next().await {
             if matches!(frame, Message::Close(_)) {
                 break;
@@ -257,8 +309,23 @@ mod tests {
     fn the_fast_path_leaves_too_deep_payloads_to_the_general_one() {
         let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         let relay = |payload: &str| format!(r#"{{"type":"relay","to":"x","payload":{payload}}}"#);
-        assert!(FastRelay::parse(&relay(&deep(128))).is_some());
+        // The message's own object is one level: a payload may nest 126 deep, as the
+        // general path's parser allows.
+        assert!(FastRelay::parse(&relay(&deep(126))).is_some());
+        assert!(ClientMessage::parse(&relay(&deep(126))).is_ok());
+        assert!(FastRelay::parse(&relay(&deep(127))).is_none());
+        assert!(ClientMessage::parse(&relay(&deep(127))).is_err());
         assert!(FastRelay::parse(&relay(&deep(30_000))).is_none());
+        // Numbers an f64 may not hold go to the general path, which decides.
+        assert!(FastRelay::parse(&relay("[1.5e-7, -42, 1e99]")).is_some());
+        assert!(FastRelay::parse(&relay("-3868e66790284770579")).is_none());
+        assert!(FastRelay::parse(&relay(&"9".repeat(400))).is_none());
+        assert_eq!(
+            ClientMessage::parse(&relay("-3868e66790284770579"))
+                .unwrap_err()
+                .code,
+            ErrorCode::BadJson
+        );
         // Brackets inside strings are text, escaped quotes included.
         let quoted = format!(r#"{{"s":"\"{}"}}"#, "[".repeat(1000));
         assert!(FastRelay::parse(&relay(&quoted)).is_some());

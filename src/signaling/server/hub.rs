@@ -1,9 +1,13 @@
-//! The hub: who is connected, rooms, presence and relay, behind one short-held mutex.
+//! The hub: who is connected, rooms, presence and relay, behind one short-held
+//! reader-writer lock: relays, room lists, pings and errors only read, so they run side by
+//! side; joins, leaves and calls write.
 
-use crate::sync::LockExt;
-use std::collections::{HashMap, VecDeque};
+use crate::sync::RwLockExt;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::ops::Bound;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
@@ -16,6 +20,8 @@ use crate::signaling::protocol::{
 };
 
 pub(super) struct ClientEntry {
+    /// Where the connection comes from (unknown when served outside the accept loop).
+    pub(super) ip: Option<IpAddr>,
     pub(super) name: String,
     pub(super) room: Option<String>,
     pub(super) state: MediaState,
@@ -26,12 +32,19 @@ pub(super) struct ClientEntry {
 /// Wrong passwords a room takes per window before it refuses every attempt for a while
 /// (a 4-digit PIN then takes days, not seconds).
 const PASSWORD_ATTEMPTS: usize = 5;
+/// Wrong passwords one address may try per window, over all rooms: ten connections or
+/// ten rooms are no faster than one.
+const PASSWORD_ATTEMPTS_PER_IP: usize = 10;
 const PASSWORD_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses with recent wrong passwords kept before the stale ones are swept out.
+const FAILED_IPS_KEPT: usize = 10_000;
+/// Rooms per `list_rooms` answer: a page stays a few kilobytes however many rooms exist.
+pub(super) const ROOM_PAGE: usize = 100;
 
 pub(super) struct Room {
     pub(super) members: Vec<String>,
     pub(super) password: Option<String>,
-    pub(super) capacity: Option<usize>,
+    pub(super) capacity: usize,
     /// For a private call room: the only two ids that may join; empty once the call ended.
     pub(super) private: Option<Vec<String>>,
     /// Recent wrong passwords, for throttling guesses.
@@ -41,14 +54,17 @@ pub(super) struct Room {
 #[derive(Default)]
 pub(super) struct HubState {
     pub(super) clients: HashMap<String, ClientEntry>,
-    pub(super) rooms: HashMap<String, Room>,
+    /// Ordered, so a page of the room list starts where the last one ended.
+    pub(super) rooms: BTreeMap<String, Room>,
     pub(super) calls: HashMap<String, Call>,
+    /// Recent wrong passwords per address.
+    pub(super) failed_by_ip: HashMap<IpAddr, VecDeque<Instant>>,
 }
 
 /// Shared server state: who is connected, rooms, calls.
 pub struct Hub {
     pub(super) config: ServerConfig,
-    pub(super) state: Mutex<HubState>,
+    pub(super) state: RwLock<HubState>,
     pub(super) metrics: Metrics,
 }
 
@@ -56,24 +72,29 @@ impl Hub {
     pub fn new(config: ServerConfig) -> Arc<Hub> {
         Arc::new(Hub {
             config,
-            state: Mutex::new(HubState::default()),
+            state: RwLock::new(HubState::default()),
             metrics: Metrics::default(),
         })
     }
 
-    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
-        // A panic while holding the lock is a bug, but the state is still consistent
-        // enough to keep serving everyone else.
-        self.state.locked()
+    /// For changes. A panic while holding the lock is a bug, but the state is still
+    /// consistent enough to keep serving everyone else.
+    pub(super) fn lock(&self) -> RwLockWriteGuard<'_, HubState> {
+        self.state.write_locked()
+    }
+
+    /// For lookups: queueing frames needs no more (outboxes are shared).
+    pub(super) fn read(&self) -> RwLockReadGuard<'_, HubState> {
+        self.state.read_locked()
     }
 
     pub(super) fn kick_all(&self) {
-        for c in self.lock().clients.values() {
+        for c in self.read().clients.values() {
             c.out.kick();
         }
     }
 
-    pub(super) fn register(&self, out: Outbox) -> Option<String> {
+    pub(super) fn register(&self, out: Outbox, ip: Option<IpAddr>) -> Option<String> {
         let mut st = self.lock();
         if st.clients.len() >= self.config.max_clients {
             return None;
@@ -87,6 +108,7 @@ impl Hub {
         st.clients.insert(
             id.clone(),
             ClientEntry {
+                ip,
                 name: String::new(),
                 room: None,
                 state: MediaState::default(),
@@ -121,7 +143,7 @@ impl Hub {
     /// Sends an error to one client and counts it.
     pub(super) fn refuse(&self, id: &str, v: ProtocolViolation) {
         self.count_error(v.code);
-        let st = self.lock();
+        let st = self.read();
         self.reply(&st, id, &v.into_message());
     }
 
@@ -198,29 +220,39 @@ impl Hub {
             ClientMessage::CallHangup { call_id } => {
                 self.call_end_by(id, &call_id, EndRequest::Hangup)
             }
-            ClientMessage::ListRooms => {
-                let st = self.lock();
-                let mut rooms: Vec<RoomInfo> = st
-                    .rooms
-                    .iter()
-                    .filter(|(_, r)| r.private.is_none())
-                    .map(|(name, r)| RoomInfo {
-                        name: name.clone(),
-                        members: r.members.len(),
-                        capacity: r.capacity,
-                        locked: r.password.is_some(),
-                    })
-                    .collect();
-                rooms.sort_by(|a, b| a.name.cmp(&b.name));
-                self.reply(&st, id, &ServerMessage::Rooms { rooms });
+            ClientMessage::ListRooms { after } => {
+                let (rooms, more) = self.room_page(after.as_deref());
+                let st = self.read();
+                self.reply(&st, id, &ServerMessage::Rooms { rooms, more });
                 Ok(())
             }
             ClientMessage::Ping { nonce } => {
-                let st = self.lock();
+                let st = self.read();
                 self.reply(&st, id, &ServerMessage::Pong { nonce });
                 Ok(())
             }
         }
+    }
+
+    /// A page of the open rooms after `after`, in name order, and whether more follow.
+    /// Locked rooms and call rooms are not listed: their names are their members' business.
+    fn room_page(&self, after: Option<&str>) -> (Vec<RoomInfo>, bool) {
+        let st = self.read();
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut open = st
+            .rooms
+            .range::<str, _>((start, Bound::Unbounded))
+            .filter(|(_, r)| r.private.is_none() && r.password.is_none());
+        let rooms = open
+            .by_ref()
+            .take(ROOM_PAGE)
+            .map(|(name, r)| RoomInfo {
+                name: name.clone(),
+                members: r.members.len(),
+                capacity: Some(r.capacity),
+            })
+            .collect();
+        (rooms, open.next().is_some())
     }
 
     pub(super) fn join(
@@ -259,16 +291,29 @@ impl Hub {
                     }
                 } else if r.password.is_some() {
                     let now = Instant::now();
-                    r.failed_joins
-                        .retain(|t| now.duration_since(*t) < PASSWORD_WINDOW);
-                    if r.failed_joins.len() >= PASSWORD_ATTEMPTS {
+                    let recent = |failed: &mut VecDeque<Instant>| {
+                        failed.retain(|t| now.duration_since(*t) < PASSWORD_WINDOW);
+                        failed.len()
+                    };
+                    let by_ip = entry
+                        .ip
+                        .map_or(0, |ip| st.failed_by_ip.get_mut(&ip).map_or(0, &recent));
+                    if recent(&mut r.failed_joins) >= PASSWORD_ATTEMPTS
+                        || by_ip >= PASSWORD_ATTEMPTS_PER_IP
+                    {
                         return Err(ProtocolViolation::new(
                             ErrorCode::TooManyAttempts,
-                            "too many wrong passwords for this room; try again in a minute",
+                            "too many wrong passwords; try again in a minute",
                         ));
                     }
                     if r.password != password {
                         r.failed_joins.push_back(now);
+                        if let Some(ip) = entry.ip {
+                            if st.failed_by_ip.len() >= FAILED_IPS_KEPT {
+                                st.failed_by_ip.retain(|_, f| recent(f) > 0);
+                            }
+                            st.failed_by_ip.entry(ip).or_default().push_back(now);
+                        }
                         return Err(ProtocolViolation::new(
                             ErrorCode::WrongPassword,
                             "wrong or missing password for this room",
@@ -283,7 +328,7 @@ impl Hub {
                          pick another name",
                     ));
                 }
-                if r.capacity.is_some_and(|c| r.members.len() >= c) {
+                if r.members.len() >= r.capacity {
                     return Err(ProtocolViolation::new(
                         ErrorCode::RoomFull,
                         "the room is full",
@@ -305,7 +350,7 @@ impl Hub {
                     Room {
                         members: Vec::new(),
                         password: password.filter(|p| !p.is_empty()),
-                        capacity,
+                        capacity: capacity.unwrap_or(self.config.default_capacity),
                         private: None,
                         failed_joins: VecDeque::new(),
                     },
@@ -333,12 +378,16 @@ impl Hub {
         entry.room = Some(room.clone());
         entry.name = name.clone();
         entry.state = state;
+        let owner = members
+            .first()
+            .map_or_else(|| id.to_string(), |m| m.id.clone());
         let welcome = ServerMessage::Welcome(Welcome {
             protocol: PROTOCOL_VERSION,
             id: id.to_string(),
             room: room.clone(),
             name: name.clone(),
             members,
+            owner,
             ice_servers: self.config.ice.servers_for(id),
             heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
         });
@@ -407,7 +456,7 @@ impl Hub {
     /// client's bytes: relay is the hot path, and re-serialising it would cost more
     /// than everything else the server does per message.
     pub(super) fn relay(&self, id: &str, to: &str, payload: &str) -> Result<(), ProtocolViolation> {
-        let st = self.lock();
+        let st = self.read();
         let room = st
             .clients
             .get(id)
@@ -556,7 +605,7 @@ mod tests {
         for _ in 0..12 {
             let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
             let outbox = Outbox::new(tx, Arc::new(Notify::new()), Arc::default());
-            let id = hub.register(outbox).unwrap();
+            let id = hub.register(outbox, None).unwrap();
             clients.push((id, rx));
         }
         let ids: Vec<String> = clients.iter().map(|(id, _)| id.clone()).collect();

@@ -4,18 +4,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use tokio::sync::watch;
 
 use super::*;
 use crate::signaling::ice::IceConfig;
-use crate::signaling::tls::{self, TlsConfig, TlsListener};
+use crate::signaling::tls::{self, TlsConfig};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -36,6 +36,16 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// Web origins besides the server's own whose pages may open `/ws` (`*`: any).
     pub allowed_origins: Vec<String>,
+    /// Whether other hosts may connect at all (off: loopback only); see [`Server::set_lan_open`].
+    pub lan_open: bool,
+    /// Connections one address may hold at once (0: no cap).
+    pub max_per_ip: usize,
+    /// Request headers must arrive within this; an idle HTTP connection is closed after it.
+    pub header_timeout: Duration,
+    /// The capacity of a room whose creator named none.
+    pub default_capacity: usize,
+    /// Serve `/metrics` to other hosts too (off: loopback only).
+    pub public_metrics: bool,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +64,11 @@ impl Default for ServerConfig {
             ice: IceConfig::default(),
             tls: None,
             allowed_origins: Vec::new(),
+            lan_open: true,
+            max_per_ip: 64,
+            header_timeout: Duration::from_secs(10),
+            default_capacity: 50,
+            public_metrics: false,
         }
     }
 }
@@ -76,6 +91,7 @@ pub struct Server {
     addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     hub: Arc<Hub>,
+    gate: Arc<accept::Gate>,
     stop: Option<watch::Sender<bool>>,
     task: tokio::task::JoinHandle<Result<(), std::io::Error>>,
 }
@@ -101,27 +117,39 @@ impl Server {
             )),
             None => None,
         };
+        accept::raise_open_file_limit();
         let listener = bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let secure = match tls {
-            Some((listen, acceptor)) => Some(TlsListener::new(bind(listen).await?, acceptor)?),
+            Some((listen, acceptor)) => Some((bind(listen).await?, acceptor)),
             None => None,
         };
-        let tls_addr = secure.as_ref().map(|l| l.addr());
+        let tls_addr = match &secure {
+            Some((l, _)) => Some(l.local_addr()?),
+            None => None,
+        };
+        let gate = accept::Gate::new(config.lan_open, config.max_per_ip);
+        let limits = accept::HttpLimits {
+            header_timeout: config.header_timeout,
+        };
         let hub = Hub::new(config);
         let app = router(hub.clone()).merge(extra);
         let (stop, stopped) = watch::channel(false);
-        let until_stopped = move || {
-            let mut stopped = stopped.clone();
-            async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }
+        let serve = |listener, tls| {
+            accept::serve(
+                listener,
+                tls,
+                app.clone(),
+                gate.clone(),
+                limits.clone(),
+                stopped.clone(),
+            )
         };
-        let plain = axum::serve(listener, app.clone()).with_graceful_shutdown(until_stopped());
+        let plain = serve(listener, None);
         let task = match secure {
-            None => tokio::spawn(plain.into_future()),
-            Some(l) => {
-                let secure = axum::serve(l, app).with_graceful_shutdown(until_stopped());
+            None => tokio::spawn(plain),
+            Some((l, acceptor)) => {
+                let secure = serve(l, Some(acceptor));
                 tokio::spawn(async move {
                     let (a, b) = tokio::join!(plain, secure);
                     a.and(b)
@@ -133,9 +161,20 @@ impl Server {
             addr,
             tls_addr,
             hub,
+            gate,
             stop: Some(stop),
             task,
         })
+    }
+
+    /// Opens the server to other hosts, or closes it to all but this machine. Connections
+    /// already open stay.
+    pub fn set_lan_open(&self, open: bool) {
+        self.gate.set_lan_open(open);
+    }
+
+    pub fn lan_open(&self) -> bool {
+        self.gate.lan_open()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -189,8 +228,11 @@ pub fn router(hub: Arc<Hub>) -> Router {
 async fn ws_handler(
     ws: WebSocketUpgrade,
     headers: HeaderMap,
+    slot: Option<Extension<Arc<accept::Slot>>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     State(hub): State<Arc<Hub>>,
 ) -> Response {
+    let ip = peer.map(|Extension(ConnectInfo(p))| p.ip().to_canonical());
     let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
     let host = headers.get(HOST).and_then(|v| v.to_str().ok());
     if !origin_allowed(origin, host, &hub.config.allowed_origins) {
@@ -204,14 +246,27 @@ async fn ws_handler(
         .max_frame_size(HARD_FRAME_LIMIT)
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| connection(hub, socket))
+        .on_upgrade(move |socket| async move {
+            // The WebSocket holds its address's connection slot while it lives.
+            let _slot = slot;
+            connection(hub, socket, ip).await
+        })
 }
 
-async fn metrics_handler(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+async fn metrics_handler(
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    State(hub): State<Arc<Hub>>,
+) -> Response {
+    let local = peer.is_some_and(|Extension(ConnectInfo(p))| p.ip().to_canonical().is_loopback());
+    if !local && !hub.config.public_metrics {
+        let why = "metrics are served to this machine only (see `confab serve --public-metrics`)\n";
+        return (StatusCode::FORBIDDEN, why).into_response();
+    }
     (
         [("content-type", "text/plain; version=0.0.4")],
         hub.metrics_snapshot().prometheus(),
     )
+        .into_response()
 }
 
 /// Whether a WebSocket upgrade may proceed: native clients send no `Origin`; a browser

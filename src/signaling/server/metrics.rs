@@ -16,6 +16,8 @@ pub(super) struct Metrics {
     pub(super) errors: Mutex<HashMap<ErrorCode, u64>>,
     /// Shared with every client's outbox.
     pub(super) outbound_bytes: Arc<AtomicUsize>,
+    /// Ring timers not yet fired or stopped.
+    pub(super) ring_timers: Arc<AtomicUsize>,
 }
 
 /// Counters exported at `/metrics`.
@@ -27,6 +29,8 @@ pub struct MetricsSnapshot {
     pub outbound_bytes: usize,
     pub rooms: usize,
     pub calls: usize,
+    /// Timers of calls that are ringing (one each; none may outlive its call).
+    pub ring_timers: usize,
     pub messages_received: u64,
     pub messages_relayed: u64,
     pub errors: Vec<(ErrorCode, u64)>,
@@ -73,6 +77,12 @@ impl MetricsSnapshot {
             self.calls.to_string(),
         );
         metric(
+            "confab_ring_timers",
+            "gauge",
+            "Timers of ringing calls.",
+            self.ring_timers.to_string(),
+        );
+        metric(
             "confab_messages_received_total",
             "counter",
             "Client messages received.",
@@ -102,7 +112,7 @@ impl MetricsSnapshot {
 
 impl Hub {
     pub fn metrics_snapshot(&self) -> MetricsSnapshot {
-        let st = self.lock();
+        let st = self.read();
         let mut errors: Vec<_> = self
             .metrics
             .errors
@@ -117,6 +127,7 @@ impl Hub {
             outbound_bytes: self.metrics.outbound_bytes.load(Ordering::Relaxed),
             rooms: st.rooms.len(),
             calls: st.calls.len(),
+            ring_timers: self.metrics.ring_timers.load(Ordering::Relaxed),
             messages_received: self.metrics.messages_received.load(Ordering::Relaxed),
             messages_relayed: self.metrics.messages_relayed.load(Ordering::Relaxed),
             errors,

@@ -7,8 +7,11 @@
 
 use std::time::Duration;
 
+mod accept;
 mod calls;
 mod connection;
+#[cfg(test)]
+mod fuzz;
 mod hub;
 mod listener;
 mod metrics;
@@ -42,4 +45,6 @@ pub mod close_code {
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// No frame (not even a pong) within the heartbeat timeout.
     pub const GOING_AWAY: u16 = 1001;
+    /// A frame or message over the hard limit of 1 MiB.
+    pub const TOO_BIG: u16 = 1009;
 }

@@ -30,19 +30,37 @@ impl App {
                     ui.end_row();
                     if self.model.settings.server.trim().is_empty() {
                         ui.label("");
-                        match &self.model.embedded {
-                            Some((_, lan)) => ui
-                                .label(format!(
-                                    "Built-in server: others on your network join with {lan}, \
-                                     or from a browser: {}",
-                                    guest_link(lan, &self.model.settings.room)
-                                ))
-                                .on_hover_text(
-                                    "Browsers on other machines send camera and microphone \
-                                     only over HTTPS: for that, run `confab serve --tls-listen` \
-                                     with a certificate and use it as the server.",
-                                ),
-                            None => ui.label("Built-in server starting…"),
+                        match self.model.embedded.clone() {
+                            Some(e) => {
+                                ui.vertical(|ui| {
+                                    let mut open = e.lan_open;
+                                    if ui
+                                        .checkbox(&mut open, "Let others on my network join")
+                                        .changed()
+                                    {
+                                        self.model.share_on_lan(open);
+                                    }
+                                    if e.lan_open {
+                                        ui.label(format!(
+                                            "Built-in server: others on your network join with \
+                                             {}, or from a browser: {}",
+                                            e.lan_url,
+                                            guest_link(&e.lan_url, &self.model.settings.room)
+                                        ))
+                                        .on_hover_text(
+                                            "Browsers on other machines send camera and \
+                                             microphone only over HTTPS: for that, run \
+                                             `confab serve --tls-listen` with a certificate and \
+                                             use it as the server.",
+                                        );
+                                    } else {
+                                        ui.label("Built-in server: only this computer can join.");
+                                    }
+                                });
+                            }
+                            None => {
+                                ui.label("Built-in server starting…");
+                            }
                         };
                         ui.end_row();
                     }
@@ -136,10 +154,9 @@ impl App {
             });
             let mut pick = None;
             for r in &self.model.rooms {
-                let lock = if r.locked { " (locked)" } else { "" };
                 let cap = r.capacity.map(|c| format!("/{c}")).unwrap_or_default();
                 if ui
-                    .link(format!("{} ({}{cap}){lock}", r.name, r.members))
+                    .link(format!("{} ({}{cap})", r.name, r.members))
                     .clicked()
                 {
                     pick = Some(r.name.clone());

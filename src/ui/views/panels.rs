@@ -27,12 +27,23 @@ impl App {
 
     pub(crate) fn roster(&mut self, ui: &mut egui::Ui) {
         ui.strong(format!("In the room ({})", self.model.call.peers.len() + 1));
-        ui.label(format!("{} (you)", self.model.settings.name));
+        let owner = self.model.call.owner().map(str::to_string);
+        let owner_mark = |ui: &mut egui::Ui, id: &str| {
+            if owner.as_deref() == Some(id) {
+                ui.weak("owner")
+                    .on_hover_text("In the room longest: the room is theirs");
+            }
+        };
+        ui.horizontal(|ui| {
+            ui.label(format!("{} (you)", self.model.call.my_name));
+            owner_mark(ui, &self.model.call.me);
+        });
         let mut invite = None;
         let private = is_private_room(&self.model.call.room);
         for (id, p) in &self.model.call.peers {
             ui.horizontal(|ui| {
                 ui.label(format!("{}{}", p.name, marks(&p.state)));
+                owner_mark(ui, id);
                 if !private
                     && ui
                         .small_button("Call")

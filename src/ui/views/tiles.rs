@@ -48,7 +48,7 @@ impl App {
             .collect();
         tiles.push((
             SELF_ID.to_string(),
-            self.model.settings.name.clone(),
+            self.model.call.my_name.clone(),
             self.model.call.state,
         ));
         let n = tiles.len();

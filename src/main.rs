@@ -190,6 +190,13 @@ struct ServeArgs {
     /// Serve /metrics to every host (by default only to this machine).
     #[arg(long)]
     public_metrics: bool,
+    /// Answer STUN binding requests on this UDP address (default: the --listen address,
+    /// port 3478); clients are told to use it.
+    #[arg(long, conflicts_with = "no_stun")]
+    stun_listen: Option<SocketAddr>,
+    /// No STUN responder.
+    #[arg(long)]
+    no_stun: bool,
 }
 
 impl ServeArgs {
@@ -228,6 +235,10 @@ impl ServeArgs {
             header_timeout: secs(self.header_timeout_secs, "--header-timeout-secs")?,
             default_capacity: self.room_capacity,
             public_metrics: self.public_metrics,
+            stun_listen: (!self.no_stun).then(|| {
+                self.stun_listen
+                    .unwrap_or(SocketAddr::new(self.listen.ip(), 3478))
+            }),
         })
     }
 }

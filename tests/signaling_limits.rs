@@ -356,7 +356,7 @@ async fn confab_serve_raises_its_open_file_limit_to_the_hard_limit() {
     let mut child = tokio::process::Command::new("prlimit")
         .args(["--nofile=256:4096", "--"])
         .arg(env!("CARGO_BIN_EXE_confab"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-stun"])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

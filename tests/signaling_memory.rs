@@ -20,7 +20,14 @@ struct Serve {
 
 async fn serve() -> Serve {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--max-per-ip", "0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-per-ip",
+            "0",
+            "--no-stun",
+        ])
         .args(["--rate-limit", "100000", "--rate-burst", "100000"])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())

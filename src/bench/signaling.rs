@@ -372,6 +372,7 @@ async fn spawn_server(clients: usize) -> Result<(tokio::process::Child, String),
             // Every simulated client comes from 127.0.0.1.
             "--max-per-ip",
             "0",
+            "--no-stun",
         ])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())

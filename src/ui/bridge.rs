@@ -454,6 +454,8 @@ async fn start_embedded() -> Result<(Server, String), String> {
         let cfg = ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], port)),
             lan_open: false,
+            // Any free port: the welcome names it.
+            stun_listen: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
             ..ServerConfig::default()
         };
         match Server::start(cfg).await {

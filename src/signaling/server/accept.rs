@@ -62,6 +62,11 @@ impl Gate {
         self.lan_open.load(Ordering::Relaxed)
     }
 
+    /// Whether `ip` may talk to the server at all (the LAN rule only; no slot taken).
+    pub(super) fn lets_in(&self, ip: IpAddr) -> bool {
+        ip.to_canonical().is_loopback() || self.lan_open()
+    }
+
     /// A slot for a connection from `ip`, given back when the last clone of it drops.
     pub(super) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
         let ip = ip.to_canonical();
@@ -69,7 +74,7 @@ impl Gate {
             self.refused.fetch_add(1, Ordering::Relaxed);
             Err(why)
         };
-        if !ip.is_loopback() && !self.lan_open() {
+        if !self.lets_in(ip) {
             return refuse(Refusal::NotLoopback);
         }
         let mut open = self.open.locked();

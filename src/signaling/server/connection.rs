@@ -119,12 +119,19 @@ impl RateLimit {
     }
 }
 
-pub(super) async fn connection(hub: Arc<Hub>, socket: WebSocket, ip: Option<std::net::IpAddr>) {
+/// `ip` is where the client connects from, `host` the `Host` it asked for (both unknown
+/// when served outside the accept loop).
+pub(super) async fn connection(
+    hub: Arc<Hub>,
+    socket: WebSocket,
+    ip: Option<std::net::IpAddr>,
+    host: Option<String>,
+) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Queued>(OUTBOUND_QUEUE);
     let kick = Arc::new(Notify::new());
     let outbox = Outbox::new(tx, kick.clone(), hub.metrics.outbound_bytes.clone());
-    let Some(id) = hub.register(outbox.clone(), ip) else {
+    let Some(id) = hub.register(outbox.clone(), ip, host) else {
         hub.count_error(ErrorCode::ServerFull);
         let msg =
             ProtocolViolation::new(ErrorCode::ServerFull, "the server is full").into_message();

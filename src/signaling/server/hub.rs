@@ -22,6 +22,8 @@ use crate::signaling::protocol::{
 pub(super) struct ClientEntry {
     /// Where the connection comes from (unknown when served outside the accept loop).
     pub(super) ip: Option<IpAddr>,
+    /// The `Host` the client asked for: how it reaches this server.
+    pub(super) host: Option<String>,
     pub(super) name: String,
     pub(super) room: Option<String>,
     pub(super) state: MediaState,
@@ -66,15 +68,43 @@ pub struct Hub {
     pub(super) config: ServerConfig,
     pub(super) state: RwLock<HubState>,
     pub(super) metrics: Metrics,
+    /// The STUN responder's address, named in every welcome.
+    stun: Option<std::net::SocketAddr>,
 }
 
 impl Hub {
-    pub fn new(config: ServerConfig) -> Arc<Hub> {
+    #[cfg(test)]
+    pub(super) fn new(config: ServerConfig) -> Arc<Hub> {
+        Self::with_stun(config, None)
+    }
+
+    pub(super) fn with_stun(config: ServerConfig, stun: Option<std::net::SocketAddr>) -> Arc<Hub> {
         Arc::new(Hub {
             config,
             state: RwLock::new(HubState::default()),
             metrics: Metrics::default(),
+            stun,
         })
+    }
+
+    /// The ICE servers for member `id`, who reached the server at `host`: our own STUN
+    /// responder first, then the configured ones.
+    fn ice_servers(
+        &self,
+        id: &str,
+        host: Option<&str>,
+    ) -> Vec<crate::signaling::protocol::IceServer> {
+        let own = self
+            .stun
+            .and_then(|addr| stun::stun_url(addr, host))
+            .map(|url| crate::signaling::protocol::IceServer {
+                urls: vec![url],
+                username: None,
+                credential: None,
+            });
+        own.into_iter()
+            .chain(self.config.ice.servers_for(id))
+            .collect()
     }
 
     /// For changes. A panic while holding the lock is a bug, but the state is still
@@ -94,7 +124,12 @@ impl Hub {
         }
     }
 
-    pub(super) fn register(&self, out: Outbox, ip: Option<IpAddr>) -> Option<String> {
+    pub(super) fn register(
+        &self,
+        out: Outbox,
+        ip: Option<IpAddr>,
+        host: Option<String>,
+    ) -> Option<String> {
         let mut st = self.lock();
         if st.clients.len() >= self.config.max_clients {
             return None;
@@ -109,6 +144,7 @@ impl Hub {
             id.clone(),
             ClientEntry {
                 ip,
+                host,
                 name: String::new(),
                 room: None,
                 state: MediaState::default(),
@@ -388,7 +424,7 @@ impl Hub {
             name: name.clone(),
             members,
             owner,
-            ice_servers: self.config.ice.servers_for(id),
+            ice_servers: self.ice_servers(id, entry.host.as_deref()),
             heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
         });
         self.reply(st, id, &welcome);
@@ -605,7 +641,7 @@ mod tests {
         for _ in 0..12 {
             let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
             let outbox = Outbox::new(tx, Arc::new(Notify::new()), Arc::default());
-            let id = hub.register(outbox, None).unwrap();
+            let id = hub.register(outbox, None, None).unwrap();
             clients.push((id, rx));
         }
         let ids: Vec<String> = clients.iter().map(|(id, _)| id.clone()).collect();

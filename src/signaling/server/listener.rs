@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub default_capacity: usize,
     /// Serve `/metrics` to other hosts too (off: loopback only).
     pub public_metrics: bool,
+    /// Answer STUN binding requests here (UDP) and name this responder first in every
+    /// welcome's ICE servers.
+    pub stun_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(10),
             default_capacity: 50,
             public_metrics: false,
+            stun_listen: None,
         }
     }
 }
@@ -84,12 +88,18 @@ pub enum ServerError {
     Serve(#[from] std::io::Error),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("cannot answer STUN on {addr}: {source}")]
+    Stun {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A running server; dropping it does not stop it, [`Server::shutdown`] does.
 pub struct Server {
     addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
+    stun_addr: Option<SocketAddr>,
     hub: Arc<Hub>,
     gate: Arc<accept::Gate>,
     stop: Option<watch::Sender<bool>>,
@@ -128,11 +138,23 @@ impl Server {
             Some((l, _)) => Some(l.local_addr()?),
             None => None,
         };
+        let stun_socket = match config.stun_listen {
+            Some(addr) => Some(
+                tokio::net::UdpSocket::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Stun { addr, source })?,
+            ),
+            None => None,
+        };
+        let stun_addr = match &stun_socket {
+            Some(s) => Some(s.local_addr()?),
+            None => None,
+        };
         let gate = accept::Gate::new(config.lan_open, config.max_per_ip);
         let limits = accept::HttpLimits {
             header_timeout: config.header_timeout,
         };
-        let hub = Hub::new(config);
+        let hub = Hub::with_stun(config, stun_addr);
         let app = router(hub.clone()).merge(extra);
         let (stop, stopped) = watch::channel(false);
         let serve = |listener, tls| {
@@ -145,6 +167,9 @@ impl Server {
                 stopped.clone(),
             )
         };
+        if let Some(socket) = stun_socket {
+            tokio::spawn(stun::serve(socket, gate.clone(), stopped.clone()));
+        }
         let plain = serve(listener, None);
         let task = match secure {
             None => tokio::spawn(plain),
@@ -160,6 +185,7 @@ impl Server {
         Ok(Server {
             addr,
             tls_addr,
+            stun_addr,
             hub,
             gate,
             stop: Some(stop),
@@ -183,6 +209,11 @@ impl Server {
 
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
+    }
+
+    /// The STUN responder's address, when there is one.
+    pub fn stun_addr(&self) -> Option<SocketAddr> {
+        self.stun_addr
     }
 
     /// The TLS listener's address, when there is one.
@@ -241,6 +272,7 @@ async fn ws_handler(
             "pages from this origin may not use this server (see `confab serve --allow-origin`)";
         return (StatusCode::FORBIDDEN, why).into_response();
     }
+    let host_owned = host.map(str::to_string);
     // Small buffers: tungstenite's 128 KiB defaults cost over a gigabyte at 10k clients.
     ws.max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
@@ -249,7 +281,7 @@ async fn ws_handler(
         .on_upgrade(move |socket| async move {
             // The WebSocket holds its address's connection slot while it lives.
             let _slot = slot;
-            connection(hub, socket, ip).await
+            connection(hub, socket, ip, host_owned).await
         })
 }
 

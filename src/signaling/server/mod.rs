@@ -16,6 +16,7 @@ mod hub;
 mod listener;
 mod metrics;
 mod outbox;
+mod stun;
 
 use calls::*;
 use connection::*;

@@ -44,6 +44,8 @@ pub struct PeerCallStats {
     pub glass_to_glass_ms: Option<f64>,
     /// What the bandwidth estimator allows towards this peer.
     pub send_estimate_kbps: Option<f64>,
+    /// How media travels: the selected candidate pair's types, e.g. "srflx -> srflx".
+    pub path: Option<String>,
 }
 
 /// What this side sent over the whole call.
@@ -179,6 +181,10 @@ impl StatsTracker {
         }
         s.rtt_ms = transport.rtt.map(|d| d.as_secs_f64() * 1000.0);
         s.send_estimate_kbps = transport.send_estimate_bps.map(|b| b / 1000.0);
+        s.path = transport
+            .path
+            .as_ref()
+            .map(|(local, remote)| format!("{local} -> {remote}"));
         if !latencies.is_empty() {
             latencies.sort_unstable();
             s.glass_to_glass_ms = Some(latencies[latencies.len() / 2] as f64 / 1000.0);

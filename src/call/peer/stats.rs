@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use rtc::statistics::report::RTCStatsReportEntry;
 use webrtc::peer_connection::StatsSelector;
 
 use super::types::{MediaKind, PeerStats, TrackStats};
@@ -77,7 +78,26 @@ impl Peer {
                 ..Default::default()
             });
         }
+        // 0.21 names candidate entries with a prefix that pairs leave off.
+        let kind = |prefix: &str, id: &str| {
+            [format!("{prefix}{id}"), id.to_string()]
+                .iter()
+                .find_map(|key| match report.get(key) {
+                    Some(
+                        RTCStatsReportEntry::LocalCandidate(c)
+                        | RTCStatsReportEntry::RemoteCandidate(c),
+                    ) => Some(c.candidate_type.to_string()),
+                    _ => None,
+                })
+        };
         for pair in report.candidate_pairs() {
+            if pair.nominated {
+                let local = kind("RTCLocalIceCandidate_", &pair.local_candidate_id);
+                // A remote candidate nobody signalled was learned from its checks.
+                let remote = kind("RTCRemoteIceCandidate_", &pair.remote_candidate_id)
+                    .unwrap_or_else(|| "prflx".into());
+                stats.path = local.map(|l| (l, remote));
+            }
             if pair.nominated || stats.rtt.is_none() {
                 if pair.current_round_trip_time > 0.0 {
                     stats.rtt = Some(Duration::from_secs_f64(pair.current_round_trip_time));

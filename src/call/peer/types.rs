@@ -269,6 +269,9 @@ pub struct PeerStats {
     /// What the bandwidth estimator says may be sent to this peer now (bit/s), once it
     /// has had feedback.
     pub send_estimate_bps: Option<f64>,
+    /// The selected candidate pair's types, local then remote ("host", "srflx", "prflx",
+    /// "relay"): how the media actually travels.
+    pub path: Option<(String, String)>,
 }
 
 /// Asks the receive stage of one remote track for a keyframe: it sends the PLI, rate

@@ -118,6 +118,10 @@ impl App {
                 s.send_estimate_kbps
                     .map_or("-".into(), |k| format!("{k:.0} kbit/s")),
             ));
+            if let Some(path) = &s.path {
+                ui.label(format!("path {path}"))
+                    .on_hover_text("The candidate pair media travels on: host (direct), srflx/prflx (through a NAT), relay (through TURN)");
+            }
             let series = |f: fn(&PeerCallStats) -> f64| -> Vec<[f64; 2]> {
                 history
                     .iter()

@@ -243,6 +243,14 @@ impl ServeArgs {
     }
 }
 
+/// What a user sees without `RUST_LOG`: our own news, and only errors from the WebRTC
+/// stack, whose warnings ("pingAllCandidates called with no candidate pairs", a DTLS
+/// server name, SCTP stream ids) describe normal call set-up, not problems.
+const DEFAULT_LOG: &str = "info,webrtc=error,rtc=error,rtc_crypto=error,rtc_datachannel=error,\
+rtc_dtls=error,rtc_ice=error,rtc_interceptor=error,rtc_mdns=error,rtc_media=error,\
+rtc_rtcp=error,rtc_rtp=error,rtc_sctp=error,rtc_sdp=error,rtc_shared=error,rtc_srtp=error,\
+rtc_stun=error,rtc_turn=error";
+
 fn secs(v: f64, flag: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(v)
         .ok()
@@ -262,7 +270,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,webrtc=warn,rtc=warn".into()),
+                .unwrap_or_else(|_| DEFAULT_LOG.into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -61,7 +61,15 @@ async fn two_peers_for_five_seconds_see_each_others_frames_in_order_and_hear_eac
             .expect("glass-to-glass latency measured");
         assert!(lat.p50 > 0.0 && lat.p50 < 500.0, "{lat:?}");
         let au = &got.audio;
-        assert!(au.packets_received >= 200, "{au:?}");
+        // A packet every 20 ms from the moment the pair connected (how long connecting
+        // takes is the join benchmark's business, not this test's).
+        let connected_ms = got.connect_ms.expect("connected");
+        let expected = (me.seconds * 1000.0 - connected_ms as f64) / 20.0;
+        assert!(
+            au.packets_received as f64 >= 0.9 * expected,
+            "{} packets, {expected:.0} expected after connecting at {connected_ms} ms: {au:?}",
+            au.packets_received
+        );
         let tone = au.tone_hz.expect("tone measured");
         assert!(
             (tone - other_tone).abs() < 5.0,

@@ -145,3 +145,20 @@ async fn bad_options_are_refused_before_connecting() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_loopback_run_prints_no_warnings_from_the_webrtc_stack() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .arg("loopback")
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    // Its own report is still there.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("loopback call OK"), "{stdout}");
+}

@@ -197,6 +197,10 @@ struct ServeArgs {
     /// No STUN responder.
     #[arg(long)]
     no_stun: bool,
+    /// Seconds a member whose connection dropped stays in its room and may resume
+    /// (0: it leaves at once).
+    #[arg(long, default_value_t = 30.0)]
+    resume_grace_secs: f64,
 }
 
 impl ServeArgs {
@@ -235,6 +239,8 @@ impl ServeArgs {
             header_timeout: secs(self.header_timeout_secs, "--header-timeout-secs")?,
             default_capacity: self.room_capacity,
             public_metrics: self.public_metrics,
+            resume_grace: Duration::try_from_secs_f64(self.resume_grace_secs)
+                .context("--resume-grace-secs must be a number of seconds")?,
             stun_listen: (!self.no_stun).then(|| {
                 self.stun_listen
                     .unwrap_or(SocketAddr::new(self.listen.ip(), 3478))

@@ -322,7 +322,8 @@ async fn a_pli_from_the_receiver_brings_a_keyframe_within_100_ms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leaving_peer_and_a_killed_one_are_dropped_by_the_others() {
-    let srv = support::server().await;
+    // A killed peer is one that does not come back within the resume grace period.
+    let srv = support::server_with(|c| c.resume_grace = Duration::from_millis(500)).await;
     let url = srv.ws_url();
     let mut a = TestPeer::join(&url, "drop", "ada", synthetic(160, 120, 440.0)).await;
     let b = TestPeer::join(&url, "drop", "bob", synthetic(160, 120, 660.0)).await;

@@ -29,6 +29,8 @@ async fn serve() -> Serve {
             "--no-stun",
         ])
         .args(["--rate-limit", "100000", "--rate-burst", "100000"])
+        // Members whose socket dropped are otherwise kept, queue and all, for 30 s.
+        .args(["--resume-grace-secs", "0"])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)

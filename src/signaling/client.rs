@@ -2,8 +2,10 @@
 //! holds a cheap [`SignalingClient`] handle and reads [`ClientEvent`]s.
 //!
 //! When the link drops after a join, the task reconnects with exponential
-//! backoff, rejoins the same room with the same name and password, and reports
-//! [`ClientEvent::Reconnected`] with the new welcome (the member id changes).
+//! backoff and resumes the same member with the welcome's token (messages sent
+//! meanwhile go out then); if the server no longer keeps it, it joins the same room
+//! with the same name and password as a new member. Either way it reports
+//! [`ClientEvent::Reconnected`] with the new welcome (`resumed` tells which).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -122,6 +124,8 @@ impl SignalingClient {
             cmd: cmd_rx,
             events: ev_tx,
             joined: None,
+            resume_token: None,
+            offline: VecDeque::new(),
             pending_join: None,
             pending_leave: None,
             pending_rooms: VecDeque::new(),
@@ -213,6 +217,10 @@ struct Task {
     events: mpsc::UnboundedSender<ClientEvent>,
     /// Set once a join succeeded; a reconnect joins with it again.
     joined: Option<JoinParams>,
+    /// From the last welcome: takes our member back after a lost connection.
+    resume_token: Option<String>,
+    /// What the application sent while the link was down, for a resumed member.
+    offline: VecDeque<ClientMessage>,
     pending_join: Option<(JoinParams, oneshot::Sender<Result<Welcome, SignalingError>>)>,
     pending_leave: Option<oneshot::Sender<Result<(), SignalingError>>>,
     pending_rooms: VecDeque<oneshot::Sender<Result<Vec<RoomInfo>, SignalingError>>>,
@@ -290,15 +298,61 @@ impl Task {
                         let _ = tx.send(Ok(()));
                     }
                     Some(Command::ListRooms(tx)) => { let _ = tx.send(Err(SignalingError::NotConnected)); }
-                    Some(Command::Send(_)) => {}
+                    Some(Command::Send(m)) => {
+                        // Bounded: what a resumed call needs is the last few signals.
+                        if self.offline.len() == OFFLINE_QUEUE {
+                            self.offline.pop_front();
+                        }
+                        self.offline.push_back(m);
+                    }
                 }
             }
         }
     }
 
+    /// Back into the room after a lost connection: as the same member if the server still
+    /// keeps it (`resume`), else by joining again (a new member id).
     async fn rejoin(&mut self, ws: &mut Ws) -> Result<Welcome, SignalingError> {
         let params = self.joined.clone().ok_or(SignalingError::NotConnected)?;
-        send(ws, &join_message(&params))
+        if let Some(token) = self.resume_token.take() {
+            match self
+                .request_welcome(ws, &ClientMessage::Resume { token })
+                .await
+            {
+                Ok(w) => {
+                    for m in std::mem::take(&mut self.offline) {
+                        send(ws, &m)
+                            .await
+                            .map_err(|_| SignalingError::NotConnected)?;
+                    }
+                    return Ok(self.welcomed(w));
+                }
+                Err(SignalingError::Refused(v)) => {
+                    tracing::info!("could not resume ({v}); joining again");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // A new member: what was meant for the old one's peers is void.
+        self.offline.clear();
+        let w = self.request_welcome(ws, &join_message(&params)).await?;
+        Ok(self.welcomed(w))
+    }
+
+    /// Keeps what a welcome says for later: the heartbeat and the resume token.
+    fn welcomed(&mut self, w: Welcome) -> Welcome {
+        self.heartbeat = Duration::from_millis(w.heartbeat_ms.max(100));
+        self.resume_token = w.resume_token.clone();
+        w
+    }
+
+    /// Sends `msg` and waits for the welcome (or the error) that answers it.
+    async fn request_welcome(
+        &mut self,
+        ws: &mut Ws,
+        msg: &ClientMessage,
+    ) -> Result<Welcome, SignalingError> {
+        send(ws, msg)
             .await
             .map_err(|_| SignalingError::NotConnected)?;
         let deadline = Instant::now() + self.options.request_timeout;
@@ -313,10 +367,7 @@ impl Task {
                 return Err(SignalingError::NotConnected);
             };
             match serde_json::from_str::<ServerMessage>(text.as_str()) {
-                Ok(ServerMessage::Welcome(w)) => {
-                    self.heartbeat = Duration::from_millis(w.heartbeat_ms.max(100));
-                    return Ok(w);
-                }
+                Ok(ServerMessage::Welcome(w)) => return Ok(w),
                 Ok(ServerMessage::Error { code, message, .. }) => {
                     return Err(SignalingError::Refused(ProtocolViolation::new(
                         code, message,
@@ -393,7 +444,7 @@ impl Task {
         match msg {
             ServerMessage::Welcome(w) if self.pending_join.is_some() => {
                 let (params, tx) = self.pending_join.take().expect("checked");
-                self.heartbeat = Duration::from_millis(w.heartbeat_ms.max(100));
+                let w = self.welcomed(w);
                 self.joined = Some(params);
                 let _ = self.events.send(ClientEvent::Joined(w.clone()));
                 let _ = tx.send(Ok(w));
@@ -461,6 +512,9 @@ async fn send(ws: &mut Ws, msg: &ClientMessage) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())
 }
+
+/// Messages kept while the link is down.
+const OFFLINE_QUEUE: usize = 256;
 
 /// Spreads reconnects of many clients after a server restart (±20 %).
 fn jitter(d: Duration) -> Duration {

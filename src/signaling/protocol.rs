@@ -125,6 +125,11 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nonce: Option<serde_json::Value>,
     },
+    /// The first message on a new connection after the old one was lost: take the
+    /// member back (same id, room and calls) with the welcome's `resume_token`.
+    Resume {
+        token: String,
+    },
 }
 
 impl ClientMessage {
@@ -141,6 +146,7 @@ impl ClientMessage {
         "call_hangup",
         "list_rooms",
         "ping",
+        "resume",
     ];
 
     pub fn type_name(&self) -> &'static str {
@@ -155,6 +161,7 @@ impl ClientMessage {
             Self::CallCancel { .. } => "call_cancel",
             Self::CallHangup { .. } => "call_hangup",
             Self::ListRooms { .. } => "list_rooms",
+            Self::Resume { .. } => "resume",
             Self::Ping { .. } => "ping",
         }
     }
@@ -208,6 +215,16 @@ pub struct Welcome {
     pub ice_servers: Vec<IceServer>,
     /// How often the server pings; silence for three intervals means the link is dead.
     pub heartbeat_ms: u64,
+    /// Present a lost connection's member back with `resume` within `resume_grace_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_token: Option<String>,
+    #[serde(default)]
+    pub resume_grace_ms: u64,
+    /// This welcome answers a `resume`: the same member as before, and `members` is the
+    /// room as it is now (presence changes while away are not replayed; relays and call
+    /// messages are, after this welcome).
+    #[serde(default)]
+    pub resumed: bool,
 }
 
 /// Messages the server sends.
@@ -312,6 +329,7 @@ pub enum ErrorCode {
     NotCallee,
     NotCaller,
     InvalidMetadata,
+    ResumeFailed,
 }
 
 impl ErrorCode {
@@ -341,6 +359,7 @@ impl ErrorCode {
         Self::NotCallee,
         Self::NotCaller,
         Self::InvalidMetadata,
+        Self::ResumeFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -370,6 +389,7 @@ impl ErrorCode {
             Self::NotCallee => "not_callee",
             Self::NotCaller => "not_caller",
             Self::InvalidMetadata => "invalid_metadata",
+            Self::ResumeFailed => "resume_failed",
         }
     }
 }
@@ -545,6 +565,7 @@ mod tests {
                 after: Some("standup".into()),
             },
             ClientMessage::Ping { nonce: None },
+            ClientMessage::Resume { token: "t".into() },
         ];
         assert_eq!(samples.len(), ClientMessage::TYPES.len());
         for m in samples {

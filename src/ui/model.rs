@@ -81,6 +81,8 @@ pub enum Screen {
     Call,
 }
 
+const RECONNECTING: &str = "reconnecting to the server: ";
+
 /// Everything the app shows and remembers, and what the user can do; no egui here.
 pub struct Model {
     commands: UnboundedSender<UiCommand>,
@@ -392,7 +394,9 @@ impl Model {
                 }
             }
             Event::Error(m) => self.error(m),
-            Event::Reconnecting { reason } => self.error(format!("reconnecting: {reason}")),
+            Event::Reconnecting { reason } => self.error(format!("{RECONNECTING}{reason}")),
+            // Back as the same member: the outage notice has said what it had to.
+            Event::Resumed => self.errors.retain(|(_, m)| !m.starts_with(RECONNECTING)),
             Event::Left(_) => {
                 self.set_incoming(None);
                 self.screen = Screen::Lobby;

@@ -183,6 +183,7 @@ fn rand_nonce() -> u64 {
 pub mod engine;
 pub mod files;
 pub mod internet;
+pub mod proxy;
 pub mod pulse;
 
 /// A self-signed certificate for 127.0.0.1, made with openssl.

@@ -166,6 +166,8 @@ pub enum Event {
     Stats(Vec<PeerCallStats>),
     /// Something went wrong that the user should see; the call goes on.
     Error(String),
+    /// The signaling link is back and we are the same member: calls went on.
+    Resumed,
     Reconnecting {
         reason: String,
     },

@@ -37,6 +37,37 @@ impl Engine {
         }
     }
 
+    /// The same member again: peers that left meanwhile go, ones that came get a
+    /// connection; the rest never noticed.
+    async fn on_resumed(&mut self, w: Welcome) {
+        let present: std::collections::HashSet<&str> =
+            w.members.iter().map(|m| m.id.as_str()).collect();
+        let gone: Vec<String> = self
+            .peers
+            .keys()
+            .filter(|id| !present.contains(id.as_str()))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.remove_peer(&id).await;
+            self.emit(Event::PeerLeft {
+                id,
+                reason: crate::signaling::protocol::LeaveReason::Disconnected,
+            });
+        }
+        for m in w.members {
+            if !self.peers.contains_key(&m.id) {
+                self.emit(Event::PeerJoined {
+                    id: m.id.clone(),
+                    name: m.name.clone(),
+                    state: m.state,
+                });
+                self.add_peer(m).await;
+            }
+        }
+        self.emit(Event::Resumed);
+    }
+
     pub(super) async fn on_signaling(&mut self, ev: ClientEvent) {
         match ev {
             ClientEvent::Joined(_) => self.membership.awaiting_join_marker = false,
@@ -48,10 +79,14 @@ impl Engine {
             ) if self.membership.awaiting_join_marker => {}
             ClientEvent::Message(msg) => self.on_server_message(msg).await,
             ClientEvent::Disconnected { reason, .. } => {
-                self.close_all_peers().await;
+                // Media flows peer to peer: the calls go on while the server is away.
                 self.emit(Event::Reconnecting { reason });
             }
+            ClientEvent::Reconnected(w) if w.resumed && w.id == self.me => {
+                self.on_resumed(w).await;
+            }
             ClientEvent::Reconnected(w) => {
+                // A new member: the others know us by another id now.
                 self.close_all_peers().await;
                 self.on_welcome(w).await;
             }

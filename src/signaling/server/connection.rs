@@ -131,7 +131,8 @@ pub(super) async fn connection(
     let (tx, mut rx) = mpsc::channel::<Queued>(OUTBOUND_QUEUE);
     let kick = Arc::new(Notify::new());
     let outbox = Outbox::new(tx, kick.clone(), hub.metrics.outbound_bytes.clone());
-    let Some(id) = hub.register(outbox.clone(), ip, host) else {
+    // A `resume` makes this connection the member it names.
+    let Some(mut id) = hub.register(outbox.clone(), ip, host) else {
         hub.count_error(ErrorCode::ServerFull);
         let msg =
             ProtocolViolation::new(ErrorCode::ServerFull, "the server is full").into_message();
@@ -198,6 +199,9 @@ pub(super) async fn connection(
     // The rest of a refused oversized frame is still unread: closing the socket at once
     // would send a reset that eats our close frame.
     let mut linger = false;
+    // The link failed (as opposed to a goodbye or the server ending it): the member may
+    // come back and resume.
+    let mut lost = false;
     let reason = loop {
         tokio::select! {
             frame = stream.next() => {
@@ -207,10 +211,15 @@ pub(super) async fn connection(
                         if too_big(e) {
                             outbox.push_control(Outbound::Close(close_code::TOO_BIG, "message too big"));
                             linger = true;
+                        } else {
+                            lost = true;
                         }
                         break LeaveReason::Disconnected;
                     }
-                    None => break LeaveReason::Disconnected,
+                    None => {
+                        lost = true;
+                        break LeaveReason::Disconnected;
+                    }
                 };
                 last_seen = Instant::now();
                 if matches!(frame, Message::Close(_)) {
@@ -265,6 +274,13 @@ pub(super) async fn connection(
                         v.request = Some("list_rooms".into());
                         hub.refuse(&id, v);
                     }
+                    Ok(ClientMessage::Resume { token }) => match hub.resume(&id, &token) {
+                        Ok(member) => id = member,
+                        Err(mut v) => {
+                            v.request = Some("resume".into());
+                            hub.refuse(&id, v);
+                        }
+                    },
                     Ok(msg) => hub.handle(&id, msg),
                     Err(v) => hub.refuse(&id, v),
                 }
@@ -272,6 +288,7 @@ pub(super) async fn connection(
             _ = heartbeat.tick() => {
                 if last_seen.elapsed() > cfg.heartbeat_timeout {
                     outbox.push_control(Outbound::Close(close_code::GOING_AWAY, "heartbeat timeout"));
+                    lost = true;
                     break LeaveReason::TimedOut;
                 }
                 if !outbox.push_control(Outbound::Ping) {
@@ -285,7 +302,9 @@ pub(super) async fn connection(
         }
     };
     tracing::debug!(%id, ?reason, "connection ended");
-    hub.disconnect(&id, reason);
+    if !(lost && hub.park(&id, reason)) {
+        hub.disconnect(&id, reason);
+    }
     drop(outbox);
     // Finish the closing handshake: read until the client's close frame so that
     // unread bytes don't turn our close into a TCP reset that eats the close frame.

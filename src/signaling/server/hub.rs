@@ -29,6 +29,10 @@ pub(super) struct ClientEntry {
     pub(super) state: MediaState,
     pub(super) call: Option<String>,
     pub(super) out: Outbox,
+    /// What takes this member back after its connection was lost (see `resume.rs`).
+    pub(super) resume_token: String,
+    /// Set while the member's connection is lost and it may still resume.
+    pub(super) away: Option<Away>,
 }
 
 /// Wrong passwords a room takes per window before it refuses every attempt for a while
@@ -84,6 +88,34 @@ impl Hub {
             state: RwLock::new(HubState::default()),
             metrics: Metrics::default(),
             stun,
+        })
+    }
+
+    /// The welcome for member `id` (in its room) with `members`, the others in join order.
+    pub(super) fn welcome(
+        &self,
+        st: &HubState,
+        id: &str,
+        members: Vec<Member>,
+        resumed: bool,
+    ) -> ServerMessage {
+        let entry = st.clients.get(id).expect("a welcome is for a client");
+        let owner = members
+            .first()
+            .map_or_else(|| id.to_string(), |m| m.id.clone());
+        let grace = self.config.resume_grace;
+        ServerMessage::Welcome(Welcome {
+            protocol: PROTOCOL_VERSION,
+            id: id.to_string(),
+            room: entry.room.clone().unwrap_or_default(),
+            name: entry.name.clone(),
+            members,
+            owner,
+            ice_servers: self.ice_servers(id, entry.host.as_deref()),
+            heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
+            resume_token: (!grace.is_zero()).then(|| entry.resume_token.clone()),
+            resume_grace_ms: grace.as_millis() as u64,
+            resumed,
         })
     }
 
@@ -150,6 +182,8 @@ impl Hub {
                 state: MediaState::default(),
                 call: None,
                 out,
+                resume_token: new_token(),
+                away: None,
             },
         );
         self.metrics
@@ -267,6 +301,11 @@ impl Hub {
                 self.reply(&st, id, &ServerMessage::Pong { nonce });
                 Ok(())
             }
+            // The connection task takes it (it changes who the connection is).
+            ClientMessage::Resume { .. } => Err(ProtocolViolation::new(
+                ErrorCode::ResumeFailed,
+                "resume must come from a connection",
+            )),
         }
     }
 
@@ -414,19 +453,7 @@ impl Hub {
         entry.room = Some(room.clone());
         entry.name = name.clone();
         entry.state = state;
-        let owner = members
-            .first()
-            .map_or_else(|| id.to_string(), |m| m.id.clone());
-        let welcome = ServerMessage::Welcome(Welcome {
-            protocol: PROTOCOL_VERSION,
-            id: id.to_string(),
-            room: room.clone(),
-            name: name.clone(),
-            members,
-            owner,
-            ice_servers: self.ice_servers(id, entry.host.as_deref()),
-            heartbeat_ms: self.config.heartbeat_interval.as_millis() as u64,
-        });
+        let welcome = self.welcome(st, id, members, false);
         self.reply(st, id, &welcome);
         let joined = ServerMessage::PeerJoined {
             member: Member {
@@ -543,6 +570,11 @@ impl Hub {
         self.leave_room(&mut st, id, reason);
         st.clients.remove(id);
     }
+}
+
+/// 128 random bits, as hex: unguessable, so only the member's own client can resume it.
+pub(super) fn new_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 pub(super) fn not_joined() -> ProtocolViolation {

@@ -49,6 +49,9 @@ pub struct ServerConfig {
     /// Answer STUN binding requests here (UDP) and name this responder first in every
     /// welcome's ICE servers.
     pub stun_listen: Option<SocketAddr>,
+    /// How long a member whose connection was lost stays in its room, resumable (zero:
+    /// it leaves at once).
+    pub resume_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             default_capacity: 50,
             public_metrics: false,
             stun_listen: None,
+            resume_grace: Duration::from_secs(30),
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct MetricsSnapshot {
     /// Bytes queued for clients that their writers have not sent yet.
     pub outbound_bytes: usize,
     pub rooms: usize,
+    /// Members whose connection was lost and who may still resume.
+    pub away: usize,
     pub calls: usize,
     /// Timers of calls that are ringing (one each; none may outlive its call).
     pub ring_timers: usize,
@@ -77,6 +79,12 @@ impl MetricsSnapshot {
             self.calls.to_string(),
         );
         metric(
+            "confab_members_away",
+            "gauge",
+            "Members whose connection was lost, kept for the resume grace period.",
+            self.away.to_string(),
+        );
+        metric(
             "confab_ring_timers",
             "gauge",
             "Timers of ringing calls.",
@@ -113,6 +121,7 @@ impl MetricsSnapshot {
 impl Hub {
     pub fn metrics_snapshot(&self) -> MetricsSnapshot {
         let st = self.read();
+        let away = st.clients.values().filter(|c| c.away.is_some()).count();
         let mut errors: Vec<_> = self
             .metrics
             .errors
@@ -122,10 +131,11 @@ impl Hub {
             .collect();
         errors.sort_by_key(|(c, _)| c.as_str());
         MetricsSnapshot {
-            connections: st.clients.len(),
+            connections: st.clients.len() - away,
             connections_total: self.metrics.connections_total.load(Ordering::Relaxed),
             outbound_bytes: self.metrics.outbound_bytes.load(Ordering::Relaxed),
             rooms: st.rooms.len(),
+            away,
             calls: st.calls.len(),
             ring_timers: self.metrics.ring_timers.load(Ordering::Relaxed),
             messages_received: self.metrics.messages_received.load(Ordering::Relaxed),

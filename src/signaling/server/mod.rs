@@ -16,6 +16,7 @@ mod hub;
 mod listener;
 mod metrics;
 mod outbox;
+mod resume;
 mod stun;
 
 use calls::*;
@@ -23,6 +24,7 @@ use connection::*;
 use hub::*;
 use metrics::*;
 use outbox::*;
+use resume::*;
 
 pub use hub::Hub;
 pub use listener::{Server, ServerConfig, ServerError};

@@ -13,6 +13,7 @@ mod connection;
 #[cfg(test)]
 mod fuzz;
 mod hub;
+mod join;
 mod listener;
 mod metrics;
 mod outbox;

@@ -567,3 +567,54 @@ async fn a_guest_on_the_https_page_calls_a_headless_peer_on_the_plain_listener()
     assert_page_got_frames(snap, "hal", 60);
     let _ = srv.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_whose_link_to_the_server_drops_resumes_and_the_call_goes_on() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(25);
+    let srv = support::server().await;
+    // The page (and its WebSocket) reach the server through a proxy the test cuts.
+    let proxy = support::proxy::Proxy::start(srv.local_addr()).await;
+    let peer = tokio::spawn(headless::run(hal(&srv.ws_url(), "cut", 16.0)));
+    let url = format!("http://{}/?room=cut&name=gia&audio=raw", proxy.addr);
+    let guest = spawn_guest(&fx, &url, 10.0, json!([]));
+    // The timeline: once the page is in the call, its link breaks for a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while srv.metrics().connections < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the page never joined"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.cut();
+    let g = guest_result(guest).await;
+    let report = peer.await.unwrap().unwrap();
+
+    let events: Vec<&str> = g["final"]["snapshot"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or(""))
+        .filter(|t| ["joined", "disconnected", "resumed"].contains(t))
+        .collect();
+    assert_eq!(
+        events,
+        ["joined", "disconnected", "resumed"],
+        "{:#}",
+        g["final"]["snapshot"]["events"]
+    );
+    // hal never saw gia go, and her camera kept coming through the outage.
+    let gia = from(&report, "gia");
+    assert!(
+        matches!(gia.left.as_deref(), None | Some("Left")),
+        "{:?}",
+        gia.left
+    );
+    assert_headless_got_guest(&report, "gia", 150, true);
+    // A second of outage at 25 fps would be 25 missing ids.
+    assert!(gia.video.id_gaps < 10, "{:?}", gia.video);
+    assert_page_got_frames(&g["final"]["snapshot"], "hal", 150);
+}

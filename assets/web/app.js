@@ -16,6 +16,8 @@
     password: null,
     home: null, // the room to return to after a ringing call
     joinedAt: performance.now(),
+    resumeToken: null, // from the last welcome: takes us back after a lost link
+    reconnectDelay: 500,
     iceServers: [],
     local: null, // camera + microphone
     screen: null, // display capture
@@ -213,7 +215,8 @@
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const ws = new WebSocket(`${scheme}${location.host}/ws`);
     state.ws = ws;
-    ws.onopen = () => sendJoin(room);
+    // After a lost link: the same member again if the server still keeps it.
+    ws.onopen = () => (state.resumeToken ? send({ type: "resume", token: state.resumeToken }) : sendJoin(room));
     ws.onmessage = (e) => {
       let m;
       try {
@@ -224,10 +227,44 @@
       onServer(m);
     };
     ws.onclose = () => {
-      setStatus("disconnected from the server");
+      if (state.ws !== ws) return; // we closed it (leave) or replaced it
       log("disconnected", {});
-      closeAllPeers();
+      if (!state.resumeToken) {
+        setStatus("disconnected from the server");
+        closeAllPeers();
+        return;
+      }
+      // Media flows peer to peer: the calls go on while we reconnect and resume.
+      setStatus("reconnecting to the server…");
+      const delay = state.reconnectDelay;
+      state.reconnectDelay = Math.min(delay * 2, 8000);
+      setTimeout(() => {
+        if (state.ws === ws) connect(state.room || state.home);
+      }, delay);
     };
+  }
+
+  // The room as a resumed welcome says it is now: who left meanwhile goes, who came
+  // gets a connection, everyone else never noticed.
+  function onResumed(m) {
+    const present = new Set(m.members.map((x) => x.id));
+    for (const id of [...state.members.keys()]) {
+      if (!present.has(id)) {
+        closePeer(id);
+        state.members.delete(id);
+      }
+    }
+    for (const member of m.members) {
+      const known = state.members.has(member.id);
+      state.members.set(member.id, member);
+      if (!known) ensurePeer(member.id);
+    }
+    state.order = [...m.members.map((x) => x.id), m.id];
+    state.resumeToken = m.resume_token || null;
+    state.reconnectDelay = 500;
+    log("resumed", { id: m.id });
+    setStatus("in ", nameElement(m.room), " as ", nameElement(state.name));
+    renderRoster();
   }
 
   const ROOM_EVENTS = ["peer_joined", "peer_left", "relay", "media_state"];
@@ -237,6 +274,17 @@
     if (state.pendingJoin !== null && ROOM_EVENTS.includes(m.type)) return;
     switch (m.type) {
       case "welcome":
+        if (m.resumed && m.id === state.id) {
+          onResumed(m);
+          break;
+        }
+        // A new member: connections made as the old one are void.
+        if (state.id && m.id !== state.id) {
+          closeAllPeers();
+          state.members.clear();
+        }
+        state.resumeToken = m.resume_token || null;
+        state.reconnectDelay = 500;
         state.pendingJoin = null;
         state.id = m.id;
         state.room = m.room;
@@ -318,6 +366,12 @@
         log("error", { code: m.code, message: m.message });
         notice(`Server: ${m.message}`);
         if (m.request === "join") state.pendingJoin = null;
+        if (m.request === "resume") {
+          // The server no longer keeps us (grace over, or it restarted): join again.
+          state.resumeToken = null;
+          sendJoin(state.room || state.home);
+          break;
+        }
         if (m.request === "join" && !state.room) {
           $("join-form").classList.remove("hidden");
           if (m.code === "wrong_password") $("password").focus();
@@ -751,8 +805,10 @@
   function leave() {
     if (state.call) send({ type: "call_hangup", call_id: state.call.call_id });
     closeAllPeers();
-    if (state.ws) state.ws.close(1000, "left");
+    const ws = state.ws;
     state.ws = null;
+    state.resumeToken = null;
+    if (ws) ws.close(1000, "left");
     state.members.clear();
     state.id = null;
     state.room = null;

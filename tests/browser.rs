@@ -9,12 +9,13 @@
 mod support;
 
 use support::files::{write_wav, write_y4m};
+use support::from;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use confab::headless::{self, HeadlessOptions, PeerReport, Report};
+use confab::headless::{self, HeadlessOptions, Report};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -147,13 +148,6 @@ fn hal(url: &str, room: &str, seconds: f64) -> HeadlessOptions {
     o.bitrate_bps = 800_000;
     o.bind_addrs = vec!["127.0.0.1:0".into()];
     o
-}
-
-fn from<'a>(r: &'a Report, name: &str) -> &'a PeerReport {
-    r.peers
-        .iter()
-        .find(|p| p.name == name)
-        .unwrap_or_else(|| panic!("{} has no report for {name}: {r:#?}", r.name))
 }
 
 /// What a page received from `name`, while connected or after it left.

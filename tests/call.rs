@@ -6,10 +6,11 @@ mod support;
 use std::time::Duration;
 
 use confab::call::{Command, Event, LocalMedia, MediaKind, TrackRole};
-use confab::headless::{self, HeadlessOptions, Report};
+use confab::headless::{self, HeadlessOptions};
 use confab::media::{MediaError, SyntheticAudio, SyntheticVideo, VideoFrame, VideoSource, now_us};
 use confab::signaling::protocol::{CallEndReason, LeaveReason};
 use support::engine::{TestPeer, synthetic};
+use support::from;
 
 fn opts(url: &str, room: &str, name: &str, tone: f32, seconds: f64) -> HeadlessOptions {
     let mut o = HeadlessOptions::new(url, room, name);
@@ -19,13 +20,6 @@ fn opts(url: &str, room: &str, name: &str, tone: f32, seconds: f64) -> HeadlessO
     o.bitrate_bps = 800_000;
     o.bind_addrs = vec!["127.0.0.1:0".into()];
     o
-}
-
-fn from<'a>(r: &'a Report, name: &str) -> &'a confab::headless::PeerReport {
-    r.peers
-        .iter()
-        .find(|p| p.name == name)
-        .unwrap_or_else(|| panic!("{} has no report for {name}: {r:#?}", r.name))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

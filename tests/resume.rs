@@ -6,10 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use confab::headless::{self, HeadlessOptions, Report};
+use confab::headless::{self, HeadlessOptions};
 use serde_json::json;
 use support::proxy::Proxy;
-use support::{Raw, server_with};
+use support::{Raw, from, server_with};
 
 fn opts(url: &str, name: &str, tone: f32) -> HeadlessOptions {
     let mut o = HeadlessOptions::new(url, "outage", name);
@@ -19,13 +19,6 @@ fn opts(url: &str, name: &str, tone: f32) -> HeadlessOptions {
     o.bitrate_bps = 300_000;
     o.bind_addrs = vec!["127.0.0.1:0".into()];
     o
-}
-
-fn from<'a>(r: &'a Report, name: &str) -> &'a confab::headless::PeerReport {
-    r.peers
-        .iter()
-        .find(|p| p.name == name)
-        .unwrap_or_else(|| panic!("{} has no report for {name}: {r:#?}", r.name))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

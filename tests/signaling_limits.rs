@@ -120,20 +120,7 @@ async fn an_address_holds_at_most_its_share_of_connections() {
 /// An address of this namespace that is not loopback. Only added inside a private
 /// network namespace (`.ci/netns`, where `lo` is the only interface).
 fn non_loopback_address() -> IpAddr {
-    // /proc/net/dev lists this namespace's interfaces (sysfs may show the host's).
-    let dev = std::fs::read_to_string("/proc/net/dev").unwrap();
-    let interfaces: Vec<&str> = dev
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next())
-        .map(str::trim)
-        .collect();
-    assert_eq!(
-        interfaces,
-        ["lo"],
-        "this test adds an address to lo and so runs only in a private network namespace \
-         (make test runs it under .ci/netns)"
-    );
+    support::internet::assert_private_netns();
     let out = std::process::Command::new("ip")
         .args(["addr", "replace", "10.77.0.1/32", "dev", "lo"])
         .output()

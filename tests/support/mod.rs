@@ -173,6 +173,14 @@ pub async fn small_window(addr: std::net::SocketAddr, url: &str, room: &str, nam
     c
 }
 
+/// What headless report `r` says it received from the peer called `name`.
+pub fn from<'a>(r: &'a confab::headless::Report, name: &str) -> &'a confab::headless::PeerReport {
+    r.peers
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("{} has no report for {name}: {r:#?}", r.name))
+}
+
 fn rand_nonce() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now()

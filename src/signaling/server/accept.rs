@@ -156,7 +156,6 @@ pub(super) async fn serve(
                         continue;
                     }
                 };
-                let _ = tcp.set_nodelay(true);
                 let conn = Conn { peer, slot, app: app.clone(), limits: limits.clone(), stop: stop.clone() };
                 match tls.clone() {
                     None => conns.spawn(conn.http(tcp)),

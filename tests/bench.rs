@@ -31,6 +31,7 @@ async fn a_short_call_bench_measures_latency_cpu_and_codec_time() {
         size: "320x240".into(),
         fps: 30.0,
         bitrate_kbps: 300,
+        runs: 1,
     })
     .await
     .expect("call bench runs");

@@ -34,6 +34,18 @@ async fn ws_from(srv: &Server, from: IpAddr) -> Result<Raw, tokio_tungstenite::t
     })
 }
 
+/// One `GET path` on `tcp`: the whole answer.
+async fn get(mut tcp: TcpStream, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(STEP, tcp.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
 /// Reads until the server closes the connection; panics if it is still open after `STEP`.
 async fn closed_by_server(tcp: &mut TcpStream) {
     let mut sink = Vec::new();
@@ -154,31 +166,20 @@ async fn other_hosts_get_in_only_once_the_server_is_opened_to_the_lan() {
 
     srv.set_lan_open(true);
     assert!(srv.lan_open());
-    let get = |path: &'static str| async move {
-        let mut tcp = TcpStream::connect(srv_lan).await.unwrap();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        tcp.write_all(req.as_bytes()).await.unwrap();
-        let mut got = Vec::new();
-        tokio::time::timeout(STEP, tcp.read_to_end(&mut got))
+    let from_lan = || async { TcpStream::connect(srv_lan).await.unwrap() };
+    assert!(
+        get(from_lan().await, "/healthz")
             .await
-            .unwrap()
-            .unwrap();
-        String::from_utf8_lossy(&got).into_owned()
-    };
-    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+            .starts_with("HTTP/1.1 200")
+    );
     // Metrics stay with this machine.
-    assert!(get("/metrics").await.starts_with("HTTP/1.1 403"));
-    let mut local = tcp_from(&srv, ip("127.0.0.1")).await;
-    local
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    tokio::time::timeout(STEP, local.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
-    let got = String::from_utf8_lossy(&got);
+    assert!(
+        get(from_lan().await, "/metrics")
+            .await
+            .starts_with("HTTP/1.1 403")
+    );
+    let local = tcp_from(&srv, ip("127.0.0.1")).await;
+    let got = get(local, "/metrics").await;
     assert!(got.starts_with("HTTP/1.1 200") && got.contains("confab_connections"));
 }
 

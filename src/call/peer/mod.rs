@@ -101,8 +101,9 @@ pub struct Peer {
     codec_verdicts: Arc<Mutex<HashMap<MediaKind, bool>>>,
     /// Our DTLS role once the first exchange settled it: true for client (`setup:active`).
     dtls_client: Arc<Mutex<Option<bool>>>,
-    /// The last answer as handed out (DTLS role kept) and as webrtc-rs created it.
-    answer_as_created: Arc<Mutex<Option<(String, String)>>>,
+    /// The last description as handed out (an answer keeping the DTLS role, an offer with
+    /// `a=msid-semantic`) and as webrtc-rs created it.
+    as_created: Arc<Mutex<Option<(String, String)>>>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -188,7 +189,7 @@ impl Peer {
                 local_tracks: Arc::new(Mutex::new(HashMap::new())),
                 codec_verdicts: Arc::new(Mutex::new(HashMap::new())),
                 dtls_client: Arc::new(Mutex::new(None)),
-                answer_as_created: Arc::new(Mutex::new(None)),
+                as_created: Arc::new(Mutex::new(None)),
             },
             events_rx,
         ))

@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 
 use webrtc::rtp_transceiver::RTCRtpTransceiverDirection;
 
-use super::sdp::{first_sections_usable, section_kinds, sending_track_ids, with_dtls_setup};
+use super::sdp::{
+    first_sections_usable, section_kinds, sending_track_ids, with_dtls_setup, with_msid_semantic,
+};
 use super::types::{IceCandidate, MediaKind, SdpType, SessionDescription, SignalingState};
 use super::{LocalTrack, Peer};
 use crate::call::error::Result;
@@ -14,7 +16,26 @@ use crate::call::error::Result;
 impl Peer {
     pub async fn create_offer(&self) -> Result<SessionDescription> {
         self.drop_unusable_media().await?;
-        SessionDescription::from_rtc(&self.pc.create_offer(None).await?)
+        let offer = SessionDescription::from_rtc(&self.pc.create_offer(None).await?)?;
+        Ok(self.hand_out(offer, with_msid_semantic))
+    }
+
+    /// `desc` as `fix` rewrites it for the other side; `set_local_description` applies the
+    /// description as webrtc-rs created it when it is given the rewritten one back.
+    fn hand_out(
+        &self,
+        desc: SessionDescription,
+        fix: impl FnOnce(&str) -> String,
+    ) -> SessionDescription {
+        let fixed = fix(&desc.sdp);
+        if fixed == desc.sdp {
+            return desc;
+        }
+        *self.as_created.locked() = Some((fixed.clone(), desc.sdp));
+        SessionDescription {
+            sdp_type: desc.sdp_type,
+            sdp: fixed,
+        }
     }
 
     /// webrtc-rs answers `a=setup:active` every time, also on a connection where it is
@@ -28,26 +49,17 @@ impl Peer {
         let Some(client) = *self.dtls_client.locked() else {
             return Ok(answer);
         };
-        let kept = with_dtls_setup(&answer.sdp, if client { "active" } else { "passive" });
-        if kept == answer.sdp {
-            return Ok(answer);
-        }
-        *self.answer_as_created.locked() = Some((kept.clone(), answer.sdp));
-        Ok(SessionDescription {
-            sdp_type: SdpType::Answer,
-            sdp: kept,
-        })
+        let setup = if client { "active" } else { "passive" };
+        Ok(self.hand_out(answer, |sdp| with_dtls_setup(sdp, setup)))
     }
 
     pub async fn set_local_description(&self, desc: &SessionDescription) -> Result<()> {
         let mut desc = desc.clone();
-        if desc.sdp_type == SdpType::Answer {
-            let created = self.answer_as_created.locked().take();
-            if let Some((handed_out, created)) = created
-                && handed_out == desc.sdp
-            {
-                desc.sdp = created;
-            }
+        let created = self.as_created.locked().take();
+        if let Some((handed_out, created)) = created
+            && handed_out == desc.sdp
+        {
+            desc.sdp = created;
         }
         self.pc.set_local_description(desc.to_rtc()?).await?;
         if desc.sdp_type == SdpType::Answer {
@@ -291,6 +303,25 @@ mod tests {
         let mic = peer.add_audio_track("me-mic", "camera").await.unwrap();
         let camera = peer.add_video_track("me-camera", "camera").await.unwrap();
         (peer, camera, mic)
+    }
+
+    #[tokio::test]
+    async fn a_first_offer_states_msid_semantic_and_applies_as_webrtc_rs_made_it() {
+        let (peer, _camera, _mic) = peer_with_camera_and_mic().await;
+        let offer = peer.create_offer().await.unwrap();
+        assert!(
+            offer.sdp.contains("\r\na=msid-semantic: WMS"),
+            "{}",
+            offer.sdp
+        );
+        assert!(
+            offer.sdp.contains("a=msid:camera me-camera"),
+            "{}",
+            offer.sdp
+        );
+        // Given back the rewritten offer, webrtc-rs applies its own.
+        peer.set_local_description(&offer).await.unwrap();
+        assert_eq!(peer.signaling_state().await, SignalingState::HaveLocalOffer);
     }
 
     #[test]

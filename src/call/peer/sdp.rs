@@ -18,6 +18,25 @@ pub(super) fn with_dtls_setup(sdp: &str, setup: &str) -> String {
         .collect()
 }
 
+/// The SDP with a session-level `a=msid-semantic: WMS *` if it has none. webrtc-rs 0.21
+/// writes it in answers but not in a first offer, and other stacks then ignore the
+/// offer's `a=msid` lines and make up their own stream and track ids.
+pub(super) fn with_msid_semantic(sdp: &str) -> String {
+    if sdp.lines().any(|l| l.starts_with("a=msid-semantic")) {
+        return sdp.to_owned();
+    }
+    let mut out = String::with_capacity(sdp.len() + 28);
+    let mut added = false;
+    for line in sdp.split_inclusive('\n') {
+        if !added && line.starts_with("m=") {
+            out.push_str("a=msid-semantic: WMS *\r\n");
+            added = true;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 /// The audio and video m-sections of an SDP: their kind and their lines after the m-line.
 pub(super) fn media_sections(sdp: &str) -> impl Iterator<Item = (MediaKind, std::str::Lines<'_>)> {
     sdp.split("\nm=").skip(1).filter_map(|section| {
@@ -114,6 +133,19 @@ mod tests {
             HashSet::from(["a".to_owned(), "d".to_owned()]),
             "only sending, non-rejected sections count"
         );
+    }
+
+    #[test]
+    fn an_offer_without_msid_semantic_gets_one_before_its_first_media_section() {
+        let offer =
+            "v=0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=audio 9 UDP 111\r\na=msid:s t\r\n";
+        let fixed = with_msid_semantic(offer);
+        assert_eq!(
+            fixed,
+            "v=0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=msid-semantic: WMS *\r\n\
+             m=audio 9 UDP 111\r\na=msid:s t\r\n"
+        );
+        assert_eq!(with_msid_semantic(&fixed), fixed, "once is enough");
     }
 
     #[test]

@@ -75,11 +75,19 @@ pub struct IceCandidate {
 }
 
 impl From<RTCIceCandidateInit> for IceCandidate {
+    /// webrtc-rs names no m-section (`sdpMid: ""`); under BUNDLE a candidate belongs to
+    /// the bundle's transport, which is the first section's: say so as browsers read it
+    /// (no `sdpMid`, `sdpMLineIndex` 0) rather than with a mid no section has.
     fn from(c: RTCIceCandidateInit) -> Self {
+        let unnamed = c.sdp_mid.as_deref() == Some("");
         Self {
             candidate: c.candidate,
-            sdp_mid: c.sdp_mid,
-            sdp_mline_index: c.sdp_mline_index,
+            sdp_mid: c.sdp_mid.filter(|m| !m.is_empty()),
+            sdp_mline_index: if unnamed {
+                Some(c.sdp_mline_index.unwrap_or(0))
+            } else {
+                c.sdp_mline_index
+            },
             username_fragment: c.username_fragment,
         }
     }
@@ -300,5 +308,35 @@ impl KeyframeWanted {
     /// Whether a keyframe was wanted since the last call.
     pub fn take(&self) -> bool {
         self.0.swap(false, Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_candidate_without_a_mid_names_the_bundles_first_section() {
+        let init = RTCIceCandidateInit {
+            candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host".into(),
+            sdp_mid: Some(String::new()),
+            sdp_mline_index: Some(0),
+            username_fragment: None,
+            ..Default::default()
+        };
+        let c = IceCandidate::from(init.clone());
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json.get("sdpMid"), None, "{json}");
+        assert_eq!(json["sdpMLineIndex"], 0);
+        // A real mid passes unchanged.
+        let named = IceCandidate::from(RTCIceCandidateInit {
+            sdp_mid: Some("1".into()),
+            sdp_mline_index: None,
+            ..init
+        });
+        assert_eq!(
+            (named.sdp_mid.as_deref(), named.sdp_mline_index),
+            (Some("1"), None)
+        );
     }
 }

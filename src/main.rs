@@ -87,6 +87,9 @@ struct HeadlessArgs {
     /// Accept every incoming call.
     #[arg(long)]
     auto_answer: bool,
+    /// Send this chat message once the first peer is connected.
+    #[arg(long)]
+    chat: Option<String>,
     /// Local address for ICE (e.g. 127.0.0.1 for loopback only).
     #[arg(long, default_value = "0.0.0.0")]
     bind: String,
@@ -109,6 +112,7 @@ impl HeadlessArgs {
         o.tone_hz = self.tone_hz;
         o.call = self.call.clone();
         o.auto_answer = self.auto_answer;
+        o.chat = self.chat.clone();
         o.bind_addrs = vec![format!("{}:0", self.bind)];
         Ok(o)
     }

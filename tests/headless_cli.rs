@@ -162,3 +162,28 @@ async fn a_plain_loopback_run_prints_no_warnings_from_the_webrtc_stack() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("loopback call OK"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_given_on_the_command_line_reaches_the_other_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = support::server().await;
+    let url = srv.ws_url();
+    let (ra, rb) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    let text = "hello from the command line";
+    let a = headless(&url, "ann", &["--seconds", "4", "--chat", text], &ra)
+        .spawn()
+        .unwrap();
+    let b = headless(&url, "bob", &["--seconds", "4"], &rb)
+        .spawn()
+        .unwrap();
+    let (a, b) = tokio::join!(a.wait_with_output(), b.wait_with_output());
+    assert!(a.unwrap().status.success() && b.unwrap().status.success());
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&rb).unwrap()).unwrap();
+    let from_ann = report["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "ann")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(from_ann["chat"], serde_json::json!([text]));
+}

@@ -113,6 +113,8 @@ pub struct HeadlessOptions {
     pub call: Option<String>,
     pub auto_answer: bool,
     pub bind_addrs: Vec<String>,
+    /// A chat message to send once the first peer is connected.
+    pub chat: Option<String>,
 }
 
 impl HeadlessOptions {
@@ -132,6 +134,7 @@ impl HeadlessOptions {
             call: None,
             auto_answer: false,
             bind_addrs: vec!["0.0.0.0:0".into()],
+            chat: None,
         }
     }
 
@@ -261,6 +264,7 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
     };
     let mut peers: HashMap<String, PeerReport> = HashMap::new();
     let mut rang = false;
+    let mut chat = opts.chat.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(opts.seconds);
     let started = Instant::now();
     loop {
@@ -293,6 +297,10 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
                 {
                     p.connect_ms
                         .get_or_insert(started.elapsed().as_millis() as u64);
+                    // The engine holds it until the chat channel is open.
+                    if let Some(text) = chat.take() {
+                        handle.send(Command::Chat(text));
+                    }
                 }
             }
             Event::PeerLeft { id, reason } => {

@@ -372,18 +372,10 @@ async fn the_page_and_its_scripts_are_served_with_types_and_a_csp() {
 
 /// A plain HTTP/1.1 GET (no client crate needed for this): lower-cased head, body.
 async fn http_get(srv: &confab::signaling::Server, path: &str) -> (String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(srv.local_addr())
+    let tcp = tokio::net::TcpStream::connect(srv.local_addr())
         .await
         .unwrap();
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        srv.local_addr()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8(buf).unwrap();
+    let text = support::http_get(tcp, &srv.local_addr().to_string(), path).await;
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     (head.to_lowercase(), body.to_string())
 }

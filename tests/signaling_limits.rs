@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use confab::signaling::Server;
 use serde_json::json;
-use support::{Raw, STEP, server_with};
+use support::{Raw, STEP, http_get, server_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -32,18 +32,6 @@ async fn ws_from(srv: &Server, from: IpAddr) -> Result<Raw, tokio_tungstenite::t
         ws,
         id: String::new(),
     })
-}
-
-/// One `GET path` on `tcp`: the whole answer.
-async fn get(mut tcp: TcpStream, path: &str) -> String {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    tokio::time::timeout(STEP, tcp.read_to_end(&mut got))
-        .await
-        .unwrap()
-        .unwrap();
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 /// Reads until the server closes the connection; panics if it is still open after `STEP`.
@@ -168,18 +156,18 @@ async fn other_hosts_get_in_only_once_the_server_is_opened_to_the_lan() {
     assert!(srv.lan_open());
     let from_lan = || async { TcpStream::connect(srv_lan).await.unwrap() };
     assert!(
-        get(from_lan().await, "/healthz")
+        http_get(from_lan().await, "x", "/healthz")
             .await
             .starts_with("HTTP/1.1 200")
     );
     // Metrics stay with this machine.
     assert!(
-        get(from_lan().await, "/metrics")
+        http_get(from_lan().await, "x", "/metrics")
             .await
             .starts_with("HTTP/1.1 403")
     );
     let local = tcp_from(&srv, ip("127.0.0.1")).await;
-    let got = get(local, "/metrics").await;
+    let got = http_get(local, "x", "/metrics").await;
     assert!(got.starts_with("HTTP/1.1 200") && got.contains("confab_connections"));
 }
 

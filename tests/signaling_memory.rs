@@ -69,13 +69,8 @@ impl Serve {
 
     /// A gauge from the server's `/metrics`.
     async fn metric(&self, name: &str) -> f64 {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut body = String::new();
-        tcp.read_to_string(&mut body).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let body = support::http_get(tcp, "x", "/metrics").await;
         body.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())

@@ -173,6 +173,20 @@ pub async fn small_window(addr: std::net::SocketAddr, url: &str, room: &str, nam
     c
 }
 
+/// One `GET path` with `Host: host` on `tcp`, `Connection: close`: the whole answer, head
+/// and body (panics if the server has not finished it within [`STEP`]).
+pub async fn http_get(mut tcp: tokio::net::TcpStream, host: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(STEP, tcp.read_to_end(&mut got))
+        .await
+        .expect("the answer within 5 s")
+        .unwrap();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
 /// What headless report `r` says it received from the peer called `name`.
 pub fn from<'a>(r: &'a confab::headless::Report, name: &str) -> &'a confab::headless::PeerReport {
     r.peers

@@ -225,7 +225,8 @@ impl Conn {
     }
 }
 
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+/// Resolves once `stop` says so (a plain future, so no guard is held across `select!`).
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 

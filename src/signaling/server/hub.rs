@@ -188,12 +188,34 @@ impl Hub {
         self.send_to(st, id, &Utf8Bytes::from(msg.to_json()));
     }
 
+    /// Presence to everyone in `room` but `except`. Members who are away get none: the
+    /// welcome that resumes them states the room as it is then.
     pub(super) fn broadcast(&self, st: &HubState, room: &str, except: &str, msg: &ServerMessage) {
         let Some(r) = st.rooms.get(room) else { return };
         let frame = Utf8Bytes::from(msg.to_json());
         for m in r.members.iter().filter(|m| *m != except) {
-            self.send_to(st, m, &frame);
+            if st.clients.get(m).is_some_and(|c| c.away.is_none()) {
+                self.send_to(st, m, &frame);
+            }
         }
+    }
+
+    /// The members of `room` but `except`, in join order, as a welcome lists them.
+    pub(super) fn roster(&self, st: &HubState, room: &str, except: &str) -> Vec<Member> {
+        let Some(r) = st.rooms.get(room) else {
+            return Vec::new();
+        };
+        r.members
+            .iter()
+            .filter(|m| *m != except)
+            .filter_map(|m| {
+                st.clients.get(m).map(|c| Member {
+                    id: m.clone(),
+                    name: c.name.clone(),
+                    state: c.state,
+                })
+            })
+            .collect()
     }
 
     /// Sends an error to one client and counts it.

@@ -146,23 +146,13 @@ impl Hub {
                 );
             }
         }
-        let r = st
-            .rooms
-            .get_mut(&room)
-            .expect("room exists or was just created");
-        let members: Vec<Member> = r
-            .members
-            .iter()
-            .filter_map(|m| {
-                st.clients.get(m).map(|c| Member {
-                    id: m.clone(),
-                    name: c.name.clone(),
-                    state: c.state,
-                })
-            })
-            .collect();
+        let members = self.roster(st, &room, id);
         let name = unique_name(&name, members.iter().map(|m| m.name.as_str()));
-        r.members.push(id.to_string());
+        st.rooms
+            .get_mut(&room)
+            .expect("room exists or was just created")
+            .members
+            .push(id.to_string());
         let entry = st.clients.get_mut(id).expect("checked above");
         entry.room = Some(room.clone());
         entry.name = name.clone();

@@ -1,6 +1,7 @@
 //! Members outlive a lost connection for a grace period: they stay in their room (the
-//! others see no `peer_left`; media flows peer to peer meanwhile), what is sent to them
-//! waits in a bounded queue, and a new connection takes them back with `resume` and the
+//! others see no `peer_left`; media flows peer to peer meanwhile), relays and call
+//! messages sent to them wait in a bounded queue (presence does not: the resumed welcome
+//! states the room), and a new connection takes them back with `resume` and the
 //! token of their welcome.
 
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
 
 use super::*;
-use crate::signaling::protocol::{ErrorCode, LeaveReason, Member, ProtocolViolation};
+use crate::signaling::protocol::{ErrorCode, LeaveReason, ProtocolViolation};
 
 /// A member whose connection is gone.
 pub(super) struct Away {
@@ -107,60 +108,18 @@ impl Hub {
         // A token takes a member back once.
         entry.resume_token = new_token();
         let room = entry.room.clone().expect("away members are in a room");
-        let members: Vec<Member> = st
-            .rooms
-            .get(&room)
-            .map(|r| {
-                r.members
-                    .iter()
-                    .filter(|m| **m != member)
-                    .filter_map(|m| {
-                        st.clients.get(m).map(|c| Member {
-                            id: m.clone(),
-                            name: c.name.clone(),
-                            state: c.state,
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let members = self.roster(st, &room, &member);
         let welcome = self.welcome(st, &member, members, true);
         self.reply(st, &member, &welcome);
+        // Only relays and call messages waited: presence skips away members.
         let out = &st.clients[&member].out;
         let mut parked = away.parked;
         while let Ok(q) = parked.try_recv() {
-            if let Outbound::Text(t) = q.out
-                && !is_presence(t.as_str())
-            {
+            if let Outbound::Text(t) = q.out {
                 out.push(Outbound::Text(t));
             }
         }
         tracing::debug!(%member, "resumed");
         Ok(member)
-    }
-}
-
-/// Whether a queued frame is a presence update, which a resumed welcome supersedes. Our
-/// frames put `type` first.
-fn is_presence(frame: &str) -> bool {
-    ["peer_joined", "peer_left", "media_state"]
-        .iter()
-        .any(|t| frame.starts_with(&format!(r#"{{"type":"{t}""#)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_presence;
-    use crate::signaling::protocol::{LeaveReason, ServerMessage};
-
-    #[test]
-    fn presence_frames_are_told_from_relays_by_their_leading_type() {
-        let left = ServerMessage::PeerLeft {
-            id: "a".into(),
-            reason: LeaveReason::Left,
-        };
-        assert!(is_presence(&left.to_json()));
-        let relay = r#"{"type":"relay","from":"a","payload":{"type":"peer_left"}}"#;
-        assert!(!is_presence(relay));
     }
 }

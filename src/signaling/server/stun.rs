@@ -12,7 +12,7 @@ use rtc::stun::xoraddr::XorMappedAddress;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
-use super::accept::Gate;
+use super::accept::{Gate, stopped};
 
 /// The answer to `request` from `from`: a binding success naming `from`, or `None` for
 /// anything that is not a well-formed binding request (dropped, as RFC 8489 says).
@@ -45,7 +45,7 @@ pub(super) async fn serve(socket: UdpSocket, gate: Arc<Gate>, mut stop: watch::R
     let mut buf = vec![0u8; 1500];
     loop {
         let (n, from) = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stopped(&mut stop) => return,
             r = socket.recv_from(&mut buf) => match r {
                 Ok(r) => r,
                 // ICMP errors from earlier answers surface here; the socket is fine.

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run display loopback serve test build deps test-deps bench lint
+.PHONY: run display loopback serve test build deps test-deps bench bench-network lint
 
 # What building and running the app needs.
 deps:
@@ -55,6 +55,13 @@ bench: deps
 	$(CARGO) build --release --locked
 	.ci/netns $(CARGO) run --release --offline -- bench signaling --clients 10000 --rooms 1000 --seconds 10
 	.ci/netns $(CARGO) run --release --offline -- bench call --seconds 20
+
+# The call under each impairment profile (about 6 minutes; PROFILE=loss10 for one).
+PROFILE ?=
+bench-network: deps
+	@.ci/deps.sh test
+	$(CARGO) build --release --locked
+	.ci/netns $(CARGO) run --release --offline -- bench network $(if $(PROFILE),--profile $(PROFILE))
 
 lint:
 	$(CARGO) fmt --check

@@ -274,6 +274,9 @@ enum BenchCommand {
     Signaling(confab::bench::SignalingBenchArgs),
     /// A 1:1 call between two headless processes on loopback.
     Call(confab::bench::CallBenchArgs),
+    /// The same call through an impaired link (loss, jitter, narrow, step, outage), judged
+    /// as a viewer would; needs root in a network namespace of its own.
+    Network(confab::bench::NetworkBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -315,6 +318,10 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Command::Bench(BenchCommand::Call(args))) => {
             rt.block_on(confab::bench::call(args))?;
+            Ok(())
+        }
+        Some(Command::Bench(BenchCommand::Network(args))) => {
+            rt.block_on(confab::bench::network(args))?;
             Ok(())
         }
         Some(Command::Headless(args)) => rt.block_on(async {

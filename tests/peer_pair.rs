@@ -516,6 +516,13 @@ async fn a_lost_video_packet_is_repaired_by_retransmission_without_a_keyframe_re
     // Packets were lost yet every AU is whole: the NACKed retransmissions filled the holes.
     assert!(inbound.nack_sent >= 1, "{inbound:?}");
     assert_eq!(inbound.pli_sent, 0, "no keyframe was needed: {inbound:?}");
+    // Each loss is asked for once, and again only if its repair was lost too (about one
+    // in twenty here): not once per NACK interval until a limit.
+    let retransmitted = loss.retransmitted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        retransmitted <= dropped + dropped / 2,
+        "{retransmitted} retransmissions for {dropped} losses"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

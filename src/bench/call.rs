@@ -125,7 +125,7 @@ pub async fn call(args: CallBenchArgs) -> Result<CallBenchReport, BenchError> {
 }
 
 /// p50, p95 and max of `v` (nearest rank).
-fn percentiles(v: &mut [f64]) -> (f64, f64, f64) {
+pub(super) fn percentiles(v: &mut [f64]) -> (f64, f64, f64) {
     if v.is_empty() {
         return (0.0, 0.0, 0.0);
     }
@@ -137,6 +137,14 @@ fn percentiles(v: &mut [f64]) -> (f64, f64, f64) {
 pub async fn run_call(args: CallBenchArgs) -> Result<CallBenchReport, BenchError> {
     // Children's CPU accumulates over runs: this call's is the difference.
     let cpu_before = children_cpu_seconds();
+    let reports = run_peers(&args).await?;
+    let cpu = children_cpu_seconds() - cpu_before;
+    Ok(summarise(&args, &reports, cpu))
+}
+
+/// Runs the call: two `confab headless` processes, alpha and beta, and returns their
+/// JSON reports in that order.
+pub(super) async fn run_peers(args: &CallBenchArgs) -> Result<Vec<serde_json::Value>, BenchError> {
     let server = Server::start(ServerConfig {
         listen: "127.0.0.1:0".parse().expect("valid address"),
         ..ServerConfig::default()
@@ -196,8 +204,7 @@ pub async fn run_call(args: CallBenchArgs) -> Result<CallBenchReport, BenchError
     }
     let _ = std::fs::remove_dir_all(&dir);
     let _ = server.shutdown().await;
-    let cpu = children_cpu_seconds() - cpu_before;
-    Ok(summarise(&args, &reports, cpu))
+    Ok(reports)
 }
 
 /// User + system CPU of every child process waited for so far.

@@ -2,9 +2,15 @@
 //! they run and that what they measure is correct.
 
 mod call;
+mod network;
+mod profile;
+mod shaper;
 mod signaling;
 
 pub use call::{CallBenchArgs, CallBenchReport, call, run_call};
+pub use network::{Direction, NetworkBenchArgs, network, run_profile};
+pub use profile::Profile;
+pub use shaper::{Shaper, ShaperStats};
 pub use signaling::{SignalingBenchArgs, SignalingBenchReport, run_signaling, signaling};
 
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -12,6 +12,10 @@ use crate::media::{H264Decoder, OpusDecoder, is_keyframe, now_us};
 use super::peer::{AudioPacket, KeyframeRequester, RemoteMedia};
 use super::sink::{AudioInfo, FrameInfo, MediaSink};
 use super::track::TrackRole;
+
+/// While frozen waiting for an IDR, the request is repeated this often: a lost request or
+/// a lost keyframe must not freeze the picture for good.
+const ASK_AGAIN: Duration = Duration::from_millis(250);
 
 /// Counters a receive track shares with the stats task.
 #[derive(Debug, Default)]
@@ -57,6 +61,8 @@ pub fn spawn_decoder(input: DecodeInput) {
         let mut audio: Option<OpusDecoder> = None;
         let mut last_seq: Option<u16> = None;
         let mut awaiting_keyframe = false;
+        // When a keyframe was last asked for (here or by the receive stage).
+        let mut asked: Option<Instant> = None;
         while let Some(unit) = media.blocking_recv() {
             counters.units.fetch_add(1, Ordering::Relaxed);
             match unit {
@@ -71,8 +77,16 @@ pub fn spawn_decoder(input: DecodeInput) {
                     }
                     // After a loss, decoding P-frames would only smear; freeze until an IDR.
                     if !au.complete || awaiting_keyframe {
+                        if !au.complete && !awaiting_keyframe {
+                            // The receive stage asked when it gave up on the gap.
+                            asked = Some(Instant::now());
+                        }
                         awaiting_keyframe = !keyframe;
                         if awaiting_keyframe {
+                            if asked.is_none_or(|a| a.elapsed() >= ASK_AGAIN) {
+                                keyframes.request();
+                                asked = Some(Instant::now());
+                            }
                             continue;
                         }
                     }
@@ -110,6 +124,7 @@ pub fn spawn_decoder(input: DecodeInput) {
                             tracing::debug!(%peer_id, %role, "decode error: {e}");
                             awaiting_keyframe = true;
                             keyframes.request();
+                            asked = Some(Instant::now());
                         }
                     }
                 }
@@ -137,8 +152,14 @@ pub fn spawn_decoder(input: DecodeInput) {
                     if let Some(last) = last_seq {
                         let missing = sequence_number.wrapping_sub(last).wrapping_sub(1);
                         if (1..=5).contains(&missing) {
-                            for _ in 0..missing {
-                                if let Ok(pcm) = dec.conceal() {
+                            for n in 0..missing {
+                                // The packet right before this one is in this one's FEC.
+                                let rebuilt = if n + 1 == missing {
+                                    dec.recover(&data)
+                                } else {
+                                    dec.conceal()
+                                };
+                                if let Ok(pcm) = rebuilt {
                                     counters.concealed.fetch_add(1, Ordering::Relaxed);
                                     let info = AudioInfo {
                                         arrival_us,

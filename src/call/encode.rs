@@ -10,9 +10,10 @@ use tokio::sync::mpsc;
 
 use crate::media::{
     AUDIO_FRAME_SAMPLES, AudioFrame, AudioSource, EncoderSettings, H264Encoder, OpusEncoder,
-    VideoSource,
+    Scaler, VideoFrame, VideoSource,
 };
 
+use super::ladder::Ladder;
 use super::peer::{AudioTrackSender, KeyframeWanted, VideoTrackSender};
 use super::send::{Fanout, spawn_fanout};
 use super::sink::MediaSink;
@@ -102,6 +103,9 @@ impl VideoCapture {
             out: tx,
             failures,
             preview,
+            // A shared screen keeps its resolution: text must stay readable.
+            ladder: (track == TrackRole::Camera).then(Ladder::default),
+            scaler: Scaler::default(),
         };
         std::thread::Builder::new()
             .name(format!("capture-{track}"))
@@ -170,9 +174,35 @@ struct VideoThread {
     out: mpsc::Sender<(Vec<u8>, Duration)>,
     failures: mpsc::UnboundedSender<CaptureFailure>,
     preview: Arc<dyn MediaSink>,
+    /// The camera's resolution follows its bitrate (`ladder.rs`).
+    ladder: Option<Ladder>,
+    scaler: Scaler,
 }
 
 impl VideoThread {
+    /// The picture at the size the bitrate carries.
+    fn fit(&mut self, frame: VideoFrame) -> VideoFrame {
+        let Some(ladder) = self.ladder.as_mut() else {
+            return frame;
+        };
+        let (w, h) = ladder.update(
+            Instant::now(),
+            self.encoding.bitrate_bps,
+            self.encoding.fps,
+            (frame.width, frame.height),
+        );
+        if (w, h) == (frame.width, frame.height) {
+            return frame;
+        }
+        match self.scaler.scale(&frame, w, h) {
+            Ok(small) => small,
+            Err(e) => {
+                tracing::warn!(track = %self.track, "scaling to {w}x{h} failed: {e}");
+                frame
+            }
+        }
+    }
+
     fn run(mut self, mut source: Box<dyn VideoSource>) {
         let mut encoder: Option<H264Encoder> = None;
         let mut source_ok = true;
@@ -231,6 +261,7 @@ impl VideoThread {
                 continue;
             }
             self.preview.local_video(self.track, &frame);
+            let frame = self.fit(frame);
             let enc = match encoder.as_mut() {
                 Some(e) => e,
                 None => match H264Encoder::new(EncoderSettings {

@@ -8,8 +8,10 @@
 mod decode;
 mod encode;
 mod error;
+mod ladder;
 mod negotiation;
 mod peer;
+mod quality;
 mod rate;
 mod reorder;
 mod send;
@@ -27,6 +29,7 @@ pub use peer::{
     PeerStats, RemoteAccessUnit, RemoteMedia, SdpType, SessionDescription, SignalingState,
     TrackStats, VideoTrackSender,
 };
+pub use quality::{Gap, VideoQuality, VideoSecond};
 pub use session::{CallConfig, CallHandle, Command, DataMessage, Event, LocalMedia, start};
 pub use sink::{AudioInfo, FrameInfo, MediaSink, NullSink};
 pub use stats::{PeerCallStats, SentTotals};

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::call::{AudioInfo, FrameInfo, MediaSink, TrackRole};
+use crate::call::{AudioInfo, FrameInfo, MediaSink, TrackRole, VideoQuality};
 use crate::media::{
     AUDIO_RATE, ClickDetector, VideoFrame, click_latency_us, dominant_frequency, level_dbfs,
 };
@@ -53,6 +53,8 @@ pub struct VideoReport {
     pub id_gaps: u64,
     pub keyframes: u64,
     pub latency_ms: Option<Percentiles>,
+    /// Freezes, long gaps and the per-second frame rate and resolution.
+    pub quality: VideoQuality,
     /// Wall-clock µs of the first decoded frame.
     #[serde(skip)]
     pub first_frame_us: Option<u64>,
@@ -152,6 +154,8 @@ impl MediaSink for Analyzer {
                 r.ids_in_order = true;
             }
             r.frames_decoded += 1;
+            r.quality
+                .on_frame(info.decoded_us, frame.width as u32, frame.height as u32);
             r.keyframes += u64::from(info.keyframe);
             r.width = frame.width;
             r.height = frame.height;

@@ -8,6 +8,7 @@ mod convert;
 pub mod device;
 mod error;
 mod frame;
+mod scale;
 mod source;
 
 pub use analysis::{ClickDetector, click_latency_us, dominant_frequency, level_dbfs};
@@ -19,6 +20,7 @@ pub use codec::opus::{OpusDecoder, OpusEncoder};
 pub use convert::{Packed, i420_to_rgba, packed_to_i420};
 pub use error::MediaError;
 pub use frame::{AUDIO_FRAME_SAMPLES, AUDIO_FRAME_US, AUDIO_RATE, AudioFrame, VideoFrame, now_us};
+pub use scale::Scaler;
 pub use source::{
     AudioSource, RING_CYCLE_MS, RING_NOTES_HZ, RingTone, SyntheticAudio, SyntheticVideo,
     VideoSource, WavAudio, Y4mVideo,

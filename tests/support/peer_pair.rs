@@ -36,6 +36,8 @@ pub struct LinkOptions {
 pub struct Loss {
     pub enabled: Arc<AtomicBool>,
     pub dropped: Arc<AtomicUsize>,
+    /// RTP retransmissions that reached the link.
+    pub retransmitted: Arc<AtomicUsize>,
     pub retransmissions: bool,
     /// Each direction's link while `enabled`; without the loss while not.
     pub config: LinkConfig,
@@ -54,6 +56,7 @@ impl Loss {
         Self {
             enabled: Arc::new(AtomicBool::new(false)),
             dropped: Arc::new(AtomicUsize::new(0)),
+            retransmitted: Arc::new(AtomicUsize::new(0)),
             retransmissions: true,
             config: LinkConfig {
                 loss: netem::Loss::EveryNth {
@@ -477,9 +480,12 @@ async fn proxy(front: tokio::net::UdpSocket, target: SocketAddr, loss: Loss) {
             peer = Some(from);
             (target, 0)
         };
-        if !loss.retransmissions && loss.is_retransmission(&buf[..n]) {
-            loss.dropped.fetch_add(1, Ordering::SeqCst);
-            continue;
+        if loss.is_retransmission(&buf[..n]) {
+            if !loss.retransmissions {
+                loss.dropped.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
+            loss.retransmitted.fetch_add(1, Ordering::SeqCst);
         }
         let datagram = buf[..n].to_vec();
         match lines[dir].send(&loss, datagram, dest) {

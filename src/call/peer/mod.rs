@@ -45,8 +45,10 @@
 //!   (ICE consent); the engine should also learn of a departure via signaling.
 
 mod assemble;
+mod estimate;
 mod events;
 mod feedback;
+mod nack;
 mod negotiate;
 mod receive;
 mod sdp;
@@ -128,7 +130,10 @@ impl Peer {
         });
 
         let mut me = media_engine()?;
-        let registry = interceptors(&mut me, &config)?;
+        let registry = interceptors(&mut me, &config)?.with(
+            Slot::NackGenerator,
+            nack::NackGenerator::new(Arc::clone(&shared)),
+        );
         // Application-most slot, after every interceptor that reads RTCP.
         let registry = registry.with(
             Slot::from(14_000),

@@ -4,10 +4,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use rtc::ice::mdns::MulticastDnsMode;
-use rtc::interceptor::{
-    CongestionControlBuilder, Gcc, NackGeneratorBuilder, NackResponderBuilder, Slot,
-    TwccSenderBuilder,
-};
+use rtc::interceptor::{CongestionControlBuilder, NackResponderBuilder, Slot, TwccSenderBuilder};
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX,
 };
@@ -19,6 +16,7 @@ use webrtc::peer_connection::{
     configure_twcc_receiver_only,
 };
 
+use super::estimate::Estimator;
 use super::types::{MIN_ESTIMATE_BPS, PeerConfig};
 use crate::call::error::Result;
 
@@ -63,9 +61,7 @@ pub(super) fn opus_codec() -> RTCRtpCodec {
     }
 }
 
-/// webrtc-rs's default chain (NACK generator and responder, RR/SR, TWCC receiver), with
-/// NACKs sent every 20 ms instead of 100 so a retransmission lands well inside the
-/// reorder wait, plus send-side congestion control: GCC fed by the remote's
+/// webrtc-rs's default chain (NACK responder, RR/SR, TWCC receiver), plus send-side congestion control (`estimate.rs`: GCC's delay half, our loss half) fed by the remote's
 /// transport-wide feedback. No pacer: 0.21's paces at exactly the estimate in one-packet
 /// bursts, which would spread a keyframe over hundreds of milliseconds.
 pub(super) fn interceptors(me: &mut MediaEngine, config: &PeerConfig) -> Result<Registry> {
@@ -78,16 +74,8 @@ pub(super) fn interceptors(me: &mut MediaEngine, config: &PeerConfig) -> Result<
             RtpCodecKind::Video,
         );
     }
-    let registry = Registry::new()
-        .with(Slot::NackResponder, NackResponderBuilder::new().build())
-        .with(
-            Slot::NackGenerator,
-            NackGeneratorBuilder::new()
-                .with_interval(NACK_INTERVAL)
-                // A few attempts; the reorder wait gives up on the gap anyway.
-                .with_max_nacks_per_packet(5)
-                .build(),
-        );
+    // The NACK generator is ours (`nack.rs`), added with the connection's shared state.
+    let registry = Registry::new().with(Slot::NackResponder, NackResponderBuilder::new().build());
     configure_simulcast_extension_headers(me)?;
     // Registers transport-cc feedback and its header extension, and reports what we receive.
     let registry = configure_twcc_receiver_only(registry, me)?;
@@ -96,7 +84,7 @@ pub(super) fn interceptors(me: &mut MediaEngine, config: &PeerConfig) -> Result<
     let registry = registry
         .with(
             Slot::CongestionControl,
-            CongestionControlBuilder::new(Gcc::new(start, f64::from(MIN_ESTIMATE_BPS), max))
+            CongestionControlBuilder::new(Estimator::new(start, f64::from(MIN_ESTIMATE_BPS), max))
                 .build(),
         )
         .with(Slot::TwccSender, TwccSenderBuilder::new().build());

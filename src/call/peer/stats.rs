@@ -12,6 +12,15 @@ use super::types::{MediaKind, PeerStats, TrackStats};
 use super::{LocalTrack, Peer};
 
 impl Peer {
+    /// The congestion controller's send estimate alone (bit/s), for the encoders' rate.
+    pub async fn send_estimate(&self) -> Option<f64> {
+        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
+        report
+            .outbound_rtp_streams()
+            .map(|out| out.target_bitrate)
+            .find(|bps| *bps > 0.0)
+    }
+
     /// Statistics from the 0.21 stats report, keyed by track.
     pub async fn stats(&self) -> PeerStats {
         let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;

@@ -98,6 +98,21 @@ impl Engine {
         self.local.rates = Some(applied);
     }
 
+    /// Follows the estimates between stats ticks: a narrowing link must reach the encoder
+    /// within a fraction of a second, not at the next report.
+    pub(super) async fn follow_estimates(&mut self) {
+        let mut estimates = Vec::with_capacity(self.peers.len());
+        for p in self.peers.values() {
+            if p.connection == ConnectionState::Connected
+                && let Some(e) = p.peer.send_estimate().await
+            {
+                estimates.push(e);
+            }
+        }
+        self.local.estimates = estimates;
+        self.apply_rates();
+    }
+
     pub(super) async fn report_stats(&mut self) {
         let mut out = Vec::with_capacity(self.peers.len());
         self.local.estimates.clear();

@@ -28,6 +28,9 @@ use crate::call::sink::MediaSink;
 use crate::call::stats::{SentTotals, StatsTracker};
 use crate::call::track::TrackRole;
 
+/// How often the encoders follow the bandwidth estimate.
+const RATE_INTERVAL: Duration = Duration::from_millis(200);
+
 pub use api::{CallConfig, CallHandle, Command, Event, LocalMedia, start};
 pub use chat::DataMessage;
 
@@ -108,6 +111,8 @@ impl Engine {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut hello = tokio::time::interval(Duration::from_millis(250));
         hello.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rates = tokio::time::interval(RATE_INTERVAL);
+        rates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -136,6 +141,7 @@ impl Engine {
                     self.emit(Event::KeyframeReceived { peer, track, at_us });
                 }
                 _ = tick.tick() => self.report_stats().await,
+                _ = rates.tick() => self.follow_estimates().await,
                 _ = hello.tick() => {
                     for (id, p) in self.peers.iter_mut() {
                         let due = p.chat.hello_due().into_iter().chain(p.chat.flush()).collect();

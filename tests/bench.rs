@@ -32,6 +32,7 @@ async fn a_short_call_bench_measures_latency_cpu_and_codec_time() {
         fps: 30.0,
         bitrate_kbps: 300,
         runs: 1,
+        keep_reports: None,
     })
     .await
     .expect("call bench runs");
@@ -65,6 +66,7 @@ async fn the_network_bench_loses_call_packets_and_the_receivers_ask_for_them() {
         fps: 30.0,
         bitrate_kbps: 300,
         seed: 7,
+        keep_reports: None,
     };
     let rows = run_profile(&args, Profile::Loss10)
         .await

@@ -25,6 +25,9 @@ pub struct CallBenchArgs {
     /// over all of them (p50 / p95 / max), where a slow mode shows.
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
+    /// Keeps each peer's JSON report (with its per-second timelines) in this directory.
+    #[arg(long)]
+    pub keep_reports: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -181,7 +184,18 @@ pub(super) async fn run_peers(args: &CallBenchArgs) -> Result<Vec<serde_json::Va
                 "--report",
                 report.to_str().expect("utf-8 temp path"),
             ])
-            .env("RUST_LOG", "error")
+            .env(
+                "RUST_LOG",
+                std::env::var("CONFAB_BENCH_PEER_LOG").unwrap_or_else(|_| "error".into()),
+            )
+            .stderr(if args.keep_reports.is_some() {
+                std::process::Stdio::from(
+                    std::fs::File::create(dir.join(format!("{name}.log")))
+                        .map_err(BenchError::Io)?,
+                )
+            } else {
+                std::process::Stdio::inherit()
+            })
             .kill_on_drop(true)
             .spawn()
             .map_err(BenchError::Io)?;
@@ -201,6 +215,12 @@ pub(super) async fn run_peers(args: &CallBenchArgs) -> Result<Vec<serde_json::Va
         let r: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| BenchError::Server(format!("unreadable report: {e}")))?;
         reports.push(r);
+    }
+    if let Some(keep) = &args.keep_reports {
+        std::fs::create_dir_all(keep).map_err(BenchError::Io)?;
+        for name in ["alpha.json", "beta.json", "alpha.log", "beta.log"] {
+            std::fs::copy(dir.join(name), keep.join(name)).map_err(BenchError::Io)?;
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     let _ = server.shutdown().await;

@@ -27,6 +27,9 @@ pub struct NetworkBenchArgs {
     /// Seeds the link's randomness, so runs lose the same packets.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Keeps the peers' JSON reports, one directory per profile, under this one.
+    #[arg(long)]
+    pub keep_reports: Option<std::path::PathBuf>,
 }
 
 /// What one direction of the call looked like to its viewer.
@@ -89,6 +92,7 @@ pub async fn run_profile(
         fps: args.fps,
         bitrate_kbps: args.bitrate_kbps,
         runs: 1,
+        keep_reports: args.keep_reports.as_ref().map(|d| d.join(profile.name())),
     };
     let shaper = Shaper::start(profile, args.seed)?;
     let reports = run_peers(&call).await;
@@ -115,7 +119,7 @@ fn direction(
     let q: VideoQuality = serde_json::from_value(video["quality"].clone()).unwrap_or_default();
     let from_us = q.first_us.unwrap_or(0) + 3_000_000;
     let settled = q.timeline.iter().skip(3);
-    let last = q.timeline.iter().rev().nth(1).or(q.timeline.last());
+    let last = q.timeline.iter().rev().find(|s| s.frames > 0);
     let sender_last = &sender["peers"][0]["last_stats"];
     let viewer_last = &peer["last_stats"];
     let recovered_ms = (!profile.changes().is_empty())
@@ -137,7 +141,11 @@ fn direction(
         latency_p95_ms: video["latency_ms"]["p95"].as_f64().unwrap_or(0.0),
         width: last.map_or(0, |s| s.width),
         height: last.map_or(0, |s| s.height),
-        min_height: settled.map(|s| s.height).min().unwrap_or(0),
+        min_height: settled
+            .filter(|s| s.frames > 0)
+            .map(|s| s.height)
+            .min()
+            .unwrap_or(0),
         estimate_kbps: sender_last["send_estimate_kbps"].as_f64().unwrap_or(0.0),
         sent_kbps: sender_last["video_out_kbps"].as_f64().unwrap_or(0.0),
         nacks: viewer_last["nack_sent"].as_u64().unwrap_or(0),

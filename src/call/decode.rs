@@ -72,6 +72,7 @@ pub fn spawn_decoder(input: DecodeInput) {
                         .fetch_add(au.data.len() as u64, Ordering::Relaxed);
                     let keyframe = is_keyframe(&au.data);
                     if keyframe {
+                        tracing::debug!(%peer_id, %role, complete = au.complete, "keyframe arrived");
                         let _ = idr_seen.send((peer_id.clone(), role, now_us()));
                         awaiting_keyframe = false;
                     }

@@ -294,6 +294,9 @@ impl VideoThread {
                     continue;
                 }
             };
+            if encoded.keyframe {
+                tracing::debug!(track = %self.track, bytes = encoded.data.len(), "keyframe encoded");
+            }
             let c = &self.counters;
             c.encode_us_total
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 /// Packets held at most; past this the oldest gap is given up at once.
 const MAX_HELD: usize = 1024;
+/// A gap this long (an outage, not loss) is not asked for (`peer/nack.rs`) and not
+/// waited for: only a keyframe repairs it, and the sooner it is asked for the better.
+pub(crate) const HOPELESS_GAP: u16 = 100;
 
 /// The wait for a path: two NACK attempts (each up to one NACK interval to be sent, plus a
 /// round trip for the retransmission) and a margin; without an RTT yet, [`DEFAULT_WAIT`].
@@ -54,6 +57,11 @@ impl<T> Reorder<T> {
         if ahead >= 0x8000 || self.held.contains_key(&seq) {
             self.late += 1;
             return Vec::new();
+        }
+        if ahead > HOPELESS_GAP && self.held.is_empty() {
+            self.skipped += u64::from(ahead);
+            self.next = Some(seq.wrapping_add(1));
+            return vec![(seq, item)];
         }
         // The usual case, in order with nothing held: straight through, no map.
         if ahead == 0 && self.held.is_empty() {
@@ -128,6 +136,26 @@ mod tests {
 
     fn seqs(v: Vec<(u16, &str)>) -> Vec<u16> {
         v.into_iter().map(|(s, _)| s).collect()
+    }
+
+    #[test]
+    fn after_an_outage_the_stream_goes_on_at_once() {
+        let mut r = Reorder::new(WAIT);
+        let t = Instant::now();
+        assert_eq!(seqs(r.push(1, "p", t)), [1]);
+        let after = 2 + HOPELESS_GAP + 1;
+        assert_eq!(
+            seqs(r.push(after, "p", t)),
+            [after],
+            "no wait for a gap that long"
+        );
+        assert_eq!(r.skipped(), u64::from(HOPELESS_GAP + 1));
+        assert_eq!(r.deadline(), None);
+        let short = after + 5;
+        assert!(
+            r.push(short, "p", t).is_empty(),
+            "a short gap is still waited for"
+        );
     }
 
     #[test]

@@ -96,9 +96,16 @@ impl PeerConnectionEventHandler for Handler {
             RTCPeerConnectionState::Closed => ConnectionState::Closed,
             _ => return,
         };
-        self.shared
-            .connected
-            .store(state == ConnectionState::Connected, Ordering::Relaxed);
+        // Media keeps flowing while disconnected: that state is only ICE hearing nothing for
+        // a while (an outage, a lost consent check), and stopping would keep the other side
+        // from hearing anything either; the link's return must find video already on it.
+        self.shared.connected.store(
+            matches!(
+                state,
+                ConnectionState::Connected | ConnectionState::Disconnected
+            ),
+            Ordering::Relaxed,
+        );
         self.shared.emit(PeerEvent::ConnectionState(state));
         // Disconnected may recover; these do not, and no track event will ever come.
         if matches!(state, ConnectionState::Failed | ConnectionState::Closed) {

@@ -78,6 +78,7 @@ impl Shared {
     pub(super) fn keyframe_requested_for_ssrc(&self, ssrc: u32) {
         let local = self.local_video_ssrcs.locked().get(&ssrc).cloned();
         if let Some((track_id, wanted)) = local {
+            tracing::debug!(track = %track_id, "keyframe requested");
             wanted.set();
             self.emit(PeerEvent::KeyframeRequested { track_id });
         }

@@ -22,7 +22,7 @@ use crate::call::reorder;
 
 /// A gap longer than this lost several frames: asking for them all would flood the
 /// sender (after an outage, seconds of video) for frames that need a keyframe anyway.
-pub(super) const MAX_GAP: i64 = 100;
+pub(super) const MAX_GAP: i64 = reorder::HOPELESS_GAP as i64;
 /// The most times one packet is asked for.
 pub(super) const MAX_TRIES: u8 = 4;
 /// Assumed round trip until reports give one.

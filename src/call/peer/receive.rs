@@ -39,6 +39,7 @@ impl RemoteReader {
         let mut reorder = Reorder::new(reorder::DEFAULT_WAIT);
         let mut last_pli: Option<Instant> = None;
         let mut wait_set = Instant::now();
+        let mut last_packet = Instant::now();
         loop {
             // The round trip changes slowly: look again once a second.
             if wait_set.elapsed() >= Duration::from_secs(1) {
@@ -52,7 +53,14 @@ impl RemoteReader {
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()),
                     if deadline.is_some() =>
                 {
+                    let skipped = reorder.skipped();
                     let released = reorder.expire(Instant::now());
+                    tracing::debug!(
+                        track = %self.track_id,
+                        skipped = reorder.skipped() - skipped,
+                        released = released.len(),
+                        "gave up on a gap"
+                    );
                     self.assemble(&mut au, released, &mut last_pli).await;
                     continue;
                 }
@@ -65,6 +73,15 @@ impl RemoteReader {
             match event {
                 TrackRemoteEvent::OnRtpPacket(pkt) => {
                     let arrival = Instant::now();
+                    if arrival - last_packet > Duration::from_millis(300) {
+                        tracing::debug!(
+                            track = %self.track_id,
+                            silent_ms = (arrival - last_packet).as_millis() as u64,
+                            seq = pkt.header.sequence_number,
+                            "packets again"
+                        );
+                    }
+                    last_packet = arrival;
                     match self.kind {
                         MediaKind::Audio => self.deliver(RemoteMedia::Audio(AudioPacket {
                             data: pkt.payload.clone(),
@@ -124,6 +141,7 @@ impl RemoteReader {
             return;
         }
         *last_pli = Some(Instant::now());
+        tracing::debug!(track = %self.track_id, "asking for a keyframe (PLI)");
         if let Err(err) = send_pli(&*self.track).await {
             tracing::debug!("PLI failed: {err}");
         }

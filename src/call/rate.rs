@@ -6,6 +6,10 @@
 pub(crate) const MIN_VIDEO_BPS: u32 = 80_000;
 /// Smaller changes are not worth reconfiguring an encoder for.
 const HYSTERESIS: f64 = 0.05;
+/// Video is encoded for this share of what the estimate leaves after the audio: the rest
+/// is room for retransmissions, packet overhead and the encoder's overshoot, so the send
+/// rate stays under the estimate instead of probing past it into the bottleneck's queue.
+const HEADROOM: f64 = 0.85;
 /// A shared screen is what everyone is looking at: it gets this share of the budget.
 const SCREEN_SHARE: f64 = 0.6;
 
@@ -29,7 +33,9 @@ pub(crate) fn allocate(
         .copied()
         .filter(|e| e.is_finite() && *e > 0.0)
         .reduce(f64::min)
-        .map_or(f64::INFINITY, |e| (e - f64::from(audio_bps)).max(0.0));
+        .map_or(f64::INFINITY, |e| {
+            ((e - f64::from(audio_bps)) * HEADROOM).max(0.0)
+        });
     let fit = |bps: f64| bps.clamp(f64::from(MIN_VIDEO_BPS), ceiling) as u32;
     if !sharing {
         return VideoRates {
@@ -68,7 +74,7 @@ mod tests {
             1_500_000,
             false,
         );
-        assert_eq!(r.camera, 500_000);
+        assert_eq!(r.camera, 425_000, "85 % of 532k less the audio");
         let r = allocate(&[5_000_000.0], 32_000, 1_500_000, false);
         assert_eq!(r.camera, 1_500_000, "never above the ceiling");
         let r = allocate(&[40_000.0], 32_000, 1_500_000, false);
@@ -77,8 +83,9 @@ mod tests {
 
     #[test]
     fn a_shared_screen_gets_the_larger_part() {
-        let r = allocate(&[1_032_000.0], 32_000, 1_500_000, true);
-        assert_eq!((r.screen, r.camera), (600_000, 400_000));
+        let r = allocate(&[1_208_000.0], 32_000, 1_500_000, true);
+        // 85 % of 1,176k is 999,600: 60 % of it to the screen.
+        assert_eq!((r.screen, r.camera), (599_760, 399_840));
         let r = allocate(&[], 32_000, 1_500_000, true);
         assert_eq!((r.screen, r.camera), (1_500_000, 1_500_000));
     }

@@ -499,8 +499,8 @@ async fn lost_video_packets_flag_their_access_unit_incomplete_and_request_a_keyf
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_video_packet_is_repaired_by_retransmission_without_a_keyframe_request() {
-    // Every 20th video-sized datagram is dropped (a retransmission too, now and then).
-    let loss = Loss::new(20, 900);
+    // Every 15th video-sized datagram is dropped (a retransmission too, now and then).
+    let loss = Loss::new(15, 900);
     let (_a, b, got) = through_loss(&loss).await;
     let complete: Vec<usize> = got
         .iter()

@@ -50,6 +50,7 @@ mod events;
 mod feedback;
 mod nack;
 mod negotiate;
+mod pacing;
 mod receive;
 mod sdp;
 mod send;

@@ -17,6 +17,7 @@ use webrtc::peer_connection::{
 };
 
 use super::estimate::Estimator;
+use super::pacing::Pacing;
 use super::types::{MIN_ESTIMATE_BPS, PeerConfig};
 use crate::call::error::Result;
 
@@ -61,9 +62,9 @@ pub(super) fn opus_codec() -> RTCRtpCodec {
     }
 }
 
-/// webrtc-rs's default chain (NACK responder, RR/SR, TWCC receiver), plus send-side congestion control (`estimate.rs`: GCC's delay half, our loss half) fed by the remote's
-/// transport-wide feedback. No pacer: 0.21's paces at exactly the estimate in one-packet
-/// bursts, which would spread a keyframe over hundreds of milliseconds.
+/// webrtc-rs's default chain (NACK responder, RR/SR, TWCC receiver), plus send-side
+/// congestion control (`estimate.rs`: GCC's delay half, our loss half) fed by the remote's
+/// transport-wide feedback, and the pacer at 1.5 times its estimate (`pacing.rs`).
 pub(super) fn interceptors(me: &mut MediaEngine, config: &PeerConfig) -> Result<Registry> {
     for parameter in ["", "pli"] {
         me.register_feedback(
@@ -87,7 +88,8 @@ pub(super) fn interceptors(me: &mut MediaEngine, config: &PeerConfig) -> Result<
             CongestionControlBuilder::new(Estimator::new(start, f64::from(MIN_ESTIMATE_BPS), max))
                 .build(),
         )
-        .with(Slot::TwccSender, TwccSenderBuilder::new().build());
+        .with(Slot::TwccSender, TwccSenderBuilder::new().build())
+        .with(Slot::Pacer, Pacing::new(start));
     Ok(configure_rtcp_reports(registry))
 }
 

@@ -11,13 +11,14 @@ const MAX_HELD: usize = 1024;
 /// waited for: only a keyframe repairs it, and the sooner it is asked for the better.
 pub(crate) const HOPELESS_GAP: u16 = 100;
 
-/// The wait for a path: two NACK attempts (each up to one NACK interval to be sent, plus a
-/// round trip for the retransmission) and a margin; without an RTT yet, [`DEFAULT_WAIT`].
+/// The wait for a path: three NACK attempts (each up to one NACK interval to be sent, plus
+/// a round trip for the retransmission: at 10 % loss one repair in ten is lost too) and a
+/// margin; without an RTT yet, [`DEFAULT_WAIT`].
 /// Past half a second a keyframe is the better repair.
 pub(crate) fn wait_for(rtt: Option<Duration>, nack_interval: Duration) -> Duration {
     rtt.map_or(DEFAULT_WAIT, |rtt| {
-        (2 * (nack_interval + rtt) + Duration::from_millis(20))
-            .clamp(Duration::from_millis(60), Duration::from_millis(500))
+        (3 * (nack_interval + rtt) + Duration::from_millis(20))
+            .clamp(Duration::from_millis(80), Duration::from_millis(500))
     })
 }
 
@@ -207,15 +208,15 @@ mod tests {
         assert_eq!(wait_for(None, nack), DEFAULT_WAIT);
         assert_eq!(
             wait_for(Some(Duration::from_millis(1)), nack),
-            Duration::from_millis(62)
+            Duration::from_millis(83)
         );
         assert_eq!(
             wait_for(Some(Duration::from_millis(100)), nack),
-            Duration::from_millis(260)
+            Duration::from_millis(380)
         );
         assert_eq!(
             wait_for(Some(Duration::ZERO), nack),
-            Duration::from_millis(60)
+            Duration::from_millis(80)
         );
         assert_eq!(
             wait_for(Some(Duration::from_secs(2)), nack),

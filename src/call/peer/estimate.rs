@@ -178,6 +178,31 @@ mod tests {
     }
 
     #[test]
+    fn noisy_random_loss_does_not_wear_the_rate_down() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut t = Instant::now();
+        let mut rate = LossRate::new(MAX, MIN, MAX);
+        let mut lowest = MAX;
+        // 60 s of feedback every 50 ms on 25 packets, each lost with 10 % chance.
+        for i in 0..1200 {
+            t += Duration::from_millis(50);
+            let lost = (0..25).filter(|_| rng.random::<f64>() < 0.10).count();
+            rate.update(t, lost, 25);
+            // After the first 5 s, while the baseline is being learnt.
+            if i >= 100 {
+                lowest = lowest.min(rate.target());
+            }
+        }
+        assert!(
+            rate.target() >= 0.9 * MAX,
+            "after a minute: {}",
+            rate.target()
+        );
+        assert!(lowest > 0.4 * MAX, "never near the floor: {lowest}");
+    }
+
+    #[test]
     fn loss_that_rises_as_the_path_fills_cuts_the_rate() {
         let mut t = Instant::now();
         let mut rate = LossRate::new(MAX, MIN, MAX);

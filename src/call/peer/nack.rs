@@ -25,8 +25,10 @@ use crate::call::reorder;
 pub(super) const MAX_GAP: i64 = reorder::HOPELESS_GAP as i64;
 /// The most times one packet is asked for.
 pub(super) const MAX_TRIES: u8 = 4;
-/// Assumed round trip until reports give one.
-const DEFAULT_RTT: Duration = Duration::from_millis(100);
+/// Assumed round trip until reports give one (and always, for a peer that only receives:
+/// its round trip comes from reports on what it sends). Short, so the receive stage's
+/// default wait still holds three attempts.
+const DEFAULT_RTT: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy)]
 struct Missing {
@@ -140,6 +142,7 @@ impl NackGenerator {
             if seqs.is_empty() {
                 continue;
             }
+            tracing::trace!(ssrc, ?seqs, "NACK");
             let nack = TransportLayerNack {
                 sender_ssrc: self.sender_ssrc,
                 media_ssrc: ssrc,
@@ -267,6 +270,21 @@ mod tests {
             vec![3, 4],
             "a round trip and a tick later"
         );
+    }
+
+    #[test]
+    fn without_a_round_trip_a_lost_repair_is_asked_for_again_within_the_wait() {
+        let t0 = Instant::now();
+        let mut t = after([1, 3], t0);
+        let mut asks = Vec::new();
+        let mut now = t0;
+        while now < t0 + reorder::DEFAULT_WAIT {
+            if !t.due(now, None).is_empty() {
+                asks.push(now - t0);
+            }
+            now += NACK_INTERVAL;
+        }
+        assert!(asks.len() >= 3, "asked at {asks:?}");
     }
 
     #[test]

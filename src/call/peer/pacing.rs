@@ -3,15 +3,21 @@
 //! estimate with a tenth of a second of burst: too slow for a keyframe on a clean link, and
 //! on a narrow one (1 Mbit/s, a 50 ms buffer) a keyframe still leaves in one piece and the
 //! router drops its tail. Here a frame that fits the burst leaves at once (no added delay
-//! on a clean link) and a bigger one is spread at 1.5 times the estimate.
+//! on a clean link) and a bigger one is spread at 1.5 times the estimate. Audio and
+//! retransmissions do not queue behind video: they leave at once and are charged to the
+//! budget (a late repair is no repair, late audio is a gap).
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::{
-    Attribute, Interceptor, PACER_MIN_BURST_BITS, Pacer, PacerBuilder, PacerInterceptor,
+    Attribute, Interceptor, PACER_MIN_BURST_BITS, Pacer, PacerBuilder, PacerInterceptor, Packet,
     StreamInfo, TaggedPacket,
 };
 use rtc::sansio::Protocol;
+use rtc::shared::marshal::MarshalSize;
+
+use super::setup::OPUS_PT;
 
 /// The pace relative to the estimate: room for the encoder's overshoot, short of
 /// flooding the bottleneck's buffer.
@@ -45,6 +51,18 @@ pub(super) struct Pacing {
     inner: PacerInterceptor,
     /// The pace the estimate asks for.
     base: f64,
+    /// Audio and retransmissions, ahead of the paced queue.
+    express: VecDeque<TaggedPacket>,
+}
+
+/// The bits of an RTP packet that must not wait behind video, if it is one.
+fn express_bits(msg: &TaggedPacket) -> Option<f64> {
+    let Packet::Rtp(rtp) = &msg.message.packet else {
+        return None;
+    };
+    let urgent =
+        rtp.header.payload_type == OPUS_PT || msg.message.get(&Attribute::Retransmission).is_some();
+    urgent.then(|| (rtp.marshal_size() * 8) as f64)
 }
 
 impl Pacing {
@@ -55,6 +73,7 @@ impl Pacing {
         Self {
             inner,
             base: start_bps * FACTOR,
+            express: VecDeque::new(),
         }
     }
 
@@ -101,13 +120,21 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Pacing {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Some(bits) = express_bits(&msg) {
+            let pacer = self.inner.pacer_mut();
+            pacer.refill(msg.now);
+            // Charged, so the video behind it waits its share.
+            pacer.consume(bits);
+            self.express.push_back(msg);
+            return Ok(());
+        }
         self.inner.handle_write(msg)?;
         self.drain();
         Ok(())
     }
 
     fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.inner.poll_write()
+        self.express.pop_front().or_else(|| self.inner.poll_write())
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {

@@ -28,9 +28,11 @@ async fn a_small_signaling_bench_holds_every_client_and_keeps_rooms_apart() {
 async fn a_short_call_bench_measures_latency_cpu_and_codec_time() {
     let r = confab::bench::run_call(confab::bench::CallBenchArgs {
         seconds: 3.0,
-        size: "320x240".into(),
-        fps: 30.0,
-        bitrate_kbps: 300,
+        shape: confab::bench::CallShape {
+            size: "320x240".into(),
+            fps: 30.0,
+            bitrate_kbps: 300,
+        },
         runs: 1,
         keep_reports: None,
     })

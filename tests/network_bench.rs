@@ -9,9 +9,11 @@ async fn the_network_bench_loses_call_packets_and_the_receivers_ask_for_them() {
         profile: Some(Profile::Loss10),
         // The frame rate is counted from 3 s on.
         seconds: 6.0,
-        size: "320x240".into(),
-        fps: 30.0,
-        bitrate_kbps: 300,
+        shape: confab::bench::CallShape {
+            size: "320x240".into(),
+            fps: 30.0,
+            bitrate_kbps: 300,
+        },
         seed: 7,
         keep_reports: None,
     };

@@ -11,16 +11,23 @@ use crate::signaling::{Server, ServerConfig};
 
 use super::BenchError;
 
+/// What each peer of a bench call sends.
 #[derive(Debug, Clone, clap::Args)]
-pub struct CallBenchArgs {
-    #[arg(long, default_value_t = 20.0)]
-    pub seconds: f64,
+pub struct CallShape {
     #[arg(long, default_value = "1280x720")]
     pub size: String,
     #[arg(long, default_value_t = 30.0)]
     pub fps: f32,
     #[arg(long, default_value_t = 2500)]
     pub bitrate_kbps: u32,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CallBenchArgs {
+    #[arg(long, default_value_t = 20.0)]
+    pub seconds: f64,
+    #[command(flatten)]
+    pub shape: CallShape,
     /// Calls one after another; with more than one, join-to-first-frame is also given
     /// over all of them (p50 / p95 / max), where a slow mode shows.
     #[arg(long, default_value_t = 1)]
@@ -172,11 +179,11 @@ pub(super) async fn run_peers(args: &CallBenchArgs) -> Result<Vec<serde_json::Va
                 "--seconds",
                 &args.seconds.to_string(),
                 "--size",
-                &args.size,
+                &args.shape.size,
                 "--fps",
-                &args.fps.to_string(),
+                &args.shape.fps.to_string(),
                 "--bitrate-kbps",
-                &args.bitrate_kbps.to_string(),
+                &args.shape.bitrate_kbps.to_string(),
                 "--tone-hz",
                 tone,
                 "--bind",
@@ -252,7 +259,7 @@ fn summarise(args: &CallBenchArgs, reports: &[serde_json::Value], cpu: f64) -> C
     let peer = |r: &serde_json::Value| r["peers"].get(0).cloned().unwrap_or_default();
     CallBenchReport {
         seconds: args.seconds,
-        size: args.size.clone(),
+        size: args.shape.size.clone(),
         join_to_first_frame_ms: mean(&|r| peer(r)["first_frame_ms"].as_f64()),
         join_samples_ms: reports
             .iter()

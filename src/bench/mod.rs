@@ -7,7 +7,7 @@ mod profile;
 mod shaper;
 mod signaling;
 
-pub use call::{CallBenchArgs, CallBenchReport, call, run_call};
+pub use call::{CallBenchArgs, CallBenchReport, CallShape, call, run_call};
 pub use network::{Direction, NetworkBenchArgs, network, run_profile};
 pub use profile::Profile;
 pub use shaper::{Shaper, ShaperStats};

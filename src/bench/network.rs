@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::call::VideoQuality;
 
 use super::BenchError;
-use super::call::{CallBenchArgs, run_peers};
+use super::call::{CallBenchArgs, CallShape, run_peers};
 use super::profile::Profile;
 use super::shaper::{Shaper, ShaperStats};
 
@@ -18,12 +18,8 @@ pub struct NetworkBenchArgs {
     pub profile: Option<Profile>,
     #[arg(long, default_value_t = 30.0)]
     pub seconds: f64,
-    #[arg(long, default_value = "1280x720")]
-    pub size: String,
-    #[arg(long, default_value_t = 30.0)]
-    pub fps: f32,
-    #[arg(long, default_value_t = 2500)]
-    pub bitrate_kbps: u32,
+    #[command(flatten)]
+    pub shape: CallShape,
     /// Seeds the link's randomness, so runs lose the same packets.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -68,7 +64,7 @@ pub async fn network(args: NetworkBenchArgs) -> Result<Vec<Direction>, BenchErro
     let mut all = Vec::new();
     println!(
         "1:1 call, {} at {} fps, {:.0} s per profile, UDP shaped both ways",
-        args.size, args.fps, args.seconds
+        args.shape.size, args.shape.fps, args.seconds
     );
     println!("{}", header());
     for profile in profiles {
@@ -88,9 +84,7 @@ pub async fn run_profile(
 ) -> Result<Vec<Direction>, BenchError> {
     let call = CallBenchArgs {
         seconds: args.seconds,
-        size: args.size.clone(),
-        fps: args.fps,
-        bitrate_kbps: args.bitrate_kbps,
+        shape: args.shape.clone(),
         runs: 1,
         keep_reports: args.keep_reports.as_ref().map(|d| d.join(profile.name())),
     };

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use crate::sync::LockExt;
+
 use crate::media::{H264Decoder, OpusDecoder, is_keyframe, now_us};
 
 use super::peer::{AudioPacket, KeyframeRequester, RemoteMedia};
@@ -29,6 +31,8 @@ pub struct RecvCounters {
     pub height: AtomicU64,
     /// Glass-to-glass latency samples (µs) since the stats task last took them.
     pub latency_us: Mutex<Vec<u64>>,
+    /// Freezes as a viewer sees them (W3C), over the whole call.
+    pub quality: Mutex<super::quality::VideoQuality>,
 }
 
 /// What the decode stage of one remote track reads from and writes to.
@@ -113,6 +117,11 @@ pub fn spawn_decoder(input: DecodeInput) {
                             counters
                                 .height
                                 .store(frame.height as u64, Ordering::Relaxed);
+                            counters.quality.locked().on_frame(
+                                decoded_us,
+                                frame.width as u32,
+                                frame.height as u32,
+                            );
                             let info = FrameInfo {
                                 decoded_us,
                                 barcode: None,

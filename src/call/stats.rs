@@ -25,6 +25,9 @@ pub struct PeerCallStats {
     pub video_in_width: u32,
     pub video_in_height: u32,
     pub frames_decoded: u64,
+    /// W3C freezes of the video received so far, and their total length.
+    pub freezes: u32,
+    pub freeze_s: f64,
     pub decode_ms: f64,
     pub video_out_kbps: f64,
     pub video_out_fps: f64,
@@ -138,6 +141,9 @@ impl StatsTracker {
                         s.video_in_height = c.height.load(Ordering::Relaxed) as u32;
                     }
                     latencies.append(&mut c.latency_us.locked());
+                    let q = c.quality.locked();
+                    s.freezes += q.freezes;
+                    s.freeze_s += q.freeze_ms / 1000.0;
                 }
                 MediaKind::Audio => {
                     t.audio_in_bytes += bytes;

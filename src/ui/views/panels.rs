@@ -110,6 +110,11 @@ impl App {
                 s.video_out_fps
             ));
             ui.label(format!(
+                "freezes {} ({:.1} s) | NACKs {} | keyframe requests {}",
+                s.freezes, s.freeze_s, s.nack_sent, s.pli_sent
+            ))
+            .on_hover_text("Freezes: pauses longer than 3 frame intervals (and 150 ms over the average) in the video received; NACKs and keyframe requests are what was asked of the sender");
+            ui.label(format!(
                 "RTT {} | lost {} | glass-to-glass {} | link estimate {}",
                 s.rtt_ms.map_or("-".into(), |r| format!("{r:.1} ms")),
                 s.packets_lost,

@@ -19,7 +19,6 @@ const QUEUE: u16 = 4711;
 /// What the shaper did, over every flow.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ShaperStats {
-    pub packets: u64,
     pub lost: u64,
     pub overflowed: u64,
     /// Wall-clock µs when the profile's last change took effect (e.g. the link's return
@@ -185,7 +184,6 @@ fn run(
             match queue.recv() {
                 Ok(msg) => {
                     busy = true;
-                    stats.packets += 1;
                     let size = msg.get_payload().len();
                     let key = flow(msg.get_payload());
                     let n = links.len() as u64;

@@ -195,36 +195,8 @@ pub struct PeerReport {
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct StatsSample {
     pub t: f64,
-    pub video_in_kbps: f64,
-    pub video_in_fps: f64,
-    pub video_in_width: u32,
-    pub video_in_height: u32,
-    pub video_out_kbps: f64,
-    pub send_estimate_kbps: Option<f64>,
-    pub nack_sent: u64,
-    pub nack_received: u64,
-    pub pli_sent: u64,
-    pub pli_received: u64,
-    pub packets_lost: i64,
-}
-
-impl StatsSample {
-    fn of(t: f64, s: &PeerCallStats) -> Self {
-        Self {
-            t,
-            video_in_kbps: s.video_in_kbps,
-            video_in_fps: s.video_in_fps,
-            video_in_width: s.video_in_width,
-            video_in_height: s.video_in_height,
-            video_out_kbps: s.video_out_kbps,
-            send_estimate_kbps: s.send_estimate_kbps,
-            nack_sent: s.nack_sent,
-            nack_received: s.nack_received,
-            pli_sent: s.pli_sent,
-            pli_received: s.pli_received,
-            packets_lost: s.packets_lost,
-        }
-    }
+    #[serde(flatten)]
+    pub stats: PeerCallStats,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -360,7 +332,10 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
                 for s in stats {
                     if let Some(p) = peers.get_mut(&s.id) {
                         let t = started.elapsed().as_secs_f64();
-                        p.stats_timeline.push(StatsSample::of(t, &s));
+                        p.stats_timeline.push(StatsSample {
+                            t,
+                            stats: s.clone(),
+                        });
                         p.last_stats = Some(s);
                     }
                 }

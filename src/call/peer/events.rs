@@ -31,8 +31,11 @@ pub(super) struct Shared {
     pub(super) feedback: Mutex<HashMap<u32, SenderFeedback>>,
     pub(super) dc_open: AtomicBool,
     pub(super) closed: AtomicBool,
-    /// DTLS/SRTP is up: media written before this would only be dropped by the core.
-    pub(super) connected: Arc<AtomicBool>,
+    /// DTLS/SRTP is up and the connection not failed: media written before this would
+    /// only be dropped by the core.
+    pub(super) may_send: Arc<AtomicBool>,
+    /// The congestion controller's latest estimate (bit/s, as `f64` bits; 0 before one).
+    pub(super) send_estimate: AtomicU64,
 }
 
 pub(super) struct RemoteEntry {
@@ -99,7 +102,7 @@ impl PeerConnectionEventHandler for Handler {
         // Media keeps flowing while disconnected: that state is only ICE hearing nothing for
         // a while (an outage, a lost consent check), and stopping would keep the other side
         // from hearing anything either; the link's return must find video already on it.
-        self.shared.connected.store(
+        self.shared.may_send.store(
             matches!(
                 state,
                 ConnectionState::Connected | ConnectionState::Disconnected

@@ -4,9 +4,10 @@
 use crate::sync::LockExt;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
@@ -86,7 +87,8 @@ impl Shared {
 }
 
 /// Taps inbound PLI/FIR on its way through the core, so `KeyframeRequested` is emitted the
-/// moment the packet is processed. Passes everything through unchanged.
+/// moment the packet is processed, and keeps the send estimate the feedback carries.
+/// Passes everything through unchanged.
 pub(super) struct KeyframeRequestTap {
     pub(super) shared: Arc<Shared>,
     pub(super) read_queue: VecDeque<TaggedPacket>,
@@ -101,6 +103,16 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
     type Time = Instant;
 
     fn handle_read(&mut self, msg: TaggedPacket) -> std::result::Result<(), Self::Error> {
+        // The congestion controller's estimate rides on the feedback that produced it.
+        if let Some(Attribute::TargetBitrateChanged { bits_per_second }) =
+            msg.message.get(&Attribute::TargetBitrateChanged {
+                bits_per_second: 0.0,
+            })
+        {
+            self.shared
+                .send_estimate
+                .store(bits_per_second.to_bits(), Ordering::Relaxed);
+        }
         if let Packet::Rtcp(packets) = &msg.message.packet {
             for p in packets {
                 let any = p.as_any();

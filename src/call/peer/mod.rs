@@ -59,7 +59,7 @@ mod stats;
 mod types;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rtc::interceptor::Slot;
@@ -127,7 +127,8 @@ impl Peer {
             feedback: Mutex::new(HashMap::new()),
             dc_open: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            connected: Arc::new(AtomicBool::new(false)),
+            may_send: Arc::new(AtomicBool::new(false)),
+            send_estimate: AtomicU64::new(0),
         });
 
         let mut me = media_engine()?;
@@ -250,7 +251,7 @@ impl Peer {
                 track,
                 rtp_sender,
                 payload_type: OnceLock::new(),
-                connected: Arc::clone(&self.shared.connected),
+                may_send: Arc::clone(&self.shared.may_send),
                 detached: AtomicBool::new(unusable),
             }),
         };

@@ -32,7 +32,7 @@ pub(super) struct LocalTrackInner {
     /// `None` if the track was never put on the connection (see `detached`).
     pub(super) rtp_sender: Option<Arc<dyn RtpSender>>,
     pub(super) payload_type: OnceLock<u8>,
-    pub(super) connected: Arc<AtomicBool>,
+    pub(super) may_send: Arc<AtomicBool>,
     /// Off the connection because the remote takes no codec of its kind: it never sends.
     pub(super) detached: AtomicBool,
 }
@@ -96,7 +96,7 @@ impl LocalTrack {
     }
 
     async fn send_sample(&self, data: &[u8], duration: Duration) -> Result<()> {
-        if !self.inner.connected.load(Ordering::Relaxed) {
+        if !self.inner.may_send.load(Ordering::Relaxed) {
             return Err(CallError::NotConnected);
         }
         let pt = self.payload_type().await?;

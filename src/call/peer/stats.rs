@@ -12,13 +12,11 @@ use super::types::{MediaKind, PeerStats, TrackStats};
 use super::{LocalTrack, Peer};
 
 impl Peer {
-    /// The congestion controller's send estimate alone (bit/s), for the encoders' rate.
-    pub async fn send_estimate(&self) -> Option<f64> {
-        let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
-        report
-            .outbound_rtp_streams()
-            .map(|out| out.target_bitrate)
-            .find(|bps| *bps > 0.0)
+    /// The congestion controller's latest send estimate (bit/s), for the encoders' rate:
+    /// read from what the feedback tap kept, no stats report needed.
+    pub fn send_estimate(&self) -> Option<f64> {
+        let bps = f64::from_bits(self.shared.send_estimate.load(Ordering::Relaxed));
+        (bps > 0.0).then_some(bps)
     }
 
     /// Statistics from the 0.21 stats report, keyed by track.

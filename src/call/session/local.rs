@@ -100,29 +100,20 @@ impl Engine {
 
     /// Follows the estimates between stats ticks: a narrowing link must reach the encoder
     /// within a fraction of a second, not at the next report.
-    pub(super) async fn follow_estimates(&mut self) {
-        let mut estimates = Vec::with_capacity(self.peers.len());
-        for p in self.peers.values() {
-            if p.connection == ConnectionState::Connected
-                && let Some(e) = p.peer.send_estimate().await
-            {
-                estimates.push(e);
-            }
-        }
-        self.local.estimates = estimates;
+    pub(super) fn follow_estimates(&mut self) {
+        self.local.estimates = self
+            .peers
+            .values()
+            .filter(|p| p.connection == ConnectionState::Connected)
+            .filter_map(|p| p.peer.send_estimate())
+            .collect();
         self.apply_rates();
     }
 
     pub(super) async fn report_stats(&mut self) {
         let mut out = Vec::with_capacity(self.peers.len());
-        self.local.estimates.clear();
         for (id, p) in &self.peers {
             let transport = p.peer.stats().await;
-            if p.connection == ConnectionState::Connected
-                && let Some(e) = transport.send_estimate_bps
-            {
-                self.local.estimates.push(e);
-            }
             out.push(self.stats.sample(
                 id,
                 &p.name,
@@ -135,6 +126,5 @@ impl Engine {
             ));
         }
         self.emit(Event::Stats(out));
-        self.apply_rates();
     }
 }

@@ -141,7 +141,7 @@ impl Engine {
                     self.emit(Event::KeyframeReceived { peer, track, at_us });
                 }
                 _ = tick.tick() => self.report_stats().await,
-                _ = rates.tick() => self.follow_estimates().await,
+                _ = rates.tick() => self.follow_estimates(),
                 _ = hello.tick() => {
                     for (id, p) in self.peers.iter_mut() {
                         let due = p.chat.hello_due().into_iter().chain(p.chat.flush()).collect();

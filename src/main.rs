@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use confab::signaling::{IceConfig, Server, ServerConfig, TlsConfig};
+use confab::signaling::{IceConfig, Server, ServerConfig, TlsConfig, TurnRelayConfig};
 
 #[derive(Parser)]
 #[command(
@@ -93,6 +93,10 @@ struct HeadlessArgs {
     /// Local address for ICE (e.g. 127.0.0.1 for loopback only).
     #[arg(long, default_value = "0.0.0.0")]
     bind: String,
+    /// all, or relay: media only through the server's TURN relays (the other side never
+    /// learns this machine's addresses).
+    #[arg(long, default_value = "all")]
+    ice_transport: confab::call::IceTransport,
     /// Write the JSON report here (default: standard output).
     #[arg(long)]
     report: Option<std::path::PathBuf>,
@@ -114,6 +118,7 @@ impl HeadlessArgs {
         o.auto_answer = self.auto_answer;
         o.chat = self.chat.clone();
         o.bind_addrs = vec![format!("{}:0", self.bind)];
+        o.ice_transport = self.ice_transport;
         Ok(o)
     }
 }
@@ -201,6 +206,14 @@ struct ServeArgs {
     /// No STUN responder.
     #[arg(long)]
     no_stun: bool,
+    /// Run a TURN relay on this UDP address (e.g. 0.0.0.0:3479) and name it in every
+    /// welcome: peers that cannot reach each other directly (symmetric NATs) talk through
+    /// it. Uses --turn-secret if given, else a secret of its own.
+    #[arg(long)]
+    turn_listen: Option<SocketAddr>,
+    /// The address other hosts reach the relay at (needed when --turn-listen is a wildcard).
+    #[arg(long, requires = "turn_listen")]
+    turn_external_ip: Option<std::net::IpAddr>,
     /// Seconds a member whose connection dropped stays in its room and may resume
     /// (0: it leaves at once).
     #[arg(long, default_value_t = 30.0)]
@@ -245,6 +258,10 @@ impl ServeArgs {
             public_metrics: self.public_metrics,
             resume_grace: Duration::try_from_secs_f64(self.resume_grace_secs)
                 .context("--resume-grace-secs must be a number of seconds")?,
+            turn_relay: self.turn_listen.map(|listen| TurnRelayConfig {
+                listen,
+                external_ip: self.turn_external_ip,
+            }),
             stun_listen: (!self.no_stun).then(|| {
                 self.stun_listen
                     .unwrap_or(SocketAddr::new(self.listen.ip(), 3478))

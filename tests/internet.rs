@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::internet::{Home, Internet, Nat, SERVER_IP};
+use support::internet::{Home, Internet, Nat, RELAY_IP, SERVER_IP, TURN_PORT};
 use tokio::io::AsyncBufReadExt;
 
 /// `confab serve` on the internet, STUN included, plus `extra` options; killed when
@@ -19,7 +19,8 @@ async fn serve(net: &Internet, extra: &[&str]) -> tokio::process::Child {
     let mut child = net
         .net
         .command(env!("CARGO_BIN_EXE_confab"))
-        .args(["serve", "--listen", &format!("{SERVER_IP}:8787")])
+        // 443: what even a firewall home can reach.
+        .args(["serve", "--listen", &format!("{SERVER_IP}:443")])
         .args(["--stun-listen", &format!("{SERVER_IP}:3478")])
         .args(extra)
         .env("RUST_LOG", "warn")
@@ -38,12 +39,19 @@ async fn serve(net: &Internet, extra: &[&str]) -> tokio::process::Child {
 }
 
 /// A headless peer in `home` for `seconds`, its report written to `report`.
-fn peer(home: &Home, name: &str, seconds: f64, report: &Path) -> tokio::process::Command {
+fn peer(
+    home: &Home,
+    name: &str,
+    seconds: f64,
+    report: &Path,
+    extra: &[&str],
+) -> tokio::process::Command {
     let mut c = home.host.command(env!("CARGO_BIN_EXE_confab"));
-    c.args(["headless", "--server", &format!("ws://{SERVER_IP}:8787/ws")])
+    c.args(["headless", "--server", &format!("ws://{SERVER_IP}:443/ws")])
         .args(["--room", "internet", "--name", name])
         .args(["--seconds", &seconds.to_string(), "--size", "320x240"])
         .args(["--report", report.to_str().unwrap()])
+        .args(extra)
         // CONFAB_PEER_LOG=rtc_ice=debug shows what ICE tried.
         .env(
             "RUST_LOG",
@@ -77,12 +85,28 @@ fn received_from<'a>(report: &'a Value, other: &str) -> &'a Value {
     p
 }
 
-/// Runs a call between two homes: both reports, or both processes' errors.
-async fn try_call(a: &Home, b: &Home) -> Result<(Value, Value), String> {
+/// Runs a call between two homes: both reports, or both processes' errors. `a_extra`
+/// are more options for ann, `env` more environment for both.
+async fn try_call(
+    a: &Home,
+    b: &Home,
+    a_extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<(Value, Value), String> {
+    // Two calls at a time: each is two encoding, decoding processes, and a machine with
+    // two cores running all of this file's calls at once starves them of frames.
+    static CALLS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    let _slot = CALLS.acquire().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (ra, rb) = (dir.path().join("a.json"), dir.path().join("b.json"));
-    let pa = peer(a, "ann", 6.0, &ra).spawn().unwrap();
-    let pb = peer(b, "bob", 6.0, &rb).spawn().unwrap();
+    let pa = peer(a, "ann", 6.0, &ra, a_extra)
+        .envs(env.iter().copied())
+        .spawn()
+        .unwrap();
+    let pb = peer(b, "bob", 6.0, &rb, &[])
+        .envs(env.iter().copied())
+        .spawn()
+        .unwrap();
     let (oa, ob) = tokio::join!(pa.wait_with_output(), pb.wait_with_output());
     let (oa, ob) = (oa.unwrap(), ob.unwrap());
     if !(oa.status.success() && ob.status.success()) {
@@ -95,8 +119,16 @@ async fn try_call(a: &Home, b: &Home) -> Result<(Value, Value), String> {
     Ok((read_report(&ra), read_report(&rb)))
 }
 
-async fn call(a: &Home, b: &Home) -> (Value, Value) {
-    try_call(a, b).await.unwrap_or_else(|e| panic!("{e}"))
+async fn call(a: &Home, b: &Home, a_extra: &[&str]) -> (Value, Value) {
+    try_call(a, b, a_extra, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn call_with_env(a: &Home, b: &Home, env: &[(&str, &str)]) -> (Value, Value) {
+    try_call(a, b, &[], env)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The path media took to `report`'s owner from `other` ("srflx -> prflx" and the like),
@@ -116,7 +148,7 @@ async fn two_homes_behind_cone_nats_call_directly_through_the_servers_stun() {
     let mut net = Internet::new();
     let (a, b) = (net.home(Nat::Cone), net.home(Nat::Cone));
     let _server = serve(&net, &[]).await;
-    let (ra, rb) = call(&a, &b).await;
+    let (ra, rb) = call(&a, &b, &[]).await;
     for (report, other) in [(&ra, "bob"), (&rb, "ann")] {
         // Neither home's private address is reachable from the other: the pair that
         // carried media joins the routers' public mappings, which STUN revealed.
@@ -138,11 +170,101 @@ async fn two_symmetric_homes_cannot_connect_without_a_relay() {
     let mut net = Internet::new();
     let (a, b) = (net.home(Nat::Symmetric), net.home(Nat::Symmetric));
     // STUN alone: each side's public port differs per destination, so no check ever
-    // arrives where the other expects it. (This proves the simulated NAT is symmetric;
-    // the relayed call through TURN is issue 12's next step.)
+    // arrives where the other expects it. (This proves the simulated NAT is symmetric.)
     let _server = serve(&net, &[]).await;
-    let err = try_call(&a, &b)
+    let err = try_call(&a, &b, &[], &[])
         .await
         .expect_err("two symmetric NATs connected without a relay");
     assert!(err.contains("no media arrived"), "{err}");
+}
+
+/// The call went through a TURN relay: one side sends from its relayed address (the
+/// other may know that address only from the checks it received, as prflx). Returns
+/// ann's and bob's paths.
+fn assert_relayed(ra: &Value, rb: &Value) -> (String, String) {
+    let (pa, pb) = (path_from(ra, "bob"), path_from(rb, "ann"));
+    assert!(
+        pa.starts_with("relay") || pb.starts_with("relay"),
+        "ann <- bob over {pa:?}, bob <- ann over {pb:?}: no relay"
+    );
+    (pa, pb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_symmetric_homes_call_through_the_servers_own_turn_relay() {
+    let mut net = Internet::new();
+    let (a, b) = (net.home(Nat::Symmetric), net.home(Nat::Symmetric));
+    let turn = format!("{RELAY_IP}:{TURN_PORT}");
+    let _server = serve(&net, &["--turn-listen", &turn]).await;
+    let (ra, rb) = call(&a, &b, &[]).await;
+    assert_relayed(&ra, &rb);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_symmetric_homes_call_through_coturn_with_the_servers_credentials() {
+    let mut net = Internet::new();
+    let (a, b) = (net.home(Nat::Symmetric), net.home(Nat::Symmetric));
+    let secret = "coturn-shared-secret";
+    let _coturn = net.coturn(RELAY_IP, secret, None);
+    net.net.wait_listening(TURN_PORT);
+    let url = format!("turn:{RELAY_IP}:{TURN_PORT}?transport=udp");
+    let _server = serve(&net, &["--turn", &url, "--turn-secret", secret]).await;
+    let (ra, rb) = call(&a, &b, &[]).await;
+    assert_relayed(&ra, &rb);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_only_peer_is_reached_only_through_the_relay_even_behind_cone_nats() {
+    let mut net = Internet::new();
+    let (a, b) = (net.home(Nat::Cone), net.home(Nat::Cone));
+    let turn = format!("{RELAY_IP}:{TURN_PORT}");
+    let _server = serve(&net, &["--turn-listen", &turn]).await;
+    // Cone NATs connect directly (the first test); ann forbids it.
+    let (ra, rb) = call(&a, &b, &["--ice-transport", "relay"]).await;
+    let (ann, _) = assert_relayed(&ra, &rb);
+    assert!(ann.starts_with("relay"), "ann sends over {ann:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_that_lets_only_tcp_443_out_calls_through_the_servers_relay_over_tcp() {
+    let mut net = Internet::new();
+    let (a, b) = (net.home(Nat::Firewall), net.home(Nat::Symmetric));
+    let turn = format!("{RELAY_IP}:443");
+    let _server = serve(&net, &["--turn-listen", &turn]).await;
+    let (ra, rb) = call(&a, &b, &[]).await;
+    // No UDP leaves ann's home: only her relay, allocated over TCP, can carry media.
+    let (ann, _) = assert_relayed(&ra, &rb);
+    assert!(ann.starts_with("relay"), "ann sends over {ann:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_that_lets_only_tcp_443_out_calls_through_coturn_over_tls() {
+    let mut net = Internet::new();
+    let (a, b) = (net.home(Nat::Firewall), net.home(Nat::Cone));
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = support::self_signed_for(dir.path(), RELAY_IP);
+    let secret = "coturn-shared-secret";
+    let _coturn = net.coturn(RELAY_IP, secret, Some((&cert, &key)));
+    net.net.wait_listening(443);
+    let urls = [
+        format!("turn:{RELAY_IP}:{TURN_PORT}?transport=udp"),
+        format!("turns:{RELAY_IP}:443?transport=tcp"),
+    ];
+    let _server = serve(
+        &net,
+        &[
+            "--turn",
+            &urls[0],
+            "--turn",
+            &urls[1],
+            "--turn-secret",
+            secret,
+        ],
+    )
+    .await;
+    // The certificate is our own: both peers trust it as the operator's CA.
+    let ca = cert.to_str().unwrap();
+    let (ra, rb) = call_with_env(&a, &b, &[("CONFAB_CA_FILE", ca)]).await;
+    let (ann, _) = assert_relayed(&ra, &rb);
+    assert!(ann.starts_with("relay"), "ann sends over {ann:?}");
 }

@@ -19,12 +19,13 @@ mod session;
 mod sink;
 mod stats;
 mod track;
+mod tunnel;
 
 pub use encode::VideoEncoding;
 pub use error::CallError;
 pub use negotiation::{NegotiationStats, Negotiator, SdpEndpoint, Signal};
 pub use peer::{
-    AudioPacket, AudioTrackSender, ConnectionState, IceCandidate, IceServerConfig,
+    AudioPacket, AudioTrackSender, ConnectionState, IceCandidate, IceServerConfig, IceTransport,
     KeyframeRequester, KeyframeWanted, LocalTrack, MediaKind, Peer, PeerConfig, PeerEvent,
     PeerStats, RemoteAccessUnit, RemoteMedia, SdpType, SessionDescription, SignalingState,
     TrackStats, VideoTrackSender,

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::call::{self, CallConfig, Command, Event, LocalMedia, PeerCallStats, VideoEncoding};
+use crate::call::{
+    self, CallConfig, Command, Event, IceTransport, LocalMedia, PeerCallStats, VideoEncoding,
+};
 use crate::media::{
     AudioSource, MediaError, SyntheticAudio, SyntheticVideo, VideoSource, WavAudio, Y4mVideo,
     now_us,
@@ -113,6 +115,7 @@ pub struct HeadlessOptions {
     pub call: Option<String>,
     pub auto_answer: bool,
     pub bind_addrs: Vec<String>,
+    pub ice_transport: IceTransport,
     /// A chat message to send once the first peer is connected.
     pub chat: Option<String>,
 }
@@ -134,6 +137,7 @@ impl HeadlessOptions {
             call: None,
             auto_answer: false,
             bind_addrs: vec!["0.0.0.0:0".into()],
+            ice_transport: IceTransport::All,
             chat: None,
         }
     }
@@ -142,6 +146,7 @@ impl HeadlessOptions {
         let mut c = CallConfig::new(&self.server, &self.room, &self.name);
         c.password = self.password.clone();
         c.bind_addrs = self.bind_addrs.clone();
+        c.ice_transport = self.ice_transport;
         c.auto_answer = self.auto_answer;
         c.video = VideoEncoding {
             fps: self.fps,

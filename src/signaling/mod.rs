@@ -6,10 +6,11 @@ mod client;
 mod ice;
 pub mod protocol;
 mod server;
-mod tls;
+pub(crate) mod tls;
+pub(crate) mod turn_frame;
 mod web;
 
 pub use client::{ClientEvent, ClientOptions, JoinParams, SignalingClient, SignalingError};
 pub use ice::{IceConfig, turn_credentials};
-pub use server::{Server, ServerConfig, ServerError};
+pub use server::{Server, ServerConfig, ServerError, TurnRelayConfig};
 pub use tls::TlsConfig;

@@ -33,6 +33,7 @@ pub struct JoinRequest {
     pub microphone: AudioChoice,
     pub speaker: SpeakerChoice,
     pub echo_cancellation: bool,
+    pub relay_only: bool,
 }
 
 /// What the UI asks for.
@@ -400,6 +401,9 @@ impl Engine {
     ) -> Result<(CallHandle, mpsc::UnboundedReceiver<Event>), String> {
         let mut cfg = CallConfig::new(&req.server, &req.room, &req.name);
         cfg.password = req.password.clone();
+        if req.relay_only {
+            cfg.ice_transport = call::IceTransport::Relay;
+        }
         // Remote audio plays through the chosen speaker; its mix is the echo reference.
         let echo = EchoPath::start(req.echo_cancellation);
         self.echo = echo.clone();

@@ -205,6 +205,7 @@ impl Model {
             microphone: self.microphone.clone(),
             speaker: self.speaker.clone(),
             echo_cancellation: self.settings.echo_cancellation,
+            relay_only: self.settings.relay_only,
         }));
     }
 

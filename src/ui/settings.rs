@@ -16,6 +16,8 @@ pub struct Settings {
     pub speaker: String,
     pub echo_cancellation: bool,
     pub noise_suppression: bool,
+    /// Media only through the server's TURN relays: peers never learn our addresses.
+    pub relay_only: bool,
 }
 
 impl Default for Settings {
@@ -29,6 +31,7 @@ impl Default for Settings {
             speaker: String::new(),
             echo_cancellation: true,
             noise_suppression: true,
+            relay_only: false,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! Needs root in a private network namespace (`make test` runs the tests under
 //! `.ci/netns`): the veth pairs are made in the test's own namespace before they move.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +24,9 @@ pub enum Nat {
     /// A fresh random public port per destination (`masquerade random`): what STUN
     /// reports is not what a peer sees, so only a relay connects two of these.
     Symmetric,
+    /// A cone NAT whose firewall lets out only TCP to port 443 (a hotel's, an office's):
+    /// no UDP at all, so only TURN over TCP or TLS on 443 gets media through.
+    Firewall,
 }
 
 /// One network namespace, held open by a child process.
@@ -67,6 +71,23 @@ impl Ns {
         c.args(["-t", &self.pid().to_string(), "-n", "--"])
             .args(args);
         run(c);
+    }
+
+    /// Waits (up to 10 s) until something listens on TCP `port` in here.
+    pub fn wait_listening(&self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("nsenter")
+                .args(["-t", &self.pid().to_string(), "-n", "--", "ss", "-Hltn"])
+                .arg(format!("sport = :{port}"))
+                .output()
+                .expect("ss (iproute2) runs");
+            if !out.stdout.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nothing listens on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn nft(&self, rules: &str) {
@@ -133,12 +154,15 @@ pub struct Home {
 /// The internet namespace and the homes attached to it.
 pub struct Internet {
     pub net: Ns,
+    _upstream: Ns,
     homes: u32,
 }
 
 /// Where the signaling server (and its STUN responder) listens.
 pub const SERVER_IP: &str = "10.0.0.1";
-/// Where coturn listens (UDP and TCP) when a test starts it.
+/// A second address on the internet, for a TURN relay on a port the server also uses.
+pub const RELAY_IP: &str = "10.0.0.2";
+/// Where a TURN relay listens (UDP and TCP) when a test starts one.
 pub const TURN_PORT: u16 = 3479;
 
 impl Internet {
@@ -146,8 +170,23 @@ impl Internet {
         assert_private_netns();
         let net = Ns::new();
         net.run(&["ip", "addr", "add", &format!("{SERVER_IP}/32"), "dev", "lo"]);
+        net.run(&["ip", "addr", "add", &format!("{RELAY_IP}/32"), "dev", "lo"]);
         net.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        Internet { net, homes: 0 }
+        // The rest of the internet: where packets to addresses nobody here owns (a home's
+        // private address, say) go and vanish without an error, as they do upstream of
+        // any real server. Without a default route a relay's send to one fails, and
+        // coturn ends the allocation over it.
+        let upstream = Ns::new();
+        link(&net, "172.31.255.1/30", &upstream, "172.31.255.2/30");
+        net.run(&["ip", "route", "add", "default", "via", "172.31.255.2"]);
+        upstream.nft(
+            "table ip sink { chain pre { type filter hook prerouting priority 0; drop; }; }\n",
+        );
+        Internet {
+            net,
+            _upstream: upstream,
+            homes: 0,
+        }
     }
 
     /// A new home behind a router doing `nat`.
@@ -186,8 +225,16 @@ impl Internet {
             &format!("192.168.{n}.1"),
         ]);
         let masquerade = match nat {
-            Nat::Cone => "masquerade",
+            Nat::Cone | Nat::Firewall => "masquerade",
             Nat::Symmetric => "masquerade random",
+        };
+        let outbound = match nat {
+            Nat::Firewall => format!(
+                "table ip wall {{ chain outbound {{ type filter hook forward priority 0; \
+                 policy drop; ct state established,related accept; \
+                 oifname \"{wan}\" tcp dport 443 accept; }}; }}\n"
+            ),
+            _ => String::new(),
         };
         // Unsolicited packets from outside are dropped before their conntrack entry is
         // confirmed, as a home router's firewall does. Without that, a peer's first check
@@ -197,7 +244,7 @@ impl Internet {
             "table ip nat {{ chain post {{ type nat hook postrouting priority srcnat; \
              oifname \"{wan}\" {masquerade}; }}; }}\n\
              table ip filter {{ chain input {{ type filter hook input priority 0; \
-             iifname \"{wan}\" ct state new drop; }}; }}\n"
+             iifname \"{wan}\" ct state new drop; }}; }}\n{outbound}"
         ));
         Home {
             host,
@@ -208,16 +255,17 @@ impl Internet {
 }
 
 impl Internet {
-    /// Debian's coturn on the internet, with TURN REST credentials from `secret` (what
-    /// `confab serve --turn-secret` hands out); killed when dropped.
-    pub fn coturn(&self, secret: &str) -> Coturn {
+    /// Debian's coturn at `ip` on the internet, UDP and TCP on [`TURN_PORT`], with TURN
+    /// REST credentials from `secret` (what `confab serve --turn-secret` hands out), and
+    /// TLS on 443 with `tls` (certificate, key); killed when dropped.
+    pub fn coturn(&self, ip: &str, secret: &str, tls: Option<(&Path, &Path)>) -> Coturn {
         let dir = tempfile::tempdir().unwrap();
         let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
         // CONFAB_COTURN_LOG=FILE keeps its verbose log.
         let log = std::env::var("CONFAB_COTURN_LOG").ok();
         let mut c = self.net.command("turnserver");
-        c.args(["-n", "--no-cli", "--no-tls", "--no-dtls", "--simple-log"])
-            .args(["--listening-ip", SERVER_IP, "--relay-ip", SERVER_IP])
+        c.args(["-n", "--no-cli", "--no-dtls", "--simple-log"])
+            .args(["--listening-ip", ip, "--relay-ip", ip])
             .args(["--listening-port", &TURN_PORT.to_string()])
             .args(["--min-port", "50000", "--max-port", "50999"])
             .args(["--use-auth-secret", "--static-auth-secret", secret])
@@ -230,6 +278,18 @@ impl Internet {
             .kill_on_drop(true);
         if log.is_some() {
             c.arg("-V");
+        }
+        match tls {
+            Some((cert, key)) => {
+                c.args(["--tls-listening-port", "443"])
+                    .arg("--cert")
+                    .arg(cert)
+                    .arg("--pkey")
+                    .arg(key);
+            }
+            None => {
+                c.arg("--no-tls");
+            }
         }
         Coturn {
             _child: c.spawn().expect("turnserver (coturn) runs"),

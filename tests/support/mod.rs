@@ -210,6 +210,14 @@ pub mod pulse;
 
 /// A self-signed certificate for 127.0.0.1, made with openssl.
 pub fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    self_signed_for(dir, "127.0.0.1")
+}
+
+/// A self-signed certificate for the address `ip`.
+pub fn self_signed_for(
+    dir: &std::path::Path,
+    ip: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let status = std::process::Command::new("openssl")
         .args([
@@ -221,7 +229,7 @@ pub fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::Pat
             "ec_paramgen_curve:prime256v1",
         ])
         .args(["-nodes", "-days", "1", "-subj", "/CN=confab test"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", &format!("subjectAltName=IP:{ip}")])
         // An end-entity certificate (openssl's default CA:TRUE is refused as a server's).
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .args(["-addext", "extendedKeyUsage=serverAuth"])

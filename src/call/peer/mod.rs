@@ -70,6 +70,7 @@ use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, RTCIceServer,
+    RTCIceTransportPolicy,
 };
 use webrtc::rtp_transceiver::RtpSender;
 
@@ -82,9 +83,9 @@ use setup::{H264_CODECS, h264_codec, interceptors, mdns_mode, media_engine};
 
 pub use send::{AudioTrackSender, LocalTrack, VideoTrackSender};
 pub use types::{
-    AudioPacket, ConnectionState, IceCandidate, IceServerConfig, KeyframeRequester, KeyframeWanted,
-    MediaKind, PeerConfig, PeerEvent, PeerStats, RemoteAccessUnit, RemoteMedia, SdpType,
-    SessionDescription, SignalingState, TrackStats,
+    AudioPacket, ConnectionState, IceCandidate, IceServerConfig, IceTransport, KeyframeRequester,
+    KeyframeWanted, MediaKind, PeerConfig, PeerEvent, PeerStats, RemoteAccessUnit, RemoteMedia,
+    SdpType, SessionDescription, SignalingState, TrackStats,
 };
 
 /// Label of the single chat channel. Negotiated out of band with a fixed id so both sides
@@ -157,6 +158,10 @@ impl Peer {
             .collect();
         let configuration = RTCConfigurationBuilder::new()
             .with_ice_servers(ice_servers)
+            .with_ice_transport_policy(match config.ice_transport {
+                IceTransport::All => RTCIceTransportPolicy::All,
+                IceTransport::Relay => RTCIceTransportPolicy::Relay,
+            })
             .build();
 
         let setting_engine = SettingEngineBuilder::new()

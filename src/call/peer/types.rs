@@ -20,10 +20,33 @@ pub struct IceServerConfig {
     pub credential: String,
 }
 
+/// Which candidates ICE may use, as the browser's `iceTransportPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IceTransport {
+    /// Direct, through NATs, or relayed: whatever works best.
+    #[default]
+    All,
+    /// Only through a TURN relay: the other side never learns our addresses.
+    Relay,
+}
+
+impl std::str::FromStr for IceTransport {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "all" => Ok(Self::All),
+            "relay" => Ok(Self::Relay),
+            _ => Err(format!("ICE transport must be all or relay, not {s:?}")),
+        }
+    }
+}
+
 /// How to build a [`Peer`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerConfig {
     pub ice_servers: Vec<IceServerConfig>,
+    pub ice_transport: IceTransport,
     /// Local UDP bind addresses. Tests use `127.0.0.1:0`; a wildcard expands to every
     /// non-loopback interface.
     pub bind_addrs: Vec<String>,
@@ -37,6 +60,7 @@ impl Default for PeerConfig {
     fn default() -> Self {
         Self {
             ice_servers: Vec::new(),
+            ice_transport: IceTransport::All,
             bind_addrs: vec!["0.0.0.0:0".to_owned()],
             start_bitrate_bps: 1_500_000,
             max_bitrate_bps: 3_000_000,

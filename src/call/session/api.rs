@@ -13,7 +13,7 @@ use crate::signaling::{ClientOptions, JoinParams, SignalingClient};
 use super::{Engine, Local, Membership};
 use crate::call::encode::{AudioCapture, VideoCapture, VideoEncoding};
 use crate::call::error::CallError;
-use crate::call::peer::{ConnectionState, MediaKind};
+use crate::call::peer::{ConnectionState, IceTransport, MediaKind};
 use crate::call::sink::MediaSink;
 use crate::call::stats::{PeerCallStats, SentTotals, StatsTracker};
 use crate::call::track::TrackRole;
@@ -26,6 +26,8 @@ pub struct CallConfig {
     pub password: Option<String>,
     /// Local UDP addresses for ICE (tests: 127.0.0.1:0).
     pub bind_addrs: Vec<String>,
+    /// `Relay`: media only through the TURN servers the welcome names.
+    pub ice_transport: IceTransport,
     pub video: VideoEncoding,
     pub audio_bitrate_bps: u32,
     /// Answer every ringing call at once (headless peers).
@@ -41,6 +43,7 @@ impl CallConfig {
             name: name.to_string(),
             password: None,
             bind_addrs: vec!["0.0.0.0:0".into()],
+            ice_transport: IceTransport::All,
             video: VideoEncoding {
                 fps: 30.0,
                 bitrate_bps: 1_500_000,
@@ -240,6 +243,7 @@ pub async fn start(
         kf_tx,
         me: String::new(),
         ice: Vec::new(),
+        tunnels: Default::default(),
         peers: HashMap::new(),
         serial: 0,
         stats: StatsTracker::default(),

@@ -20,6 +20,7 @@ impl Engine {
         let audio = self.config.audio_bitrate_bps;
         let config = PeerConfig {
             ice_servers: self.ice.clone(),
+            ice_transport: self.config.ice_transport,
             bind_addrs: self.config.bind_addrs.clone(),
             start_bitrate_bps: video.saturating_add(audio),
             // Room for a screen share beside the camera.

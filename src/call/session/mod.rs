@@ -61,6 +61,8 @@ struct Engine {
     kf_tx: mpsc::UnboundedSender<(String, TrackRole, u64)>,
     me: String,
     ice: Vec<IceServerConfig>,
+    /// TURN over TCP/TLS, through local ports (the stack speaks TURN only over UDP).
+    tunnels: crate::call::tunnel::Tunnels,
     peers: HashMap<String, RemotePeer>,
     serial: u64,
     stats: StatsTracker,

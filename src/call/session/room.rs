@@ -5,12 +5,12 @@ use crate::signaling::{ClientEvent, JoinParams};
 
 use super::*;
 use crate::call::negotiation::Signal;
-use crate::call::peer::IceServerConfig;
+use crate::call::peer::{IceServerConfig, IceTransport};
 
 impl Engine {
     pub(super) async fn on_welcome(&mut self, w: Welcome) {
         self.me = w.id.clone();
-        self.ice = w
+        let ice: Vec<_> = w
             .ice_servers
             .iter()
             .map(|s| IceServerConfig {
@@ -19,6 +19,18 @@ impl Engine {
                 credential: s.credential.clone().unwrap_or_default(),
             })
             .collect();
+        let ca_file = crate::signaling::ClientOptions::default().ca_file;
+        self.ice = self.tunnels.route(&ice, ca_file.as_deref()).await;
+        let relays = self
+            .ice
+            .iter()
+            .flat_map(|s| &s.urls)
+            .any(|u| u.starts_with("turn"));
+        if self.config.ice_transport == IceTransport::Relay && !relays {
+            self.emit(Event::Error(
+                "relay only, but the server names no TURN relay: no call can connect".into(),
+            ));
+        }
         self.membership.room.room = w.room.clone();
         self.emit(Event::Joined {
             id: w.id.clone(),

@@ -49,6 +49,9 @@ pub struct ServerConfig {
     /// Answer STUN binding requests here (UDP) and name this responder first in every
     /// welcome's ICE servers.
     pub stun_listen: Option<SocketAddr>,
+    /// Run a TURN relay (UDP) and name it in every welcome, with credentials from
+    /// `ice.turn_secret` (a random one when none is set).
+    pub turn_relay: Option<TurnRelayConfig>,
     /// How long a member whose connection was lost stays in its room, resumable (zero:
     /// it leaves at once).
     pub resume_grace: Duration,
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             default_capacity: 50,
             public_metrics: false,
             stun_listen: None,
+            turn_relay: None,
             resume_grace: Duration::from_secs(30),
         }
     }
@@ -92,6 +96,8 @@ pub enum ServerError {
     Serve(#[from] std::io::Error),
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("{0}")]
+    Turn(String),
     #[error("cannot answer STUN on {addr}: {source}")]
     Stun {
         addr: SocketAddr,
@@ -104,6 +110,7 @@ pub struct Server {
     addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
     stun_addr: Option<SocketAddr>,
+    turn_addr: Option<SocketAddr>,
     hub: Arc<Hub>,
     gate: Arc<accept::Gate>,
     stop: Option<watch::Sender<bool>>,
@@ -117,7 +124,10 @@ impl Server {
     }
 
     /// Like [`Server::start`], merging extra routes (e.g. the web client).
-    pub async fn start_with(config: ServerConfig, extra: Router) -> Result<Server, ServerError> {
+    pub async fn start_with(
+        mut config: ServerConfig,
+        extra: Router,
+    ) -> Result<Server, ServerError> {
         let bind = |addr: SocketAddr| async move {
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -154,6 +164,23 @@ impl Server {
             Some(s) => Some(s.local_addr()?),
             None => None,
         };
+        let relay = match &config.turn_relay {
+            Some(relay) => {
+                let secret = config
+                    .ice
+                    .turn_secret
+                    .get_or_insert_with(random_secret)
+                    .clone();
+                let relay = TurnRelay::start(relay, &secret)
+                    .await
+                    .map_err(ServerError::Turn)?;
+                // Ours first: the relay nearest to the server.
+                config.ice.turn.splice(0..0, relay.urls());
+                Some(relay)
+            }
+            None => None,
+        };
+        let turn_addr = relay.as_ref().map(TurnRelay::local_addr);
         let gate = accept::Gate::new(config.lan_open, config.max_per_ip);
         let limits = accept::HttpLimits {
             header_timeout: config.header_timeout,
@@ -174,6 +201,13 @@ impl Server {
         if let Some(socket) = stun_socket {
             tokio::spawn(stun::serve(socket, gate.clone(), stopped.clone()));
         }
+        if let Some(relay) = relay {
+            let mut stop = stopped.clone();
+            tokio::spawn(async move {
+                accept::stopped(&mut stop).await;
+                relay.close().await;
+            });
+        }
         let plain = serve(listener, None);
         let task = match secure {
             None => tokio::spawn(plain),
@@ -190,6 +224,7 @@ impl Server {
             addr,
             tls_addr,
             stun_addr,
+            turn_addr,
             hub,
             gate,
             stop: Some(stop),
@@ -220,6 +255,11 @@ impl Server {
         self.stun_addr
     }
 
+    /// The TURN relay's address, when there is one.
+    pub fn turn_addr(&self) -> Option<SocketAddr> {
+        self.turn_addr
+    }
+
     /// The TLS listener's address, when there is one.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
@@ -248,6 +288,14 @@ impl Server {
             Err(e) => Err(ServerError::Serve(std::io::Error::other(e))),
         }
     }
+}
+
+/// A secret for a relay nobody configured one for: only this process hands out its
+/// credentials.
+fn random_secret() -> String {
+    use rand::Rng;
+    let bytes: [u8; 24] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The signaling routes: `/ws`, `/healthz`, `/metrics`, and the web client at `/`.

@@ -19,6 +19,8 @@ mod metrics;
 mod outbox;
 mod resume;
 mod stun;
+mod turn;
+mod turn_stream;
 
 use calls::*;
 use connection::*;
@@ -30,6 +32,7 @@ use resume::*;
 pub use hub::Hub;
 pub use listener::{Server, ServerConfig, ServerError};
 pub use metrics::MetricsSnapshot;
+pub use turn::{TurnRelay, TurnRelayConfig};
 
 /// Frames above this are refused by the WebSocket layer itself (connection closed, 1009).
 const HARD_FRAME_LIMIT: usize = 1 << 20;

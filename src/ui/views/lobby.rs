@@ -115,6 +115,17 @@ impl App {
                         self.model.set_echo_cancellation(aec);
                     }
                     ui.end_row();
+                    ui.label("");
+                    ui.checkbox(
+                        &mut self.model.settings.relay_only,
+                        "Relay only (others never learn my address)",
+                    )
+                    .on_hover_text(
+                        "Media goes through the server's TURN relay, as a browser's \
+                         iceTransportPolicy \"relay\": private, a little more delay, and \
+                         only with a server that offers a relay",
+                    );
+                    ui.end_row();
                 });
             ui.add_space(8.0);
             let preview = (SELF_ID.to_string(), TrackRole::Camera);

@@ -268,3 +268,99 @@ async fn a_home_that_lets_only_tcp_443_out_calls_through_coturn_over_tls() {
     let (ann, _) = assert_relayed(&ra, &rb);
     assert!(ann.starts_with("relay"), "ann sends over {ann:?}");
 }
+
+/// Reads `child`'s log until a line holds `what` (30 s at most).
+async fn await_log(lines: &mut tokio::io::Lines<impl tokio::io::AsyncBufRead + Unpin>, what: &str) {
+    let found = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(what) {
+                return true;
+            }
+        }
+        false
+    };
+    let found = tokio::time::timeout(Duration::from_secs(30), found).await;
+    assert_eq!(found, Ok(true), "never logged {what:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_whose_address_changes_mid_call_is_reached_again_through_an_ice_restart() {
+    let mut net = Internet::new();
+    let (a, b) = (net.home(Nat::Cone), net.home(Nat::Cone));
+    let _server = serve(&net, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (ra, rb) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    let log =
+        std::env::var("CONFAB_PEER_LOG").unwrap_or_else(|_| "error,confab::headless=info".into());
+    let log = log.as_str();
+    let mut pa = peer(&a, "ann", 14.0, &ra, &[])
+        .env("RUST_LOG", log)
+        .spawn()
+        .unwrap();
+    let mut pb = peer(&b, "bob", 14.0, &rb, &[])
+        .env("RUST_LOG", log)
+        .spawn()
+        .unwrap();
+    let lines =
+        |c: &mut tokio::process::Child| tokio::io::BufReader::new(c.stderr.take().unwrap()).lines();
+    let (mut ann_log, mut bob_log) = (lines(&mut pa), lines(&mut pb));
+    // Mid-call: pictures flow both ways.
+    await_log(&mut ann_log, "first keyframe").await;
+    await_log(&mut bob_log, "first keyframe").await;
+    // Ann's router loses its uplink and comes back 3 s later with another address: the
+    // path the call used, and ann's signaling connection, are gone for good.
+    a.unplug();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    net.readdress(&a, 7);
+    let back_us = confab::media::now_us();
+    let rest = |mut log: tokio::io::Lines<_>| {
+        tokio::spawn(async move {
+            let mut all = String::new();
+            while let Ok(Some(line)) = log.next_line().await {
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        })
+    };
+    let (ann_rest, bob_rest) = (rest(ann_log), rest(bob_log));
+    let (oa, ob) = tokio::join!(pa.wait(), pb.wait());
+    let (ann_log, bob_log) = (ann_rest.await.unwrap(), bob_rest.await.unwrap());
+    println!("ann:\n{ann_log}\nbob:\n{bob_log}");
+    assert!(oa.unwrap().success(), "ann: {ann_log}");
+    assert!(ob.unwrap().success(), "bob: {bob_log}");
+    let (ra, rb) = (read_report(&ra), read_report(&rb));
+    for (report, other) in [(&ra, "bob"), (&rb, "ann")] {
+        let p = received_from(report, other);
+        // Either still there or gone at the end of the call, never dropped by the server.
+        let left = p["left"].as_str().unwrap_or("Left");
+        assert_eq!(
+            left, "Left",
+            "{other} dropped from {}'s call",
+            report["name"]
+        );
+        assert!(
+            p["last_stats"]["ice_restarts"].as_u64().unwrap_or(0) >= 1,
+            "{} never restarted ICE: {:#}",
+            report["name"],
+            p["last_stats"]
+        );
+        // The freeze the outage caused ends within 2 s of the uplink's return.
+        let gaps = p["video"]["quality"]["gaps"].as_array().unwrap();
+        let resumed = gaps
+            .iter()
+            .filter_map(|g| g["ended_us"].as_u64())
+            .find(|&end| end > back_us)
+            .unwrap_or_else(|| panic!("no gap after the outage: {gaps:?}"));
+        let late_ms = (resumed - back_us) / 1000;
+        println!(
+            "{} <- {other}: video back {late_ms} ms after the uplink",
+            report["name"]
+        );
+        assert!(
+            late_ms < 2000,
+            "{} <- {other}: {late_ms} ms",
+            report["name"]
+        );
+    }
+}

@@ -131,3 +131,42 @@ async fn a_member_that_does_not_come_back_leaves_when_the_grace_ends() {
     cal.ws.close(None).await.unwrap();
     assert_eq!(bob.expect("peer_left").await["reason"], "left");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_takes_over_a_connection_the_server_still_thinks_alive() {
+    // A client whose address changed comes back long before the server could notice
+    // that its old connection is dead: the resume takes the member over at once.
+    let srv = server_with(|_| {}).await;
+    let mut ann = Raw::connect(&srv).await;
+    let welcome = ann
+        .join(json!({"type":"join","room":"r","name":"ann"}))
+        .await;
+    let token = welcome["resume_token"].as_str().unwrap().to_string();
+    let mut bob = Raw::joined(&srv, "r", "bob").await;
+    ann.expect("peer_joined").await;
+
+    let mut back = Raw::connect(&srv).await;
+    back.send(json!({"type":"resume","token":token})).await;
+    let w = back.expect("welcome").await;
+    assert_eq!(w["resumed"], true);
+    assert_eq!(w["id"], ann.id.as_str());
+    // The old connection is closed; the room heard nothing of it.
+    let (code, _) = ann.until_closed().await;
+    assert_ne!(code, 0, "the old connection got a close frame");
+    bob.expect_nothing_pending().await;
+    // What bob sends now reaches ann on her new connection, and she is still there
+    // once the old connection's end has been handled.
+    bob.relay(&ann.id, json!({"n": 2})).await;
+    assert_eq!(back.expect("relay").await["payload"], json!({"n": 2}));
+    let mut cal = Raw::connect(&srv).await;
+    let w = cal
+        .join(json!({"type":"join","room":"r","name":"cal"}))
+        .await;
+    let names: Vec<&str> = w["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ann", "bob"]);
+}

@@ -13,6 +13,7 @@ mod negotiation;
 mod peer;
 mod quality;
 mod rate;
+mod reconnect;
 mod reorder;
 mod send;
 mod session;

@@ -10,6 +10,11 @@
 //!   negotiation-needed on return to stable while anything is un-negotiated.
 //! - Candidates that arrive before any remote description are queued, then applied right
 //!   after the next remote description.
+//! - An offer of ours unanswered for [`STALE_OFFER`] was lost with a signaling link that
+//!   died under it (the network changed): the impolite side then yields as the polite one
+//!   does, or neither side would ever answer the other.
+
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -83,11 +88,17 @@ pub struct NegotiationStats {
     pub candidates_queued: u32,
 }
 
+/// An offer this old with no answer counts as lost (an answer takes a round trip through
+/// the server: milliseconds, not seconds).
+pub const STALE_OFFER: Duration = Duration::from_secs(2);
+
 /// Perfect-negotiation state for one remote member.
 #[derive(Debug)]
 pub struct Negotiator {
     polite: bool,
     making_offer: bool,
+    /// When our offer now waiting for an answer went out.
+    offered_at: Option<Instant>,
     ignore_offer: bool,
     pending_candidates: Vec<IceCandidate>,
     stats: NegotiationStats,
@@ -99,6 +110,7 @@ impl Negotiator {
         Self {
             polite,
             making_offer: false,
+            offered_at: None,
             ignore_offer: false,
             pending_candidates: Vec::new(),
             stats: NegotiationStats::default(),
@@ -118,6 +130,15 @@ impl Negotiator {
         &mut self,
         endpoint: &E,
     ) -> Result<Vec<Signal>> {
+        self.on_negotiation_needed_at(endpoint, Instant::now())
+            .await
+    }
+
+    pub async fn on_negotiation_needed_at<E: SdpEndpoint + ?Sized>(
+        &mut self,
+        endpoint: &E,
+        now: Instant,
+    ) -> Result<Vec<Signal>> {
         // Not stable: an exchange is in flight. The core re-checks when it gets back to stable.
         if endpoint.signaling_state().await != SignalingState::Stable {
             return Ok(Vec::new());
@@ -131,6 +152,7 @@ impl Negotiator {
         .await;
         self.making_offer = false;
         let offer = result?;
+        self.offered_at = Some(now);
         self.stats.offers_sent += 1;
         Ok(vec![Signal::description(offer)])
     }
@@ -141,9 +163,18 @@ impl Negotiator {
         endpoint: &E,
         signal: Signal,
     ) -> Result<Vec<Signal>> {
+        self.on_signal_at(endpoint, signal, Instant::now()).await
+    }
+
+    pub async fn on_signal_at<E: SdpEndpoint + ?Sized>(
+        &mut self,
+        endpoint: &E,
+        signal: Signal,
+        now: Instant,
+    ) -> Result<Vec<Signal>> {
         match signal {
             Signal::Description { sdp_type, sdp } => {
-                self.on_description(endpoint, SessionDescription { sdp_type, sdp })
+                self.on_description(endpoint, SessionDescription { sdp_type, sdp }, now)
                     .await
             }
             Signal::Candidate { candidate } => {
@@ -166,13 +197,17 @@ impl Negotiator {
         &mut self,
         endpoint: &E,
         desc: SessionDescription,
+        now: Instant,
     ) -> Result<Vec<Signal>> {
         let state = endpoint.signaling_state().await;
         let is_offer = desc.sdp_type == SdpType::Offer;
         let ready_for_offer = !self.making_offer && state == SignalingState::Stable;
         let collision = is_offer && !ready_for_offer;
+        let lost = self
+            .offered_at
+            .is_some_and(|t| now.saturating_duration_since(t) >= STALE_OFFER);
 
-        self.ignore_offer = !self.polite && collision;
+        self.ignore_offer = !self.polite && collision && !lost;
         if self.ignore_offer {
             self.stats.offers_ignored += 1;
             return Ok(Vec::new());
@@ -183,6 +218,7 @@ impl Negotiator {
                 sdp: String::new(),
             };
             endpoint.set_local_description(&rollback).await?;
+            self.offered_at = None;
             self.stats.rollbacks += 1;
         }
         if desc.sdp_type == SdpType::Answer && state != SignalingState::HaveLocalOffer {
@@ -192,6 +228,9 @@ impl Negotiator {
         }
 
         endpoint.set_remote_description(&desc).await?;
+        if desc.sdp_type == SdpType::Answer {
+            self.offered_at = None;
+        }
         for candidate in std::mem::take(&mut self.pending_candidates) {
             if let Err(err) = endpoint.add_ice_candidate(candidate).await {
                 tracing::debug!("queued candidate rejected: {err}");
@@ -211,6 +250,86 @@ impl Negotiator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// Just the signaling state machine of a connection.
+    struct Fake(Mutex<SignalingState>);
+
+    #[async_trait]
+    impl SdpEndpoint for Fake {
+        async fn create_offer(&self) -> Result<SessionDescription> {
+            Ok(SessionDescription {
+                sdp_type: SdpType::Offer,
+                sdp: "ours".into(),
+            })
+        }
+        async fn create_answer(&self) -> Result<SessionDescription> {
+            Ok(SessionDescription {
+                sdp_type: SdpType::Answer,
+                sdp: "ours".into(),
+            })
+        }
+        async fn set_local_description(&self, d: &SessionDescription) -> Result<()> {
+            *self.0.lock().unwrap() = match d.sdp_type {
+                SdpType::Offer => SignalingState::HaveLocalOffer,
+                _ => SignalingState::Stable,
+            };
+            Ok(())
+        }
+        async fn set_remote_description(&self, d: &SessionDescription) -> Result<()> {
+            *self.0.lock().unwrap() = match d.sdp_type {
+                SdpType::Offer => SignalingState::HaveRemoteOffer,
+                _ => SignalingState::Stable,
+            };
+            Ok(())
+        }
+        async fn add_ice_candidate(&self, _: IceCandidate) -> Result<()> {
+            Ok(())
+        }
+        async fn has_remote_description(&self) -> bool {
+            true
+        }
+        async fn signaling_state(&self) -> SignalingState {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    fn their_offer() -> Signal {
+        Signal::Description {
+            sdp_type: SdpType::Offer,
+            sdp: "theirs".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_impolite_side_ignores_a_colliding_offer_until_its_own_looks_lost() {
+        let pc = Fake(Mutex::new(SignalingState::Stable));
+        let mut n = Negotiator::new(false);
+        let t0 = Instant::now();
+        let sent = n.on_negotiation_needed_at(&pc, t0).await.unwrap();
+        assert_eq!(sent.len(), 1);
+        // A glare: the polite side will roll back and answer ours.
+        let at = t0 + Duration::from_millis(300);
+        assert!(
+            n.on_signal_at(&pc, their_offer(), at)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(n.stats().offers_ignored, 1);
+        // No answer for seconds: ours died with a link. Theirs is taken and answered.
+        let at = t0 + STALE_OFFER + Duration::from_millis(100);
+        let out = n.on_signal_at(&pc, their_offer(), at).await.unwrap();
+        assert!(matches!(
+            out.as_slice(),
+            [Signal::Description {
+                sdp_type: SdpType::Answer,
+                ..
+            }]
+        ));
+        assert_eq!(n.stats().rollbacks, 1);
+        assert_eq!(pc.signaling_state().await, SignalingState::Stable);
+    }
 
     #[test]
     fn signal_json_is_tagged_and_browser_shaped() {

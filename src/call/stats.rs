@@ -49,6 +49,8 @@ pub struct PeerCallStats {
     pub send_estimate_kbps: Option<f64>,
     /// How media travels: the selected candidate pair's types, e.g. "srflx -> srflx".
     pub path: Option<String>,
+    /// ICE restarts towards this member after its path went away.
+    pub ice_restarts: u32,
 }
 
 /// What this side sent over the whole call.

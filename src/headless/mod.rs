@@ -191,6 +191,8 @@ pub struct PeerReport {
     pub media_muted: Option<crate::signaling::protocol::MediaState>,
     pub chat: Vec<String>,
     pub left: Option<String>,
+    #[serde(skip)]
+    keyframe_seen: bool,
     pub last_stats: Option<PeerCallStats>,
     /// The engine's statistics each second: what the network and the sender did.
     pub stats_timeline: Vec<StatsSample>,
@@ -310,12 +312,30 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
                 if state == call::ConnectionState::Connected
                     && let Some(p) = peers.get_mut(&id)
                 {
+                    tracing::info!(peer = %p.name, "connected");
                     p.connect_ms
                         .get_or_insert(started.elapsed().as_millis() as u64);
                     // The engine holds it until the chat channel is open.
                     if let Some(text) = chat.take() {
                         handle.send(Command::Chat(text));
                     }
+                }
+            }
+            Event::Reconnecting { reason } => {
+                tracing::info!("signaling link lost ({reason}); reconnecting");
+            }
+            Event::Resumed => tracing::info!("signaling link back, same member"),
+            Event::KeyframeReceived { peer, .. } => {
+                if let Some(p) = peers.get_mut(&peer)
+                    && !p.keyframe_seen
+                {
+                    p.keyframe_seen = true;
+                    tracing::info!(peer = %p.name, "first keyframe");
+                }
+            }
+            Event::PeerReconnecting { id, reconnecting } => {
+                if let Some(p) = peers.get_mut(&id) {
+                    tracing::info!(peer = %p.name, reconnecting, "media path");
                 }
             }
             Event::PeerLeft { id, reason } => {

@@ -95,8 +95,13 @@ enum Command {
     Join(JoinParams, oneshot::Sender<Result<Welcome, SignalingError>>),
     Leave(oneshot::Sender<Result<(), SignalingError>>),
     ListRooms(oneshot::Sender<Result<Vec<RoomInfo>, SignalingError>>),
+    /// Check that the link still carries anything (see [`SignalingClient::probe`]).
+    Probe,
     Close,
 }
+
+/// How long a probed link has to show life before it counts as lost.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Handle to the client task. Clone it freely.
 #[derive(Clone)]
@@ -174,6 +179,14 @@ impl SignalingClient {
 
     pub fn close(&self) {
         let _ = self.cmd.send(Command::Close);
+    }
+
+    /// The link may be dead without knowing it (this host's address changed, say: TCP
+    /// finds out only after its retransmissions time out, or the server's heartbeat in
+    /// 15 s): ping the server, and reconnect (resuming) unless something comes back
+    /// within 1.5 s.
+    pub fn probe(&self) {
+        let _ = self.cmd.send(Command::Probe);
     }
 
     async fn request<T>(
@@ -298,6 +311,8 @@ impl Task {
                         let _ = tx.send(Ok(()));
                     }
                     Some(Command::ListRooms(tx)) => { let _ = tx.send(Err(SignalingError::NotConnected)); }
+                    // Already reconnecting.
+                    Some(Command::Probe) => {}
                     Some(Command::Send(m)) => {
                         // Bounded: what a resumed call needs is the last few signals.
                         if self.offline.len() == OFFLINE_QUEUE {
@@ -381,13 +396,24 @@ impl Task {
     /// Runs one connected link until it ends.
     async fn serve(&mut self, ws: &mut Ws) -> LinkEnd {
         let mut last_seen = Instant::now();
-        let mut check = tokio::time::interval(Duration::from_millis(500));
+        let mut probe: Option<Instant> = None;
+        let mut check = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
                 cmd = self.cmd.recv() => {
                     let Some(cmd) = cmd else { return LinkEnd::Closed };
                     let msg = match cmd {
                         Command::Close => return LinkEnd::Closed,
+                        Command::Probe => {
+                            probe.get_or_insert(Instant::now() + PROBE_TIMEOUT);
+                            // A dead link may not even take the ping.
+                            let ping = ws.send(Message::Ping(Default::default()));
+                            match tokio::time::timeout(PROBE_TIMEOUT, ping).await {
+                                Ok(Ok(())) => continue,
+                                Ok(Err(e)) => return LinkEnd::Lost(e.to_string()),
+                                Err(_) => return LinkEnd::Lost("the server stopped answering".into()),
+                            }
+                        }
                         Command::Send(m) => m,
                         Command::Join(params, tx) => {
                             if self.pending_join.is_some() {
@@ -414,6 +440,7 @@ impl Task {
                 }
                 frame = ws.next() => {
                     last_seen = Instant::now();
+                    probe = None;
                     match frame {
                         Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerMessage>(text.as_str()) {
                             Ok(msg) => self.route(msg),
@@ -433,6 +460,9 @@ impl Task {
                 _ = check.tick() => {
                     if last_seen.elapsed() > self.heartbeat * 3 {
                         return LinkEnd::Lost("no heartbeat from the server".into());
+                    }
+                    if probe.is_some_and(|p| Instant::now() >= p) {
+                        return LinkEnd::Lost("the server stopped answering".into());
                     }
                 }
             }

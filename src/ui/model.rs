@@ -22,6 +22,8 @@ pub struct PeerView {
     pub name: String,
     pub state: MediaState,
     pub connection: ConnectionState,
+    /// The media path is gone and ICE restarts are under way.
+    pub reconnecting: bool,
     pub sharing_track: bool,
 }
 
@@ -327,6 +329,7 @@ impl Model {
                         name,
                         state,
                         connection: ConnectionState::New,
+                        reconnecting: false,
                         sharing_track: false,
                     },
                 );
@@ -345,6 +348,11 @@ impl Model {
             Event::Connection { id, state } => {
                 if let Some(p) = call.peers.get_mut(&id) {
                     p.connection = state;
+                }
+            }
+            Event::PeerReconnecting { id, reconnecting } => {
+                if let Some(p) = call.peers.get_mut(&id) {
+                    p.reconnecting = reconnecting;
                 }
             }
             Event::TrackAdded {

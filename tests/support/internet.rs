@@ -147,8 +147,34 @@ fn link(a: &Ns, a_addr: &str, b: &Ns, b_addr: &str) -> (String, String) {
 pub struct Home {
     pub host: Ns,
     pub router: Ns,
-    /// The router's address on the internet.
+    /// The router's address on the internet when the home was made.
     pub public_ip: String,
+    n: u32,
+    /// The router's interface to the internet, and the internet's to the router.
+    wan: String,
+    uplink: String,
+}
+
+impl Home {
+    /// The uplink goes down: nothing leaves or reaches the home until [`Home::reconnect`].
+    pub fn unplug(&self) {
+        self.router.run(&["ip", "link", "set", &self.wan, "down"]);
+    }
+
+    /// The uplink comes back with another public address (`10.n.0.<host>`), as after a
+    /// router's reboot or a mobile handover; see [`Internet::readdress`].
+    fn reconnect(&self, host: u8) {
+        let (n, wan) = (self.n, &self.wan);
+        let new = format!("10.{n}.0.{host}/24");
+        self.router.run(&["ip", "link", "set", wan, "up"]);
+        self.router.run(&["ip", "addr", "flush", "dev", wan]);
+        self.router.run(&["ip", "addr", "add", &new, "dev", wan]);
+        let gateway = format!("10.{n}.0.1");
+        self.router
+            .run(&["ip", "route", "replace", "default", "via", &gateway]);
+        // The mappings made for the old address went with it: masquerade forgets a
+        // removed address's connections.
+    }
 }
 
 /// The internet namespace and the homes attached to it.
@@ -195,11 +221,12 @@ impl Internet {
         let n = self.homes;
         let (host, router) = (Ns::new(), Ns::new());
         let public_ip = format!("10.{n}.0.2");
-        let (_, wan) = link(
+        // A /24, so that the router can move to another address in it.
+        let (uplink, wan) = link(
             &self.net,
-            &format!("10.{n}.0.1/30"),
+            &format!("10.{n}.0.1/24"),
             &router,
-            &format!("{public_ip}/30"),
+            &format!("{public_ip}/24"),
         );
         link(
             &router,
@@ -250,11 +277,22 @@ impl Internet {
             host,
             router,
             public_ip,
+            n,
+            wan,
+            uplink,
         }
     }
 }
 
 impl Internet {
+    /// `home`'s uplink comes back with another public address (`10.n.0.<host>`), as after
+    /// a router's reboot or a mobile handover. Every flow through the old address is
+    /// dead: the internet forgets where it was, so no answer finds it.
+    pub fn readdress(&self, home: &Home, host: u8) {
+        home.reconnect(host);
+        self.net.run(&["ip", "neigh", "flush", "dev", &home.uplink]);
+    }
+
     /// Debian's coturn at `ip` on the internet, UDP and TCP on [`TURN_PORT`], with TURN
     /// REST credentials from `secret` (what `confab serve --turn-secret` hands out), and
     /// TLS on 443 with `tls` (certificate, key); killed when dropped.

@@ -61,6 +61,7 @@ mod types;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use rtc::interceptor::Slot;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
@@ -87,6 +88,15 @@ pub use types::{
     KeyframeWanted, MediaKind, PeerConfig, PeerEvent, PeerStats, RemoteAccessUnit, RemoteMedia,
     SdpType, SessionDescription, SignalingState, TrackStats,
 };
+
+/// A connection that hears nothing for this long says "disconnected" (Chromium's
+/// figure); the engine restarts ICE if it lasts (`call::reconnect`).
+pub const DISCONNECTED_AFTER: Duration = Duration::from_millis(2500);
+/// ... and "failed" this much later.
+const FAILED_AFTER: Duration = Duration::from_secs(15);
+/// Consent checks often enough that a silent call (everyone muted) never looks
+/// disconnected.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Label of the single chat channel. Negotiated out of band with a fixed id so both sides
 /// have it whoever offers first.
@@ -166,6 +176,11 @@ impl Peer {
 
         let setting_engine = SettingEngineBuilder::new()
             .with_multicast_dns_mode(mdns_mode())
+            .with_ice_timeouts(
+                Some(DISCONNECTED_AFTER),
+                Some(FAILED_AFTER),
+                Some(KEEPALIVE_EVERY),
+            )
             .build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(configuration)

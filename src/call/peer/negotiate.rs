@@ -14,6 +14,14 @@ use super::{LocalTrack, Peer};
 use crate::call::error::Result;
 
 impl Peer {
+    /// The next offer restarts ICE: new credentials, candidates gathered anew, the old
+    /// path dropped once the offer is applied.
+    pub async fn restart_ice(&self) -> Result<()> {
+        self.ensure_open()?;
+        self.pc.restart_ice().await?;
+        Ok(())
+    }
+
     pub async fn create_offer(&self) -> Result<SessionDescription> {
         self.drop_unusable_media().await?;
         let offer = SessionDescription::from_rtc(&self.pc.create_offer(None).await?)?;

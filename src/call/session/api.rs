@@ -174,6 +174,12 @@ pub enum Event {
     Reconnecting {
         reason: String,
     },
+    /// The media path to a member went away (`reconnecting`: ICE restarts follow while it
+    /// lasts) or came back.
+    PeerReconnecting {
+        id: String,
+        reconnecting: bool,
+    },
     /// The engine stopped; what it sent over the whole call.
     Left(SentTotals),
 }

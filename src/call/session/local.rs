@@ -114,7 +114,7 @@ impl Engine {
         let mut out = Vec::with_capacity(self.peers.len());
         for (id, p) in &self.peers {
             let transport = p.peer.stats().await;
-            out.push(self.stats.sample(
+            let mut s = self.stats.sample(
                 id,
                 &p.name,
                 p.connection,
@@ -123,7 +123,9 @@ impl Engine {
                 &p.remote_tracks,
                 self.local.camera.as_ref().map(|c| &*c.counters),
                 self.local.mic.as_ref().map(|c| &*c.counters),
-            ));
+            );
+            s.ice_restarts = p.reconnect.restarts();
+            out.push(s);
         }
         self.emit(Event::Stats(out));
     }

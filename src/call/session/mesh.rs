@@ -72,6 +72,7 @@ impl Engine {
                 peer,
                 negotiator: Negotiator::new(polite),
                 connection: ConnectionState::New,
+                reconnect: Reconnect::new(polite),
                 created: Instant::now(),
                 connected_after: None,
                 chat: ChatLink::default(),
@@ -79,6 +80,29 @@ impl Engine {
                 track_roles: HashMap::new(),
             },
         );
+    }
+
+    /// Restarts ICE towards every member whose path has been gone long enough.
+    pub(super) async fn restart_lost_paths(&mut self) {
+        let now = Instant::now();
+        let mut offers = Vec::new();
+        for (id, p) in self.peers.iter_mut() {
+            if !p.reconnect.poll(now) {
+                continue;
+            }
+            tracing::info!(peer = %id, restart = p.reconnect.restarts(), "restarting ICE");
+            if let Err(e) = p.peer.restart_ice().await {
+                tracing::warn!(peer = %id, "ICE restart: {e}");
+                continue;
+            }
+            match p.negotiator.on_negotiation_needed(&p.peer).await {
+                Ok(out) => offers.push((id.clone(), out)),
+                Err(e) => tracing::warn!(peer = %id, "ICE restart offer: {e}"),
+            }
+        }
+        for (id, out) in offers {
+            self.relay(&id, out);
+        }
     }
 
     pub(super) async fn remove_peer(&mut self, id: &str) {
@@ -135,15 +159,32 @@ impl Engine {
             },
             PeerEvent::ConnectionState(s) => {
                 p.connection = s;
-                if s == ConnectionState::Connected && p.connected_after.is_none() {
+                let was_interrupted = p.reconnect.interrupted();
+                p.reconnect.on_state(s, Instant::now());
+                let interrupted = p.reconnect.interrupted();
+                let first = s == ConnectionState::Connected && p.connected_after.is_none();
+                if first {
                     p.connected_after = Some(p.created.elapsed());
-                    // A fresh receiver needs a picture now, not at the next periodic IDR.
+                }
+                // A fresh receiver, or one back from an outage, needs a picture now, not
+                // at the next periodic IDR.
+                if first || (was_interrupted && !interrupted) {
                     for c in [&self.local.camera, &self.local.screen]
                         .into_iter()
                         .flatten()
                     {
                         c.request_keyframe();
                     }
+                }
+                if interrupted && !was_interrupted {
+                    // Whatever took the media path may have taken the signaling link too.
+                    self.client.probe();
+                }
+                if interrupted != was_interrupted {
+                    self.emit(Event::PeerReconnecting {
+                        id: id.to_string(),
+                        reconnecting: interrupted,
+                    });
                 }
                 self.emit(Event::Connection {
                     id: id.to_string(),

@@ -24,6 +24,7 @@ use crate::call::encode::{AudioCapture, CaptureFailure, VideoCapture};
 use crate::call::negotiation::Negotiator;
 use crate::call::peer::{ConnectionState, IceServerConfig, MediaKind, Peer, PeerEvent};
 use crate::call::rate::VideoRates;
+use crate::call::reconnect::Reconnect;
 use crate::call::sink::MediaSink;
 use crate::call::stats::{SentTotals, StatsTracker};
 use crate::call::track::TrackRole;
@@ -43,6 +44,8 @@ struct RemotePeer {
     peer: Peer,
     negotiator: Negotiator,
     connection: ConnectionState,
+    /// When to restart ICE after the path went away.
+    reconnect: Reconnect,
     created: Instant,
     connected_after: Option<Duration>,
     chat: ChatLink,
@@ -143,7 +146,10 @@ impl Engine {
                     self.emit(Event::KeyframeReceived { peer, track, at_us });
                 }
                 _ = tick.tick() => self.report_stats().await,
-                _ = rates.tick() => self.follow_estimates(),
+                _ = rates.tick() => {
+                    self.follow_estimates();
+                    self.restart_lost_paths().await;
+                }
                 _ = hello.tick() => {
                     for (id, p) in self.peers.iter_mut() {
                         let due = p.chat.hello_due().into_iter().chain(p.chat.flush()).collect();

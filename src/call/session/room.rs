@@ -5,7 +5,7 @@ use crate::signaling::{ClientEvent, JoinParams};
 
 use super::*;
 use crate::call::negotiation::Signal;
-use crate::call::peer::{IceServerConfig, IceTransport};
+use crate::call::peer::{IceServerConfig, IceTransport, SdpType};
 
 impl Engine {
     pub(super) async fn on_welcome(&mut self, w: Welcome) {
@@ -77,6 +77,11 @@ impl Engine {
                 self.add_peer(m).await;
             }
         }
+        // A restart under way may have lost its offer or answer with the old link.
+        let now = std::time::Instant::now();
+        for p in self.peers.values_mut() {
+            p.reconnect.hurry(now);
+        }
         self.emit(Event::Resumed);
     }
 
@@ -135,6 +140,11 @@ impl Engine {
                     tracing::debug!(%from, "signal from an unknown member");
                     return;
                 };
+                if let Signal::Description { sdp_type, sdp } = &signal {
+                    let offer = *sdp_type == SdpType::Offer;
+                    p.reconnect
+                        .on_remote_description(offer, sdp, std::time::Instant::now());
+                }
                 match p.negotiator.on_signal(&p.peer, signal).await {
                     Ok(out) => self.relay(&from, out),
                     Err(e) => self.emit(Event::Error(format!("negotiation with {from}: {e}"))),

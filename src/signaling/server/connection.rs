@@ -302,9 +302,7 @@ pub(super) async fn connection(
         }
     };
     tracing::debug!(%id, ?reason, "connection ended");
-    if !(lost && hub.park(&id, reason)) {
-        hub.disconnect(&id, reason);
-    }
+    hub.connection_ended(&id, &outbox, lost, reason);
     drop(outbox);
     // Finish the closing handshake: read until the client's close frame so that
     // unread bytes don't turn our close into a TCP reset that eats the close frame.

@@ -102,4 +102,9 @@ impl Outbox {
     pub(super) fn kick(&self) {
         self.kick.notify_one();
     }
+
+    /// The same client's queue (clones share it).
+    pub(super) fn same(&self, other: &Outbox) -> bool {
+        Arc::ptr_eq(&self.queued, &other.queued)
+    }
 }

@@ -70,10 +70,14 @@ impl Hub {
         true
     }
 
-    /// Gives the away member holding `token` to connection `conn` (which has not joined
+    /// Gives the member holding `token` to connection `conn` (which has not joined
     /// anything): same id, room and calls. Sends the resumed welcome with the room as it
     /// is now, then what waited: relays and call messages (presence is in the welcome).
     /// Returns the member's id, which the connection goes on as.
+    ///
+    /// The member need not be away yet: a client whose address changed reconnects long
+    /// before the server notices its old connection is dead (heartbeat timeout). The new
+    /// connection then takes over, and the old one is closed without a word to the room.
     pub(super) fn resume(&self, conn: &str, token: &str) -> Result<String, ProtocolViolation> {
         let mut st = self.lock();
         let st = &mut *st;
@@ -89,7 +93,7 @@ impl Hub {
         let member = st
             .clients
             .iter()
-            .find(|(_, c)| c.away.is_some() && c.resume_token == token)
+            .find(|(id, c)| *id != conn && c.resume_token == token)
             .map(|(id, _)| id.clone())
             .ok_or_else(|| {
                 ProtocolViolation::new(
@@ -100,8 +104,12 @@ impl Hub {
             })?;
         let fresh = st.clients.remove(conn).expect("checked above");
         let entry = st.clients.get_mut(&member).expect("found above");
-        let away = entry.away.take().expect("found away");
-        away.timer.abort();
+        let away = entry.away.take();
+        match &away {
+            Some(away) => away.timer.abort(),
+            // Its connection task ends and, no longer the owner, leaves the member be.
+            None => entry.out.kick(),
+        }
         entry.out = fresh.out;
         entry.ip = fresh.ip;
         entry.host = fresh.host;
@@ -113,13 +121,33 @@ impl Hub {
         self.reply(st, &member, &welcome);
         // Only relays and call messages waited: presence skips away members.
         let out = &st.clients[&member].out;
-        let mut parked = away.parked;
-        while let Ok(q) = parked.try_recv() {
-            if let Outbound::Text(t) = q.out {
-                out.push(Outbound::Text(t));
+        if let Some(mut away) = away {
+            while let Ok(q) = away.parked.try_recv() {
+                if let Outbound::Text(t) = q.out {
+                    out.push(Outbound::Text(t));
+                }
             }
         }
         tracing::debug!(%member, "resumed");
         Ok(member)
+    }
+
+    /// Connection `outbox` of member `id` ended: the member is kept for a resume (`lost`)
+    /// or leaves, unless another connection took it over meanwhile.
+    pub(super) fn connection_ended(
+        self: &Arc<Self>,
+        id: &str,
+        outbox: &Outbox,
+        lost: bool,
+        reason: LeaveReason,
+    ) {
+        let owner = self
+            .read()
+            .clients
+            .get(id)
+            .is_some_and(|c| c.out.same(outbox));
+        if owner && !(lost && self.park(id, reason)) {
+            self.disconnect(id, reason);
+        }
     }
 }

@@ -139,17 +139,12 @@ impl Conn for StreamConn {
     }
 
     async fn send_to(&self, buf: &[u8], target: SocketAddr) -> UtilResult<usize> {
-        let tx = self.writers.locked().get(&target).cloned();
-        match tx {
-            // A stream that stopped reading loses messages, as a datagram would.
-            Some(tx) => {
-                let _ = tx.try_send(buf.to_vec());
-                Ok(buf.len())
-            }
-            None => Err(webrtc_util::Error::Other(format!(
-                "no TURN stream from {target}"
-            ))),
+        // A stream that stopped reading, or has closed (its allocation lingers until it
+        // expires), loses messages, as a datagram to a vanished host would.
+        if let Some(tx) = self.writers.locked().get(&target) {
+            let _ = tx.try_send(buf.to_vec());
         }
+        Ok(buf.len())
     }
 
     fn local_addr(&self) -> UtilResult<SocketAddr> {

@@ -39,17 +39,18 @@ impl App {
             }
             None => area,
         };
-        let mut tiles: Vec<(String, String, MediaState)> = self
+        let mut tiles: Vec<(String, String, MediaState, bool)> = self
             .model
             .call
             .peers
             .iter()
-            .map(|(id, p)| (id.clone(), p.name.clone(), p.state))
+            .map(|(id, p)| (id.clone(), p.name.clone(), p.state, p.reconnecting))
             .collect();
         tiles.push((
             SELF_ID.to_string(),
             self.model.call.my_name.clone(),
             self.model.call.state,
+            false,
         ));
         let n = tiles.len();
         let cols = (n as f32).sqrt().ceil() as usize;
@@ -58,7 +59,7 @@ impl App {
             people_area.width() / cols as f32,
             people_area.height() / rows as f32,
         );
-        for (i, (id, name, state)) in tiles.into_iter().enumerate() {
+        for (i, (id, name, state, reconnecting)) in tiles.into_iter().enumerate() {
             let min =
                 people_area.min + Vec2::new((i % cols) as f32 * size.x, (i / cols) as f32 * size.y);
             let rect = Rect::from_min_size(min, size).shrink(4.0);
@@ -103,6 +104,18 @@ impl App {
                     6.0,
                     Stroke::new(3.0, Color32::from_rgb(60, 200, 90)),
                     egui::StrokeKind::Inside,
+                );
+            }
+            if reconnecting {
+                // Over the frozen picture: the call is not over, it is finding a new path.
+                ui.painter()
+                    .rect_filled(rect, 6.0, Color32::from_black_alpha(140));
+                ui.painter().text(
+                    rect.center(),
+                    Align2::CENTER_CENTER,
+                    "Reconnecting…",
+                    FontId::proportional(20.0),
+                    Color32::WHITE,
                 );
             }
             let you = if id == SELF_ID { " (you)" } else { "" };

@@ -211,6 +211,10 @@ struct ServeArgs {
     /// it. Uses --turn-secret if given, else a secret of its own.
     #[arg(long)]
     turn_listen: Option<SocketAddr>,
+    /// Keep rooms and members in this file, so that a restarted server (an upgrade, a
+    /// crash) takes them back: members resume with the same ids and their calls go on.
+    #[arg(long)]
+    state_file: Option<std::path::PathBuf>,
     /// The address other hosts reach the relay at (needed when --turn-listen is a wildcard).
     #[arg(long, requires = "turn_listen")]
     turn_external_ip: Option<std::net::IpAddr>,
@@ -258,6 +262,7 @@ impl ServeArgs {
             public_metrics: self.public_metrics,
             resume_grace: Duration::try_from_secs_f64(self.resume_grace_secs)
                 .context("--resume-grace-secs must be a number of seconds")?,
+            state_file: self.state_file.clone(),
             turn_relay: self.turn_listen.map(|listen| TurnRelayConfig {
                 listen,
                 external_ip: self.turn_external_ip,

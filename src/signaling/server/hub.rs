@@ -60,6 +60,8 @@ pub struct Hub {
     pub(super) metrics: Metrics,
     /// The STUN responder's address, named in every welcome.
     stun: Option<std::net::SocketAddr>,
+    /// Bumped by every [`Hub::lock`]: the state may have changed (`snapshot.rs`).
+    pub(super) changes: std::sync::atomic::AtomicU64,
 }
 
 impl Hub {
@@ -74,6 +76,7 @@ impl Hub {
             state: RwLock::new(HubState::default()),
             metrics: Metrics::default(),
             stun,
+            changes: Default::default(),
         })
     }
 
@@ -128,6 +131,7 @@ impl Hub {
     /// For changes. A panic while holding the lock is a bug, but the state is still
     /// consistent enough to keep serving everyone else.
     pub(super) fn lock(&self) -> RwLockWriteGuard<'_, HubState> {
+        self.changes.fetch_add(1, Ordering::Relaxed);
         self.state.write_locked()
     }
 

@@ -52,6 +52,9 @@ pub struct ServerConfig {
     /// Run a TURN relay (UDP) and name it in every welcome, with credentials from
     /// `ice.turn_secret` (a random one when none is set).
     pub turn_relay: Option<TurnRelayConfig>,
+    /// Keep rooms and members here, so that a restarted server takes them back (see
+    /// `snapshot.rs`).
+    pub state_file: Option<std::path::PathBuf>,
     /// How long a member whose connection was lost stays in its room, resumable (zero:
     /// it leaves at once).
     pub resume_grace: Duration,
@@ -80,6 +83,7 @@ impl Default for ServerConfig {
             public_metrics: false,
             stun_listen: None,
             turn_relay: None,
+            state_file: None,
             resume_grace: Duration::from_secs(30),
         }
     }
@@ -185,7 +189,17 @@ impl Server {
         let limits = accept::HttpLimits {
             header_timeout: config.header_timeout,
         };
+        let state_file = config.state_file.clone();
         let hub = Hub::with_stun(config, stun_addr);
+        if let Some(path) = &state_file {
+            match hub.restore(path) {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!("{n} members kept from before a restart, awaiting their resume")
+                }
+                Err(e) => tracing::warn!("not taking back the server's state: {e}"),
+            }
+        }
         let app = router(hub.clone()).merge(extra);
         let (stop, stopped) = watch::channel(false);
         let serve = |listener, tls| {
@@ -198,6 +212,9 @@ impl Server {
                 stopped.clone(),
             )
         };
+        if let Some(path) = state_file {
+            tokio::spawn(snapshot::keep(hub.clone(), path, stopped.clone()));
+        }
         if let Some(socket) = stun_socket {
             tokio::spawn(stun::serve(socket, gate.clone(), stopped.clone()));
         }

@@ -18,6 +18,7 @@ mod listener;
 mod metrics;
 mod outbox;
 mod resume;
+mod snapshot;
 mod stun;
 mod turn;
 mod turn_stream;

@@ -1,0 +1,249 @@
+//! Rooms and members survive a server restart (`--state-file`): the hub's state is
+//! written to a file whenever it changed, at most ten times a second, and read back at
+//! start. A restored member is away, as if its connection had just dropped: it resumes
+//! with its token, keeps its id, and the others never see it leave; one that does not
+//! come back within the grace period leaves as usual. Peer connections are untouched, so
+//! media flows on while the server is down. Ringing calls are not kept.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use super::*;
+use crate::signaling::protocol::{LeaveReason, MediaState};
+
+/// How often the state is looked at; it is compared with what was last written only when
+/// the hub was locked for a change meanwhile.
+const EVERY: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Snapshot {
+    saved_unix_ms: u64,
+    rooms: Vec<SavedRoom>,
+    members: Vec<SavedMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SavedRoom {
+    name: String,
+    members: Vec<String>,
+    password: Option<String>,
+    capacity: usize,
+    private: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SavedMember {
+    id: String,
+    name: String,
+    room: String,
+    state: MediaState,
+    resume_token: String,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Hub {
+    /// What would be written now: every member in a room, and the rooms.
+    fn snapshot(&self) -> Snapshot {
+        let st = self.read();
+        let rooms = st
+            .rooms
+            .iter()
+            .map(|(name, r)| SavedRoom {
+                name: name.clone(),
+                members: r.members.clone(),
+                password: r.password.clone(),
+                capacity: r.capacity,
+                private: r.private.clone(),
+            })
+            .collect();
+        let mut members: Vec<SavedMember> = st
+            .clients
+            .iter()
+            .filter_map(|(id, c)| {
+                Some(SavedMember {
+                    id: id.clone(),
+                    name: c.name.clone(),
+                    room: c.room.clone()?,
+                    state: c.state,
+                    resume_token: c.resume_token.clone(),
+                })
+            })
+            .collect();
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        Snapshot {
+            saved_unix_ms: 0,
+            rooms,
+            members,
+        }
+    }
+
+    /// Takes back what `path` holds, if it was written within the resume grace: every
+    /// member away until it resumes. Returns how many members came back.
+    pub(super) fn restore(self: &Arc<Self>, path: &Path) -> Result<usize, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let snap: Snapshot =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let age = Duration::from_millis(unix_ms().saturating_sub(snap.saved_unix_ms));
+        if age > self.config.resume_grace {
+            tracing::info!(
+                "{} is {age:?} old, past the resume grace: starting empty",
+                path.display()
+            );
+            return Ok(0);
+        }
+        let ids: Vec<String> = {
+            let mut st = self.lock();
+            for r in snap.rooms {
+                st.rooms.insert(
+                    r.name,
+                    Room {
+                        members: r.members,
+                        password: r.password,
+                        capacity: r.capacity,
+                        private: r.private,
+                        failed_joins: VecDeque::new(),
+                    },
+                );
+            }
+            for m in &snap.members {
+                // Parking gives it its own queue; this one only fills the field.
+                let (tx, _) = mpsc::channel(1);
+                let out = Outbox::new(tx, Default::default(), self.metrics.outbound_bytes.clone());
+                st.clients.insert(
+                    m.id.clone(),
+                    ClientEntry {
+                        ip: None,
+                        host: None,
+                        name: m.name.clone(),
+                        room: Some(m.room.clone()),
+                        state: m.state,
+                        call: None,
+                        out,
+                        resume_token: m.resume_token.clone(),
+                        away: None,
+                    },
+                );
+            }
+            // A member the file names in a room but not among the members is dropped.
+            let known: std::collections::HashSet<String> = st.clients.keys().cloned().collect();
+            for r in st.rooms.values_mut() {
+                r.members.retain(|m| known.contains(m));
+            }
+            st.rooms.retain(|_, r| !r.members.is_empty());
+            snap.members.into_iter().map(|m| m.id).collect()
+        };
+        for id in &ids {
+            if !self.park(id, LeaveReason::Disconnected) {
+                self.disconnect(id, LeaveReason::Disconnected);
+            }
+        }
+        Ok(ids.len())
+    }
+}
+
+/// Writes the hub's state to `path` whenever it changed, until `stop` (a shutdown
+/// empties the rooms on purpose: that is not written). A write goes to a temporary file
+/// renamed over the old one, so a crash mid-write leaves the previous state.
+pub(super) async fn keep(hub: Arc<Hub>, path: PathBuf, mut stop: watch::Receiver<bool>) {
+    let mut last: Option<Snapshot> = None;
+    let mut seen = u64::MAX;
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = accept::stopped(&mut stop) => return,
+        }
+        let changes = hub.changes.load(std::sync::atomic::Ordering::Relaxed);
+        if changes == seen {
+            continue;
+        }
+        seen = changes;
+        let snap = hub.snapshot();
+        if last.as_ref() != Some(&snap) {
+            let mut stamped = snap.clone();
+            stamped.saved_unix_ms = unix_ms();
+            if let Err(e) = write(&path, &stamped) {
+                tracing::warn!("cannot keep the server's state in {}: {e}", path.display());
+            }
+            last = Some(snap);
+        }
+    }
+}
+
+fn write(path: &Path, snap: &Snapshot) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(snap).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(age_ms: u64) -> Snapshot {
+        Snapshot {
+            saved_unix_ms: unix_ms() - age_ms,
+            rooms: vec![SavedRoom {
+                name: "r".into(),
+                members: vec!["a".into(), "ghost".into()],
+                password: Some("pw".into()),
+                capacity: 5,
+                private: None,
+            }],
+            members: vec![SavedMember {
+                id: "a".into(),
+                name: "Ann".into(),
+                room: "r".into(),
+                state: MediaState::default(),
+                resume_token: "t".into(),
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fresh_state_comes_back_away_and_a_stale_or_broken_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write(&path, &saved(1000)).unwrap();
+        let hub = Hub::new(ServerConfig::default());
+        assert_eq!(hub.restore(&path), Ok(1));
+        assert_eq!(hub.metrics_snapshot().away, 1);
+        // The room keeps its password and size; a member the file does not describe is
+        // not made up.
+        let back = hub.snapshot();
+        assert_eq!(back.rooms[0].members, ["a"]);
+        assert_eq!(back.rooms[0].password.as_deref(), Some("pw"));
+        assert_eq!(back.rooms[0].capacity, 5);
+        assert_eq!(back.members, saved(0).members);
+
+        // Older than the resume grace (30 s): nobody could resume anyway.
+        write(&path, &saved(31_000)).unwrap();
+        let hub = Hub::new(ServerConfig::default());
+        assert_eq!(hub.restore(&path), Ok(0));
+        assert_eq!(hub.metrics_snapshot().rooms, 0);
+
+        std::fs::write(&path, "{ not json").unwrap();
+        assert!(hub.restore(&path).unwrap_err().contains("state.json"));
+        assert_eq!(hub.restore(&dir.path().join("none.json")), Ok(0));
+    }
+}

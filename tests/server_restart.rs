@@ -1,0 +1,141 @@
+//! The signaling server is killed mid-call and started again: the call's media, which
+//! flows peer to peer, never stops, and both members come back as themselves (the
+//! server kept its rooms in `--state-file`).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, Command};
+
+/// `confab serve` on `addr`, keeping its state in `state`; up once it says where.
+async fn serve(addr: &str, state: &Path) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["serve", "--listen", addr, "--no-stun", "--state-file"])
+        .arg(state)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the server starts")
+        .unwrap()
+        .expect("the server says where it listens");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+fn peer(addr: &str, name: &str, report: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["headless", "--server", &format!("ws://{addr}/ws")])
+        .args(["--room", "restart", "--name", name, "--seconds", "10"])
+        .args(["--size", "320x240", "--bind", "127.0.0.1"])
+        .arg("--report")
+        .arg(report)
+        .env("RUST_LOG", "error,confab::headless=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Reads `lines` until one holds `what` (30 s at most).
+async fn await_log(lines: &mut Lines<impl AsyncBufRead + Unpin>, what: &str) {
+    let mut seen = String::new();
+    let found = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(what) {
+                return true;
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        false
+    };
+    let found = tokio::time::timeout(Duration::from_secs(30), found).await;
+    assert_eq!(found, Ok(true), "never logged {what:?}; logged:\n{seen}");
+}
+
+fn rest_of(
+    mut lines: Lines<impl AsyncBufRead + Unpin + Send + 'static>,
+) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut all = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_goes_on_while_the_server_is_killed_and_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut server = serve(&addr, &state).await;
+    let (ra, rb) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    let (mut pa, mut pb) = (peer(&addr, "ann", &ra), peer(&addr, "bob", &rb));
+    let lines = |c: &mut Child| BufReader::new(c.stderr.take().unwrap()).lines();
+    let (mut ann_log, mut bob_log) = (lines(&mut pa), lines(&mut pb));
+    await_log(&mut ann_log, "first keyframe").await;
+    await_log(&mut bob_log, "first keyframe").await;
+
+    // A crash: no goodbye to anyone. Down for 1.5 s, then the same server again.
+    server.kill().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _server = serve(&addr, &state).await;
+    // Both come back as themselves.
+    await_log(&mut ann_log, "signaling link back, same member").await;
+    await_log(&mut bob_log, "signaling link back, same member").await;
+
+    let (ann_rest, bob_rest) = (rest_of(ann_log), rest_of(bob_log));
+    let (oa, ob) = tokio::join!(pa.wait(), pb.wait());
+    let (ann_log, bob_log) = (ann_rest.await.unwrap(), bob_rest.await.unwrap());
+    assert!(oa.unwrap().success(), "ann: {ann_log}");
+    assert!(ob.unwrap().success(), "bob: {bob_log}");
+    let read =
+        |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    let (ra, rb) = (read(&ra), read(&rb));
+    for (report, other) in [(&ra, "bob"), (&rb, "ann")] {
+        let name = &report["name"];
+        // One peer of that name: it never left and came back as someone new.
+        let peers: Vec<&Value> = report["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["name"] == other)
+            .collect();
+        assert_eq!(
+            peers.len(),
+            1,
+            "{name} met {other} more than once: {report:#}"
+        );
+        let p = peers[0];
+        assert_eq!(p["left"].as_str().unwrap_or("Left"), "Left", "{p:#}");
+        let v = &p["video"];
+        assert_eq!(v["ids_in_order"], true, "{p:#}");
+        assert!(
+            v["frames_decoded"].as_u64().unwrap() >= 150,
+            "{name}: {v:#}"
+        );
+        // The picture never stopped for the outage.
+        let longest = v["quality"]["gaps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|g| g["ms"].as_f64())
+            .fold(0.0, f64::max);
+        assert!(longest < 500.0, "{name} <- {other}: a {longest} ms gap");
+    }
+}

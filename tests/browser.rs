@@ -10,6 +10,7 @@ mod support;
 
 use support::files::{write_wav, write_y4m};
 use support::from;
+use support::internet::{Internet, Nat, Ns, SERVER_IP};
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -77,6 +78,18 @@ fn spawn_guest_with(
     actions: Value,
     extra: Value,
 ) -> tokio::process::Child {
+    spawn_guest_in(None, fx, page_url, seconds, actions, extra)
+}
+
+/// [`spawn_guest_with`] in network namespace `ns` (a home of a simulated internet).
+fn spawn_guest_in(
+    ns: Option<&Ns>,
+    fx: &Fixture,
+    page_url: &str,
+    seconds: f64,
+    actions: Value,
+    extra: Value,
+) -> tokio::process::Child {
     let profile = tempfile::Builder::new()
         .prefix("chromium-")
         .tempdir_in(fx.dir.path())
@@ -94,8 +107,11 @@ fn spawn_guest_with(
     if let (Some(cfg), Some(extra)) = (cfg.as_object_mut(), extra.as_object()) {
         cfg.extend(extra.clone());
     }
-    tokio::process::Command::new("node")
-        .arg(browser_dir().join("guest.mjs"))
+    let mut node = match ns {
+        Some(ns) => ns.command("node"),
+        None => tokio::process::Command::new("node"),
+    };
+    node.arg(browser_dir().join("guest.mjs"))
         .arg(cfg.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -603,4 +619,77 @@ async fn a_guest_whose_link_to_the_server_drops_resumes_and_the_call_goes_on() {
     // A second of outage at 25 fps would be 25 missing ids.
     assert!(gia.video.id_gaps < 10, "{:?}", gia.video);
     assert_page_got_frames(&g["final"]["snapshot"], "hal", 150);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_behind_a_home_router_calls_a_headless_peer_behind_another() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(15);
+    let mut net = Internet::new();
+    let (a, b) = (net.home(Nat::Cone), net.home(Nat::Cone));
+    // The server on the internet: plain WebSocket for the headless peer, HTTPS for the
+    // page (a camera needs a secure origin), STUN for both.
+    let (cert, key) = support::self_signed_for(fx.dir.path(), SERVER_IP);
+    let mut server = net
+        .net
+        .command(env!("CARGO_BIN_EXE_confab"))
+        .args(["serve", "--listen", &format!("{SERVER_IP}:8787")])
+        .args(["--stun-listen", &format!("{SERVER_IP}:3478")])
+        .args(["--tls-listen", &format!("{SERVER_IP}:443")])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(server.stdout.take().unwrap()));
+    tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the server starts")
+        .unwrap()
+        .expect("the server says where it listens");
+    let report = fx.dir.path().join("hal.json");
+    let hal = b
+        .host
+        .command(env!("CARGO_BIN_EXE_confab"))
+        .args(["headless", "--server", &format!("ws://{SERVER_IP}:8787/ws")])
+        .args(["--room", "nat", "--name", "hal", "--seconds", "14"])
+        .args(["--size", "640x480", "--report"])
+        .arg(&report)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let guest = spawn_guest_in(
+        Some(&a.host),
+        &fx,
+        &format!("https://{SERVER_IP}/?room=nat&name=nia&audio=raw"),
+        8.0,
+        json!([]),
+        json!({"trust_spki": support::spki_sha256_base64(&cert)}),
+    );
+    let g = guest_result(guest).await;
+    let out = hal.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "hal failed");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let nia = report["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "nia")
+        .unwrap_or_else(|| panic!("hal never met nia: {report:#}"));
+    let v = &nia["video"];
+    assert!(v["frames_decoded"].as_u64().unwrap() >= 60, "{nia:#}");
+    assert_eq!(v["ids_in_order"], true, "{nia:#}");
+    // Neither private address is reachable from the other home: the pair joins the
+    // routers' public mappings.
+    let path = nia["last_stats"]["path"].as_str().unwrap_or_default();
+    assert!(!path.contains("host -> host"), "hal <- nia over {path}");
+    assert_page_got_frames(&g["final"]["snapshot"], "hal", 60);
 }

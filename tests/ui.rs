@@ -120,6 +120,43 @@ fn joining_from_the_lobby_sends_the_form_to_the_engine() {
 }
 
 #[test]
+fn relay_only_in_the_lobby_asks_the_engine_for_relayed_media() {
+    let (app, mut rig) = app();
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label_contains("Relay only").click();
+    h.run();
+    h.get_by_label("Join").click();
+    h.run_steps(3);
+    let cmds = sent(&mut rig);
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    assert!(cmds[0].contains("relay_only: true"), "{cmds:?}");
+    assert!(h.state().model.settings.relay_only);
+}
+
+#[test]
+fn a_tile_whose_media_path_is_gone_says_reconnecting_until_it_is_back() {
+    let (app, rig) = app();
+    in_call(&rig);
+    let mut h = harness(app);
+    h.run();
+    assert!(h.query_by_label("Reconnecting…").is_none());
+    let ev = |e| rig.events.send(UiEvent::Engine(e)).unwrap();
+    ev(Event::PeerReconnecting {
+        id: "bob1".into(),
+        reconnecting: true,
+    });
+    h.run();
+    h.get_by_label("Reconnecting…");
+    ev(Event::PeerReconnecting {
+        id: "bob1".into(),
+        reconnecting: false,
+    });
+    h.run();
+    assert!(h.query_by_label("Reconnecting…").is_none());
+}
+
+#[test]
 fn the_call_view_toggles_send_commands_and_draw_the_peer_state() {
     let (app, mut rig) = app();
     in_call(&rig);

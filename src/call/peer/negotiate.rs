@@ -207,6 +207,10 @@ impl Peer {
     }
 
     pub async fn add_ice_candidate(&self, candidate: IceCandidate) -> Result<()> {
+        // End-of-candidates (an empty candidate, which some stacks relay): nothing to add.
+        if candidate.candidate.trim().is_empty() {
+            return Ok(());
+        }
         self.pc.add_ice_candidate(candidate.into()).await?;
         Ok(())
     }

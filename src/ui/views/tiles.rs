@@ -110,12 +110,14 @@ impl App {
                 // Over the frozen picture: the call is not over, it is finding a new path.
                 ui.painter()
                     .rect_filled(rect, 6.0, Color32::from_black_alpha(140));
-                ui.painter().text(
-                    rect.center(),
-                    Align2::CENTER_CENTER,
-                    "Reconnecting…",
-                    FontId::proportional(20.0),
-                    Color32::WHITE,
+                // A label, not painted text: screen readers (and tests) see it.
+                ui.put(
+                    Rect::from_center_size(rect.center(), Vec2::new(rect.width(), 32.0)),
+                    egui::Label::new(
+                        egui::RichText::new("Reconnecting…")
+                            .size(20.0)
+                            .color(Color32::WHITE),
+                    ),
                 );
             }
             let you = if id == SELF_ID { " (you)" } else { "" };

@@ -646,13 +646,7 @@ async fn a_guest_behind_a_home_router_calls_a_headless_peer_behind_another() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines =
-        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(server.stdout.take().unwrap()));
-    tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the server starts")
-        .unwrap()
-        .expect("the server says where it listens");
+    support::logs::until_serving(&mut server).await;
     let report = fx.dir.path().join("hal.json");
     let hal = b
         .host

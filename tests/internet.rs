@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::internet::{Home, Internet, Nat, RELAY_IP, SERVER_IP, TURN_PORT};
-use tokio::io::AsyncBufReadExt;
+use support::logs::{await_line, rest_of, stderr_lines, until_serving};
 
 /// `confab serve` on the internet, STUN included, plus `extra` options; killed when
 /// dropped.
@@ -28,13 +28,7 @@ async fn serve(net: &Internet, extra: &[&str]) -> tokio::process::Child {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the server starts")
-        .unwrap()
-        .expect("the server says where it listens");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    until_serving(&mut child).await;
     child
 }
 
@@ -269,20 +263,6 @@ async fn a_home_that_lets_only_tcp_443_out_calls_through_coturn_over_tls() {
     assert!(ann.starts_with("relay"), "ann sends over {ann:?}");
 }
 
-/// Reads `child`'s log until a line holds `what` (30 s at most).
-async fn await_log(lines: &mut tokio::io::Lines<impl tokio::io::AsyncBufRead + Unpin>, what: &str) {
-    let found = async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains(what) {
-                return true;
-            }
-        }
-        false
-    };
-    let found = tokio::time::timeout(Duration::from_secs(30), found).await;
-    assert_eq!(found, Ok(true), "never logged {what:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_home_whose_address_changes_mid_call_is_reached_again_through_an_ice_restart() {
     let mut net = Internet::new();
@@ -301,29 +281,17 @@ async fn a_home_whose_address_changes_mid_call_is_reached_again_through_an_ice_r
         .env("RUST_LOG", log)
         .spawn()
         .unwrap();
-    let lines =
-        |c: &mut tokio::process::Child| tokio::io::BufReader::new(c.stderr.take().unwrap()).lines();
-    let (mut ann_log, mut bob_log) = (lines(&mut pa), lines(&mut pb));
+    let (mut ann_log, mut bob_log) = (stderr_lines(&mut pa), stderr_lines(&mut pb));
     // Mid-call: pictures flow both ways.
-    await_log(&mut ann_log, "first keyframe").await;
-    await_log(&mut bob_log, "first keyframe").await;
+    await_line(&mut ann_log, "first keyframe").await;
+    await_line(&mut bob_log, "first keyframe").await;
     // Ann's router loses its uplink and comes back 3 s later with another address: the
     // path the call used, and ann's signaling connection, are gone for good.
     a.unplug();
     tokio::time::sleep(Duration::from_secs(3)).await;
     net.readdress(&a, 7);
     let back_us = confab::media::now_us();
-    let rest = |mut log: tokio::io::Lines<_>| {
-        tokio::spawn(async move {
-            let mut all = String::new();
-            while let Ok(Some(line)) = log.next_line().await {
-                all.push_str(&line);
-                all.push('\n');
-            }
-            all
-        })
-    };
-    let (ann_rest, bob_rest) = (rest(ann_log), rest(bob_log));
+    let (ann_rest, bob_rest) = (rest_of(ann_log), rest_of(bob_log));
     let (oa, ob) = tokio::join!(pa.wait(), pb.wait());
     let (ann_log, bob_log) = (ann_rest.await.unwrap(), bob_rest.await.unwrap());
     println!("ann:\n{ann_log}\nbob:\n{bob_log}");

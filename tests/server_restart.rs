@@ -6,8 +6,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+mod support;
+
 use serde_json::Value;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader, Lines};
+use support::logs::{await_line, rest_of, stderr_lines, until_serving};
 use tokio::process::{Child, Command};
 
 /// `confab serve` on `addr`, keeping its state in `state`; up once it says where.
@@ -20,13 +22,7 @@ async fn serve(addr: &str, state: &Path) -> Child {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the server starts")
-        .unwrap()
-        .expect("the server says where it listens");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    until_serving(&mut child).await;
     child
 }
 
@@ -45,36 +41,6 @@ fn peer(addr: &str, name: &str, report: &Path) -> Child {
         .unwrap()
 }
 
-/// Reads `lines` until one holds `what` (30 s at most).
-async fn await_log(lines: &mut Lines<impl AsyncBufRead + Unpin>, what: &str) {
-    let mut seen = String::new();
-    let found = async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains(what) {
-                return true;
-            }
-            seen.push_str(&line);
-            seen.push('\n');
-        }
-        false
-    };
-    let found = tokio::time::timeout(Duration::from_secs(30), found).await;
-    assert_eq!(found, Ok(true), "never logged {what:?}; logged:\n{seen}");
-}
-
-fn rest_of(
-    mut lines: Lines<impl AsyncBufRead + Unpin + Send + 'static>,
-) -> tokio::task::JoinHandle<String> {
-    tokio::spawn(async move {
-        let mut all = String::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_goes_on_while_the_server_is_killed_and_restarted() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,18 +52,17 @@ async fn a_call_goes_on_while_the_server_is_killed_and_restarted() {
     let mut server = serve(&addr, &state).await;
     let (ra, rb) = (dir.path().join("a.json"), dir.path().join("b.json"));
     let (mut pa, mut pb) = (peer(&addr, "ann", &ra), peer(&addr, "bob", &rb));
-    let lines = |c: &mut Child| BufReader::new(c.stderr.take().unwrap()).lines();
-    let (mut ann_log, mut bob_log) = (lines(&mut pa), lines(&mut pb));
-    await_log(&mut ann_log, "first keyframe").await;
-    await_log(&mut bob_log, "first keyframe").await;
+    let (mut ann_log, mut bob_log) = (stderr_lines(&mut pa), stderr_lines(&mut pb));
+    await_line(&mut ann_log, "first keyframe").await;
+    await_line(&mut bob_log, "first keyframe").await;
 
     // A crash: no goodbye to anyone. Down for 1.5 s, then the same server again.
     server.kill().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let _server = serve(&addr, &state).await;
     // Both come back as themselves.
-    await_log(&mut ann_log, "signaling link back, same member").await;
-    await_log(&mut bob_log, "signaling link back, same member").await;
+    await_line(&mut ann_log, "signaling link back, same member").await;
+    await_line(&mut bob_log, "signaling link back, same member").await;
 
     let (ann_rest, bob_rest) = (rest_of(ann_log), rest_of(bob_log));
     let (oa, ob) = tokio::join!(pa.wait(), pb.wait());

@@ -205,6 +205,7 @@ fn rand_nonce() -> u64 {
 pub mod engine;
 pub mod files;
 pub mod internet;
+pub mod logs;
 pub mod proxy;
 pub mod pulse;
 

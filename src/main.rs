@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use confab::signaling::{IceConfig, Server, ServerConfig, TlsConfig, TurnRelayConfig};
+use confab::signaling::{IceConfig, Server, ServerConfig, TlsConfig, TurnRelayConfig, TurnTls};
 
 #[derive(Parser)]
 #[command(
@@ -177,10 +177,10 @@ struct ServeArgs {
     #[arg(long, requires_all = ["tls_cert", "tls_key"])]
     tls_listen: Option<SocketAddr>,
     /// Certificate chain (PEM) for --tls-listen.
-    #[arg(long, requires = "tls_listen")]
+    #[arg(long)]
     tls_cert: Option<std::path::PathBuf>,
     /// Private key (PEM) for --tls-listen.
-    #[arg(long, requires = "tls_listen")]
+    #[arg(long)]
     tls_key: Option<std::path::PathBuf>,
     /// A web origin (e.g. https://meet.example.org) whose pages may use this server
     /// besides the server's own; repeatable, `*` for any. Native clients are always
@@ -215,6 +215,11 @@ struct ServeArgs {
     /// crash) takes them back: members resume with the same ids and their calls go on.
     #[arg(long)]
     state_file: Option<std::path::PathBuf>,
+    /// TURN over TLS (turns:) on this TCP address too, e.g. 0.0.0.0:443 for networks that
+    /// let only HTTPS out; uses --tls-cert and --tls-key, which must name the relay's
+    /// address.
+    #[arg(long, requires_all = ["turn_listen", "tls_cert", "tls_key"])]
+    turn_tls_listen: Option<SocketAddr>,
     /// The address other hosts reach the relay at (needed when --turn-listen is a wildcard).
     #[arg(long, requires = "turn_listen")]
     turn_external_ip: Option<std::net::IpAddr>,
@@ -228,6 +233,12 @@ impl ServeArgs {
     fn config(&self) -> anyhow::Result<ServerConfig> {
         if !self.turn.is_empty() && self.turn_secret.is_none() {
             anyhow::bail!("--turn needs --turn-secret (the TURN server's static-auth-secret)");
+        }
+        if (self.tls_cert.is_some() || self.tls_key.is_some())
+            && self.tls_listen.is_none()
+            && self.turn_tls_listen.is_none()
+        {
+            anyhow::bail!("--tls-cert and --tls-key are for --tls-listen or --turn-tls-listen");
         }
         Ok(ServerConfig {
             listen: self.listen,
@@ -266,6 +277,14 @@ impl ServeArgs {
             turn_relay: self.turn_listen.map(|listen| TurnRelayConfig {
                 listen,
                 external_ip: self.turn_external_ip,
+                tls: match (self.turn_tls_listen, &self.tls_cert, &self.tls_key) {
+                    (Some(listen), Some(cert), Some(key)) => Some(TurnTls {
+                        listen,
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    }),
+                    _ => None,
+                },
             }),
             stun_listen: (!self.no_stun).then(|| {
                 self.stun_listen

@@ -332,3 +332,33 @@ async fn a_home_whose_address_changes_mid_call_is_reached_again_through_an_ice_r
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_that_lets_only_tcp_443_out_calls_through_the_servers_relay_over_tls() {
+    let mut net = Internet::new();
+    let (a, b) = (net.home(Nat::Firewall), net.home(Nat::Symmetric));
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = support::self_signed_for(dir.path(), RELAY_IP);
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let turn = format!("{RELAY_IP}:{TURN_PORT}");
+    let turns = format!("{RELAY_IP}:443");
+    let _server = serve(
+        &net,
+        &[
+            "--turn-listen",
+            &turn,
+            "--turn-tls-listen",
+            &turns,
+            "--tls-cert",
+            cert_s,
+            "--tls-key",
+            key_s,
+        ],
+    )
+    .await;
+    // Only the TLS relay is on port 443; the certificate is the operator's own, which
+    // both peers trust.
+    let (ra, rb) = call_with_env(&a, &b, &[("CONFAB_CA_FILE", cert_s)]).await;
+    let (ann, _) = assert_relayed(&ra, &rb);
+    assert!(ann.starts_with("relay"), "ann sends over {ann:?}");
+}

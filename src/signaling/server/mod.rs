@@ -33,7 +33,7 @@ use resume::*;
 pub use hub::Hub;
 pub use listener::{Server, ServerConfig, ServerError};
 pub use metrics::MetricsSnapshot;
-pub use turn::{TurnRelay, TurnRelayConfig};
+pub use turn::{TurnRelay, TurnRelayConfig, TurnTls};
 
 /// Frames above this are refused by the WebSocket layer itself (connection closed, 1009).
 const HARD_FRAME_LIMIT: usize = 1 << 20;

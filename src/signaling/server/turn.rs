@@ -25,6 +25,15 @@ pub struct TurnRelayConfig {
     /// The address peers reach relayed ports at. Needed when `listen` is a wildcard;
     /// otherwise the listen address.
     pub external_ip: Option<IpAddr>,
+    /// TURN over TLS (`turns:`) here too, with the server's certificate and key.
+    pub tls: Option<TurnTls>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TurnTls {
+    pub listen: SocketAddr,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 impl TurnRelayConfig {
@@ -80,6 +89,7 @@ pub struct TurnRelay {
     server: Server,
     addr: SocketAddr,
     relay_ip: IpAddr,
+    tls_port: Option<u16>,
 }
 
 pub(super) const REALM: &str = "confab";
@@ -94,6 +104,20 @@ impl TurnRelay {
         let addr = socket.local_addr().map_err(cannot)?;
         // TCP on the port UDP got (a port 0 picks one for both).
         let tcp = tokio::net::TcpListener::bind(addr).await.map_err(cannot)?;
+        let secure = match &config.tls {
+            Some(t) => {
+                let acceptor = crate::signaling::tls::acceptor(&t.cert, &t.key)?;
+                let listener = tokio::net::TcpListener::bind(t.listen)
+                    .await
+                    .map_err(|e| format!("cannot relay TURN over TLS on {}: {e}", t.listen))?;
+                Some((listener, acceptor))
+            }
+            None => None,
+        };
+        let tls_port = match &secure {
+            Some((l, _)) => Some(l.local_addr().map_err(cannot)?.port()),
+            None => None,
+        };
         let relay_ports = || -> Box<dyn RelayAddressGenerator + Send + Sync> {
             Box::new(RelayAddressGeneratorStatic {
                 relay_address: relay_ip,
@@ -111,7 +135,21 @@ impl TurnRelay {
                     conn: Arc::new(StreamConn::new(tcp, None).map_err(cannot)?),
                     relay_addr_generator: relay_ports(),
                 },
-            ],
+            ]
+            .into_iter()
+            .chain(
+                secure
+                    .map(|(listener, acceptor)| {
+                        Ok::<_, String>(ConnConfig {
+                            conn: Arc::new(
+                                StreamConn::new(listener, Some(acceptor)).map_err(cannot)?,
+                            ),
+                            relay_addr_generator: relay_ports(),
+                        })
+                    })
+                    .transpose()?,
+            )
+            .collect(),
             realm: REALM.into(),
             auth_handler: Arc::new(RestAuth {
                 secret: secret.to_owned(),
@@ -127,6 +165,7 @@ impl TurnRelay {
             server,
             addr,
             relay_ip,
+            tls_port,
         })
     }
 
@@ -141,9 +180,14 @@ impl TurnRelay {
             IpAddr::V6(v6) => format!("[{v6}]"),
         };
         let port = self.addr.port();
-        ["udp", "tcp"]
+        let mut urls: Vec<String> = ["udp", "tcp"]
             .map(|t| format!("turn:{host}:{port}?transport={t}"))
-            .to_vec()
+            .to_vec();
+        // The certificate must name this address (an IP SAN, or a name resolving to it).
+        if let Some(tls) = self.tls_port {
+            urls.push(format!("turns:{host}:{tls}?transport=tcp"));
+        }
+        urls
     }
 
     pub async fn close(&self) {
@@ -189,6 +233,7 @@ mod tests {
         let mut c = TurnRelayConfig {
             listen: "0.0.0.0:3479".parse().unwrap(),
             external_ip: None,
+            tls: None,
         };
         assert!(c.relay_ip().unwrap_err().contains("--turn-external-ip"));
         c.external_ip = Some("203.0.113.5".parse().unwrap());
@@ -196,6 +241,7 @@ mod tests {
         c = TurnRelayConfig {
             listen: "10.0.0.1:3479".parse().unwrap(),
             external_ip: None,
+            tls: None,
         };
         assert_eq!(c.relay_ip().unwrap().to_string(), "10.0.0.1");
     }

@@ -256,7 +256,8 @@ async fn a_browser_guest_and_a_headless_peer_see_and_hear_each_other() {
     let hal_page = page_peer(snap, "hal");
     assert_eq!(hal_page["video_codec"], "H264", "{hal_page:#}");
     let first_ms = hal_page["camera"]["first_frame_ms"].as_u64().unwrap();
-    assert!(first_ms < 3000, "first frame {first_ms} ms after joining");
+    // Issue 12's aim for a guest joining a headless peer: under a second, every run.
+    assert!(first_ms < 1000, "first frame {first_ms} ms after joining");
     let id = hal_page["id"].as_str().unwrap();
     let st = &g["final"]["stats"][id];
     let video_in = &st["video_in"][0];

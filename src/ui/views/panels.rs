@@ -124,8 +124,12 @@ impl App {
                     .map_or("-".into(), |k| format!("{k:.0} kbit/s")),
             ));
             if let Some(path) = &s.path {
-                ui.label(format!("path {path}"))
-                    .on_hover_text("The candidate pair media travels on: host (direct), srflx/prflx (through a NAT), relay (through TURN)");
+                let restarts = match s.ice_restarts {
+                    0 => String::new(),
+                    n => format!(" | ICE restarts {n}"),
+                };
+                ui.label(format!("path {path}{restarts}"))
+                    .on_hover_text("The candidate pair media travels on: host (direct), srflx/prflx (through a NAT), relay (through TURN); ICE restarts: how often the path was lost and found again");
             }
             let series = |f: fn(&PeerCallStats) -> f64| -> Vec<[f64; 2]> {
                 history

@@ -97,8 +97,9 @@ pub const STALE_OFFER: Duration = Duration::from_secs(2);
 pub struct Negotiator {
     polite: bool,
     making_offer: bool,
-    /// When our offer now waiting for an answer went out.
+    /// When our offer now waiting for an answer went out, and the offer.
     offered_at: Option<Instant>,
+    pending_offer: Option<SessionDescription>,
     ignore_offer: bool,
     pending_candidates: Vec<IceCandidate>,
     stats: NegotiationStats,
@@ -111,6 +112,7 @@ impl Negotiator {
             polite,
             making_offer: false,
             offered_at: None,
+            pending_offer: None,
             ignore_offer: false,
             pending_candidates: Vec::new(),
             stats: NegotiationStats::default(),
@@ -123,6 +125,36 @@ impl Negotiator {
 
     pub fn stats(&self) -> NegotiationStats {
         self.stats
+    }
+
+    /// Our offer still waiting for its answer, to send again when the other side may
+    /// never have had it (its signaling link died while it was under way).
+    pub fn pending_offer(&self) -> Option<Signal> {
+        self.offered_at?;
+        self.pending_offer.clone().map(Signal::description)
+    }
+
+    /// Offers again, for an ICE restart: an offer of ours still unanswered after
+    /// [`STALE_OFFER`] was lost (with the link that carried it) and is rolled back first,
+    /// or no new offer could ever be made.
+    pub async fn reoffer_at<E: SdpEndpoint + ?Sized>(
+        &mut self,
+        endpoint: &E,
+        now: Instant,
+    ) -> Result<Vec<Signal>> {
+        let lost = self
+            .offered_at
+            .is_some_and(|t| now.saturating_duration_since(t) >= STALE_OFFER);
+        if lost && endpoint.signaling_state().await == SignalingState::HaveLocalOffer {
+            let rollback = SessionDescription {
+                sdp_type: SdpType::Rollback,
+                sdp: String::new(),
+            };
+            endpoint.set_local_description(&rollback).await?;
+            self.offered_at = None;
+            self.stats.rollbacks += 1;
+        }
+        self.on_negotiation_needed_at(endpoint, now).await
     }
 
     /// Handles `PeerEvent::NegotiationNeeded`: returns the offer to send, if one was made.
@@ -153,6 +185,7 @@ impl Negotiator {
         self.making_offer = false;
         let offer = result?;
         self.offered_at = Some(now);
+        self.pending_offer = Some(offer.clone());
         self.stats.offers_sent += 1;
         Ok(vec![Signal::description(offer)])
     }
@@ -292,6 +325,22 @@ mod tests {
         async fn signaling_state(&self) -> SignalingState {
             *self.0.lock().unwrap()
         }
+    }
+
+    #[tokio::test]
+    async fn a_restart_replaces_an_offer_that_was_lost_but_not_one_under_way() {
+        let pc = Fake(Mutex::new(SignalingState::Stable));
+        let mut n = Negotiator::new(true);
+        let t0 = Instant::now();
+        assert_eq!(n.on_negotiation_needed_at(&pc, t0).await.unwrap().len(), 1);
+        // Half a second on, the answer may still come: nothing new.
+        let soon = t0 + Duration::from_millis(500);
+        assert!(n.reoffer_at(&pc, soon).await.unwrap().is_empty());
+        // Long unanswered: rolled back and offered anew.
+        let late = t0 + STALE_OFFER + Duration::from_millis(100);
+        assert_eq!(n.reoffer_at(&pc, late).await.unwrap().len(), 1);
+        assert_eq!(n.stats().rollbacks, 1);
+        assert_eq!(n.stats().offers_sent, 2);
     }
 
     fn their_offer() -> Signal {

@@ -95,7 +95,7 @@ impl Engine {
                 tracing::warn!(peer = %id, "ICE restart: {e}");
                 continue;
             }
-            match p.negotiator.on_negotiation_needed(&p.peer).await {
+            match p.negotiator.reoffer_at(&p.peer, now).await {
                 Ok(out) => offers.push((id.clone(), out)),
                 Err(e) => tracing::warn!(peer = %id, "ICE restart offer: {e}"),
             }

@@ -145,8 +145,20 @@ impl Engine {
                     p.reconnect
                         .on_remote_description(offer, sdp, std::time::Instant::now());
                 }
+                let ignored = p.negotiator.stats().offers_ignored;
                 match p.negotiator.on_signal(&p.peer, signal).await {
-                    Ok(out) => self.relay(&from, out),
+                    Ok(mut out) => {
+                        // While the path is being restored, the other side's signaling
+                        // link may have died with our offer under way: it would roll
+                        // back for ours, but never had it. Send it again (a duplicate
+                        // costs it one more answer, which we drop).
+                        if p.negotiator.stats().offers_ignored > ignored
+                            && p.reconnect.interrupted()
+                        {
+                            out.extend(p.negotiator.pending_offer());
+                        }
+                        self.relay(&from, out)
+                    }
                     Err(e) => self.emit(Event::Error(format!("negotiation with {from}: {e}"))),
                 }
             }

@@ -97,9 +97,8 @@ pub const STALE_OFFER: Duration = Duration::from_secs(2);
 pub struct Negotiator {
     polite: bool,
     making_offer: bool,
-    /// When our offer now waiting for an answer went out, and the offer.
-    offered_at: Option<Instant>,
-    pending_offer: Option<SessionDescription>,
+    /// Our offer now waiting for an answer, and when it went out.
+    pending: Option<(Instant, SessionDescription)>,
     ignore_offer: bool,
     pending_candidates: Vec<IceCandidate>,
     stats: NegotiationStats,
@@ -111,8 +110,7 @@ impl Negotiator {
         Self {
             polite,
             making_offer: false,
-            offered_at: None,
-            pending_offer: None,
+            pending: None,
             ignore_offer: false,
             pending_candidates: Vec::new(),
             stats: NegotiationStats::default(),
@@ -130,8 +128,28 @@ impl Negotiator {
     /// Our offer still waiting for its answer, to send again when the other side may
     /// never have had it (its signaling link died while it was under way).
     pub fn pending_offer(&self) -> Option<Signal> {
-        self.offered_at?;
-        self.pending_offer.clone().map(Signal::description)
+        self.pending
+            .as_ref()
+            .map(|(_, offer)| Signal::description(offer.clone()))
+    }
+
+    /// Our pending offer has waited [`STALE_OFFER`] for its answer: it was lost.
+    fn offer_lost(&self, now: Instant) -> bool {
+        self.pending
+            .as_ref()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= STALE_OFFER)
+    }
+
+    /// Takes back our pending offer.
+    async fn rollback<E: SdpEndpoint + ?Sized>(&mut self, endpoint: &E) -> Result<()> {
+        let rollback = SessionDescription {
+            sdp_type: SdpType::Rollback,
+            sdp: String::new(),
+        };
+        endpoint.set_local_description(&rollback).await?;
+        self.pending = None;
+        self.stats.rollbacks += 1;
+        Ok(())
     }
 
     /// Offers again, for an ICE restart: an offer of ours still unanswered after
@@ -142,17 +160,10 @@ impl Negotiator {
         endpoint: &E,
         now: Instant,
     ) -> Result<Vec<Signal>> {
-        let lost = self
-            .offered_at
-            .is_some_and(|t| now.saturating_duration_since(t) >= STALE_OFFER);
-        if lost && endpoint.signaling_state().await == SignalingState::HaveLocalOffer {
-            let rollback = SessionDescription {
-                sdp_type: SdpType::Rollback,
-                sdp: String::new(),
-            };
-            endpoint.set_local_description(&rollback).await?;
-            self.offered_at = None;
-            self.stats.rollbacks += 1;
+        if self.offer_lost(now)
+            && endpoint.signaling_state().await == SignalingState::HaveLocalOffer
+        {
+            self.rollback(endpoint).await?;
         }
         self.on_negotiation_needed_at(endpoint, now).await
     }
@@ -184,8 +195,7 @@ impl Negotiator {
         .await;
         self.making_offer = false;
         let offer = result?;
-        self.offered_at = Some(now);
-        self.pending_offer = Some(offer.clone());
+        self.pending = Some((now, offer.clone()));
         self.stats.offers_sent += 1;
         Ok(vec![Signal::description(offer)])
     }
@@ -236,23 +246,13 @@ impl Negotiator {
         let is_offer = desc.sdp_type == SdpType::Offer;
         let ready_for_offer = !self.making_offer && state == SignalingState::Stable;
         let collision = is_offer && !ready_for_offer;
-        let lost = self
-            .offered_at
-            .is_some_and(|t| now.saturating_duration_since(t) >= STALE_OFFER);
-
-        self.ignore_offer = !self.polite && collision && !lost;
+        self.ignore_offer = !self.polite && collision && !self.offer_lost(now);
         if self.ignore_offer {
             self.stats.offers_ignored += 1;
             return Ok(Vec::new());
         }
         if collision {
-            let rollback = SessionDescription {
-                sdp_type: SdpType::Rollback,
-                sdp: String::new(),
-            };
-            endpoint.set_local_description(&rollback).await?;
-            self.offered_at = None;
-            self.stats.rollbacks += 1;
+            self.rollback(endpoint).await?;
         }
         if desc.sdp_type == SdpType::Answer && state != SignalingState::HaveLocalOffer {
             // An answer to an offer we no longer have (rolled back): drop it.
@@ -262,7 +262,7 @@ impl Negotiator {
 
         endpoint.set_remote_description(&desc).await?;
         if desc.sdp_type == SdpType::Answer {
-            self.offered_at = None;
+            self.pending = None;
         }
         for candidate in std::mem::take(&mut self.pending_candidates) {
             if let Err(err) = endpoint.add_ice_candidate(candidate).await {

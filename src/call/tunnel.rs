@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::peer::IceServerConfig;
-use crate::signaling::turn_frame::{read_framed, write_framed};
+use crate::signaling::turn_frame::carry_stream;
 
 /// How a TURN URL is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,25 +176,16 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     socket: Arc<UdpSocket>,
     from: SocketAddr,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    rx: mpsc::Receiver<Vec<u8>>,
 ) -> std::io::Result<()> {
-    let (mut r, mut w) = tokio::io::split(stream);
-    let up = async {
-        while let Some(msg) = rx.recv().await {
-            write_framed(&mut w, &msg).await?;
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    let down = async {
-        loop {
-            let msg = read_framed(&mut r).await?;
+    carry_stream(stream, rx, move |msg| {
+        let socket = Arc::clone(&socket);
+        async move {
             socket.send_to(&msg, from).await?;
+            Ok(true)
         }
-    };
-    tokio::select! {
-        r = up => r,
-        r = down => r,
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

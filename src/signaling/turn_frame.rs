@@ -52,6 +52,35 @@ pub async fn write_framed<W: AsyncWrite + Unpin>(w: &mut W, msg: &[u8]) -> std::
     w.write_all(&padded(msg)).await
 }
 
+/// Carries one TURN stream both ways until either side ends: what `outgoing` yields is
+/// written framed; each message read is handed to `deliver`, which says whether to go on.
+pub async fn carry_stream<S, F, Fut>(
+    stream: S,
+    mut outgoing: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    mut deliver: F,
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnMut(Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<bool>>,
+{
+    let (mut r, mut w) = tokio::io::split(stream);
+    let out = async {
+        while let Some(msg) = outgoing.recv().await {
+            write_framed(&mut w, &msg).await?;
+        }
+        Ok(())
+    };
+    let inbound = async {
+        while deliver(read_framed(&mut r).await?).await? {}
+        Ok(())
+    };
+    tokio::select! {
+        r = out => r,
+        r = inbound => r,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

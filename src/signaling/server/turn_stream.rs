@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use webrtc_util::Conn;
 
-use crate::signaling::turn_frame::{read_framed, write_framed};
+use crate::signaling::turn_frame::carry_stream;
 use crate::sync::LockExt;
 
 /// Messages queued for one client stream before it counts as stuck (dropped beyond).
@@ -84,27 +84,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     from: SocketAddr,
     incoming: &mpsc::Sender<(Vec<u8>, SocketAddr)>,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    rx: mpsc::Receiver<Vec<u8>>,
 ) -> std::io::Result<()> {
-    let (mut r, mut w) = tokio::io::split(stream);
-    let down = async {
-        while let Some(msg) = rx.recv().await {
-            write_framed(&mut w, &msg).await?;
-        }
-        Ok(())
-    };
-    let up = async {
-        loop {
-            let msg = read_framed(&mut r).await?;
-            if incoming.send((msg, from)).await.is_err() {
-                return Ok(());
-            }
-        }
-    };
-    tokio::select! {
-        r = down => r,
-        r = up => r,
-    }
+    // The server stopped reading: the stream is done.
+    carry_stream(stream, rx, |msg| {
+        let incoming = incoming.clone();
+        async move { Ok(incoming.send((msg, from)).await.is_ok()) }
+    })
+    .await
 }
 
 type UtilResult<T> = Result<T, webrtc_util::Error>;

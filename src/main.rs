@@ -90,6 +90,9 @@ struct HeadlessArgs {
     /// Send this chat message once the first peer is connected.
     #[arg(long)]
     chat: Option<String>,
+    /// Send each line typed on standard input as a chat message, while the call lasts.
+    #[arg(long)]
+    chat_stdin: bool,
     /// Local address for ICE (e.g. 127.0.0.1 for loopback only).
     #[arg(long, default_value = "0.0.0.0")]
     bind: String,
@@ -117,6 +120,7 @@ impl HeadlessArgs {
         o.call = self.call.clone();
         o.auto_answer = self.auto_answer;
         o.chat = self.chat.clone();
+        o.chat_stdin = self.chat_stdin;
         o.bind_addrs = vec![format!("{}:0", self.bind)];
         o.ice_transport = self.ice_transport;
         Ok(o)

@@ -1,6 +1,7 @@
 //! The signaling server is killed mid-call and started again: the call's media, which
 //! flows peer to peer, never stops, and both members come back as themselves (the
-//! server kept its rooms in `--state-file`).
+//! server kept its rooms in `--state-file`). Chat, which travels peer to peer too, is
+//! typed during the outage and arrives.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -10,15 +11,18 @@ mod support;
 
 use serde_json::Value;
 use support::logs::{await_line, rest_of, stderr_lines, until_serving};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
-/// `confab serve` on `addr`, keeping its state in `state`; up once it says where.
+/// `confab serve` on `addr`, keeping its state in `state`; up once it says where. Its
+/// log (piped) says when it has written the state.
 async fn serve(addr: &str, state: &Path) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_confab"))
         .args(["serve", "--listen", addr, "--no-stun", "--state-file"])
         .arg(state)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,confab::signaling::server::snapshot=debug")
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -33,7 +37,9 @@ fn peer(addr: &str, name: &str, report: &Path) -> Child {
         .args(["--size", "320x240", "--bind", "127.0.0.1"])
         .arg("--report")
         .arg(report)
+        .arg("--chat-stdin")
         .env("RUST_LOG", "error,confab::headless=info")
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -50,16 +56,27 @@ async fn a_call_goes_on_while_the_server_is_killed_and_restarted() {
         l.local_addr().unwrap().to_string()
     };
     let mut server = serve(&addr, &state).await;
+    let mut server_log = stderr_lines(&mut server);
     let (ra, rb) = (dir.path().join("a.json"), dir.path().join("b.json"));
     let (mut pa, mut pb) = (peer(&addr, "ann", &ra), peer(&addr, "bob", &rb));
     let (mut ann_log, mut bob_log) = (stderr_lines(&mut pa), stderr_lines(&mut pb));
     await_line(&mut ann_log, "first keyframe").await;
     await_line(&mut bob_log, "first keyframe").await;
 
-    // A crash: no goodbye to anyone. Down for 1.5 s, then the same server again.
+    // A crash: no goodbye to anyone (after the state has been written: what changed in
+    // the last 100 ms before a crash is lost). Down for 1.5 s, then the same server again.
+    await_line(&mut server_log, "state written: 2 members").await;
     server.kill().await.unwrap();
+    // Ann types while the server is down.
+    await_line(&mut ann_log, "signaling link lost").await;
+    let mut keys = pa.stdin.take().unwrap();
+    keys.write_all(b"typed while the server was down\n")
+        .await
+        .unwrap();
+    await_line(&mut ann_log, "chat sent").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let _server = serve(&addr, &state).await;
+    let mut server = serve(&addr, &state).await;
+    let _server_log = rest_of(stderr_lines(&mut server));
     // Both come back as themselves.
     await_line(&mut ann_log, "signaling link back, same member").await;
     await_line(&mut bob_log, "signaling link back, same member").await;
@@ -103,4 +120,14 @@ async fn a_call_goes_on_while_the_server_is_killed_and_restarted() {
             .fold(0.0, f64::max);
         assert!(longest < 500.0, "{name} <- {other}: a {longest} ms gap");
     }
+    let ann_in_bobs = rb["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "ann");
+    assert_eq!(
+        ann_in_bobs.unwrap()["chat"],
+        serde_json::json!(["typed while the server was down"]),
+        "bob's report: {rb:#}"
+    );
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use crate::call::{
     self, CallConfig, Command, Event, IceTransport, LocalMedia, PeerCallStats, VideoEncoding,
@@ -118,6 +119,8 @@ pub struct HeadlessOptions {
     pub ice_transport: IceTransport,
     /// A chat message to send once the first peer is connected.
     pub chat: Option<String>,
+    /// Each line read from standard input goes out as a chat message.
+    pub chat_stdin: bool,
 }
 
 impl HeadlessOptions {
@@ -139,6 +142,7 @@ impl HeadlessOptions {
             bind_addrs: vec!["0.0.0.0:0".into()],
             ice_transport: IceTransport::All,
             chat: None,
+            chat_stdin: false,
         }
     }
 
@@ -268,6 +272,22 @@ impl Report {
     }
 }
 
+/// Lines of standard input as they are typed; the channel ends with the input. A plain
+/// thread, not tokio's stdin: a read pending there would hold up the runtime's shutdown.
+fn stdin_lines() -> mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = mpsc::channel(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if !line.is_empty() && tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// Joins, runs for `seconds`, leaves, and reports what arrived.
 pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
     let analyzer = Arc::new(Analyzer::default());
@@ -284,9 +304,16 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
     let mut chat = opts.chat.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(opts.seconds);
     let started = Instant::now();
+    let mut typed = opts.chat_stdin.then(stdin_lines);
     loop {
         let ev = tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
+            Some(line) = async { typed.as_mut()?.recv().await }, if typed.is_some() => {
+                // Sent over the data channel, so it does not wait for the signaling link.
+                tracing::info!("chat sent");
+                handle.send(Command::Chat(line));
+                continue;
+            }
             ev = events.recv() => match ev { Some(ev) => ev, None => return Err(HeadlessError::EngineStopped) },
         };
         match ev {

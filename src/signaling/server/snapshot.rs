@@ -176,8 +176,11 @@ pub(super) async fn keep(hub: Arc<Hub>, path: PathBuf, mut stop: watch::Receiver
         if last.as_ref() != Some(&snap) {
             let mut stamped = snap.clone();
             stamped.saved_unix_ms = unix_ms();
-            if let Err(e) = write(&path, &stamped) {
-                tracing::warn!("cannot keep the server's state in {}: {e}", path.display());
+            match write(&path, &stamped) {
+                Ok(()) => tracing::debug!("state written: {} members", snap.members.len()),
+                Err(e) => {
+                    tracing::warn!("cannot keep the server's state in {}: {e}", path.display())
+                }
             }
             last = Some(snap);
         }

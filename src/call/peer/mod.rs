@@ -45,6 +45,7 @@
 //!   (ICE consent); the engine should also learn of a departure via signaling.
 
 mod assemble;
+mod early;
 mod estimate;
 mod events;
 mod feedback;
@@ -131,6 +132,8 @@ pub struct Peer {
     /// The last description as handed out (an answer keeping the DTLS role, an offer with
     /// `a=msid-semantic`) and as webrtc-rs created it.
     as_created: Arc<Mutex<Option<(String, String)>>>,
+    /// Holds the remote's connectivity checks until we can answer them (`early.rs`).
+    checks: Arc<early::Gate>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -199,6 +202,7 @@ impl Peer {
             .with_srflx_acceptance_min_wait(Some(SRFLX_WAIT))
             .with_relay_acceptance_min_wait(Some(RELAY_WAIT))
             .build();
+        let checks = Arc::new(early::Gate::default());
         let pc = PeerConnectionBuilder::new()
             .with_configuration(configuration)
             .with_setting_engine(setting_engine)
@@ -207,7 +211,7 @@ impl Peer {
             .with_handler(Arc::new(Handler {
                 shared: Arc::clone(&shared),
             }))
-            .with_runtime(Arc::new(webrtc::runtime::TokioRuntime))
+            .with_runtime(Arc::new(early::GatedRuntime::new(checks.clone())))
             .with_udp_addrs(config.bind_addrs.clone())
             .build()
             .await?;
@@ -234,6 +238,7 @@ impl Peer {
                 codec_verdicts: Arc::new(Mutex::new(HashMap::new())),
                 dtls_client: Arc::new(Mutex::new(None)),
                 as_created: Arc::new(Mutex::new(None)),
+                checks,
             },
             events_rx,
         ))

@@ -18,6 +18,7 @@ impl Peer {
     /// path dropped once the offer is applied.
     pub async fn restart_ice(&self) -> Result<()> {
         self.ensure_open()?;
+        self.checks.close();
         self.pc.restart_ice().await?;
         Ok(())
     }
@@ -70,6 +71,10 @@ impl Peer {
             desc.sdp = created;
         }
         self.pc.set_local_description(desc.to_rtc()?).await?;
+        if desc.sdp_type == SdpType::Rollback {
+            // Back to the credentials the remote has.
+            self.checks.open();
+        }
         if desc.sdp_type == SdpType::Answer {
             // Our first answer sets our role; webrtc-rs plays the one it states.
             self.note_dtls_role(&desc.sdp, true);
@@ -97,6 +102,8 @@ impl Peer {
     /// first time whether that kind can be negotiated at all (see `drop_unusable_media`).
     pub async fn set_remote_description(&self, desc: &SessionDescription) -> Result<()> {
         self.pc.set_remote_description(desc.to_rtc()?).await?;
+        // The agent has the remote's credentials now.
+        self.checks.open();
         if desc.sdp_type == SdpType::Answer {
             self.note_dtls_role(&desc.sdp, false);
         }

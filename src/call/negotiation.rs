@@ -7,7 +7,8 @@
 //! - The impolite side ignores a colliding offer (and errors from its candidates).
 //! - The polite side rolls back its own offer explicitly (0.21 supports rollback but does not
 //!   apply it implicitly), answers, and offers again once stable: the core re-fires
-//!   negotiation-needed on return to stable while anything is un-negotiated.
+//!   negotiation-needed on return to stable while anything is un-negotiated (and also
+//!   when the answer already settled everything: such an offer is not sent).
 //! - Candidates that arrive before any remote description are queued, then applied right
 //!   after the next remote description.
 //! - An offer of ours unanswered for [`STALE_OFFER`] was lost with a signaling link that
@@ -49,6 +50,8 @@ pub trait SdpEndpoint: Send + Sync {
     async fn add_ice_candidate(&self, candidate: IceCandidate) -> Result<()>;
     async fn has_remote_description(&self) -> bool;
     async fn signaling_state(&self) -> SignalingState;
+    /// Whether `offer` would change anything the descriptions in force settled.
+    async fn offer_settles_something(&self, offer: &SessionDescription) -> bool;
 }
 
 #[async_trait]
@@ -74,6 +77,9 @@ impl SdpEndpoint for Peer {
     async fn signaling_state(&self) -> SignalingState {
         Peer::signaling_state(self).await
     }
+    async fn offer_settles_something(&self, offer: &SessionDescription) -> bool {
+        Peer::offer_settles_something(self, offer).await
+    }
 }
 
 /// Counters, mainly so tests can prove a glare really happened.
@@ -86,6 +92,9 @@ pub struct NegotiationStats {
     /// Polite side: own offers rolled back on collision.
     pub rollbacks: u32,
     pub candidates_queued: u32,
+    /// Offers not sent because they would have settled nothing new (the round trip
+    /// webrtc-rs asks for after a rollback whose answer already said it all).
+    pub offers_skipped: u32,
 }
 
 /// An offer this old with no answer counts as lost (an answer takes a round trip through
@@ -189,12 +198,18 @@ impl Negotiator {
         self.making_offer = true;
         let result = async {
             let offer = endpoint.create_offer().await?;
+            if !endpoint.offer_settles_something(&offer).await {
+                return Ok(None);
+            }
             endpoint.set_local_description(&offer).await?;
-            Ok::<_, CallError>(offer)
+            Ok::<_, CallError>(Some(offer))
         }
         .await;
         self.making_offer = false;
-        let offer = result?;
+        let Some(offer) = result? else {
+            self.stats.offers_skipped += 1;
+            return Ok(Vec::new());
+        };
         self.pending = Some((now, offer.clone()));
         self.stats.offers_sent += 1;
         Ok(vec![Signal::description(offer)])
@@ -285,35 +300,61 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// Just the signaling state machine of a connection.
-    struct Fake(Mutex<SignalingState>);
+    /// Just the signaling state machine of a connection, and what its descriptions settle
+    /// (one string stands for an offer's or an answer's media).
+    struct Fake {
+        state: Mutex<SignalingState>,
+        settles: Mutex<&'static str>,
+        pending: Mutex<Option<String>>,
+        current: Mutex<Option<String>>,
+    }
+
+    impl Fake {
+        fn new(state: SignalingState) -> Self {
+            Self {
+                state: Mutex::new(state),
+                settles: Mutex::new("audio+video"),
+                pending: Mutex::new(None),
+                current: Mutex::new(None),
+            }
+        }
+
+        fn ours(&self, sdp_type: SdpType) -> SessionDescription {
+            SessionDescription {
+                sdp_type,
+                sdp: self.settles.lock().unwrap().to_string(),
+            }
+        }
+    }
 
     #[async_trait]
     impl SdpEndpoint for Fake {
         async fn create_offer(&self) -> Result<SessionDescription> {
-            Ok(SessionDescription {
-                sdp_type: SdpType::Offer,
-                sdp: "ours".into(),
-            })
+            Ok(self.ours(SdpType::Offer))
         }
         async fn create_answer(&self) -> Result<SessionDescription> {
-            Ok(SessionDescription {
-                sdp_type: SdpType::Answer,
-                sdp: "ours".into(),
-            })
+            Ok(self.ours(SdpType::Answer))
         }
         async fn set_local_description(&self, d: &SessionDescription) -> Result<()> {
-            *self.0.lock().unwrap() = match d.sdp_type {
+            *self.state.lock().unwrap() = match d.sdp_type {
                 SdpType::Offer => SignalingState::HaveLocalOffer,
                 _ => SignalingState::Stable,
             };
+            match d.sdp_type {
+                SdpType::Offer => *self.pending.lock().unwrap() = Some(d.sdp.clone()),
+                SdpType::Answer => *self.current.lock().unwrap() = Some(d.sdp.clone()),
+                _ => *self.pending.lock().unwrap() = None,
+            }
             Ok(())
         }
         async fn set_remote_description(&self, d: &SessionDescription) -> Result<()> {
-            *self.0.lock().unwrap() = match d.sdp_type {
+            *self.state.lock().unwrap() = match d.sdp_type {
                 SdpType::Offer => SignalingState::HaveRemoteOffer,
                 _ => SignalingState::Stable,
             };
+            if d.sdp_type == SdpType::Answer {
+                *self.current.lock().unwrap() = self.pending.lock().unwrap().take();
+            }
             Ok(())
         }
         async fn add_ice_candidate(&self, _: IceCandidate) -> Result<()> {
@@ -323,13 +364,41 @@ mod tests {
             true
         }
         async fn signaling_state(&self) -> SignalingState {
-            *self.0.lock().unwrap()
+            *self.state.lock().unwrap()
+        }
+        async fn offer_settles_something(&self, offer: &SessionDescription) -> bool {
+            self.current.lock().unwrap().as_deref() != Some(offer.sdp.as_str())
         }
     }
 
     #[tokio::test]
+    async fn after_a_rollback_the_polite_side_offers_again_only_what_its_answer_left_out() {
+        let pc = Fake::new(SignalingState::Stable);
+        let mut n = Negotiator::new(true);
+        let t0 = Instant::now();
+        assert_eq!(n.on_negotiation_needed_at(&pc, t0).await.unwrap().len(), 1);
+        // Glare: we roll back and answer theirs, and our answer carries all we send.
+        let answer = n.on_signal_at(&pc, their_offer(), t0).await.unwrap();
+        assert_eq!(answer.len(), 1);
+        assert_eq!(n.stats().rollbacks, 1);
+        // webrtc-rs asks again; an offer would settle what the answer did: none goes out.
+        assert!(
+            n.on_negotiation_needed_at(&pc, t0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(n.stats().offers_skipped, 1);
+        assert_eq!(pc.signaling_state().await, SignalingState::Stable);
+        // Something new to settle (a screen share): offered.
+        *pc.settles.lock().unwrap() = "audio+video+screen";
+        assert_eq!(n.on_negotiation_needed_at(&pc, t0).await.unwrap().len(), 1);
+        assert_eq!(n.stats().offers_sent, 2);
+    }
+
+    #[tokio::test]
     async fn a_restart_replaces_an_offer_that_was_lost_but_not_one_under_way() {
-        let pc = Fake(Mutex::new(SignalingState::Stable));
+        let pc = Fake::new(SignalingState::Stable);
         let mut n = Negotiator::new(true);
         let t0 = Instant::now();
         assert_eq!(n.on_negotiation_needed_at(&pc, t0).await.unwrap().len(), 1);
@@ -352,7 +421,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_impolite_side_ignores_a_colliding_offer_until_its_own_looks_lost() {
-        let pc = Fake(Mutex::new(SignalingState::Stable));
+        let pc = Fake::new(SignalingState::Stable);
         let mut n = Negotiator::new(false);
         let t0 = Instant::now();
         let sent = n.on_negotiation_needed_at(&pc, t0).await.unwrap();

@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 use webrtc::rtp_transceiver::RTCRtpTransceiverDirection;
 
 use super::sdp::{
-    first_sections_usable, section_kinds, sending_track_ids, with_dtls_setup, with_msid_semantic,
+    first_sections_usable, section_kinds, sending_track_ids, settles_nothing_new, with_dtls_setup,
+    with_msid_semantic,
 };
 use super::types::{IceCandidate, MediaKind, SdpType, SessionDescription, SignalingState};
 use super::{LocalTrack, Peer};
@@ -220,6 +221,14 @@ impl Peer {
         }
         self.pc.add_ice_candidate(candidate.into()).await?;
         Ok(())
+    }
+
+    /// Whether `offer` changes anything the descriptions in force settled.
+    pub async fn offer_settles_something(&self, offer: &SessionDescription) -> bool {
+        match self.pc.current_local_description().await {
+            Some(current) => !settles_nothing_new(&offer.sdp, &current.sdp),
+            None => true,
+        }
     }
 
     pub async fn has_remote_description(&self) -> bool {

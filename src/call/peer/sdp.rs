@@ -117,6 +117,51 @@ pub(super) fn sending_track_ids(sdp: &str) -> HashSet<String> {
     ids
 }
 
+/// What an offer would settle, per m-section: kind, rejected or not, mid, direction, the
+/// tracks sent (msid, SSRCs) and the ICE credentials. Codec lists and the DTLS setup
+/// differ between an offer and an answer that settle the same thing, so they are left out.
+fn settles(sdp: &str) -> Vec<Vec<String>> {
+    sdp.split("\nm=")
+        .skip(1)
+        .map(|section| {
+            let mut lines = section.lines();
+            let m: Vec<&str> = lines
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect();
+            let mut out = vec![
+                m.first().copied().unwrap_or_default().to_owned(),
+                (m.get(1) == Some(&"0")).to_string(),
+            ];
+            for line in lines.map(str::trim_end) {
+                let kept = ["a=mid:", "a=msid:", "a=ice-ufrag:", "a=ice-pwd:"]
+                    .iter()
+                    .any(|p| line.starts_with(p))
+                    || ["a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"].contains(&line);
+                if kept {
+                    out.push(line.to_owned());
+                } else if let Some(ssrc) = line.strip_prefix("a=ssrc:") {
+                    out.push(format!(
+                        "ssrc {}",
+                        ssrc.split_whitespace().next().unwrap_or("")
+                    ));
+                }
+            }
+            out.sort();
+            out.dedup();
+            out
+        })
+        .collect()
+}
+
+/// Whether `offer` would settle nothing that `current` (the description in force, ours)
+/// has not: webrtc-rs asks to negotiate again after a rollback even when the answer it
+/// gave already carried everything.
+pub(super) fn settles_nothing_new(offer: &str, current: &str) -> bool {
+    settles(offer) == settles(current)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +200,40 @@ mod tests {
             with_dtls_setup(sdp, "passive"),
             "v=0\r\na=setup:passive\r\nm=audio 9 x 0\r\na=setup:passive\r\na=setupx\r\n"
         );
+    }
+
+    /// An answer of ours: audio and video sent, the data channel.
+    const ANSWER: &str = "v=0\r\na=group:BUNDLE 0 1 2\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:u1\r\na=ice-pwd:p1\r\na=setup:active\r\n\
+        a=mid:0\r\na=msid:s s-mic\r\na=sendrecv\r\na=rtpmap:111 opus/48000/2\r\na=ssrc:11 cname:x\r\n\
+        m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=ice-ufrag:u1\r\na=ice-pwd:p1\r\na=setup:active\r\n\
+        a=mid:1\r\na=msid:s s-cam\r\na=sendrecv\r\na=rtpmap:102 H264/90000\r\na=ssrc:22 cname:x\r\n\
+        m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\na=sendrecv\r\n";
+
+    #[test]
+    fn an_offer_that_only_restates_the_answer_settles_nothing_new() {
+        // The same media, with the offer's own codec list and DTLS setup.
+        let offer = ANSWER
+            .replace("a=setup:active", "a=setup:actpass")
+            .replace("SAVPF 102\r\n", "SAVPF 102 106 103 107\r\n")
+            .replace(
+                "a=rtpmap:102 H264/90000\r\n",
+                "a=rtpmap:102 H264/90000\r\na=rtpmap:106 H264/90000\r\n",
+            );
+        assert!(settles_nothing_new(&offer, ANSWER));
+    }
+
+    #[test]
+    fn new_credentials_tracks_directions_or_sections_are_something_to_settle() {
+        for changed in [
+            ANSWER.replace("ice-ufrag:u1", "ice-ufrag:u2"),
+            ANSWER.replace("s s-cam", "s s-screen"),
+            ANSWER.replace("a=ssrc:22", "a=ssrc:33"),
+            ANSWER.replacen("a=sendrecv", "a=recvonly", 1),
+            ANSWER.replace("m=video 9", "m=video 0"),
+            format!("{ANSWER}m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:3\r\na=sendonly\r\n"),
+        ] {
+            assert!(!settles_nothing_new(&changed, ANSWER), "{changed}");
+        }
     }
 }

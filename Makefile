@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run display loopback serve test build deps test-deps bench bench-network lint
+.PHONY: run display loopback serve test build deps test-deps bench bench-network lint deb
 
 # What building and running the app needs.
 deps:
@@ -34,6 +34,13 @@ build: deps
 # The display is checked first: the release build takes minutes.
 run: display deps
 	$(CARGO) run --release --locked -- $(ARGS)
+
+# A Debian package of the release build, in target/debian (or $CARGO_TARGET_DIR/debian):
+# install it with `sudo apt install ./target/debian/confab_*.deb`.
+TARGET_DIR = $(or $(CARGO_TARGET_DIR),target)
+deb: deps
+	$(CARGO) build --release --locked
+	@.ci/deb.sh $(TARGET_DIR)/release/confab $(TARGET_DIR)/debian
 
 # A whole call on this machine, no window, no devices.
 loopback: deps

@@ -300,8 +300,9 @@ impl ServeArgs {
 
 /// What a user sees without `RUST_LOG`: our own news, and only errors from the WebRTC
 /// stack, whose warnings ("pingAllCandidates called with no candidate pairs", a DTLS
-/// server name, SCTP stream ids) describe normal call set-up, not problems.
-const DEFAULT_LOG: &str = "info,webrtc=error,rtc=error,rtc_crypto=error,rtc_datachannel=error,\
+/// server name, SCTP stream ids) describe normal call set-up, not problems; nor winit's
+/// remarks on the display (no XSETTINGS, a screen of 0 mm).
+const DEFAULT_LOG: &str = "info,winit=error,webrtc=error,rtc=error,rtc_crypto=error,rtc_datachannel=error,\
 rtc_dtls=error,rtc_ice=error,rtc_interceptor=error,rtc_mdns=error,rtc_media=error,\
 rtc_rtcp=error,rtc_rtp=error,rtc_sctp=error,rtc_sdp=error,rtc_shared=error,rtc_srtp=error,\
 rtc_stun=error,rtc_turn=error";
@@ -330,7 +331,8 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| DEFAULT_LOG.into()),
         )
-        .with_writer(std::io::stderr)
+        // The terminal itself, also while the window filters native libraries' noise.
+        .with_writer(confab::ui::console::stderr)
         .init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
@@ -400,6 +402,7 @@ fn main() -> anyhow::Result<()> {
         }),
         None => {
             drop(rt);
+            let _quiet = confab::ui::console::quiet_native_noise();
             confab::ui::run(confab::ui::DesktopOptions {
                 server: cli.server,
                 room: cli.room,

@@ -379,3 +379,45 @@ async fn the_app_sends_its_microphone_and_plays_the_peer_on_its_speaker() {
     );
     drop(x);
 }
+
+/// Someone starting the app from a terminal on a machine where ALSA finds no sound card
+/// (here the card ALSA_CARD names does not exist) sees the app's own log, not alsa-lib's
+/// and JACK's chatter from the device scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_shows_the_apps_log_and_not_the_sound_librarys_chatter() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = Xvfb::start().await;
+    let mut app = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .env("DISPLAY", &x.display)
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env("ALSA_CARD", "confab-no-such-card")
+        .env("RUST_LOG", "info,confab::ui::choices=debug")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(app.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // The lobby scans the devices at start and logs what it found.
+    tokio::time::timeout(Duration::from_secs(40), async {
+        while !seen.iter().any(|l: &String| l.contains("devices:")) {
+            match lines.next_line().await.unwrap() {
+                Some(line) => seen.push(line),
+                None => panic!("the app exited:\n{}", seen.join("\n")),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no device scan logged:\n{}", seen.join("\n")));
+    let _ = app.kill().await;
+    let log = seen.join("\n");
+    assert!(
+        log.contains("signaling server listening"),
+        "the app's own log: {log}"
+    );
+    assert!(
+        !log.contains("ALSA lib") && !log.contains("jack server"),
+        "library noise on the terminal:\n{log}"
+    );
+}

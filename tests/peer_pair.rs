@@ -292,6 +292,34 @@ async fn glare_both_sides_add_a_track_at_once_and_both_tracks_arrive() {
     assert_no_errors(&a, &b);
 }
 
+/// Joining is a glare (both sides offer); the polite side's answer says all it sends, so
+/// it sends no second offer. Its next track must still be offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_offer_that_settled_nothing_was_skipped_the_next_track_is_still_offered() {
+    let opts = LinkOptions {
+        description_delay: Duration::from_millis(150),
+        ..Default::default()
+    };
+    let (mut a, mut b, _) = connected_pair(opts).await;
+    settle(&mut a, &mut b, &[]).await;
+    assert!(
+        a.negotiation().rollbacks >= 1 && a.negotiation().offers_skipped >= 1,
+        "the join was a glare and the polite side skipped its repeat offer: {:?}",
+        a.negotiation()
+    );
+    let offers = a.negotiation().offers_sent;
+    let cam = a.peer.add_video_track("a-late", "a").await.unwrap();
+    settle(&mut a, &mut b, &[&cam]).await;
+    assert!(
+        a.negotiation().offers_sent > offers,
+        "{:?}",
+        a.negotiation()
+    );
+    send_video(&cam, 0..10).await;
+    expect_video(&mut b, "a-late", 0..10).await;
+    assert_no_errors(&a, &b);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn candidates_that_overtake_the_offer_are_queued_not_lost() {
     let opts = LinkOptions {

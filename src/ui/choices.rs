@@ -193,7 +193,7 @@ impl DeviceList {
                 Vec::new()
             })
         };
-        Self {
+        let list = Self {
             cameras: list_cameras()
                 .into_iter()
                 .map(VideoChoice::from_info)
@@ -207,6 +207,14 @@ impl DeviceList {
                 .map(|m| SpeakerChoice::Device(m.id, m.name))
                 .collect(),
             screens: list_screens(),
-        }
+        };
+        tracing::debug!(
+            "devices: {} cameras, {} microphones, {} speakers, {} screens",
+            list.cameras.len(),
+            list.microphones.len(),
+            list.speakers.len(),
+            list.screens.len()
+        );
+        list
     }
 }

@@ -6,6 +6,7 @@
 mod app;
 mod bridge;
 mod choices;
+pub mod console;
 mod echo;
 mod model;
 mod previews;
@@ -76,10 +77,17 @@ pub fn run(opts: DesktopOptions) -> Result<(), UiError> {
         settings.microphone = m.clone();
     }
     let embed = settings.server.trim().is_empty();
+    let mut viewport = eframe::egui::ViewportBuilder::default()
+        .with_title("confab")
+        .with_app_id("confab")
+        .with_inner_size([1180.0, 700.0]);
+    // The icon the package installs, also on the window.
+    match eframe::icon_data::from_png_bytes(include_bytes!("../../assets/confab.png")) {
+        Ok(icon) => viewport = viewport.with_icon(icon),
+        Err(e) => tracing::warn!("the window icon: {e}"),
+    }
     let native = eframe::NativeOptions {
-        viewport: eframe::egui::ViewportBuilder::default()
-            .with_title("confab")
-            .with_inner_size([1180.0, 700.0]),
+        viewport,
         renderer: eframe::Renderer::Glow,
         ..Default::default()
     };

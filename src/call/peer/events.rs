@@ -36,6 +36,11 @@ pub(super) struct Shared {
     pub(super) may_send: Arc<AtomicBool>,
     /// The congestion controller's latest estimate (bit/s, as `f64` bits; 0 before one).
     pub(super) send_estimate: AtomicU64,
+    /// We let a negotiation-needed event pass without an offer (it would have settled
+    /// nothing). webrtc-rs then still counts a negotiation as under way and stays silent
+    /// on the next local change until the connection next returns to stable, so the next
+    /// local change asks for one itself.
+    pub(super) offer_skipped: AtomicBool,
 }
 
 pub(super) struct RemoteEntry {

@@ -156,6 +156,7 @@ impl Peer {
             closed: AtomicBool::new(false),
             may_send: Arc::new(AtomicBool::new(false)),
             send_estimate: AtomicU64::new(0),
+            offer_skipped: AtomicBool::new(false),
         });
 
         let mut me = media_engine()?;
@@ -244,6 +245,13 @@ impl Peer {
         ))
     }
 
+    /// A local change of tracks: see `Shared::offer_skipped`.
+    fn changed_locally(&self) {
+        if self.shared.offer_skipped.swap(false, Ordering::AcqRel) {
+            let _ = self.shared.events.send(PeerEvent::NegotiationNeeded);
+        }
+    }
+
     fn ensure_open(&self) -> Result<()> {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(CallError::Closed);
@@ -283,6 +291,7 @@ impl Peer {
             if kind == MediaKind::Video {
                 self.offer_all_h264_profiles(&rtp_sender).await?;
             }
+            self.changed_locally();
             Some(rtp_sender)
         };
         let local = LocalTrack {
@@ -371,6 +380,7 @@ impl Peer {
             && let Some(rtp_sender) = &local.inner.rtp_sender
         {
             self.pc.remove_track(rtp_sender).await?;
+            self.changed_locally();
         }
         self.local_tracks.locked().remove(local.track_id());
         self.shared.local_video_ssrcs.locked().remove(&local.ssrc());

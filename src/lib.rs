@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod call;
+pub mod doctor;
 pub mod headless;
 pub mod media;
 pub mod netem;

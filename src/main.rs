@@ -48,6 +48,19 @@ enum Command {
     /// Measure the signaling server or a call and print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Check that a call can work here: display, devices, encoder, server, STUN, TURN.
+    /// Exits 0 only when nothing FAILs.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    /// The signaling server to check, e.g. ws://host:8787/ws (default: the app's own).
+    #[arg(long)]
+    server: Option<String>,
+    /// Print the checks as JSON instead of lines.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -387,6 +400,24 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }),
+        Some(Command::Doctor(args)) => {
+            // Probing sound devices makes native libraries talk; the report is what counts.
+            let quiet = confab::ui::console::quiet_native_noise();
+            let report = rt.block_on(confab::doctor::run(confab::doctor::DoctorOptions {
+                server: args.server,
+            }));
+            drop(quiet);
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report.checks)?);
+            } else {
+                print!("{}", report.render());
+            }
+            std::io::stdout().flush()?;
+            if !report.call_can_work() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Some(Command::Loopback(args)) => rt.block_on(async {
             let size = confab::headless::parse_size(&args.size)?;
             let reports = confab::headless::loopback(args.peers, args.seconds, size).await?;

@@ -15,54 +15,8 @@ use confab::headless::{self, HeadlessOptions};
 use confab::media::{barcode, dominant_frequency, level_dbfs};
 use support::engine::{TestPeer, synthetic};
 use support::pulse::{self, Pulse, ToneWriter};
+use support::xvfb::{SCREEN, Xvfb};
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-const SCREEN: (usize, usize) = (1280, 720);
-
-/// A virtual X display; Xvfb picks a free number and reports it when ready.
-struct Xvfb {
-    // Held so the display lives as long as the test (killed on drop).
-    _child: tokio::process::Child,
-    display: String,
-}
-
-impl Xvfb {
-    async fn start() -> Xvfb {
-        let mut child = tokio::process::Command::new("Xvfb")
-            .args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0"])
-            .arg(format!("{}x{}x24", SCREEN.0, SCREEN.1))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("Xvfb is installed (make test installs it)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let n = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("Xvfb ready within 20 s")
-            .unwrap()
-            .expect("Xvfb printed its display number");
-        Xvfb {
-            _child: child,
-            display: format!(":{}", n.trim()),
-        }
-    }
-
-    /// The whole screen as RGBA.
-    async fn screenshot(&self, dir: &std::path::Path) -> Vec<u8> {
-        let path = dir.join("shot.rgba");
-        let status = tokio::process::Command::new("import")
-            .args(["-display", &self.display, "-window", "root", "-depth", "8"])
-            .arg(format!("rgba:{}", path.display()))
-            .status()
-            .await
-            .expect("imagemagick's import is installed");
-        assert!(status.success());
-        let px = std::fs::read(path).unwrap();
-        assert_eq!(px.len(), SCREEN.0 * SCREEN.1 * 4);
-        px
-    }
-}
 
 /// The desktop app joining `room` at once, with no camera or microphone, logging
 /// where it draws remote tiles.

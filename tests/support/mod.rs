@@ -209,6 +209,7 @@ pub mod internet;
 pub mod logs;
 pub mod proxy;
 pub mod pulse;
+pub mod xvfb;
 
 /// A self-signed certificate for 127.0.0.1, made with openssl.
 pub fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {

@@ -26,14 +26,7 @@ async fn a_guest_whose_link_to_the_server_drops_resumes_and_the_call_goes_on() {
     let url = format!("http://{}/?room=cut&name=gia&audio=raw", proxy.addr);
     let guest = spawn_guest(&fx, &url, 10.0, json!([]));
     // The timeline: once the page is in the call, its link breaks for a moment.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while srv.metrics().connections < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the page never joined"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_page_joined(&srv, |m| m.connections >= 2).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     proxy.cut();
     let g = guest_result(guest).await;
@@ -140,14 +133,7 @@ async fn a_headless_peer_joining_a_waiting_guest_sees_her_within_a_second() {
     let srv = support::server().await;
     // The guest is in the room first; the headless peer is the one who joins.
     let guest = spawn_guest(&fx, &page_url(&srv, "order", "gia"), 12.0, json!([]));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while srv.metrics().rooms == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the page never joined"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_page_joined(&srv, |m| m.rooms > 0).await;
     let report = headless::run(hal(&srv.ws_url(), "order", 6.0))
         .await
         .unwrap();

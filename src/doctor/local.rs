@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 
 use super::Check;
 use crate::media::device::{
-    MicrophoneSource, Speaker, list_cameras, list_microphones, list_screens, list_speakers,
+    AudioDeviceInfo, MicrophoneSource, Speaker, list_cameras, list_microphones, list_screens,
+    list_speakers,
 };
 use crate::media::{
-    AudioSource, EncoderSettings, H264Encoder, SyntheticAudio, SyntheticVideo, level_dbfs,
+    AudioSource, EncoderSettings, H264Encoder, MediaError, SyntheticAudio, SyntheticVideo,
+    level_dbfs,
 };
 
 /// Blocking: opens devices and encodes.
@@ -60,25 +62,36 @@ fn cameras() -> Check {
     Check::ok("cameras", names.join(", "))
 }
 
-fn microphones() -> Check {
-    let mics = match list_microphones() {
-        Ok(m) => m,
-        Err(e) => {
-            return Check::warn(
-                "microphones",
-                format!("cannot list them: {e}"),
-                "others will not hear you: check the sound system (PulseAudio/PipeWire) runs",
-            );
-        }
-    };
-    if mics.is_empty() {
-        return Check::warn(
-            "microphones",
+/// The ids of the sound devices listed, or the WARN when there are none.
+fn ids(
+    item: &'static str,
+    listed: Result<Vec<AudioDeviceInfo>, MediaError>,
+    without: &str,
+) -> Result<Vec<String>, Check> {
+    match listed {
+        Ok(devices) if !devices.is_empty() => Ok(devices.into_iter().map(|d| d.id).collect()),
+        Ok(_) => Err(Check::warn(
+            item,
             "none found",
-            "others will not hear you: plug one in, or check the sound system runs",
-        );
+            format!("{without}: plug one in, or check the sound system (PulseAudio/PipeWire) runs"),
+        )),
+        Err(e) => Err(Check::warn(
+            item,
+            format!("cannot list them: {e}"),
+            format!("{without}: check the sound system (PulseAudio/PipeWire) runs"),
+        )),
     }
-    let names: Vec<&str> = mics.iter().map(|m| m.id.as_str()).collect();
+}
+
+fn microphones() -> Check {
+    let names = match ids(
+        "microphones",
+        list_microphones(),
+        "others will not hear you",
+    ) {
+        Ok(n) => n,
+        Err(warn) => return warn,
+    };
     let mut mic = match MicrophoneSource::open(None) {
         Ok(m) => m,
         Err(e) => {
@@ -119,24 +132,10 @@ fn microphones() -> Check {
 }
 
 fn speakers() -> Check {
-    let outs = match list_speakers() {
-        Ok(s) => s,
-        Err(e) => {
-            return Check::warn(
-                "speakers",
-                format!("cannot list them: {e}"),
-                "you will not hear the others: check the sound system runs",
-            );
-        }
+    let names = match ids("speakers", list_speakers(), "you will not hear the others") {
+        Ok(n) => n,
+        Err(warn) => return warn,
     };
-    if outs.is_empty() {
-        return Check::warn(
-            "speakers",
-            "none found",
-            "you will not hear the others: plug some in, or check the sound system runs",
-        );
-    }
-    let names: Vec<&str> = outs.iter().map(|s| s.id.as_str()).collect();
     let speaker = match Speaker::open(None) {
         Ok(s) => s,
         Err(e) => {

@@ -12,5 +12,5 @@ mod web;
 
 pub use client::{ClientEvent, ClientOptions, JoinParams, SignalingClient, SignalingError};
 pub use ice::{IceConfig, turn_credentials};
-pub use server::{Server, ServerConfig, ServerError, TurnRelayConfig, TurnTls};
+pub use server::{MetricsSnapshot, Server, ServerConfig, ServerError, TurnRelayConfig, TurnTls};
 pub use tls::TlsConfig;

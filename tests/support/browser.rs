@@ -222,3 +222,19 @@ pub async fn http_get(srv: &confab::signaling::Server, path: &str) -> (String, S
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     (head.to_lowercase(), body.to_string())
 }
+
+/// Until the server's counters show the page in (30 s at most): the server reports no
+/// event for a join, so its metrics are read every 20 ms.
+pub async fn until_page_joined(
+    srv: &confab::signaling::Server,
+    joined: impl Fn(&confab::signaling::MetricsSnapshot) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !joined(&srv.metrics()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the page never joined"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -274,6 +274,52 @@ fn keyboard_shortcuts_toggle_the_microphone_and_hang_up() {
     assert_eq!(sent(&mut rig), ["SetAudioMuted(true)", "Leave"]);
 }
 
+/// Muted (by the engine's account), then Space held for a while.
+fn muted_and_holding_space(rig: &Rig, app: App) -> Harness<'static, App> {
+    in_call(rig);
+    rig.events
+        .send(UiEvent::Engine(Event::LocalMediaState(MediaState {
+            has_camera: true,
+            has_microphone: true,
+            audio_muted: true,
+            ..Default::default()
+        })))
+        .unwrap();
+    let mut h = harness(app);
+    h.run();
+    h.key_down(eframe::egui::Key::Space);
+    h.run();
+    h.run();
+    h
+}
+
+#[test]
+fn holding_space_while_muted_talks_until_it_is_let_go() {
+    let (app, mut rig) = app();
+    let mut h = muted_and_holding_space(&rig, app);
+    assert!(h.query_by_label_contains("let go of Space").is_some());
+    h.key_up(eframe::egui::Key::Space);
+    h.run();
+    assert_eq!(
+        sent(&mut rig),
+        ["SetAudioMuted(false)", "SetAudioMuted(true)"]
+    );
+    assert!(h.query_by_label_contains("let go of Space").is_none());
+}
+
+#[test]
+fn space_does_nothing_while_not_muted() {
+    let (app, mut rig) = app();
+    in_call(&rig);
+    let mut h = harness(app);
+    h.run();
+    h.key_down(eframe::egui::Key::Space);
+    h.run();
+    h.key_up(eframe::egui::Key::Space);
+    h.run();
+    assert!(sent(&mut rig).is_empty());
+}
+
 #[test]
 fn devices_found_on_the_machine_are_offered_beside_the_synthetic_ones() {
     let (app, mut rig) = app();

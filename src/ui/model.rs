@@ -74,6 +74,8 @@ pub struct CallModel {
     pub ringing_out: Option<String>,
     pub state: MediaState,
     pub stats: HashMap<String, VecDeque<PeerCallStats>>,
+    /// Push-to-talk: the key is held and has unmuted us until it is let go.
+    pub talking_held: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -420,6 +422,18 @@ impl Model {
 
     pub fn toggle_mic(&mut self) {
         self.engine(Command::SetAudioMuted(!self.call.state.audio_muted));
+    }
+
+    /// Push-to-talk: while muted, holding the key unmutes until it is let go.
+    pub fn push_to_talk(&mut self, held: bool) {
+        let st = self.call.state;
+        if held && !self.call.talking_held && st.audio_muted && st.has_microphone {
+            self.call.talking_held = true;
+            self.engine(Command::SetAudioMuted(false));
+        } else if !held && self.call.talking_held {
+            self.call.talking_held = false;
+            self.engine(Command::SetAudioMuted(true));
+        }
     }
 
     pub fn toggle_camera(&mut self) {

@@ -22,6 +22,11 @@ impl App {
         if ctx.input_mut(|i| i.consume_shortcut(&SHORTCUT_HANGUP)) {
             self.model.hang_up();
         }
+        // Space held while muted talks; not while typing (chat) or on a focused button.
+        let space = !ctx.egui_wants_keyboard_input()
+            && ctx.memory(|m| m.focused().is_none())
+            && ctx.input(|i| i.key_down(egui::Key::Space));
+        self.model.push_to_talk(space);
         egui::Panel::top("call-top").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.strong(&self.model.call.room);
@@ -38,6 +43,9 @@ impl App {
                         .map_or(to.as_str(), |p| p.name.as_str());
                     ui.label(format!("Ringing {name}…"));
                 }
+                if self.model.call.talking_held {
+                    ui.label(RichText::new("Talking: let go of Space to mute").strong());
+                }
             });
             self.error_banner(ui);
         });
@@ -48,7 +56,7 @@ impl App {
                 if ui
                     .add_enabled(st.has_microphone, egui::Button::new(mic))
                     .on_hover_text(format!(
-                        "Microphone ({})",
+                        "Microphone ({}); while muted, hold Space to talk",
                         ctx.format_shortcut(&SHORTCUT_MIC)
                     ))
                     .clicked()

@@ -52,6 +52,8 @@ pub trait SdpEndpoint: Send + Sync {
     async fn signaling_state(&self) -> SignalingState;
     /// Whether `offer` would change anything the descriptions in force settled.
     async fn offer_settles_something(&self, offer: &SessionDescription) -> bool;
+    /// We did not send an offer it asked for (it would have settled nothing).
+    fn offer_skipped(&self) {}
 }
 
 #[async_trait]
@@ -79,6 +81,9 @@ impl SdpEndpoint for Peer {
     }
     async fn offer_settles_something(&self, offer: &SessionDescription) -> bool {
         Peer::offer_settles_something(self, offer).await
+    }
+    fn offer_skipped(&self) {
+        Peer::offer_skipped(self)
     }
 }
 
@@ -207,6 +212,7 @@ impl Negotiator {
         .await;
         self.making_offer = false;
         let Some(offer) = result? else {
+            endpoint.offer_skipped();
             self.stats.offers_skipped += 1;
             return Ok(Vec::new());
         };

@@ -224,18 +224,18 @@ impl Peer {
     }
 
     /// Whether `offer` changes anything the descriptions in force settled.
-    /// Whether `offer` changes anything the descriptions in force settled. When it does
-    /// not, the caller does not send it, and the next local change asks for negotiation
-    /// itself (`Shared::offer_skipped`).
+    /// Whether `offer` changes anything the descriptions in force settled.
     pub async fn offer_settles_something(&self, offer: &SessionDescription) -> bool {
-        let news = match self.pc.current_local_description().await {
+        match self.pc.current_local_description().await {
             Some(current) => !settles_nothing_new(&offer.sdp, &current.sdp),
             None => true,
-        };
-        if !news {
-            self.shared.offer_skipped.store(true, Ordering::Release);
         }
-        news
+    }
+
+    /// An offer was not sent (it settled nothing new): the next local change of tracks
+    /// asks for negotiation itself (`Shared::offer_skipped`).
+    pub fn offer_skipped(&self) {
+        self.shared.offer_skipped.store(true, Ordering::Release);
     }
 
     pub async fn has_remote_description(&self) -> bool {

@@ -16,7 +16,17 @@ pub struct Xvfb {
 impl Xvfb {
     pub async fn start() -> Xvfb {
         let mut child = tokio::process::Command::new("Xvfb")
-            .args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0"])
+            // -noreset: a server that resets when its last client leaves drops a
+            // connection that arrives meanwhile.
+            .args([
+                "-displayfd",
+                "1",
+                "-nolisten",
+                "tcp",
+                "-noreset",
+                "-screen",
+                "0",
+            ])
             .arg(format!("{}x{}x24", SCREEN.0, SCREEN.1))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

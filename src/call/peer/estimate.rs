@@ -1,13 +1,21 @@
-//! The send-side bandwidth estimate: webrtc-rs's GCC for the delay half, and a loss half
+//! The send-side bandwidth estimate: webrtc-rs's GCC stages for the delay half (delay
+//! trend, overuse detector, received rate) with our own rate control (`aimd.rs`), and a loss half
 //! that tells a path's steady loss (Wi-Fi, a lossy radio) from congestion. GCC's own loss
 //! controller cuts whenever loss stays above 10 % and raises only below 2 %: under steady
 //! random loss every cut is permanent, and at 10 % the estimate hits the floor. Here the
 //! loss a path always has is learnt as a baseline (it rises slowly, falls at once), and
-//! only loss above it (the path losing more as we send more) cuts the rate.
+//! only loss above it (the path losing more as we send more) cuts the rate. Loss while the
+//! path's queue is full (the packets that do arrive are late) is congestion whatever the
+//! baseline says: a narrow link's tail drops must not be learnt as the path's nature.
 
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{BandwidthEstimator, EstimatorStats, Gcc, PacketReport};
+use rtc::interceptor::{
+    BandwidthEstimator, EstimatorStats, OveruseDetector, PacketReport, RateCalculator,
+    SlopeEstimator,
+};
+
+use super::aimd::Aimd;
 
 /// Loss this far above the baseline is congestion.
 const CONGESTION: f64 = 0.05;
@@ -19,6 +27,68 @@ const MAX_BASELINE: f64 = 0.15;
 const BASELINE_RISE: Duration = Duration::from_secs(3);
 /// Least time between two changes of the loss half.
 const STEP: Duration = Duration::from_millis(200);
+/// A cut for loss goes no lower than this share of the rate that arrives.
+const PROVEN_SHARE: f64 = 0.85;
+/// A standing queue without loss trims the rate to this share of what arrives.
+const TRIM: f64 = 0.9;
+/// Growth per second near the rate at which the path last overflowed, as a share of it.
+const ADDITIVE_SHARE: f64 = 0.08;
+const MIN_ADDITIVE_BPS: f64 = 20_000.0;
+/// Growth per step (200 ms) far from that rate: about 40 % a second.
+const GROWTH: f64 = 1.07;
+/// Delivering this much more than that rate: the link has widened, climb fast again.
+const WIDENED: f64 = 1.2;
+/// Packets queued this much longer than the path's least delay: its buffer is filling.
+const CONGESTED_QUEUE: Duration = Duration::from_millis(15);
+/// The least one-way delay is taken over the last one or two of these windows, so it
+/// follows a route change.
+const BASE_WINDOW: Duration = Duration::from_secs(5);
+
+/// How long packets wait in the path's queues: each packet's one-way delay (arrival on the
+/// receiver's clock less departure on ours; the clocks' offset cancels) above the least
+/// seen lately. Pure: time is passed in.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct QueueDelay {
+    epoch: Option<Instant>,
+    window_start: Option<Instant>,
+    current_min: Option<f64>,
+    previous_min: Option<f64>,
+}
+
+impl QueueDelay {
+    /// How long the packets in `reports` that arrived queued, if any did: the tenth
+    /// percentile, so jitter (some packets late, others not) reads as no queue and only a
+    /// standing queue (every packet late) counts.
+    pub(crate) fn update(&mut self, now: Instant, reports: &[PacketReport]) -> Option<Duration> {
+        let first = reports.first()?;
+        let epoch = *self.epoch.get_or_insert(first.departure);
+        let mut delays: Vec<f64> = reports
+            .iter()
+            .filter_map(|r| {
+                let sent = r.departure.saturating_duration_since(epoch).as_secs_f64();
+                Some(r.arrival?.as_secs_f64() - sent)
+            })
+            .collect();
+        if delays.is_empty() {
+            return None;
+        }
+        let start = *self.window_start.get_or_insert(now);
+        if now.saturating_duration_since(start) >= BASE_WINDOW {
+            self.previous_min = self.current_min.take();
+            self.window_start = Some(now);
+        }
+        let least = delays.iter().copied().fold(f64::INFINITY, f64::min);
+        self.current_min = Some(self.current_min.map_or(least, |m| m.min(least)));
+        let base = self
+            .previous_min
+            .map_or(self.current_min.unwrap_or(least), |p| {
+                p.min(self.current_min.unwrap_or(p))
+            });
+        delays.sort_by(f64::total_cmp);
+        let low = delays[delays.len() / 10];
+        Some(Duration::from_secs_f64((low - base).max(0.0)))
+    }
+}
 
 /// The loss half. Pure: time is passed in.
 #[derive(Debug, Clone)]
@@ -30,6 +100,8 @@ pub(crate) struct LossRate {
     baseline: f64,
     last_update: Option<Instant>,
     last_change: Option<Instant>,
+    /// What arrived when the path last overflowed: the climb slows near it.
+    ceiling: Option<f64>,
 }
 
 impl LossRate {
@@ -42,6 +114,7 @@ impl LossRate {
             baseline: 0.0,
             last_update: None,
             last_change: None,
+            ceiling: None,
         }
     }
 
@@ -53,8 +126,16 @@ impl LossRate {
         self.average
     }
 
-    /// `lost` of `total` packets reported at `now`.
-    pub(crate) fn update(&mut self, now: Instant, lost: usize, total: usize) -> f64 {
+    /// `lost` of `total` packets reported at `now`; `congested` when the packets that
+    /// arrived had queued (see [`QueueDelay`]); `delivered` is the rate that arrived.
+    pub(crate) fn update(
+        &mut self,
+        now: Instant,
+        lost: usize,
+        total: usize,
+        congested: bool,
+        delivered: Option<f64>,
+    ) -> f64 {
         if total == 0 {
             return self.target;
         }
@@ -67,7 +148,7 @@ impl LossRate {
         self.last_update = Some(now);
         if average < self.baseline {
             self.baseline = average;
-        } else {
+        } else if !congested {
             let k = (dt.as_secs_f64() / BASELINE_RISE.as_secs_f64()).min(1.0);
             self.baseline = (self.baseline + (average - self.baseline) * k).min(MAX_BASELINE);
         }
@@ -78,11 +159,42 @@ impl LossRate {
             return self.target;
         }
         let excess = average - self.baseline;
-        if excess > CONGESTION {
-            self.target = (self.target * (1.0 - 0.5 * excess)).clamp(self.min, self.max);
+        // While the queue is full every loss is the path overflowing.
+        let excess = if congested { average } else { excess };
+        if let (Some(c), Some(d)) = (self.ceiling, delivered)
+            && d > c * WIDENED
+        {
+            self.ceiling = None;
+        }
+        if excess > CONGESTION || (congested && excess > CLEAR) {
+            // What arrives is proof of capacity: a burst of loss (a link that narrowed
+            // at once) cuts to just under it, not to the floor.
+            let proven = delivered.map_or(0.0, |d| d * PROVEN_SHARE);
+            let mut cut = (self.target * (1.0 - 0.5 * excess)).max(proven.min(self.target));
+            if congested && excess > CONGESTION && proven > 0.0 {
+                // Overflowing: what arrives is the link's rate, go there at once (the
+                // averaged loss lags a link that narrowed by four fifths).
+                cut = cut.min(proven);
+            }
+            self.target = cut.clamp(self.min, self.max);
+            self.ceiling = delivered.or(self.ceiling);
             self.last_change = Some(now);
+        } else if congested {
+            // A standing queue and no loss yet: back off before the buffer overflows.
+            if let Some(d) = delivered {
+                self.target = self.target.min(d * TRIM).clamp(self.min, self.max);
+                self.ceiling = Some(d);
+                self.last_change = Some(now);
+            }
         } else if excess < CLEAR {
-            self.target = (self.target * 1.05).clamp(self.min, self.max);
+            let near = self.ceiling.is_some_and(|c| self.target > c * PROVEN_SHARE);
+            let next = if near {
+                let per_s = self.ceiling.map_or(0.0, |c| c * ADDITIVE_SHARE);
+                self.target + per_s.max(MIN_ADDITIVE_BPS) * STEP.as_secs_f64()
+            } else {
+                self.target * GROWTH
+            };
+            self.target = next.clamp(self.min, self.max);
             self.last_change = Some(now);
         }
         self.target
@@ -91,8 +203,12 @@ impl LossRate {
 
 /// GCC's delay half with [`LossRate`] as the loss half; the lower one is the estimate.
 pub(super) struct Estimator {
-    gcc: Gcc,
+    slope: SlopeEstimator,
+    detector: OveruseDetector,
+    received: RateCalculator,
+    delay: Aimd,
     loss: LossRate,
+    queue: QueueDelay,
     min: f64,
     max: f64,
     target: f64,
@@ -102,8 +218,12 @@ impl Estimator {
     pub(super) fn new(initial: f64, min: f64, max: f64) -> Self {
         let initial = initial.clamp(min, max);
         Self {
-            gcc: Gcc::new(initial, min, max),
+            slope: SlopeEstimator::new(),
+            detector: OveruseDetector::new(),
+            received: RateCalculator::default(),
+            delay: Aimd::new(initial, min, max),
             loss: LossRate::new(initial, min, max),
+            queue: QueueDelay::default(),
             min,
             max,
             target: initial,
@@ -116,14 +236,26 @@ impl BandwidthEstimator for Estimator {
         if reports.is_empty() {
             return;
         }
-        self.gcc.on_reports(now, reports);
+        let mut usage = self.detector.usage();
+        for r in reports {
+            if r.arrived {
+                self.received.add(now, r.size);
+            }
+            if let Some(trend) = self.slope.accumulate(r) {
+                usage = self.detector.update(trend.at, trend.estimate_ms);
+            }
+        }
+        let received = self.received.rate_bits_per_second(now);
+        let delay_target = self.delay.update(now, usage, received);
         let lost = reports.iter().filter(|r| !r.arrived).count();
-        let loss_target = self.loss.update(now, lost, reports.len());
-        self.target = self
-            .gcc
-            .delay_based_bitrate()
-            .min(loss_target)
-            .clamp(self.min, self.max);
+        let congested = self
+            .queue
+            .update(now, reports)
+            .is_some_and(|q| q >= CONGESTED_QUEUE);
+        let loss_target = self
+            .loss
+            .update(now, lost, reports.len(), congested, received);
+        self.target = delay_target.min(loss_target).clamp(self.min, self.max);
     }
 
     fn target_bitrate(&self) -> f64 {
@@ -131,7 +263,8 @@ impl BandwidthEstimator for Estimator {
     }
 
     fn stats(&self) -> EstimatorStats {
-        let mut s = self.gcc.stats();
+        let mut s = EstimatorStats::default();
+        s.delay_based_bitrate = Some(self.delay.target());
         s.loss_based_bitrate = Some(self.loss.target());
         s.packet_loss = self.loss.average();
         s
@@ -149,6 +282,16 @@ mod tests {
     /// Feeds `seconds` of feedback batches of 50 packets losing `loss` of them (spread
     /// evenly, so the test is exact) and returns the target after each second.
     fn run(rate: &mut LossRate, t0: &mut Instant, seconds: u32, loss: f64) -> Vec<f64> {
+        run_queued(rate, t0, seconds, loss, false)
+    }
+
+    fn run_queued(
+        rate: &mut LossRate,
+        t0: &mut Instant,
+        seconds: u32,
+        loss: f64,
+        congested: bool,
+    ) -> Vec<f64> {
         let mut out = Vec::new();
         let mut owed = 0.0;
         for i in 0..seconds * 10 {
@@ -156,7 +299,7 @@ mod tests {
             let lost = owed.floor();
             owed -= lost;
             *t0 += BATCH;
-            rate.update(*t0, lost as usize, 50);
+            rate.update(*t0, lost as usize, 50, congested, None);
             if (i + 1) % 10 == 0 {
                 out.push(rate.target());
             }
@@ -188,7 +331,7 @@ mod tests {
         for i in 0..1200 {
             t += Duration::from_millis(50);
             let lost = (0..25).filter(|_| rng.random::<f64>() < 0.10).count();
-            rate.update(t, lost, 25);
+            rate.update(t, lost, 25, false, None);
             // After the first 5 s, while the baseline is being learnt.
             if i >= 100 {
                 lowest = lowest.min(rate.target());
@@ -229,5 +372,143 @@ mod tests {
         let mut rate = LossRate::new(500_000.0, MIN, MAX);
         let targets = run(&mut rate, &mut t, 10, 0.0);
         assert_eq!(*targets.last().unwrap(), MAX, "{targets:?}");
+    }
+
+    #[test]
+    fn loss_from_a_full_queue_is_congestion_and_is_not_learnt() {
+        let mut t = Instant::now();
+        let mut rate = LossRate::new(MAX, MIN, MAX);
+        // The same 10 % that random loss may keep (see above), here with a full queue:
+        // a narrow link dropping what overflows it.
+        let targets = run_queued(&mut rate, &mut t, 10, 0.10, true);
+        assert!(
+            *targets.last().unwrap() < 0.3 * MAX,
+            "tail drops must cut: {targets:?}"
+        );
+        // Once the queue drains and the loss stops, the rate climbs again.
+        let after = run(&mut rate, &mut t, 15, 0.0);
+        assert_eq!(*after.last().unwrap(), MAX, "{after:?}");
+    }
+
+    #[test]
+    fn a_link_that_narrows_at_once_is_cut_to_what_arrives_not_to_the_floor() {
+        let mut t = Instant::now();
+        let mut rate = LossRate::new(MAX, MIN, MAX);
+        // 2.5 Mbit/s into 500 kbit/s: 80 % lost, 500 kbit/s arrives.
+        for _ in 0..50 {
+            t += BATCH;
+            rate.update(t, 40, 50, true, Some(500_000.0));
+        }
+        let target = rate.target();
+        assert!((400_000.0..=450_000.0).contains(&target), "{target}");
+        // At once: the first cut goes to what arrives.
+        let mut rate = LossRate::new(MAX, MIN, MAX);
+        t += STEP;
+        rate.update(t, 40, 50, true, Some(500_000.0));
+        assert_eq!(rate.target(), 425_000.0);
+    }
+
+    #[test]
+    fn a_standing_queue_trims_the_rate_under_what_arrives() {
+        let mut t = Instant::now() + BATCH;
+        let mut rate = LossRate::new(1_200_000.0, MIN, MAX);
+        rate.update(t, 0, 50, true, None);
+        assert_eq!(
+            rate.target(),
+            1_200_000.0,
+            "held: nothing says how much arrives"
+        );
+        t += STEP;
+        rate.update(t, 0, 50, true, Some(1_000_000.0));
+        assert_eq!(rate.target(), 900_000.0);
+    }
+
+    /// A sender at the target into a `link_bps` link with a 50 ms buffer, fed back every
+    /// 100 ms: the buffer's fill says "congested" past 25 ms and overflow is lost.
+    /// Returns the batches that lost packets.
+    fn narrow_link(rate: &mut LossRate, t: &mut Instant, seconds: u32, link_bps: f64) -> u32 {
+        let (dt, buffer) = (BATCH.as_secs_f64(), link_bps * 0.05);
+        let (mut queued, mut losing) = (0.0_f64, 0);
+        for _ in 0..seconds * 10 {
+            *t += BATCH;
+            let sent = rate.target() * dt;
+            queued += sent - link_bps * dt;
+            let overflow = (queued - buffer).max(0.0);
+            queued = queued.clamp(0.0, buffer);
+            let lost = (50.0 * overflow / sent).round() as usize;
+            losing += u32::from(lost > 0);
+            let delivered = (sent - overflow) / dt;
+            rate.update(*t, lost, 50, queued > buffer / 2.0, Some(delivered));
+        }
+        losing
+    }
+
+    #[test]
+    fn on_a_narrow_link_a_standing_queue_backs_off_before_the_buffer_overflows() {
+        let mut t = Instant::now();
+        let mut rate = LossRate::new(MAX, MIN, MAX);
+        narrow_link(&mut rate, &mut t, 5, 1_000_000.0);
+        let losing = narrow_link(&mut rate, &mut t, 30, 1_000_000.0);
+        assert_eq!(losing, 0, "batches with loss in 30 s once settled");
+        assert!(rate.target() > 700_000.0, "{}", rate.target());
+    }
+
+    /// A report of packets sent every 5 ms from `t0`, each taking `base + extra(i)` to
+    /// arrive on a receiver clock that reads `offset` ahead of ours.
+    fn reports(
+        t0: Instant,
+        n: usize,
+        offset: Duration,
+        base: Duration,
+        extra: impl Fn(usize) -> Duration,
+    ) -> Vec<PacketReport> {
+        (0..n)
+            .map(|i| {
+                let sent = Duration::from_millis(5 * i as u64);
+                PacketReport {
+                    ssrc: 1,
+                    id: i as u64,
+                    rtp_sequence_number: i as u16,
+                    is_twcc: true,
+                    twcc_sequence_number: i as u16,
+                    size: 1200,
+                    arrived: true,
+                    departure: t0 + sent,
+                    arrival: Some(offset + sent + base + extra(i)),
+                    ecn: Default::default(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn queueing_delay_is_the_delay_above_the_least_whatever_the_clocks_say() {
+        let t0 = Instant::now();
+        let offset = Duration::from_secs(1234);
+        let base = Duration::from_millis(20);
+        let mut q = QueueDelay::default();
+        let idle = reports(t0, 20, offset, base, |_| Duration::ZERO);
+        assert_eq!(q.update(t0, &idle), Some(Duration::ZERO));
+        // Jitter: half the packets 40 ms late, the others not. No queue.
+        let t1 = t0 + Duration::from_millis(100);
+        let off1 = offset + Duration::from_millis(100);
+        let jittery = reports(t1, 20, off1, base, |i| {
+            Duration::from_millis(40 * (i % 2) as u64)
+        });
+        assert_eq!(q.update(t1, &jittery), Some(Duration::ZERO));
+        // A standing queue: every packet 40 ms late, some later still.
+        let full = reports(t1, 20, off1, base, |i| {
+            Duration::from_millis(if i < 15 { 40 } else { 60 })
+        });
+        let queued = q.update(t1, &full).unwrap();
+        assert!(
+            queued.abs_diff(Duration::from_millis(40)) < Duration::from_micros(10),
+            "{queued:?}"
+        );
+        // Nothing arrived: no measure.
+        let mut lost = full.clone();
+        lost.iter_mut()
+            .for_each(|r| (r.arrived, r.arrival) = (false, None));
+        assert_eq!(q.update(t1, &lost), None);
     }
 }

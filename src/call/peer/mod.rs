@@ -44,6 +44,7 @@
 //! - `close()` sends nothing the remote notices: it sees Disconnected after ~5 s of silence
 //!   (ICE consent); the engine should also learn of a departure via signaling.
 
+mod aimd;
 mod assemble;
 mod early;
 mod estimate;

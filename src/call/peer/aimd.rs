@@ -1,0 +1,203 @@
+//! The delay half's rate control (AIMD) in place of webrtc-rs's `RateController`, whose
+//! ceiling (the rate received at the last back-off) is kept for ever: after a narrow spell
+//! it climbs one packet per interval however wide the link has become again (9 s from
+//! 500 kbit/s back to 720p). Here the ceiling is a running estimate of the link's capacity,
+//! forgotten once the path delivers clearly more than it; well below it the rate grows
+//! multiplicatively, near it additively. Pure: time is passed in.
+
+use std::time::{Duration, Instant};
+
+use rtc::interceptor::{RateControlState, Usage};
+
+/// A back-off goes to this share of what the path delivers.
+const DECREASE: f64 = 0.85;
+/// Growth per second well below the known capacity, or with none known.
+const MULTIPLICATIVE: f64 = 1.4;
+/// Growth per second near the known capacity: a packet per round trip or so.
+const ADDITIVE_BPS: f64 = 80_000.0;
+/// Delivering this much more than the capacity estimate: the link has widened.
+const WIDENED: f64 = 1.2;
+/// A back-off this far from the capacity estimate starts a new one.
+const NEW_CAPACITY: f64 = 0.3;
+/// Each change is seen before the next (a decrease is never held back).
+const INTERVAL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone)]
+pub(crate) struct Aimd {
+    state: RateControlState,
+    target: f64,
+    min: f64,
+    max: f64,
+    /// What the path delivered when it last backed off, smoothed.
+    capacity: Option<f64>,
+    last_change: Option<Instant>,
+}
+
+impl Aimd {
+    pub(crate) fn new(initial: f64, min: f64, max: f64) -> Self {
+        Self {
+            state: RateControlState::default(),
+            target: initial.clamp(min, max),
+            min,
+            max,
+            capacity: None,
+            last_change: None,
+        }
+    }
+
+    pub(crate) fn target(&self) -> f64 {
+        self.target
+    }
+
+    /// Folds in the delay signal and the rate the far end receives (`None`: too little
+    /// to say).
+    pub(crate) fn update(&mut self, now: Instant, usage: Usage, received: Option<f64>) -> f64 {
+        self.state = self.state.next(usage);
+        let since = self.last_change.map(|l| now.saturating_duration_since(l));
+        let recent = since.is_some_and(|s| s < INTERVAL);
+        if recent && self.state != RateControlState::Decrease {
+            return self.target;
+        }
+        match (self.state, received) {
+            // Once per interval, unless the path now delivers under half the target: while
+            // the queue drains the detector still says "over", and backing off from a
+            // received rate that falls because we backed off spirals to the floor.
+            (RateControlState::Decrease, Some(r)) if !recent || r < 0.5 * self.target => {
+                self.target = (r * DECREASE).clamp(self.min, self.max);
+                self.capacity = Some(match self.capacity {
+                    Some(c) if (r - c).abs() < NEW_CAPACITY * c => 0.9 * c + 0.1 * r,
+                    _ => r,
+                });
+                self.last_change = Some(now);
+            }
+            (RateControlState::Increase, _) => {
+                if let (Some(c), Some(r)) = (self.capacity, received)
+                    && r > c * WIDENED
+                {
+                    self.capacity = None;
+                }
+                let dt = since.unwrap_or(INTERVAL).min(Duration::from_secs(1));
+                let near = self.capacity.is_some_and(|c| self.target > c * DECREASE);
+                let mut next = if near {
+                    self.target + ADDITIVE_BPS * dt.as_secs_f64()
+                } else {
+                    self.target * MULTIPLICATIVE.powf(dt.as_secs_f64())
+                };
+                // A target the sender does not fill proves nothing: grow only within reach
+                // of what actually arrives.
+                if let Some(r) = received {
+                    next = next.min((1.5 * r + 10_000.0).max(self.target));
+                }
+                self.target = next.clamp(self.min, self.max);
+                self.last_change = Some(now);
+            }
+            _ => {}
+        }
+        self.target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: f64 = 100_000.0;
+    const MAX: f64 = 5_000_000.0;
+    const TICK: Duration = Duration::from_millis(100);
+
+    /// A sender that sends what the controller says over a link of `link_bps`: the far end
+    /// receives the lesser, and the delay signal says "over" while the target exceeds the
+    /// link. Returns the target after each second.
+    fn run(aimd: &mut Aimd, t: &mut Instant, seconds: u32, link_bps: f64) -> Vec<f64> {
+        let mut out = Vec::new();
+        for i in 0..seconds * 10 {
+            *t += TICK;
+            let sent = aimd.target();
+            let usage = if sent > link_bps {
+                Usage::Over
+            } else {
+                Usage::Normal
+            };
+            aimd.update(*t, usage, Some(sent.min(link_bps)));
+            if (i + 1) % 10 == 0 {
+                out.push(aimd.target());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn overuse_backs_off_below_what_the_path_delivers() {
+        let mut t = Instant::now();
+        let mut a = Aimd::new(2_000_000.0, MIN, MAX);
+        t += TICK;
+        a.update(t, Usage::Over, Some(1_000_000.0));
+        assert_eq!(a.target(), 850_000.0);
+    }
+
+    #[test]
+    fn on_a_narrow_link_it_settles_just_under_the_link() {
+        let mut t = Instant::now();
+        let mut a = Aimd::new(300_000.0, MIN, MAX);
+        let targets = run(&mut a, &mut t, 30, 1_000_000.0);
+        let last10 = &targets[20..];
+        assert!(
+            last10.iter().all(|v| (800_000.0..=1_100_000.0).contains(v)),
+            "{targets:?}"
+        );
+    }
+
+    #[test]
+    fn after_a_narrow_spell_it_climbs_back_within_seconds() {
+        let mut t = Instant::now();
+        let mut a = Aimd::new(2_500_000.0, MIN, MAX);
+        run(&mut a, &mut t, 10, 500_000.0);
+        assert!(a.target() < 550_000.0, "{}", a.target());
+        // The link is wide again: 500 kbit/s -> 1.5 Mbit/s (720p's rung) within 8 s.
+        let back = run(&mut a, &mut t, 8, 10_000_000.0);
+        assert!(*back.last().unwrap() > 1_500_000.0, "{back:?}");
+    }
+
+    #[test]
+    fn it_grows_only_within_reach_of_what_arrives() {
+        let mut t = Instant::now();
+        let mut a = Aimd::new(500_000.0, MIN, MAX);
+        // The sender has only 200 kbit/s to send (audio, a still picture).
+        for _ in 0..100 {
+            t += TICK;
+            a.update(t, Usage::Normal, Some(200_000.0));
+        }
+        assert_eq!(a.target(), 500_000.0, "held, not raised to the ceiling");
+    }
+
+    #[test]
+    fn a_lasting_overuse_backs_off_once_per_interval_not_into_the_floor() {
+        let mut t = Instant::now();
+        let mut a = Aimd::new(1_000_000.0, MIN, MAX);
+        t += TICK;
+        a.update(t, Usage::Over, Some(1_000_000.0));
+        // The detector still says "over" while the queue drains; the far end receives
+        // what we now send.
+        for _ in 0..2 {
+            t += Duration::from_millis(20);
+            let sent = a.target();
+            a.update(t, Usage::Over, Some(sent));
+        }
+        assert_eq!(a.target(), 850_000.0);
+        // Under half the target arrives: that is news, back off at once.
+        t += Duration::from_millis(20);
+        a.update(t, Usage::Over, Some(300_000.0));
+        assert_eq!(a.target(), 255_000.0);
+    }
+
+    #[test]
+    fn a_draining_queue_holds_the_rate() {
+        let mut t = Instant::now();
+        let mut a = Aimd::new(1_000_000.0, MIN, MAX);
+        for _ in 0..20 {
+            t += TICK;
+            a.update(t, Usage::Under, Some(1_000_000.0));
+        }
+        assert_eq!(a.target(), 1_000_000.0);
+    }
+}

@@ -32,6 +32,8 @@ pub struct App {
     seen: HashMap<TileKey, u64>,
     /// Where the last remote camera tile was drawn (for logs and tests).
     pub(super) last_layout: HashMap<String, Rect>,
+    /// The server error the Connection section was last opened for.
+    pub(super) shown_server_error: Option<String>,
 }
 
 impl App {
@@ -49,6 +51,7 @@ impl App {
             textures: HashMap::new(),
             seen: HashMap::new(),
             last_layout: HashMap::new(),
+            shown_server_error: None,
         }
     }
 

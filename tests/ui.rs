@@ -584,3 +584,6 @@ fn the_roster_shows_the_name_the_room_gave_us_and_who_owns_the_room() {
 
 #[path = "ui/prejoin.rs"]
 mod prejoin;
+
+#[path = "ui/layout.rs"]
+mod layout;

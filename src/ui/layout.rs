@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::call::TrackRole;
 
+use super::model::Model;
 use super::video::{SELF_ID, TileKey};
 
 /// Tiles on one page of the grid (3 x 3).
@@ -297,6 +298,68 @@ impl ActiveSpeaker {
             _ => self.challenger = Some((id.clone(), now)),
         }
         self.current()
+    }
+}
+
+/// The layout actions of the call view.
+impl Model {
+    /// The tiles there are, in room order (longest present first), then the shared
+    /// screens that have a picture (`screen_shown`).
+    pub fn call_tiles(&self, screen_shown: impl Fn(&str) -> bool) -> Vec<TileKey> {
+        let call = &self.call;
+        let mut people: Vec<&str> = call
+            .order
+            .iter()
+            .map(String::as_str)
+            .filter(|id| *id == call.me || call.peers.contains_key(*id))
+            .collect();
+        // Members not yet in the order (no welcome seen) still get a tile.
+        people.extend(
+            call.peers
+                .keys()
+                .map(String::as_str)
+                .filter(|id| !call.order.iter().any(|o| o == id)),
+        );
+        if !people.contains(&call.me.as_str()) {
+            people.push(&call.me);
+        }
+        let mut tiles: Vec<TileKey> = people
+            .iter()
+            .map(|id| {
+                let id = if *id == call.me { SELF_ID } else { id };
+                (id.to_string(), TrackRole::Camera)
+            })
+            .collect();
+        tiles.extend(
+            call.peers
+                .iter()
+                .filter(|(id, p)| p.sharing_track && screen_shown(id))
+                .map(|(id, _)| (id.clone(), TrackRole::Screen)),
+        );
+        tiles
+    }
+
+    pub fn set_layout_mode(&mut self, mode: LayoutMode) {
+        self.layout.mode = mode;
+        self.layout.page = 0;
+    }
+
+    /// Pins a tile to the stage, or unpins it.
+    pub fn toggle_pin(&mut self, tile: &TileKey) {
+        let pinned = self.layout.pinned.as_ref() == Some(tile);
+        self.layout.pinned = (!pinned).then(|| tile.clone());
+        self.layout.page = 0;
+    }
+
+    pub fn toggle_full_screen(&mut self, tile: &TileKey) {
+        let full = self.layout.full_screen.as_ref() == Some(tile);
+        self.layout.full_screen = (!full).then(|| tile.clone());
+    }
+
+    /// Turns the page (of the grid or of the strip) by `delta`, within `pages`.
+    pub fn turn_page(&mut self, shown: usize, pages: usize, delta: isize) {
+        let last = pages.saturating_sub(1);
+        self.layout.page = shown.saturating_add_signed(delta).min(last);
     }
 }
 

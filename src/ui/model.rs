@@ -2,7 +2,7 @@
 //! go in, commands to the engine thread come out. The views draw it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -12,15 +12,12 @@ use crate::signaling::protocol::{MediaState, RoomInfo, is_private_room};
 
 use super::bridge::{JoinRequest, UiCommand, UiEvent};
 use super::choices::{AudioChoice, DeviceList, SpeakerChoice, VideoChoice};
-use super::layout::{Layout, LayoutMode};
-use super::prejoin::{self, Field, FieldErrors, Remembered, route_join_error};
+use super::layout::Layout;
+use super::prejoin::{Field, FieldErrors, Remembered, route_join_error};
 use super::settings::Settings;
-use super::video::{SELF_ID, TileKey};
 
 /// Seconds of statistics kept for the plots.
 const STATS_HISTORY: usize = 120;
-/// How often the pre-join screen asks who is in the rooms.
-const ROOMS_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerView {
@@ -122,7 +119,7 @@ pub struct Model {
     /// What the camera and microphone toggles turn back on.
     pub remembered: Remembered,
     /// When the room list was last asked for (None: not yet for this server).
-    rooms_asked: Option<Instant>,
+    pub(super) rooms_asked: Option<Instant>,
     /// A room list arrived from the current server.
     pub rooms_known: bool,
     pub layout: Layout,
@@ -252,87 +249,6 @@ impl Model {
             && let Err(e) = self.settings.save(path)
         {
             tracing::warn!("settings not saved: {e}");
-        }
-    }
-
-    /// Asks the server who is in which room (the answer comes as an event).
-    pub fn refresh_rooms(&mut self) {
-        match self.server_url() {
-            Some(server) => {
-                self.rooms_asked = Some(Instant::now());
-                self.send(UiCommand::RefreshRooms { server });
-            }
-            None => self.field_errors.set(Field::Server, "No server yet".into()),
-        }
-    }
-
-    /// The server to use changed: the rooms listed were another server's.
-    pub fn server_changed(&mut self) {
-        self.rooms.clear();
-        self.rooms_known = false;
-        self.rooms_asked = None;
-        self.field_errors.clear(Field::Server);
-    }
-
-    /// Called each frame of the pre-join screen: keeps the room list fresh.
-    pub fn lobby_tick(&mut self, now: Instant) {
-        let due = self
-            .rooms_asked
-            .is_none_or(|t| now.duration_since(t) >= ROOMS_EVERY);
-        if self.screen == Screen::Lobby && due && self.server_url().is_some() {
-            self.refresh_rooms();
-        }
-    }
-
-    /// Who is in the chosen room, as the last room list says.
-    pub fn room_presence(&self) -> Option<String> {
-        prejoin::room_presence(
-            self.rooms_known.then_some(self.rooms.as_slice()),
-            &self.settings.room,
-        )
-    }
-
-    /// Shows another camera (None: none) in the preview; the choice is joined with.
-    pub fn preview_camera(&mut self, choice: VideoChoice) {
-        self.field_errors.clear(Field::Camera);
-        self.camera = choice;
-        self.send(UiCommand::Preview(self.camera.clone()));
-    }
-
-    pub fn preview_microphone(&mut self, choice: AudioChoice) {
-        self.field_errors.clear(Field::Microphone);
-        self.microphone = choice;
-        self.send(UiCommand::PreviewMicrophone(self.microphone.clone()));
-    }
-
-    /// The pre-join camera button: off joins without opening the camera at all.
-    pub fn toggle_preview_camera(&mut self) {
-        if self.camera == VideoChoice::None {
-            let found: Vec<VideoChoice> = self.cameras.clone();
-            match prejoin::camera_to_turn_on(self.remembered.camera.as_ref(), &found) {
-                Some(c) => self.preview_camera(c),
-                None => self
-                    .field_errors
-                    .set(Field::Camera, "No camera found".into()),
-            }
-        } else {
-            self.remembered.camera = Some(self.camera.clone());
-            self.preview_camera(VideoChoice::None);
-        }
-    }
-
-    pub fn toggle_preview_microphone(&mut self) {
-        if self.microphone == AudioChoice::None {
-            let found: Vec<AudioChoice> = self.microphones.clone();
-            match prejoin::microphone_to_turn_on(self.remembered.microphone.as_ref(), &found) {
-                Some(m) => self.preview_microphone(m),
-                None => self
-                    .field_errors
-                    .set(Field::Microphone, "No microphone found".into()),
-            }
-        } else {
-            self.remembered.microphone = Some(self.microphone.clone());
-            self.preview_microphone(AudioChoice::None);
         }
     }
 
@@ -567,65 +483,6 @@ impl Model {
     }
 
     // Actions, shared by buttons and shortcuts.
-
-    /// The tiles there are, in room order (longest present first), then the shared
-    /// screens that have a picture (`screen_shown`).
-    pub fn call_tiles(&self, screen_shown: impl Fn(&str) -> bool) -> Vec<TileKey> {
-        let call = &self.call;
-        let mut people: Vec<&str> = call
-            .order
-            .iter()
-            .map(String::as_str)
-            .filter(|id| *id == call.me || call.peers.contains_key(*id))
-            .collect();
-        // Members not yet in the order (no welcome seen) still get a tile.
-        people.extend(
-            call.peers
-                .keys()
-                .map(String::as_str)
-                .filter(|id| !call.order.iter().any(|o| o == id)),
-        );
-        if !people.contains(&call.me.as_str()) {
-            people.push(&call.me);
-        }
-        let mut tiles: Vec<TileKey> = people
-            .iter()
-            .map(|id| {
-                let id = if *id == call.me { SELF_ID } else { id };
-                (id.to_string(), TrackRole::Camera)
-            })
-            .collect();
-        tiles.extend(
-            call.peers
-                .iter()
-                .filter(|(id, p)| p.sharing_track && screen_shown(id))
-                .map(|(id, _)| (id.clone(), TrackRole::Screen)),
-        );
-        tiles
-    }
-
-    pub fn set_layout_mode(&mut self, mode: LayoutMode) {
-        self.layout.mode = mode;
-        self.layout.page = 0;
-    }
-
-    /// Pins a tile to the stage, or unpins it.
-    pub fn toggle_pin(&mut self, tile: &TileKey) {
-        let pinned = self.layout.pinned.as_ref() == Some(tile);
-        self.layout.pinned = (!pinned).then(|| tile.clone());
-        self.layout.page = 0;
-    }
-
-    pub fn toggle_full_screen(&mut self, tile: &TileKey) {
-        let full = self.layout.full_screen.as_ref() == Some(tile);
-        self.layout.full_screen = (!full).then(|| tile.clone());
-    }
-
-    /// Turns the page (of the grid or of the strip) by `delta`, within `pages`.
-    pub fn turn_page(&mut self, shown: usize, pages: usize, delta: isize) {
-        let last = pages.saturating_sub(1);
-        self.layout.page = shown.saturating_add_signed(delta).min(last);
-    }
 
     pub fn toggle_mic(&mut self) {
         self.engine(Command::SetAudioMuted(!self.call.state.audio_muted));

@@ -2,10 +2,16 @@
 //! concern, who is in the room already, the camera and microphone toggles' memory.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use crate::signaling::protocol::{ErrorCode, RoomInfo};
 
+use super::bridge::UiCommand;
 use super::choices::{AudioChoice, VideoChoice};
+use super::model::{Model, Screen};
+
+/// How often the pre-join screen asks who is in the rooms.
+const ROOMS_EVERY: Duration = Duration::from_secs(10);
 
 /// A field of the pre-join screen an error can be shown beside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -134,6 +140,132 @@ pub fn microphone_to_turn_on(
         .filter(|c| **c != AudioChoice::None)
         .cloned()
         .or_else(|| found.first().cloned())
+}
+
+/// The pre-join screen's actions (and reopening devices turned off there, in the call).
+impl Model {
+    /// Asks the server who is in which room (the answer comes as an event).
+    pub fn refresh_rooms(&mut self) {
+        match self.server_url() {
+            Some(server) => {
+                self.rooms_asked = Some(Instant::now());
+                self.send(UiCommand::RefreshRooms { server });
+            }
+            None => self.field_errors.set(Field::Server, "No server yet".into()),
+        }
+    }
+
+    /// The server to use changed: the rooms listed were another server's.
+    pub fn server_changed(&mut self) {
+        self.rooms.clear();
+        self.rooms_known = false;
+        self.rooms_asked = None;
+        self.field_errors.clear(Field::Server);
+    }
+
+    /// Called each frame of the pre-join screen: keeps the room list fresh.
+    pub fn lobby_tick(&mut self, now: Instant) {
+        let due = self
+            .rooms_asked
+            .is_none_or(|t| now.duration_since(t) >= ROOMS_EVERY);
+        if self.screen == Screen::Lobby && due && self.server_url().is_some() {
+            self.refresh_rooms();
+        }
+    }
+
+    /// Who is in the chosen room, as the last room list says.
+    pub fn room_presence(&self) -> Option<String> {
+        room_presence(
+            self.rooms_known.then_some(self.rooms.as_slice()),
+            &self.settings.room,
+        )
+    }
+
+    /// Shows another camera (None: none) in the preview; the choice is joined with.
+    pub fn preview_camera(&mut self, choice: VideoChoice) {
+        self.field_errors.clear(Field::Camera);
+        self.camera = choice;
+        self.send(UiCommand::Preview(self.camera.clone()));
+    }
+
+    pub fn preview_microphone(&mut self, choice: AudioChoice) {
+        self.field_errors.clear(Field::Microphone);
+        self.microphone = choice;
+        self.send(UiCommand::PreviewMicrophone(self.microphone.clone()));
+    }
+
+    /// The pre-join camera button: off joins without opening the camera at all.
+    pub fn toggle_preview_camera(&mut self) {
+        if self.camera == VideoChoice::None {
+            let found: Vec<VideoChoice> = self.cameras.clone();
+            match camera_to_turn_on(self.remembered.camera.as_ref(), &found) {
+                Some(c) => self.preview_camera(c),
+                None => self
+                    .field_errors
+                    .set(Field::Camera, "No camera found".into()),
+            }
+        } else {
+            self.remembered.camera = Some(self.camera.clone());
+            self.preview_camera(VideoChoice::None);
+        }
+    }
+
+    pub fn toggle_preview_microphone(&mut self) {
+        if self.microphone == AudioChoice::None {
+            let found: Vec<AudioChoice> = self.microphones.clone();
+            match microphone_to_turn_on(self.remembered.microphone.as_ref(), &found) {
+                Some(m) => self.preview_microphone(m),
+                None => self
+                    .field_errors
+                    .set(Field::Microphone, "No microphone found".into()),
+            }
+        } else {
+            self.remembered.microphone = Some(self.microphone.clone());
+            self.preview_microphone(AudioChoice::None);
+        }
+    }
+
+    /// In a call without a camera (turned off before joining): the one to open.
+    pub fn camera_to_open(&self) -> Option<VideoChoice> {
+        if self.call.state.has_camera {
+            return None;
+        }
+        let last = self
+            .remembered
+            .camera
+            .as_ref()
+            .or(Some(&self.camera).filter(|c| **c != VideoChoice::None));
+        camera_to_turn_on(last, &self.cameras)
+    }
+
+    pub fn open_camera_in_call(&mut self) {
+        if let Some(c) = self.camera_to_open() {
+            self.camera = c.clone();
+            self.send(UiCommand::SwitchCamera(c));
+            self.save_settings();
+        }
+    }
+
+    /// In a call without a microphone (turned off before joining): the one to open.
+    pub fn microphone_to_open(&self) -> Option<AudioChoice> {
+        if self.call.state.has_microphone {
+            return None;
+        }
+        let last = self
+            .remembered
+            .microphone
+            .as_ref()
+            .or(Some(&self.microphone).filter(|m| **m != AudioChoice::None));
+        microphone_to_turn_on(last, &self.microphones)
+    }
+
+    pub fn open_microphone_in_call(&mut self) {
+        if let Some(m) = self.microphone_to_open() {
+            self.microphone = m.clone();
+            self.send(UiCommand::SwitchMicrophone(m));
+            self.save_settings();
+        }
+    }
 }
 
 #[cfg(test)]

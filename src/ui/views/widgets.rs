@@ -60,13 +60,9 @@ pub fn marks(s: &MediaState) -> String {
     }
 }
 
-/// Draws a texture as large as fits in `rect`, keeping its aspect; returns where.
-pub(crate) fn paint_fitted(ui: &egui::Ui, tex: &TextureHandle, rect: Rect) -> Rect {
-    paint_video(ui, tex, rect, false)
-}
-
-/// As [`paint_fitted`], mirrored left to right when `mirror` (the self-view: people
-/// expect to see themselves as in a mirror).
+/// Draws a texture as large as fits in `rect`, keeping its aspect, mirrored left to right
+/// when `mirror` (the self-view: people expect to see themselves as in a mirror); returns
+/// where.
 pub(crate) fn paint_video(ui: &egui::Ui, tex: &TextureHandle, rect: Rect, mirror: bool) -> Rect {
     let [w, h] = tex.size();
     let scale = (rect.width() / w as f32).min(rect.height() / h as f32);

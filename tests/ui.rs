@@ -18,6 +18,7 @@ struct Rig {
     commands: UnboundedReceiver<UiCommand>,
     events: std::sync::mpsc::Sender<UiEvent>,
     media: Arc<UiSink>,
+    rooms_asked: usize,
 }
 
 fn app() -> (App, Rig) {
@@ -42,6 +43,7 @@ fn app_with(server: &str) -> (App, Rig) {
             commands,
             events,
             media,
+            rooms_asked: 0,
         },
     )
 }
@@ -52,10 +54,15 @@ fn harness(app: App) -> Harness<'static, App> {
         .build_ui_state(|ui, app: &mut App| app.show(ui), app)
 }
 
-/// The engine commands sent so far, by name.
+/// The commands sent so far, by name; the pre-join screen's background room-list
+/// requests left out (`rooms_asked` counts them).
 fn sent(rig: &mut Rig) -> Vec<String> {
     let mut out = Vec::new();
     while let Ok(c) = rig.commands.try_recv() {
+        if let UiCommand::RefreshRooms { .. } = c {
+            rig.rooms_asked += 1;
+            continue;
+        }
         out.push(match c {
             UiCommand::Engine(c) => command_name(&c),
             other => format!("{other:?}"),
@@ -110,19 +117,47 @@ fn joining_from_the_lobby_sends_the_form_to_the_engine() {
         "{cmds:?}"
     );
     assert_eq!(h.state().model.screen, Screen::Joining);
-    // A refused join brings the lobby back with the reason shown.
+    // A refused join brings the lobby back with the reason beside the password.
     rig.events
-        .send(UiEvent::JoinFailed("wrong_password: nope".into()))
+        .send(UiEvent::JoinFailed(
+            "signaling: the server refused: wrong_password: nope".into(),
+        ))
         .unwrap();
     h.run();
     assert_eq!(h.state().model.screen, Screen::Lobby);
-    h.get_by_label_contains("wrong_password");
+    let error = h.get_by_label("Wrong password (nope)").rect();
+    assert_beside(&h, error, "Password", ["Room", "Name"]);
+}
+
+/// `error` is drawn just under the field labelled `field`, nearer to it than to `others`.
+fn assert_beside<const N: usize>(
+    h: &Harness<'static, App>,
+    error: eframe::egui::Rect,
+    field: &str,
+    others: [&str; N],
+) {
+    let field_rect = h.get_by_label(field).rect();
+    let gap = |r: eframe::egui::Rect| (error.top() - r.bottom()).abs();
+    assert!(
+        error.top() >= field_rect.bottom() - 1.0 && gap(field_rect) < 40.0,
+        "{error:?} under {field} {field_rect:?}"
+    );
+    for o in others {
+        let r = h.get_by_label(o).rect();
+        assert!(gap(field_rect) < gap(r), "{field} is nearer than {o}");
+    }
 }
 
 #[test]
 fn relay_only_in_the_lobby_asks_the_engine_for_relayed_media() {
     let (app, mut rig) = app();
     let mut h = harness(app);
+    h.run();
+    assert!(
+        h.query_by_label_contains("Relay only").is_none(),
+        "tucked under Connection"
+    );
+    h.get_by_label("Connection").click();
     h.run();
     h.get_by_label_contains("Relay only").click();
     h.run();
@@ -482,6 +517,8 @@ fn the_built_in_server_serves_this_computer_until_shared_on_the_network() {
         .unwrap();
     let mut h = harness(app);
     h.run();
+    h.get_by_label("Connection").click();
+    h.run();
     h.get_by_label("Built-in server: only this computer can join.");
     assert!(
         h.query_by_label_contains("192.168.1.5").is_none(),
@@ -523,8 +560,9 @@ fn the_roster_shows_the_name_the_room_gave_us_and_who_owns_the_room() {
     h.get_by_label("Ada (2) (you)");
     // The mark is drawn on the owner's row: the name at the same height.
     let owner_row = |h: &Harness<'static, App>| {
-        let y = |text: &str| h.query_by_label_contains(text).map(|n| n.rect().center().y);
-        let mark = y("owner").expect("someone owns the room");
+        // Names exactly: the tiles' labels hold them too.
+        let y = |text: &str| h.query_by_label(text).map(|n| n.rect().center().y);
+        let mark = h.get_by_label_contains("owner").rect().center().y;
         ["Bob", "Ada (2) (you)"]
             .into_iter()
             .find(|name| y(name).is_some_and(|at| (at - mark).abs() < 4.0))
@@ -543,3 +581,9 @@ fn the_roster_shows_the_name_the_room_gave_us_and_who_owns_the_room() {
         "the next longest present owns it"
     );
 }
+
+#[path = "ui/prejoin.rs"]
+mod prejoin;
+
+#[path = "ui/layout.rs"]
+mod layout;

@@ -32,6 +32,10 @@ pub struct App {
     seen: HashMap<TileKey, u64>,
     /// Where the last remote camera tile was drawn (for logs and tests).
     pub(super) last_layout: HashMap<String, Rect>,
+    /// The server error the Connection section was last opened for.
+    pub(super) shown_server_error: Option<String>,
+    /// The window went full screen for a tile (and returns when it is left).
+    window_full_screen: bool,
 }
 
 impl App {
@@ -49,6 +53,8 @@ impl App {
             textures: HashMap::new(),
             seen: HashMap::new(),
             last_layout: HashMap::new(),
+            shown_server_error: None,
+            window_full_screen: false,
         }
     }
 
@@ -103,6 +109,23 @@ impl App {
         match self.model.screen {
             Screen::Lobby | Screen::Joining => self.lobby(ui),
             Screen::Call => self.call_view(ui),
+        }
+        self.follow_full_screen(ui.ctx());
+    }
+
+    /// A full-screen tile makes the window full screen, and leaving it windowed again
+    /// (unless the window was full screen before).
+    fn follow_full_screen(&mut self, ctx: &egui::Context) {
+        let want = self.model.screen == Screen::Call && self.model.layout.full_screen.is_some();
+        if want && !self.window_full_screen {
+            let already = ctx.input(|i| i.viewport().fullscreen.unwrap_or(false));
+            if !already {
+                ctx.send_viewport_cmd(egui::ViewportCommand::Fullscreen(true));
+                self.window_full_screen = true;
+            }
+        } else if !want && self.window_full_screen {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Fullscreen(false));
+            self.window_full_screen = false;
         }
     }
 

@@ -12,6 +12,8 @@ use crate::signaling::protocol::{MediaState, RoomInfo, is_private_room};
 
 use super::bridge::{JoinRequest, UiCommand, UiEvent};
 use super::choices::{AudioChoice, DeviceList, SpeakerChoice, VideoChoice};
+use super::layout::Layout;
+use super::prejoin::{Field, FieldErrors, Remembered, route_join_error};
 use super::settings::Settings;
 
 /// Seconds of statistics kept for the plots.
@@ -112,6 +114,15 @@ pub struct Model {
     pub devices_open: bool,
     pub chat_draft: String,
     pub errors: VecDeque<(Instant, String)>,
+    /// The pre-join screen's errors, each beside its field.
+    pub field_errors: FieldErrors,
+    /// What the camera and microphone toggles turn back on.
+    pub remembered: Remembered,
+    /// When the room list was last asked for (None: not yet for this server).
+    pub(super) rooms_asked: Option<Instant>,
+    /// A room list arrived from the current server.
+    pub rooms_known: bool,
+    pub layout: Layout,
     join_on_start: bool,
     /// The lobby's previews were started for the remembered devices.
     previews_started: bool,
@@ -148,6 +159,11 @@ impl Model {
             devices_open: false,
             chat_draft: String::new(),
             errors: VecDeque::new(),
+            field_errors: FieldErrors::default(),
+            remembered: Remembered::default(),
+            rooms_asked: None,
+            rooms_known: false,
+            layout: Layout::default(),
             join_on_start: false,
             previews_started: false,
         }
@@ -193,11 +209,22 @@ impl Model {
         self.embedded.as_ref().map(|e| e.url.clone())
     }
 
+    /// Whether the pre-join screen has what a join needs.
+    pub fn can_join(&self) -> bool {
+        !self.settings.name.trim().is_empty()
+            && !self.settings.room.trim().is_empty()
+            && self.screen == Screen::Lobby
+    }
+
     pub fn join(&mut self) {
         let Some(server) = self.server_url() else {
-            self.error("no server yet: the built-in one is still starting".into());
+            self.field_errors.set(
+                Field::Server,
+                "No server yet: the built-in one is still starting".into(),
+            );
             return;
         };
+        self.field_errors.clear_all();
         self.save_settings();
         self.screen = Screen::Joining;
         self.send(UiCommand::Join(JoinRequest {
@@ -259,9 +286,27 @@ impl Model {
                     self.join();
                 }
             }
-            UiEvent::ServerFailed(m) => self.error(format!("built-in server: {m}")),
-            UiEvent::Rooms(Ok(rooms)) => self.rooms = rooms,
-            UiEvent::Rooms(Err(m)) => self.error(format!("room list: {m}")),
+            UiEvent::ServerFailed(m) => self
+                .field_errors
+                .set(Field::Server, format!("The built-in server failed: {m}")),
+            UiEvent::Rooms(Ok(rooms)) => {
+                self.rooms = rooms;
+                self.rooms_known = true;
+                if self
+                    .field_errors
+                    .get(Field::Server)
+                    .is_some_and(|e| e.starts_with("Server unreachable"))
+                {
+                    self.field_errors.clear(Field::Server);
+                }
+            }
+            UiEvent::Rooms(Err(m)) => {
+                self.rooms_known = false;
+                match route_join_error(&m) {
+                    Some((field, text)) => self.field_errors.set(field, text),
+                    None => self.error(format!("room list: {m}")),
+                }
+            }
             UiEvent::Devices(list) => {
                 let DeviceList {
                     cameras,
@@ -290,10 +335,27 @@ impl Model {
                     self.start_previews();
                 }
             }
-            UiEvent::Error(m) => self.error(m),
+            UiEvent::Error(m) => {
+                // The pre-join preview's device errors go under the device's button.
+                let device = [
+                    ("camera: ", Field::Camera),
+                    ("microphone: ", Field::Microphone),
+                ]
+                .into_iter()
+                .find(|(prefix, _)| m.starts_with(prefix));
+                match device {
+                    Some((_, field)) if self.screen != Screen::Call => {
+                        self.field_errors.set(field, m)
+                    }
+                    _ => self.error(m),
+                }
+            }
             UiEvent::JoinFailed(m) => {
                 self.screen = Screen::Lobby;
-                self.error(format!("could not join: {m}"));
+                match route_join_error(&m) {
+                    Some((field, text)) => self.field_errors.set(field, text),
+                    None => self.error(format!("could not join: {m}")),
+                }
             }
             UiEvent::Engine(ev) => self.apply_engine(ev),
         }
@@ -412,6 +474,8 @@ impl Model {
                 self.set_incoming(None);
                 self.screen = Screen::Lobby;
                 self.call = CallModel::default();
+                self.layout.reset_call();
+                self.rooms_asked = None;
                 self.start_previews();
             }
             Event::TrackAdded { .. } | Event::KeyframeReceived { .. } => {}

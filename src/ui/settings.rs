@@ -24,7 +24,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             server: String::new(),
-            name: std::env::var("USER").unwrap_or_else(|_| "me".into()),
+            name: default_name(),
             room: "lobby".into(),
             camera: String::new(),
             microphone: String::new(),
@@ -34,6 +34,39 @@ impl Default for Settings {
             relay_only: false,
         }
     }
+}
+
+/// The name others see until the user types one: the OS user's full name, else the login.
+pub fn default_name() -> String {
+    let login = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok();
+    name_from_passwd(passwd.as_deref(), login.as_deref())
+}
+
+/// The full name in `login`'s passwd entry (the GECOS field's first part, `&` standing
+/// for the capitalised login, as finger reads it), else the login, else "me".
+pub fn name_from_passwd(passwd: Option<&str>, login: Option<&str>) -> String {
+    let login = login.map(str::trim).filter(|l| !l.is_empty());
+    let Some(login) = login else {
+        return "me".into();
+    };
+    let full = passwd.and_then(|text| {
+        let entry = text
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() >= 5 && f[0] == login)?;
+        let gecos = entry[4].split(',').next().unwrap_or_default();
+        let mut cap = login.chars();
+        let capitalised: String = cap
+            .next()
+            .map(|c| c.to_uppercase().chain(cap).collect())
+            .unwrap_or_default();
+        let name = gecos.replace('&', &capitalised).trim().to_string();
+        (!name.is_empty()).then_some(name)
+    });
+    full.unwrap_or_else(|| login.to_string())
 }
 
 impl Settings {
@@ -66,6 +99,22 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_name_is_the_full_name_from_passwd_else_the_login() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n\
+                      ada:x:1000:1000:Ada Lovelace,,,:/home/ada:/bin/bash\n\
+                      bob:x:1001:1001::/home/bob:/bin/sh\n\
+                      carl:x:1002:1002:& Sagan,Room 4:/home/carl:/bin/sh\n";
+        let name = |login| name_from_passwd(Some(passwd), login);
+        assert_eq!(name(Some("ada")), "Ada Lovelace");
+        assert_eq!(name(Some("carl")), "Carl Sagan", "& is the login");
+        assert_eq!(name(Some("bob")), "bob", "no full name: the login");
+        assert_eq!(name(Some("eve")), "eve", "not in passwd (LDAP): the login");
+        assert_eq!(name_from_passwd(None, Some("ada")), "ada");
+        assert_eq!(name(None), "me");
+        assert_eq!(name(Some(" ")), "me");
+    }
 
     #[test]
     fn settings_round_trip_through_toml_and_bad_files_fall_back() {

@@ -6,6 +6,7 @@ use crate::call::Command;
 
 use crate::ui::app::{App, SHORTCUT_CAMERA, SHORTCUT_HANGUP, SHORTCUT_MIC, SHORTCUT_SHARE};
 use crate::ui::bridge::UiCommand;
+use crate::ui::layout::LayoutMode;
 
 impl App {
     pub(crate) fn call_view(&mut self, ui: &mut egui::Ui) {
@@ -27,6 +28,20 @@ impl App {
             && ctx.memory(|m| m.focused().is_none())
             && ctx.input(|i| i.key_down(egui::Key::Space));
         self.model.push_to_talk(space);
+        if self.model.layout.full_screen.is_some()
+            && ctx.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Escape))
+        {
+            self.model.layout.full_screen = None;
+        }
+        // A full-screen tile has the whole window; one whose owner left is forgotten.
+        if let Some(full) = self.model.layout.full_screen.clone() {
+            if self.call_tiles().contains(&full) {
+                egui::CentralPanel::no_frame().show(ui, |ui| self.tiles(ui));
+                self.incoming_dialog(&ctx);
+                return;
+            }
+            self.model.layout.full_screen = None;
+        }
         egui::Panel::top("call-top").show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.strong(&self.model.call.room);
@@ -46,6 +61,9 @@ impl App {
                 if self.model.call.talking_held {
                     ui.label(RichText::new("Talking: let go of Space to mute").strong());
                 }
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    self.layout_controls(ui);
+                });
             });
             self.error_banner(ui);
         });
@@ -53,30 +71,44 @@ impl App {
             ui.horizontal(|ui| {
                 let st = self.model.call.state;
                 let mic = if st.audio_muted { "Unmute" } else { "Mute" };
+                // Turned off before joining: the button opens the microphone.
+                let can_open_mic = self.model.microphone_to_open().is_some();
                 if ui
-                    .add_enabled(st.has_microphone, egui::Button::new(mic))
+                    .add_enabled(
+                        st.has_microphone || can_open_mic,
+                        egui::Button::new(if st.has_microphone { mic } else { "Unmute" }),
+                    )
                     .on_hover_text(format!(
                         "Microphone ({}); while muted, hold Space to talk",
                         ctx.format_shortcut(&SHORTCUT_MIC)
                     ))
                     .clicked()
                 {
-                    self.model.toggle_mic();
+                    if st.has_microphone {
+                        self.model.toggle_mic();
+                    } else {
+                        self.model.open_microphone_in_call();
+                    }
                 }
-                let cam = if st.video_muted {
+                let cam = if st.video_muted || !st.has_camera {
                     "Start camera"
                 } else {
                     "Stop camera"
                 };
+                let can_open_camera = self.model.camera_to_open().is_some();
                 if ui
-                    .add_enabled(st.has_camera, egui::Button::new(cam))
+                    .add_enabled(st.has_camera || can_open_camera, egui::Button::new(cam))
                     .on_hover_text(format!(
                         "Camera ({})",
                         ctx.format_shortcut(&SHORTCUT_CAMERA)
                     ))
                     .clicked()
                 {
-                    self.model.toggle_camera();
+                    if st.has_camera {
+                        self.model.toggle_camera();
+                    } else {
+                        self.model.open_camera_in_call();
+                    }
                 }
                 let share_tip = format!("Screen ({})", ctx.format_shortcut(&SHORTCUT_SHARE));
                 if st.screen_sharing {
@@ -144,6 +176,33 @@ impl App {
             });
         egui::CentralPanel::default_margins().show(ui, |ui| self.tiles(ui));
         self.incoming_dialog(&ctx);
+    }
+
+    /// Grid or speaker view, and the self view shown or hidden.
+    fn layout_controls(&mut self, ui: &mut egui::Ui) {
+        // Right to left: the last added is leftmost.
+        let mut hide = self.model.layout.hide_self;
+        if ui.checkbox(&mut hide, "Hide self view").changed() {
+            self.model.layout.hide_self = hide;
+        }
+        ui.separator();
+        let mode = self.model.layout.mode;
+        for (m, text, tip) in [
+            (
+                LayoutMode::Speaker,
+                "Speaker view",
+                "Whoever speaks large, the others in a strip",
+            ),
+            (LayoutMode::Grid, "Grid view", "Everyone the same size"),
+        ] {
+            if ui
+                .selectable_label(mode == m, text)
+                .on_hover_text(tip)
+                .clicked()
+            {
+                self.model.set_layout_mode(m);
+            }
+        }
     }
 
     pub(crate) fn incoming_dialog(&mut self, ctx: &egui::Context) {

@@ -1,8 +1,10 @@
 //! One file per view of the app; each draws from the [`Model`](super::model::Model).
 
 mod call;
+mod connection;
 mod devices;
 mod lobby;
 mod panels;
+mod pickers;
 mod tiles;
 pub(crate) mod widgets;

@@ -1,133 +1,271 @@
-//! The tiles: a shared screen large, then one tile per person with video or initials.
+//! The tiles, placed by the layout model (`ui/layout.rs`): a grid, or a stage (pinned, a
+//! shared screen or the active speaker) with a strip; one tile full screen on a
+//! double-click. Each tile is video or initials, with its name and marks.
 
-use eframe::egui::{self, Align2, Color32, FontId, Rect, Stroke, Vec2, pos2};
+use std::time::Instant;
+
+use eframe::egui::{self, Align2, Color32, FontId, Rect, RichText, Sense, Stroke, Vec2, pos2};
 
 use crate::call::TrackRole;
 use crate::signaling::protocol::MediaState;
 
-use super::widgets::{marks, paint_fitted, paint_placeholder};
+use super::widgets::{marks, paint_placeholder, paint_video};
 use crate::ui::app::App;
-use crate::ui::video::SELF_ID;
+use crate::ui::choices::VideoChoice;
+use crate::ui::layout::{Area, Arrangement, LayoutMode, Placed, SPEAKING_DBFS, Slot};
+use crate::ui::video::{SELF_ID, TileKey};
 
-/// Above this level (dBFS) a member counts as speaking.
-const SPEAKING_DBFS: f32 = -40.0;
+/// Room under the tiles for the page buttons, when there are pages.
+const PAGER_H: f32 = 32.0;
+
+fn to_area(r: Rect) -> Area {
+    Area::new(r.left(), r.top(), r.width(), r.height())
+}
+
+fn to_rect(a: Area) -> Rect {
+    Rect::from_min_size(pos2(a.x, a.y), Vec2::new(a.w, a.h))
+}
 
 impl App {
-    pub(crate) fn tiles(&mut self, ui: &mut egui::Ui) {
-        let area = ui.available_rect_before_wrap();
-        // A shared screen goes large on top; the people share what is left.
-        let sharer = self
+    /// The tiles there are now: people in room order, then shared screens with a picture.
+    pub(crate) fn call_tiles(&self) -> Vec<TileKey> {
+        self.model.call_tiles(|id| {
+            self.textures
+                .contains_key(&(id.to_string(), TrackRole::Screen))
+        })
+    }
+
+    /// The active speaker follows the members' audio levels (muted ones count as silent).
+    fn follow_speaker(&mut self, ctx: &egui::Context) {
+        let levels: Vec<(String, Option<f32>)> = self
             .model
             .call
             .peers
             .iter()
-            .find(|(id, p)| {
-                p.sharing_track
-                    && self
-                        .textures
-                        .contains_key(&((*id).clone(), TrackRole::Screen))
+            .map(|(id, p)| {
+                let level = self.media.sound.level(id).filter(|_| !p.state.audio_muted);
+                (id.clone(), level)
             })
-            .map(|(id, _)| id.clone());
-        let people_area = match &sharer {
-            Some(id) => {
-                let split = area.top() + area.height() * 0.7;
-                let big = Rect::from_min_max(area.min, pos2(area.right(), split));
-                if let Some(tex) = self.textures.get(&(id.clone(), TrackRole::Screen)) {
-                    paint_fitted(ui, tex, big.shrink(4.0));
-                }
-                Rect::from_min_max(pos2(area.left(), split), area.max)
-            }
-            None => area,
-        };
-        let mut tiles: Vec<(String, String, MediaState, bool)> = self
-            .model
-            .call
-            .peers
-            .iter()
-            .map(|(id, p)| (id.clone(), p.name.clone(), p.state, p.reconnecting))
             .collect();
-        tiles.push((
-            SELF_ID.to_string(),
-            self.model.call.my_name.clone(),
-            self.model.call.state,
-            false,
-        ));
-        let n = tiles.len();
-        let cols = (n as f32).sqrt().ceil() as usize;
-        let rows = n.div_ceil(cols);
-        let size = Vec2::new(
-            people_area.width() / cols as f32,
-            people_area.height() / rows as f32,
-        );
-        for (i, (id, name, state, reconnecting)) in tiles.into_iter().enumerate() {
-            let min =
-                people_area.min + Vec2::new((i % cols) as f32 * size.x, (i / cols) as f32 * size.y);
-            let rect = Rect::from_min_size(min, size).shrink(4.0);
-            let key = (id.clone(), TrackRole::Camera);
-            let video = self
-                .textures
-                .get(&key)
-                .filter(|_| state.has_camera && !state.video_muted);
-            match video {
-                Some(tex) => {
-                    let drawn = paint_fitted(ui, tex, rect);
-                    if id != SELF_ID && self.last_layout.get(&id) != Some(&drawn) {
-                        let ppp = ui.ctx().pixels_per_point();
-                        tracing::debug!(
-                            target: "confab::ui::layout",
-                            peer = %id, x = drawn.min.x * ppp, y = drawn.min.y * ppp,
-                            w = drawn.width() * ppp, h = drawn.height() * ppp,
-                            "remote tile"
-                        );
-                        self.last_layout.insert(id.clone(), drawn);
-                    }
+        self.model.layout.speaker.update(&levels, Instant::now());
+        if self.model.layout.mode == LayoutMode::Speaker {
+            // Levels arrive without repaints: look again soon so the stage can follow.
+            ctx.request_repaint_after(std::time::Duration::from_millis(250));
+        }
+    }
+
+    pub(crate) fn tiles(&mut self, ui: &mut egui::Ui) {
+        self.follow_speaker(ui.ctx());
+        let tiles = self.call_tiles();
+        let full = ui.available_rect_before_wrap();
+        let mut arrangement = self.model.layout.arrange(&tiles, to_area(full));
+        if arrangement.pages > 1 {
+            let mut area = full;
+            area.max.y -= PAGER_H;
+            arrangement = self.model.layout.arrange(&tiles, to_area(area));
+            self.pager(ui, &arrangement, full);
+        }
+        if arrangement.tiles.is_empty() && self.model.layout.hide_self {
+            ui.centered_and_justified(|ui| ui.weak("Your self view is hidden"));
+        }
+        for placed in &arrangement.tiles {
+            self.tile(ui, placed);
+        }
+    }
+
+    /// "Previous page", "Page n of m", "Next page" under the tiles.
+    fn pager(&mut self, ui: &mut egui::Ui, a: &Arrangement, area: Rect) {
+        let bar = Rect::from_min_max(pos2(area.left(), area.bottom() - PAGER_H), area.max);
+        let mut turn = 0;
+        ui.scope_builder(egui::UiBuilder::new().max_rect(bar), |ui| {
+            ui.horizontal_centered(|ui| {
+                if ui
+                    .add_enabled(a.page > 0, egui::Button::new("Previous page"))
+                    .clicked()
+                {
+                    turn = -1;
                 }
-                None => {
-                    let why = if !state.has_camera {
-                        "No camera"
-                    } else {
-                        "Camera off"
-                    };
-                    paint_placeholder(ui, rect, &name, why);
+                ui.label(format!("Page {} of {}", a.page + 1, a.pages));
+                if ui
+                    .add_enabled(a.page + 1 < a.pages, egui::Button::new("Next page"))
+                    .clicked()
+                {
+                    turn = 1;
+                }
+            });
+        });
+        if turn != 0 {
+            self.model.turn_page(a.page, a.pages, turn);
+        }
+    }
+
+    /// Name, media state and whether the path is being found again, for a tile.
+    fn tile_owner(&self, member: &str) -> Option<(String, MediaState, bool)> {
+        if member == SELF_ID {
+            let c = &self.model.call;
+            return Some((c.my_name.clone(), c.state, false));
+        }
+        let p = self.model.call.peers.get(member)?;
+        Some((p.name.clone(), p.state, p.reconnecting))
+    }
+
+    fn tile(&mut self, ui: &mut egui::Ui, placed: &Placed) {
+        let (member, role) = &placed.tile;
+        let Some((name, state, reconnecting)) = self.tile_owner(member) else {
+            return;
+        };
+        let rect = to_rect(placed.area);
+        let is_self = member == SELF_ID;
+        let screen = *role == TrackRole::Screen;
+        let video = self
+            .textures
+            .get(&placed.tile)
+            .filter(|_| screen || (state.has_camera && !state.video_muted));
+        match video {
+            Some(tex) => {
+                // Our own camera as in a mirror; screens and the synthetic pattern as sent.
+                let mirror =
+                    is_self && !screen && matches!(self.model.camera, VideoChoice::Camera(..));
+                let drawn = paint_video(ui, tex, rect, mirror);
+                if !is_self && !screen && self.last_layout.get(member) != Some(&drawn) {
+                    let ppp = ui.ctx().pixels_per_point();
+                    tracing::debug!(
+                        target: "confab::ui::layout",
+                        peer = %member, x = drawn.min.x * ppp, y = drawn.min.y * ppp,
+                        w = drawn.width() * ppp, h = drawn.height() * ppp,
+                        "remote tile"
+                    );
+                    self.last_layout.insert(member.clone(), drawn);
                 }
             }
-            let speaking = id != SELF_ID
-                && self
-                    .media
-                    .sound
-                    .level(&id)
-                    .is_some_and(|l| l > SPEAKING_DBFS)
-                && !state.audio_muted;
-            if speaking {
-                ui.painter().rect_stroke(
-                    rect,
-                    6.0,
-                    Stroke::new(3.0, Color32::from_rgb(60, 200, 90)),
-                    egui::StrokeKind::Inside,
-                );
+            None => {
+                let why = if !state.has_camera {
+                    "No camera"
+                } else {
+                    "Camera off"
+                };
+                paint_placeholder(ui, rect, &name, why);
             }
-            if reconnecting {
-                // Over the frozen picture: the call is not over, it is finding a new path.
-                ui.painter()
-                    .rect_filled(rect, 6.0, Color32::from_black_alpha(140));
-                // A label, not painted text: screen readers (and tests) see it.
-                ui.put(
-                    Rect::from_center_size(rect.center(), Vec2::new(rect.width(), 32.0)),
-                    egui::Label::new(
-                        egui::RichText::new("Reconnecting…")
-                            .size(20.0)
-                            .color(Color32::WHITE),
-                    ),
-                );
-            }
-            let you = if id == SELF_ID { " (you)" } else { "" };
-            ui.painter().text(
-                rect.left_bottom() + Vec2::new(8.0, -8.0),
-                Align2::LEFT_BOTTOM,
-                format!("{name}{you}{}", marks(&state)),
-                FontId::proportional(14.0),
-                Color32::WHITE,
+        }
+        let speaking = !is_self
+            && !screen
+            && !state.audio_muted
+            && self
+                .media
+                .sound
+                .level(member)
+                .is_some_and(|l| l > SPEAKING_DBFS);
+        if speaking {
+            ui.painter().rect_stroke(
+                rect,
+                6.0,
+                Stroke::new(3.0, Color32::from_rgb(60, 200, 90)),
+                egui::StrokeKind::Inside,
             );
+        }
+        if reconnecting && !screen {
+            // Over the frozen picture: the call is not over, it is finding a new path.
+            ui.painter()
+                .rect_filled(rect, 6.0, Color32::from_black_alpha(140));
+            // A label, not painted text: screen readers (and tests) see it.
+            ui.put(
+                Rect::from_center_size(rect.center(), Vec2::new(rect.width(), 32.0)),
+                egui::Label::new(
+                    RichText::new("Reconnecting…")
+                        .size(20.0)
+                        .color(Color32::WHITE),
+                ),
+            );
+        }
+        let you = if is_self { " (you)" } else { "" };
+        let caption = if screen {
+            format!("{name}'s screen")
+        } else {
+            format!("{name}{you}{}", marks(&state))
+        };
+        let font = if placed.slot == Slot::Strip {
+            12.0
+        } else {
+            14.0
+        };
+        ui.painter().text(
+            rect.left_bottom() + Vec2::new(8.0, -8.0),
+            Align2::LEFT_BOTTOM,
+            caption,
+            FontId::proportional(font),
+            Color32::WHITE,
+        );
+        self.tile_actions(ui, placed, rect, &format!("{name}{you}"));
+    }
+
+    /// Double-click for full screen; Pin and Full screen on hover, also in its menu.
+    fn tile_actions(&mut self, ui: &mut egui::Ui, placed: &Placed, rect: Rect, who: &str) {
+        let tile = &placed.tile;
+        let id = ui.scope_id().with(("tile", &tile.0, tile.1));
+        let response = ui.interact(rect, id, Sense::click());
+        // Tests and screen readers find a tile by this.
+        let label = match tile.1 {
+            TrackRole::Screen => format!("Screen: {who}"),
+            _ => format!("Video: {who}"),
+        };
+        response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Group, true, label.as_str()));
+        let pinned = self.model.layout.pinned.as_ref() == Some(tile);
+        let full = placed.slot == Slot::Full;
+        let mut pin = false;
+        let mut full_screen = response.double_clicked();
+        response.context_menu(|ui| {
+            if ui.button(if pinned { "Unpin" } else { "Pin" }).clicked() {
+                pin = true;
+                ui.close();
+            }
+            let text = if full {
+                "Leave full screen"
+            } else {
+                "Full screen"
+            };
+            if ui.button(text).clicked() {
+                full_screen = true;
+                ui.close();
+            }
+        });
+        let hovered = ui.rect_contains_pointer(rect);
+        if hovered || pinned || full {
+            let bar = Rect::from_min_max(
+                pos2(rect.left() + 8.0, rect.top() + 6.0),
+                pos2(rect.right() - 6.0, rect.top() + 34.0),
+            );
+            ui.scope_builder(egui::UiBuilder::new().max_rect(bar), |ui| {
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    if full {
+                        full_screen |= ui
+                            .button("Leave full screen")
+                            .on_hover_text("Esc, or double-click")
+                            .clicked();
+                        return;
+                    }
+                    // Pin rightmost: it stays put while Full screen comes and goes.
+                    if pinned {
+                        pin |= ui.button("Unpin").clicked();
+                    } else {
+                        pin |= ui
+                            .button("Pin")
+                            .on_hover_text("Keep on the stage")
+                            .clicked();
+                    }
+                    if hovered {
+                        full_screen |= ui
+                            .button("Full screen")
+                            .on_hover_text("Or double-click the tile")
+                            .clicked();
+                    }
+                });
+            });
+        }
+        if pin {
+            self.model.toggle_pin(tile);
+        }
+        if full_screen {
+            self.model.toggle_full_screen(tile);
         }
     }
 }

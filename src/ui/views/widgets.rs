@@ -60,8 +60,10 @@ pub fn marks(s: &MediaState) -> String {
     }
 }
 
-/// Draws a texture as large as fits in `rect`, keeping its aspect; returns where.
-pub(crate) fn paint_fitted(ui: &egui::Ui, tex: &TextureHandle, rect: Rect) -> Rect {
+/// Draws a texture as large as fits in `rect`, keeping its aspect, mirrored left to right
+/// when `mirror` (the self-view: people expect to see themselves as in a mirror); returns
+/// where.
+pub(crate) fn paint_video(ui: &egui::Ui, tex: &TextureHandle, rect: Rect, mirror: bool) -> Rect {
     let [w, h] = tex.size();
     let scale = (rect.width() / w as f32).min(rect.height() / h as f32);
     let size = Vec2::new(w as f32 * scale, h as f32 * scale);
@@ -70,7 +72,11 @@ pub(crate) fn paint_fitted(ui: &egui::Ui, tex: &TextureHandle, rect: Rect) -> Re
     ui.painter().image(
         tex.id(),
         drawn,
-        Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0)),
+        if mirror {
+            Rect::from_min_max(pos2(1.0, 0.0), pos2(0.0, 1.0))
+        } else {
+            Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0))
+        },
         Color32::WHITE,
     );
     drawn

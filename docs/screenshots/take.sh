@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Screenshots for the docs, under Xvfb: the pre-join screen (prejoin.png) and a call in
+# the grid layout with three headless peers (grid.png). Synthetic camera and tone: the
+# pictures show the test pattern, captioned as such.
+# Usage: docs/screenshots/take.sh [path to the confab binary]
+set -euo pipefail
+BIN=${1:-${CARGO_TARGET_DIR:-target}/debug/confab}
+OUT=$(cd "$(dirname "$0")" && pwd)
+PORT=${PORT:-18787}
+SERVER=ws://127.0.0.1:$PORT/ws
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+# Settings of our own: the user's stay untouched.
+export XDG_CONFIG_HOME=$(mktemp -d)
+
+fifo=$(mktemp -u) && mkfifo "$fifo"
+Xvfb -displayfd 3 -screen 0 1180x700x24 -nolisten tcp 3>"$fifo" 2>/dev/null &
+pids+=($!)
+read -r n <"$fifo" && rm -f "$fifo"
+export DISPLAY=:$n
+unset WAYLAND_DISPLAY
+
+"$BIN" serve --listen 127.0.0.1:$PORT >/dev/null 2>&1 &
+pids+=($!)
+sleep 2
+
+# Someone already in the room, so the pre-join screen says so.
+"$BIN" headless --server "$SERVER" --room team --name Grace --seconds 40 --bind 127.0.0.1 \
+  --report /dev/null >/dev/null 2>&1 &
+pids+=($!)
+"$BIN" --server "$SERVER" --room team --name "Ada Lovelace" --camera synthetic \
+  --microphone synthetic >/dev/null 2>&1 &
+app=$!
+pids+=($app)
+sleep 12
+import -display "$DISPLAY" -window root "$OUT/prejoin.png"
+kill "$app"
+
+for who in Bob Carol; do
+  "$BIN" headless --server "$SERVER" --room team --name "$who" --seconds 40 \
+    --bind 127.0.0.1 --report /dev/null >/dev/null 2>&1 &
+  pids+=($!)
+done
+"$BIN" --server "$SERVER" --room team --name "Ada Lovelace" --camera synthetic \
+  --microphone synthetic --join >/dev/null 2>&1 &
+pids+=($!)
+sleep 15
+import -display "$DISPLAY" -window root "$OUT/grid.png"
+echo "wrote $OUT/prejoin.png and $OUT/grid.png"

@@ -15,12 +15,45 @@ const DECREASE: f64 = 0.85;
 const MULTIPLICATIVE: f64 = 1.4;
 /// Growth per second near the known capacity: a packet per round trip or so.
 const ADDITIVE_BPS: f64 = 80_000.0;
-/// Delivering this much more than the capacity estimate: the link has widened.
+/// Delivering this much more than the ceiling: the link has widened.
 const WIDENED: f64 = 1.2;
-/// A back-off this far from the capacity estimate starts a new one.
-const NEW_CAPACITY: f64 = 0.3;
+/// A back-off this far from the ceiling starts a new one.
+const NEW_CEILING: f64 = 0.3;
 /// Each change is seen before the next (a decrease is never held back).
 const INTERVAL: Duration = Duration::from_millis(200);
+
+/// The rate the path delivered when it last backed off or overflowed: a climb slows near
+/// it, and it is forgotten once the path delivers clearly more.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ceiling(Option<f64>);
+
+impl Ceiling {
+    /// The path backed off while `delivered` arrived.
+    pub(crate) fn hit(&mut self, delivered: f64) {
+        self.0 = Some(match self.0 {
+            Some(c) if (delivered - c).abs() < NEW_CEILING * c => 0.9 * c + 0.1 * delivered,
+            _ => delivered,
+        });
+    }
+
+    /// Forgets the ceiling once clearly more than it arrives.
+    pub(crate) fn observe(&mut self, delivered: Option<f64>) {
+        if let (Some(c), Some(d)) = (self.0, delivered)
+            && d > c * WIDENED
+        {
+            self.0 = None;
+        }
+    }
+
+    pub(crate) fn get(&self) -> Option<f64> {
+        self.0
+    }
+
+    /// Whether `target` is close enough to the ceiling to climb carefully.
+    pub(crate) fn near(&self, target: f64) -> bool {
+        self.0.is_some_and(|c| target > c * DECREASE)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Aimd {
@@ -28,8 +61,7 @@ pub(crate) struct Aimd {
     target: f64,
     min: f64,
     max: f64,
-    /// What the path delivered when it last backed off, smoothed.
-    capacity: Option<f64>,
+    capacity: Ceiling,
     last_change: Option<Instant>,
 }
 
@@ -40,7 +72,7 @@ impl Aimd {
             target: initial.clamp(min, max),
             min,
             max,
-            capacity: None,
+            capacity: Ceiling::default(),
             last_change: None,
         }
     }
@@ -64,20 +96,13 @@ impl Aimd {
             // received rate that falls because we backed off spirals to the floor.
             (RateControlState::Decrease, Some(r)) if !recent || r < 0.5 * self.target => {
                 self.target = (r * DECREASE).clamp(self.min, self.max);
-                self.capacity = Some(match self.capacity {
-                    Some(c) if (r - c).abs() < NEW_CAPACITY * c => 0.9 * c + 0.1 * r,
-                    _ => r,
-                });
+                self.capacity.hit(r);
                 self.last_change = Some(now);
             }
             (RateControlState::Increase, _) => {
-                if let (Some(c), Some(r)) = (self.capacity, received)
-                    && r > c * WIDENED
-                {
-                    self.capacity = None;
-                }
+                self.capacity.observe(received);
                 let dt = since.unwrap_or(INTERVAL).min(Duration::from_secs(1));
-                let near = self.capacity.is_some_and(|c| self.target > c * DECREASE);
+                let near = self.capacity.near(self.target);
                 let mut next = if near {
                     self.target + ADDITIVE_BPS * dt.as_secs_f64()
                 } else {

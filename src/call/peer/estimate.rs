@@ -15,7 +15,7 @@ use rtc::interceptor::{
     SlopeEstimator,
 };
 
-use super::aimd::Aimd;
+use super::aimd::{Aimd, Ceiling};
 
 /// Loss this far above the baseline is congestion.
 const CONGESTION: f64 = 0.05;
@@ -36,8 +36,6 @@ const ADDITIVE_SHARE: f64 = 0.08;
 const MIN_ADDITIVE_BPS: f64 = 20_000.0;
 /// Growth per step (200 ms) far from that rate: about 40 % a second.
 const GROWTH: f64 = 1.07;
-/// Delivering this much more than that rate: the link has widened, climb fast again.
-const WIDENED: f64 = 1.2;
 /// Packets queued this much longer than the path's least delay: its buffer is filling.
 const CONGESTED_QUEUE: Duration = Duration::from_millis(15);
 /// The least one-way delay is taken over the last one or two of these windows, so it
@@ -101,7 +99,7 @@ pub(crate) struct LossRate {
     last_update: Option<Instant>,
     last_change: Option<Instant>,
     /// What arrived when the path last overflowed: the climb slows near it.
-    ceiling: Option<f64>,
+    ceiling: Ceiling,
 }
 
 impl LossRate {
@@ -114,7 +112,7 @@ impl LossRate {
             baseline: 0.0,
             last_update: None,
             last_change: None,
-            ceiling: None,
+            ceiling: Ceiling::default(),
         }
     }
 
@@ -161,11 +159,7 @@ impl LossRate {
         let excess = average - self.baseline;
         // While the queue is full every loss is the path overflowing.
         let excess = if congested { average } else { excess };
-        if let (Some(c), Some(d)) = (self.ceiling, delivered)
-            && d > c * WIDENED
-        {
-            self.ceiling = None;
-        }
+        self.ceiling.observe(delivered);
         if excess > CONGESTION || (congested && excess > CLEAR) {
             // What arrives is proof of capacity: a burst of loss (a link that narrowed
             // at once) cuts to just under it, not to the floor.
@@ -177,19 +171,21 @@ impl LossRate {
                 cut = cut.min(proven);
             }
             self.target = cut.clamp(self.min, self.max);
-            self.ceiling = delivered.or(self.ceiling);
+            if let Some(d) = delivered {
+                self.ceiling.hit(d);
+            }
             self.last_change = Some(now);
         } else if congested {
             // A standing queue and no loss yet: back off before the buffer overflows.
             if let Some(d) = delivered {
                 self.target = self.target.min(d * TRIM).clamp(self.min, self.max);
-                self.ceiling = Some(d);
+                self.ceiling.hit(d);
                 self.last_change = Some(now);
             }
         } else if excess < CLEAR {
-            let near = self.ceiling.is_some_and(|c| self.target > c * PROVEN_SHARE);
+            let near = self.ceiling.near(self.target);
             let next = if near {
-                let per_s = self.ceiling.map_or(0.0, |c| c * ADDITIVE_SHARE);
+                let per_s = self.ceiling.get().map_or(0.0, |c| c * ADDITIVE_SHARE);
                 self.target + per_s.max(MIN_ADDITIVE_BPS) * STEP.as_secs_f64()
             } else {
                 self.target * GROWTH

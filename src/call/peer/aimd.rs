@@ -17,41 +17,53 @@ const MULTIPLICATIVE: f64 = 1.4;
 const ADDITIVE_BPS: f64 = 80_000.0;
 /// Delivering this much more than the ceiling: the link has widened.
 const WIDENED: f64 = 1.2;
+/// Above the ceiling this long and nothing backed off: it no longer holds.
+const STALE_ABOVE: Duration = Duration::from_secs(1);
 /// A back-off this far from the ceiling starts a new one.
 const NEW_CEILING: f64 = 0.3;
 /// Each change is seen before the next (a decrease is never held back).
 const INTERVAL: Duration = Duration::from_millis(200);
 
 /// The rate the path delivered when it last backed off or overflowed: a climb slows near
-/// it, and it is forgotten once the path delivers clearly more.
+/// it, and it is forgotten once the path delivers clearly more, or the target has stayed
+/// above it for a while without the path backing off again (the link widened).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Ceiling(Option<f64>);
+pub(crate) struct Ceiling {
+    rate: Option<f64>,
+    above_since: Option<Instant>,
+}
 
 impl Ceiling {
     /// The path backed off while `delivered` arrived.
     pub(crate) fn hit(&mut self, delivered: f64) {
-        self.0 = Some(match self.0 {
+        self.rate = Some(match self.rate {
             Some(c) if (delivered - c).abs() < NEW_CEILING * c => 0.9 * c + 0.1 * delivered,
             _ => delivered,
         });
+        self.above_since = None;
     }
 
-    /// Forgets the ceiling once clearly more than it arrives.
-    pub(crate) fn observe(&mut self, delivered: Option<f64>) {
-        if let (Some(c), Some(d)) = (self.0, delivered)
-            && d > c * WIDENED
-        {
-            self.0 = None;
+    /// At `now` the target is `target` and `delivered` arrives, with nothing backing off.
+    pub(crate) fn observe(&mut self, now: Instant, target: f64, delivered: Option<f64>) {
+        let Some(c) = self.rate else { return };
+        let above = if target > c {
+            now.saturating_duration_since(*self.above_since.get_or_insert(now))
+        } else {
+            self.above_since = None;
+            Duration::ZERO
+        };
+        if delivered.is_some_and(|d| d > c * WIDENED) || above >= STALE_ABOVE {
+            *self = Ceiling::default();
         }
     }
 
     pub(crate) fn get(&self) -> Option<f64> {
-        self.0
+        self.rate
     }
 
     /// Whether `target` is close enough to the ceiling to climb carefully.
     pub(crate) fn near(&self, target: f64) -> bool {
-        self.0.is_some_and(|c| target > c * DECREASE)
+        self.rate.is_some_and(|c| target > c * DECREASE)
     }
 }
 
@@ -100,7 +112,7 @@ impl Aimd {
                 self.last_change = Some(now);
             }
             (RateControlState::Increase, _) => {
-                self.capacity.observe(received);
+                self.capacity.observe(now, self.target, received);
                 let dt = since.unwrap_or(INTERVAL).min(Duration::from_secs(1));
                 let near = self.capacity.near(self.target);
                 let mut next = if near {
@@ -213,6 +225,36 @@ mod tests {
         t += Duration::from_millis(20);
         a.update(t, Usage::Over, Some(300_000.0));
         assert_eq!(a.target(), 255_000.0);
+    }
+
+    #[test]
+    fn a_ceiling_the_path_no_longer_hits_is_forgotten() {
+        let t0 = Instant::now();
+        let mut c = Ceiling::default();
+        c.hit(500_000.0);
+        // Just above it for under a second: kept (delivered is not 20 % more yet).
+        c.observe(t0, 520_000.0, Some(510_000.0));
+        c.observe(t0 + Duration::from_millis(900), 540_000.0, Some(530_000.0));
+        assert_eq!(c.get(), Some(500_000.0));
+        // A back-off in between starts the wait again.
+        c.hit(500_000.0);
+        c.observe(
+            t0 + Duration::from_millis(1_000),
+            540_000.0,
+            Some(530_000.0),
+        );
+        assert!(c.get().is_some());
+        // A second above it with nothing backing off: the link has widened.
+        c.observe(
+            t0 + Duration::from_millis(2_000),
+            560_000.0,
+            Some(550_000.0),
+        );
+        assert_eq!(c.get(), None);
+        // Clearly more arriving forgets it at once.
+        c.hit(500_000.0);
+        c.observe(t0, 450_000.0, Some(610_000.0));
+        assert_eq!(c.get(), None);
     }
 
     #[test]

@@ -159,7 +159,7 @@ impl LossRate {
         let excess = average - self.baseline;
         // While the queue is full every loss is the path overflowing.
         let excess = if congested { average } else { excess };
-        self.ceiling.observe(delivered);
+        self.ceiling.observe(now, self.target, delivered);
         if excess > CONGESTION || (congested && excess > CLEAR) {
             // What arrives is proof of capacity: a burst of loss (a link that narrowed
             // at once) cuts to just under it, not to the floor.

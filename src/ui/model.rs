@@ -78,6 +78,8 @@ pub struct CallModel {
     pub stats: HashMap<String, VecDeque<PeerCallStats>>,
     /// Push-to-talk: the key is held and has unmuted us until it is let go.
     pub talking_held: bool,
+    /// The engine hears us speak into the muted microphone.
+    pub speaking_while_muted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -466,6 +468,7 @@ impl Model {
                     }
                 }
             }
+            Event::SpeakingWhileMuted(s) => call.speaking_while_muted = s,
             Event::Error(m) => self.error(m),
             Event::Reconnecting { reason } => self.error(format!("{RECONNECTING}{reason}")),
             // Back as the same member: the outage notice has said what it had to.

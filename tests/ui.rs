@@ -590,3 +590,6 @@ mod layout;
 
 #[path = "ui/notices.rs"]
 mod notices;
+
+#[path = "ui/tiles.rs"]
+mod tiles;

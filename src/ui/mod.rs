@@ -10,6 +10,7 @@ pub mod console;
 mod echo;
 mod layout;
 mod model;
+mod netquality;
 mod prejoin;
 mod previews;
 mod settings;

@@ -16,6 +16,7 @@ mod previews;
 mod settings;
 mod sink;
 mod sound;
+mod toasts;
 mod video;
 mod views;
 

@@ -15,6 +15,7 @@ use super::choices::{AudioChoice, DeviceList, SpeakerChoice, VideoChoice};
 use super::layout::Layout;
 use super::prejoin::{Field, FieldErrors, Remembered, route_join_error};
 use super::settings::Settings;
+use super::toasts::Toasts;
 
 /// Seconds of statistics kept for the plots.
 const STATS_HISTORY: usize = 120;
@@ -128,6 +129,8 @@ pub struct Model {
     join_on_start: bool,
     /// The lobby's previews were started for the remembered devices.
     previews_started: bool,
+    /// Join and leave notices.
+    pub toasts: Toasts,
 }
 
 impl Model {
@@ -168,6 +171,7 @@ impl Model {
             layout: Layout::default(),
             join_on_start: false,
             previews_started: false,
+            toasts: Toasts::default(),
         }
     }
 
@@ -386,24 +390,32 @@ impl Model {
                 self.screen = Screen::Call;
             }
             Event::PeerJoined { id, name, state } => {
-                if !call.order.contains(&id) {
+                // Those already present when we joined are no news.
+                let new = !call.order.contains(&id);
+                if new {
                     call.order.push(id.clone());
                 }
                 call.peers.insert(
                     id,
                     PeerView {
-                        name,
+                        name: name.clone(),
                         state,
                         connection: ConnectionState::New,
                         reconnecting: false,
                         sharing_track: false,
                     },
                 );
+                if new {
+                    self.announce(format!("{name} joined"), true);
+                }
             }
             Event::PeerLeft { id, .. } => {
                 call.order.retain(|o| *o != id);
-                call.peers.remove(&id);
+                let gone = call.peers.remove(&id);
                 call.stats.remove(&id);
+                if let Some(p) = gone {
+                    self.announce(format!("{} left", p.name), false);
+                }
             }
             Event::PeerMediaState { id, state } => {
                 if let Some(p) = call.peers.get_mut(&id) {
@@ -477,6 +489,7 @@ impl Model {
                 self.set_incoming(None);
                 self.screen = Screen::Lobby;
                 self.call = CallModel::default();
+                self.toasts.clear();
                 self.layout.reset_call();
                 self.rooms_asked = None;
                 self.start_previews();
@@ -563,8 +576,10 @@ mod tests {
 
     fn model() -> (Model, UnboundedReceiver<UiCommand>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        // Without join chimes: these tests read the commands that matter to them.
         let settings = Settings {
             name: "Ada".into(),
+            join_sounds: false,
             ..Settings::default()
         };
         (Model::new(tx, settings, None), rx)

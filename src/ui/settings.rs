@@ -18,6 +18,8 @@ pub struct Settings {
     pub noise_suppression: bool,
     /// Media only through the server's TURN relays: peers never learn our addresses.
     pub relay_only: bool,
+    /// A short sound when someone joins or leaves.
+    pub join_sounds: bool,
 }
 
 impl Default for Settings {
@@ -32,6 +34,7 @@ impl Default for Settings {
             echo_cancellation: true,
             noise_suppression: true,
             relay_only: false,
+            join_sounds: true,
         }
     }
 }

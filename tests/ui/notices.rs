@@ -58,3 +58,69 @@ fn the_muted_notice_unmutes() {
     h.run();
     assert!(h.query_by_label("You are muted").is_none());
 }
+
+#[test]
+fn joins_and_leaves_show_stacked_toasts_and_chime() {
+    let (app, mut rig) = app();
+    let ev = |e| rig.events.send(UiEvent::Engine(e)).unwrap();
+    // Carol was there before us: no news.
+    ev(Event::Joined {
+        id: "me1".into(),
+        room: "team".into(),
+        name: "Ada".into(),
+        present: vec!["carol1".into()],
+    });
+    ev(Event::PeerJoined {
+        id: "carol1".into(),
+        name: "Carol".into(),
+        state: MediaState::default(),
+    });
+    ev(Event::PeerJoined {
+        id: "bob1".into(),
+        name: "Bob".into(),
+        state: MediaState::default(),
+    });
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Bob joined");
+    assert!(h.query_by_label("Carol joined").is_none());
+    ev(Event::PeerLeft {
+        id: "carol1".into(),
+        reason: confab::signaling::protocol::LeaveReason::Left,
+    });
+    h.run();
+    // Stacked: the newest under the older.
+    let (joined, left) = (
+        h.get_by_label("Bob joined").rect(),
+        h.get_by_label("Carol left").rect(),
+    );
+    assert!(left.top() >= joined.bottom(), "{joined:?} {left:?}");
+    sent(&mut rig);
+    assert_eq!(rig.chimes, [true, false]);
+    // That they go after a few seconds is `ui::toasts`' unit test (time passed in).
+}
+
+#[test]
+fn the_join_sound_can_be_turned_off_and_stays_off() {
+    let (app, mut rig) = app();
+    in_call(&rig);
+    let mut h = harness(app);
+    h.run();
+    sent(&mut rig);
+    assert_eq!(rig.chimes, [true], "Bob's arrival");
+    h.get_by_label("Devices").click();
+    h.run();
+    h.get_by_label("Sound when someone joins or leaves").click();
+    h.run();
+    assert!(!h.state().model.settings.join_sounds, "remembered");
+    rig.events
+        .send(UiEvent::Engine(Event::PeerLeft {
+            id: "bob1".into(),
+            reason: confab::signaling::protocol::LeaveReason::Left,
+        }))
+        .unwrap();
+    h.run();
+    h.get_by_label("Bob left");
+    sent(&mut rig);
+    assert_eq!(rig.chimes, [true], "no sound, the toast still");
+}

@@ -1,16 +1,42 @@
 //! What floats over the call: "You are muted" while the microphone hears speech, and
 //! the short join/leave toasts.
 
+use std::time::Instant;
+
 use eframe::egui::{self, Align2, Color32, RichText, Vec2};
 
 use crate::ui::app::{App, SHORTCUT_MIC};
 
 /// Above the controls bar.
 const MUTED_OFFSET: Vec2 = Vec2::new(0.0, -64.0);
+/// Above the controls bar, left of the side panel's scroll bar.
+const TOASTS_OFFSET: Vec2 = Vec2::new(-24.0, -56.0);
 
 impl App {
     pub(crate) fn notices(&mut self, ctx: &egui::Context) {
         self.muted_notice(ctx);
+        self.toasts(ctx);
+    }
+
+    /// Join and leave toasts, stacked in the bottom-right corner above the controls.
+    fn toasts(&mut self, ctx: &egui::Context) {
+        let now = Instant::now();
+        let live: Vec<String> = self.model.toasts.live(now).map(str::to_owned).collect();
+        if live.is_empty() {
+            return;
+        }
+        egui::Area::new(egui::Id::unique("toasts"))
+            .anchor(Align2::RIGHT_BOTTOM, TOASTS_OFFSET)
+            .order(egui::Order::Foreground)
+            .interactable(false)
+            .show(ctx, |ui| {
+                for text in live {
+                    egui::Frame::popup(ui.style()).show(ui, |ui| ui.label(text));
+                }
+            });
+        if let Some(next) = self.model.toasts.next_expiry(now) {
+            ctx.request_repaint_after(next);
+        }
     }
 
     /// Shown while the engine hears speech into the muted microphone (not while Space

@@ -600,3 +600,6 @@ mod notices;
 
 #[path = "ui/tiles.rs"]
 mod tiles;
+
+#[path = "ui/window.rs"]
+mod window;

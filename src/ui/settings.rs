@@ -20,6 +20,8 @@ pub struct Settings {
     pub relay_only: bool,
     /// A short sound when someone joins or leaves.
     pub join_sounds: bool,
+    /// Where the window was and how the call was laid out.
+    pub window: super::window::WindowState,
 }
 
 impl Default for Settings {
@@ -35,6 +37,7 @@ impl Default for Settings {
             noise_suppression: true,
             relay_only: false,
             join_sounds: true,
+            window: Default::default(),
         }
     }
 }

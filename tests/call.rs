@@ -550,3 +550,27 @@ async fn a_camera_that_vanishes_mid_call_is_reported_and_the_call_goes_on() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speaking_into_a_muted_microphone_is_reported_until_unmuted() {
+    let srv = support::server().await;
+    let url = srv.ws_url();
+    // The synthetic tone (about -13.5 dBFS) stands for someone speaking.
+    let mut a = TestPeer::join(&url, "muted", "ada", synthetic(160, 120, 440.0)).await;
+    let speaking = |e: &Event| match e {
+        Event::SpeakingWhileMuted(s) => Some(*s),
+        _ => None,
+    };
+    // Heard while unmuted: nothing to say (a few ticks of it).
+    for _ in 0..2 {
+        a.until("a stats tick", |e| {
+            matches!(e, Event::Stats(_)).then_some(())
+        })
+        .await;
+    }
+    assert!(a.seen.iter().all(|e| speaking(e).is_none()), "{:?}", a.seen);
+    a.send(Command::SetAudioMuted(true));
+    assert!(a.until("speaking while muted", speaking).await);
+    a.send(Command::SetAudioMuted(false));
+    assert!(!a.until("unmuted", speaking).await);
+}

@@ -19,6 +19,8 @@ struct Rig {
     events: std::sync::mpsc::Sender<UiEvent>,
     media: Arc<UiSink>,
     rooms_asked: usize,
+    /// The join (true) and leave chimes asked for.
+    chimes: Vec<bool>,
 }
 
 fn app() -> (App, Rig) {
@@ -44,6 +46,7 @@ fn app_with(server: &str) -> (App, Rig) {
             events,
             media,
             rooms_asked: 0,
+            chimes: Vec::new(),
         },
     )
 }
@@ -55,12 +58,16 @@ fn harness(app: App) -> Harness<'static, App> {
 }
 
 /// The commands sent so far, by name; the pre-join screen's background room-list
-/// requests left out (`rooms_asked` counts them).
+/// requests and the join chimes left out (`rooms_asked` and `chimes` keep them).
 fn sent(rig: &mut Rig) -> Vec<String> {
     let mut out = Vec::new();
     while let Ok(c) = rig.commands.try_recv() {
         if let UiCommand::RefreshRooms { .. } = c {
             rig.rooms_asked += 1;
+            continue;
+        }
+        if let UiCommand::Chime { rising } = c {
+            rig.chimes.push(rising);
             continue;
         }
         out.push(match c {
@@ -587,3 +594,12 @@ mod prejoin;
 
 #[path = "ui/layout.rs"]
 mod layout;
+
+#[path = "ui/notices.rs"]
+mod notices;
+
+#[path = "ui/tiles.rs"]
+mod tiles;
+
+#[path = "ui/window.rs"]
+mod window;

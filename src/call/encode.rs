@@ -3,14 +3,14 @@
 //! units to the send stage. Codec work never runs on tokio workers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use crate::media::{
     AUDIO_FRAME_SAMPLES, AudioFrame, AudioSource, EncoderSettings, H264Encoder, OpusEncoder,
-    Scaler, VideoFrame, VideoSource,
+    Scaler, VideoFrame, VideoSource, level_dbfs,
 };
 
 use super::ladder::Ladder;
@@ -329,6 +329,34 @@ pub struct AudioCapture {
     muted: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     ctl: std::sync::mpsc::Sender<AudioCtl>,
+    heard: Arc<Heard>,
+}
+
+/// The loudest frame the microphone heard since it was last read, muted or not (what a
+/// "you are muted" notice needs: the frames sent while muted are silence).
+#[derive(Debug, Default)]
+struct Heard {
+    /// dBFS above the floor, as f32 bits: non-negative floats order like their bits,
+    /// so `fetch_max` keeps the loudest.
+    above_floor: AtomicU32,
+    any: AtomicBool,
+}
+
+/// The quietest level recorded (digital silence).
+const FLOOR_DBFS: f32 = -120.0;
+
+impl Heard {
+    fn record(&self, dbfs: f32) {
+        let v = (dbfs - FLOOR_DBFS).max(0.0);
+        self.above_floor.fetch_max(v.to_bits(), Ordering::Relaxed);
+        self.any.store(true, Ordering::Relaxed);
+    }
+
+    fn take(&self) -> Option<f32> {
+        self.any
+            .swap(false, Ordering::Relaxed)
+            .then(|| f32::from_bits(self.above_floor.swap(0, Ordering::Relaxed)) + FLOOR_DBFS)
+    }
 }
 
 impl AudioCapture {
@@ -345,7 +373,9 @@ impl AudioCapture {
         let (ctl, ctl_rx) = std::sync::mpsc::channel::<AudioCtl>();
         let (tx, rx) = mpsc::channel::<(Vec<u8>, Duration)>(16);
         spawn_fanout(fanout.clone(), rx, counters.clone());
+        let heard = Arc::new(Heard::default());
         let (m, s, c, track) = (muted.clone(), stop.clone(), counters.clone(), track);
+        let h = heard.clone();
         std::thread::Builder::new()
             .name(format!("capture-{track}"))
             .spawn(move || {
@@ -388,6 +418,7 @@ impl AudioCapture {
                             continue;
                         }
                     };
+                    h.record(level_dbfs(&frame.samples));
                     // Muted still sends (digital silence costs a few bytes) so the
                     // far end's jitter buffer and clock keep running.
                     if m.load(Ordering::Relaxed) {
@@ -418,11 +449,18 @@ impl AudioCapture {
             muted,
             stop,
             ctl,
+            heard,
         }
     }
 
     pub fn set_muted(&self, muted: bool) {
         self.muted.store(muted, Ordering::Relaxed);
+    }
+
+    /// The loudest the microphone heard (dBFS) since the last call, also while muted;
+    /// None if no frame arrived since.
+    pub fn take_heard_dbfs(&self) -> Option<f32> {
+        self.heard.take()
     }
 
     pub fn replace_source(&self, source: Box<dyn AudioSource>) {
@@ -433,5 +471,27 @@ impl AudioCapture {
 impl Drop for AudioCapture {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_microphone_level_read_is_the_loudest_since_the_last_read() {
+        let h = Heard::default();
+        assert_eq!(h.take(), None, "nothing heard yet");
+        for l in [-60.0, -18.5, -140.0, -30.0] {
+            h.record(l);
+        }
+        assert_eq!(h.take(), Some(-18.5));
+        assert_eq!(h.take(), None, "read once");
+        h.record(-140.0);
+        assert_eq!(
+            h.take(),
+            Some(FLOOR_DBFS),
+            "below the floor reads as the floor"
+        );
     }
 }

@@ -9,6 +9,7 @@ mod decode;
 mod encode;
 mod error;
 mod ladder;
+mod muted_speech;
 mod negotiation;
 mod peer;
 mod quality;

@@ -16,6 +16,7 @@ use super::model::{Model, Screen};
 use super::settings::Settings;
 use super::sink::UiSink;
 use super::video::TileKey;
+use super::window::{SystemTheme, apply_theme};
 
 pub const SHORTCUT_MIC: KeyboardShortcut = KeyboardShortcut::new(Modifiers::CTRL, Key::D);
 pub const SHORTCUT_CAMERA: KeyboardShortcut = KeyboardShortcut::new(Modifiers::CTRL, Key::E);
@@ -36,6 +37,8 @@ pub struct App {
     pub(super) shown_server_error: Option<String>,
     /// The window went full screen for a tile (and returns when it is left).
     window_full_screen: bool,
+    /// The desktop's light/dark preference, as far as it is known.
+    system_theme: SystemTheme,
 }
 
 impl App {
@@ -46,8 +49,11 @@ impl App {
         settings: Settings,
         settings_path: Option<std::path::PathBuf>,
     ) -> Self {
+        let mut model = Model::new(commands, settings, settings_path);
+        model.layout.mode = model.settings.window.layout;
+        model.layout.hide_self = model.settings.window.hide_self;
         Self {
-            model: Model::new(commands, settings, settings_path),
+            model,
             events,
             media,
             textures: HashMap::new(),
@@ -55,7 +61,24 @@ impl App {
             last_layout: HashMap::new(),
             shown_server_error: None,
             window_full_screen: false,
+            system_theme: SystemTheme::default(),
         }
+    }
+
+    /// Follows what the desktop prefers when the windowing system does not say.
+    pub fn with_system_theme(mut self, theme: SystemTheme) -> Self {
+        self.system_theme = theme;
+        self
+    }
+
+    /// The look and the window's geometry and layout, kept in the settings (saved with
+    /// them: on joining, on a device change, on exit).
+    fn remember_window(&mut self, ctx: &egui::Context) {
+        apply_theme(ctx, &self.model.settings.window, self.system_theme.get());
+        let w = &mut self.model.settings.window;
+        ctx.input(|i| w.observe(i.viewport()));
+        w.layout = self.model.layout.mode;
+        w.hide_self = self.model.layout.hide_self;
     }
 
     /// Join as soon as the server address is known (`--join`).
@@ -104,6 +127,7 @@ impl App {
     /// Draws one frame of the app.
     pub fn show(&mut self, ui: &mut egui::Ui) {
         self.media.attach(ui.ctx());
+        self.remember_window(ui.ctx());
         self.drain_events();
         self.upload_frames(ui.ctx());
         match self.model.screen {
@@ -138,6 +162,10 @@ impl App {
 }
 
 impl eframe::App for App {
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        self.model.save_settings();
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.show(ui);
         // The call timer ticks once a second; media and events repaint on their own.

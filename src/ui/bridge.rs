@@ -16,7 +16,7 @@ use crate::signaling::{ClientOptions, Server, ServerConfig, SignalingClient};
 
 use super::choices::{AudioChoice, DeviceList, SpeakerChoice, VideoChoice};
 use super::echo::EchoPath;
-use super::previews::{RING_STREAM, run_mic_meter, run_preview, run_ringer};
+use super::previews::{RING_STREAM, run_chime, run_mic_meter, run_preview, run_ringer};
 use super::sink::UiSink;
 use super::video::SELF_ID;
 
@@ -58,6 +58,10 @@ pub enum UiCommand {
     ShareScreen(usize),
     /// Play the ring tone (an incoming call) or stop it.
     Ring(bool),
+    /// The short sound of someone joining (rising) or leaving.
+    Chime {
+        rising: bool,
+    },
     /// Let other hosts use the built-in server (it starts open to this machine only).
     ShareOnLan(bool),
     Engine(Command),
@@ -77,6 +81,7 @@ impl std::fmt::Debug for UiCommand {
             Self::SetEchoCancellation(on) => write!(f, "SetEchoCancellation({on})"),
             Self::ShareScreen(i) => write!(f, "ShareScreen({i})"),
             Self::Ring(on) => write!(f, "Ring({on})"),
+            Self::Chime { rising } => write!(f, "Chime({rising})"),
             Self::ShareOnLan(open) => write!(f, "ShareOnLan({open})"),
             Self::Engine(c) => write!(f, "Engine({})", command_name(c)),
         }
@@ -362,6 +367,12 @@ impl Engine {
                 match opened {
                     Ok(src) => self.engine(Command::StartScreenShare(Box::new(src))),
                     Err(e) => self.error(format!("screen share: {e}")),
+                }
+            }
+            UiCommand::Chime { rising } => {
+                // A chime lasts 240 ms and ends on its own; a second one plays after it.
+                if self.call.is_some() {
+                    run_chime(self.media.clone(), rising);
                 }
             }
             UiCommand::ShareOnLan(open) => {

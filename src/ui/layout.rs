@@ -21,7 +21,8 @@ const TAKEOVER_DB: f32 = 6.0;
 /// ...for this long, so a cough or a short "yes" doesn't flip the stage.
 const TAKEOVER_HOLD: Duration = Duration::from_millis(1200);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LayoutMode {
     /// Everyone the same size, paged beyond [`PAGE_SIZE`].
     #[default]

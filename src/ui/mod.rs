@@ -10,13 +10,16 @@ pub mod console;
 mod echo;
 mod layout;
 mod model;
+mod netquality;
 mod prejoin;
 mod previews;
 mod settings;
 mod sink;
 mod sound;
+mod toasts;
 mod video;
 mod views;
+mod window;
 
 use std::sync::Arc;
 
@@ -31,6 +34,7 @@ pub use sink::UiSink;
 pub use sound::Sound;
 pub use video::{SELF_ID, VideoFrames};
 pub use views::widgets::guest_link;
+pub use window::{ThemeChoice, WindowState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UiError {
@@ -81,10 +85,15 @@ pub fn run(opts: DesktopOptions) -> Result<(), UiError> {
         settings.microphone = m.clone();
     }
     let embed = settings.server.trim().is_empty();
+    let place = &settings.window;
     let mut viewport = eframe::egui::ViewportBuilder::default()
         .with_title("confab")
         .with_app_id("confab")
-        .with_inner_size([1180.0, 700.0]);
+        .with_inner_size(place.open_size())
+        .with_maximized(place.maximized);
+    if let Some(p) = place.open_position() {
+        viewport = viewport.with_position(p);
+    }
     // The icon the package installs, also on the window.
     match eframe::icon_data::from_png_bytes(include_bytes!("../../assets/confab.png")) {
         Ok(icon) => viewport = viewport.with_icon(icon),
@@ -102,7 +111,9 @@ pub fn run(opts: DesktopOptions) -> Result<(), UiError> {
             let media = Arc::new(UiSink::default());
             media.attach(&cc.egui_ctx);
             let (commands, events) = bridge::spawn(media.clone(), embed, cc.egui_ctx.clone());
-            let mut app = App::new(commands, events, media, settings, path);
+            let theme = window::SystemTheme::watch(cc.egui_ctx.clone());
+            let mut app =
+                App::new(commands, events, media, settings, path).with_system_theme(theme);
             if opts.join {
                 app = app.join_on_start();
                 if !embed {

@@ -15,6 +15,7 @@ use super::choices::{AudioChoice, DeviceList, SpeakerChoice, VideoChoice};
 use super::layout::Layout;
 use super::prejoin::{Field, FieldErrors, Remembered, route_join_error};
 use super::settings::Settings;
+use super::toasts::Toasts;
 
 /// Seconds of statistics kept for the plots.
 const STATS_HISTORY: usize = 120;
@@ -78,6 +79,8 @@ pub struct CallModel {
     pub stats: HashMap<String, VecDeque<PeerCallStats>>,
     /// Push-to-talk: the key is held and has unmuted us until it is let go.
     pub talking_held: bool,
+    /// The engine hears us speak into the muted microphone.
+    pub speaking_while_muted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +129,8 @@ pub struct Model {
     join_on_start: bool,
     /// The lobby's previews were started for the remembered devices.
     previews_started: bool,
+    /// Join and leave notices.
+    pub toasts: Toasts,
 }
 
 impl Model {
@@ -166,6 +171,7 @@ impl Model {
             layout: Layout::default(),
             join_on_start: false,
             previews_started: false,
+            toasts: Toasts::default(),
         }
     }
 
@@ -384,24 +390,32 @@ impl Model {
                 self.screen = Screen::Call;
             }
             Event::PeerJoined { id, name, state } => {
-                if !call.order.contains(&id) {
+                // Those already present when we joined are no news.
+                let new = !call.order.contains(&id);
+                if new {
                     call.order.push(id.clone());
                 }
                 call.peers.insert(
                     id,
                     PeerView {
-                        name,
+                        name: name.clone(),
                         state,
                         connection: ConnectionState::New,
                         reconnecting: false,
                         sharing_track: false,
                     },
                 );
+                if new {
+                    self.announce(format!("{name} joined"), true);
+                }
             }
             Event::PeerLeft { id, .. } => {
                 call.order.retain(|o| *o != id);
-                call.peers.remove(&id);
+                let gone = call.peers.remove(&id);
                 call.stats.remove(&id);
+                if let Some(p) = gone {
+                    self.announce(format!("{} left", p.name), false);
+                }
             }
             Event::PeerMediaState { id, state } => {
                 if let Some(p) = call.peers.get_mut(&id) {
@@ -466,6 +480,7 @@ impl Model {
                     }
                 }
             }
+            Event::SpeakingWhileMuted(s) => call.speaking_while_muted = s,
             Event::Error(m) => self.error(m),
             Event::Reconnecting { reason } => self.error(format!("{RECONNECTING}{reason}")),
             // Back as the same member: the outage notice has said what it had to.
@@ -474,6 +489,7 @@ impl Model {
                 self.set_incoming(None);
                 self.screen = Screen::Lobby;
                 self.call = CallModel::default();
+                self.toasts.clear();
                 self.layout.reset_call();
                 self.rooms_asked = None;
                 self.start_previews();
@@ -560,8 +576,10 @@ mod tests {
 
     fn model() -> (Model, UnboundedReceiver<UiCommand>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        // Without join chimes: these tests read the commands that matter to them.
         let settings = Settings {
             name: "Ada".into(),
+            join_sounds: false,
             ..Settings::default()
         };
         (Model::new(tx, settings, None), rx)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use eframe::egui;
 
 use crate::call;
-use crate::media::{AudioSource, RingTone, VideoSource, level_dbfs};
+use crate::media::{AudioSource, Chime, RingTone, VideoSource, level_dbfs};
 
 use super::sink::UiSink;
 use super::video::SELF_ID;
@@ -94,6 +94,25 @@ pub(super) fn run_ringer(media: Arc<UiSink>) -> Arc<AtomicBool> {
         },
         || {},
     )
+}
+
+/// The speaker stream chimes play on.
+const CHIME_STREAM: &str = "\u{1}chime";
+
+/// Plays a join (rising) or leave chime on the speaker; the thread ends with it.
+pub(super) fn run_chime(media: Arc<UiSink>, rising: bool) {
+    let mut chime = Chime::new(rising);
+    run_until_stopped(
+        "chime",
+        move || match chime.next_frame() {
+            Ok(f) => {
+                media.sound.play_sound(CHIME_STREAM, &f.samples);
+                true
+            }
+            Err(_) => false,
+        },
+        || {},
+    );
 }
 
 #[cfg(test)]

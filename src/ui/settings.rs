@@ -18,6 +18,10 @@ pub struct Settings {
     pub noise_suppression: bool,
     /// Media only through the server's TURN relays: peers never learn our addresses.
     pub relay_only: bool,
+    /// A short sound when someone joins or leaves.
+    pub join_sounds: bool,
+    /// Where the window was and how the call was laid out.
+    pub window: super::window::WindowState,
 }
 
 impl Default for Settings {
@@ -32,6 +36,8 @@ impl Default for Settings {
             echo_cancellation: true,
             noise_suppression: true,
             relay_only: false,
+            join_sounds: true,
+            window: Default::default(),
         }
     }
 }

@@ -180,6 +180,8 @@ pub enum Event {
         id: String,
         reconnecting: bool,
     },
+    /// The microphone is muted and hears someone speak (true), or no longer (false).
+    SpeakingWhileMuted(bool),
     /// The engine stopped; what it sent over the whole call.
     Left(SentTotals),
 }
@@ -268,6 +270,7 @@ pub async fn start(
             screen_shares: 0,
             estimates: Vec::new(),
             rates: None,
+            muted_speech: Default::default(),
         },
     };
     engine.on_welcome(welcome).await;

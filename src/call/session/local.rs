@@ -110,6 +110,19 @@ impl Engine {
         self.apply_rates();
     }
 
+    /// Tells the user when they speak into a muted microphone (and when they stopped).
+    pub(super) fn watch_muted_speech(&mut self) {
+        let heard = self.local.mic.as_ref().and_then(|m| m.take_heard_dbfs());
+        let muted = self.local.state.audio_muted;
+        if let Some(speaking) =
+            self.local
+                .muted_speech
+                .update(muted, heard, std::time::Instant::now())
+        {
+            self.emit(Event::SpeakingWhileMuted(speaking));
+        }
+    }
+
     pub(super) async fn report_stats(&mut self) {
         let mut out = Vec::with_capacity(self.peers.len());
         for (id, p) in &self.peers {

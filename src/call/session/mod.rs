@@ -21,6 +21,7 @@ use crate::signaling::{ClientEvent, JoinParams, SignalingClient};
 
 use crate::call::decode::RecvCounters;
 use crate::call::encode::{AudioCapture, CaptureFailure, VideoCapture};
+use crate::call::muted_speech::MutedSpeech;
 use crate::call::negotiation::Negotiator;
 use crate::call::peer::{ConnectionState, IceServerConfig, MediaKind, Peer, PeerEvent};
 use crate::call::rate::VideoRates;
@@ -97,6 +98,8 @@ struct Local {
     estimates: Vec<f64>,
     /// What the video encoders were last set to (None: their configured start).
     rates: Option<VideoRates>,
+    /// Whether someone speaks into the muted microphone.
+    muted_speech: MutedSpeech,
 }
 
 impl Engine {
@@ -148,6 +151,7 @@ impl Engine {
                 _ = tick.tick() => self.report_stats().await,
                 _ = rates.tick() => {
                     self.follow_estimates();
+                    self.watch_muted_speech();
                     self.restart_lost_paths().await;
                 }
                 _ = hello.tick() => {

@@ -1,5 +1,6 @@
 //! Blocking, self-paced media sources.
 
+mod chime;
 mod ring;
 mod synthetic;
 mod wav;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::error::MediaError;
 use super::frame::{AudioFrame, VideoFrame};
 
+pub use chime::{CHIME_FRAMES, Chime};
 pub use ring::{RING_CYCLE_MS, RING_NOTES_HZ, RingTone};
 pub use synthetic::{SyntheticAudio, SyntheticVideo};
 pub use wav::WavAudio;

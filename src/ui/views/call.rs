@@ -37,6 +37,7 @@ impl App {
         if let Some(full) = self.model.layout.full_screen.clone() {
             if self.call_tiles().contains(&full) {
                 egui::CentralPanel::no_frame().show(ui, |ui| self.tiles(ui));
+                self.notices(&ctx);
                 self.incoming_dialog(&ctx);
                 return;
             }
@@ -175,6 +176,7 @@ impl App {
                 egui::ScrollArea::vertical().show(ui, |ui| self.side_panel(ui));
             });
         egui::CentralPanel::default_margins().show(ui, |ui| self.tiles(ui));
+        self.notices(&ctx);
         self.incoming_dialog(&ctx);
     }
 

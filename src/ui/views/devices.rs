@@ -47,5 +47,13 @@ impl App {
         {
             self.model.set_echo_cancellation(aec);
         }
+        let mut sounds = self.model.settings.join_sounds;
+        if ui
+            .checkbox(&mut sounds, "Sound when someone joins or leaves")
+            .changed()
+        {
+            self.model.settings.join_sounds = sounds;
+            self.model.save_settings();
+        }
     }
 }

@@ -4,6 +4,7 @@ mod call;
 mod connection;
 mod devices;
 mod lobby;
+mod notices;
 mod panels;
 mod pickers;
 mod tiles;

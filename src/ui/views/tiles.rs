@@ -13,6 +13,7 @@ use super::widgets::{marks, paint_placeholder, paint_video};
 use crate::ui::app::App;
 use crate::ui::choices::VideoChoice;
 use crate::ui::layout::{Area, Arrangement, LayoutMode, Placed, SPEAKING_DBFS, Slot};
+use crate::ui::netquality::{MAX_BARS, net_quality};
 use crate::ui::video::{SELF_ID, TileKey};
 
 /// Room under the tiles for the page buttons, when there are pages.
@@ -196,6 +197,44 @@ impl App {
             Color32::WHITE,
         );
         self.tile_actions(ui, placed, rect, &format!("{name}{you}"));
+        if !is_self && !screen {
+            self.net_bars(ui, member, &name, rect);
+        }
+    }
+
+    /// Bars for the peer's network in the tile's top-left corner, the figures on hover.
+    fn net_bars(&self, ui: &mut egui::Ui, member: &str, name: &str, tile: Rect) {
+        let Some(q) = self.model.call.stats.get(member).and_then(net_quality) else {
+            return;
+        };
+        let at = Rect::from_min_size(tile.min + Vec2::new(8.0, 8.0), Vec2::new(30.0, 20.0));
+        let p = ui.painter();
+        p.rect_filled(at.expand(3.0), 4.0, Color32::from_black_alpha(120));
+        let on = match q.bars {
+            4 | 3 => Color32::from_rgb(80, 200, 100),
+            2 => Color32::from_rgb(230, 180, 50),
+            _ => Color32::from_rgb(220, 70, 60),
+        };
+        let w = at.width() / f32::from(MAX_BARS);
+        for i in 0..MAX_BARS {
+            let h = at.height() * f32::from(i + 1) / f32::from(MAX_BARS);
+            let bar = Rect::from_min_max(
+                pos2(at.left() + w * f32::from(i) + 1.0, at.bottom() - h),
+                pos2(at.left() + w * f32::from(i + 1) - 1.0, at.bottom()),
+            );
+            let fill = if i < q.bars {
+                on
+            } else {
+                Color32::from_gray(90)
+            };
+            p.rect_filled(bar, 1.0, fill);
+        }
+        let id = ui.scope_id().with(("net", member));
+        let response = ui.interact(at, id, Sense::hover());
+        // Screen readers (and tests) read the verdict; the tooltip has the figures.
+        let label = format!("Network of {name}: {} ({} of {MAX_BARS})", q.word(), q.bars);
+        response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, &label));
+        response.on_hover_text(q.details());
     }
 
     /// Double-click for full screen; Pin and Full screen on hover, also in its menu.

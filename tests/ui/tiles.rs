@@ -1,0 +1,49 @@
+//! What a tile says about its person: the network bars and their figures.
+
+use super::*;
+use confab::call::PeerCallStats;
+
+/// One second of Bob's statistics: counters grow from `base` by a second's worth.
+fn second(i: u64, lost_per_s: i64, lost_before: i64, rtt_ms: f64) -> PeerCallStats {
+    PeerCallStats {
+        id: "bob1".into(),
+        name: "Bob".into(),
+        connected: true,
+        audio_packets_received: 50 * i,
+        video_in_kbps: 800.0,
+        packets_lost: lost_before + lost_per_s * i as i64,
+        rtt_ms: Some(rtt_ms),
+        ..PeerCallStats::default()
+    }
+}
+
+fn stats(rig: &Rig, s: PeerCallStats) {
+    rig.events
+        .send(UiEvent::Engine(Event::Stats(vec![s])))
+        .unwrap();
+}
+
+#[test]
+fn the_network_bars_on_a_tile_follow_the_peers_statistics() {
+    let (app, rig) = app();
+    in_call(&rig);
+    let mut h = harness(app);
+    h.run();
+    assert!(
+        h.query_by_label_contains("Network of Bob").is_none(),
+        "no verdict before any statistics"
+    );
+    for i in 0..6 {
+        stats(&rig, second(i, 0, 0, 30.0));
+    }
+    h.run();
+    h.get_by_label("Network of Bob: good (4 of 4)");
+    // A lossy, slow stretch: 40 of about 140 packets a second lost.
+    for i in 6..12 {
+        stats(&rig, second(i, 40, -240, 600.0));
+    }
+    h.run();
+    h.get_by_label("Network of Bob: poor (0 of 4)").hover();
+    h.run_steps(30);
+    h.get_by_label_contains("round trip 600 ms");
+}

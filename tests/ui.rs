@@ -587,3 +587,6 @@ mod prejoin;
 
 #[path = "ui/layout.rs"]
 mod layout;
+
+#[path = "ui/quality.rs"]
+mod quality;

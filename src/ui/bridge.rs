@@ -17,6 +17,7 @@ use crate::signaling::{ClientOptions, Server, ServerConfig, SignalingClient};
 use super::choices::{AudioChoice, DeviceList, SpeakerChoice, VideoChoice};
 use super::echo::EchoPath;
 use super::previews::{RING_STREAM, run_mic_meter, run_preview, run_ringer};
+use super::quality::Quality;
 use super::sink::UiSink;
 use super::video::SELF_ID;
 
@@ -34,6 +35,7 @@ pub struct JoinRequest {
     pub speaker: SpeakerChoice,
     pub echo_cancellation: bool,
     pub relay_only: bool,
+    pub quality: Quality,
 }
 
 /// What the UI asks for.
@@ -178,6 +180,8 @@ struct Engine {
     ringer: Option<Arc<AtomicBool>>,
     screens: Vec<ScreenInfo>,
     server: Option<Server>,
+    /// The last join's quality: what cameras and screens opened mid-call follow.
+    quality: Quality,
 }
 
 async fn run(
@@ -213,6 +217,7 @@ async fn run(
         ringer: None,
         screens: Vec::new(),
         server,
+        quality: Quality::default(),
     };
     engine.scan_devices().await;
     while let Some(cmd) = commands.recv().await {
@@ -266,7 +271,8 @@ impl Engine {
                 self.media
                     .video
                     .forget_tile(SELF_ID, call::TrackRole::Camera);
-                match blocking(move || choice.open()).await {
+                let mode = self.quality.camera;
+                match blocking(move || choice.open(mode)).await {
                     Ok(Some(source)) => {
                         self.preview = Some(run_preview(source, self.media.clone()));
                     }
@@ -321,7 +327,8 @@ impl Engine {
             }
             UiCommand::SwitchCamera(choice) => {
                 let label = choice.label();
-                match blocking(move || choice.open()).await {
+                let mode = self.quality.camera;
+                match blocking(move || choice.open(mode)).await {
                     Ok(Some(src)) => self.engine(Command::SetCamera(src)),
                     Ok(None) => self.engine(Command::SetVideoMuted(true)),
                     Err(e) => self.error(format!("{label}: {e} (the call goes on)")),
@@ -352,15 +359,19 @@ impl Engine {
                     return;
                 }
                 let name = self.screens.get(index).map(|s| s.name.clone());
+                let fps = self.quality.screen.fps();
                 let opened = blocking(move || {
                     let Some(name) = name else {
                         return Err("no screen to capture".to_string());
                     };
-                    ScreenSource::open(index, SCREEN_FPS).map_err(|e| format!("{name}: {e}"))
+                    ScreenSource::open(index, fps).map_err(|e| format!("{name}: {e}"))
                 })
                 .await;
                 match opened {
-                    Ok(src) => self.engine(Command::StartScreenShare(Box::new(src))),
+                    Ok(src) => {
+                        let src = self.quality.screen_source(Box::new(src));
+                        self.engine(Command::StartScreenShare(src));
+                    }
                     Err(e) => self.error(format!("screen share: {e}")),
                 }
             }
@@ -399,11 +410,8 @@ impl Engine {
         &mut self,
         req: JoinRequest,
     ) -> Result<(CallHandle, mpsc::UnboundedReceiver<Event>), String> {
-        let mut cfg = CallConfig::new(&req.server, &req.room, &req.name);
-        cfg.password = req.password.clone();
-        if req.relay_only {
-            cfg.ice_transport = call::IceTransport::Relay;
-        }
+        let cfg = call_config(&req);
+        self.quality = req.quality;
         // Remote audio plays through the chosen speaker; its mix is the echo reference.
         let echo = EchoPath::start(req.echo_cancellation);
         self.echo = echo.clone();
@@ -417,9 +425,10 @@ impl Engine {
             Err(e) => self.error(format!("no sound out ({}): {e}", req.speaker.label())),
         }
         let (camera, microphone) = (req.camera.clone(), req.microphone.clone());
+        let mode = req.quality.camera;
         let media = blocking(move || {
             Ok(LocalMedia {
-                camera: camera.open()?,
+                camera: camera.open(mode)?,
                 microphone: echo.open_microphone(&microphone)?,
             })
         })
@@ -433,8 +442,16 @@ impl Engine {
     }
 }
 
-/// Frame rate of a shared screen: text stays sharp, motion is secondary.
-const SCREEN_FPS: f32 = 10.0;
+/// What the engine is started with for a join.
+pub(super) fn call_config(req: &JoinRequest) -> CallConfig {
+    let mut cfg = CallConfig::new(&req.server, &req.room, &req.name);
+    cfg.password = req.password.clone();
+    if req.relay_only {
+        cfg.ice_transport = call::IceTransport::Relay;
+    }
+    req.quality.apply(&mut cfg);
+    cfg
+}
 
 async fn list_rooms(server: &str) -> Result<Vec<RoomInfo>, String> {
     let opts = ClientOptions {
@@ -481,4 +498,45 @@ fn lan_address() -> Option<String> {
     socket.connect("192.0.2.1:9").ok()?;
     let ip = socket.local_addr().ok()?.ip();
     (!ip.is_unspecified()).then(|| ip.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::quality::{CameraMode, Resolution, ScreenPreference};
+
+    #[test]
+    fn a_join_starts_the_engine_with_the_forms_quality_and_relay_choice() {
+        let quality = Quality {
+            max_video_kbps: 2500,
+            camera: CameraMode {
+                resolution: Resolution::P1080,
+                fps: 24,
+            },
+            screen: ScreenPreference::Motion,
+        };
+        let req = JoinRequest {
+            server: "ws://h/ws".into(),
+            room: "team".into(),
+            name: "Ada".into(),
+            password: None,
+            camera: VideoChoice::None,
+            microphone: AudioChoice::None,
+            speaker: SpeakerChoice::Default,
+            echo_cancellation: true,
+            relay_only: true,
+            quality,
+        };
+        let cfg = call_config(&req);
+        assert_eq!(cfg.video.bitrate_bps, 2_500_000);
+        assert_eq!(cfg.video.fps, 24.0);
+        assert_eq!(cfg.screen_fps, ScreenPreference::Motion.fps());
+        assert_eq!(cfg.ice_transport, call::IceTransport::Relay);
+        let plain = call_config(&JoinRequest {
+            quality: Quality::default(),
+            ..req
+        });
+        assert_ne!(plain.video.bitrate_bps, cfg.video.bitrate_bps);
+        assert_ne!(plain.screen_fps, cfg.screen_fps);
+    }
 }

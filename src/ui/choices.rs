@@ -7,6 +7,8 @@ use crate::media::device::{
 };
 use crate::media::{AudioSource, SyntheticAudio, SyntheticVideo, VideoSource};
 
+use super::quality::CameraMode;
+
 /// Where video comes from. Synthetic sources are always named as such in the UI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VideoChoice {
@@ -116,13 +118,15 @@ impl VideoChoice {
         }
     }
 
-    pub(super) fn open(&self) -> Result<Option<Box<dyn VideoSource>>, String> {
+    /// Opens the source; a camera in `mode` (what it sends before the link shrinks it).
+    pub(super) fn open(&self, mode: CameraMode) -> Result<Option<Box<dyn VideoSource>>, String> {
+        let (w, h) = mode.resolution.size();
         match self {
             Self::None => Ok(None),
             Self::TestPattern => SyntheticVideo::new(640, 480, 30.0)
                 .map(|s| Some(Box::new(s) as Box<dyn VideoSource>))
                 .map_err(|e| e.to_string()),
-            Self::Camera(i, _) => CameraSource::open(*i, 1280, 720, 30)
+            Self::Camera(i, _) => CameraSource::open(*i, w, h, mode.fps)
                 .map(|s| Some(Box::new(s) as Box<dyn VideoSource>))
                 .map_err(|e| e.to_string()),
         }

@@ -237,6 +237,7 @@ impl Model {
             speaker: self.speaker.clone(),
             echo_cancellation: self.settings.echo_cancellation,
             relay_only: self.settings.relay_only,
+            quality: self.settings.quality,
         }));
     }
 

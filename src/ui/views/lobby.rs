@@ -249,6 +249,7 @@ impl App {
         self.room_list(ui);
         ui.add_space(8.0);
         ids.extend(self.connection_section(ui));
+        self.quality_section(ui);
         ids
     }
 

@@ -6,5 +6,6 @@ mod devices;
 mod lobby;
 mod panels;
 mod pickers;
+mod quality;
 mod tiles;
 pub(crate) mod widgets;

@@ -588,5 +588,8 @@ mod prejoin;
 #[path = "ui/layout.rs"]
 mod layout;
 
+#[path = "ui/files.rs"]
+mod files;
+
 #[path = "ui/quality.rs"]
 mod quality;

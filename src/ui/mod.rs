@@ -16,6 +16,7 @@ mod quality;
 mod settings;
 mod sink;
 mod sound;
+mod sources;
 mod video;
 mod views;
 
@@ -69,7 +70,7 @@ pub fn run(opts: DesktopOptions) -> Result<(), UiError> {
     if let Some(c) = &opts.camera {
         VideoChoice::parse(c).ok_or_else(|| {
             UiError::Option(format!(
-                "--camera takes none, synthetic or a camera index, not {c:?}"
+                "--camera takes none, synthetic, file:PATH.y4m or a camera index, not {c:?}"
             ))
         })?;
         settings.camera = c.clone();
@@ -77,7 +78,7 @@ pub fn run(opts: DesktopOptions) -> Result<(), UiError> {
     if let Some(m) = &opts.microphone {
         AudioChoice::parse(m).ok_or_else(|| {
             UiError::Option(format!(
-                "--microphone takes none, synthetic or a device id, not {m:?}"
+                "--microphone takes none, synthetic, file:PATH.wav or a device id, not {m:?}"
             ))
         })?;
         settings.microphone = m.clone();

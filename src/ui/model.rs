@@ -15,6 +15,7 @@ use super::choices::{AudioChoice, DeviceList, SpeakerChoice, VideoChoice};
 use super::layout::Layout;
 use super::prejoin::{Field, FieldErrors, Remembered, route_join_error};
 use super::settings::Settings;
+use super::sources::FileEntries;
 
 /// Seconds of statistics kept for the plots.
 const STATS_HISTORY: usize = 120;
@@ -126,6 +127,8 @@ pub struct Model {
     join_on_start: bool,
     /// The lobby's previews were started for the remembered devices.
     previews_started: bool,
+    /// Paths being typed for file sources.
+    pub files: FileEntries,
 }
 
 impl Model {
@@ -166,6 +169,7 @@ impl Model {
             layout: Layout::default(),
             join_on_start: false,
             previews_started: false,
+            files: FileEntries::default(),
         }
     }
 

@@ -593,3 +593,6 @@ mod files;
 
 #[path = "ui/quality.rs"]
 mod quality;
+
+#[path = "ui/checks.rs"]
+mod checks;

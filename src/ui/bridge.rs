@@ -62,6 +62,10 @@ pub enum UiCommand {
     Ring(bool),
     /// Let other hosts use the built-in server (it starts open to this machine only).
     ShareOnLan(bool),
+    /// Run `confab doctor`'s checks: this machine's, and `server`'s if there is one.
+    RunChecks {
+        server: Option<String>,
+    },
     Engine(Command),
 }
 
@@ -80,6 +84,7 @@ impl std::fmt::Debug for UiCommand {
             Self::ShareScreen(i) => write!(f, "ShareScreen({i})"),
             Self::Ring(on) => write!(f, "Ring({on})"),
             Self::ShareOnLan(open) => write!(f, "ShareOnLan({open})"),
+            Self::RunChecks { server } => write!(f, "RunChecks({server:?})"),
             Self::Engine(c) => write!(f, "Engine({})", command_name(c)),
         }
     }
@@ -122,6 +127,8 @@ pub enum UiEvent {
     /// The devices found (at start and on refresh), beside the synthetic ones.
     Devices(DeviceList),
     Error(String),
+    /// What the checks found.
+    Checks(crate::doctor::Report),
     Engine(Event),
 }
 
@@ -380,6 +387,22 @@ impl Engine {
                     server.set_lan_open(open);
                 }
             }
+            UiCommand::RunChecks { server } => {
+                // The network checks' futures are not Send: a thread of their own.
+                let out = self.out.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("checks".into())
+                    .spawn(move || out.send(UiEvent::Checks(run_checks(server))));
+                if let Err(e) = spawned {
+                    self.out.send(UiEvent::Checks(crate::doctor::Report {
+                        checks: vec![crate::doctor::Check::fail(
+                            "checks",
+                            format!("could not start: {e}"),
+                            "try again",
+                        )],
+                    }));
+                }
+            }
             UiCommand::Ring(on) => {
                 stop(&mut self.ringer);
                 self.media.sound.stop_sound(RING_STREAM);
@@ -440,6 +463,36 @@ impl Engine {
             .await
             .map_err(|e| e.to_string())
     }
+}
+
+/// `confab doctor`'s checks on a runtime of their own.
+fn run_checks(server: Option<String>) -> crate::doctor::Report {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return crate::doctor::Report {
+                checks: vec![crate::doctor::Check::fail(
+                    "checks",
+                    format!("no async runtime: {e}"),
+                    "try again",
+                )],
+            };
+        }
+    };
+    rt.block_on(async move {
+        match server {
+            Some(server) => {
+                let opts = crate::doctor::DoctorOptions {
+                    server: Some(server),
+                };
+                crate::doctor::run(opts).await
+            }
+            None => crate::doctor::run_local().await,
+        }
+    })
 }
 
 /// What the engine is started with for a join.

@@ -5,6 +5,7 @@
 
 mod app;
 mod bridge;
+mod checks;
 mod choices;
 pub mod console;
 mod echo;

@@ -11,6 +11,7 @@ use crate::media::device::ScreenInfo;
 use crate::signaling::protocol::{MediaState, RoomInfo, is_private_room};
 
 use super::bridge::{JoinRequest, UiCommand, UiEvent};
+use super::checks::CheckPanel;
 use super::choices::{AudioChoice, DeviceList, SpeakerChoice, VideoChoice};
 use super::layout::Layout;
 use super::prejoin::{Field, FieldErrors, Remembered, route_join_error};
@@ -129,6 +130,8 @@ pub struct Model {
     previews_started: bool,
     /// Paths being typed for file sources.
     pub files: FileEntries,
+    /// The pre-join screen's checks.
+    pub checks: CheckPanel,
 }
 
 impl Model {
@@ -170,6 +173,7 @@ impl Model {
             join_on_start: false,
             previews_started: false,
             files: FileEntries::default(),
+            checks: CheckPanel::default(),
         }
     }
 
@@ -362,6 +366,7 @@ impl Model {
                     None => self.error(format!("could not join: {m}")),
                 }
             }
+            UiEvent::Checks(report) => self.checks_done(report),
             UiEvent::Engine(ev) => self.apply_engine(ev),
         }
     }

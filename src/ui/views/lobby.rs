@@ -253,6 +253,7 @@ impl App {
         ui.add_space(8.0);
         ids.extend(self.connection_section(ui));
         self.quality_section(ui);
+        self.check_section(ui);
         ids
     }
 

@@ -1,6 +1,7 @@
 //! One file per view of the app; each draws from the [`Model`](super::model::Model).
 
 mod call;
+mod checks;
 mod connection;
 mod devices;
 mod lobby;

@@ -86,6 +86,29 @@ pub fn audio_file_entry() -> AudioChoice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ui::quality::CameraMode;
+
+    #[test]
+    fn a_file_choice_is_kept_by_its_path_and_opens_the_clip() {
+        let dir = tempfile::tempdir().unwrap();
+        let clip = dir.path().join("talk.y4m");
+        let mut bytes = b"YUV4MPEG2 W32 H16 F25:1 C420\nFRAME\n".to_vec();
+        bytes.extend(std::iter::repeat_n(90u8, 32 * 16 * 3 / 2));
+        std::fs::write(&clip, bytes).unwrap();
+        let choice = VideoChoice::File(clip.clone());
+        assert_eq!(VideoChoice::parse(&choice.key()), Some(choice.clone()));
+        let mut src = choice
+            .open(CameraMode::default())
+            .unwrap()
+            .expect("a source");
+        // Two reads: the one-frame clip loops instead of ending.
+        for _ in 0..2 {
+            let f = src.next_frame().unwrap();
+            assert_eq!((f.width, f.height, f.y[0]), (32, 16, 90));
+        }
+        let audio = AudioChoice::File(dir.path().join("a.wav"));
+        assert_eq!(AudioChoice::parse(&audio.key()), Some(audio));
+    }
 
     #[test]
     fn only_a_playable_clip_passes_and_each_failure_says_why() {

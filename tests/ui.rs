@@ -601,5 +601,13 @@ mod notices;
 #[path = "ui/tiles.rs"]
 mod tiles;
 
+#[path = "ui/files.rs"]
+mod files;
 #[path = "ui/window.rs"]
 mod window;
+
+#[path = "ui/quality.rs"]
+mod quality;
+
+#[path = "ui/checks.rs"]
+mod checks;

@@ -96,7 +96,16 @@ impl Report {
 
 /// Every check: this machine's display, devices and encoder, then the network.
 pub async fn run(opts: DoctorOptions) -> Report {
-    let mut checks = tokio::task::spawn_blocking(local::checks)
+    let mut report = run_local().await;
+    report
+        .checks
+        .extend(network::checks(opts.server.as_deref()).await);
+    report
+}
+
+/// This machine's checks only (the app before it has a server to check).
+pub async fn run_local() -> Report {
+    let checks = tokio::task::spawn_blocking(local::checks)
         .await
         .unwrap_or_else(|e| {
             vec![Check::fail(
@@ -105,7 +114,6 @@ pub async fn run(opts: DoctorOptions) -> Report {
                 "report this",
             )]
         });
-    checks.extend(network::checks(opts.server.as_deref()).await);
     Report { checks }
 }
 

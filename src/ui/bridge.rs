@@ -17,6 +17,7 @@ use crate::signaling::{ClientOptions, Server, ServerConfig, SignalingClient};
 use super::choices::{AudioChoice, DeviceList, SpeakerChoice, VideoChoice};
 use super::echo::EchoPath;
 use super::previews::{RING_STREAM, run_chime, run_mic_meter, run_preview, run_ringer};
+use super::quality::Quality;
 use super::sink::UiSink;
 use super::video::SELF_ID;
 
@@ -34,6 +35,7 @@ pub struct JoinRequest {
     pub speaker: SpeakerChoice,
     pub echo_cancellation: bool,
     pub relay_only: bool,
+    pub quality: Quality,
 }
 
 /// What the UI asks for.
@@ -64,6 +66,10 @@ pub enum UiCommand {
     },
     /// Let other hosts use the built-in server (it starts open to this machine only).
     ShareOnLan(bool),
+    /// Run `confab doctor`'s checks: this machine's, and `server`'s if there is one.
+    RunChecks {
+        server: Option<String>,
+    },
     Engine(Command),
 }
 
@@ -83,6 +89,7 @@ impl std::fmt::Debug for UiCommand {
             Self::Ring(on) => write!(f, "Ring({on})"),
             Self::Chime { rising } => write!(f, "Chime({rising})"),
             Self::ShareOnLan(open) => write!(f, "ShareOnLan({open})"),
+            Self::RunChecks { server } => write!(f, "RunChecks({server:?})"),
             Self::Engine(c) => write!(f, "Engine({})", command_name(c)),
         }
     }
@@ -125,6 +132,8 @@ pub enum UiEvent {
     /// The devices found (at start and on refresh), beside the synthetic ones.
     Devices(DeviceList),
     Error(String),
+    /// What the checks found.
+    Checks(crate::doctor::Report),
     Engine(Event),
 }
 
@@ -183,6 +192,8 @@ struct Engine {
     ringer: Option<Arc<AtomicBool>>,
     screens: Vec<ScreenInfo>,
     server: Option<Server>,
+    /// The last join's quality: what cameras and screens opened mid-call follow.
+    quality: Quality,
 }
 
 async fn run(
@@ -218,6 +229,7 @@ async fn run(
         ringer: None,
         screens: Vec::new(),
         server,
+        quality: Quality::default(),
     };
     engine.scan_devices().await;
     while let Some(cmd) = commands.recv().await {
@@ -271,7 +283,8 @@ impl Engine {
                 self.media
                     .video
                     .forget_tile(SELF_ID, call::TrackRole::Camera);
-                match blocking(move || choice.open()).await {
+                let mode = self.quality.camera;
+                match blocking(move || choice.open(mode)).await {
                     Ok(Some(source)) => {
                         self.preview = Some(run_preview(source, self.media.clone()));
                     }
@@ -326,7 +339,8 @@ impl Engine {
             }
             UiCommand::SwitchCamera(choice) => {
                 let label = choice.label();
-                match blocking(move || choice.open()).await {
+                let mode = self.quality.camera;
+                match blocking(move || choice.open(mode)).await {
                     Ok(Some(src)) => self.engine(Command::SetCamera(src)),
                     Ok(None) => self.engine(Command::SetVideoMuted(true)),
                     Err(e) => self.error(format!("{label}: {e} (the call goes on)")),
@@ -357,15 +371,19 @@ impl Engine {
                     return;
                 }
                 let name = self.screens.get(index).map(|s| s.name.clone());
+                let fps = self.quality.screen.fps();
                 let opened = blocking(move || {
                     let Some(name) = name else {
                         return Err("no screen to capture".to_string());
                     };
-                    ScreenSource::open(index, SCREEN_FPS).map_err(|e| format!("{name}: {e}"))
+                    ScreenSource::open(index, fps).map_err(|e| format!("{name}: {e}"))
                 })
                 .await;
                 match opened {
-                    Ok(src) => self.engine(Command::StartScreenShare(Box::new(src))),
+                    Ok(src) => {
+                        let src = self.quality.screen_source(Box::new(src));
+                        self.engine(Command::StartScreenShare(src));
+                    }
                     Err(e) => self.error(format!("screen share: {e}")),
                 }
             }
@@ -378,6 +396,22 @@ impl Engine {
             UiCommand::ShareOnLan(open) => {
                 if let Some(server) = &self.server {
                     server.set_lan_open(open);
+                }
+            }
+            UiCommand::RunChecks { server } => {
+                // The network checks' futures are not Send: a thread of their own.
+                let out = self.out.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("checks".into())
+                    .spawn(move || out.send(UiEvent::Checks(run_checks(server))));
+                if let Err(e) = spawned {
+                    self.out.send(UiEvent::Checks(crate::doctor::Report {
+                        checks: vec![crate::doctor::Check::fail(
+                            "checks",
+                            format!("could not start: {e}"),
+                            "try again",
+                        )],
+                    }));
                 }
             }
             UiCommand::Ring(on) => {
@@ -410,11 +444,8 @@ impl Engine {
         &mut self,
         req: JoinRequest,
     ) -> Result<(CallHandle, mpsc::UnboundedReceiver<Event>), String> {
-        let mut cfg = CallConfig::new(&req.server, &req.room, &req.name);
-        cfg.password = req.password.clone();
-        if req.relay_only {
-            cfg.ice_transport = call::IceTransport::Relay;
-        }
+        let cfg = call_config(&req);
+        self.quality = req.quality;
         // Remote audio plays through the chosen speaker; its mix is the echo reference.
         let echo = EchoPath::start(req.echo_cancellation);
         self.echo = echo.clone();
@@ -428,9 +459,10 @@ impl Engine {
             Err(e) => self.error(format!("no sound out ({}): {e}", req.speaker.label())),
         }
         let (camera, microphone) = (req.camera.clone(), req.microphone.clone());
+        let mode = req.quality.camera;
         let media = blocking(move || {
             Ok(LocalMedia {
-                camera: camera.open()?,
+                camera: camera.open(mode)?,
                 microphone: echo.open_microphone(&microphone)?,
             })
         })
@@ -444,8 +476,46 @@ impl Engine {
     }
 }
 
-/// Frame rate of a shared screen: text stays sharp, motion is secondary.
-const SCREEN_FPS: f32 = 10.0;
+/// `confab doctor`'s checks on a runtime of their own.
+fn run_checks(server: Option<String>) -> crate::doctor::Report {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return crate::doctor::Report {
+                checks: vec![crate::doctor::Check::fail(
+                    "checks",
+                    format!("no async runtime: {e}"),
+                    "try again",
+                )],
+            };
+        }
+    };
+    rt.block_on(async move {
+        match server {
+            Some(server) => {
+                let opts = crate::doctor::DoctorOptions {
+                    server: Some(server),
+                };
+                crate::doctor::run(opts).await
+            }
+            None => crate::doctor::run_local().await,
+        }
+    })
+}
+
+/// What the engine is started with for a join.
+pub(super) fn call_config(req: &JoinRequest) -> CallConfig {
+    let mut cfg = CallConfig::new(&req.server, &req.room, &req.name);
+    cfg.password = req.password.clone();
+    if req.relay_only {
+        cfg.ice_transport = call::IceTransport::Relay;
+    }
+    req.quality.apply(&mut cfg);
+    cfg
+}
 
 async fn list_rooms(server: &str) -> Result<Vec<RoomInfo>, String> {
     let opts = ClientOptions {
@@ -492,4 +562,45 @@ fn lan_address() -> Option<String> {
     socket.connect("192.0.2.1:9").ok()?;
     let ip = socket.local_addr().ok()?.ip();
     (!ip.is_unspecified()).then(|| ip.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::quality::{CameraMode, Resolution, ScreenPreference};
+
+    #[test]
+    fn a_join_starts_the_engine_with_the_forms_quality_and_relay_choice() {
+        let quality = Quality {
+            max_video_kbps: 2500,
+            camera: CameraMode {
+                resolution: Resolution::P1080,
+                fps: 24,
+            },
+            screen: ScreenPreference::Motion,
+        };
+        let req = JoinRequest {
+            server: "ws://h/ws".into(),
+            room: "team".into(),
+            name: "Ada".into(),
+            password: None,
+            camera: VideoChoice::None,
+            microphone: AudioChoice::None,
+            speaker: SpeakerChoice::Default,
+            echo_cancellation: true,
+            relay_only: true,
+            quality,
+        };
+        let cfg = call_config(&req);
+        assert_eq!(cfg.video.bitrate_bps, 2_500_000);
+        assert_eq!(cfg.video.fps, 24.0);
+        assert_eq!(cfg.screen_fps, ScreenPreference::Motion.fps());
+        assert_eq!(cfg.ice_transport, call::IceTransport::Relay);
+        let plain = call_config(&JoinRequest {
+            quality: Quality::default(),
+            ..req
+        });
+        assert_ne!(plain.video.bitrate_bps, cfg.video.bitrate_bps);
+        assert_ne!(plain.screen_fps, cfg.screen_fps);
+    }
 }

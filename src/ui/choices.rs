@@ -1,11 +1,15 @@
-//! What the user picks: a camera, microphone, speaker (or a synthetic source, always
-//! named as such), and the devices found to pick from.
+//! What the user picks: a camera, microphone, speaker (or a synthetic or file source,
+//! always named as such), and the devices found to pick from.
+
+use std::path::{Path, PathBuf};
 
 use crate::media::device::{
     AudioProcessor, CameraInfo, CameraSource, MicrophoneSource, ScreenInfo, Speaker, list_cameras,
     list_microphones, list_screens, list_speakers,
 };
-use crate::media::{AudioSource, SyntheticAudio, SyntheticVideo, VideoSource};
+use crate::media::{AudioSource, SyntheticAudio, SyntheticVideo, VideoSource, WavAudio, Y4mVideo};
+
+use super::quality::CameraMode;
 
 /// Where video comes from. Synthetic sources are always named as such in the UI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +18,8 @@ pub enum VideoChoice {
     TestPattern,
     /// A camera by nokhwa index, with its name for display.
     Camera(u32, String),
+    /// A y4m clip, looped. An empty path is the menu's "Video file..." entry.
+    File(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +28,8 @@ pub enum AudioChoice {
     TestTone,
     /// A microphone by cpal device id, with its name for display.
     Microphone(String, String),
+    /// A WAV clip, looped. An empty path is the menu's "Audio file..." entry.
+    File(PathBuf),
 }
 
 /// Where remote audio plays.
@@ -93,6 +101,8 @@ impl VideoChoice {
             Self::None => "No camera".into(),
             Self::TestPattern => "Test pattern (synthetic, not a camera)".into(),
             Self::Camera(_, name) => name.clone(),
+            Self::File(p) if p.as_os_str().is_empty() => "Video file...".into(),
+            Self::File(p) => format!("{} (video file, not a camera)", file_name(p)),
         }
     }
 
@@ -102,10 +112,14 @@ impl VideoChoice {
             Self::None => String::new(),
             Self::TestPattern => "synthetic".into(),
             Self::Camera(i, _) => format!("camera:{i}"),
+            Self::File(p) => format!("file:{}", p.display()),
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
+        if let Some(path) = s.strip_prefix("file:") {
+            return Some(Self::File(path.into()));
+        }
         match s {
             "" | "none" => Some(Self::None),
             "synthetic" | "test-pattern" => Some(Self::TestPattern),
@@ -116,15 +130,21 @@ impl VideoChoice {
         }
     }
 
-    pub(super) fn open(&self) -> Result<Option<Box<dyn VideoSource>>, String> {
+    /// Opens the source; a camera in `mode` (what it sends before the link shrinks it).
+    pub(super) fn open(&self, mode: CameraMode) -> Result<Option<Box<dyn VideoSource>>, String> {
+        let (w, h) = mode.resolution.size();
         match self {
             Self::None => Ok(None),
             Self::TestPattern => SyntheticVideo::new(640, 480, 30.0)
                 .map(|s| Some(Box::new(s) as Box<dyn VideoSource>))
                 .map_err(|e| e.to_string()),
-            Self::Camera(i, _) => CameraSource::open(*i, 1280, 720, 30)
+            Self::Camera(i, _) => CameraSource::open(*i, w, h, mode.fps)
                 .map(|s| Some(Box::new(s) as Box<dyn VideoSource>))
                 .map_err(|e| e.to_string()),
+            // A clip plays at its own size and rate.
+            Self::File(p) => Y4mVideo::open(p, None)
+                .map(|s| Some(Box::new(s) as Box<dyn VideoSource>))
+                .map_err(|e| format!("{}: {e}", p.display())),
         }
     }
 }
@@ -135,6 +155,8 @@ impl AudioChoice {
             Self::None => "No microphone".into(),
             Self::TestTone => "Test tone (synthetic, not a microphone)".into(),
             Self::Microphone(_, name) => name.clone(),
+            Self::File(p) if p.as_os_str().is_empty() => "Audio file...".into(),
+            Self::File(p) => format!("{} (audio file, not a microphone)", file_name(p)),
         }
     }
 
@@ -143,10 +165,14 @@ impl AudioChoice {
             Self::None => String::new(),
             Self::TestTone => "synthetic".into(),
             Self::Microphone(id, _) => format!("mic:{id}"),
+            Self::File(p) => format!("file:{}", p.display()),
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
+        if let Some(path) = s.strip_prefix("file:") {
+            return Some(Self::File(path.into()));
+        }
         match s {
             "" | "none" => Some(Self::None),
             "synthetic" | "test-tone" => Some(Self::TestTone),
@@ -172,7 +198,54 @@ impl AudioChoice {
                 }
                 Ok(Some(Box::new(mic)))
             }
+            Self::File(p) => WavAudio::open(p)
+                .map(|s| Some(Box::new(s) as Box<dyn AudioSource>))
+                .map_err(|e| format!("{}: {e}", p.display())),
         }
+    }
+}
+
+/// A file's name for a menu (the whole path if it has none).
+fn file_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Whether `path` names a y4m clip this app can play (the header is read, not the clip).
+pub fn check_video_file(path: &str) -> Result<PathBuf, String> {
+    let path = existing_file(path)?;
+    Y4mVideo::open(&path, None)
+        .map(|_| path)
+        .map_err(|e| match e {
+            crate::media::MediaError::Io(e) => format!("Cannot read the file: {e}"),
+            _ => "Not a y4m video (8-bit 4:2:0 YUV4MPEG2)".into(),
+        })
+}
+
+/// Whether `path` names a WAV clip with sound in it.
+pub fn check_audio_file(path: &str) -> Result<PathBuf, String> {
+    let path = existing_file(path)?;
+    match hound::WavReader::open(&path) {
+        Ok(r) if r.duration() > 0 => Ok(path),
+        Ok(_) => Err("The WAV file has no sound in it".into()),
+        Err(hound::Error::IoError(e)) => Err(format!("Cannot read the file: {e}")),
+        Err(_) => Err("Not a WAV audio file".into()),
+    }
+}
+
+fn existing_file(path: &str) -> Result<PathBuf, String> {
+    let path = path.trim();
+    if path.is_empty() {
+        return Err("Type the file's path".into());
+    }
+    let path = PathBuf::from(path);
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(path),
+        Ok(_) => Err("Not a file".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("No such file".into()),
+        Err(e) => Err(format!("Cannot read the file: {e}")),
     }
 }
 

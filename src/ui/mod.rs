@@ -5,6 +5,7 @@
 
 mod app;
 mod bridge;
+mod checks;
 mod choices;
 pub mod console;
 mod echo;
@@ -13,9 +14,11 @@ mod model;
 mod netquality;
 mod prejoin;
 mod previews;
+mod quality;
 mod settings;
 mod sink;
 mod sound;
+mod sources;
 mod toasts;
 mod video;
 mod views;
@@ -29,6 +32,7 @@ pub use choices::{AudioChoice, DeviceList, SpeakerChoice, VideoChoice};
 pub use layout::{Area, Arrangement, Layout, LayoutMode, Placed, Slot};
 pub use model::{CallModel, Model, PeerView, Screen};
 pub use prejoin::Field;
+pub use quality::{CameraMode, Quality, Resolution, ScreenPreference};
 pub use settings::Settings;
 pub use sink::UiSink;
 pub use sound::Sound;
@@ -71,7 +75,7 @@ pub fn run(opts: DesktopOptions) -> Result<(), UiError> {
     if let Some(c) = &opts.camera {
         VideoChoice::parse(c).ok_or_else(|| {
             UiError::Option(format!(
-                "--camera takes none, synthetic or a camera index, not {c:?}"
+                "--camera takes none, synthetic, file:PATH.y4m or a camera index, not {c:?}"
             ))
         })?;
         settings.camera = c.clone();
@@ -79,7 +83,7 @@ pub fn run(opts: DesktopOptions) -> Result<(), UiError> {
     if let Some(m) = &opts.microphone {
         AudioChoice::parse(m).ok_or_else(|| {
             UiError::Option(format!(
-                "--microphone takes none, synthetic or a device id, not {m:?}"
+                "--microphone takes none, synthetic, file:PATH.wav or a device id, not {m:?}"
             ))
         })?;
         settings.microphone = m.clone();

@@ -11,10 +11,12 @@ use crate::media::device::ScreenInfo;
 use crate::signaling::protocol::{MediaState, RoomInfo, is_private_room};
 
 use super::bridge::{JoinRequest, UiCommand, UiEvent};
+use super::checks::CheckPanel;
 use super::choices::{AudioChoice, DeviceList, SpeakerChoice, VideoChoice};
 use super::layout::Layout;
 use super::prejoin::{Field, FieldErrors, Remembered, route_join_error};
 use super::settings::Settings;
+use super::sources::FileEntries;
 use super::toasts::Toasts;
 
 /// Seconds of statistics kept for the plots.
@@ -131,6 +133,10 @@ pub struct Model {
     previews_started: bool,
     /// Join and leave notices.
     pub toasts: Toasts,
+    /// Paths being typed for file sources.
+    pub files: FileEntries,
+    /// The pre-join screen's checks.
+    pub checks: CheckPanel,
 }
 
 impl Model {
@@ -172,6 +178,8 @@ impl Model {
             join_on_start: false,
             previews_started: false,
             toasts: Toasts::default(),
+            files: FileEntries::default(),
+            checks: CheckPanel::default(),
         }
     }
 
@@ -243,6 +251,7 @@ impl Model {
             speaker: self.speaker.clone(),
             echo_cancellation: self.settings.echo_cancellation,
             relay_only: self.settings.relay_only,
+            quality: self.settings.quality,
         }));
     }
 
@@ -363,6 +372,7 @@ impl Model {
                     None => self.error(format!("could not join: {m}")),
                 }
             }
+            UiEvent::Checks(report) => self.checks_done(report),
             UiEvent::Engine(ev) => self.apply_engine(ev),
         }
     }

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::quality::Quality;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -22,6 +24,7 @@ pub struct Settings {
     pub join_sounds: bool,
     /// Where the window was and how the call was laid out.
     pub window: super::window::WindowState,
+    pub quality: Quality,
 }
 
 impl Default for Settings {
@@ -38,6 +41,7 @@ impl Default for Settings {
             relay_only: false,
             join_sounds: true,
             window: Default::default(),
+            quality: Quality::default(),
         }
     }
 }
@@ -106,6 +110,8 @@ impl Settings {
 mod tests {
     use super::*;
 
+    use crate::ui::quality::{CameraMode, Resolution, ScreenPreference};
+
     #[test]
     fn the_default_name_is_the_full_name_from_passwd_else_the_login() {
         let passwd = "root:x:0:0:root:/root:/bin/bash\n\
@@ -131,10 +137,23 @@ mod tests {
             server: "ws://10.0.0.2:8787/ws".into(),
             name: "Ada".into(),
             echo_cancellation: false,
+            camera: "file:/clips/talk.y4m".into(),
+            quality: Quality {
+                max_video_kbps: 600,
+                camera: CameraMode {
+                    resolution: Resolution::P360,
+                    fps: 15,
+                },
+                screen: ScreenPreference::Motion,
+            },
             ..Settings::default()
         };
+        assert_ne!(s.quality, Quality::default());
         s.save(&path).unwrap();
         assert_eq!(Settings::load(&path), s);
+        // A file from before the quality settings keeps its defaults.
+        std::fs::write(&path, "name = \"Bob\"\n").unwrap();
+        assert_eq!(Settings::load(&path).quality, Quality::default());
         std::fs::write(&path, "name = [1, 2").unwrap();
         assert_eq!(Settings::load(&path), Settings::default());
     }

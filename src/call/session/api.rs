@@ -29,6 +29,8 @@ pub struct CallConfig {
     /// `Relay`: media only through the TURN servers the welcome names.
     pub ice_transport: IceTransport,
     pub video: VideoEncoding,
+    /// What a shared screen's source is paced at: its encoder and timestamps follow it.
+    pub screen_fps: f32,
     pub audio_bitrate_bps: u32,
     /// Answer every ringing call at once (headless peers).
     pub auto_answer: bool,
@@ -49,6 +51,7 @@ impl CallConfig {
                 bitrate_bps: 1_500_000,
                 keyframe_interval_frames: 0,
             },
+            screen_fps: 10.0,
             audio_bitrate_bps: 32_000,
             auto_answer: false,
             stats_interval: Duration::from_secs(1),

@@ -14,13 +14,11 @@ impl Engine {
         role: TrackRole,
         src: Box<dyn VideoSource>,
     ) -> VideoCapture {
-        let cap = VideoCapture::start(
-            role,
-            src,
-            self.config.video,
-            self.fail_tx.clone(),
-            self.sink.clone(),
-        );
+        let mut encoding = self.config.video;
+        if role == TrackRole::Screen {
+            encoding.fps = self.config.screen_fps;
+        }
+        let cap = VideoCapture::start(role, src, encoding, self.fail_tx.clone(), self.sink.clone());
         for (id, p) in &self.peers {
             self.attach(&cap, &p.peer, id, role).await;
         }

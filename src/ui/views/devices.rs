@@ -2,8 +2,10 @@
 
 use eframe::egui::{self};
 
+use super::lobby::field_error;
 use crate::ui::app::App;
 use crate::ui::bridge::UiCommand;
+use crate::ui::prejoin::Field;
 
 impl App {
     /// Mid-call device choices: each change swaps the source behind the same track.
@@ -40,6 +42,10 @@ impl App {
                 self.speaker_picker(ui).labelled_by(l.id);
                 ui.end_row();
             });
+        self.video_file_field(ui);
+        field_error(ui, &self.model.field_errors, Field::Camera);
+        self.audio_file_field(ui);
+        field_error(ui, &self.model.field_errors, Field::Microphone);
         let mut aec = self.model.settings.echo_cancellation;
         if ui
             .checkbox(&mut aec, "Echo cancellation and noise suppression")

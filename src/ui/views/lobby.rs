@@ -84,13 +84,14 @@ impl App {
             None => {
                 let why = match camera {
                     VideoChoice::None => "Camera off",
+                    VideoChoice::File(_) => "Opening the video file…",
                     _ => "Starting the camera…",
                 };
                 paint_placeholder(ui, rect, &self.model.settings.name, why);
             }
         }
-        if camera == VideoChoice::TestPattern {
-            // Never let a synthetic source pass for the camera.
+        if matches!(camera, VideoChoice::TestPattern | VideoChoice::File(_)) {
+            // Never let a synthetic or file source pass for the camera.
             ui.put(
                 Rect::from_min_size(rect.min + Vec2::splat(8.0), Vec2::new(rect.width(), 20.0)),
                 egui::Label::new(
@@ -154,6 +155,7 @@ impl App {
                         let c = self.model.camera.clone();
                         self.model.preview_camera(c);
                     }
+                    self.video_file_field(ui);
                     field_error(ui, &self.model.field_errors, Field::Camera);
                 });
                 ui.end_row();
@@ -165,6 +167,7 @@ impl App {
                         let m = self.model.microphone.clone();
                         self.model.preview_microphone(m);
                     }
+                    self.audio_file_field(ui);
                     field_error(ui, &self.model.field_errors, Field::Microphone);
                 });
                 ui.end_row();
@@ -249,6 +252,8 @@ impl App {
         self.room_list(ui);
         ui.add_space(8.0);
         ids.extend(self.connection_section(ui));
+        self.quality_section(ui);
+        self.check_section(ui);
         ids
     }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Screenshots for the docs, under Xvfb: the pre-join screen (prejoin.png) and a call in
-# the grid layout with three headless peers (grid.png). Synthetic camera and tone: the
+# Screenshots for the docs, under Xvfb: the pre-join screen (prejoin.png) and a call with
+# three headless peers in the grid layout (grid.png) and in speaker view (speaker.png). Synthetic camera and tone: the
 # pictures show the test pattern, captioned as such.
 # Usage: docs/screenshots/take.sh [path to the confab binary]
 set -euo pipefail
@@ -15,7 +15,7 @@ trap cleanup EXIT
 export XDG_CONFIG_HOME=$(mktemp -d)
 
 fifo=$(mktemp -u) && mkfifo "$fifo"
-Xvfb -displayfd 3 -screen 0 1180x700x24 -nolisten tcp 3>"$fifo" 2>/dev/null &
+Xvfb -displayfd 3 -screen 0 1180x700x24 -nolisten tcp -noreset 3>"$fifo" 2>/dev/null &
 pids+=($!)
 read -r n <"$fifo" && rm -f "$fifo"
 export DISPLAY=:$n
@@ -26,7 +26,7 @@ pids+=($!)
 sleep 2
 
 # Someone already in the room, so the pre-join screen says so.
-"$BIN" headless --server "$SERVER" --room team --name Grace --seconds 40 --bind 127.0.0.1 \
+"$BIN" headless --server "$SERVER" --room team --name Grace --seconds 80 --bind 127.0.0.1 \
   --report /dev/null >/dev/null 2>&1 &
 pids+=($!)
 "$BIN" --server "$SERVER" --room team --name "Ada Lovelace" --camera synthetic \
@@ -38,13 +38,29 @@ import -display "$DISPLAY" -window root "$OUT/prejoin.png"
 kill "$app"
 
 for who in Bob Carol; do
-  "$BIN" headless --server "$SERVER" --room team --name "$who" --seconds 40 \
+  "$BIN" headless --server "$SERVER" --room team --name "$who" --seconds 80 \
     --bind 127.0.0.1 --report /dev/null >/dev/null 2>&1 &
   pids+=($!)
 done
-"$BIN" --server "$SERVER" --room team --name "Ada Lovelace" --camera synthetic \
-  --microphone synthetic --join >/dev/null 2>&1 &
-pids+=($!)
-sleep 15
+join() {
+  "$BIN" --server "$SERVER" --room team --name "Ada Lovelace" --camera synthetic \
+    --microphone synthetic --join >/dev/null 2>&1 &
+  app=$!
+  pids+=($app)
+  sleep 15
+}
+join
 import -display "$DISPLAY" -window root "$OUT/grid.png"
-echo "wrote $OUT/prejoin.png and $OUT/grid.png"
+kill "$app" && wait "$app" || true
+
+# The layout is remembered in the settings file: the next start opens in speaker view.
+cfg="$XDG_CONFIG_HOME/confab/settings.toml"
+mkdir -p "$(dirname "$cfg")"
+if grep -qs '^layout = ' "$cfg"; then
+  sed -i 's/^layout = .*/layout = "speaker"/' "$cfg"
+else
+  printf '\n[window]\nlayout = "speaker"\n' >>"$cfg"
+fi
+join
+import -display "$DISPLAY" -window root "$OUT/speaker.png"
+echo "wrote $OUT/prejoin.png, $OUT/grid.png and $OUT/speaker.png"

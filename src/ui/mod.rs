@@ -3,6 +3,7 @@
 //! runs the engine on a tokio runtime, `video` turns decoded media into textures off
 //! the UI thread, `settings` persists choices.
 
+mod actions;
 mod app;
 mod bridge;
 mod checks;

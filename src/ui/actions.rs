@@ -1,0 +1,76 @@
+//! What the user does in a call, shared by buttons and shortcuts: each turns into a
+//! command for the engine or the engine thread.
+
+use crate::call::Command;
+use crate::signaling::protocol::is_private_room;
+
+use super::bridge::UiCommand;
+use super::model::{ChatLine, Model};
+
+impl Model {
+    pub fn toggle_mic(&mut self) {
+        self.engine(Command::SetAudioMuted(!self.call.state.audio_muted));
+    }
+
+    /// Push-to-talk: while muted, holding the key unmutes until it is let go.
+    pub fn push_to_talk(&mut self, held: bool) {
+        let st = self.call.state;
+        if held && !self.call.talking_held && st.audio_muted && st.has_microphone {
+            self.call.talking_held = true;
+            self.engine(Command::SetAudioMuted(false));
+        } else if !held && self.call.talking_held {
+            self.call.talking_held = false;
+            self.engine(Command::SetAudioMuted(true));
+        }
+    }
+
+    pub fn toggle_camera(&mut self) {
+        self.engine(Command::SetVideoMuted(!self.call.state.video_muted));
+    }
+
+    /// The shortcut: stop sharing, or share the screen shared last.
+    pub fn toggle_share(&mut self) {
+        if self.call.state.screen_sharing {
+            self.engine(Command::StopScreenShare);
+        } else {
+            self.share_screen(self.last_screen);
+        }
+    }
+
+    pub fn share_screen(&mut self, index: usize) {
+        if self.screens.is_empty() {
+            self.error("screen share: no screen to capture".into());
+            return;
+        }
+        self.last_screen = index;
+        self.send(UiCommand::ShareScreen(index));
+    }
+
+    pub fn set_echo_cancellation(&mut self, on: bool) {
+        self.settings.echo_cancellation = on;
+        self.settings.noise_suppression = on;
+        self.send(UiCommand::SetEchoCancellation(on));
+        self.save_settings();
+    }
+
+    pub fn hang_up(&mut self) {
+        if is_private_room(&self.call.room) {
+            self.engine(Command::Hangup);
+        } else {
+            self.engine(Command::Leave);
+        }
+    }
+
+    pub fn send_chat(&mut self) {
+        let text = self.chat_draft.trim().to_string();
+        if text.is_empty() {
+            return;
+        }
+        self.call.chat.push(ChatLine {
+            from: format!("{} (you)", self.call.my_name),
+            text: text.clone(),
+        });
+        self.chat_draft.clear();
+        self.engine(Command::Chat(text));
+    }
+}

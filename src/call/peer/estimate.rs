@@ -29,8 +29,10 @@ const BASELINE_RISE: Duration = Duration::from_secs(3);
 const STEP: Duration = Duration::from_millis(200);
 /// A cut for loss goes no lower than this share of the rate that arrives.
 const PROVEN_SHARE: f64 = 0.85;
-/// A standing queue without loss trims the rate to this share of what arrives.
+/// A standing queue without loss trims the rate to this share of what arrives,
 const TRIM: f64 = 0.9;
+/// at most this often.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// Growth per second near the rate at which the path last overflowed, as a share of it.
 const ADDITIVE_SHARE: f64 = 0.08;
 const MIN_ADDITIVE_BPS: f64 = 20_000.0;
@@ -100,6 +102,7 @@ pub(crate) struct LossRate {
     last_change: Option<Instant>,
     /// What arrived when the path last overflowed: the climb slows near it.
     ceiling: Ceiling,
+    last_trim: Option<Instant>,
 }
 
 impl LossRate {
@@ -113,6 +116,7 @@ impl LossRate {
             last_update: None,
             last_change: None,
             ceiling: Ceiling::default(),
+            last_trim: None,
         }
     }
 
@@ -176,11 +180,17 @@ impl LossRate {
             }
             self.last_change = Some(now);
         } else if congested {
-            // A standing queue and no loss yet: back off before the buffer overflows.
-            if let Some(d) = delivered {
+            // A standing queue and no loss yet: back off before the buffer overflows,
+            // once per TRIM_EVERY (the queue takes a while to drain, and trimming again
+            // from what arrives meanwhile would spiral down).
+            let due = self
+                .last_trim
+                .is_none_or(|t| now.saturating_duration_since(t) >= TRIM_EVERY);
+            if let (Some(d), true) = (delivered, due) {
                 self.target = self.target.min(d * TRIM).clamp(self.min, self.max);
                 self.ceiling.hit(d);
                 self.last_change = Some(now);
+                self.last_trim = Some(now);
             }
         } else if excess < CLEAR {
             let near = self.ceiling.near(self.target);
@@ -417,6 +427,20 @@ mod tests {
         t += STEP;
         rate.update(t, 0, 50, true, Some(1_000_000.0));
         assert_eq!(rate.target(), 900_000.0);
+    }
+
+    #[test]
+    fn a_lasting_queue_trims_once_a_second_not_into_the_floor() {
+        let mut t = Instant::now();
+        let mut rate = LossRate::new(1_000_000.0, MIN, MAX);
+        // The queue reads "full" for 2 s while what arrives follows what we send.
+        for _ in 0..20 {
+            t += BATCH;
+            let sent = rate.target();
+            rate.update(t, 0, 50, true, Some(sent));
+        }
+        let target = rate.target();
+        assert!(target >= 0.9 * 0.9 * 1_000_000.0 - 1.0, "{target}");
     }
 
     /// A sender at the target into a `link_bps` link with a 50 ms buffer, fed back every

@@ -13,6 +13,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 # Settings of our own: the user's stay untouched.
 export XDG_CONFIG_HOME=$(mktemp -d)
+# The look follows the desktop's; pictures for the docs are dark whatever this one says.
+export GTK_THEME=Adwaita:dark
 
 fifo=$(mktemp -u) && mkfifo "$fifo"
 Xvfb -displayfd 3 -screen 0 1180x700x24 -nolisten tcp -noreset 3>"$fifo" 2>/dev/null &
@@ -21,7 +23,9 @@ read -r n <"$fifo" && rm -f "$fifo"
 export DISPLAY=:$n
 unset WAYLAND_DISPLAY
 
-"$BIN" serve --listen 127.0.0.1:$PORT >/dev/null 2>&1 &
+# A window closed by a signal leaves its member behind for the resume grace: none here,
+# so the second start is the same person, not a second one.
+"$BIN" serve --listen 127.0.0.1:$PORT --resume-grace-secs 0 >/dev/null 2>&1 &
 pids+=($!)
 sleep 2
 

@@ -106,6 +106,9 @@ struct HeadlessArgs {
     /// Send each line typed on standard input as a chat message, while the call lasts.
     #[arg(long)]
     chat_stdin: bool,
+    /// Share a screen once joined: synthetic (the test pattern at 1280x720) or y4m:FILE.
+    #[arg(long)]
+    share_screen: Option<String>,
     /// Local address for ICE (e.g. 127.0.0.1 for loopback only).
     #[arg(long, default_value = "0.0.0.0")]
     bind: String,
@@ -134,6 +137,7 @@ impl HeadlessArgs {
         o.auto_answer = self.auto_answer;
         o.chat = self.chat.clone();
         o.chat_stdin = self.chat_stdin;
+        o.share_screen = self.share_screen.as_deref().map(str::parse).transpose()?;
         o.bind_addrs = vec![format!("{}:0", self.bind)];
         o.ice_transport = self.ice_transport;
         Ok(o)

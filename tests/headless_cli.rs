@@ -95,6 +95,45 @@ async fn file_sources_reach_a_peer_that_answers_a_ring() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_screen_arrives_beside_the_camera_at_its_own_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = support::server().await;
+    let url = srv.ws_url();
+    let (ra, rb) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    let b = headless(&url, "bob", &["--seconds", "5"], &rb)
+        .spawn()
+        .unwrap();
+    let a = headless(
+        &url,
+        "ada",
+        &["--share-screen", "synthetic", "--seconds", "5"],
+        &ra,
+    )
+    .spawn()
+    .unwrap();
+    let (a, b) = (
+        a.wait_with_output().await.unwrap(),
+        b.wait_with_output().await.unwrap(),
+    );
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&rb).unwrap()).unwrap();
+    let from_ada = &report["peers"][0];
+    let (camera, screen) = (&from_ada["video"], &from_ada["screen"]);
+    assert_eq!(
+        (camera["width"].as_u64(), camera["height"].as_u64()),
+        (Some(640), Some(480))
+    );
+    assert_eq!(
+        (screen["width"].as_u64(), screen["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
+    // The screen's frames are read back from their pixels, in order.
+    assert!(screen["ids_read"].as_u64().unwrap() >= 20, "{screen:#}");
+    assert_eq!(screen["ids_in_order"], true, "{screen:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_with_nobody_to_talk_to_exits_with_failure_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let srv = support::server().await;

@@ -167,6 +167,23 @@ async fn a_silent_client_times_out_by_heartbeat() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_list_names_the_first_four_members_in_joining_order() {
+    let srv = server().await;
+    let mut held = Vec::new();
+    for name in ["ann", "bob", "cy", "di", "ed"] {
+        held.push(Raw::joined(&srv, "team", name).await);
+    }
+    let mut guest = Raw::connect(&srv).await;
+    guest.send(json!({"type":"list_rooms"})).await;
+    let rooms = guest.expect("rooms").await;
+    assert_eq!(rooms["rooms"][0]["members"], 5);
+    assert_eq!(
+        rooms["rooms"][0]["names"],
+        json!(["ann", "bob", "cy", "di"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_and_capacity_guard_a_room_and_only_open_rooms_are_listed() {
     let srv = server().await;
     let mut owner = Raw::connect(&srv).await;
@@ -179,10 +196,10 @@ async fn password_and_capacity_guard_a_room_and_only_open_rooms_are_listed() {
     guest.send(json!({"type":"list_rooms"})).await;
     let rooms = guest.expect("rooms").await;
     // A locked room's name and size are its members' business; an open room without a
-    // capacity of its own has the server's default.
+    // capacity of its own has the server's default, and says who is in it.
     assert_eq!(
         rooms["rooms"],
-        json!([{"name":"open","members":1,"capacity":50}])
+        json!([{"name":"open","members":1,"capacity":50,"names":["p"]}])
     );
     assert_eq!(rooms["more"], false);
     guest

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Screenshots for the docs, under Xvfb: the pre-join screen (prejoin.png) and a call with
-# three headless peers in the grid layout (grid.png) and in speaker view (speaker.png). Synthetic camera and tone: the
+# three headless peers in the grid layout (grid.png), in speaker view (speaker.png) and
+# with a fourth sharing a screen (screen.png). Synthetic camera and tone: the
 # pictures show the test pattern, captioned as such.
 # Usage: docs/screenshots/take.sh [path to the confab binary]
 set -euo pipefail
@@ -67,4 +68,11 @@ else
 fi
 join
 import -display "$DISPLAY" -window root "$OUT/speaker.png"
-echo "wrote $OUT/prejoin.png, $OUT/grid.png and $OUT/speaker.png"
+
+# Someone shares a screen (the synthetic one): it takes the stage by itself.
+"$BIN" headless --server "$SERVER" --room team --name Dan --seconds 30 --bind 127.0.0.1 \
+  --share-screen synthetic --report /dev/null >/dev/null 2>&1 &
+pids+=($!)
+sleep 10
+import -display "$DISPLAY" -window root "$OUT/screen.png"
+echo "wrote $OUT/prejoin.png, grid.png, speaker.png and screen.png"

@@ -121,6 +121,8 @@ pub struct HeadlessOptions {
     pub chat: Option<String>,
     /// Each line read from standard input goes out as a chat message.
     pub chat_stdin: bool,
+    /// Shares this as a screen once joined (synthetic: the test pattern at 1280x720).
+    pub share_screen: Option<VideoInput>,
 }
 
 impl HeadlessOptions {
@@ -143,6 +145,7 @@ impl HeadlessOptions {
             ice_transport: IceTransport::All,
             chat: None,
             chat_stdin: false,
+            share_screen: None,
         }
     }
 
@@ -157,25 +160,39 @@ impl HeadlessOptions {
             bitrate_bps: self.bitrate_bps,
             keyframe_interval_frames: 0,
         };
+        // A shared synthetic or file screen is paced like the camera.
+        c.screen_fps = self.fps;
         c
     }
 
     pub fn open_media(&self) -> Result<LocalMedia, HeadlessError> {
-        let camera: Option<Box<dyn VideoSource>> = match &self.video {
-            VideoInput::None => None,
-            VideoInput::Synthetic => Some(Box::new(SyntheticVideo::new(
-                self.size.0,
-                self.size.1,
-                self.fps,
-            )?)),
-            VideoInput::Y4m(p) => Some(Box::new(Y4mVideo::open(p, Some(self.fps))?)),
-        };
+        let camera = self.open_video(&self.video, self.size)?;
         let microphone: Option<Box<dyn AudioSource>> = match &self.audio {
             AudioInput::None => None,
             AudioInput::Synthetic => Some(Box::new(SyntheticAudio::new(self.tone_hz))),
             AudioInput::Wav(p) => Some(Box::new(WavAudio::open(p)?)),
         };
         Ok(LocalMedia { camera, microphone })
+    }
+
+    fn open_video(
+        &self,
+        input: &VideoInput,
+        (w, h): (usize, usize),
+    ) -> Result<Option<Box<dyn VideoSource>>, HeadlessError> {
+        Ok(match input {
+            VideoInput::None => None,
+            VideoInput::Synthetic => Some(Box::new(SyntheticVideo::new(w, h, self.fps)?)),
+            VideoInput::Y4m(p) => Some(Box::new(Y4mVideo::open(p, Some(self.fps))?)),
+        })
+    }
+
+    /// The screen to share, if any.
+    pub fn open_screen(&self) -> Result<Option<Box<dyn VideoSource>>, HeadlessError> {
+        match &self.share_screen {
+            Some(input) => self.open_video(input, (1280, 720)),
+            None => Ok(None),
+        }
     }
 }
 
@@ -292,6 +309,7 @@ fn stdin_lines() -> mpsc::Receiver<String> {
 pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
     let analyzer = Arc::new(Analyzer::default());
     let media = opts.open_media()?;
+    let mut screen = opts.open_screen()?;
     let joined_us = now_us();
     let (handle, mut events) = call::start(opts.call_config(), media, analyzer.clone()).await?;
     let mut report = Report {
@@ -320,6 +338,9 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
             Event::Joined { id, room, .. } => {
                 report.id = id;
                 report.room = room;
+                if let Some(source) = screen.take() {
+                    handle.send(Command::StartScreenShare(source));
+                }
             }
             Event::PeerJoined { id, name, .. } => {
                 if !rang && opts.call.as_deref() == Some(name.as_str()) {

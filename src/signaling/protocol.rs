@@ -52,7 +52,14 @@ pub struct RoomInfo {
     pub members: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<usize>,
+    /// The first few members' names in joining order (open rooms only), so a person
+    /// sees who is there before joining.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
+
+/// Names per room in a room list: enough to recognise a room, a page stays small.
+pub const ROOM_NAMES_LISTED: usize = 4;
 
 /// Why a member left a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -93,7 +93,7 @@ pub fn route_join_error(msg: &str) -> Option<(Field, String)> {
 }
 
 /// What the screen says about who is in `room` now, from the server's room list
-/// (`None` until a list arrived). The list carries counts, not names.
+/// (`None` until a list arrived): the first few names when the server sends them.
 pub fn room_presence(rooms: Option<&[RoomInfo]>, room: &str) -> Option<String> {
     let rooms = rooms?;
     let room = room.trim();
@@ -103,13 +103,39 @@ pub fn room_presence(rooms: Option<&[RoomInfo]>, room: &str) -> Option<String> {
     let Some(info) = rooms.iter().find(|r| r.name == room) else {
         return Some("Nobody is in this room yet".into());
     };
-    Some(match (info.members, info.capacity) {
+    let n = info.members;
+    if n > 0 && !info.names.is_empty() {
+        let who = names_list(&info.names, n);
+        return Some(match info.capacity {
+            Some(cap) if n >= cap => format!("This room is full: {who}"),
+            Some(cap) => format!(
+                "{who} {} in this room ({n} of {cap} places taken)",
+                if n == 1 { "is" } else { "are" }
+            ),
+            None => format!("{who} {} in this room", if n == 1 { "is" } else { "are" }),
+        });
+    }
+    Some(match (n, info.capacity) {
         (n, Some(cap)) if n >= cap => format!("This room is full ({n} of {cap})"),
         (0, _) => "Nobody is in this room yet".into(),
         (1, None) => "1 person is in this room".into(),
         (n, None) => format!("{n} people are in this room"),
         (n, Some(cap)) => format!("{n} of {cap} places taken"),
     })
+}
+
+/// "Ada", "Ada and Bob", "Ada, Bob and Cy", or "Ada, Bob and 3 more" of `total`.
+fn names_list(names: &[String], total: usize) -> String {
+    let more = total.saturating_sub(names.len());
+    let mut parts: Vec<String> = names.to_vec();
+    if more > 0 {
+        parts.push(format!("{more} more"));
+    }
+    match parts.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// A device toggle turned off keeps what it turns back on.
@@ -312,11 +338,36 @@ mod tests {
     }
 
     #[test]
+    fn the_names_the_server_lists_are_said_before_joining() {
+        let info = |name: &str, members, capacity, names: &[&str]| RoomInfo {
+            name: name.into(),
+            members,
+            capacity,
+            names: names.iter().map(|n| n.to_string()).collect(),
+        };
+        let rooms = [
+            info("one", 1, None, &["Grace"]),
+            info("team", 3, Some(50), &["Grace", "Bob", "Carol"]),
+            info("big", 7, None, &["Ann", "Bob", "Cy", "Di"]),
+            info("pair", 2, Some(2), &["Ann", "Bob"]),
+        ];
+        let say = |room| room_presence(Some(&rooms), room).unwrap();
+        assert_eq!(say("one"), "Grace is in this room");
+        assert_eq!(
+            say("team"),
+            "Grace, Bob and Carol are in this room (3 of 50 places taken)"
+        );
+        assert_eq!(say("big"), "Ann, Bob, Cy, Di and 3 more are in this room");
+        assert_eq!(say("pair"), "This room is full: Ann and Bob");
+    }
+
+    #[test]
     fn the_room_list_says_who_is_in_the_room_before_joining() {
         let info = |name: &str, members, capacity| RoomInfo {
             name: name.into(),
             members,
             capacity,
+            names: Vec::new(),
         };
         let rooms = [info("team", 3, None), info("small", 2, Some(2))];
         let say = |room| room_presence(Some(&rooms), room);

@@ -53,11 +53,13 @@ fn who_is_in_the_room_shows_before_joining() {
                 name: "team".into(),
                 members: 3,
                 capacity: None,
+                names: Vec::new(),
             },
             RoomInfo {
                 name: "board".into(),
                 members: 2,
                 capacity: Some(2),
+                names: vec!["Ann".into(), "Bob".into()],
             },
         ])))
         .unwrap();
@@ -66,7 +68,7 @@ fn who_is_in_the_room_shows_before_joining() {
     h.get_by_label("board (2/2)").click();
     h.run();
     assert_eq!(h.state().model.settings.room, "board");
-    h.get_by_label("This room is full (2 of 2)");
+    h.get_by_label("This room is full: Ann and Bob");
 }
 
 #[test]

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::signaling::protocol::{
-    ErrorCode, MediaState, Member, ProtocolViolation, RoomInfo, ServerMessage, is_private_room,
-    validate_name, validate_room,
+    ErrorCode, MediaState, Member, ProtocolViolation, ROOM_NAMES_LISTED, RoomInfo, ServerMessage,
+    is_private_room, validate_name, validate_room,
 };
 
 /// Wrong passwords a room takes per window before it refuses every attempt for a while
@@ -39,6 +39,12 @@ impl Hub {
                 name: name.clone(),
                 members: r.members.len(),
                 capacity: Some(r.capacity),
+                names: r
+                    .members
+                    .iter()
+                    .filter_map(|id| st.clients.get(id).map(|c| c.name.clone()))
+                    .take(ROOM_NAMES_LISTED)
+                    .collect(),
             })
             .collect();
         (rooms, open.next().is_some())

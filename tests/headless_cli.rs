@@ -30,6 +30,26 @@ fn headless(url: &str, name: &str, extra: &[&str], report: &Path) -> tokio::proc
     c
 }
 
+/// Runs bob (`bob_args`) and ada (`ada_args`) in one room until both exit, checks both
+/// succeeded and returns bob's report.
+async fn ada_and_bob(
+    url: &str,
+    dir: &Path,
+    ada_args: &[&str],
+    bob_args: &[&str],
+) -> serde_json::Value {
+    let (ra, rb) = (dir.join("a.json"), dir.join("b.json"));
+    let b = headless(url, "bob", bob_args, &rb).spawn().unwrap();
+    let a = headless(url, "ada", ada_args, &ra).spawn().unwrap();
+    let (a, b) = (
+        a.wait_with_output().await.unwrap(),
+        b.wait_with_output().await.unwrap(),
+    );
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    serde_json::from_slice(&std::fs::read(&rb).unwrap()).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_sources_reach_a_peer_that_answers_a_ring() {
     let dir = tempfile::tempdir().unwrap();
@@ -38,37 +58,19 @@ async fn file_sources_reach_a_peer_that_answers_a_ring() {
     write_wav(&audio, 1000.0, 2.0, 44_100, 2);
     let srv = support::server().await;
     let url = srv.ws_url();
-    let (ra, rb) = (dir.path().join("a.json"), dir.path().join("b.json"));
     let video_arg = format!("y4m:{}", video.display());
     let audio_arg = format!("wav:{}", audio.display());
-    let b = headless(&url, "bob", &["--auto-answer", "--seconds", "5"], &rb)
-        .spawn()
-        .unwrap();
-    let a = headless(
-        &url,
-        "ada",
-        &[
-            "--video",
-            &video_arg,
-            "--audio",
-            &audio_arg,
-            "--call",
-            "bob",
-            "--seconds",
-            "5",
-        ],
-        &ra,
-    )
-    .spawn()
-    .unwrap();
-    let (a, b) = (
-        a.wait_with_output().await.unwrap(),
-        b.wait_with_output().await.unwrap(),
-    );
-    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
-    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
-
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&rb).unwrap()).unwrap();
+    let ada = [
+        "--video",
+        &video_arg,
+        "--audio",
+        &audio_arg,
+        "--call",
+        "bob",
+        "--seconds",
+        "5",
+    ];
+    let report = ada_and_bob(&url, dir.path(), &ada, &["--auto-answer", "--seconds", "5"]).await;
     assert!(
         report["room"].as_str().unwrap().starts_with("call:"),
         "bob ended in the private call room: {report:#}"
@@ -99,25 +101,8 @@ async fn a_shared_screen_arrives_beside_the_camera_at_its_own_size() {
     let dir = tempfile::tempdir().unwrap();
     let srv = support::server().await;
     let url = srv.ws_url();
-    let (ra, rb) = (dir.path().join("a.json"), dir.path().join("b.json"));
-    let b = headless(&url, "bob", &["--seconds", "5"], &rb)
-        .spawn()
-        .unwrap();
-    let a = headless(
-        &url,
-        "ada",
-        &["--share-screen", "synthetic", "--seconds", "5"],
-        &ra,
-    )
-    .spawn()
-    .unwrap();
-    let (a, b) = (
-        a.wait_with_output().await.unwrap(),
-        b.wait_with_output().await.unwrap(),
-    );
-    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
-    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&rb).unwrap()).unwrap();
+    let ada = ["--share-screen", "synthetic", "--seconds", "5"];
+    let report = ada_and_bob(&url, dir.path(), &ada, &["--seconds", "5"]).await;
     let from_ada = &report["peers"][0];
     let (camera, screen) = (&from_ada["video"], &from_ada["screen"]);
     assert_eq!(

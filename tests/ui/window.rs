@@ -66,3 +66,20 @@ fn the_look_is_the_chosen_one_or_the_systems() {
         eframe::egui::ThemePreference::System
     );
 }
+
+#[test]
+fn the_look_is_chosen_under_devices_and_remembered() {
+    let (app, rig) = app_with_window(WindowState::default());
+    let mut h = harness(app);
+    in_call(&rig);
+    h.run();
+    h.get_by_label("Devices").click();
+    h.run();
+    h.get_by_label("Light").click();
+    h.run();
+    assert_eq!(h.state().model.settings.window.theme, ThemeChoice::Light);
+    assert_eq!(h.ctx.theme(), Theme::Light);
+    h.get_by_label("Dark").click();
+    h.run();
+    assert_eq!(h.ctx.theme(), Theme::Dark);
+}

@@ -6,6 +6,7 @@ use super::lobby::field_error;
 use crate::ui::app::App;
 use crate::ui::bridge::UiCommand;
 use crate::ui::prejoin::Field;
+use crate::ui::window::ThemeChoice;
 
 impl App {
     /// Mid-call device choices: each change swaps the source behind the same track.
@@ -61,5 +62,20 @@ impl App {
             self.model.settings.join_sounds = sounds;
             self.model.save_settings();
         }
+        ui.horizontal(|ui| {
+            ui.label("Look");
+            let mut theme = self.model.settings.window.theme;
+            for (choice, label) in [
+                (ThemeChoice::System, "Like the system"),
+                (ThemeChoice::Light, "Light"),
+                (ThemeChoice::Dark, "Dark"),
+            ] {
+                ui.selectable_value(&mut theme, choice, label);
+            }
+            if theme != self.model.settings.window.theme {
+                self.model.settings.window.theme = theme;
+                self.model.save_settings();
+            }
+        });
     }
 }

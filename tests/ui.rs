@@ -79,6 +79,19 @@ fn sent(rig: &mut Rig) -> Vec<String> {
 }
 
 /// Puts the app into a call with Bob, who has a camera and a microphone.
+/// Our own media state as the engine reports it: camera and microphone present, then `set`.
+fn local_state(rig: &Rig, set: impl FnOnce(&mut MediaState)) {
+    let mut st = MediaState {
+        has_camera: true,
+        has_microphone: true,
+        ..Default::default()
+    };
+    set(&mut st);
+    rig.events
+        .send(UiEvent::Engine(Event::LocalMediaState(st)))
+        .unwrap();
+}
+
 fn in_call(rig: &Rig) {
     let ev = |e| rig.events.send(UiEvent::Engine(e)).unwrap();
     ev(Event::Joined {
@@ -87,11 +100,7 @@ fn in_call(rig: &Rig) {
         name: "Ada".into(),
         present: Vec::new(),
     });
-    ev(Event::LocalMediaState(MediaState {
-        has_camera: true,
-        has_microphone: true,
-        ..Default::default()
-    }));
+    local_state(rig, |_| {});
     ev(Event::PeerJoined {
         id: "bob1".into(),
         name: "Bob".into(),
@@ -319,14 +328,7 @@ fn keyboard_shortcuts_toggle_the_microphone_and_hang_up() {
 /// Muted (by the engine's account), then Space held for a while.
 fn muted_and_holding_space(rig: &Rig, app: App) -> Harness<'static, App> {
     in_call(rig);
-    rig.events
-        .send(UiEvent::Engine(Event::LocalMediaState(MediaState {
-            has_camera: true,
-            has_microphone: true,
-            audio_muted: true,
-            ..Default::default()
-        })))
-        .unwrap();
+    local_state(rig, |s| s.audio_muted = true);
     let mut h = harness(app);
     h.run();
     h.key_down(eframe::egui::Key::Space);
@@ -418,14 +420,7 @@ fn share_screen_offers_a_picker_of_the_screens_found() {
     h.run();
     assert_eq!(sent(&mut rig), ["ShareScreen(1)"]);
     // The shortcut shares the screen picked last.
-    rig.events
-        .send(UiEvent::Engine(Event::LocalMediaState(MediaState {
-            has_camera: true,
-            has_microphone: true,
-            screen_sharing: true,
-            ..Default::default()
-        })))
-        .unwrap();
+    local_state(&rig, |s| s.screen_sharing = true);
     h.run();
     h.get_by_label("Stop sharing").click();
     h.run();

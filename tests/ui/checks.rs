@@ -4,9 +4,8 @@
 use super::*;
 use confab::doctor::{Check, Report};
 
-#[test]
-fn the_check_panel_runs_the_checks_and_shows_one_line_per_item() {
-    let (app, mut rig) = app();
+/// The pre-join screen with "Run checks" pressed in its Check section.
+fn checks_run((app, mut rig): (App, Rig)) -> (Harness<'static, App>, Rig) {
     let mut h = harness(app);
     h.run();
     sent(&mut rig);
@@ -15,6 +14,12 @@ fn the_check_panel_runs_the_checks_and_shows_one_line_per_item() {
     h.get_by_label("Run checks").click();
     // The spinner keeps repainting while the checks run.
     h.run_steps(2);
+    (h, rig)
+}
+
+#[test]
+fn the_check_panel_runs_the_checks_and_shows_one_line_per_item() {
+    let (mut h, mut rig) = checks_run(app());
     assert_eq!(
         sent(&mut rig),
         ["RunChecks(Some(\"ws://127.0.0.1:1/ws\"))"],
@@ -58,14 +63,7 @@ fn the_check_panel_runs_the_checks_and_shows_one_line_per_item() {
 
 #[test]
 fn with_no_server_yet_only_this_machine_is_checked() {
-    let (app, mut rig) = app_with("");
-    let mut h = harness(app);
-    h.run();
-    sent(&mut rig);
-    h.get_by_label("Check").click();
-    h.run();
-    h.get_by_label("Run checks").click();
-    h.run_steps(2);
+    let (_h, mut rig) = checks_run(app_with(""));
     assert_eq!(sent(&mut rig), ["RunChecks(None)"]);
 }
 

@@ -3,14 +3,7 @@
 use super::*;
 
 fn muted(rig: &Rig) {
-    rig.events
-        .send(UiEvent::Engine(Event::LocalMediaState(MediaState {
-            has_camera: true,
-            has_microphone: true,
-            audio_muted: true,
-            ..Default::default()
-        })))
-        .unwrap();
+    local_state(rig, |s| s.audio_muted = true);
 }
 
 fn speaking_while_muted(rig: &Rig, speaking: bool) {
@@ -48,13 +41,7 @@ fn the_muted_notice_unmutes() {
     h.run();
     assert_eq!(sent(&mut rig), ["SetAudioMuted(false)"]);
     // Unmuted, the notice goes even before the engine says the speech was heard.
-    rig.events
-        .send(UiEvent::Engine(Event::LocalMediaState(MediaState {
-            has_camera: true,
-            has_microphone: true,
-            ..Default::default()
-        })))
-        .unwrap();
+    local_state(&rig, |_| {});
     h.run();
     assert!(h.query_by_label("You are muted").is_none());
 }

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod call;
 pub mod doctor;
+pub mod echo;
 pub mod headless;
 pub mod media;
 pub mod netem;

@@ -112,6 +112,10 @@ struct HeadlessArgs {
     /// Local address for ICE (e.g. 127.0.0.1 for loopback only).
     #[arg(long, default_value = "0.0.0.0")]
     bind: String,
+    /// A test call instead of a room: the server's echo peer (confab serve --echo) sends
+    /// back what it receives; the report gives the round trip.
+    #[arg(long, conflicts_with_all = ["call", "password"])]
+    test_call: bool,
     /// all, or relay: media only through the server's TURN relays (the other side never
     /// learns this machine's addresses).
     #[arg(long, default_value = "all")]
@@ -140,6 +144,7 @@ impl HeadlessArgs {
         o.share_screen = self.share_screen.as_deref().map(str::parse).transpose()?;
         o.bind_addrs = vec![format!("{}:0", self.bind)];
         o.ice_transport = self.ice_transport;
+        o.test_call = self.test_call;
         Ok(o)
     }
 }
@@ -248,6 +253,13 @@ struct ServeArgs {
     /// (0: it leaves at once).
     #[arg(long, default_value_t = 30.0)]
     resume_grace_secs: f64,
+    /// Offer test calls: an echo peer joins a private room with whoever asks and sends
+    /// back what it receives (each one decodes and encodes a video stream).
+    #[arg(long)]
+    echo: bool,
+    /// Test calls at once, with --echo.
+    #[arg(long, default_value_t = confab::echo::DEFAULT_SESSIONS, requires = "echo")]
+    echo_max: usize,
 }
 
 impl ServeArgs {
@@ -307,6 +319,9 @@ impl ServeArgs {
                     _ => None,
                 },
             }),
+            echo: self
+                .echo
+                .then(|| confab::echo::EchoPeers::config(self.echo_max)),
             stun_listen: (!self.no_stun).then(|| {
                 self.stun_listen
                     .unwrap_or(SocketAddr::new(self.listen.ip(), 3478))

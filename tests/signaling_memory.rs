@@ -10,7 +10,6 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use serde_json::json;
 use support::{Raw, STEP, small_window};
-use tokio::io::AsyncBufReadExt;
 
 struct Serve {
     child: tokio::process::Child,
@@ -36,21 +35,12 @@ async fn serve() -> Serve {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the server starts")
-        .unwrap()
-        .unwrap();
-    // "confab signaling server on ws://127.0.0.1:PORT/ws"
-    let url = first.rsplit(' ').next().unwrap().to_string();
+    let url = support::first_line_url(child.stdout.take().unwrap()).await;
     let addr = url
         .trim_start_matches("ws://")
         .trim_end_matches("/ws")
         .parse()
         .unwrap();
-    // Keep reading its stdout so that it never blocks on it.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Serve { child, addr, url }
 }
 

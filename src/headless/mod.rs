@@ -123,6 +123,8 @@ pub struct HeadlessOptions {
     pub chat_stdin: bool,
     /// Shares this as a screen once joined (synthetic: the test pattern at 1280x720).
     pub share_screen: Option<VideoInput>,
+    /// A test call with the server's echo peer instead of joining `room`.
+    pub test_call: bool,
 }
 
 impl HeadlessOptions {
@@ -146,6 +148,7 @@ impl HeadlessOptions {
             chat: None,
             chat_stdin: false,
             share_screen: None,
+            test_call: false,
         }
     }
 
@@ -154,6 +157,7 @@ impl HeadlessOptions {
         c.password = self.password.clone();
         c.bind_addrs = self.bind_addrs.clone();
         c.ice_transport = self.ice_transport;
+        c.test_call = self.test_call;
         c.auto_answer = self.auto_answer;
         c.video = VideoEncoding {
             fps: self.fps,
@@ -236,6 +240,10 @@ pub struct Report {
     pub sent: call::SentTotals,
     pub peers: Vec<PeerReport>,
     pub errors: Vec<String>,
+    /// A test call: our own pictures back from the echo peer, capture to decode (the
+    /// barcode's clock is ours), so network, echo and codecs both ways.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round_trip_ms: Option<Percentiles>,
 }
 
 impl Report {
@@ -280,6 +288,13 @@ impl Report {
                     .map_or("-".into(), |l| format!("{:.1}", l.p50)),
                 p.connect_ms.map_or("-".into(), |v| v.to_string()),
                 p.first_frame_ms.map_or("-".into(), |v| v.to_string()),
+            );
+        }
+        if let Some(rt) = &self.round_trip_ms {
+            let _ = writeln!(
+                s,
+                "  test call: round trip p50 {:.1} ms, p95 {:.1} ms (own pictures back from the echo)",
+                rt.p50, rt.p95
             );
         }
         for e in &self.errors {
@@ -437,6 +452,9 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
         report.peers.push(p);
     }
     report.peers.sort_by(|a, b| a.name.cmp(&b.name));
+    if opts.test_call {
+        report.round_trip_ms = report.peers.iter().find_map(|p| p.video.latency_ms.clone());
+    }
     Ok(report)
 }
 

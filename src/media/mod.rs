@@ -22,8 +22,9 @@ pub use error::MediaError;
 pub use frame::{AUDIO_FRAME_SAMPLES, AUDIO_FRAME_US, AUDIO_RATE, AudioFrame, VideoFrame, now_us};
 pub use scale::Scaler;
 pub use source::{
-    AudioSource, CHIME_FRAMES, Chime, RING_CYCLE_MS, RING_NOTES_HZ, RingTone, SyntheticAudio,
-    SyntheticVideo, VideoSource, WavAudio, Y4mVideo,
+    AudioSource, CHIME_FRAMES, Chime, MirrorAudio, MirrorFeed, MirrorVideo, RING_CYCLE_MS,
+    RING_NOTES_HZ, RingTone, SyntheticAudio, SyntheticVideo, VideoSource, WavAudio, Y4mVideo,
+    mirror,
 };
 
 #[cfg(test)]

@@ -35,6 +35,13 @@ pub enum SignalingError {
     Timeout(Duration),
 }
 
+/// Where the server's echo peer waits for a test call: join `room` with `password`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestCallRoom {
+    pub room: String,
+    pub password: String,
+}
+
 /// What to join; kept by the client so a reconnect can join again.
 #[derive(Debug, Clone, Default)]
 pub struct JoinParams {
@@ -95,6 +102,7 @@ enum Command {
     Join(JoinParams, oneshot::Sender<Result<Welcome, SignalingError>>),
     Leave(oneshot::Sender<Result<(), SignalingError>>),
     ListRooms(oneshot::Sender<Result<Vec<RoomInfo>, SignalingError>>),
+    TestCall(oneshot::Sender<Result<TestCallRoom, SignalingError>>),
     /// Check that the link still carries anything (see [`SignalingClient::probe`]).
     Probe,
     Close,
@@ -134,6 +142,7 @@ impl SignalingClient {
             pending_join: None,
             pending_leave: None,
             pending_rooms: VecDeque::new(),
+            pending_test_call: None,
             heartbeat: Duration::from_secs(15),
         };
         tokio::spawn(task.run(ws));
@@ -157,6 +166,11 @@ impl SignalingClient {
 
     pub async fn list_rooms(&self) -> Result<Vec<RoomInfo>, SignalingError> {
         self.request(Command::ListRooms).await
+    }
+
+    /// Asks for a test call (the server must run echo peers) and returns where to join.
+    pub async fn test_call(&self) -> Result<TestCallRoom, SignalingError> {
+        self.request(Command::TestCall).await
     }
 
     /// Sends without waiting; errors come back as `ClientEvent::Message(Error)`.
@@ -237,6 +251,7 @@ struct Task {
     pending_join: Option<(JoinParams, oneshot::Sender<Result<Welcome, SignalingError>>)>,
     pending_leave: Option<oneshot::Sender<Result<(), SignalingError>>>,
     pending_rooms: VecDeque<oneshot::Sender<Result<Vec<RoomInfo>, SignalingError>>>,
+    pending_test_call: Option<oneshot::Sender<Result<TestCallRoom, SignalingError>>>,
     heartbeat: Duration,
 }
 
@@ -311,6 +326,7 @@ impl Task {
                         let _ = tx.send(Ok(()));
                     }
                     Some(Command::ListRooms(tx)) => { let _ = tx.send(Err(SignalingError::NotConnected)); }
+                    Some(Command::TestCall(tx)) => { let _ = tx.send(Err(SignalingError::NotConnected)); }
                     // Already reconnecting.
                     Some(Command::Probe) => {}
                     Some(Command::Send(m)) => {
@@ -433,6 +449,11 @@ impl Task {
                             self.pending_rooms.push_back(tx);
                             ClientMessage::ListRooms { after: None }
                         }
+                        Command::TestCall(tx) => {
+                            // A newer request replaces one still unanswered.
+                            self.pending_test_call = Some(tx);
+                            ClientMessage::TestCall
+                        }
                     };
                     if let Err(e) = send(ws, &msg).await {
                         return LinkEnd::Lost(e);
@@ -503,6 +524,20 @@ impl Task {
                 self.joined = None;
                 let _ = self.pending_leave.take().expect("checked").send(Ok(()));
             }
+            ServerMessage::TestCall { room, password } if self.pending_test_call.is_some() => {
+                let tx = self.pending_test_call.take().expect("checked");
+                let _ = tx.send(Ok(TestCallRoom { room, password }));
+            }
+            ServerMessage::Error {
+                code,
+                message,
+                request,
+            } if request.as_deref() == Some("test_call") && self.pending_test_call.is_some() => {
+                let tx = self.pending_test_call.take().expect("checked");
+                let _ = tx.send(Err(SignalingError::Refused(ProtocolViolation::new(
+                    code, message,
+                ))));
+            }
             ServerMessage::Rooms { rooms, .. } if !self.pending_rooms.is_empty() => {
                 let tx = self.pending_rooms.pop_front().expect("checked");
                 let _ = tx.send(Ok(rooms));
@@ -521,6 +556,9 @@ impl Task {
             let _ = tx.send(Err(SignalingError::NotConnected));
         }
         for tx in self.pending_rooms.drain(..) {
+            let _ = tx.send(Err(SignalingError::NotConnected));
+        }
+        if let Some(tx) = self.pending_test_call.take() {
             let _ = tx.send(Err(SignalingError::NotConnected));
         }
     }

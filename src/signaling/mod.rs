@@ -10,7 +10,12 @@ pub(crate) mod tls;
 pub(crate) mod turn_frame;
 mod web;
 
-pub use client::{ClientEvent, ClientOptions, JoinParams, SignalingClient, SignalingError};
+pub use client::{
+    ClientEvent, ClientOptions, JoinParams, SignalingClient, SignalingError, TestCallRoom,
+};
 pub use ice::{IceConfig, turn_credentials};
-pub use server::{MetricsSnapshot, Server, ServerConfig, ServerError, TurnRelayConfig, TurnTls};
+pub use server::{
+    EchoConfig, EchoJob, EchoService, MetricsSnapshot, Server, ServerConfig, ServerError,
+    TurnRelayConfig, TurnTls,
+};
 pub use tls::TlsConfig;

@@ -14,9 +14,17 @@ pub const MAX_ERROR_CHARS: usize = 200;
 /// Prefix of the private rooms created for accepted calls; clients can't create them.
 pub const PRIVATE_ROOM_PREFIX: &str = "call:";
 
+/// Test calls' private rooms (see `test_call`).
+pub const ECHO_ROOM_PREFIX: &str = "echo:";
+
 /// Whether a room is the private room of an accepted call.
 pub fn is_private_room(room: &str) -> bool {
     room.starts_with(PRIVATE_ROOM_PREFIX)
+}
+
+/// Whether a room is a test call's, with the server's echo peer.
+pub fn is_echo_room(room: &str) -> bool {
+    room.starts_with(ECHO_ROOM_PREFIX)
 }
 
 /// Media state each member broadcasts (the per-user states of a call UI).
@@ -137,6 +145,9 @@ pub enum ClientMessage {
     Resume {
         token: String,
     },
+    /// Ask for a test call: the server's echo peer waits in a new private room, whose
+    /// name and key come back in `test_call`; join it with the key as the password.
+    TestCall,
 }
 
 impl ClientMessage {
@@ -154,6 +165,7 @@ impl ClientMessage {
         "list_rooms",
         "ping",
         "resume",
+        "test_call",
     ];
 
     pub fn type_name(&self) -> &'static str {
@@ -170,6 +182,7 @@ impl ClientMessage {
             Self::ListRooms { .. } => "list_rooms",
             Self::Resume { .. } => "resume",
             Self::Ping { .. } => "ping",
+            Self::TestCall => "test_call",
         }
     }
 
@@ -291,6 +304,12 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nonce: Option<serde_json::Value>,
     },
+    /// The answer to `test_call`: join `room` with `password`; the echo peer there sends
+    /// back what it receives, and leaves when you do.
+    TestCall {
+        room: String,
+        password: String,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -337,6 +356,7 @@ pub enum ErrorCode {
     NotCaller,
     InvalidMetadata,
     ResumeFailed,
+    EchoUnavailable,
 }
 
 impl ErrorCode {
@@ -367,6 +387,7 @@ impl ErrorCode {
         Self::NotCaller,
         Self::InvalidMetadata,
         Self::ResumeFailed,
+        Self::EchoUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -397,6 +418,7 @@ impl ErrorCode {
             Self::NotCaller => "not_caller",
             Self::InvalidMetadata => "invalid_metadata",
             Self::ResumeFailed => "resume_failed",
+            Self::EchoUnavailable => "echo_unavailable",
         }
     }
 }

@@ -541,6 +541,8 @@ async fn start_embedded() -> Result<(Server, String), String> {
             lan_open: false,
             // Any free port: the welcome names it.
             stun_listen: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
+            // The lobby's Test call: this machine's own echo.
+            echo: Some(crate::echo::EchoPeers::config(2)),
             ..ServerConfig::default()
         };
         match Server::start(cfg).await {

@@ -263,3 +263,17 @@ pub fn spki_sha256_base64(cert: &std::path::Path) -> String {
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+/// The URL a `confab serve` prints first ("confab signaling server on ws://…/ws"); its
+/// output is drained from then on, so the server never blocks writing it.
+pub async fn first_line_url(stdout: tokio::process::ChildStdout) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the server starts")
+        .unwrap()
+        .expect("the server prints its URL");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    first.rsplit(' ').next().unwrap().to_string()
+}

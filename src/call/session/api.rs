@@ -35,6 +35,8 @@ pub struct CallConfig {
     /// Answer every ringing call at once (headless peers).
     pub auto_answer: bool,
     pub stats_interval: Duration,
+    /// Ask the server for a test call and join its echo peer instead of `room`.
+    pub test_call: bool,
 }
 
 impl CallConfig {
@@ -55,6 +57,7 @@ impl CallConfig {
             audio_bitrate_bps: 32_000,
             auto_answer: false,
             stats_interval: Duration::from_secs(1),
+            test_call: false,
         }
     }
 }
@@ -236,13 +239,18 @@ pub async fn start(
             fail_tx.clone(),
         )
     });
-    let params = JoinParams {
+    let mut params = JoinParams {
         room: config.room.clone(),
         name: config.name.clone(),
         password: config.password.clone(),
         capacity: None,
         state,
     };
+    if config.test_call {
+        let echo = client.test_call().await?;
+        params.room = echo.room;
+        params.password = Some(echo.password);
+    }
     let welcome = client.join(params.clone()).await?;
     let mut engine = Engine {
         config,

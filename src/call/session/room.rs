@@ -237,7 +237,8 @@ impl Engine {
             ServerMessage::Welcome(_)
             | ServerMessage::Rooms { .. }
             | ServerMessage::Left { .. }
-            | ServerMessage::Pong { .. } => {}
+            | ServerMessage::Pong { .. }
+            | ServerMessage::TestCall { .. } => {}
         }
     }
 

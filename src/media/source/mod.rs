@@ -1,6 +1,7 @@
 //! Blocking, self-paced media sources.
 
 mod chime;
+mod mirror;
 mod ring;
 mod synthetic;
 mod wav;
@@ -12,6 +13,7 @@ use super::error::MediaError;
 use super::frame::{AudioFrame, VideoFrame};
 
 pub use chime::{CHIME_FRAMES, Chime};
+pub use mirror::{MirrorAudio, MirrorFeed, MirrorVideo, mirror};
 pub use ring::{RING_CYCLE_MS, RING_NOTES_HZ, RingTone};
 pub use synthetic::{SyntheticAudio, SyntheticVideo};
 pub use wav::WavAudio;

@@ -62,21 +62,34 @@ pub struct Hub {
     stun: Option<std::net::SocketAddr>,
     /// Bumped by every [`Hub::lock`]: the state may have changed (`snapshot.rs`).
     pub(super) changes: std::sync::atomic::AtomicU64,
+    /// Test calls' echo peers (`--echo`), when offered.
+    pub(super) echo: Option<Echo>,
 }
 
 impl Hub {
     #[cfg(test)]
     pub(super) fn new(config: ServerConfig) -> Arc<Hub> {
-        Self::with_stun(config, None)
+        Self::with_services(config, None, None)
     }
 
-    pub(super) fn with_stun(config: ServerConfig, stun: Option<std::net::SocketAddr>) -> Arc<Hub> {
+    /// `listen`: where the plain listener is bound, for echo peers to reach it.
+    pub(super) fn with_services(
+        config: ServerConfig,
+        stun: Option<std::net::SocketAddr>,
+        listen: Option<std::net::SocketAddr>,
+    ) -> Arc<Hub> {
+        let echo = config
+            .echo
+            .clone()
+            .zip(listen)
+            .map(|(echo, listen)| Echo::new(echo, listen));
         Arc::new(Hub {
             config,
             state: RwLock::new(HubState::default()),
             metrics: Metrics::default(),
             stun,
             changes: Default::default(),
+            echo,
         })
     }
 
@@ -313,6 +326,7 @@ impl Hub {
                 self.reply(&st, id, &ServerMessage::Pong { nonce });
                 Ok(())
             }
+            ClientMessage::TestCall => self.test_call(id),
             // The connection task takes it (it changes who the connection is).
             ClientMessage::Resume { .. } => Err(ProtocolViolation::new(
                 ErrorCode::ResumeFailed,

@@ -58,6 +58,8 @@ pub struct ServerConfig {
     /// How long a member whose connection was lost stays in its room, resumable (zero:
     /// it leaves at once).
     pub resume_grace: Duration,
+    /// Offer test calls (`test_call`) with these echo peers.
+    pub echo: Option<EchoConfig>,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +87,7 @@ impl Default for ServerConfig {
             turn_relay: None,
             state_file: None,
             resume_grace: Duration::from_secs(30),
+            echo: None,
         }
     }
 }
@@ -190,7 +193,7 @@ impl Server {
             header_timeout: config.header_timeout,
         };
         let state_file = config.state_file.clone();
-        let hub = Hub::with_stun(config, stun_addr);
+        let hub = Hub::with_services(config, stun_addr, Some(addr));
         if let Some(path) = &state_file {
             match hub.restore(path) {
                 Ok(0) => {}

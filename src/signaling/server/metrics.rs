@@ -33,6 +33,8 @@ pub struct MetricsSnapshot {
     pub calls: usize,
     /// Timers of calls that are ringing (one each; none may outlive its call).
     pub ring_timers: usize,
+    /// Echo peers in test calls now.
+    pub test_calls: usize,
     pub messages_received: u64,
     pub messages_relayed: u64,
     pub errors: Vec<(ErrorCode, u64)>,
@@ -91,6 +93,12 @@ impl MetricsSnapshot {
             self.ring_timers.to_string(),
         );
         metric(
+            "confab_test_calls",
+            "gauge",
+            "Echo peers in test calls.",
+            self.test_calls.to_string(),
+        );
+        metric(
             "confab_messages_received_total",
             "counter",
             "Client messages received.",
@@ -138,6 +146,7 @@ impl Hub {
             away,
             calls: st.calls.len(),
             ring_timers: self.metrics.ring_timers.load(Ordering::Relaxed),
+            test_calls: self.echo.as_ref().map_or(0, Echo::active),
             messages_received: self.metrics.messages_received.load(Ordering::Relaxed),
             messages_relayed: self.metrics.messages_relayed.load(Ordering::Relaxed),
             errors,

@@ -10,6 +10,7 @@ use std::time::Duration;
 mod accept;
 mod calls;
 mod connection;
+mod echo;
 #[cfg(test)]
 mod fuzz;
 mod hub;
@@ -25,11 +26,13 @@ mod turn_stream;
 
 use calls::*;
 use connection::*;
+use echo::*;
 use hub::*;
 use metrics::*;
 use outbox::*;
 use resume::*;
 
+pub use echo::{EchoConfig, EchoJob, EchoService};
 pub use hub::Hub;
 pub use listener::{Server, ServerConfig, ServerError};
 pub use metrics::MetricsSnapshot;

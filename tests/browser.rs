@@ -354,3 +354,51 @@ async fn a_guest_on_the_https_page_calls_a_headless_peer_on_the_plain_listener()
     assert_page_got_frames(snap, "hal", 60);
     let _ = srv.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_test_call_sees_its_own_frames_back_with_the_round_trip() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(15);
+    let srv = support::server_with(|c| c.echo = Some(confab::echo::EchoPeers::config(1))).await;
+    let guest = support::browser::spawn_guest_with(
+        &fx,
+        &page_url(&srv, "lobby", "gia"),
+        8.0,
+        json!([{"at": 3, "do": "chat", "text": "hello echo"}]),
+        json!({"button": "#test-call"}),
+    );
+    let g = guest_result(guest).await;
+    let snap = &g["final"]["snapshot"];
+    assert!(
+        snap["room"].as_str().unwrap().starts_with("echo:"),
+        "{snap:#}"
+    );
+    // The guest's own barcodes, back through the echo's decoder and encoder.
+    assert_page_got_frames(snap, confab::echo::ECHO_NAME, 60);
+    let echo = page_peer(snap, confab::echo::ECHO_NAME);
+    let first_ms = echo["camera"]["first_frame_ms"].as_u64().unwrap();
+    assert!(
+        first_ms < 2000,
+        "first frame back {first_ms} ms after joining"
+    );
+    assert!(
+        snap["chat"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["text"] == "hello echo" && l["from"] != "gia"),
+        "the chat came back: {:#}",
+        snap["chat"]
+    );
+    let id = echo["id"].as_str().unwrap();
+    let rtt = g["final"]["stats"][id]["rtt_ms"].as_f64();
+    assert!(rtt.is_some_and(|r| r >= 0.0), "{:#}", g["final"]["stats"]);
+    let title = snap["room_title"].as_str().unwrap();
+    assert!(
+        title.contains("Test call") && title.contains("round trip"),
+        "{title}"
+    );
+    eprintln!("browser test call: first frame back {first_ms} ms after joining; {title}");
+    let _ = srv.shutdown().await;
+}

@@ -606,3 +606,5 @@ mod quality;
 
 #[path = "ui/checks.rs"]
 mod checks;
+#[path = "ui/test_call.rs"]
+mod test_call;

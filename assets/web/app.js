@@ -90,7 +90,7 @@
       if (id === state.id) li.append(badge("you"));
       if (id === state.order[0]) li.append(badge("owner"));
       li.append(st);
-      if (callable && !state.call) {
+      if (callable && !state.call && !(state.room || "").startsWith("echo:")) {
         const b = document.createElement("button");
         b.type = "button";
         b.textContent = "Call";
@@ -101,7 +101,11 @@
     };
     if (state.id) row(state.id, state.name, state.media, false);
     for (const m of state.members.values()) row(m.id, m.name, m.state, true);
-    $("room-title").textContent = state.room ? `Room ${state.room}` : "";
+    $("room-title").textContent = !state.room
+      ? ""
+      : state.room.startsWith("echo:")
+        ? `Test call: you see and hear yourself, through the server's echo and back${state.rttMs === undefined ? "" : ` (round trip ${Math.round(state.rttMs)} ms)`}`
+        : `Room ${state.room}`;
     $("mute").textContent = state.media.audio_muted ? "Unmute" : "Mute";
     $("mute").classList.toggle("off", state.media.audio_muted);
     $("camera").textContent = state.media.video_muted ? "Camera on" : "Camera off";
@@ -216,7 +220,12 @@
     const ws = new WebSocket(`${scheme}${location.host}/ws`);
     state.ws = ws;
     // After a lost link: the same member again if the server still keeps it.
-    ws.onopen = () => (state.resumeToken ? send({ type: "resume", token: state.resumeToken }) : sendJoin(room));
+    ws.onopen = () => {
+      if (state.resumeToken) send({ type: "resume", token: state.resumeToken });
+      // A test call: the server answers with the echo's room and its key.
+      else if (room === null) send({ type: "test_call" });
+      else sendJoin(room);
+    };
     ws.onmessage = (e) => {
       let m;
       try {
@@ -358,6 +367,11 @@
         }
         renderRoster();
         break;
+      case "test_call":
+        state.password = m.password;
+        state.home = m.room;
+        sendJoin(m.room);
+        break;
       case "left":
         state.room = null;
         if (state.pendingJoin) sendJoin(state.pendingJoin);
@@ -372,7 +386,7 @@
           sendJoin(state.room || state.home);
           break;
         }
-        if (m.request === "join" && !state.room) {
+        if ((m.request === "join" || m.request === "test_call") && !state.room) {
           $("join-form").classList.remove("hidden");
           if (m.code === "wrong_password") $("password").focus();
         }
@@ -840,6 +854,8 @@
     e.preventDefault();
     join($("room").value.trim(), $("name").value.trim(), $("password").value);
   });
+  // No room: the server's echo peer sends back what it receives.
+  $("test-call").onclick = () => join(null, $("name").value.trim() || "Guest", null);
   $("chat-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const text = $("chat-input").value.trim();
@@ -872,9 +888,12 @@
       report.forEach((s) => {
         if (s.type === "codec") codecs.set(s.id, s.mimeType);
       });
-      const r = { video_in: [], audio_in: [], video_out: [], audio_out: [] };
+      const r = { video_in: [], audio_in: [], video_out: [], audio_out: [], rtt_ms: null };
       report.forEach((s) => {
         const codec = codecs.get(s.codecId) || null;
+        if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) {
+          r.rtt_ms = s.currentRoundTripTime * 1000;
+        }
         if (s.type === "inbound-rtp" && s.kind === "video") {
           r.video_in.push({ codec, frames_decoded: s.framesDecoded, frame_width: s.frameWidth, frame_height: s.frameHeight, pli_count: s.pliCount, packets_lost: s.packetsLost });
         } else if (s.type === "inbound-rtp" && s.kind === "audio") {
@@ -914,6 +933,7 @@
       media: { ...state.media },
       notice: state.notice,
       notice_text: $("notice").textContent,
+      room_title: $("room-title").textContent,
       roster: [...state.members.values()].map((m) => ({ id: m.id, name: m.name, state: m.state })),
       roster_text: $("roster").innerText,
       peers: [...state.peers.values()].map(peerSummary),
@@ -924,6 +944,16 @@
   }
 
   window.confab = { snapshot, stats, sendChat };
+
+  // A test call shows its round trip (the connection's, from getStats).
+  setInterval(async () => {
+    if (!(state.room || "").startsWith("echo:")) return;
+    const rtt = Object.values(await stats()).map((r) => r.rtt_ms).find((r) => r !== null);
+    if (rtt !== undefined) {
+      state.rttMs = rtt;
+      renderRoster();
+    }
+  }, 1000);
 
   // A link like /?room=R&name=N fills the form; joining (camera and microphone on) takes
   // a click, so a link on another site can't put anyone in a room.

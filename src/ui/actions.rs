@@ -2,10 +2,10 @@
 //! command for the engine or the engine thread.
 
 use crate::call::Command;
-use crate::signaling::protocol::is_private_room;
+use crate::signaling::protocol::{is_echo_room, is_private_room};
 
 use super::bridge::UiCommand;
-use super::model::{ChatLine, Model};
+use super::model::{ChatLine, Model, Screen};
 
 impl Model {
     pub fn toggle_mic(&mut self) {
@@ -51,6 +51,27 @@ impl Model {
         self.settings.noise_suppression = on;
         self.send(UiCommand::SetEchoCancellation(on));
         self.save_settings();
+    }
+
+    /// See and hear yourself through the server's echo peer before a real call.
+    pub fn test_call(&mut self) {
+        self.enter(true);
+    }
+
+    /// The test call needs a name (the echo's roster shows it), not a room.
+    pub fn can_test_call(&self) -> bool {
+        !self.settings.name.trim().is_empty() && self.screen == Screen::Lobby
+    }
+
+    /// Our round trip to the echo in a test call, from the last statistics.
+    pub fn test_call_round_trip_ms(&self) -> Option<f64> {
+        if !is_echo_room(&self.call.room) {
+            return None;
+        }
+        self.call
+            .stats
+            .values()
+            .find_map(|h| h.back().and_then(|s| s.rtt_ms))
     }
 
     pub fn hang_up(&mut self) {

@@ -36,6 +36,8 @@ pub struct JoinRequest {
     pub echo_cancellation: bool,
     pub relay_only: bool,
     pub quality: Quality,
+    /// A test call with the server's echo peer instead of `room`.
+    pub test_call: bool,
 }
 
 /// What the UI asks for.
@@ -514,6 +516,7 @@ pub(super) fn call_config(req: &JoinRequest) -> CallConfig {
         cfg.ice_transport = call::IceTransport::Relay;
     }
     req.quality.apply(&mut cfg);
+    cfg.test_call = req.test_call;
     cfg
 }
 
@@ -592,6 +595,7 @@ mod tests {
             echo_cancellation: true,
             relay_only: true,
             quality,
+            test_call: false,
         };
         let cfg = call_config(&req);
         assert_eq!(cfg.video.bitrate_bps, 2_500_000);
@@ -600,9 +604,15 @@ mod tests {
         assert_eq!(cfg.ice_transport, call::IceTransport::Relay);
         let plain = call_config(&JoinRequest {
             quality: Quality::default(),
-            ..req
+            ..req.clone()
         });
         assert_ne!(plain.video.bitrate_bps, cfg.video.bitrate_bps);
         assert_ne!(plain.screen_fps, cfg.screen_fps);
+        assert!(!cfg.test_call);
+        let test_call = call_config(&JoinRequest {
+            test_call: true,
+            ..req
+        });
+        assert!(test_call.test_call);
     }
 }

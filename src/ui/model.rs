@@ -231,6 +231,11 @@ impl Model {
     }
 
     pub fn join(&mut self) {
+        self.enter(false);
+    }
+
+    /// Into the room, or (`test_call`) into a test call with the server's echo peer.
+    pub(super) fn enter(&mut self, test_call: bool) {
         let Some(server) = self.server_url() else {
             self.field_errors.set(
                 Field::Server,
@@ -252,6 +257,7 @@ impl Model {
             echo_cancellation: self.settings.echo_cancellation,
             relay_only: self.settings.relay_only,
             quality: self.settings.quality,
+            test_call,
         }));
     }
 

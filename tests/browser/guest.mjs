@@ -7,7 +7,8 @@
 //
 // Usage: node guest.mjs '<json>' with
 //   {url, user_data_dir, video (y4m), audio (wav), seconds, actions: [{at, do, text?}],
-//    trust_spki? (base64 SHA-256 of a test certificate's key, for an https url)}
+//    trust_spki? (base64 SHA-256 of a test certificate's key, for an https url),
+//    button? (what to click instead of Join, e.g. "#test-call")}
 // `at` is seconds after the page joined; `do` is mute | unmute | camera | screen | answer | decline | hangup | chat |
 // snapshot | close.
 //
@@ -122,7 +123,8 @@ try {
     room: document.getElementById("room").value,
     name: document.getElementById("name").value,
   }));
-  await page.click("#join-form button[type=submit]");
+  // `button`: another way in, e.g. "#test-call".
+  await page.click(cfg.button || "#join-form button[type=submit]");
   await page.waitForFunction(() => window.confab && window.confab.snapshot().id, null, { timeout: 20000 });
   const joined = Date.now();
   result.join_ms = joined - launched;

@@ -3,6 +3,7 @@
 use eframe::egui::{self, Color32, RichText};
 
 use crate::call::Command;
+use crate::signaling::protocol::is_echo_room;
 
 use crate::ui::app::{App, SHORTCUT_CAMERA, SHORTCUT_HANGUP, SHORTCUT_MIC, SHORTCUT_SHARE};
 use crate::ui::bridge::UiCommand;
@@ -45,7 +46,20 @@ impl App {
         }
         egui::Panel::top("call-top").show(ui, |ui| {
             ui.horizontal(|ui| {
-                ui.strong(&self.model.call.room);
+                if is_echo_room(&self.model.call.room) {
+                    ui.strong("Test call");
+                    let rtt = self
+                        .model
+                        .test_call_round_trip_ms()
+                        .map_or("measuring the round trip…".into(), |r| {
+                            format!("round trip {r:.0} ms")
+                        });
+                    ui.label(format!(
+                        "You see and hear yourself, sent to the server's echo and back: {rtt}"
+                    ));
+                } else {
+                    ui.strong(&self.model.call.room);
+                }
                 if let Some(since) = self.model.call.since {
                     let s = since.elapsed().as_secs();
                     ui.label(format!("{:02}:{:02}", s / 60, s % 60));

@@ -243,6 +243,15 @@ impl App {
             {
                 self.model.join();
             }
+            if ui
+                .add_enabled(self.model.can_test_call(), egui::Button::new("Test call"))
+                .on_hover_text(
+                    "See and hear yourself through the server and back, before a real call",
+                )
+                .clicked()
+            {
+                self.model.test_call();
+            }
             if self.model.screen == Screen::Joining {
                 ui.spinner();
                 ui.label("Joining…");

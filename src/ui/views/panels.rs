@@ -3,7 +3,7 @@
 use eframe::egui::{self, Key, RichText};
 
 use crate::call::{Command, PeerCallStats};
-use crate::signaling::protocol::is_private_room;
+use crate::signaling::protocol::{is_echo_room, is_private_room};
 
 use super::widgets::marks;
 use crate::ui::app::App;
@@ -39,7 +39,8 @@ impl App {
             owner_mark(ui, &self.model.call.me);
         });
         let mut invite = None;
-        let private = is_private_room(&self.model.call.room);
+        let room = &self.model.call.room;
+        let private = is_private_room(room) || is_echo_room(room);
         for (id, p) in &self.model.call.peers {
             ui.horizontal(|ui| {
                 ui.label(format!("{}{}", p.name, marks(&p.state)));

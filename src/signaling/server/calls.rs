@@ -39,6 +39,33 @@ impl Drop for TimerCount {
 }
 
 impl Hub {
+    /// Ends call `call_id` as unanswered after the ring timeout, unless stopped first.
+    pub(super) fn ring_timer(self: &Arc<Self>, call_id: &str) -> tokio::task::AbortHandle {
+        let hub = Arc::downgrade(self);
+        let timeout = self.config.ring_timeout;
+        let count = TimerCount::new(&self.metrics.ring_timers);
+        let timed_out = call_id.to_string();
+        tokio::spawn(async move {
+            let _count = count;
+            tokio::time::sleep(timeout).await;
+            if let Some(hub) = hub.upgrade() {
+                let mut st = hub.lock();
+                if st
+                    .calls
+                    .get(&timed_out)
+                    .is_some_and(|c| c.phase == CallPhase::Ringing)
+                {
+                    // Fired, so there is nothing left to abort.
+                    if let Some(call) = st.calls.get_mut(&timed_out) {
+                        call.ring_timer = None;
+                    }
+                    hub.end_call(&mut st, &timed_out, CallEndReason::Timeout, None);
+                }
+            }
+        })
+        .abort_handle()
+    }
+
     pub(super) fn call_invite(
         self: &Arc<Self>,
         id: &str,
@@ -72,35 +99,14 @@ impl Hub {
             ));
         }
         let call_id = format!("{:016x}", rand::random::<u64>());
-        let hub = Arc::downgrade(self);
-        let timeout = self.config.ring_timeout;
-        let count = TimerCount::new(&self.metrics.ring_timers);
-        let timed_out = call_id.clone();
-        let timer = tokio::spawn(async move {
-            let _count = count;
-            tokio::time::sleep(timeout).await;
-            if let Some(hub) = hub.upgrade() {
-                let mut st = hub.lock();
-                if st
-                    .calls
-                    .get(&timed_out)
-                    .is_some_and(|c| c.phase == CallPhase::Ringing)
-                {
-                    // Fired, so there is nothing left to abort.
-                    if let Some(call) = st.calls.get_mut(&timed_out) {
-                        call.ring_timer = None;
-                    }
-                    hub.end_call(&mut st, &timed_out, CallEndReason::Timeout, None);
-                }
-            }
-        });
+        let timer = self.ring_timer(&call_id);
         st.calls.insert(
             call_id.clone(),
             Call {
                 caller: id.to_string(),
                 callee: to.to_string(),
                 phase: CallPhase::Ringing,
-                ring_timer: Some(timer.abort_handle()),
+                ring_timer: Some(timer),
             },
         );
         for party in [id, to] {

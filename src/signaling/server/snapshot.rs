@@ -3,7 +3,9 @@
 //! start. A restored member is away, as if its connection had just dropped: it resumes
 //! with its token, keeps its id, and the others never see it leave; one that does not
 //! come back within the grace period leaves as usual. Peer connections are untouched, so
-//! media flows on while the server is down. Ringing calls are not kept.
+//! media flows on while the server is down. Calls are kept too: an accepted one goes on
+//! (either side can hang up after resuming), a ringing one rings for a whole ring timeout
+//! again.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,17 @@ struct Snapshot {
     saved_unix_ms: u64,
     rooms: Vec<SavedRoom>,
     members: Vec<SavedMember>,
+    /// Absent in files written before calls were kept.
+    #[serde(default)]
+    calls: Vec<SavedCall>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SavedCall {
+    id: String,
+    caller: String,
+    callee: String,
+    accepted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,10 +93,22 @@ impl Hub {
             })
             .collect();
         members.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut calls: Vec<SavedCall> = st
+            .calls
+            .iter()
+            .map(|(id, c)| SavedCall {
+                id: id.clone(),
+                caller: c.caller.clone(),
+                callee: c.callee.clone(),
+                accepted: c.phase == CallPhase::Accepted,
+            })
+            .collect();
+        calls.sort_by(|a, b| a.id.cmp(&b.id));
         Snapshot {
             saved_unix_ms: 0,
             rooms,
             members,
+            calls,
         }
     }
 
@@ -144,6 +169,31 @@ impl Hub {
                 r.members.retain(|m| known.contains(m));
             }
             st.rooms.retain(|_, r| !r.members.is_empty());
+            // A call both of whose parties came back goes on.
+            for c in snap.calls {
+                if !(known.contains(&c.caller) && known.contains(&c.callee)) {
+                    continue;
+                }
+                for party in [&c.caller, &c.callee] {
+                    if let Some(entry) = st.clients.get_mut(party.as_str()) {
+                        entry.call = Some(c.id.clone());
+                    }
+                }
+                let (phase, ring_timer) = if c.accepted {
+                    (CallPhase::Accepted, None)
+                } else {
+                    (CallPhase::Ringing, Some(self.ring_timer(&c.id)))
+                };
+                st.calls.insert(
+                    c.id,
+                    Call {
+                        caller: c.caller,
+                        callee: c.callee,
+                        phase,
+                        ring_timer,
+                    },
+                );
+            }
             snap.members.into_iter().map(|m| m.id).collect()
         };
         for id in &ids {
@@ -220,6 +270,7 @@ mod tests {
                 state: MediaState::default(),
                 resume_token: "t".into(),
             }],
+            calls: Vec::new(),
         }
     }
 
@@ -248,5 +299,86 @@ mod tests {
         std::fs::write(&path, "{ not json").unwrap();
         assert!(hub.restore(&path).unwrap_err().contains("state.json"));
         assert_eq!(hub.restore(&dir.path().join("none.json")), Ok(0));
+    }
+
+    fn member(id: &str, room: &str) -> SavedMember {
+        SavedMember {
+            id: id.into(),
+            name: id.into(),
+            room: room.into(),
+            state: MediaState::default(),
+            resume_token: format!("token-{id}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_come_back_with_their_parties_and_a_ringing_one_rings_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let room = |name: &str, members: &[&str], private: Option<Vec<String>>| SavedRoom {
+            name: name.into(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+            password: None,
+            capacity: 50,
+            private,
+        };
+        let call = |id: &str, caller: &str, callee: &str, accepted| SavedCall {
+            id: id.into(),
+            caller: caller.into(),
+            callee: callee.into(),
+            accepted,
+        };
+        let snap = Snapshot {
+            saved_unix_ms: unix_ms(),
+            rooms: vec![
+                room("lobby", &["cy", "di", "ed"], None),
+                room(
+                    "call:c1",
+                    &["ann", "bob"],
+                    Some(vec!["ann".into(), "bob".into()]),
+                ),
+            ],
+            members: ["ann", "bob"]
+                .iter()
+                .map(|m| member(m, "call:c1"))
+                .chain(["cy", "di"].iter().map(|m| member(m, "lobby")))
+                .collect(),
+            calls: vec![
+                call("c1", "ann", "bob", true),
+                call("c2", "cy", "di", false),
+                // ed is not among the members: this call cannot go on.
+                call("c3", "ed", "cy", false),
+            ],
+        };
+        write(&path, &snap).unwrap();
+        let hub = Hub::new(ServerConfig {
+            ring_timeout: Duration::from_millis(200),
+            ..ServerConfig::default()
+        });
+        assert_eq!(hub.restore(&path), Ok(4));
+        let back = hub.snapshot();
+        assert_eq!(back.calls, snap.calls[..2]);
+        {
+            let st = hub.read();
+            assert_eq!(st.clients["ann"].call.as_deref(), Some("c1"));
+            assert_eq!(st.clients["di"].call.as_deref(), Some("c2"));
+        }
+        // The ringing call times out as any would; the accepted one stays.
+        assert_eq!(hub.metrics_snapshot().ring_timers, 1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while hub.read().calls.contains_key("c2") {
+            assert!(tokio::time::Instant::now() < deadline, "c2 never timed out");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(hub.read().calls.contains_key("c1"));
+        assert_eq!(hub.read().clients["di"].call, None);
+    }
+
+    #[test]
+    fn a_file_from_before_calls_were_kept_still_reads() {
+        let mut v = serde_json::to_value(saved(0)).unwrap();
+        v.as_object_mut().unwrap().remove("calls");
+        let snap: Snapshot = serde_json::from_value(v).unwrap();
+        assert!(snap.calls.is_empty());
     }
 }

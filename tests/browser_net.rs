@@ -1,6 +1,7 @@
 //! Browser guests on networks that are not one perfect link: a guest's link to the
 //! server drops, a guest behind a home router calls a peer behind another, and a headless
-//! peer joins a room where a guest already waits (the other offer order).
+//! peer joins a room where a guest already waits (the other offer order), and two guests
+//! restart ICE themselves when one's home comes back with another address.
 
 mod support;
 
@@ -147,4 +148,74 @@ async fn a_headless_peer_joining_a_waiting_guest_sees_her_within_a_second() {
     assert_page_got_frames(&g["final"]["snapshot"], "hal", 60);
     eprintln!("headless joining a guest: first frame {first} ms after join");
     let _ = srv.shutdown().await;
+}
+
+/// `name`'s camera as `snapshot`'s page showed it: frames so far.
+fn frames_from(snapshot: &Value, name: &str) -> u64 {
+    page_peer(snapshot, name)["camera"]["frames"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_guests_restart_ice_themselves_when_a_home_comes_back_with_another_address() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(40);
+    let mut net = Internet::new();
+    let (a, b) = (net.home(Nat::Cone), net.home(Nat::Cone));
+    let (cert, key) = support::self_signed_for(fx.dir.path(), SERVER_IP);
+    let mut server = net
+        .net
+        .command(env!("CARGO_BIN_EXE_confab"))
+        .args(["serve", "--listen", &format!("{SERVER_IP}:8787")])
+        .args(["--stun-listen", &format!("{SERVER_IP}:3478")])
+        .args(["--tls-listen", &format!("{SERVER_IP}:443")])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    support::logs::until_serving(&mut server).await;
+    // No confab peer in this call: only the pages can restart ICE.
+    let trust = json!({"trust_spki": support::spki_sha256_base64(&cert)});
+    let page = |home: &support::internet::Home, name: &str| {
+        spawn_guest_in(
+            Some(&home.host),
+            &fx,
+            &format!("https://{SERVER_IP}/?room=move&name={name}&audio=raw"),
+            24.0,
+            json!([{"at": 5, "do": "snapshot"}]),
+            trust.clone(),
+        )
+    };
+    let (nia, ben) = (page(&a, "nia"), page(&b, "ben"));
+    // The schedule: both pages are in the call and see each other by 8 s; nia's router
+    // then loses its uplink for 3 s and comes back with another address.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    a.unplug();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    net.readdress(&a, 7);
+    let (nia, ben) = (guest_result(nia).await, guest_result(ben).await);
+
+    let mut restarts = 0;
+    for (g, me, other) in [(&nia, "nia", "ben"), (&ben, "ben", "nia")] {
+        let before = &g["snapshots"][0]["snapshot"];
+        let after = &g["final"]["snapshot"];
+        let (seen, total) = (frames_from(before, other), frames_from(after, other));
+        assert!(seen >= 40, "{me} saw {other} before the outage: {before:#}");
+        // 20 fps: what came after the outage is most of the last 10 s, not a trickle.
+        assert!(
+            total >= seen + 100,
+            "{me} got {} of {other}'s frames after the outage: {after:#}",
+            total - seen
+        );
+        restarts += page_peer(after, other)["ice_restarts"].as_u64().unwrap();
+    }
+    assert!(restarts >= 1, "neither page restarted ICE");
+    eprintln!("two guests across an address change: {restarts} ICE restarts by the pages");
 }

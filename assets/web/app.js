@@ -7,6 +7,13 @@
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
   const FIRST_OFFER_GRACE_MS = 1000;
+  // A connection whose path went away restarts ICE after this (the polite side waits
+  // longer, so the two rarely restart at once), again at 4, 8 and 16 s: confab's policy.
+  const RESTART_AFTER_MS = { impolite: 1000, polite: 2500 };
+  const RESTART_RETRY_MS = [4000, 8000, 16000];
+  // A lost path may mean a dead signaling link too (our address changed): a ping must
+  // come back within this, or the link is replaced (and resumed).
+  const PROBE_MS = 1500;
 
   const state = {
     ws: null,
@@ -14,6 +21,7 @@
     room: null,
     name: null,
     password: null,
+    probe: null, // an unanswered ping: {nonce, timer}
     home: null, // the room to return to after a ringing call
     joinedAt: performance.now(),
     resumeToken: null, // from the last welcome: takes us back after a lost link
@@ -227,6 +235,11 @@
       else sendJoin(room);
     };
     ws.onmessage = (e) => {
+      // Anything from the server shows the link is alive.
+      if (state.probe) {
+        clearTimeout(state.probe.timer);
+        state.probe = null;
+      }
       let m;
       try {
         m = JSON.parse(e.data);
@@ -272,6 +285,17 @@
     state.resumeToken = m.resume_token || null;
     state.reconnectDelay = 500;
     log("resumed", { id: m.id });
+    // An offer sent while the link was dead is lost: restart again where the path is down.
+    for (const p of state.peers.values()) {
+      if (p.connectMs !== null && p.pc.connectionState !== "connected") {
+        clearTimeout(p.restartTimer);
+        p.restartTimer = null;
+        p.restartAttempt = Math.max(p.restartAttempt, 1);
+        p.iceRestarts += 1;
+        p.pc.restartIce();
+        pathLost(p);
+      }
+    }
     setStatus("in ", nameElement(m.room), " as ", nameElement(state.name));
     renderRoster();
   }
@@ -542,6 +566,9 @@
       noCommonVideoCodec: false,
       connectMs: null,
       negotiations: 0, // returns to the stable signaling state
+      iceRestarts: 0, // restarts this page started
+      restartTimer: null,
+      restartAttempt: 0,
     };
     state.peers.set(id, p);
 
@@ -582,6 +609,13 @@
       if (pc.connectionState === "connected" && p.connectMs === null) {
         p.connectMs = Math.round(performance.now() - state.joinedAt);
       }
+      if (pc.connectionState === "connected") {
+        clearTimeout(p.restartTimer);
+        p.restartTimer = null;
+        p.restartAttempt = 0;
+      } else if (["disconnected", "failed"].includes(pc.connectionState) && p.connectMs !== null) {
+        pathLost(p);
+      }
     };
     pc.ontrack = (e) => onTrack(p, e);
 
@@ -589,6 +623,42 @@
     if (state.local) for (const t of state.local.getTracks()) pc.addTrack(t, state.local);
     if (state.screen) p.screenSender = pc.addTrack(state.screen.getVideoTracks()[0], state.screen);
     return p;
+  }
+
+  // The media path to `p` went away: restart ICE unless it comes back first.
+  function pathLost(p) {
+    probeSignaling();
+    if (p.restartTimer !== null) return;
+    const wait = p.restartAttempt === 0
+      ? RESTART_AFTER_MS[p.polite ? "polite" : "impolite"]
+      : RESTART_RETRY_MS[Math.min(p.restartAttempt - 1, RESTART_RETRY_MS.length - 1)];
+    p.restartTimer = setTimeout(() => {
+      p.restartTimer = null;
+      if (p.pc.connectionState === "connected" || p.pc.signalingState === "closed") return;
+      p.restartAttempt += 1;
+      p.iceRestarts += 1;
+      log("ice restart", { id: p.id, attempt: p.restartAttempt });
+      p.pc.restartIce(); // fires negotiationneeded: an offer with new credentials
+      pathLost(p); // and again later if this one does not bring it back
+    }, wait);
+  }
+
+  // Pings the server; no answer in time and the link is replaced (then resumed).
+  function probeSignaling() {
+    const ws = state.ws;
+    if (!ws || state.probe) return;
+    const nonce = Math.floor(Math.random() * 1e9);
+    state.probe = {
+      nonce,
+      timer: setTimeout(() => {
+        state.probe = null;
+        if (state.ws === ws) {
+          log("signaling probe lost", {});
+          ws.close(); // onclose reconnects and resumes
+        }
+      }, PROBE_MS),
+    };
+    send({ type: "ping", nonce });
   }
 
   function onSignal(from, payload) {
@@ -723,6 +793,7 @@
     if (!p) return;
     state.closedPeers.push(peerSummary(p));
     clearInterval(p.helloTimer);
+    clearTimeout(p.restartTimer);
     p.pc.close();
     for (const role of Object.keys(p.tiles)) removeTile(p, role);
     state.peers.delete(id);
@@ -920,6 +991,7 @@
       video_codec: p.videoCodec,
       no_common_video_codec: p.noCommonVideoCodec,
       negotiations: p.negotiations,
+      ice_restarts: p.iceRestarts,
       camera: p.tiles.camera ? { ...p.tiles.camera.frameStats } : null,
       screen: !!p.tiles.screen,
     };

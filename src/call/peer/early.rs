@@ -9,6 +9,13 @@
 //! then hand them to the stack in order: the agent answers them, and learns the sender's
 //! address, the moment it can. An ICE restart of ours shuts the gate again until the
 //! answer (or a rollback).
+//!
+//! When we answer, we are controlled, and rtc-ice does not respond to a nominating
+//! check (USE-CANDIDATE) on a pair whose own check has not succeeded yet: it sends a
+//! triggered check and leaves the nomination to the sender's retransmission (hundreds of
+//! milliseconds in some stacks). So the socket keeps a copy of such a nomination and
+//! hands it to the stack again right after our check on that path succeeds: the agent
+//! then answers it and selects the pair at once.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -21,7 +28,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use rtc::stun::message::{BINDING_REQUEST, Message, is_stun_message};
+use rtc::stun::attributes::{ATTR_USE_CANDIDATE, ATTR_USERNAME};
+use rtc::stun::message::{BINDING_REQUEST, BINDING_SUCCESS, Message, is_stun_message};
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, RecvMeta, Runtime,
     TokioRuntime, Transmit,
@@ -31,6 +39,9 @@ use crate::sync::LockExt;
 
 /// More early checks than this are not worth keeping (a peer sends one per pair).
 const MAX_HELD: usize = 64;
+/// Nominations waiting for their path's check, and paths known to work, kept at most.
+const MAX_NOMINATIONS: usize = 16;
+const MAX_PATHS: usize = 256;
 
 /// Shut until the connection has a remote description; shared by its sockets.
 #[derive(Default)]
@@ -58,6 +69,58 @@ impl Gate {
 
     fn is_open(&self) -> bool {
         self.open.load(Ordering::Acquire)
+    }
+}
+
+/// Nominations that came before our own check on their path succeeded.
+#[derive(Default)]
+struct Nominations {
+    waiting: Vec<(Vec<u8>, RecvMeta)>,
+    /// Remote addresses our checks reached (a success response came back).
+    working: std::collections::HashSet<SocketAddr>,
+    /// The credentials the checks come with: new ones (an ICE restart) start over.
+    username: Vec<u8>,
+}
+
+impl Nominations {
+    /// Looks at a datagram on its way to the stack; returns a nomination to hand over
+    /// again now that its path works.
+    fn observe(&mut self, datagram: &[u8], meta: &RecvMeta) -> Vec<(Vec<u8>, RecvMeta)> {
+        if !is_stun_message(datagram) {
+            return Vec::new();
+        }
+        let mut m = Message::new();
+        if m.unmarshal_binary(datagram).is_err() {
+            return Vec::new();
+        }
+        if m.typ == BINDING_REQUEST {
+            if let Ok(user) = m.get(ATTR_USERNAME)
+                && user != self.username
+            {
+                self.username = user;
+                self.working.clear();
+                self.waiting.clear();
+            }
+            if m.contains(ATTR_USE_CANDIDATE) && !self.working.contains(&meta.addr) {
+                self.waiting.retain(|(_, w)| w.addr != meta.addr);
+                if self.waiting.len() < MAX_NOMINATIONS {
+                    self.waiting.push((datagram.to_vec(), *meta));
+                }
+            }
+            return Vec::new();
+        }
+        if m.typ == BINDING_SUCCESS {
+            if self.working.len() >= MAX_PATHS {
+                self.working.clear();
+            }
+            self.working.insert(meta.addr);
+            let (now, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+                .into_iter()
+                .partition(|(_, w)| w.addr == meta.addr);
+            self.waiting = still;
+            return now;
+        }
+        Vec::new()
     }
 }
 
@@ -105,6 +168,7 @@ impl Runtime for GatedRuntime {
             inner: self.inner.wrap_udp_socket(socket)?,
             gate: self.gate.clone(),
             held: Default::default(),
+            nominations: Default::default(),
         }))
     }
     fn wrap_tcp_listener(
@@ -146,6 +210,7 @@ struct GatedSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     gate: Arc<Gate>,
     held: std::sync::Mutex<VecDeque<(Vec<u8>, RecvMeta)>>,
+    nominations: std::sync::Mutex<Nominations>,
 }
 
 impl fmt::Debug for GatedSocket {
@@ -155,6 +220,26 @@ impl fmt::Debug for GatedSocket {
 }
 
 impl GatedSocket {
+    /// The first `n` received messages go to the stack: a nomination whose path now
+    /// works follows them, ahead of anything newer.
+    fn observe(&self, n: usize, bufs: &[IoSliceMut<'_>], meta: &[RecvMeta]) {
+        let mut nominations = self.nominations.locked();
+        for i in 0..n {
+            let m = meta[i];
+            if m.stride < m.len {
+                continue;
+            }
+            let again = nominations.observe(&bufs[i][..m.len], &m);
+            if !again.is_empty() {
+                let mut held = self.held.locked();
+                for (k, nomination) in again.into_iter().enumerate() {
+                    let at = k.min(held.len());
+                    held.insert(at, nomination);
+                }
+            }
+        }
+    }
+
     /// Keeps the single-datagram checks among `n` received messages and moves the rest
     /// to the front; returns how many are left.
     fn hold_checks(&self, n: usize, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> usize {
@@ -203,9 +288,14 @@ impl AsyncUdpSocket for GatedSocket {
             {
                 buf[..datagram.len()].copy_from_slice(&datagram);
                 *slot = m;
+                self.observe(1, bufs, meta);
                 return Poll::Ready(Ok(1));
             }
-            return self.inner.poll_recv(cx, bufs, meta);
+            let got = self.inner.poll_recv(cx, bufs, meta);
+            if let Poll::Ready(Ok(n)) = got {
+                self.observe(n, bufs, meta);
+            }
+            return got;
         }
         // Woken when the gate opens, as well as by the socket.
         {
@@ -219,6 +309,7 @@ impl AsyncUdpSocket for GatedSocket {
                 Poll::Ready(Ok(n)) => {
                     let kept = self.hold_checks(n, bufs, meta);
                     if kept > 0 {
+                        self.observe(kept, bufs, meta);
                         return Poll::Ready(Ok(kept));
                     }
                     if self.gate.is_open() {
@@ -309,32 +400,56 @@ mod tests {
             .trim_end()
     }
 
-    /// A connectivity check from a remote agent calling itself `ufrag`, to the offerer
-    /// whose credentials are `to_ufrag`/`to_pwd`.
-    fn check_from(ufrag: &str, to_ufrag: &str, to_pwd: &str) -> Message {
-        use rtc::ice::attributes::{control::AttrControlled, priority::PriorityAttr};
+    /// A STUN message `typ` with transaction `tid`, `extra` attributes, and the integrity
+    /// of `pwd` and a fingerprint.
+    fn signed(
+        typ: rtc::stun::message::MessageType,
+        tid: TransactionId,
+        extra: Vec<Box<dyn Setter>>,
+        pwd: &str,
+    ) -> Message {
         use rtc::stun::fingerprint::FINGERPRINT;
         use rtc::stun::integrity::MessageIntegrity;
-        use rtc::stun::textattrs::TextAttribute;
         let crypto = rtc::stun::crypto::default_provider().unwrap();
-        let mut m = Message::new();
-        let setters: Vec<Box<dyn Setter + '_>> = vec![
-            Box::new(BINDING_REQUEST),
-            Box::new(TransactionId::new()),
-            Box::new(TextAttribute::new(
-                rtc::stun::attributes::ATTR_USERNAME,
-                format!("{to_ufrag}:{ufrag}"),
-            )),
-            Box::new(AttrControlled(7)),
-            Box::new(PriorityAttr(1_862_270_975)),
-            Box::new(MessageIntegrity::new_short_term_integrity_with_provider(
-                to_pwd.to_owned(),
+        let mut setters: Vec<Box<dyn Setter>> = vec![Box::new(typ), Box::new(tid)];
+        setters.extend(extra);
+        setters.push(Box::new(
+            MessageIntegrity::new_short_term_integrity_with_provider(
+                pwd.to_owned(),
                 crypto.crypto(),
-            )),
-            Box::new(FINGERPRINT),
-        ];
+            ),
+        ));
+        setters.push(Box::new(FINGERPRINT));
+        let mut m = Message::new();
         m.build(&setters).unwrap();
         m
+    }
+
+    /// A connectivity check from a remote agent calling itself `ufrag` (controlling, and
+    /// nominating, if `controlling`), to the agent whose credentials are `to_ufrag`/`to_pwd`.
+    fn check(ufrag: &str, to_ufrag: &str, to_pwd: &str, controlling: bool) -> Message {
+        use rtc::ice::attributes::control::{AttrControlled, AttrControlling};
+        use rtc::ice::attributes::priority::PriorityAttr;
+        use rtc::ice::attributes::use_candidate::UseCandidateAttr;
+        use rtc::stun::textattrs::TextAttribute;
+        let mut extra: Vec<Box<dyn Setter>> = vec![
+            Box::new(TextAttribute::new(
+                ATTR_USERNAME,
+                format!("{to_ufrag}:{ufrag}"),
+            )),
+            Box::new(PriorityAttr(1_862_270_975)),
+        ];
+        if controlling {
+            extra.push(Box::new(AttrControlling(7)));
+            extra.push(Box::new(UseCandidateAttr));
+        } else {
+            extra.push(Box::new(AttrControlled(7)));
+        }
+        signed(BINDING_REQUEST, TransactionId::new(), extra, to_pwd)
+    }
+
+    fn check_from(ufrag: &str, to_ufrag: &str, to_pwd: &str) -> Message {
+        check(ufrag, to_ufrag, to_pwd, false)
     }
 
     /// An answerer whose first check overtakes its answer, and which never sends it again
@@ -393,5 +508,76 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), answered)
             .await
             .expect("the early check was answered");
+    }
+
+    /// The first host candidate `events` announce, as an address.
+    async fn first_host(
+        events: &mut tokio::sync::mpsc::UnboundedReceiver<super::super::PeerEvent>,
+    ) -> SocketAddr {
+        loop {
+            if let super::super::PeerEvent::LocalCandidate(c) =
+                events.recv().await.expect("a host candidate")
+            {
+                let f: Vec<&str> = c.candidate.split_whitespace().collect();
+                return format!("{}:{}", f[4], f[5]).parse().unwrap();
+            }
+        }
+    }
+
+    /// We answer, so we are controlled; the controlling side nominates a path at once,
+    /// before our own check on it succeeded, and never repeats it: we answer the
+    /// nomination as soon as our check on that path comes back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_nomination_that_comes_before_our_check_succeeds_is_answered_when_it_does() {
+        use super::super::{Peer, PeerConfig};
+        use rtc::stun::xoraddr::XorMappedAddress;
+        let (stranger, _stranger_events) = Peer::new(PeerConfig::loopback()).await.unwrap();
+        let (answerer, mut events) = Peer::new(PeerConfig::loopback()).await.unwrap();
+        // The remote agent is this socket, with credentials of its own, in an offer.
+        let (ufrag, pwd) = ("nominator", "a-password-of-22-chars-at-least");
+        let remote = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut offer = stranger.create_offer().await.unwrap();
+        offer.sdp = offer
+            .sdp
+            .replace(attr(&offer.sdp, "ice-ufrag"), ufrag)
+            .replace(attr(&offer.sdp, "ice-pwd"), pwd);
+        answerer.set_remote_description(&offer).await.unwrap();
+        let answer = answerer.create_answer().await.unwrap();
+        answerer.set_local_description(&answer).await.unwrap();
+        let host = first_host(&mut events).await;
+        let (our_ufrag, our_pwd) = (attr(&answer.sdp, "ice-ufrag"), attr(&answer.sdp, "ice-pwd"));
+
+        let nomination = check(ufrag, our_ufrag, our_pwd, true);
+        remote.send_to(&nomination.raw, host).await.unwrap();
+        let answered = async {
+            let mut buf = [0u8; 1500];
+            loop {
+                let (n, from) = remote.recv_from(&mut buf).await.unwrap();
+                let mut m = Message::new();
+                if m.unmarshal_binary(&buf[..n]).is_err() {
+                    continue;
+                }
+                if m.typ == BINDING_SUCCESS && m.transaction_id == nomination.transaction_id {
+                    return;
+                }
+                if m.typ == BINDING_REQUEST {
+                    // Our agent's own (triggered) check on the path: it succeeds.
+                    let mapped = XorMappedAddress {
+                        ip: from.ip(),
+                        port: from.port(),
+                    };
+                    let ok = signed(
+                        BINDING_SUCCESS,
+                        m.transaction_id,
+                        vec![Box::new(mapped)],
+                        pwd,
+                    );
+                    remote.send_to(&ok.raw, from).await.unwrap();
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), answered)
+            .await
+            .expect("the nomination was answered without being sent again");
     }
 }

@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod headless;
 pub mod media;
 pub mod netem;
+pub mod record;
 pub mod signaling;
 pub mod ui;
 

@@ -109,6 +109,10 @@ struct HeadlessArgs {
     /// Share a screen once joined: synthetic (the test pattern at 1280x720) or y4m:FILE.
     #[arg(long)]
     share_screen: Option<String>,
+    /// Record the call into this file (fragmented MP4: the grid of everyone's video at
+    /// 1280x720, everyone's audio mixed) from joining until the end of the run.
+    #[arg(long, value_name = "FILE")]
+    record: Option<std::path::PathBuf>,
     /// Local address for ICE (e.g. 127.0.0.1 for loopback only).
     #[arg(long, default_value = "0.0.0.0")]
     bind: String,
@@ -138,6 +142,7 @@ impl HeadlessArgs {
         o.chat = self.chat.clone();
         o.chat_stdin = self.chat_stdin;
         o.share_screen = self.share_screen.as_deref().map(str::parse).transpose()?;
+        o.record = self.record.clone();
         o.bind_addrs = vec![format!("{}:0", self.bind)];
         o.ice_transport = self.ice_transport;
         Ok(o)

@@ -123,6 +123,8 @@ pub struct HeadlessOptions {
     pub chat_stdin: bool,
     /// Shares this as a screen once joined (synthetic: the test pattern at 1280x720).
     pub share_screen: Option<VideoInput>,
+    /// Records the call into this file from joining to the end of the run.
+    pub record: Option<PathBuf>,
 }
 
 impl HeadlessOptions {
@@ -146,6 +148,7 @@ impl HeadlessOptions {
             chat: None,
             chat_stdin: false,
             share_screen: None,
+            record: None,
         }
     }
 
@@ -235,7 +238,17 @@ pub struct Report {
     pub seconds: f64,
     pub sent: call::SentTotals,
     pub peers: Vec<PeerReport>,
+    /// The recording made (`--record`), complete when the run ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingReport>,
     pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RecordingReport {
+    #[serde(flatten)]
+    pub summary: crate::record::RecordSummary,
+    pub error: Option<String>,
 }
 
 impl Report {
@@ -280,6 +293,17 @@ impl Report {
                     .map_or("-".into(), |l| format!("{:.1}", l.p50)),
                 p.connect_ms.map_or("-".into(), |v| v.to_string()),
                 p.first_frame_ms.map_or("-".into(), |v| v.to_string()),
+            );
+        }
+        if let Some(r) = &self.recording {
+            let _ = writeln!(
+                s,
+                "  recorded {} ({:.1} s, {} video frames, {} fragments){}",
+                r.summary.path,
+                r.summary.seconds,
+                r.summary.video_frames,
+                r.summary.fragments,
+                r.error.as_ref().map_or(String::new(), |e| format!(": {e}"))
             );
         }
         for e in &self.errors {
@@ -340,6 +364,12 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
                 report.room = room;
                 if let Some(source) = screen.take() {
                     handle.send(Command::StartScreenShare(source));
+                }
+                if let Some(path) = &opts.record {
+                    handle.send(Command::StartRecording {
+                        path: path.clone(),
+                        settings: crate::record::RecordSettings::default(),
+                    });
                 }
             }
             Event::PeerJoined { id, name, .. } => {
@@ -418,11 +448,18 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
         }
     }
     handle.send(Command::Leave);
-    // The engine reports `Left` once it has closed every peer.
+    // The engine reports `Left` once it has closed every peer (and finished a recording).
     while let Some(ev) = events.recv().await {
-        if let Event::Left(sent) = ev {
-            report.sent = sent;
-            break;
+        match ev {
+            Event::Left(sent) => {
+                report.sent = sent;
+                break;
+            }
+            Event::RecordingStopped { summary, error } => {
+                report.recording = Some(RecordingReport { summary, error });
+            }
+            Event::Error(e) => report.errors.push(e),
+            _ => {}
         }
     }
     for (id, mut p) in peers {

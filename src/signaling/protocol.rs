@@ -28,6 +28,8 @@ pub struct MediaState {
     pub has_camera: bool,
     pub has_microphone: bool,
     pub screen_sharing: bool,
+    /// The member records the call (absent from older peers: false).
+    pub recording: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -606,3 +606,6 @@ mod quality;
 
 #[path = "ui/checks.rs"]
 mod checks;
+
+#[path = "ui/record.rs"]
+mod record;

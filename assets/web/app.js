@@ -67,6 +67,7 @@
     if (s.audio_muted || !s.has_microphone) parts.push("mic off");
     if (s.video_muted || !s.has_camera) parts.push("camera off");
     if (s.screen_sharing) parts.push("sharing");
+    if (s.recording) parts.push("recording");
     return parts.join(", ");
   }
 
@@ -102,6 +103,9 @@
     if (state.id) row(state.id, state.name, state.media, false);
     for (const m of state.members.values()) row(m.id, m.name, m.state, true);
     $("room-title").textContent = state.room ? `Room ${state.room}` : "";
+    // Everyone sees that the call is recorded (a member's media state says so).
+    const recording = [...state.members.values()].some((m) => m.state && m.state.recording);
+    $("recording-mark").classList.toggle("hidden", !recording);
     $("mute").textContent = state.media.audio_muted ? "Unmute" : "Mute";
     $("mute").classList.toggle("off", state.media.audio_muted);
     $("camera").textContent = state.media.video_muted ? "Camera on" : "Camera off";

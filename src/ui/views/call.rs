@@ -65,12 +65,13 @@ impl App {
                 // Everyone sees that the call is recorded, and by whom.
                 let recording = self.model.call.recording();
                 if !recording.is_empty() {
-                    ui.label(
-                        RichText::new("● Recording")
-                            .color(Color32::from_rgb(220, 40, 40))
-                            .strong(),
-                    )
-                    .on_hover_text(format!("Recorded by {}", recording.join(", ")));
+                    let red = Color32::from_rgb(220, 40, 40);
+                    // A red dot (the default fonts have no glyph for one), then the word.
+                    let (dot, _) =
+                        ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+                    ui.painter().circle_filled(dot.center(), 5.0, red);
+                    ui.label(RichText::new("Recording").color(red).strong())
+                        .on_hover_text(format!("Recorded by {}", recording.join(", ")));
                 }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     self.layout_controls(ui);

@@ -18,6 +18,10 @@ const H: usize = 720;
 const ADA_HZ: f64 = 440.0;
 const BOB_HZ: f64 = 1000.0;
 
+/// One recorded call at a time: each is several encoding processes on a 2-core machine,
+/// and a recorder starved of CPU drops frames (which these tests would count).
+static ONE_CALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn headless(url: &str, name: &str, extra: &[&str]) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"));
     c.args([
@@ -165,6 +169,7 @@ fn in_order(name: &str, ids: &[Option<u32>]) -> (usize, u32, u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_call_holds_everyones_pictures_in_order_and_both_voices() {
+    let _one = ONE_CALL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("call.mp4");
     let report = dir.path().join("ada.json");
@@ -263,6 +268,7 @@ async fn a_recorded_call_holds_everyones_pictures_in_order_and_both_voices() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorder_killed_mid_call_leaves_a_file_that_plays_to_its_last_seconds() {
+    let _one = ONE_CALL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("killed.mp4");
     let srv = support::server().await;
@@ -312,4 +318,129 @@ async fn a_recorder_killed_mid_call_leaves_a_file_that_plays_to_its_last_seconds
     assert_eq!(codecs, ["h264", "opus"]);
     // Everything in it decodes.
     assert!(luma_frames(&file).len() as f64 >= (duration - 1.0) * 10.0);
+}
+
+/// The duration ffprobe finds in `file` so far (0 while it has none).
+fn seconds_in(file: &Path) -> f64 {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of"])
+        .args(["default=nw=1:nk=1", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn someone_joining_and_leaving_comes_and_goes_in_the_recording() {
+    let _one = ONE_CALL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("three.mp4");
+    let srv = support::server().await;
+    let url = srv.ws_url();
+    let bob = headless(
+        &url,
+        "bob",
+        &["--seconds", "16", "--fps", "15", "--tone-hz", "1000"],
+    )
+    .spawn()
+    .unwrap();
+    let ada = headless(
+        &url,
+        "ada",
+        &["--seconds", "16", "--record", file.to_str().unwrap()],
+    )
+    .spawn()
+    .unwrap();
+    // Carol comes once 3 s are recorded, for 5 s, smaller and with her own tone.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while seconds_in(&file) < 3.0 {
+        assert!(Instant::now() < deadline, "the recording does not grow");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let carol = headless(
+        &url,
+        "carol",
+        &[
+            "--seconds",
+            "5",
+            "--fps",
+            "10",
+            "--size",
+            "320x240",
+            "--tone-hz",
+            "1600",
+        ],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        carol.status.success(),
+        "{}",
+        String::from_utf8_lossy(&carol.stderr)
+    );
+    let (a, b) = (
+        ada.wait_with_output().await.unwrap(),
+        bob.wait_with_output().await.unwrap(),
+    );
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+
+    // Each frame is told by which grid its tiles read in: 2 tiles, or 3 with Carol's.
+    let frames = luma_frames(&file);
+    let two = [ids_in_tile(&frames, 0, 2), ids_in_tile(&frames, 1, 2)];
+    let three = [
+        ids_in_tile(&frames, 0, 3),
+        ids_in_tile(&frames, 1, 3),
+        ids_in_tile(&frames, 2, 3),
+    ];
+    let layout: Vec<u8> = (0..frames.len())
+        .map(|i| {
+            if three.iter().all(|t| t[i].is_some()) {
+                3
+            } else if two.iter().all(|t| t[i].is_some()) {
+                2
+            } else {
+                0
+            }
+        })
+        .collect();
+    let with_carol: Vec<usize> = (0..layout.len()).filter(|&i| layout[i] == 3).collect();
+    assert!(
+        with_carol.len() >= 30,
+        "carol's tile in {} frames: {layout:?}",
+        with_carol.len()
+    );
+    let (came, went) = (with_carol[0], *with_carol.last().unwrap());
+    let before = layout[..came].iter().filter(|&&l| l == 2).count();
+    let after = layout[went + 1..].iter().filter(|&&l| l == 2).count();
+    assert!(
+        before >= 20 && after >= 30,
+        "two tiles before ({before}) and after ({after}) her: {layout:?}"
+    );
+    assert!(
+        layout[went + 1..].iter().all(|&l| l != 3),
+        "her tile is gone once she left"
+    );
+    for (name, tile) in ["ada", "bob", "carol"].iter().zip(&three) {
+        in_order(name, tile);
+    }
+
+    // Her voice is in the mix while she is there, and not after.
+    let pcm = samples(&file);
+    let at = |frame: usize| frame * 48_000 / 15;
+    let during = &pcm[at(came) + 24_000..at(went).saturating_sub(24_000).min(pcm.len())];
+    let end = &pcm[pcm.len() - 2 * 48_000..];
+    let (carol_in, carol_after, bob_after) = (
+        amplitude(during, 1600.0),
+        amplitude(end, 1600.0),
+        amplitude(end, BOB_HZ),
+    );
+    assert!(
+        carol_in > 0.15 && carol_after < 0.02 && bob_after > 0.15,
+        "1600 Hz {carol_in:.3} with her, {carol_after:.3} after; bob after {bob_after:.3}"
+    );
 }

@@ -106,6 +106,7 @@ enum Input {
     },
     Joined(String),
     Left(String),
+    Camera(String, bool),
     TrackRemoved(String, TrackRole),
     Stop,
 }
@@ -153,6 +154,11 @@ impl Feeder {
 
     pub fn track_removed(&self, member: &str, role: TrackRole) {
         self.send(&self.other, Input::TrackRemoved(member.to_string(), role));
+    }
+
+    /// The member turned its camera off (false) or on: its tile greys at once.
+    pub fn camera(&self, member: &str, on: bool) {
+        self.send(&self.other, Input::Camera(member.to_string(), on));
     }
 }
 
@@ -219,6 +225,8 @@ impl Recorder {
 pub struct Tiles {
     order: Vec<(String, TrackRole)>,
     latest: HashMap<(String, TrackRole), (VideoFrame, Instant)>,
+    /// Members whose camera is off: pictures still on their way are not shown.
+    camera_off: Vec<String>,
 }
 
 impl Tiles {
@@ -247,6 +255,15 @@ impl Tiles {
     pub fn left(&mut self, member: &str) {
         self.order.retain(|(m, _)| m != member);
         self.latest.retain(|(m, _), _| m != member);
+        self.camera_off.retain(|m| m != member);
+    }
+
+    pub fn camera(&mut self, member: &str, on: bool) {
+        self.camera_off.retain(|m| m != member);
+        if !on {
+            self.camera_off.push(member.to_string());
+            self.latest.remove(&(member.to_string(), TrackRole::Camera));
+        }
     }
 
     /// A shared screen's tile goes; a camera's stays, without a picture.
@@ -262,6 +279,7 @@ impl Tiles {
         let key = (member.to_string(), role);
         match role {
             TrackRole::Microphone => return,
+            TrackRole::Camera if self.camera_off.iter().any(|m| m == member) => return,
             TrackRole::Camera => self.joined(member),
             TrackRole::Screen if !self.order.contains(&key) => self.order.push(key.clone()),
             TrackRole::Screen => {}
@@ -349,6 +367,7 @@ impl Job {
                 self.mixer.remove(&m);
             }
             Input::TrackRemoved(m, role) => self.tiles.track_removed(&m, role),
+            Input::Camera(m, on) => self.tiles.camera(&m, on),
             Input::Stop => return false,
         }
         true
@@ -521,6 +540,22 @@ mod tests {
         t.picture(SELF, TrackRole::Screen, pic(6), t0);
         t.track_removed(SELF, TrackRole::Screen);
         assert_eq!(t.keys().len(), 1);
+    }
+
+    #[test]
+    fn a_camera_turned_off_greys_its_tile_at_once_until_it_is_on_again() {
+        let t0 = Instant::now();
+        let mut t = Tiles::new(&["bob".into()]);
+        t.picture("bob", TrackRole::Camera, pic(4), t0);
+        t.camera("bob", false);
+        t.picture("bob", TrackRole::Camera, pic(4), t0);
+        assert!(
+            t.shown(t0)[1].is_none(),
+            "a picture still on its way is not shown"
+        );
+        t.camera("bob", true);
+        t.picture("bob", TrackRole::Camera, pic(4), t0);
+        assert!(t.shown(t0)[1].is_some());
     }
 
     #[test]

@@ -22,9 +22,18 @@ impl Recording {
         let Some(r) = &self.active else { return };
         let feeder = r.feeder();
         match e {
-            Event::PeerJoined { id, .. } => feeder.joined(id),
+            Event::PeerJoined { id, state, .. } => {
+                feeder.joined(id);
+                feeder.camera(id, state.has_camera && !state.video_muted);
+            }
             Event::PeerLeft { id, .. } => feeder.left(id),
             Event::TrackRemoved { peer, track } => feeder.track_removed(peer, *track),
+            Event::PeerMediaState { id, state } => {
+                feeder.camera(id, state.has_camera && !state.video_muted)
+            }
+            Event::LocalMediaState(state) => {
+                feeder.camera(crate::record::SELF, state.has_camera && !state.video_muted)
+            }
             _ => {}
         }
     }
@@ -42,6 +51,10 @@ impl Engine {
         match Recorder::start(&path, settings, &members) {
             Ok(r) => {
                 tracing::info!(path = %path.display(), "recording");
+                for (id, p) in &self.peers {
+                    r.feeder()
+                        .camera(id, p.state.has_camera && !p.state.video_muted);
+                }
                 self.local.recording.tap.attach(r.feeder());
                 self.local.recording.active = Some(r);
                 self.local.state.recording = true;

@@ -166,7 +166,9 @@ impl Feeder {
 pub struct Recorder {
     feeder: Feeder,
     path: PathBuf,
-    thread: JoinHandle<Result<RecordSummary, RecordError>>,
+    /// Taken by `finish`; a recorder dropped without it (the engine went away) still
+    /// completes its file.
+    thread: Option<JoinHandle<Result<RecordSummary, RecordError>>>,
 }
 
 impl Recorder {
@@ -198,7 +200,7 @@ impl Recorder {
                 dropped,
             },
             path: path.to_path_buf(),
-            thread,
+            thread: Some(thread),
         })
     }
 
@@ -212,10 +214,27 @@ impl Recorder {
 
     /// Stops, writes the last fragment and closes the file. Blocks for the last
     /// frame's encode at most.
-    pub fn finish(self) -> Result<RecordSummary, RecordError> {
+    pub fn finish(mut self) -> Result<RecordSummary, RecordError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<RecordSummary, RecordError> {
+        let Some(thread) = self.thread.take() else {
+            return Err(RecordError::Thread);
+        };
         // The stop must arrive even when the queue is full of audio.
         let _ = self.feeder.other.send(Input::Stop);
-        self.thread.join().map_err(|_| RecordError::Thread)?
+        thread.join().map_err(|_| RecordError::Thread)?
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if self.thread.is_some()
+            && let Err(e) = self.stop()
+        {
+            tracing::warn!("recording {}: {e}", self.path.display());
+        }
     }
 }
 

@@ -920,6 +920,7 @@
       notice_text: $("notice").textContent,
       roster: [...state.members.values()].map((m) => ({ id: m.id, name: m.name, state: m.state })),
       roster_text: $("roster").innerText,
+      recording_mark: !$("recording-mark").classList.contains("hidden"),
       peers: [...state.peers.values()].map(peerSummary),
       closed_peers: state.closedPeers.slice(),
       events: state.events.slice(),

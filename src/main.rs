@@ -113,6 +113,12 @@ struct HeadlessArgs {
     /// 1280x720, everyone's audio mixed) from joining until the end of the run.
     #[arg(long, value_name = "FILE")]
     record: Option<std::path::PathBuf>,
+    /// The recording's picture size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720")]
+    record_size: String,
+    /// The recording's frame rate.
+    #[arg(long, default_value_t = 15)]
+    record_fps: u32,
     /// Local address for ICE (e.g. 127.0.0.1 for loopback only).
     #[arg(long, default_value = "0.0.0.0")]
     bind: String,
@@ -143,6 +149,13 @@ impl HeadlessArgs {
         o.chat_stdin = self.chat_stdin;
         o.share_screen = self.share_screen.as_deref().map(str::parse).transpose()?;
         o.record = self.record.clone();
+        let (width, height) = parse_size(&self.record_size)?;
+        o.record_settings = confab::record::RecordSettings {
+            width,
+            height,
+            fps: self.record_fps,
+            ..Default::default()
+        };
         o.bind_addrs = vec![format!("{}:0", self.bind)];
         o.ice_transport = self.ice_transport;
         Ok(o)

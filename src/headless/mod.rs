@@ -125,6 +125,7 @@ pub struct HeadlessOptions {
     pub share_screen: Option<VideoInput>,
     /// Records the call into this file from joining to the end of the run.
     pub record: Option<PathBuf>,
+    pub record_settings: crate::record::RecordSettings,
 }
 
 impl HeadlessOptions {
@@ -149,6 +150,7 @@ impl HeadlessOptions {
             chat_stdin: false,
             share_screen: None,
             record: None,
+            record_settings: Default::default(),
         }
     }
 
@@ -368,7 +370,7 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
                 if let Some(path) = &opts.record {
                     handle.send(Command::StartRecording {
                         path: path.clone(),
-                        settings: crate::record::RecordSettings::default(),
+                        settings: opts.record_settings,
                     });
                 }
             }

@@ -526,6 +526,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_media_state_from_a_peer_without_recording_parses_as_not_recording() {
+        let old: MediaState =
+            serde_json::from_str(r#"{"audio_muted":true,"has_camera":true}"#).unwrap();
+        assert!(old.audio_muted && old.has_camera && !old.recording);
+        let new = MediaState {
+            recording: true,
+            ..old
+        };
+        let wire = serde_json::to_value(new).unwrap();
+        assert_eq!(wire["recording"], true);
+        assert_eq!(serde_json::from_value::<MediaState>(wire).unwrap(), new);
+    }
+
+    #[test]
     fn every_error_code_has_a_distinct_wire_name_matching_serde() {
         let mut seen = std::collections::HashSet::new();
         for code in ErrorCode::ALL {

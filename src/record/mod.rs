@@ -212,6 +212,11 @@ impl Recorder {
         &self.path
     }
 
+    /// The recorder thread stopped by itself (it failed: `finish` says why).
+    pub fn has_stopped(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
     /// Stops, writes the last fragment and closes the file. Blocks for the last
     /// frame's encode at most.
     pub fn finish(mut self) -> Result<RecordSummary, RecordError> {
@@ -575,6 +580,49 @@ mod tests {
         t.camera("bob", true);
         t.picture("bob", TrackRole::Camera, pic(4), t0);
         assert!(t.shown(t0)[1].is_some());
+    }
+
+    #[test]
+    fn a_recorder_fed_for_a_moment_writes_a_complete_file() {
+        use crate::media::SyntheticVideo;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.mp4");
+        let settings = RecordSettings {
+            width: 320,
+            height: 180,
+            ..RecordSettings::default()
+        };
+        let r = Recorder::start(&path, settings, &["bob".into()]).unwrap();
+        let feed = r.feeder();
+        let src = SyntheticVideo::new(160, 120, 30.0).unwrap();
+        let started = Instant::now();
+        let mut n = 0;
+        while started.elapsed() < Duration::from_millis(600) {
+            feed.video("bob", TrackRole::Camera, &src.frame_at(n, 0));
+            feed.audio("bob", &[0.1; AUDIO_FRAME_SAMPLES]);
+            n += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let s = r.finish().unwrap();
+        assert!(s.video_frames >= 5 && s.audio_frames >= 20, "{s:?}");
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[4..8], b"ftyp");
+        assert!(
+            bytes.windows(4).any(|w| w == b"mdat"),
+            "a fragment was written"
+        );
+    }
+
+    #[test]
+    fn a_recorder_that_cannot_write_stops_and_says_why() {
+        let r = Recorder::start(Path::new("/dev/full"), RecordSettings::default(), &[]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !r.has_stopped() {
+            assert!(Instant::now() < deadline, "still running");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let e = r.finish().unwrap_err();
+        assert!(e.to_string().contains("space"), "{e}");
     }
 
     #[test]

@@ -156,6 +156,7 @@ impl Engine {
                 _ = rates.tick() => {
                     self.follow_estimates();
                     self.watch_muted_speech();
+                    self.watch_recording().await;
                     self.restart_lost_paths().await;
                 }
                 _ = hello.tick() => {

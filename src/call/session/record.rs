@@ -67,6 +67,19 @@ impl Engine {
         }
     }
 
+    /// A recording that failed on its own (the disk filled up) is reported and ends.
+    pub(super) async fn watch_recording(&mut self) {
+        if self
+            .local
+            .recording
+            .active
+            .as_ref()
+            .is_some_and(Recorder::has_stopped)
+        {
+            self.stop_recording().await;
+        }
+    }
+
     /// Stops the recording, if one runs, and waits until its file is complete.
     pub(super) async fn stop_recording(&mut self) {
         let Some(r) = self.local.recording.active.take() else {

@@ -8,6 +8,7 @@ pub mod echo;
 pub mod headless;
 pub mod media;
 pub mod netem;
+pub mod record;
 pub mod signaling;
 pub mod ui;
 

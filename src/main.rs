@@ -109,6 +109,16 @@ struct HeadlessArgs {
     /// Share a screen once joined: synthetic (the test pattern at 1280x720) or y4m:FILE.
     #[arg(long)]
     share_screen: Option<String>,
+    /// Record the call into this file (fragmented MP4: the grid of everyone's video at
+    /// 1280x720, everyone's audio mixed) from joining until the end of the run.
+    #[arg(long, value_name = "FILE")]
+    record: Option<std::path::PathBuf>,
+    /// The recording's picture size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720")]
+    record_size: String,
+    /// The recording's frame rate.
+    #[arg(long, default_value_t = 15)]
+    record_fps: u32,
     /// Local address for ICE (e.g. 127.0.0.1 for loopback only).
     #[arg(long, default_value = "0.0.0.0")]
     bind: String,
@@ -142,6 +152,14 @@ impl HeadlessArgs {
         o.chat = self.chat.clone();
         o.chat_stdin = self.chat_stdin;
         o.share_screen = self.share_screen.as_deref().map(str::parse).transpose()?;
+        o.record = self.record.clone();
+        let (width, height) = parse_size(&self.record_size)?;
+        o.record_settings = confab::record::RecordSettings {
+            width,
+            height,
+            fps: self.record_fps,
+            ..Default::default()
+        };
         o.bind_addrs = vec![format!("{}:0", self.bind)];
         o.ice_transport = self.ice_transport;
         o.test_call = self.test_call;

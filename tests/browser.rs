@@ -149,6 +149,39 @@ async fn two_guests_and_a_headless_peer_receive_everyone_then_one_mutes_and_clos
     let _ = srv.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_sees_that_a_headless_peer_records_the_call() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(10);
+    let srv = support::server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = hal(&srv.ws_url(), "rec", 10.0);
+    o.record = Some(dir.path().join("hal.mp4"));
+    let peer = tokio::spawn(headless::run(o));
+    let guest = spawn_guest(&fx, &page_url(&srv, "rec", "gia"), 6.0, json!([]));
+    let g = guest_result(guest).await;
+    let report = peer.await.unwrap().unwrap();
+    let recording = report.recording.expect("hal recorded");
+    assert_eq!(recording.error, None);
+    assert!(recording.summary.video_frames > 0, "{recording:?}");
+    // The page marks the call as recorded, and hal's roster entry says so.
+    let snap = &g["final"]["snapshot"];
+    assert_eq!(snap["recording_mark"], true, "{snap:#}");
+    let hal_row = snap["roster"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "hal")
+        .unwrap_or_else(|| panic!("hal in gia's roster: {snap:#}"));
+    assert_eq!(hal_row["state"]["recording"], true, "{hal_row}");
+    assert!(
+        snap["roster_text"].as_str().unwrap().contains("recording"),
+        "{snap:#}"
+    );
+    let _ = srv.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_page_and_its_scripts_are_served_with_types_and_a_csp() {
     let srv = support::server().await;

@@ -608,3 +608,6 @@ mod quality;
 mod checks;
 #[path = "ui/test_call.rs"]
 mod test_call;
+
+#[path = "ui/record.rs"]
+mod record;

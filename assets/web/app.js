@@ -75,6 +75,7 @@
     if (s.audio_muted || !s.has_microphone) parts.push("mic off");
     if (s.video_muted || !s.has_camera) parts.push("camera off");
     if (s.screen_sharing) parts.push("sharing");
+    if (s.recording) parts.push("recording");
     return parts.join(", ");
   }
 
@@ -114,6 +115,9 @@
       : state.room.startsWith("echo:")
         ? `Test call: you see and hear yourself, through the server's echo and back${state.rttMs === undefined ? "" : ` (round trip ${Math.round(state.rttMs)} ms)`}`
         : `Room ${state.room}`;
+    // Everyone sees that the call is recorded (a member's media state says so).
+    const recording = [...state.members.values()].some((m) => m.state && m.state.recording);
+    $("recording-mark").classList.toggle("hidden", !recording);
     $("mute").textContent = state.media.audio_muted ? "Unmute" : "Mute";
     $("mute").classList.toggle("off", state.media.audio_muted);
     $("camera").textContent = state.media.video_muted ? "Camera on" : "Camera off";
@@ -1008,6 +1012,7 @@
       room_title: $("room-title").textContent,
       roster: [...state.members.values()].map((m) => ({ id: m.id, name: m.name, state: m.state })),
       roster_text: $("roster").innerText,
+      recording_mark: !$("recording-mark").classList.contains("hidden"),
       peers: [...state.peers.values()].map(peerSummary),
       closed_peers: state.closedPeers.slice(),
       events: state.events.slice(),

@@ -365,6 +365,7 @@ impl AudioCapture {
         source: Box<dyn AudioSource>,
         bitrate_bps: u32,
         failures: mpsc::UnboundedSender<CaptureFailure>,
+        preview: Arc<dyn MediaSink>,
     ) -> AudioCapture {
         let fanout = Fanout::<AudioTrackSender>::new();
         let counters = Arc::new(SendCounters::default());
@@ -427,6 +428,8 @@ impl AudioCapture {
                             capture_us: frame.capture_us,
                         };
                     }
+                    // What we send is what a recording of the call hears from us.
+                    preview.local_audio(track, &frame.samples);
                     let started = Instant::now();
                     let Ok(packet) = encoder.encode(&frame) else {
                         continue;

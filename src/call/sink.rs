@@ -1,5 +1,5 @@
 //! The sink stage: where decoded media goes (the UI's textures and speaker, a headless
-//! analyser), and what comes with each frame.
+//! analyser, a recorder: `record::RecordTap`), and what comes with each frame.
 
 use std::sync::Arc;
 
@@ -16,6 +16,9 @@ pub trait MediaSink: Send + Sync + 'static {
     fn audio(&self, peer: &str, track: TrackRole, pcm: &[f32], info: &AudioInfo);
     /// A frame of our own, as captured (self-view). Called on the capture thread.
     fn local_video(&self, _track: TrackRole, _frame: &VideoFrame) {}
+    /// 20 ms of our own microphone as it is sent (silence while muted). Called on the
+    /// capture thread.
+    fn local_audio(&self, _track: TrackRole, _pcm: &[f32]) {}
 }
 
 /// A sink that drops everything (a call with nobody watching).
@@ -78,5 +81,9 @@ impl MediaSink for BarcodeProbe {
 
     fn local_video(&self, track: TrackRole, frame: &VideoFrame) {
         self.inner.local_video(track, frame);
+    }
+
+    fn local_audio(&self, track: TrackRole, pcm: &[f32]) {
+        self.inner.local_audio(track, pcm);
     }
 }

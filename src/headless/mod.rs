@@ -125,6 +125,9 @@ pub struct HeadlessOptions {
     pub share_screen: Option<VideoInput>,
     /// A test call with the server's echo peer instead of joining `room`.
     pub test_call: bool,
+    /// Records the call into this file from joining to the end of the run.
+    pub record: Option<PathBuf>,
+    pub record_settings: crate::record::RecordSettings,
 }
 
 impl HeadlessOptions {
@@ -149,6 +152,8 @@ impl HeadlessOptions {
             chat_stdin: false,
             share_screen: None,
             test_call: false,
+            record: None,
+            record_settings: Default::default(),
         }
     }
 
@@ -239,11 +244,21 @@ pub struct Report {
     pub seconds: f64,
     pub sent: call::SentTotals,
     pub peers: Vec<PeerReport>,
+    /// The recording made (`--record`), complete when the run ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingReport>,
     pub errors: Vec<String>,
     /// A test call: our own pictures back from the echo peer, capture to decode (the
     /// barcode's clock is ours), so network, echo and codecs both ways.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub round_trip_ms: Option<Percentiles>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RecordingReport {
+    #[serde(flatten)]
+    pub summary: crate::record::RecordSummary,
+    pub error: Option<String>,
 }
 
 impl Report {
@@ -295,6 +310,17 @@ impl Report {
                 s,
                 "  test call: round trip p50 {:.1} ms, p95 {:.1} ms (own pictures back from the echo)",
                 rt.p50, rt.p95
+            );
+        }
+        if let Some(r) = &self.recording {
+            let _ = writeln!(
+                s,
+                "  recorded {} ({:.1} s, {} video frames, {} fragments){}",
+                r.summary.path,
+                r.summary.seconds,
+                r.summary.video_frames,
+                r.summary.fragments,
+                r.error.as_ref().map_or(String::new(), |e| format!(": {e}"))
             );
         }
         for e in &self.errors {
@@ -355,6 +381,12 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
                 report.room = room;
                 if let Some(source) = screen.take() {
                     handle.send(Command::StartScreenShare(source));
+                }
+                if let Some(path) = &opts.record {
+                    handle.send(Command::StartRecording {
+                        path: path.clone(),
+                        settings: opts.record_settings,
+                    });
                 }
             }
             Event::PeerJoined { id, name, .. } => {
@@ -433,11 +465,18 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
         }
     }
     handle.send(Command::Leave);
-    // The engine reports `Left` once it has closed every peer.
+    // The engine reports `Left` once it has closed every peer (and finished a recording).
     while let Some(ev) = events.recv().await {
-        if let Event::Left(sent) = ev {
-            report.sent = sent;
-            break;
+        match ev {
+            Event::Left(sent) => {
+                report.sent = sent;
+                break;
+            }
+            Event::RecordingStopped { summary, error } => {
+                report.recording = Some(RecordingReport { summary, error });
+            }
+            Event::Error(e) => report.errors.push(e),
+            _ => {}
         }
     }
     for (id, mut p) in peers {

@@ -36,6 +36,8 @@ pub struct MediaState {
     pub has_camera: bool,
     pub has_microphone: bool,
     pub screen_sharing: bool,
+    /// The member records the call (absent from older peers: false).
+    pub recording: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -544,6 +546,20 @@ fn validate_label(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_media_state_from_a_peer_without_recording_parses_as_not_recording() {
+        let old: MediaState =
+            serde_json::from_str(r#"{"audio_muted":true,"has_camera":true}"#).unwrap();
+        assert!(old.audio_muted && old.has_camera && !old.recording);
+        let new = MediaState {
+            recording: true,
+            ..old
+        };
+        let wire = serde_json::to_value(new).unwrap();
+        assert_eq!(wire["recording"], true);
+        assert_eq!(serde_json::from_value::<MediaState>(wire).unwrap(), new);
+    }
 
     #[test]
     fn every_error_code_has_a_distinct_wire_name_matching_serde() {

@@ -74,6 +74,19 @@ impl Model {
             .find_map(|h| h.back().and_then(|s| s.rtt_ms))
     }
 
+    /// Starts recording the call into the videos folder, or stops.
+    pub fn toggle_recording(&mut self) {
+        if self.call.state.recording {
+            self.engine(Command::StopRecording);
+            return;
+        }
+        let name = crate::record::file_name(&self.call.room, crate::media::now_us());
+        self.engine(Command::StartRecording {
+            path: recordings_dir().join(name),
+            settings: crate::record::RecordSettings::default(),
+        });
+    }
+
     pub fn hang_up(&mut self) {
         if is_private_room(&self.call.room) {
             self.engine(Command::Hangup);
@@ -94,4 +107,14 @@ impl Model {
         self.chat_draft.clear();
         self.engine(Command::Chat(text));
     }
+}
+
+/// Where recordings go: the user's videos folder, else the home folder, else here.
+fn recordings_dir() -> std::path::PathBuf {
+    let user = directories::UserDirs::new();
+    user.as_ref()
+        .and_then(|u| u.video_dir().map(|d| d.to_path_buf()))
+        .filter(|d| d.is_dir())
+        .or_else(|| user.as_ref().map(|u| u.home_dir().to_path_buf()))
+        .unwrap_or_else(|| ".".into())
 }

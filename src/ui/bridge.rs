@@ -115,6 +115,8 @@ pub fn command_name(c: &Command) -> String {
         Command::SetVideoFps(f) => format!("SetVideoFps({f})"),
         Command::SetKeyframeInterval(n) => format!("SetKeyframeInterval({n})"),
         Command::RequestKeyframe { peer, track } => format!("RequestKeyframe({peer}, {track})"),
+        Command::StartRecording { .. } => "StartRecording".into(),
+        Command::StopRecording => "StopRecording".into(),
         Command::Leave => "Leave".into(),
     }
 }

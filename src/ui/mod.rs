@@ -10,7 +10,7 @@ mod checks;
 mod choices;
 pub mod console;
 mod echo;
-mod layout;
+pub(crate) mod layout;
 mod model;
 mod netquality;
 mod prejoin;

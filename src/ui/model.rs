@@ -60,6 +60,20 @@ impl CallModel {
     pub fn owner(&self) -> Option<&str> {
         self.order.first().map(String::as_str)
     }
+
+    /// The names of those who record the call ("you" for us), for the mark everyone sees.
+    pub fn recording(&self) -> Vec<&str> {
+        let mut who: Vec<&str> = self
+            .peers
+            .values()
+            .filter(|p| p.state.recording)
+            .map(|p| p.name.as_str())
+            .collect();
+        if self.state.recording {
+            who.insert(0, "you");
+        }
+        who
+    }
 }
 
 /// Everything the call view draws, built from engine events only.
@@ -83,6 +97,8 @@ pub struct CallModel {
     pub talking_held: bool,
     /// The engine hears us speak into the muted microphone.
     pub speaking_while_muted: bool,
+    /// The file our recording goes into, while we record.
+    pub recording_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -497,6 +513,20 @@ impl Model {
                 }
             }
             Event::SpeakingWhileMuted(s) => call.speaking_while_muted = s,
+            Event::RecordingStarted { path } => {
+                self.toasts
+                    .push(Instant::now(), format!("Recording to {path}"));
+                call.recording_to = Some(path);
+            }
+            Event::RecordingStopped { summary, error } => {
+                call.recording_to = None;
+                match error {
+                    Some(e) => self.error(format!("recording {}: {e}", summary.path)),
+                    None => self
+                        .toasts
+                        .push(Instant::now(), format!("Recording saved: {}", summary.path)),
+                }
+            }
             Event::Error(m) => self.error(m),
             Event::Reconnecting { reason } => self.error(format!("{RECONNECTING}{reason}")),
             // Back as the same member: the outage notice has said what it had to.

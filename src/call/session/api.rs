@@ -1,6 +1,7 @@
 //! What the engine is started with, takes and reports: config, commands, events.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::call::peer::{ConnectionState, IceTransport, MediaKind};
 use crate::call::sink::MediaSink;
 use crate::call::stats::{PeerCallStats, SentTotals, StatsTracker};
 use crate::call::track::TrackRole;
+use crate::record::{RecordSettings, RecordSummary, RecordTap};
 
 #[derive(Debug, Clone)]
 pub struct CallConfig {
@@ -99,6 +101,13 @@ pub enum Command {
         peer: String,
         track: TrackRole,
     },
+    /// Record the call into `path` (fragmented MP4); others see that we record.
+    StartRecording {
+        path: PathBuf,
+        settings: RecordSettings,
+    },
+    /// Stop recording and complete the file (hanging up and leaving do too).
+    StopRecording,
     Leave,
 }
 
@@ -186,6 +195,15 @@ pub enum Event {
         id: String,
         reconnecting: bool,
     },
+    /// A recording started into this file.
+    RecordingStarted {
+        path: String,
+    },
+    /// The recording stopped and its file is complete (or why it failed).
+    RecordingStopped {
+        summary: RecordSummary,
+        error: Option<String>,
+    },
     /// The microphone is muted and hears someone speak (true), or no longer (false).
     SpeakingWhileMuted(bool),
     /// The engine stopped; what it sent over the whole call.
@@ -219,6 +237,9 @@ pub async fn start(
     let (peer_tx, peer_rx) = mpsc::unbounded_channel();
     let (fail_tx, fail_rx) = mpsc::unbounded_channel();
     let (kf_tx, kf_rx) = mpsc::unbounded_channel();
+    // Every sink call passes the recorder's tap, which feeds a recording while one runs.
+    let tap = RecordTap::wrap(sink);
+    let sink: Arc<dyn MediaSink> = tap.clone();
     let mut state = MediaState::default();
     let camera = media.camera.map(|src| {
         state.has_camera = true;
@@ -237,6 +258,7 @@ pub async fn start(
             src,
             config.audio_bitrate_bps,
             fail_tx.clone(),
+            sink.clone(),
         )
     });
     let mut params = JoinParams {
@@ -282,6 +304,7 @@ pub async fn start(
             estimates: Vec::new(),
             rates: None,
             muted_speech: Default::default(),
+            recording: super::record::Recording::new(tap),
         },
     };
     engine.on_welcome(welcome).await;

@@ -8,6 +8,7 @@ mod api;
 mod chat;
 mod local;
 mod mesh;
+mod record;
 mod room;
 
 use std::collections::HashMap;
@@ -100,10 +101,13 @@ struct Local {
     rates: Option<VideoRates>,
     /// Whether someone speaks into the muted microphone.
     muted_speech: MutedSpeech,
+    /// The recorder's tap on the sink, and the recording it feeds.
+    recording: record::Recording,
 }
 
 impl Engine {
     fn emit(&self, e: Event) {
+        self.local.recording.observe(&e);
         let _ = self.events.send(e);
     }
 
@@ -152,6 +156,7 @@ impl Engine {
                 _ = rates.tick() => {
                     self.follow_estimates();
                     self.watch_muted_speech();
+                    self.watch_recording().await;
                     self.restart_lost_paths().await;
                 }
                 _ = hello.tick() => {
@@ -162,6 +167,8 @@ impl Engine {
                 }
             }
         }
+        // Leaving finishes the recording's file.
+        self.stop_recording().await;
         self.close_all_peers().await;
         let _ = self.client.leave().await;
         self.client.close();
@@ -212,6 +219,7 @@ impl Engine {
                         src,
                         self.config.audio_bitrate_bps,
                         self.fail_tx.clone(),
+                        self.sink.clone(),
                     );
                     let track = self.local_track_id(TrackRole::Microphone);
                     for (id, p) in &self.peers {
@@ -278,6 +286,8 @@ impl Engine {
                     });
             }
             Command::Hangup => {
+                // Hanging up ends the recording too: the file is complete at once.
+                self.stop_recording().await;
                 if let Some(call_id) = self
                     .membership
                     .active_call
@@ -326,6 +336,8 @@ impl Engine {
                     self.emit(Event::Error(format!("keyframe request: {e}")));
                 }
             }
+            Command::StartRecording { path, settings } => self.start_recording(path, settings),
+            Command::StopRecording => self.stop_recording().await,
             Command::Leave => {}
         }
     }

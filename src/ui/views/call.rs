@@ -76,6 +76,17 @@ impl App {
                 if self.model.call.talking_held {
                     ui.label(RichText::new("Talking: let go of Space to mute").strong());
                 }
+                // Everyone sees that the call is recorded, and by whom.
+                let recording = self.model.call.recording();
+                if !recording.is_empty() {
+                    let red = Color32::from_rgb(220, 40, 40);
+                    // A red dot (the default fonts have no glyph for one), then the word.
+                    let (dot, _) =
+                        ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+                    ui.painter().circle_filled(dot.center(), 5.0, red);
+                    ui.label(RichText::new("Recording").color(red).strong())
+                        .on_hover_text(format!("Recorded by {}", recording.join(", ")));
+                }
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     self.layout_controls(ui);
                 });
@@ -151,6 +162,19 @@ impl App {
                     if let Some(i) = pick {
                         self.model.share_screen(i);
                     }
+                }
+                let (record, tip) = if st.recording {
+                    let to = self.model.call.recording_to.as_deref().unwrap_or("a file");
+                    ("Stop recording", format!("Recording to {to}"))
+                } else {
+                    (
+                        "Record",
+                        "Record the call (everyone's video and sound) into your videos folder; everyone sees that you record"
+                            .to_string(),
+                    )
+                };
+                if ui.button(record).on_hover_text(tip).clicked() {
+                    self.model.toggle_recording();
                 }
                 let chat = match self.model.call.unread {
                     0 => "Chat".to_string(),

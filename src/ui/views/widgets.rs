@@ -37,7 +37,7 @@ pub(crate) fn choice_combo<T: Clone + PartialEq>(
         .response
 }
 
-/// Mute, camera-off and sharing marks after a name.
+/// Mute, camera-off, sharing and recording marks after a name.
 pub fn marks(s: &MediaState) -> String {
     let mut m = Vec::new();
     if !s.has_microphone {
@@ -52,6 +52,9 @@ pub fn marks(s: &MediaState) -> String {
     }
     if s.screen_sharing {
         m.push("sharing");
+    }
+    if s.recording {
+        m.push("recording");
     }
     if m.is_empty() {
         String::new()

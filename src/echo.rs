@@ -47,6 +47,39 @@ impl EchoService for EchoPeers {
     }
 }
 
+/// Who is in the test call with the echo, by id: the engine reports members present at
+/// the join both in `Joined` and as `PeerJoined`.
+#[derive(Default)]
+struct Callers {
+    present: std::collections::HashSet<String>,
+    came: bool,
+}
+
+impl Callers {
+    fn came(&self) -> bool {
+        self.came
+    }
+
+    /// Takes an engine event; true once everyone who came has left.
+    fn all_gone_after(&mut self, ev: &Event) -> bool {
+        match ev {
+            Event::Joined { present, .. } => {
+                self.came |= !present.is_empty();
+                self.present.extend(present.iter().cloned());
+            }
+            Event::PeerJoined { id, .. } => {
+                self.came = true;
+                self.present.insert(id.clone());
+            }
+            Event::PeerLeft { id, .. } => {
+                self.present.remove(id);
+            }
+            _ => {}
+        }
+        self.came && self.present.is_empty()
+    }
+}
+
 /// Hands what the echo decodes to its own sources.
 struct MirrorSink(MirrorFeed);
 
@@ -85,11 +118,10 @@ async fn run(job: EchoJob) {
     let caller_wait = tokio::time::sleep(CALLER_WAIT);
     let lifetime = tokio::time::sleep(MAX_TEST_CALL);
     tokio::pin!(caller_wait, lifetime);
-    let mut callers = 0usize;
-    let mut seen = false;
+    let mut callers = Callers::default();
     loop {
         tokio::select! {
-            _ = &mut caller_wait, if !seen => {
+            _ = &mut caller_wait, if !callers.came() => {
                 tracing::info!(room = %job.room, "test call: nobody came");
                 break;
             }
@@ -102,25 +134,15 @@ async fn run(job: EchoJob) {
             }
             ev = events.recv() => match ev {
                 None => break,
-                Some(Event::Joined { present, .. }) => {
-                    callers = present.len();
-                    seen |= callers > 0;
-                }
-                Some(Event::PeerJoined { .. }) => {
-                    callers += 1;
-                    seen = true;
-                }
-                Some(Event::PeerLeft { .. }) => {
-                    callers = callers.saturating_sub(1);
-                    if callers == 0 {
-                        break;
-                    }
-                }
                 // Chat comes back too: the data channel is part of the path.
                 Some(Event::Chat { text, .. }) => {
                     handle.send(Command::Chat(text));
                 }
-                Some(_) => {}
+                Some(ev) => {
+                    if callers.all_gone_after(&ev) {
+                        break;
+                    }
+                }
             }
         }
     }
@@ -136,4 +158,51 @@ async fn run(job: EchoJob) {
     tracing::info!(room = %job.room, "test call: echo peer left");
     // Dropping the job frees its place.
     drop(job);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signaling::protocol::{LeaveReason, MediaState};
+
+    fn joined(present: &[&str]) -> Event {
+        Event::Joined {
+            id: "echo".into(),
+            room: "echo:1".into(),
+            name: ECHO_NAME.into(),
+            present: present.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    fn came(id: &str) -> Event {
+        Event::PeerJoined {
+            id: id.into(),
+            name: id.into(),
+            state: MediaState::default(),
+        }
+    }
+
+    fn left(id: &str) -> Event {
+        Event::PeerLeft {
+            id: id.into(),
+            reason: LeaveReason::Left,
+        }
+    }
+
+    #[test]
+    fn the_echo_leaves_when_its_caller_does_whoever_joined_first() {
+        // The echo first, the caller after.
+        let mut c = Callers::default();
+        assert!(!c.all_gone_after(&joined(&[])));
+        assert!(!c.came());
+        assert!(!c.all_gone_after(&came("ada")));
+        assert!(c.all_gone_after(&left("ada")));
+
+        // The caller first: named at the join and again as joined.
+        let mut c = Callers::default();
+        assert!(!c.all_gone_after(&joined(&["ada"])));
+        assert!(!c.all_gone_after(&came("ada")));
+        assert!(c.came());
+        assert!(c.all_gone_after(&left("ada")));
+    }
 }

@@ -611,6 +611,7 @@ mod tests {
             },
             ClientMessage::Ping { nonce: None },
             ClientMessage::Resume { token: "t".into() },
+            ClientMessage::TestCall,
         ];
         assert_eq!(samples.len(), ClientMessage::TYPES.len());
         for m in samples {

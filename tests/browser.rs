@@ -156,17 +156,24 @@ async fn a_guest_sees_that_a_headless_peer_records_the_call() {
     let fx = fixture(10);
     let srv = support::server().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut o = hal(&srv.ws_url(), "rec", 10.0);
+    // hal records from its join until it leaves, long after the page has looked: a
+    // browser may take seconds to start on a busy machine.
+    let mut o = hal(&srv.ws_url(), "rec", 20.0);
     o.record = Some(dir.path().join("hal.mp4"));
     let peer = tokio::spawn(headless::run(o));
-    let guest = spawn_guest(&fx, &page_url(&srv, "rec", "gia"), 6.0, json!([]));
+    let guest = spawn_guest(
+        &fx,
+        &page_url(&srv, "rec", "gia"),
+        5.0,
+        json!([{"at": 3, "do": "snapshot"}]),
+    );
     let g = guest_result(guest).await;
     let report = peer.await.unwrap().unwrap();
     let recording = report.recording.expect("hal recorded");
     assert_eq!(recording.error, None);
     assert!(recording.summary.video_frames > 0, "{recording:?}");
     // The page marks the call as recorded, and hal's roster entry says so.
-    let snap = &g["final"]["snapshot"];
+    let snap = &g["snapshots"][0]["snapshot"];
     assert_eq!(snap["recording_mark"], true, "{snap:#}");
     let hal_row = snap["roster"]
         .as_array()

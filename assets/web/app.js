@@ -14,6 +14,9 @@
   // A lost path may mean a dead signaling link too (our address changed): a ping must
   // come back within this, or the link is replaced (and resumed).
   const PROBE_MS = 1500;
+  // An offer unanswered this long died with a signaling link: the impolite side then
+  // yields to a colliding offer instead of waiting for an answer that never comes.
+  const OFFER_LOST_MS = 2000;
 
   const state = {
     ws: null,
@@ -295,8 +298,8 @@
         clearTimeout(p.restartTimer);
         p.restartTimer = null;
         p.restartAttempt = Math.max(p.restartAttempt, 1);
-        p.iceRestarts += 1;
-        p.pc.restartIce();
+        log("ice restart", { id: p.id, attempt: p.restartAttempt, after: "resume" });
+        restart(p);
         pathLost(p);
       }
     }
@@ -495,6 +498,7 @@
 
   function sendDescription(p) {
     const d = p.pc.localDescription;
+    if (d.type === "offer") p.offerSentAt = performance.now();
     relay(p.id, { kind: "description", sdp_type: d.type, sdp: signalledSdp(d.sdp) });
   }
 
@@ -573,6 +577,7 @@
       iceRestarts: 0, // restarts this page started
       restartTimer: null,
       restartAttempt: 0,
+      offerSentAt: 0,
     };
     state.peers.set(id, p);
 
@@ -640,11 +645,24 @@
       p.restartTimer = null;
       if (p.pc.connectionState === "connected" || p.pc.signalingState === "closed") return;
       p.restartAttempt += 1;
-      p.iceRestarts += 1;
       log("ice restart", { id: p.id, attempt: p.restartAttempt });
-      p.pc.restartIce(); // fires negotiationneeded: an offer with new credentials
+      restart(p);
       pathLost(p); // and again later if this one does not bring it back
     }, wait);
+  }
+
+  // An ICE restart; an offer of ours still unanswered went with a dead link, so it is
+  // rolled back first (no new offer comes while one is pending).
+  function restart(p) {
+    p.iceRestarts += 1;
+    p.queue = p.queue
+      .then(async () => {
+        if (p.pc.signalingState === "have-local-offer" && !p.makingOffer) {
+          await p.pc.setLocalDescription({ type: "rollback" });
+        }
+        p.pc.restartIce(); // fires negotiationneeded: an offer with new credentials
+      })
+      .catch((e) => console.warn("restart", e));
   }
 
   // Pings the server; no answer in time and the link is replaced (then resumed).
@@ -678,7 +696,9 @@
     if (s.kind === "description") {
       const desc = { type: s.sdp_type, sdp: s.sdp };
       const collision = desc.type === "offer" && (p.makingOffer || pc.signalingState !== "stable");
-      p.ignoreOffer = !p.polite && collision;
+      const ourOfferLost =
+        pc.signalingState === "have-local-offer" && performance.now() - p.offerSentAt > OFFER_LOST_MS;
+      p.ignoreOffer = !p.polite && collision && !ourOfferLost;
       if (p.ignoreOffer) return;
       if (desc.type === "answer" && pc.signalingState !== "have-local-offer") return; // stale
       await pc.setRemoteDescription(desc); // rolls back our own offer when polite

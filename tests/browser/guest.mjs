@@ -116,7 +116,7 @@ try {
   result.launch_ms = launched - started;
   await page.goto(cfg.url);
   // A link only fills the form: the page must be waiting for the click, not joined.
-  await page.waitForFunction(() => window.confab, null, { timeout: 20000 });
+  await page.waitForFunction(() => window.confab, null, { timeout: 40000 });
   result.before_click = await page.evaluate(() => ({
     joined: window.confab.snapshot().id !== null,
     form_shown: !document.getElementById("join-form").classList.contains("hidden"),

@@ -5,9 +5,9 @@ roll back a local offer, so this peer follows the checklist's advice for such pe
 it never offers, and answers every offer (confab always offers to a peer it meets).
 
 It sends a video file (a y4m) and a sound file (a wav), and writes what it receives:
-every decoded video frame's luma plane to OUT/video.luma (per frame: b"LUMA", width,
-height as u32 LE, microseconds since the remote peer was seen as u64 LE, then
-width*height bytes) and the decoded audio to OUT/audio.wav. Stdout gets one JSON line
+each video track's decoded luma planes to OUT/video-<track id>.luma (per frame:
+b"LUMA", width and height as u32 LE, microseconds since the remote peer was seen as
+u64 LE, then width*height bytes) and the decoded audio to OUT/audio.wav. Stdout gets one JSON line
 {"event": "joined", ...} on the welcome, and one result line at the end.
 """
 
@@ -21,7 +21,13 @@ import wave
 
 import aioice.ice
 import websockets
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.contrib.media import MediaPlayer
 from aiortc.sdp import candidate_from_sdp
 
@@ -46,6 +52,7 @@ class Peer:
         self.joined = None  # monotonic time the join went out
         self.pc = None
         self.pending_candidates = []
+        self.ice_servers = []
         self.result = {
             "id": None,
             "remote": None,
@@ -54,7 +61,7 @@ class Peer:
             "connected_ms": None,
             "connected_after_join_ms": None,
             "first_frame_ms": None,
-            "frames": 0,
+            "frames": {},
             "audio_frames": 0,
             "tracks": [],
             "chat": [],
@@ -84,9 +91,14 @@ class Peer:
         self.result["remote"] = member["id"]
         self.seen = time.monotonic()
         log("peer", member["id"], member["name"])
-        # No ICE servers: host candidates are all a LAN (or loopback) needs, and
-        # aiortc would otherwise add a public STUN server.
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # The welcome's ICE servers, even when there are none: aiortc would otherwise
+        # add a public STUN server of its own. max-bundle, as confab bundles everything:
+        # with aiortc's default ("balanced") a second video section in the first offer
+        # (a screen share) is left on a transport aiortc then discards, and gets nothing.
+        config = RTCConfiguration(
+            iceServers=self.ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE
+        )
+        pc = RTCPeerConnection(config)
         self.pc = pc
         video = MediaPlayer(self.args.video)
         audio = MediaPlayer(self.args.audio, loop=True)
@@ -147,6 +159,7 @@ class Peer:
             if payload["sdp_type"] != "offer":
                 self.result["errors"].append(f"unexpected {payload['sdp_type']}")
                 return
+            log("offer:\n" + payload["sdp"])
             desc = RTCSessionDescription(sdp=payload["sdp"], type="offer")
             await self.pc.setRemoteDescription(desc)
             for c in self.pending_candidates:
@@ -156,6 +169,7 @@ class Peer:
             # aiortc gathers before it returns: the answer carries our candidates, and
             # it does not trickle.
             local = self.pc.localDescription
+            log("answer:\n" + local.sdp)
             await self.relay({"kind": "description", "sdp_type": local.type, "sdp": local.sdp})
             self.result["offers_answered"] += 1
             log("answered offer", self.result["offers_answered"])
@@ -181,7 +195,8 @@ class Peer:
     # --- what we receive -----------------------------------------------------------
 
     async def record_video(self, track):
-        with open(f"{self.args.out}/video.luma", "wb") as f:
+        self.result["frames"][track.id] = 0
+        with open(f"{self.args.out}/video-{track.id}.luma", "wb") as f:
             while True:
                 try:
                     frame = await track.recv()
@@ -197,7 +212,7 @@ class Peer:
                 luma = b"".join(data[y * stride : y * stride + w] for y in range(h))
                 us = int((time.monotonic() - self.seen) * 1e6)
                 f.write(b"LUMA" + struct.pack("<IIQ", w, h, us) + luma)
-                self.result["frames"] += 1
+                self.result["frames"][track.id] += 1
 
     async def record_audio(self, track):
         out = None
@@ -220,6 +235,18 @@ class Peer:
             if out is not None:
                 out.close()
 
+    async def inbound_stats(self):
+        # What arrived per track, to tell a lost stream from one that did not decode.
+        packets = {}
+        for t in self.pc.getTransceivers():
+            track = t.receiver.track
+            if track is None:
+                continue
+            for s in (await t.receiver.getStats()).values():
+                if s.type == "inbound-rtp":
+                    packets[track.id] = s.packetsReceived
+        self.result["packets"] = packets
+
     # --- signaling -----------------------------------------------------------------
 
     async def run(self):
@@ -231,6 +258,10 @@ class Peer:
             if t == "welcome":
                 self.me = msg["id"]
                 self.result["id"] = self.me
+                self.ice_servers = [
+                    RTCIceServer(s["urls"], s.get("username"), s.get("credential"))
+                    for s in msg["ice_servers"]
+                ]
                 emit({"event": "joined", "id": self.me})
                 log("welcome", self.me, [m["id"] for m in msg["members"]])
                 for m in msg["members"]:
@@ -278,9 +309,14 @@ async def main():
             peer.result["errors"].append(f"signaling: {task.exception()!r}")
         task.cancel()
         if peer.pc is not None:
+            await peer.inbound_stats()
             await peer.pc.close()
-        # The recorders see their tracks end and close their files.
-        await asyncio.wait_for(asyncio.gather(*peer.recorders), 5)
+        # The recorders see their tracks end and close their files; a track that never
+        # carried a packet never ends (aiortc started no decoder for it).
+        if peer.recorders:
+            _, stuck = await asyncio.wait(peer.recorders, timeout=5)
+            for task in stuck:
+                task.cancel()
     emit(peer.result)
 
 

@@ -144,7 +144,7 @@ impl Aiortc {
             .unwrap_or_else(|| panic!("aiortc printed no result:\n{log}"));
         assert!(status.success(), "aiortc failed: {v:#}\n{log}");
         if std::env::var_os("CONFAB_AIORTC_LOG").is_some() {
-            eprintln!("{log}");
+            eprintln!("{log}\n{v:#}");
         }
         (v, log)
     }

@@ -2,7 +2,10 @@
 
 Written as a user of another WebRTC stack would, from the document alone. aiortc cannot
 roll back a local offer, so this peer follows the checklist's advice for such peers:
-it never offers, and answers every offer (confab always offers to a peer it meets).
+it answers every offer (confab always offers to a peer it meets), and offers only with
+--offer-if-impolite when it is the impolite side (the higher id), which never rolls
+back: it ignores a colliding offer. --want-impolite (for tests) joins again on a new
+connection until its id is the higher one.
 
 It sends a video file (a y4m) and a sound file (a wav), and writes what it receives:
 each video track's decoded luma planes to OUT/video-<track id>.luma (per frame:
@@ -56,7 +59,10 @@ class Peer:
         self.result = {
             "id": None,
             "remote": None,
+            "attempts": 1,
+            "offered": False,
             "offers_answered": 0,
+            "offers_ignored": 0,
             "candidates_added": 0,
             "connected_ms": None,
             "connected_after_join_ms": None,
@@ -106,6 +112,9 @@ class Peer:
         pc.addTrack(video.video)
         chan = pc.createDataChannel("chat", negotiated=True, id=0, ordered=True)
         self.chan = chan
+        # confab's rule: the lower id (string order) is polite.
+        if self.args.offer_if_impolite and self.me > self.remote:
+            asyncio.ensure_future(self.offer())
 
         @pc.on("connectionstatechange")
         async def on_state():
@@ -151,20 +160,37 @@ class Peer:
             self.chan.send(json.dumps({"type": "chat", "text": self.args.chat}))
             self.result["chat_sent"] = True
 
+    async def offer(self):
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        local = self.pc.localDescription
+        log("offer:\n" + local.sdp)
+        await self.relay({"kind": "description", "sdp_type": "offer", "sdp": local.sdp})
+        self.result["offered"] = True
+
+    async def set_remote(self, sdp_type, sdp):
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=sdp_type))
+        for c in self.pending_candidates:
+            await self.add_candidate(c)
+        self.pending_candidates = []
+
     async def on_signal(self, sender, payload):
         if sender != self.remote:
             return
         kind = payload.get("kind")
         if kind == "description":
-            if payload["sdp_type"] != "offer":
-                self.result["errors"].append(f"unexpected {payload['sdp_type']}")
+            sdp_type, sdp = payload["sdp_type"], payload["sdp"]
+            log(f"remote {sdp_type}:\n" + sdp)
+            if sdp_type == "answer" and self.pc.signalingState == "have-local-offer":
+                await self.set_remote("answer", sdp)
                 return
-            log("offer:\n" + payload["sdp"])
-            desc = RTCSessionDescription(sdp=payload["sdp"], type="offer")
-            await self.pc.setRemoteDescription(desc)
-            for c in self.pending_candidates:
-                await self.add_candidate(c)
-            self.pending_candidates = []
+            if sdp_type != "offer":
+                self.result["errors"].append(f"unexpected {sdp_type}")
+                return
+            if self.pc.signalingState == "have-local-offer":
+                # Only the impolite side offers here: it ignores the collision.
+                self.result["offers_ignored"] += 1
+                return
+            await self.set_remote("offer", sdp)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             # aiortc gathers before it returns: the answer carries our candidates, and
             # it does not trickle.
@@ -262,6 +288,10 @@ class Peer:
                     RTCIceServer(s["urls"], s.get("username"), s.get("credential"))
                     for s in msg["ice_servers"]
                 ]
+                members = [m["id"] for m in msg["members"]]
+                if self.args.want_impolite and members and self.me < members[0]:
+                    log("polite as", self.me, "joining again")
+                    return "again"
                 emit({"event": "joined", "id": self.me})
                 log("welcome", self.me, [m["id"] for m in msg["members"]])
                 for m in msg["members"]:
@@ -292,12 +322,26 @@ async def main():
     ap.add_argument("--chat")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--loopback", action="store_true", help="gather 127.0.0.1 only")
+    ap.add_argument("--offer-if-impolite", action="store_true")
+    ap.add_argument("--want-impolite", action="store_true")
     args = ap.parse_args()
     if args.loopback:
         # aioice leaves 127.0.0.1 out on purpose; a loopback-only test needs it.
         aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: (
             ["127.0.0.1"] if use_ipv4 else []
         )
+    attempts = 0
+    while True:
+        attempts += 1
+        result = await session(args)
+        if result is not None:
+            break
+    result["attempts"] = attempts
+    emit(result)
+
+
+async def session(args):
+    """One connection: its result, or None when it is to be tried again."""
     async with websockets.connect(args.server) as ws:
         peer = Peer(args, ws)
         task = asyncio.ensure_future(peer.run())
@@ -305,6 +349,8 @@ async def main():
             await asyncio.wait_for(asyncio.shield(task), args.seconds)
         except asyncio.TimeoutError:
             pass
+        if task.done() and not task.exception() and task.result() == "again":
+            return None
         if task.done() and task.exception():
             peer.result["errors"].append(f"signaling: {task.exception()!r}")
         task.cancel()
@@ -315,9 +361,9 @@ async def main():
         # carried a packet never ends (aiortc started no decoder for it).
         if peer.recorders:
             _, stuck = await asyncio.wait(peer.recorders, timeout=5)
-            for task in stuck:
-                task.cancel()
-    emit(peer.result)
+            for t in stuck:
+                t.cancel()
+    return peer.result
 
 
 if __name__ == "__main__":

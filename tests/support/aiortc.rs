@@ -75,7 +75,15 @@ pub struct Aiortc {
 }
 
 impl Aiortc {
-    pub fn spawn(fx: &Fixture, ws_url: &str, room: &str, seconds: f64, chat: &str) -> Aiortc {
+    /// `extra`: more of peer.py's flags (`--offer-if-impolite`, `--want-impolite`).
+    pub fn spawn(
+        fx: &Fixture,
+        ws_url: &str,
+        room: &str,
+        seconds: f64,
+        chat: &str,
+        extra: &[&str],
+    ) -> Aiortc {
         let mut child = tokio::process::Command::new(python())
             .arg(interop_dir().join("peer.py"))
             .args(["--server", ws_url, "--room", room, "--name", "aio"])
@@ -92,6 +100,7 @@ impl Aiortc {
                 &seconds.to_string(),
                 "--loopback",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -13,7 +13,7 @@ use support::aiortc::*;
 use support::browser::hal;
 use support::from;
 
-/// Seconds the joining side is given to see its first frame: issue 12 asks a second of
+/// What the joining side is given to see its first frame: issue 12 asks a second of
 /// a browser; this is the same bound with room for a loaded machine.
 const SETUP_MS: u64 = 2000;
 const CONFAB_CHAT: &str = "hello from confab";

@@ -161,11 +161,14 @@ class Peer:
             self.result["chat_sent"] = True
 
     async def offer(self):
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        local = self.pc.localDescription
-        log("offer:\n" + local.sdp)
-        await self.relay({"kind": "description", "sdp_type": "offer", "sdp": local.sdp})
-        self.result["offered"] = True
+        try:
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+            local = self.pc.localDescription
+            log("offer:\n" + local.sdp)
+            await self.relay({"kind": "description", "sdp_type": "offer", "sdp": local.sdp})
+            self.result["offered"] = True
+        except Exception as e:  # a task of its own: report it, or it would vanish
+            self.result["errors"].append(f"offer: {e!r}")
 
     async def set_remote(self, sdp_type, sdp):
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=sdp_type))

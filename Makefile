@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run display loopback serve test build deps test-deps bench bench-network lint deb
+.PHONY: run display loopback serve test build deps test-deps interop-deps bench bench-network lint deb
 
 # What building and running the app needs.
 deps:
@@ -22,10 +22,14 @@ display:
 	fi
 
 # What the tests need besides: loopback namespace, Xvfb and screenshots, a virtual
-# sound card, Chromium with playwright-core.
-test-deps: deps
+# sound card, Chromium with playwright-core, aiortc in a venv (tests/interop.rs).
+test-deps: deps interop-deps
 	@.ci/deps.sh test audio browser
 	npm ci --prefix tests/browser --no-audit --no-fund
+
+interop-deps:
+	@.ci/deps.sh test
+	@tests/interop/setup.sh
 
 build: deps
 	$(CARGO) build --release --locked

@@ -202,6 +202,7 @@ fn rand_nonce() -> u64 {
         .unwrap()
         .as_nanos() as u64
 }
+pub mod aiortc;
 pub mod browser;
 pub mod engine;
 pub mod files;

@@ -69,6 +69,12 @@ impl Peer {
         for inb in report.inbound_rtp_streams() {
             let rs = &inb.received_rtp_stream_stats;
             let remote = remotes.get(&inb.track_identifier);
+            // rtc 0.21 stores the jitter of the reports it generates in RTP timestamp
+            // units (as RTCP carries it), not in seconds as its outbound side does.
+            let clock = match remote.map(|r| r.0) {
+                Some(MediaKind::Audio) => 48_000.0,
+                _ => 90_000.0,
+            };
             stats.inbound.push(TrackStats {
                 track_id: inb.track_identifier.clone(),
                 kind: remote.map(|r| r.0),
@@ -79,7 +85,7 @@ impl Peer {
                 nack_sent: inb.nack_count as u64,
                 pli_sent: inb.pli_count as u64,
                 fir_sent: inb.fir_count as u64,
-                jitter: rs.jitter,
+                jitter: rs.jitter / clock,
                 retransmitted_packets: inb.retransmitted_packets_received,
                 dropped_by_consumer: remote.map_or(0, |r| r.1),
                 ..Default::default()

@@ -6,7 +6,8 @@ set -euo pipefail
 build=(build-essential pkg-config libclang-dev nasm cmake libasound2-dev libopus-dev
        libwebrtc-audio-processing-dev libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev)
 # ffmpeg: tests/record.rs reads recordings back with ffprobe and ffmpeg.
-test=(iproute2 util-linux nftables iptables xvfb imagemagick xdotool openssl coturn ffmpeg)
+# janus: tests/sfu.rs runs calls through its VideoRoom plugin.
+test=(iproute2 util-linux nftables iptables xvfb imagemagick xdotool openssl coturn ffmpeg janus)
 # tests/devices.rs, tests/desktop.rs: a virtual sound card (PulseAudio null sink, FIFO
 # microphone, parec/pactl, ALSA's pulse plugin) and screen.
 audio=(pulseaudio pulseaudio-utils libasound2-plugins xvfb x11-xserver-utils)

@@ -3,8 +3,9 @@
 
 mod support;
 
-use confab::call::{Event, TrackRole};
+use confab::call::{Command, Event, TrackRole};
 use confab::headless::{self, HeadlessOptions};
+use confab::media::SyntheticVideo;
 use confab::sfu::SfuTarget;
 use support::engine::{TestPeer, config, synthetic};
 use support::from;
@@ -122,7 +123,7 @@ async fn a_publisher_that_leaves_disappears_from_every_subscriber() {
     }
     // The others still reach each other: a keyframe asked of bob comes (through Janus,
     // which passes the PLI on to bob's publisher connection).
-    a.send(confab::call::Command::RequestKeyframe {
+    a.send(Command::RequestKeyframe {
         peer: b_id.clone(),
         track: TrackRole::Camera,
     });
@@ -162,4 +163,61 @@ async fn an_unreachable_janus_stops_the_call_at_start_with_its_address() {
         msg.contains("Janus") && msg.contains(&port.to_string()),
         "{msg}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_shared_in_an_sfu_room_arrives_as_a_screen_and_goes_when_stopped() {
+    let janus = Janus::start();
+    let srv = support::server().await;
+    let url = srv.ws_url();
+    let mut a = join(&janus, &url, "ada", 440.0).await;
+    let b = join(&janus, &url, "bob", 660.0).await;
+    let b_id = b.id.clone();
+    until_picture_from(&mut a, &b_id).await;
+    let screen = |a: &mut TestPeer| {
+        a.seen
+            .retain(|e| !matches!(e, Event::KeyframeReceived { .. }))
+    };
+    // Twice: a second share gets new m-sections or reuses the first one's.
+    for round in 1..=2 {
+        b.send(Command::StartScreenShare(Box::new(
+            SyntheticVideo::new(640, 360, 10.0).unwrap(),
+        )));
+        a.until(&format!("bob's screen, share {round}"), |e| match e {
+            Event::KeyframeReceived { peer, track, .. }
+                if *peer == b_id && *track == TrackRole::Screen =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+        b.send(Command::StopScreenShare);
+        a.until(
+            &format!("bob's screen removed, share {round}"),
+            |e| match e {
+                Event::TrackRemoved { peer, track }
+                    if *peer == b_id && *track == TrackRole::Screen =>
+                {
+                    Some(())
+                }
+                _ => None,
+            },
+        )
+        .await;
+        screen(&mut a);
+    }
+    // The camera never stopped.
+    assert!(
+        !a.seen.iter().any(|e| matches!(
+            e,
+            Event::TrackRemoved {
+                track: TrackRole::Camera,
+                ..
+            }
+        )),
+        "{:?}",
+        a.seen
+    );
+    let _ = (a.leave().await, b.leave().await);
 }

@@ -4,6 +4,8 @@
 //! Janus API: <https://janus.conf.meetecho.com/docs/rest.html>; VideoRoom (1.x,
 //! multistream): <https://janus.conf.meetecho.com/docs/videoroom.html>.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -71,18 +73,29 @@ pub fn join_publisher(room: u64, display: &str) -> Value {
     json!({ "request": "join", "ptype": "publisher", "room": room, "display": display })
 }
 
-/// Sent with our offer; Janus answers in the event that follows.
-pub fn configure() -> Value {
-    json!({ "request": "configure", "audio": true, "video": true })
+/// Sent with our offer; Janus answers in the event that follows. `descriptions` (mid,
+/// text) reach subscribers as `feed_description`: how a screen is told from a camera.
+pub fn configure(descriptions: &[(String, String)]) -> Value {
+    let mut v = json!({ "request": "configure", "audio": true, "video": true });
+    if !descriptions.is_empty() {
+        v["descriptions"] = descriptions
+            .iter()
+            .map(|(mid, d)| json!({ "mid": mid, "description": d }))
+            .collect();
+    }
+    v
 }
 
-/// One subscriber connection carrying every stream of these feeds (multistream).
-pub fn join_subscriber(room: u64, feeds: &[u64], private_id: Option<u64>) -> Value {
+/// One publisher stream to subscribe to: every stream of a feed (mid None) or one.
+pub type StreamRequest = (u64, Option<String>);
+
+/// One subscriber connection carrying these streams (multistream).
+pub fn join_subscriber(room: u64, streams: &[StreamRequest], private_id: Option<u64>) -> Value {
     let mut v = json!({
         "request": "join",
         "ptype": "subscriber",
         "room": room,
-        "streams": feed_list(feeds),
+        "streams": stream_list(streams),
     });
     if let Some(p) = private_id {
         v["private_id"] = p.into();
@@ -90,9 +103,9 @@ pub fn join_subscriber(room: u64, feeds: &[u64], private_id: Option<u64>) -> Val
     v
 }
 
-/// Adds feeds to a running subscription; Janus offers again (`updated`).
-pub fn subscribe(feeds: &[u64]) -> Value {
-    json!({ "request": "subscribe", "streams": feed_list(feeds) })
+/// Adds streams to a running subscription; Janus offers again (`updated`).
+pub fn subscribe(streams: &[StreamRequest]) -> Value {
+    json!({ "request": "subscribe", "streams": stream_list(streams) })
 }
 
 /// Sent with our answer to Janus's offer.
@@ -108,8 +121,14 @@ pub fn unpublish() -> Value {
     json!({ "request": "unpublish" })
 }
 
-fn feed_list(feeds: &[u64]) -> Value {
-    feeds.iter().map(|f| json!({ "feed": f })).collect()
+fn stream_list(streams: &[StreamRequest]) -> Value {
+    streams
+        .iter()
+        .map(|(feed, mid)| match mid {
+            Some(mid) => json!({ "feed": feed, "mid": mid }),
+            None => json!({ "feed": feed }),
+        })
+        .collect()
 }
 
 /// What a `janus` frame from the server is.
@@ -188,6 +207,18 @@ pub struct Publisher {
     pub id: u64,
     #[serde(default)]
     pub display: Option<String>,
+    /// What it publishes; a stream it stopped may stay listed as `disabled`.
+    #[serde(default)]
+    pub streams: Vec<PubStream>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PubStream {
+    pub mid: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// One m-section of a subscription, as `attached`/`updated` list them.
@@ -200,6 +231,11 @@ pub struct SubStream {
     pub feed_id: Option<u64>,
     #[serde(default)]
     pub feed_display: Option<String>,
+    /// The publisher's own mid of this stream.
+    #[serde(default)]
+    pub feed_mid: Option<String>,
+    #[serde(default)]
+    pub feed_description: Option<String>,
     #[serde(default = "yes")]
     pub active: bool,
 }
@@ -257,41 +293,53 @@ pub fn room_event(data: &Value) -> Result<RoomEvent, SfuError> {
     })
 }
 
-/// Janus's offer with each active stream's `msid` naming its feed: `feed-F` and
-/// `feed-F-mM`, and those track ids with the feed each carries. Janus names tracks by
-/// mid only (`janus3`) and gives a departed publisher's m-sections to the next one, while
-/// webrtc-rs never announces a track id it has seen before: without this the newcomer's
-/// media would never show.
-pub fn with_feed_msids(sdp: &str, streams: &[SubStream]) -> (String, Vec<(String, u64)>) {
-    let feed_of = |mid: &str| {
-        streams
-            .iter()
-            .find(|s| s.mid == mid && s.active && s.kind != "data")
-            .and_then(|s| s.feed_id)
-    };
-    let mut tracks = Vec::new();
+/// `sdp` with the `msid` of the m-sections in `names` (mid -> stream id, track id)
+/// replaced. Janus names subscriber tracks by mid only (`janus3`) and gives a departed
+/// publisher's m-sections to the next one, while webrtc-rs never announces a track id
+/// it has seen before: renamed per feed, the newcomer's media shows.
+pub fn with_msids(sdp: &str, names: &HashMap<String, (String, String)>) -> String {
     let mut out = String::with_capacity(sdp.len() + 64);
     for section in split_sections(sdp) {
-        let mid = section
+        let name = section
             .lines()
             .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
-            .map(str::to_owned);
-        let Some((mid, feed)) = mid.and_then(|m| feed_of(&m).map(|f| (m, f))) else {
+            .and_then(|mid| names.get(mid));
+        let Some((stream, track)) = name else {
             out.push_str(section);
             continue;
         };
-        let track = format!("feed-{feed}-m{mid}");
         for line in section.split_inclusive('\n') {
             if line.starts_with("a=msid:") {
                 let end = if line.ends_with("\r\n") { "\r\n" } else { "\n" };
-                out.push_str(&format!("a=msid:feed-{feed} {track}{end}"));
+                out.push_str(&format!("a=msid:{stream} {track}{end}"));
             } else {
                 out.push_str(line);
             }
         }
-        tracks.push((track, feed));
     }
-    (out, tracks)
+    out
+}
+
+/// Our offer's m-sections that carry a track: mid, track id (from `msid`), and whether
+/// it is video. What `configure`'s `descriptions` are made from.
+pub fn local_tracks(sdp: &str) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for section in split_sections(sdp).into_iter().skip(1) {
+        let video = section.starts_with("m=video");
+        let mut mid = None;
+        let mut track = None;
+        for line in section.lines().map(str::trim_end) {
+            if let Some(m) = line.strip_prefix("a=mid:") {
+                mid = Some(m.to_owned());
+            } else if let Some(msid) = line.strip_prefix("a=msid:") {
+                track = msid.split_whitespace().nth(1).map(str::to_owned);
+            }
+        }
+        if let (Some(mid), Some(track)) = (mid, track) {
+            out.push((mid, track, video));
+        }
+    }
+    out
 }
 
 /// The session part and each m-section, as they are in `sdp` (joined, they are `sdp`).
@@ -330,11 +378,14 @@ mod tests {
 
     #[test]
     fn a_subscription_names_every_feed_as_a_stream() {
-        let v = join_subscriber(5, &[11, 12], Some(99));
+        let v = join_subscriber(5, &[(11, None), (12, None)], Some(99));
         assert_eq!(v["ptype"], "subscriber");
         assert_eq!(v["streams"], json!([{"feed":11},{"feed":12}]));
         assert_eq!(v["private_id"], 99);
-        assert_eq!(subscribe(&[13])["streams"], json!([{"feed":13}]));
+        assert_eq!(
+            subscribe(&[(13, None), (11, Some("3".into()))])["streams"],
+            json!([{"feed":13},{"feed":11,"mid":"3"}])
+        );
     }
 
     #[test]
@@ -385,12 +436,18 @@ mod tests {
                 private_id: Some(5),
                 publishers: vec![Publisher {
                     id: 101,
-                    display: Some("m1".into())
+                    display: Some("m1".into()),
+                    streams: Vec::new(),
                 }]
             }
         );
-        let news = json!({"videoroom":"event","room":1,"publishers":[{"id":102,"display":"m2"}]});
-        assert!(matches!(room_event(&news).unwrap(), RoomEvent::Publishers(p) if p[0].id == 102));
+        let news = json!({"videoroom":"event","room":1,"publishers":[{"id":102,"display":"m2",
+            "streams":[{"type":"audio","mid":"0"},{"type":"video","mid":"3","disabled":true}]}]});
+        let RoomEvent::Publishers(p) = room_event(&news).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p[0].id, 102);
+        assert!(!p[0].streams[0].disabled && p[0].streams[1].disabled);
         for key in ["unpublished", "leaving"] {
             let gone = json!({"videoroom":"event","room":1, key: 102});
             assert_eq!(room_event(&gone).unwrap(), RoomEvent::Gone(102));
@@ -423,40 +480,41 @@ mod tests {
     }
 
     #[test]
-    fn each_active_stream_is_named_by_its_feed() {
+    fn named_sections_get_their_msid_and_nothing_else_changes() {
         let sdp = "v=0\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=msid:janus janus0\r\n\
                    m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n\
-                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=inactive\r\na=mid:3\r\n\
                    m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:4\r\na=msid:janus janus4\r\n";
-        let stream = |mid: &str, kind: &str, feed: Option<u64>, active: bool| SubStream {
-            mid: mid.into(),
-            kind: kind.into(),
-            feed_id: feed,
-            feed_display: None,
-            active,
-        };
-        let streams = [
-            stream("0", "audio", Some(7), true),
-            stream("2", "data", None, true),
-            stream("3", "video", Some(7), false),
-            stream("4", "video", Some(9), true),
-        ];
-        let (out, tracks) = with_feed_msids(sdp, &streams);
+        let names = HashMap::from([(
+            "4".to_owned(),
+            ("feed-9".to_owned(), "feed-9-m4-0".to_owned()),
+        )]);
+        let out = with_msids(sdp, &names);
         assert_eq!(
-            tracks,
-            vec![("feed-7-m0".to_owned(), 7), ("feed-9-m4".to_owned(), 9)]
+            out,
+            sdp.replace("a=msid:janus janus4", "a=msid:feed-9 feed-9-m4-0")
         );
-        assert!(
-            out.contains("a=mid:0\r\na=msid:feed-7 feed-7-m0\r\n"),
-            "{out}"
-        );
-        assert!(out.contains("a=msid:feed-9 feed-9-m4\r\n"), "{out}");
-        assert!(!out.contains("janus0") && !out.contains("janus4"), "{out}");
-        // Nothing else changes.
+        assert_eq!(with_msids(sdp, &HashMap::new()), sdp);
+    }
+
+    #[test]
+    fn our_tracks_are_found_with_their_mids() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=msid:camera m1-mic\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=msid:camera m1-camera\r\n\
+                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:3\r\na=msid:screen m1-screen-1\r\n";
         assert_eq!(
-            out.len(),
-            sdp.len() + 2 * ("feed-7 feed-7-m0".len() - "janus janus0".len())
+            local_tracks(sdp),
+            vec![
+                ("0".into(), "m1-mic".into(), false),
+                ("1".into(), "m1-camera".into(), true),
+                ("3".into(), "m1-screen-1".into(), true)
+            ]
         );
-        assert!(out.starts_with("v=0\r\nt=0 0\r\nm=audio"));
+        let c = configure(&[("3".into(), "screen".into())]);
+        assert_eq!(
+            c["descriptions"],
+            json!([{"mid":"3","description":"screen"}])
+        );
+        assert!(configure(&[]).get("descriptions").is_none());
     }
 }

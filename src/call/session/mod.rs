@@ -230,13 +230,12 @@ impl Engine {
                         self.sink.clone(),
                     );
                     let track = self.local_track_id(TrackRole::Microphone);
-                    for (id, p) in &self.peers {
-                        match p
-                            .peer
+                    for (id, peer) in self.sending_connections() {
+                        match peer
                             .add_audio_track(&track, TrackRole::Camera.as_str())
                             .await
                         {
-                            Ok(s) => cap.fanout.add(id, s),
+                            Ok(s) => cap.fanout.add(&id, s),
                             Err(e) => self.emit(Event::Error(format!("microphone track: {e}"))),
                         }
                     }
@@ -259,8 +258,8 @@ impl Engine {
             Command::StopScreenShare => {
                 if let Some(cap) = self.local.screen.take() {
                     for (id, sender) in cap.fanout.snapshot() {
-                        if let Some(p) = self.peers.get(&id)
-                            && let Err(e) = p.peer.remove_track(&sender).await
+                        if let Some(peer) = self.connection(&id)
+                            && let Err(e) = peer.remove_track(&sender).await
                         {
                             self.emit(Event::Error(format!("stopping the share: {e}")));
                         }

@@ -36,20 +36,77 @@ pub(super) struct Sfu {
     sub_peer: Option<Peer>,
     /// Feeds of the room other than ours: feed id -> display (the member id).
     feeds: HashMap<u64, String>,
-    /// Feeds asked for on the subscriber connection.
-    subscribed: HashSet<u64>,
+    /// Publisher streams asked for on the subscriber connection: feed -> its mids.
+    subscribed: HashMap<u64, HashSet<String>>,
     sub_joined: bool,
-    /// Remote track id (as we rename it, see `with_feed_msids`) -> its feed, from
-    /// Janus's offers.
-    track_feed: HashMap<String, u64>,
-    /// Remote track id -> (feed, member, role) once it arrived.
-    tracks: HashMap<String, (u64, String, TrackRole)>,
+    /// What each subscription m-section carried when Janus last offered it, by mid.
+    sections: HashMap<String, Section>,
+    /// Remote track id (as we name it, see `name_streams`) -> what it carries.
+    track_feed: HashMap<String, Carried>,
+    /// Remote track id -> what it carries and whose it is, once it arrived.
+    tracks: HashMap<String, (Carried, String)>,
     /// Members whose media arrived (reported as connected once).
     seen: HashSet<String>,
     pub_connected: bool,
 }
 
+/// A publisher stream: its feed, its mid at the publisher, what it is.
+#[derive(Debug, Clone, PartialEq)]
+struct Carried {
+    feed: u64,
+    feed_mid: Option<String>,
+    role: TrackRole,
+}
+
+/// One m-section of the subscription: which publisher stream it carries, and how many
+/// streams it has carried (a new one gets a new track id).
+struct Section {
+    stream: Option<(u64, Option<String>)>,
+    generation: u32,
+}
+
 impl Sfu {
+    /// Track names for the active streams Janus lists (mid -> stream id, track id): a
+    /// section keeps its name while it carries the same publisher stream and gets a new
+    /// one when Janus gives it to another (or the same again after a pause), since
+    /// webrtc-rs never announces a track id twice.
+    fn name_streams(
+        &mut self,
+        streams: &[videoroom::SubStream],
+    ) -> HashMap<String, (String, String)> {
+        let mut names = HashMap::new();
+        for s in streams.iter().filter(|s| s.kind != "data") {
+            let carried = s
+                .feed_id
+                .filter(|_| s.active)
+                .map(|f| (f, s.feed_mid.clone()));
+            let section = self.sections.entry(s.mid.clone()).or_insert(Section {
+                stream: None,
+                generation: 0,
+            });
+            if carried.is_some() && section.stream != carried {
+                section.generation += 1;
+            }
+            section.stream = carried;
+            let Some((feed, feed_mid)) = section.stream.clone() else {
+                continue;
+            };
+            let track = format!("feed-{feed}-m{}-{}", s.mid, section.generation);
+            let role = match (s.kind.as_str(), s.feed_description.as_deref()) {
+                ("audio", _) => TrackRole::Microphone,
+                (_, Some(d)) if d == TrackRole::Screen.as_str() => TrackRole::Screen,
+                _ => TrackRole::Camera,
+            };
+            let carried = Carried {
+                feed,
+                feed_mid,
+                role,
+            };
+            self.track_feed.insert(track.clone(), carried);
+            names.insert(s.mid.clone(), (format!("feed-{feed}"), track));
+        }
+        names
+    }
     /// Connects to Janus, makes sure the room exists, attaches both handles.
     pub(super) async fn connect(
         target: &SfuTarget,
@@ -78,8 +135,9 @@ impl Sfu {
                 pub_peer: None,
                 sub_peer: None,
                 feeds: HashMap::new(),
-                subscribed: HashSet::new(),
+                subscribed: HashMap::new(),
                 sub_joined: false,
+                sections: HashMap::new(),
                 track_feed: HashMap::new(),
                 tracks: HashMap::new(),
                 seen: HashSet::new(),
@@ -172,13 +230,25 @@ impl Engine {
         }
         let offer = peer.create_offer().await?;
         peer.set_local_description(&offer).await?;
+        // Subscribers learn a stream's role from its description.
+        let descriptions: Vec<(String, String)> = videoroom::local_tracks(&offer.sdp)
+            .into_iter()
+            .map(|(mid, track, video)| {
+                let role = match video {
+                    false => TrackRole::Microphone,
+                    true if track.contains(TrackRole::Screen.as_str()) => TrackRole::Screen,
+                    true => TrackRole::Camera,
+                };
+                (mid, role.as_str().to_owned())
+            })
+            .collect();
         let jsep = Jsep {
             kind: "offer".into(),
             sdp: offer.sdp,
         };
         let reply = sfu
             .publisher
-            .request(videoroom::configure(), Some(&jsep))
+            .request(videoroom::configure(&descriptions), Some(&jsep))
             .await
             .map_err(sfu_error)?;
         let answer = reply.jsep.ok_or_else(|| {
@@ -196,8 +266,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Adds publishers (other than us) to the subscriber connection: the first ones
-    /// join it, later ones are subscribed to; either way Janus offers again.
+    /// Adds publishers' streams (not ours) to the subscriber connection: the first join
+    /// it, later ones are subscribed to (a stream a publisher adds, a screen, too);
+    /// either way Janus offers again.
     async fn sfu_subscribe(
         &mut self,
         publishers: Vec<videoroom::Publisher>,
@@ -206,16 +277,48 @@ impl Engine {
             return Ok(());
         };
         let mut new = Vec::new();
+        let mut stopped = Vec::new();
         for p in publishers {
             let display = p.display.unwrap_or_default();
             if display == self.me {
                 continue;
             }
             sfu.feeds.insert(p.id, display);
-            if sfu.subscribed.insert(p.id) {
-                new.push(p.id);
+            let live: HashSet<String> = p
+                .streams
+                .iter()
+                .filter(|s| !s.disabled && s.kind != "data")
+                .map(|s| s.mid.clone())
+                .collect();
+            match sfu.subscribed.get_mut(&p.id) {
+                None => {
+                    new.push((p.id, None));
+                    sfu.subscribed.insert(p.id, live);
+                }
+                Some(mids) => {
+                    // Janus lists a stream the publisher stopped (a screen share) as
+                    // disabled and offers subscribers nothing new: its track ends here.
+                    // Gone from our list, the stream is new when it comes back.
+                    stopped.extend(
+                        mids.iter()
+                            .filter(|m| !live.contains(*m))
+                            .map(|m| (p.id, m.clone())),
+                    );
+                    mids.retain(|m| live.contains(m));
+                    for mid in live {
+                        if mids.insert(mid.clone()) {
+                            new.push((p.id, Some(mid)));
+                        }
+                    }
+                }
             }
         }
+        for (feed, mid) in stopped {
+            self.sfu_end_tracks(feed, Some(&mid));
+        }
+        let Some(sfu) = &mut self.sfu else {
+            return Ok(());
+        };
         if new.is_empty() {
             return Ok(());
         }
@@ -261,8 +364,8 @@ impl Engine {
                 sfu.feeds.entry(feed).or_insert_with(|| display.clone());
             }
         }
-        let (sdp, tracks) = videoroom::with_feed_msids(&offer.sdp, &streams);
-        sfu.track_feed.extend(tracks);
+        let names = sfu.name_streams(&streams);
+        let sdp = videoroom::with_msids(&offer.sdp, &names);
         tracing::debug!(%sdp, "Janus's offer");
         let Some(peer) = &sfu.sub_peer else {
             return Ok(());
@@ -294,16 +397,25 @@ impl Engine {
         if let Some(member) = sfu.feeds.remove(&feed) {
             tracing::info!(%member, feed, "publisher gone");
         }
+        self.sfu_end_tracks(feed, None);
+    }
+
+    /// Reports the tracks of a feed (or of one of its streams, by the publisher's mid)
+    /// as removed, once.
+    fn sfu_end_tracks(&mut self, feed: u64, feed_mid: Option<&str>) {
+        let Some(sfu) = &mut self.sfu else { return };
         let gone: Vec<String> = sfu
             .tracks
             .iter()
-            .filter(|(_, (f, ..))| *f == feed)
+            .filter(|(_, (c, _))| {
+                c.feed == feed && feed_mid.is_none_or(|m| c.feed_mid.as_deref() == Some(m))
+            })
             .map(|(id, _)| id.clone())
             .collect();
         let mut removed = Vec::new();
         for id in gone {
-            if let Some((_, member, role)) = sfu.tracks.remove(&id) {
-                removed.push((member, role));
+            if let Some((c, member)) = sfu.tracks.remove(&id) {
+                removed.push((member, c.role));
             }
         }
         for (peer, track) in removed {
@@ -390,16 +502,13 @@ impl Engine {
                 let owner = sfu
                     .track_feed
                     .get(&track_id)
-                    .and_then(|f| Some((*f, sfu.feeds.get(f)?.clone())));
-                let Some((feed, member)) = owner else {
+                    .and_then(|c| Some((c.clone(), sfu.feeds.get(&c.feed)?.clone())));
+                let Some((carried, member)) = owner else {
                     tracing::warn!(%track_id, "a track from the SFU that no publisher owns");
                     return;
                 };
-                let role = match kind {
-                    MediaKind::Audio => TrackRole::Microphone,
-                    MediaKind::Video => TrackRole::Camera,
-                };
-                sfu.tracks.insert(track_id, (feed, member.clone(), role));
+                let role = carried.role;
+                sfu.tracks.insert(track_id, (carried, member.clone()));
                 let first = sfu.seen.insert(member.clone());
                 let counters = Arc::new(RecvCounters::default());
                 spawn_decoder(DecodeInput {
@@ -424,15 +533,20 @@ impl Engine {
                 });
             }
             PeerEvent::RemoteTrackEnded { track_id } => {
-                if let Some((_, member, role)) = sfu.tracks.remove(&track_id) {
+                if let Some((c, member)) = sfu.tracks.remove(&track_id) {
                     self.emit(Event::TrackRemoved {
                         peer: member,
-                        track: role,
+                        track: c.role,
                     });
                 }
             }
             _ => {}
         }
+    }
+
+    /// Our publisher connection, once we publish.
+    pub(super) fn sfu_publisher(&self) -> Option<Peer> {
+        self.sfu.as_ref()?.pub_peer.clone()
     }
 
     /// A PLI on the subscriber connection; Janus passes it on to the publisher.
@@ -442,7 +556,7 @@ impl Engine {
         let track = sfu
             .tracks
             .iter()
-            .find(|(_, (_, m, r))| m == member && *r == role)
+            .find(|(_, (c, m))| m == member && c.role == role)
             .map(|(id, _)| id.clone());
         if let Some(track) = track
             && let Err(e) = peer.request_keyframe(&track).await

@@ -7,8 +7,9 @@ build=(build-essential pkg-config libclang-dev nasm cmake libasound2-dev libopus
        libwebrtc-audio-processing-dev libxcb1-dev libxcb-shm0-dev libxcb-randr0-dev)
 # ffmpeg: tests/record.rs reads recordings back with ffprobe and ffmpeg.
 # python3-venv: tests/interop's aiortc venv (tests/interop/setup.sh).
+# janus: tests/sfu.rs (VideoRoom through the WebSocket transport).
 test=(iproute2 util-linux nftables iptables xvfb imagemagick xdotool openssl coturn ffmpeg
-      python3 python3-venv)
+      python3 python3-venv janus)
 # tests/devices.rs, tests/desktop.rs: a virtual sound card (PulseAudio null sink, FIFO
 # microphone, parec/pactl, ALSA's pulse plugin) and screen.
 audio=(pulseaudio pulseaudio-utils libasound2-plugins xvfb x11-xserver-utils)

@@ -9,6 +9,7 @@ pub mod headless;
 pub mod media;
 pub mod netem;
 pub mod record;
+pub mod sfu;
 pub mod signaling;
 pub mod ui;
 

@@ -133,6 +133,14 @@ struct HeadlessArgs {
     /// Write the JSON report here (default: standard output).
     #[arg(long)]
     report: Option<std::path::PathBuf>,
+    /// Media through a Janus VideoRoom instead of a mesh: Janus's WebSocket, e.g.
+    /// ws://127.0.0.1:8188. Presence, names and chat stay with --server.
+    #[arg(long, value_name = "URL")]
+    sfu: Option<String>,
+    /// The VideoRoom room number (created when missing; default: one derived from --room,
+    /// so everyone in a confab room meets in the same VideoRoom).
+    #[arg(long, value_name = "N", requires = "sfu")]
+    sfu_room: Option<u64>,
 }
 
 impl HeadlessArgs {
@@ -163,6 +171,13 @@ impl HeadlessArgs {
         o.bind_addrs = vec![format!("{}:0", self.bind)];
         o.ice_transport = self.ice_transport;
         o.test_call = self.test_call;
+        o.sfu = self.sfu.as_deref().map(|url| match self.sfu_room {
+            Some(room) => confab::sfu::SfuTarget {
+                url: url.to_owned(),
+                room,
+            },
+            None => confab::sfu::SfuTarget::for_room(url, &self.room),
+        });
         Ok(o)
     }
 }

@@ -31,6 +31,9 @@ pub enum CallError {
     /// The connection has been closed.
     #[error("peer connection is closed")]
     Closed,
+    /// The SFU (Janus) could not be reached or refused a request.
+    #[error("sfu: {0}")]
+    Sfu(#[from] crate::sfu::SfuError),
     /// A description arrived that the negotiation state machine cannot apply.
     #[error("negotiation: {0}")]
     Negotiation(String),

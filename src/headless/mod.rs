@@ -128,6 +128,8 @@ pub struct HeadlessOptions {
     /// Records the call into this file from joining to the end of the run.
     pub record: Option<PathBuf>,
     pub record_settings: crate::record::RecordSettings,
+    /// Media through this Janus VideoRoom instead of a mesh.
+    pub sfu: Option<crate::sfu::SfuTarget>,
 }
 
 impl HeadlessOptions {
@@ -154,6 +156,7 @@ impl HeadlessOptions {
             test_call: false,
             record: None,
             record_settings: Default::default(),
+            sfu: None,
         }
     }
 
@@ -164,6 +167,7 @@ impl HeadlessOptions {
         c.ice_transport = self.ice_transport;
         c.test_call = self.test_call;
         c.auto_answer = self.auto_answer;
+        c.sfu = self.sfu.clone();
         c.video = VideoEncoding {
             fps: self.fps,
             bitrate_bps: self.bitrate_bps,

@@ -207,6 +207,7 @@ pub mod browser;
 pub mod engine;
 pub mod files;
 pub mod internet;
+pub mod janus;
 pub mod logs;
 pub mod proxy;
 pub mod pulse;

@@ -62,7 +62,9 @@ impl Shared {
     }
 
     pub(super) fn on_reception_reports(&self, reports: &[ReceptionReport]) {
-        for r in reports {
+        // A block of nothing received is the one a PLI carries for Janus's sake
+        // (`receive::send_pli`): it says nothing about the stream.
+        for r in reports.iter().filter(|r| r.last_sequence_number != 0) {
             // total_lost is a signed 24-bit field.
             let lost = ((r.total_lost << 8) as i32 >> 8) as i64;
             let rtt = rtt_from_report(r);

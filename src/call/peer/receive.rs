@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::reception_report::ReceptionReport;
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
@@ -158,11 +160,26 @@ pub(super) async fn send_pli(track: &dyn TrackRemote) -> Result<()> {
     let Some(media_ssrc) = track.ssrcs().await.first().copied() else {
         return Err(CallError::NotNegotiated(track.track_id().await));
     };
+    // A compound RR + PLI, as Chromium sends: Janus finds the stream an RTCP packet is
+    // about by a known sender SSRC or else by the first report block, never by a PLI's
+    // media SSRC; a bare PLI from a receive-only connection lands on its audio stream.
+    // The block reports nothing (sequence 0), which our own feedback tap skips.
+    let sender_ssrc = rand::random::<u32>().max(1);
     track
-        .write_rtcp(vec![Box::new(PictureLossIndication {
-            sender_ssrc: 0,
-            media_ssrc,
-        })])
+        .write_rtcp(vec![
+            Box::new(ReceiverReport {
+                ssrc: sender_ssrc,
+                reports: vec![ReceptionReport {
+                    ssrc: media_ssrc,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            Box::new(PictureLossIndication {
+                sender_ssrc,
+                media_ssrc,
+            }),
+        ])
         .await?;
     Ok(())
 }

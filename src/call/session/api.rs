@@ -39,6 +39,9 @@ pub struct CallConfig {
     pub stats_interval: Duration,
     /// Ask the server for a test call and join its echo peer instead of `room`.
     pub test_call: bool,
+    /// Media through this Janus VideoRoom instead of a mesh; presence stays with the
+    /// signaling server.
+    pub sfu: Option<crate::sfu::SfuTarget>,
 }
 
 impl CallConfig {
@@ -60,6 +63,7 @@ impl CallConfig {
             auto_answer: false,
             stats_interval: Duration::from_secs(1),
             test_call: false,
+            sfu: None,
         }
     }
 }
@@ -273,6 +277,14 @@ pub async fn start(
         params.room = echo.room;
         params.password = Some(echo.password);
     }
+    // Janus first: unreachable, the call does not start (nor half-start in a mesh).
+    let (sfu, sfu_news) = match &config.sfu {
+        Some(target) => {
+            let (s, news) = super::sfu::Sfu::connect(target).await?;
+            (Some(s), Some(news))
+        }
+        None => (None, None),
+    };
     let welcome = client.join(params.clone()).await?;
     let mut engine = Engine {
         config,
@@ -306,8 +318,10 @@ pub async fn start(
             muted_speech: Default::default(),
             recording: super::record::Recording::new(tap),
         },
+        sfu,
     };
     engine.on_welcome(welcome).await;
-    tokio::spawn(engine.run(cmd_rx, signals, peer_rx, fail_rx, kf_rx));
+    engine.sfu_publish().await?;
+    tokio::spawn(engine.run(cmd_rx, signals, peer_rx, fail_rx, kf_rx, sfu_news));
     Ok((CallHandle { cmd: cmd_tx }, ev_rx))
 }

@@ -19,10 +19,34 @@ impl Engine {
             encoding.fps = self.config.screen_fps;
         }
         let cap = VideoCapture::start(role, src, encoding, self.fail_tx.clone(), self.sink.clone());
-        for (id, p) in &self.peers {
-            self.attach(&cap, &p.peer, id, role).await;
+        for (id, peer) in self.sending_connections() {
+            self.attach(&cap, &peer, &id, role).await;
         }
         cap
+    }
+
+    /// Every connection our tracks go on, by the id their senders are kept under: one
+    /// per member in a mesh, the publisher connection in an SFU room.
+    pub(super) fn sending_connections(&self) -> Vec<(String, Peer)> {
+        let mut all: Vec<(String, Peer)> = self
+            .peers
+            .iter()
+            .map(|(id, p)| (id.clone(), p.peer.clone()))
+            .collect();
+        all.extend(
+            self.sfu_publisher()
+                .map(|p| (super::sfu::PUBLISHER.to_owned(), p)),
+        );
+        all
+    }
+
+    /// The connection kept under `id` (see `sending_connections`).
+    pub(super) fn connection(&self, id: &str) -> Option<Peer> {
+        match self.peers.get(id) {
+            Some(p) => Some(p.peer.clone()),
+            None if id == super::sfu::PUBLISHER => self.sfu_publisher(),
+            None => None,
+        }
     }
 
     /// Adds a local video track to one connection and feeds it from `cap`.

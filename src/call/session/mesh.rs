@@ -16,6 +16,10 @@ impl Engine {
     /// Creates the connection to a member and adds our tracks; negotiation
     /// starts from the negotiation-needed event that follows.
     pub(super) async fn add_peer(&mut self, m: Member) {
+        if self.sfu.is_some() {
+            // Media comes through the SFU; the member's feed is found by its display.
+            return;
+        }
         let video = self.config.video.bitrate_bps;
         let audio = self.config.audio_bitrate_bps;
         let config = PeerConfig {
@@ -142,6 +146,9 @@ impl Engine {
     }
 
     pub(super) async fn on_peer_event(&mut self, id: &str, serial: u64, ev: PeerEvent) {
+        if id == super::sfu::PUBLISHER || id == super::sfu::SUBSCRIBER {
+            return self.on_sfu_peer_event(id, ev).await;
+        }
         let Some(p) = self.peers.get_mut(id) else {
             return;
         };

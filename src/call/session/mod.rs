@@ -10,6 +10,7 @@ mod local;
 mod mesh;
 mod record;
 mod room;
+mod sfu;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,6 +74,8 @@ struct Engine {
     stats: StatsTracker,
     membership: Membership,
     local: Local,
+    /// SFU mode: media through Janus instead of `peers`.
+    sfu: Option<sfu::Sfu>,
 }
 
 /// Where we are: the room, the private call we are in or ringing for.
@@ -118,6 +121,7 @@ impl Engine {
         mut peer_events: mpsc::UnboundedReceiver<(String, u64, PeerEvent)>,
         mut failures: mpsc::UnboundedReceiver<CaptureFailure>,
         mut keyframes: mpsc::UnboundedReceiver<(String, TrackRole, u64)>,
+        mut sfu_news: Option<mpsc::UnboundedReceiver<crate::sfu::News>>,
     ) {
         let mut tick = tokio::time::interval(self.config.stats_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -139,6 +143,9 @@ impl Engine {
                     Some(ev) => self.on_signaling(ev).await,
                 },
                 Some((id, serial, ev)) = peer_events.recv() => self.on_peer_event(&id, serial, ev).await,
+                Some(news) = async { sfu_news.as_mut()?.recv().await }, if sfu_news.is_some() => {
+                    self.on_sfu_news(news).await;
+                }
                 Some(f) = failures.recv() => {
                     if f.track == TrackRole::Camera {
                         self.local.state.has_camera = false;
@@ -170,6 +177,7 @@ impl Engine {
         // Leaving finishes the recording's file.
         self.stop_recording().await;
         self.close_all_peers().await;
+        self.close_sfu().await;
         let _ = self.client.leave().await;
         self.client.close();
         let sent = SentTotals::from_counters(
@@ -222,13 +230,12 @@ impl Engine {
                         self.sink.clone(),
                     );
                     let track = self.local_track_id(TrackRole::Microphone);
-                    for (id, p) in &self.peers {
-                        match p
-                            .peer
+                    for (id, peer) in self.sending_connections() {
+                        match peer
                             .add_audio_track(&track, TrackRole::Camera.as_str())
                             .await
                         {
-                            Ok(s) => cap.fanout.add(id, s),
+                            Ok(s) => cap.fanout.add(&id, s),
                             Err(e) => self.emit(Event::Error(format!("microphone track: {e}"))),
                         }
                     }
@@ -251,8 +258,8 @@ impl Engine {
             Command::StopScreenShare => {
                 if let Some(cap) = self.local.screen.take() {
                     for (id, sender) in cap.fanout.snapshot() {
-                        if let Some(p) = self.peers.get(&id)
-                            && let Err(e) = p.peer.remove_track(&sender).await
+                        if let Some(peer) = self.connection(&id)
+                            && let Err(e) = peer.remove_track(&sender).await
                         {
                             self.emit(Event::Error(format!("stopping the share: {e}")));
                         }
@@ -319,6 +326,9 @@ impl Engine {
                 {
                     c.set_keyframe_interval(n);
                 }
+            }
+            Command::RequestKeyframe { peer, track } if self.sfu.is_some() => {
+                self.sfu_request_keyframe(&peer, track).await;
             }
             Command::RequestKeyframe { peer, track } => {
                 let Some(p) = self.peers.get(&peer) else {

@@ -59,15 +59,12 @@ async fn a_guest_whose_link_to_the_server_drops_resumes_and_the_call_goes_on() {
     assert_page_got_frames(&g["final"]["snapshot"], "hal", 150);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_guest_behind_a_home_router_calls_a_headless_peer_behind_another() {
-    require_browser();
-    let _one = ONE_AT_A_TIME.lock().await;
-    let fx = fixture(15);
-    let mut net = Internet::new();
-    let (a, b) = (net.home(Nat::Cone), net.home(Nat::Cone));
-    // The server on the internet: plain WebSocket for the headless peer, HTTPS for the
-    // page (a camera needs a secure origin), STUN for both.
+/// `confab serve` on the internet: plain WebSocket for headless peers, HTTPS for pages
+/// (a camera needs a secure origin), STUN for both. Returns it and its certificate.
+async fn serve_on_the_internet(
+    net: &Internet,
+    fx: &Fixture,
+) -> (tokio::process::Child, std::path::PathBuf) {
     let (cert, key) = support::self_signed_for(fx.dir.path(), SERVER_IP);
     let mut server = net
         .net
@@ -85,6 +82,17 @@ async fn a_guest_behind_a_home_router_calls_a_headless_peer_behind_another() {
         .spawn()
         .unwrap();
     support::logs::until_serving(&mut server).await;
+    (server, cert)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_behind_a_home_router_calls_a_headless_peer_behind_another() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(15);
+    let mut net = Internet::new();
+    let (a, b) = (net.home(Nat::Cone), net.home(Nat::Cone));
+    let (_server, cert) = serve_on_the_internet(&net, &fx).await;
     let report = fx.dir.path().join("hal.json");
     let hal = b
         .host
@@ -165,23 +173,7 @@ async fn two_guests_restart_ice_themselves_when_a_home_comes_back_with_another_a
     let fx = fixture(40);
     let mut net = Internet::new();
     let (a, b) = (net.home(Nat::Cone), net.home(Nat::Cone));
-    let (cert, key) = support::self_signed_for(fx.dir.path(), SERVER_IP);
-    let mut server = net
-        .net
-        .command(env!("CARGO_BIN_EXE_confab"))
-        .args(["serve", "--listen", &format!("{SERVER_IP}:8787")])
-        .args(["--stun-listen", &format!("{SERVER_IP}:3478")])
-        .args(["--tls-listen", &format!("{SERVER_IP}:443")])
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    support::logs::until_serving(&mut server).await;
+    let (_server, cert) = serve_on_the_internet(&net, &fx).await;
     // No confab peer in this call: only the pages can restart ICE.
     let trust = json!({"trust_spki": support::spki_sha256_base64(&cert)});
     let page = |home: &support::internet::Home, name: &str| {

@@ -6,27 +6,10 @@ mod support;
 use support::files::{write_wav, write_y4m};
 
 use std::path::Path;
-use std::process::Stdio;
 
 fn headless(url: &str, name: &str, extra: &[&str], report: &Path) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"));
-    c.args([
-        "headless",
-        "--server",
-        url,
-        "--room",
-        "cli",
-        "--name",
-        name,
-        "--bind",
-        "127.0.0.1",
-    ])
-    .args(["--report", report.to_str().unwrap()])
-    .args(extra)
-    .env("RUST_LOG", "error")
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
+    let mut c = support::headless_command(url, "cli", name, extra);
+    c.args(["--report", report.to_str().unwrap()]);
     c
 }
 

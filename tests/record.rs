@@ -6,7 +6,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use confab::media::barcode;
@@ -23,24 +22,7 @@ const BOB_HZ: f64 = 1000.0;
 static ONE_CALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn headless(url: &str, name: &str, extra: &[&str]) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"));
-    c.args([
-        "headless",
-        "--server",
-        url,
-        "--room",
-        "rec",
-        "--name",
-        name,
-        "--bind",
-        "127.0.0.1",
-    ])
-    .args(extra)
-    .env("RUST_LOG", "error")
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    c
+    support::headless_command(url, "rec", name, extra)
 }
 
 fn tool(name: &str, args: &[&str]) -> Vec<u8> {

@@ -279,3 +279,22 @@ pub async fn first_line_url(stdout: tokio::process::ChildStdout) -> String {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     first.rsplit(' ').next().unwrap().to_string()
 }
+
+/// `confab headless` in `room` of the server at `url` as `name`, on loopback, quiet but
+/// for errors (piped), killed when dropped; `extra` options after.
+pub fn headless_command(
+    url: &str,
+    room: &str,
+    name: &str,
+    extra: &[&str],
+) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"));
+    c.args(["headless", "--server", url, "--room", room, "--name", name])
+        .args(["--bind", "127.0.0.1"])
+        .args(extra)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    c
+}

@@ -393,18 +393,8 @@ impl Job {
 
 /// `confab-<room>-<UTC date and time>.mp4` for a recording started at `unix_us`.
 pub fn file_name(room: &str, unix_us: u64) -> String {
-    let secs = unix_us / 1_000_000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = time::OffsetDateTime::from_unix_timestamp((unix_us / 1_000_000) as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let room: String = room
         .chars()
         .map(|c| {
@@ -416,10 +406,13 @@ pub fn file_name(room: &str, unix_us: u64) -> String {
         })
         .collect();
     format!(
-        "confab-{room}-{year:04}-{month:02}-{day:02}-{:02}{:02}{:02}.mp4",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
+        "confab-{room}-{:04}-{:02}-{:02}-{:02}{:02}{:02}.mp4",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
 }
 

@@ -23,7 +23,7 @@ fn opts(janus: &Janus, url: &str, name: &str, tone: f32, seconds: f64) -> Headle
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_peers_in_a_janus_room_decode_everyone_in_order_and_hear_their_tones() {
+async fn three_peers_in_a_janus_room_decode_everyone_in_order_hear_their_tones_and_chat() {
     // RUST_LOG=... shows the engines' logs in a failing test's output.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -35,7 +35,12 @@ async fn three_peers_in_a_janus_room_decode_everyone_in_order_and_hear_their_ton
     let tones = [("p1", 440.0), ("p2", 660.0), ("p3", 880.0)];
     let runs: Vec<_> = tones
         .iter()
-        .map(|(n, t)| tokio::spawn(headless::run(opts(&janus, &url, n, *t, 6.0))))
+        .map(|(n, t)| {
+            let mut o = opts(&janus, &url, n, *t, 6.0);
+            // Chat goes through confab's signaling server, media through Janus.
+            o.chat = Some(format!("hello from {n}"));
+            tokio::spawn(headless::run(o))
+        })
         .collect();
     let mut reports = Vec::new();
     for r in runs {
@@ -63,6 +68,7 @@ async fn three_peers_in_a_janus_room_decode_everyone_in_order_and_hear_their_ton
             assert!(v.ids_in_order, "{} from {other}: ids out of order", me.name);
             assert!(v.ids_read as f64 >= 0.95 * v.frames_decoded as f64, "{v:?}");
             assert_eq!((v.width, v.height), (320, 240));
+            assert_eq!(got.chat, [format!("hello from {other}")], "{}", me.name);
             let heard = got.audio.tone_hz.expect("a tone");
             assert!(
                 (heard - tone).abs() < 5.0,

@@ -120,6 +120,20 @@ impl ChatLink {
     }
 }
 
+/// A chat line relayed through the signaling server (SFU rooms): `{"kind": "chat",
+/// "text": ...}` beside the negotiation signals.
+pub(crate) fn relayed(text: &str) -> serde_json::Value {
+    serde_json::json!({ "kind": "chat", "text": text })
+}
+
+/// The text of a relayed chat line, if `payload` is one.
+pub(crate) fn relayed_text(payload: &serde_json::Value) -> Option<String> {
+    if payload.get("kind")?.as_str()? != "chat" {
+        return None;
+    }
+    payload.get("text")?.as_str().map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,8 +16,9 @@ impl Engine {
     /// Creates the connection to a member and adds our tracks; negotiation
     /// starts from the negotiation-needed event that follows.
     pub(super) async fn add_peer(&mut self, m: Member) {
-        if self.sfu.is_some() {
+        if let Some(sfu) = &mut self.sfu {
             // Media comes through the SFU; the member's feed is found by its display.
+            sfu.members.insert(m.id, m.name);
             return;
         }
         let video = self.config.video.bitrate_bps;
@@ -110,6 +111,9 @@ impl Engine {
     }
 
     pub(super) async fn remove_peer(&mut self, id: &str) {
+        if let Some(sfu) = &mut self.sfu {
+            sfu.members.remove(id);
+        }
         if let Some(p) = self.peers.remove(id) {
             for c in [&self.local.camera, &self.local.screen]
                 .into_iter()

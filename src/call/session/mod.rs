@@ -273,6 +273,11 @@ impl Engine {
                     let now = p.chat.chat(&text).into_iter().collect();
                     send_frames(p, id, now).await;
                 }
+                if let Some(sfu) = &self.sfu {
+                    for id in sfu.members.keys() {
+                        let _ = self.client.relay(id, chat::relayed(&text));
+                    }
+                }
             }
             Command::Invite { to, metadata } => {
                 let _ = self

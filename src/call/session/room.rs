@@ -129,6 +129,17 @@ impl Engine {
                 self.emit(Event::PeerLeft { id, reason });
             }
             ServerMessage::Relay { from, payload } => {
+                if let Some(text) = chat::relayed_text(&payload) {
+                    // Chat in an SFU room; the server keeps rooms apart, so `from` is
+                    // a roommate.
+                    let name = self
+                        .sfu
+                        .as_ref()
+                        .and_then(|s| s.members.get(&from).cloned())
+                        .unwrap_or_else(|| from.clone());
+                    self.emit(Event::Chat { from, name, text });
+                    return;
+                }
                 let signal: Signal = match serde_json::from_value(payload) {
                     Ok(s) => s,
                     Err(e) => {

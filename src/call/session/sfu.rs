@@ -48,6 +48,9 @@ pub(super) struct Sfu {
     /// Members whose media arrived (reported as connected once).
     seen: HashSet<String>,
     pub_connected: bool,
+    /// The room's other members, id -> name: chat goes to them through the signaling
+    /// server (there is no data channel between members here).
+    pub(super) members: HashMap<String, String>,
 }
 
 /// A publisher stream: its feed, its mid at the publisher, what it is.
@@ -142,6 +145,7 @@ impl Sfu {
                 tracks: HashMap::new(),
                 seen: HashSet::new(),
                 pub_connected: false,
+                members: HashMap::new(),
             },
             news,
         ))

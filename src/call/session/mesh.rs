@@ -230,19 +230,9 @@ impl Engine {
                 keyframes,
             } => {
                 let role = TrackRole::of_remote(&track_id, &stream_id, kind);
-                let counters = Arc::new(RecvCounters::default());
-                p.remote_tracks
-                    .insert(track_id.clone(), (kind, counters.clone()));
+                let counters = decode_remote(&self.sink, &self.kf_tx, id, role, media, keyframes);
+                p.remote_tracks.insert(track_id.clone(), (kind, counters));
                 p.track_roles.insert(track_id.clone(), role);
-                spawn_decoder(DecodeInput {
-                    peer_id: id.to_string(),
-                    role,
-                    media,
-                    keyframes,
-                    sink: BarcodeProbe::wrap(self.sink.clone(), counters.clone()),
-                    counters,
-                    idr_seen: self.kf_tx.clone(),
-                });
                 self.emit(Event::TrackAdded {
                     peer: id.to_string(),
                     track: role,
@@ -262,4 +252,28 @@ impl Engine {
             PeerEvent::KeyframeRequested { .. } => {}
         }
     }
+}
+
+/// Starts the decode thread of member `id`'s `role` track, feeding `sink` through the
+/// barcode probe; returns the track's receive counters. (A function of the fields it
+/// needs, so that a caller may hold its peer's state meanwhile.)
+pub(super) fn decode_remote(
+    sink: &Arc<dyn MediaSink>,
+    idr_seen: &mpsc::UnboundedSender<(String, TrackRole, u64)>,
+    id: &str,
+    role: TrackRole,
+    media: mpsc::Receiver<crate::call::peer::RemoteMedia>,
+    keyframes: crate::call::peer::KeyframeRequester,
+) -> Arc<RecvCounters> {
+    let counters = Arc::new(RecvCounters::default());
+    spawn_decoder(DecodeInput {
+        peer_id: id.to_string(),
+        role,
+        media,
+        keyframes,
+        sink: BarcodeProbe::wrap(sink.clone(), counters.clone()),
+        counters: counters.clone(),
+        idr_seen: idr_seen.clone(),
+    });
+    counters
 }

@@ -7,15 +7,12 @@
 //! Presence stays with confab's signaling: `PeerJoined`/`PeerLeft` come from there.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::call::decode::{DecodeInput, RecvCounters, spawn_decoder};
 use crate::call::error::CallError;
 use crate::call::peer::{PeerConfig, SdpType, SessionDescription, SignalingState};
-use crate::call::sink::BarcodeProbe;
 use crate::sfu::videoroom::{self, RoomEvent};
 use crate::sfu::{Handle, Janus, Jsep, News, SfuError, SfuTarget};
 
@@ -514,16 +511,14 @@ impl Engine {
                 let role = carried.role;
                 sfu.tracks.insert(track_id, (carried, member.clone()));
                 let first = sfu.seen.insert(member.clone());
-                let counters = Arc::new(RecvCounters::default());
-                spawn_decoder(DecodeInput {
-                    peer_id: member.clone(),
+                super::mesh::decode_remote(
+                    &self.sink,
+                    &self.kf_tx,
+                    &member,
                     role,
                     media,
                     keyframes,
-                    sink: BarcodeProbe::wrap(self.sink.clone(), counters.clone()),
-                    counters,
-                    idr_seen: self.kf_tx.clone(),
-                });
+                );
                 if first {
                     self.emit(Event::Connection {
                         id: member.clone(),

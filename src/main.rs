@@ -29,6 +29,10 @@ struct Cli {
     /// Desktop app: join at once instead of showing the lobby.
     #[arg(long)]
     join: bool,
+    /// Desktop app: start a test call at once (the server's echo sends back what it
+    /// receives: see and hear yourself).
+    #[arg(long, conflicts_with = "join")]
+    test_call: bool,
     /// Desktop app: none, synthetic (a test pattern, not a camera) or a camera index.
     #[arg(long)]
     camera: Option<String>,
@@ -491,6 +495,7 @@ fn main() -> anyhow::Result<()> {
                 room: cli.room,
                 name: cli.name,
                 join: cli.join,
+                test_call: cli.test_call,
                 camera: cli.camera,
                 microphone: cli.microphone,
             })?;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Screenshots for the docs, under Xvfb: the pre-join screen (prejoin.png) and a call with
 # three headless peers in the grid layout (grid.png), in speaker view (speaker.png) and
-# with a fourth sharing a screen (screen.png). Synthetic camera and tone: the
+# with a fourth sharing a screen (screen.png), and a test call with the server's echo
+# (testcall.png). Synthetic camera and tone: the
 # pictures show the test pattern, captioned as such.
 # Usage: docs/screenshots/take.sh [path to the confab binary]
 set -euo pipefail
@@ -26,7 +27,7 @@ unset WAYLAND_DISPLAY
 
 # A window closed by a signal leaves its member behind for the resume grace: none here,
 # so the second start is the same person, not a second one.
-"$BIN" serve --listen 127.0.0.1:$PORT --resume-grace-secs 0 >/dev/null 2>&1 &
+"$BIN" serve --listen 127.0.0.1:$PORT --resume-grace-secs 0 --echo >/dev/null 2>&1 &
 pids+=($!)
 sleep 2
 
@@ -75,4 +76,13 @@ import -display "$DISPLAY" -window root "$OUT/speaker.png"
 pids+=($!)
 sleep 10
 import -display "$DISPLAY" -window root "$OUT/screen.png"
-echo "wrote $OUT/prejoin.png, grid.png, speaker.png and screen.png"
+kill "$app" && wait "$app" || true
+
+# A test call: the server's echo sends Ada's own picture and sound back.
+"$BIN" --server "$SERVER" --name "Ada Lovelace" --camera synthetic --microphone synthetic \
+  --test-call >/dev/null 2>&1 &
+app=$!
+pids+=($app)
+sleep 12
+import -display "$DISPLAY" -window root "$OUT/testcall.png"
+echo "wrote $OUT/prejoin.png, grid.png, speaker.png, screen.png and testcall.png"

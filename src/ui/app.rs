@@ -81,9 +81,10 @@ impl App {
         w.hide_self = self.model.layout.hide_self;
     }
 
-    /// Join as soon as the server address is known (`--join`).
-    pub fn join_on_start(mut self) -> Self {
-        self.model.set_join_on_start();
+    /// Join (or start a test call) as soon as the server address is known (`--join`,
+    /// `--test-call`).
+    pub fn join_on_start(mut self, test_call: bool) -> Self {
+        self.model.set_join_on_start(test_call);
         self
     }
 

@@ -56,6 +56,8 @@ pub struct DesktopOptions {
     pub room: Option<String>,
     pub name: Option<String>,
     pub join: bool,
+    /// Start a test call (the server's echo) instead of joining the room.
+    pub test_call: bool,
     pub camera: Option<String>,
     pub microphone: Option<String>,
 }
@@ -119,10 +121,10 @@ pub fn run(opts: DesktopOptions) -> Result<(), UiError> {
             let theme = window::SystemTheme::watch(cc.egui_ctx.clone());
             let mut app =
                 App::new(commands, events, media, settings, path).with_system_theme(theme);
-            if opts.join {
-                app = app.join_on_start();
+            if opts.join || opts.test_call {
+                app = app.join_on_start(opts.test_call);
                 if !embed {
-                    app.model.join();
+                    app.model.enter(opts.test_call);
                 }
             }
             Ok(Box::new(app))

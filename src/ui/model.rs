@@ -145,6 +145,7 @@ pub struct Model {
     pub rooms_known: bool,
     pub layout: Layout,
     join_on_start: bool,
+    test_call_on_start: bool,
     /// The lobby's previews were started for the remembered devices.
     previews_started: bool,
     /// Join and leave notices.
@@ -192,6 +193,7 @@ impl Model {
             rooms_known: false,
             layout: Layout::default(),
             join_on_start: false,
+            test_call_on_start: false,
             previews_started: false,
             toasts: Toasts::default(),
             files: FileEntries::default(),
@@ -199,9 +201,10 @@ impl Model {
         }
     }
 
-    /// Join as soon as the server address is known (`--join`).
-    pub fn set_join_on_start(&mut self) {
+    /// Join as soon as the server address is known (`--join`), or start a test call.
+    pub fn set_join_on_start(&mut self, test_call: bool) {
         self.join_on_start = true;
+        self.test_call_on_start = test_call;
     }
 
     pub(super) fn send(&self, cmd: UiCommand) {
@@ -251,7 +254,7 @@ impl Model {
     }
 
     /// Into the room, or (`test_call`) into a test call with the server's echo peer.
-    pub(super) fn enter(&mut self, test_call: bool) {
+    pub fn enter(&mut self, test_call: bool) {
         let Some(server) = self.server_url() else {
             self.field_errors.set(
                 Field::Server,
@@ -320,7 +323,7 @@ impl Model {
                     lan_open: false,
                 });
                 if self.join_on_start && self.screen == Screen::Lobby {
-                    self.join();
+                    self.enter(self.test_call_on_start);
                 }
             }
             UiEvent::ServerFailed(m) => self

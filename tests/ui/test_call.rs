@@ -58,3 +58,28 @@ fn a_test_call_shows_itself_and_its_round_trip() {
     // Nobody to ring from a test call.
     assert!(h.query_by_label("Call").is_none());
 }
+
+#[test]
+fn test_call_on_start_calls_the_built_in_servers_echo_once_it_is_up() {
+    let (app, mut rig) = app_with("");
+    let mut h = harness(app.join_on_start(true));
+    h.run();
+    assert!(
+        !sent(&mut rig).iter().any(|c| c.starts_with("Join")),
+        "nothing to call before the server is up"
+    );
+    rig.events
+        .send(UiEvent::ServerReady {
+            url: "ws://127.0.0.1:8787/ws".into(),
+            lan_url: "ws://192.168.1.5:8787/ws".into(),
+        })
+        .unwrap();
+    h.run_steps(3);
+    let joins: Vec<String> = sent(&mut rig)
+        .into_iter()
+        .filter(|c| c.starts_with("Join"))
+        .collect();
+    assert_eq!(joins.len(), 1, "{joins:?}");
+    assert!(joins[0].contains("test_call: true"), "{joins:?}");
+    assert!(joins[0].contains("ws://127.0.0.1:8787/ws"), "{joins:?}");
+}

@@ -24,11 +24,7 @@ fn opts(janus: &Janus, url: &str, name: &str, tone: f32, seconds: f64) -> Headle
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_peers_in_a_janus_room_decode_everyone_in_order_hear_their_tones_and_chat() {
-    // RUST_LOG=... shows the engines' logs in a failing test's output.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    support::test_logs();
     let janus = Janus::start();
     let srv = support::server().await;
     let url = srv.ws_url();

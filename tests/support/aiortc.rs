@@ -33,10 +33,7 @@ fn python() -> PathBuf {
 
 /// The venv is there and its packages installed (the set-up script's stamp).
 pub fn require_aiortc() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    super::test_logs();
     let stamp = interop_dir().join(".venv/installed");
     assert!(
         python().exists() && stamp.exists(),

@@ -30,10 +30,7 @@ pub fn browser_dir() -> PathBuf {
 pub fn require_browser() {
     // RUST_LOG=... shows the headless peers' logs in a failing test's output (the page's
     // side: CONFAB_GUEST_DEBUG, see guest.mjs).
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    super::test_logs();
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: install Debian's chromium (`.ci/deps.sh browser`, which `make test` runs)"

@@ -46,11 +46,7 @@ impl TestPeer {
     }
 
     pub async fn join_with(cfg: CallConfig, media: LocalMedia) -> TestPeer {
-        // RUST_LOG=... shows the engine's logs in a failing test's output.
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
+        super::test_logs();
         let analyzer = Arc::new(Analyzer::default());
         let name = cfg.name.clone();
         let (handle, events) = call::start(cfg, media, analyzer.clone())

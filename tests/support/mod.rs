@@ -298,3 +298,11 @@ pub fn headless_command(
         .kill_on_drop(true);
     c
 }
+
+/// RUST_LOG=... shows the engines' logs in a failing test's output (once per process).
+pub fn test_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}

@@ -294,6 +294,7 @@ async fn client(
         password: None,
         capacity: None,
         state: None,
+        sfu: false,
     };
     let text = serde_json::to_string(&join).expect("serialisable");
     let welcome = async {

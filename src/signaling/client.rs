@@ -571,6 +571,7 @@ fn join_message(p: &JoinParams) -> ClientMessage {
         password: p.password.clone(),
         capacity: p.capacity,
         state: Some(p.state),
+        sfu: false,
     }
 }
 

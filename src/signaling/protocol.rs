@@ -105,6 +105,10 @@ pub enum ClientMessage {
         capacity: Option<usize>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<MediaState>,
+        /// Only used when this join creates the room: take its media through the
+        /// server's SFU from the start instead of a mesh.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sfu: bool,
     },
     Leave,
     Relay {
@@ -247,6 +251,36 @@ pub struct Welcome {
     /// messages are, after this welcome).
     #[serde(default)]
     pub resumed: bool,
+    /// How the room's media flows now; `room_media` says when that changes.
+    #[serde(default, skip_serializing_if = "RoomMedia::is_mesh")]
+    pub media: RoomMedia,
+}
+
+/// How a room's media flows: a mesh of peer connections between members, or every
+/// member publishing to and subscribing from one Janus VideoRoom.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum RoomMedia {
+    #[default]
+    Mesh,
+    Sfu {
+        /// Janus's WebSocket URL, as members reach it (`janus-protocol` subprotocol).
+        url: String,
+        /// The VideoRoom's number.
+        room: u64,
+        /// The VideoRoom's `pin`: needed to join it, so only this room's members can.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pin: Option<String>,
+        /// Janus's `apisecret`, when Janus is configured with one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        api_secret: Option<String>,
+    },
+}
+
+impl RoomMedia {
+    pub fn is_mesh(&self) -> bool {
+        matches!(self, Self::Mesh)
+    }
 }
 
 /// Messages the server sends.
@@ -305,6 +339,11 @@ pub enum ServerMessage {
     Pong {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nonce: Option<serde_json::Value>,
+    },
+    /// To every member: the room's media moved (mesh -> sfu as it grew, or back to mesh
+    /// when the SFU failed). Members tear down the old connections and set up the new.
+    RoomMedia {
+        media: RoomMedia,
     },
     /// The answer to `test_call`: join `room` with `password`; the echo peer there sends
     /// back what it receives, and leaves when you do.
@@ -580,6 +619,7 @@ mod tests {
                 password: Some("p".into()),
                 capacity: Some(3),
                 state: None,
+                sfu: true,
             },
             ClientMessage::Leave,
             ClientMessage::Relay {

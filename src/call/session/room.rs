@@ -249,7 +249,9 @@ impl Engine {
             | ServerMessage::Rooms { .. }
             | ServerMessage::Left { .. }
             | ServerMessage::Pong { .. }
-            | ServerMessage::TestCall { .. } => {}
+            | ServerMessage::TestCall { .. }
+            // Following a room's move to the SFU is the SFU work's next step.
+            | ServerMessage::RoomMedia { .. } => {}
         }
     }
 

@@ -253,6 +253,7 @@ mod specs {
                 password: password.map(str::to_string),
                 capacity: None,
                 state: Some(MediaState::default()),
+                sfu: false,
             },
         );
     }

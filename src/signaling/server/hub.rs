@@ -118,6 +118,7 @@ impl Hub {
             resume_token: (!grace.is_zero()).then(|| entry.resume_token.clone()),
             resume_grace_ms: grace.as_millis() as u64,
             resumed,
+            media: crate::signaling::protocol::RoomMedia::Mesh,
         })
     }
 
@@ -265,6 +266,7 @@ impl Hub {
                 password,
                 capacity,
                 state,
+                sfu: _,
             } => self.join(
                 id,
                 &room,

@@ -1,11 +1,14 @@
 //! Talking to a selective forwarding unit: Janus's VideoRoom plugin. `janus.rs` is the
 //! Janus API client (session, keepalive, handles, transactions), `videoroom.rs` the
-//! messages (pure). The call engine's SFU mode (`call/session/sfu.rs`) drives them.
+//! messages (pure), `launch.rs` a Janus process of our own (benches, tests). The call
+//! engine's SFU mode (`call/session/sfu.rs`) drives them.
 
 pub mod janus;
+pub mod launch;
 pub mod videoroom;
 
 pub use janus::{Handle, Janus, News, Reply};
+pub use launch::{LaunchError, LocalJanus};
 pub use videoroom::{Jsep, Publisher, RoomEvent, SubStream};
 
 /// Where to take a call's media instead of a mesh: a Janus WebSocket URL and a room.

@@ -35,6 +35,8 @@ async fn a_short_call_bench_measures_latency_cpu_and_codec_time() {
         },
         runs: 1,
         keep_reports: None,
+        peers: vec![2],
+        mode: vec![confab::bench::Mode::Mesh],
     })
     .await
     .expect("call bench runs");

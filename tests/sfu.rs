@@ -65,6 +65,23 @@ async fn three_peers_in_a_janus_room_decode_everyone_in_order_hear_their_tones_a
             assert!(v.ids_read as f64 >= 0.95 * v.frames_decoded as f64, "{v:?}");
             assert_eq!((v.width, v.height), (320, 240));
             assert_eq!(got.chat, [format!("hello from {other}")], "{}", me.name);
+            // Statistics are per member though the media shares one connection.
+            let stats = got.last_stats.as_ref().expect("stats for every member");
+            // The last sample is up to a second old: most of this member's frames,
+            // never another's too.
+            assert!(
+                stats.frames_decoded <= v.frames_decoded
+                    && stats.frames_decoded as f64 >= 0.6 * v.frames_decoded as f64,
+                "{}: stats say {} frames from {other}, decoded {}",
+                me.name,
+                stats.frames_decoded,
+                v.frames_decoded
+            );
+            assert!(
+                stats.video_in_kbps > 0.0 && stats.audio_in_kbps > 0.0,
+                "{stats:?}"
+            );
+            assert!(stats.connected, "{stats:?}");
             let heard = got.audio.tone_hz.expect("a tone");
             assert!(
                 (heard - tone).abs() < 5.0,

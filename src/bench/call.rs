@@ -35,6 +35,14 @@ pub struct CallBenchArgs {
     /// Keeps each peer's JSON report (with its per-second timelines) in this directory.
     #[arg(long)]
     pub keep_reports: Option<PathBuf>,
+    /// Room sizes: with anything but a 1:1 mesh call, one room per size and mode,
+    /// compared side by side (e.g. `--peers 2,4,6,8 --mode mesh,sfu`).
+    #[arg(long, value_delimiter = ',', default_value = "2")]
+    pub peers: Vec<usize>,
+    /// How media flows: a mesh, or through a Janus of the bench's own (`sfu`; only in
+    /// a private network namespace, like `bench network`).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "mesh")]
+    pub mode: Vec<super::room::Mode>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -100,7 +108,12 @@ impl std::fmt::Display for CallBenchReport {
     }
 }
 
-pub async fn call(args: CallBenchArgs) -> Result<CallBenchReport, BenchError> {
+/// Runs `bench call` and prints its figures: a 1:1 call's in full, or a table of rooms.
+pub async fn call(args: CallBenchArgs) -> Result<(), BenchError> {
+    if args.peers != [2] || args.mode != [super::room::Mode::Mesh] {
+        super::room::compare(&args).await?;
+        return Ok(());
+    }
     let mut joins = Vec::new();
     let mut last = None;
     for run in 1..=args.runs.max(1) {
@@ -131,7 +144,7 @@ pub async fn call(args: CallBenchArgs) -> Result<CallBenchReport, BenchError> {
         r.join_samples_ms = joins;
     }
     print!("{r}");
-    Ok(r)
+    Ok(())
 }
 
 /// p50, p95 and max of `v` (nearest rank).
@@ -155,27 +168,57 @@ pub async fn run_call(args: CallBenchArgs) -> Result<CallBenchReport, BenchError
 /// Runs the call: two `confab headless` processes, alpha and beta, and returns their
 /// JSON reports in that order.
 pub(super) async fn run_peers(args: &CallBenchArgs) -> Result<Vec<serde_json::Value>, BenchError> {
-    let server = Server::start(ServerConfig {
+    let server = start_server().await?;
+    let peers = [("alpha", 440), ("beta", 660)].map(|(name, tone)| Peer {
+        name: name.into(),
+        tone_hz: tone,
+        extra: Vec::new(),
+    });
+    let reports = run_headless(args, &server.ws_url(), "bench", &peers).await;
+    let _ = server.shutdown().await;
+    reports
+}
+
+/// One `confab headless` of a bench call.
+pub(super) struct Peer {
+    pub name: String,
+    pub tone_hz: u32,
+    /// More arguments, e.g. where its media goes.
+    pub extra: Vec<String>,
+}
+
+pub(super) async fn start_server() -> Result<Server, BenchError> {
+    Server::start(ServerConfig {
         listen: "127.0.0.1:0".parse().expect("valid address"),
         ..ServerConfig::default()
     })
     .await
-    .map_err(|e| BenchError::Server(e.to_string()))?;
+    .map_err(|e| BenchError::Server(e.to_string()))
+}
+
+/// Runs `peers` in `room` of the server at `url` for the bench's length and returns their
+/// JSON reports in the same order.
+pub(super) async fn run_headless(
+    args: &CallBenchArgs,
+    url: &str,
+    room: &str,
+    peers: &[Peer],
+) -> Result<Vec<serde_json::Value>, BenchError> {
     let dir = std::env::temp_dir().join(format!("confab-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(BenchError::Io)?;
     let exe = super::confab_binary()?;
     let mut children = Vec::new();
-    for (name, tone) in [("alpha", "440"), ("beta", "660")] {
-        let report: PathBuf = dir.join(format!("{name}.json"));
+    for peer in peers {
+        let report: PathBuf = dir.join(format!("{}.json", peer.name));
         let child = tokio::process::Command::new(&exe)
             .args([
                 "headless",
                 "--server",
-                &server.ws_url(),
+                url,
                 "--room",
-                "bench",
+                room,
                 "--name",
-                name,
+                &peer.name,
                 "--seconds",
                 &args.seconds.to_string(),
                 "--size",
@@ -185,38 +228,46 @@ pub(super) async fn run_peers(args: &CallBenchArgs) -> Result<Vec<serde_json::Va
                 "--bitrate-kbps",
                 &args.shape.bitrate_kbps.to_string(),
                 "--tone-hz",
-                tone,
-                "--bind",
-                "127.0.0.1",
+                &peer.tone_hz.to_string(),
                 "--report",
                 report.to_str().expect("utf-8 temp path"),
             ])
+            .args(if peer.extra.is_empty() {
+                vec!["--bind".to_string(), "127.0.0.1".to_string()]
+            } else {
+                peer.extra.clone()
+            })
             .env(
                 "RUST_LOG",
                 std::env::var("CONFAB_BENCH_PEER_LOG").unwrap_or_else(|_| "error".into()),
             )
-            .stderr(if args.keep_reports.is_some() {
-                std::process::Stdio::from(
-                    std::fs::File::create(dir.join(format!("{name}.log")))
-                        .map_err(BenchError::Io)?,
-                )
-            } else {
-                std::process::Stdio::inherit()
-            })
+            // Its summary is in its report and the bench prints its own; the log says
+            // what went wrong should the peer fail.
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(
+                std::fs::File::create(dir.join(format!("{}.log", peer.name)))
+                    .map_err(BenchError::Io)?,
+            ))
             .kill_on_drop(true)
             .spawn()
             .map_err(BenchError::Io)?;
-        children.push((child, report));
+        children.push((child, report, dir.join(format!("{}.log", peer.name))));
     }
     let mut reports = Vec::new();
-    for (mut child, path) in children {
+    for (mut child, path, log) in children {
         let limit = Duration::from_secs_f64(args.seconds + 30.0);
         let status = tokio::time::timeout(limit, child.wait())
             .await
             .map_err(|_| BenchError::Server("a peer did not finish".into()))?
             .map_err(BenchError::Io)?;
         if !status.success() {
-            return Err(BenchError::Server(format!("a peer failed: {status}")));
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(BenchError::Server(format!(
+                "a peer failed: {status}\n{}",
+                tail.join("\n")
+            )));
         }
         let text = std::fs::read_to_string(&path).map_err(BenchError::Io)?;
         let r: serde_json::Value = serde_json::from_str(&text)
@@ -225,17 +276,19 @@ pub(super) async fn run_peers(args: &CallBenchArgs) -> Result<Vec<serde_json::Va
     }
     if let Some(keep) = &args.keep_reports {
         std::fs::create_dir_all(keep).map_err(BenchError::Io)?;
-        for name in ["alpha.json", "beta.json", "alpha.log", "beta.log"] {
-            std::fs::copy(dir.join(name), keep.join(name)).map_err(BenchError::Io)?;
+        for peer in peers {
+            for ext in ["json", "log"] {
+                let name = format!("{}.{ext}", peer.name);
+                std::fs::copy(dir.join(&name), keep.join(&name)).map_err(BenchError::Io)?;
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = server.shutdown().await;
     Ok(reports)
 }
 
 /// User + system CPU of every child process waited for so far.
-fn children_cpu_seconds() -> f64 {
+pub(super) fn children_cpu_seconds() -> f64 {
     // SAFETY: getrusage fills the struct we pass and nothing else.
     unsafe {
         let mut u: libc::rusage = std::mem::zeroed();

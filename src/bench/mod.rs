@@ -4,12 +4,14 @@
 mod call;
 mod network;
 mod profile;
+mod room;
 mod shaper;
 mod signaling;
 
 pub use call::{CallBenchArgs, CallBenchReport, CallShape, call, run_call};
 pub use network::{Direction, NetworkBenchArgs, network, run_profile};
 pub use profile::Profile;
+pub use room::{Mode, RoomRow, compare, run_room};
 pub use shaper::{Shaper, ShaperStats};
 pub use signaling::{SignalingBenchArgs, SignalingBenchReport, run_signaling, signaling};
 

@@ -87,6 +87,8 @@ pub async fn run_profile(
         shape: args.shape.clone(),
         runs: 1,
         keep_reports: args.keep_reports.as_ref().map(|d| d.join(profile.name())),
+        peers: vec![2],
+        mode: vec![super::room::Mode::Mesh],
     };
     let shaper = Shaper::start(profile, args.seed)?;
     let reports = run_peers(&call).await;

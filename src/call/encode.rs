@@ -27,6 +27,8 @@ pub struct SendCounters {
     /// Frames written to at least one peer's negotiated track.
     pub delivered: AtomicU64,
     pub bytes: AtomicU64,
+    /// Media bytes written to peers: `bytes` once per peer it went to (the uplink).
+    pub bytes_out: AtomicU64,
     pub keyframes: AtomicU64,
     pub encode_us_total: AtomicU64,
 }

@@ -62,6 +62,8 @@ pub struct SentTotals {
     pub video_keyframes: u64,
     pub encode_ms: f64,
     pub audio_frames: u64,
+    /// Camera and microphone bytes written to peers, summed over them.
+    pub uplink_bytes: u64,
 }
 
 impl SentTotals {
@@ -72,9 +74,11 @@ impl SentTotals {
             t.video_frames = c.delivered.load(Ordering::Relaxed);
             t.video_keyframes = c.keyframes.load(Ordering::Relaxed);
             t.encode_ms = c.mean_encode_ms();
+            t.uplink_bytes += c.bytes_out.load(Ordering::Relaxed);
         }
         if let Some(c) = mic {
             t.audio_frames = c.delivered.load(Ordering::Relaxed);
+            t.uplink_bytes += c.bytes_out.load(Ordering::Relaxed);
         }
         t
     }

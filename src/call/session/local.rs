@@ -146,6 +146,9 @@ impl Engine {
     }
 
     pub(super) async fn report_stats(&mut self) {
+        if self.sfu.is_some() {
+            return self.report_sfu_stats().await;
+        }
         let mut out = Vec::with_capacity(self.peers.len());
         for (id, p) in &self.peers {
             let transport = p.peer.stats().await;

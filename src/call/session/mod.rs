@@ -11,6 +11,7 @@ mod mesh;
 mod record;
 mod room;
 mod sfu;
+mod sfu_stats;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -29,8 +29,8 @@ pub(super) struct Sfu {
     publisher: Handle,
     subscriber: Handle,
     private_id: Option<u64>,
-    pub_peer: Option<Peer>,
-    sub_peer: Option<Peer>,
+    pub(super) pub_peer: Option<Peer>,
+    pub(super) sub_peer: Option<Peer>,
     /// Feeds of the room other than ours: feed id -> display (the member id).
     feeds: HashMap<u64, String>,
     /// Publisher streams asked for on the subscriber connection: feed -> its mids.
@@ -42,8 +42,10 @@ pub(super) struct Sfu {
     track_feed: HashMap<String, Carried>,
     /// Remote track id -> what it carries and whose it is, once it arrived.
     tracks: HashMap<String, (Carried, String)>,
+    /// Remote track id -> whose it is, what it is, its receive counters (for stats).
+    pub(super) counters: HashMap<String, (String, MediaKind, Arc<RecvCounters>)>,
     /// Members whose media arrived (reported as connected once).
-    seen: HashSet<String>,
+    pub(super) seen: HashSet<String>,
     pub_connected: bool,
     /// The room's other members, id -> name: chat goes to them through the signaling
     /// server (there is no data channel between members here).
@@ -140,6 +142,7 @@ impl Sfu {
                 sections: HashMap::new(),
                 track_feed: HashMap::new(),
                 tracks: HashMap::new(),
+                counters: HashMap::new(),
                 seen: HashSet::new(),
                 pub_connected: false,
                 members: HashMap::new(),
@@ -415,6 +418,7 @@ impl Engine {
             .collect();
         let mut removed = Vec::new();
         for id in gone {
+            sfu.counters.remove(&id);
             if let Some((c, member)) = sfu.tracks.remove(&id) {
                 removed.push((member, c.role));
             }
@@ -509,9 +513,10 @@ impl Engine {
                     return;
                 };
                 let role = carried.role;
-                sfu.tracks.insert(track_id, (carried, member.clone()));
+                sfu.tracks
+                    .insert(track_id.clone(), (carried, member.clone()));
                 let first = sfu.seen.insert(member.clone());
-                super::mesh::decode_remote(
+                let counters = super::mesh::decode_remote(
                     &self.sink,
                     &self.kf_tx,
                     &member,
@@ -519,6 +524,8 @@ impl Engine {
                     media,
                     keyframes,
                 );
+                sfu.counters
+                    .insert(track_id, (member.clone(), kind, counters));
                 if first {
                     self.emit(Event::Connection {
                         id: member.clone(),
@@ -532,6 +539,7 @@ impl Engine {
                 });
             }
             PeerEvent::RemoteTrackEnded { track_id } => {
+                sfu.counters.remove(&track_id);
                 if let Some((c, member)) = sfu.tracks.remove(&track_id) {
                     self.emit(Event::TrackRemoved {
                         peer: member,

@@ -239,6 +239,16 @@ impl Estimator {
 
 impl BandwidthEstimator for Estimator {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        // Packets sent without a transport-wide number (audio to a remote that took
+        // transport-cc for video only, as Janus does) are reported too, never as
+        // arrived: no feedback can name them. They say nothing about the path.
+        let numbered: Vec<PacketReport>;
+        let reports = if reports.iter().all(|r| r.is_twcc) {
+            reports
+        } else {
+            numbered = reports.iter().filter(|r| r.is_twcc).cloned().collect();
+            &numbered
+        };
         if reports.is_empty() {
             return;
         }
@@ -471,6 +481,28 @@ mod tests {
         let losing = narrow_link(&mut rate, &mut t, 30, 1_000_000.0);
         assert_eq!(losing, 0, "batches with loss in 30 s once settled");
         assert!(rate.target() > 700_000.0, "{}", rate.target());
+    }
+
+    #[test]
+    fn packets_no_feedback_can_name_are_not_lost_packets() {
+        let mut t = Instant::now();
+        let mut est = Estimator::new(1_000_000.0, MIN, MAX);
+        for i in 0..50u64 {
+            t += BATCH;
+            let sent = Duration::from_millis(100 * i);
+            let mut batch = reports(t, 10, sent, Duration::from_millis(20), |_| Duration::ZERO);
+            // As many audio packets without a transport-wide number, never "arrived".
+            batch.extend(batch.clone().into_iter().map(|mut r| {
+                (r.is_twcc, r.arrived, r.arrival, r.size) = (false, false, None, 100);
+                r
+            }));
+            est.on_reports(t, &batch);
+        }
+        assert!(
+            est.target_bitrate() >= 1_000_000.0,
+            "half the packets read as lost: {}",
+            est.target_bitrate()
+        );
     }
 
     /// A report of packets sent every 5 ms from `t0`, each taking `base + extra(i)` to

@@ -128,6 +128,8 @@ impl Engine {
             .values()
             .filter(|p| p.connection == ConnectionState::Connected)
             .filter_map(|p| p.peer.send_estimate())
+            // In an SFU room the one uplink is to Janus.
+            .chain(self.sfu_estimate())
             .collect();
         self.apply_rates();
     }

@@ -233,6 +233,7 @@ impl Engine {
             return Ok(());
         }
         let offer = peer.create_offer().await?;
+        tracing::debug!(sdp = %offer.sdp, "our offer to Janus");
         peer.set_local_description(&offer).await?;
         // Subscribers learn a stream's role from its description.
         let descriptions: Vec<(String, String)> = videoroom::local_tracks(&offer.sdp)
@@ -549,6 +550,12 @@ impl Engine {
             }
             _ => {}
         }
+    }
+
+    /// What may be sent to Janus now, once the publisher connection is up.
+    pub(super) fn sfu_estimate(&self) -> Option<f64> {
+        let sfu = self.sfu.as_ref().filter(|s| s.pub_connected)?;
+        sfu.pub_peer.as_ref()?.send_estimate()
     }
 
     /// Our publisher connection, once we publish.

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::sync::LockExt;
 
-use crate::media::{H264Decoder, OpusDecoder, is_keyframe, now_us};
+use crate::media::{H264Decoder, OpusDecoder, References, is_keyframe, now_us};
 
 use super::peer::{AudioPacket, KeyframeRequester, RemoteMedia};
 use super::sink::{AudioInfo, FrameInfo, MediaSink};
@@ -65,6 +65,7 @@ pub fn spawn_decoder(input: DecodeInput) {
         let mut audio: Option<OpusDecoder> = None;
         let mut last_seq: Option<u16> = None;
         let mut awaiting_keyframe = false;
+        let mut references = References::default();
         // When a keyframe was last asked for (here or by the receive stage).
         let mut asked: Option<Instant> = None;
         while let Some(unit) = media.blocking_recv() {
@@ -80,11 +81,16 @@ pub fn spawn_decoder(input: DecodeInput) {
                         let _ = idr_seen.send((peer_id.clone(), role, now_us()));
                         awaiting_keyframe = false;
                     }
+                    // Only pictures nothing refers to were lost (a temporal layer): go on.
+                    let lost_reference = au.after_gap && !keyframe && !references.follows(&au.data);
                     // After a loss, decoding P-frames would only smear; freeze until an IDR.
-                    if !au.complete || awaiting_keyframe {
+                    if !au.complete || awaiting_keyframe || lost_reference {
                         if !au.complete && !awaiting_keyframe {
                             // The receive stage asked when it gave up on the gap.
                             asked = Some(Instant::now());
+                        }
+                        if lost_reference && !awaiting_keyframe {
+                            asked = None;
                         }
                         awaiting_keyframe = !keyframe;
                         if awaiting_keyframe {
@@ -106,6 +112,7 @@ pub fn spawn_decoder(input: DecodeInput) {
                         },
                     };
                     let started = Instant::now();
+                    references.decoded(&au.data);
                     match dec.decode(&au.data) {
                         Ok(Some(frame)) => {
                             let decoded_us = now_us();

@@ -16,6 +16,7 @@ pub use codec::h264::{
     AccessUnit, EncoderSettings, H264Decoder, H264Encoder, NAL_IDR, NAL_PPS, NAL_SPS, is_keyframe,
     nal_type, split_annexb,
 };
+pub use codec::h264_syntax::{References, starts_access_unit};
 pub use codec::opus::{OpusDecoder, OpusEncoder};
 pub use convert::{Packed, i420_to_rgba, packed_to_i420};
 pub use error::MediaError;

@@ -4,9 +4,13 @@ use bytes::{Bytes, BytesMut};
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::packetizer::Depacketizer;
 
+use crate::media::starts_access_unit;
+
 /// AU reassembly state for one video stream, fed in sequence order by [`Reorder`]: a packet
 /// older than the newest one seen is dropped, and any sequence gap left marks the AU
-/// incomplete, which the reader answers with a PLI.
+/// incomplete, which the reader answers with a PLI. A gap before a packet that starts an
+/// access unit, right after one that ended, lost whole units only: the next one is intact
+/// and says it came after a gap (the decoder then checks its references).
 #[derive(Default)]
 pub(super) struct AuAssembler {
     depacketizer: H264Packet,
@@ -14,10 +18,20 @@ pub(super) struct AuAssembler {
     timestamp: Option<u32>,
     next_seq: Option<u16>,
     broken: bool,
+    after_gap: bool,
 }
 
-/// One reassembled AU: (Annex-B data, RTP timestamp, complete).
-pub(super) type Assembled = (Bytes, u32, bool);
+/// One reassembled AU.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Assembled {
+    /// Annex-B.
+    pub data: Bytes,
+    pub timestamp: u32,
+    /// Every packet of it arrived.
+    pub complete: bool,
+    /// Whole units before it were lost.
+    pub after_gap: bool,
+}
 
 impl AuAssembler {
     /// Feeds one packet; returns the AUs it closed (by marker bit or by a timestamp change).
@@ -39,13 +53,19 @@ impl AuAssembler {
         }
         self.next_seq = Some(seq.wrapping_add(1));
         // A new timestamp before a marker: the previous AU lost its tail.
+        let mut tail_lost = false;
         if self.timestamp.is_some_and(|t| t != ts) && !self.buf.is_empty() {
             out.extend(self.finish(false));
             gap = true;
+            tail_lost = true;
         }
         if gap {
-            // The lost packets may have belonged to this AU as well.
-            self.broken = true;
+            if !tail_lost && self.buf.is_empty() && starts_access_unit(payload) {
+                self.after_gap = true;
+            } else {
+                // The lost packets may have belonged to this AU as well.
+                self.broken = true;
+            }
             // A half-collected FU-A must not be glued onto unrelated fragments.
             self.depacketizer = H264Packet::default();
         }
@@ -62,10 +82,16 @@ impl AuAssembler {
 
     fn finish(&mut self, tail_seen: bool) -> Option<Assembled> {
         let complete = tail_seen && !self.broken;
+        let after_gap = std::mem::take(&mut self.after_gap);
         let data = std::mem::take(&mut self.buf).freeze();
         self.broken = false;
         self.depacketizer = H264Packet::default();
-        (!data.is_empty()).then(|| (data, self.timestamp.unwrap_or(0), complete))
+        (!data.is_empty()).then(|| Assembled {
+            data,
+            timestamp: self.timestamp.unwrap_or(0),
+            complete,
+            after_gap,
+        })
     }
 }
 
@@ -79,11 +105,11 @@ mod tests {
         let nal = Bytes::from_static(&[0x65, 1, 2, 3]);
         let f = a.push(10, 1000, true, &nal);
         assert_eq!(f.len(), 1);
-        assert!(f[0].2, "clean AU is complete");
-        assert_eq!(&f[0].0[..], &[0, 0, 0, 1, 0x65, 1, 2, 3]);
+        assert!(f[0].complete, "clean AU is complete");
+        assert_eq!(&f[0].data[..], &[0, 0, 0, 1, 0x65, 1, 2, 3]);
         // seq 11 lost
         let f = a.push(12, 4000, true, &nal);
-        assert!(!f[0].2, "AU after a gap is incomplete");
+        assert!(!f[0].complete, "AU after a gap is incomplete");
         // a late retransmission of 11 is ignored
         let f = a.push(11, 2000, true, &nal);
         assert!(f.is_empty());
@@ -92,7 +118,24 @@ mod tests {
         assert!(f.is_empty());
         let f = a.push(15, 6000, true, &nal);
         assert_eq!(f.len(), 2);
-        assert!(!f[0].2 && f[0].1 == 5000);
+        assert!(!f[0].complete && f[0].timestamp == 5000);
+    }
+
+    #[test]
+    fn whole_units_lost_before_one_that_starts_cleanly_leave_it_intact() {
+        let mut a = AuAssembler::default();
+        // P slices with first_mb_in_slice 0: each packet starts a picture.
+        let nal = Bytes::from_static(&[0x41, 0x9a, 7]);
+        assert!(a.push(10, 1000, true, &nal)[0].complete);
+        // 11 (a whole unit) lost.
+        let f = a.push(12, 3000, true, &nal);
+        assert!(f[0].complete && f[0].after_gap, "{f:?}");
+        let f = a.push(13, 4000, true, &nal);
+        assert!(f[0].complete && !f[0].after_gap, "{f:?}");
+        // The first fragment of a unit lost: what is left of it starts nothing.
+        let middle = Bytes::from_static(&[0x5c, 0x01, 7]);
+        let f = a.push(15, 5000, true, &middle);
+        assert!(f.iter().all(|a| !a.complete), "{f:?}");
     }
 
     /// The receive path's pure half on a seeded simulated link: packets through
@@ -198,10 +241,10 @@ mod tests {
         fn reordering_alone_costs_no_access_unit() {
             let out = send_over(jittery(Loss::None), 11);
             assert_eq!(out.aus.len(), FRAMES as usize);
-            for (f, (data, ts, complete)) in out.aus.iter().enumerate() {
-                assert_eq!(*ts, f as u32 * 3000, "in order");
-                assert!(complete, "frame {f} complete");
-                assert_eq!(&data[..], &out.sent[f][..], "frame {f} byte-identical");
+            for (f, a) in out.aus.iter().enumerate() {
+                assert_eq!(a.timestamp, f as u32 * 3000, "in order");
+                assert!(a.complete, "frame {f} complete");
+                assert_eq!(&a.data[..], &out.sent[f][..], "frame {f} byte-identical");
             }
         }
 
@@ -211,7 +254,13 @@ mod tests {
                 let out = send_over(jittery(Loss::Random { probability: 0.05 }), seed);
                 assert!(!out.hit.is_empty(), "seed {seed}: the link lost something");
                 let mut last = None;
-                for (data, ts, complete) in &out.aus {
+                for Assembled {
+                    data,
+                    timestamp: ts,
+                    complete,
+                    ..
+                } in &out.aus
+                {
                     let f = ts / 3000;
                     assert!(
                         last.is_none_or(|l| l < f),
@@ -230,7 +279,7 @@ mod tests {
                     }
                 }
                 let intact = (0..FRAMES).filter(|f| !out.hit.contains(f)).count();
-                let complete = out.aus.iter().filter(|a| a.2).count();
+                let complete = out.aus.iter().filter(|a| a.complete).count();
                 // A lost tail also costs the next frame; nothing else may be lost.
                 assert!(
                     complete + out.hit.len() >= intact,

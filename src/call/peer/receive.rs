@@ -123,15 +123,16 @@ impl RemoteReader {
     ) {
         for (seq, (pkt, arrival)) in packets {
             let frames = au.push(seq, pkt.header.timestamp, pkt.header.marker, &pkt.payload);
-            for (data, rtp_timestamp, complete) in frames {
-                if !complete {
+            for a in frames {
+                if !a.complete {
                     self.request_keyframe(last_pli).await;
                 }
                 self.deliver(RemoteMedia::Video(RemoteAccessUnit {
-                    data,
-                    rtp_timestamp,
+                    data: a.data,
+                    rtp_timestamp: a.timestamp,
                     arrival,
-                    complete,
+                    complete: a.complete,
+                    after_gap: a.after_gap,
                 }));
             }
         }

@@ -214,6 +214,9 @@ pub struct RemoteAccessUnit {
     pub arrival: Instant,
     /// False if a sequence gap or a malformed packet hit this AU (a PLI was sent).
     pub complete: bool,
+    /// Intact, but whole AUs before it were lost: decodable if they were pictures
+    /// nothing refers to (the decode stage checks; no PLI was sent).
+    pub after_gap: bool,
 }
 
 /// One Opus packet.

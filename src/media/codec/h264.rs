@@ -13,7 +13,8 @@ use openh264::encoder::{
 use openh264::formats::{YUVSlices, YUVSource};
 use openh264_sys2::{
     ENCODER_OPTION_BITRATE, ENCODER_OPTION_FRAME_RATE, ENCODER_OPTION_IDR_INTERVAL,
-    ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_0, SPATIAL_LAYER_ALL, TagBitrateInfo,
+    ENCODER_OPTION_MAX_BITRATE, ENCODER_OPTION_SVC_ENCODE_PARAM_EXT, SEncParamExt, SPATIAL_LAYER_0,
+    SPATIAL_LAYER_ALL, TagBitrateInfo,
 };
 
 use crate::media::error::MediaError;
@@ -50,6 +51,7 @@ pub struct H264Encoder {
     idr_pending: bool,
     sps_pps: Vec<u8>,
     first_capture_us: Option<u64>,
+    layered: bool,
 }
 
 impl H264Encoder {
@@ -62,6 +64,7 @@ impl H264Encoder {
             idr_pending: true,
             sps_pps: Vec::new(),
             first_capture_us: None,
+            layered: false,
         })
     }
 
@@ -81,6 +84,7 @@ impl H264Encoder {
             self.encoder = make_encoder(&self.settings)?;
             self.idr_pending = true;
             self.sps_pps.clear();
+            self.layered = false;
         }
         if self.idr_pending {
             self.encoder.force_intra_frame();
@@ -92,6 +96,19 @@ impl H264Encoder {
         );
         let first = *self.first_capture_us.get_or_insert(frame.capture_us);
         let ts = Timestamp::from_millis(frame.capture_us.saturating_sub(first) / 1000);
+        if !self.layered {
+            // openh264 sets its layers up at the first encode; changing them later
+            // restarts it with an IDR. A throwaway first frame keeps that IDR ours.
+            let black = VideoFrame::black(frame.width, frame.height, 0)?;
+            let warm = YUVSlices::new(
+                (&black.y, &black.u, &black.v),
+                (black.width, black.height),
+                (black.width, black.width / 2, black.width / 2),
+            );
+            self.encoder.encode_at(&warm, Timestamp::ZERO)?;
+            self.temporal_layers(2)?;
+            self.layered = true;
+        }
         let bitstream = self.encoder.encode_at(&yuv, ts)?;
         if matches!(bitstream.frame_type(), FrameType::Skip | FrameType::Invalid) {
             return Ok(None);
@@ -134,6 +151,25 @@ impl H264Encoder {
         let mut out = self.sps_pps.clone();
         out.extend_from_slice(&data);
         (out, true)
+    }
+
+    /// Temporal layers: with two, every other frame is one no later frame refers to.
+    fn temporal_layers(&mut self, n: c_int) -> Result<(), MediaError> {
+        // SAFETY: the option reads and writes one SEncParamExt that lives across the calls.
+        unsafe {
+            let mut p: SEncParamExt = std::mem::zeroed();
+            let api = self.encoder.raw_api();
+            let rc = api.get_option(ENCODER_OPTION_SVC_ENCODE_PARAM_EXT, addr_of_mut!(p).cast());
+            if rc != 0 {
+                return Err(MediaError::H264(format!("get params: error {rc}")));
+            }
+            p.iTemporalLayerNum = n;
+            let rc = api.set_option(ENCODER_OPTION_SVC_ENCODE_PARAM_EXT, addr_of_mut!(p).cast());
+            if rc != 0 {
+                return Err(MediaError::H264(format!("temporal layers: error {rc}")));
+            }
+        }
+        Ok(())
     }
 
     /// The next encoded frame will be an IDR (e.g. to answer a PLI/FIR).
@@ -192,7 +228,7 @@ impl H264Encoder {
     }
 
     pub fn set_keyframe_interval(&mut self, frames: u32) -> Result<(), MediaError> {
-        let mut n = frames as c_int;
+        let mut n = even(frames) as c_int;
         // SAFETY: ENCODER_OPTION_IDR_INTERVAL takes an int.
         let rc = unsafe {
             self.encoder
@@ -216,6 +252,11 @@ fn check_rate(fps: f32, bps: u32) -> Result<(), MediaError> {
     Ok(())
 }
 
+/// With two temporal layers openh264 takes keyframe intervals of whole groups of two.
+fn even(frames: u32) -> u32 {
+    frames.saturating_add(frames % 2)
+}
+
 fn make_encoder(s: &EncoderSettings) -> Result<Encoder, MediaError> {
     let config = EncoderConfig::new()
         .bitrate(BitRate::from_bps(s.bitrate_bps))
@@ -225,9 +266,9 @@ fn make_encoder(s: &EncoderSettings) -> Result<Encoder, MediaError> {
         .profile(Profile::Baseline)
         .skip_frames(true)
         .num_threads(1)
-        .intra_frame_period(IntraFramePeriod::from_num_frames(
+        .intra_frame_period(IntraFramePeriod::from_num_frames(even(
             s.keyframe_interval_frames,
-        ));
+        )));
     Ok(Encoder::with_api_config(
         OpenH264API::from_source(),
         config,

@@ -3,9 +3,11 @@
 //! messages (pure). The call engine's SFU mode (`call/session/sfu.rs`) drives them.
 
 pub mod janus;
+pub mod rooms;
 pub mod videoroom;
 
 pub use janus::{Handle, Janus, News, Reply};
+pub use rooms::JanusRooms;
 pub use videoroom::{Jsep, Publisher, RoomEvent, SubStream};
 
 /// Where to take a call's media instead of a mesh: a Janus WebSocket URL and a room.
@@ -13,8 +15,13 @@ pub use videoroom::{Jsep, Publisher, RoomEvent, SubStream};
 pub struct SfuTarget {
     /// `ws://HOST:PORT` of Janus's WebSocket transport.
     pub url: String,
-    /// VideoRoom room number; created (H.264 + Opus) when it does not exist.
+    /// VideoRoom room number; created (H.264 + Opus) when it does not exist and has no
+    /// pin (a room the server made has one and exists already).
     pub room: u64,
+    /// What joining the room takes.
+    pub pin: Option<String>,
+    /// Janus's `apisecret`.
+    pub api_secret: Option<String>,
 }
 
 impl SfuTarget {
@@ -28,6 +35,8 @@ impl SfuTarget {
         Self {
             url: url.to_owned(),
             room: (h & ((1 << 52) - 1)).max(1),
+            pin: None,
+            api_secret: None,
         }
     }
 }

@@ -89,7 +89,8 @@ pub fn destroy_room(room: u64) -> Value {
 }
 
 pub fn join_publisher(room: u64, display: &str, pin: Option<&str>) -> Value {
-    let mut v = json!({ "request": "join", "ptype": "publisher", "room": room, "display": display });
+    let mut v =
+        json!({ "request": "join", "ptype": "publisher", "room": room, "display": display });
     if let Some(pin) = pin {
         v["pin"] = pin.into();
     }

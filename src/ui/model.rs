@@ -543,9 +543,8 @@ impl Model {
                 self.rooms_asked = None;
                 self.start_previews();
             }
-            Event::TrackAdded { .. }
-            | Event::KeyframeReceived { .. }
-            | Event::MediaMode { .. } => {}
+            Event::TrackAdded { .. } | Event::KeyframeReceived { .. } | Event::MediaMode { .. } => {
+            }
         }
     }
 }

@@ -116,6 +116,17 @@ events: {{
         format!("{VETH_IP}:0")
     }
 
+    /// A confab server that takes big rooms' media through this Janus (`--sfu`).
+    pub async fn server(&self, mesh_max: usize) -> confab::signaling::Server {
+        sfu_server(&self.url(), mesh_max).await
+    }
+
+    /// Janus dies (SIGKILL) mid-call; the veth stays for the mesh that follows.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// What Janus printed so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
@@ -207,4 +218,20 @@ fn ip(args: &[&str]) {
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("a free port");
     l.local_addr().unwrap().port()
+}
+
+/// A confab server whose SFU is the Janus at `url` (which may be unreachable).
+pub async fn sfu_server(url: &str, mesh_max: usize) -> confab::signaling::Server {
+    let rooms = confab::sfu::JanusRooms {
+        url: url.to_owned(),
+        api_secret: None,
+        admin_key: None,
+    };
+    super::server_with(|c| {
+        c.sfu = Some(confab::signaling::SfuConfig {
+            service: std::sync::Arc::new(rooms),
+            mesh_max,
+        })
+    })
+    .await
 }

@@ -305,6 +305,10 @@ impl Hub {
                 let entry = st.clients.get_mut(id).ok_or_else(not_joined)?;
                 let room = entry.room.clone().ok_or_else(not_joined)?;
                 entry.state = state;
+                // A member still waiting for its welcome is announced with its state then.
+                if st.rooms.get(&room).is_some_and(|r| r.sfu.is_waiting(id)) {
+                    return Ok(());
+                }
                 let msg = ServerMessage::MediaState {
                     id: id.to_string(),
                     state,

@@ -67,7 +67,9 @@ enum Phase {
     Mesh,
     Opening,
     /// In use; dropping the sender ends the lease, and the service closes the VideoRoom.
-    Open(#[allow(dead_code)] oneshot::Sender<()>),
+    Open {
+        _lease: oneshot::Sender<()>,
+    },
     /// The SFU went away while the room was too big for a mesh.
     Lost,
 }
@@ -95,7 +97,7 @@ impl RoomSfu {
     ) -> OnJoin {
         match self.phase {
             Phase::Opening => OnJoin::Wait,
-            Phase::Open(_) => OnJoin::Welcome,
+            Phase::Open { .. } => OnJoin::Welcome,
             Phase::Mesh | Phase::Lost if (creating && asked) || members > mesh_max => OnJoin::Open,
             Phase::Mesh | Phase::Lost => OnJoin::Welcome,
         }
@@ -118,7 +120,7 @@ impl SfuJob {
             return None;
         }
         let (lease, ended) = oneshot::channel();
-        r.sfu.phase = Phase::Open(lease);
+        r.sfu.phase = Phase::Open { _lease: lease };
         r.sfu.media = media.clone();
         tracing::info!(room = %self.room, ?media, "the room's media goes through the SFU");
         hub.broadcast(&st, &self.room, "", &ServerMessage::RoomMedia { media });
@@ -154,7 +156,7 @@ impl SfuJob {
         let Some(r) = st.rooms.get_mut(&self.room) else {
             return;
         };
-        if r.sfu.attempt != self.attempt || !matches!(r.sfu.phase, Phase::Open(_)) {
+        if r.sfu.attempt != self.attempt || !matches!(r.sfu.phase, Phase::Open { .. }) {
             return;
         }
         r.sfu.phase = Phase::Lost;
@@ -588,7 +590,7 @@ mod specs {
         assert_eq!(opening.on_join(false, false, 2, 4), OnJoin::Wait);
         let (lease, _ended) = oneshot::channel();
         let open = RoomSfu {
-            phase: Phase::Open(lease),
+            phase: Phase::Open { _lease: lease },
             ..RoomSfu::default()
         };
         assert_eq!(open.on_join(false, false, 9, 4), OnJoin::Welcome);

@@ -144,7 +144,7 @@ impl SfuJob {
         tracing::warn!(room = %self.room, "no SFU for the room, it stays a mesh: {why}");
         hub.welcome_waiting(&mut st, &self.room);
         let msg = format!("the SFU is unavailable ({why}); the room stays a mesh");
-        hub.broadcast(&st, &self.room, "", &sfu_error(msg));
+        hub.tell_sfu_error(&st, &self.room, msg);
     }
 
     /// The open VideoRoom went away (Janus died, its session ended).
@@ -171,19 +171,24 @@ impl SfuJob {
                  (at most {mesh_max}): media stops until members leave or the SFU is back"
             )
         };
-        hub.broadcast(&st, &self.room, "", &sfu_error(msg));
-    }
-}
-
-fn sfu_error(message: String) -> ServerMessage {
-    ServerMessage::Error {
-        code: ErrorCode::SfuUnavailable,
-        message,
-        request: None,
+        hub.tell_sfu_error(&st, &self.room, msg);
     }
 }
 
 impl Hub {
+    /// `sfu_unavailable` to every member of `room`, counted like any error sent.
+    fn tell_sfu_error(&self, st: &HubState, room: &str, message: String) {
+        let msg = ServerMessage::Error {
+            code: ErrorCode::SfuUnavailable,
+            message,
+            request: None,
+        };
+        self.broadcast(st, room, "", &msg);
+        for _ in st.rooms.get(room).iter().flat_map(|r| &r.members) {
+            self.count_error(ErrorCode::SfuUnavailable);
+        }
+    }
+
     fn mesh_max(&self) -> usize {
         self.config.sfu.as_ref().map_or(usize::MAX, |s| s.mesh_max)
     }

@@ -222,6 +222,10 @@ async fn a_room_whose_creator_asks_is_an_sfu_room_from_the_first_welcome() {
     let (a, b) = (ada.id.clone(), bob.id.clone());
     seen_picture_from(&mut ada, &b).await;
     seen_picture_from(&mut bob, &a).await;
+    until_more_frames(&ada, &b, 30).await;
+    until_more_frames(&bob, &a, 30).await;
+    in_order(&ada, &bob);
+    in_order(&bob, &ada);
     for me in [&ada, &bob] {
         let modes: Vec<&Event> = me
             .seen

@@ -398,3 +398,57 @@ fn serve_says_what_its_sfu_flag_takes() {
         assert!(err.contains(says), "{flags:?}: {err}");
     }
 }
+
+/// `confab headless` as a process, media bound where Janus reaches it; its JSON report.
+async fn headless_report(url: &str, janus: &Janus, name: &str) -> serde_json::Value {
+    let bind = janus.bind_addr();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["headless", "--server", url, "--room", "cli", "--name", name])
+        .args(["--bind", bind.trim_end_matches(":0"), "--seconds", "6"])
+        .args(["--size", "320x180", "--bitrate-kbps", "200"])
+        .env("RUST_LOG", "error")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("confab headless runs");
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON report")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confab_serve_with_sfu_moves_a_room_past_mesh_max_for_headless_processes() {
+    let _one = ONE_ROOM.lock().await;
+    let janus = Janus::start();
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-stun"])
+        .args([
+            "--sfu",
+            &format!("janus={}", janus.url()),
+            "--mesh-max",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("confab serve starts");
+    let url = support::first_line_url(serve.stdout.take().unwrap()).await;
+    let (a, b) = tokio::join!(
+        headless_report(&url, &janus, "ada"),
+        headless_report(&url, &janus, "bob")
+    );
+    // Whoever came second moved the room: the first saw a mesh, then both the SFU.
+    let mut modes = [a["media"].to_string(), b["media"].to_string()];
+    modes.sort();
+    assert_eq!(modes, [r#"["mesh","sfu"]"#, r#"["sfu"]"#], "{a}\n{b}");
+    for (me, other) in [(&a, &b), (&b, &a)] {
+        assert_eq!(me["errors"], json!([]), "{me}");
+        let v = &me["peers"][0]["video"];
+        assert_eq!(me["peers"][0]["name"], other["name"]);
+        assert!(v["frames_decoded"].as_u64().unwrap() >= 60, "{v}");
+        assert_eq!(v["ids_in_order"], true, "{v}");
+    }
+}

@@ -431,6 +431,7 @@ async fn confab_serve_with_sfu_moves_a_room_past_mesh_max_for_headless_processes
             "--mesh-max",
             "1",
         ])
+        .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

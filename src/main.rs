@@ -145,6 +145,10 @@ struct HeadlessArgs {
     /// so everyone in a confab room meets in the same VideoRoom).
     #[arg(long, value_name = "N", requires = "sfu")]
     sfu_room: Option<u64>,
+    /// Ask the server (confab serve --sfu) to take the room's media through its SFU from
+    /// the start, if this join creates the room.
+    #[arg(long, conflicts_with = "sfu")]
+    ask_sfu: bool,
 }
 
 impl HeadlessArgs {
@@ -179,9 +183,12 @@ impl HeadlessArgs {
             Some(room) => confab::sfu::SfuTarget {
                 url: url.to_owned(),
                 room,
+                pin: None,
+                api_secret: None,
             },
             None => confab::sfu::SfuTarget::for_room(url, &self.room),
         });
+        o.ask_sfu = self.ask_sfu;
         Ok(o)
     }
 }
@@ -297,6 +304,20 @@ struct ServeArgs {
     /// Test calls at once, with --echo.
     #[arg(long, default_value_t = confab::echo::DEFAULT_SESSIONS, requires = "echo")]
     echo_max: usize,
+    /// Take big rooms' media through Janus (VideoRoom plugin, WebSocket transport):
+    /// janus=ws://HOST:8188, a URL members reach too. A room moves there when its
+    /// creator asks or it grows past --mesh-max members.
+    #[arg(long, value_name = "janus=URL")]
+    sfu: Option<String>,
+    /// Janus's apisecret, if it is configured with one (members are given it).
+    #[arg(long, requires = "sfu")]
+    sfu_api_secret: Option<String>,
+    /// The VideoRoom plugin's admin_key, if creating rooms takes one (kept by the server).
+    #[arg(long, requires = "sfu")]
+    sfu_admin_key: Option<String>,
+    /// The most members a room keeps in a mesh, with --sfu.
+    #[arg(long, default_value_t = confab::signaling::DEFAULT_MESH_MAX, requires = "sfu")]
+    mesh_max: usize,
 }
 
 impl ServeArgs {
@@ -310,7 +331,31 @@ impl ServeArgs {
         {
             anyhow::bail!("--tls-cert and --tls-key are for --tls-listen or --turn-tls-listen");
         }
+        let sfu = match self.sfu.as_deref() {
+            None => None,
+            Some(spec) => {
+                let Some(url) = spec.strip_prefix("janus=") else {
+                    anyhow::bail!("--sfu takes janus=ws://HOST:PORT, not {spec:?}");
+                };
+                if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                    anyhow::bail!("--sfu janus=URL needs a ws:// or wss:// URL, not {url:?}");
+                }
+                if self.mesh_max < 1 {
+                    anyhow::bail!("--mesh-max must be at least 1");
+                }
+                let rooms = confab::sfu::JanusRooms {
+                    url: url.to_owned(),
+                    api_secret: self.sfu_api_secret.clone(),
+                    admin_key: self.sfu_admin_key.clone(),
+                };
+                Some(confab::signaling::SfuConfig {
+                    service: std::sync::Arc::new(rooms),
+                    mesh_max: self.mesh_max,
+                })
+            }
+        };
         Ok(ServerConfig {
+            sfu,
             listen: self.listen,
             max_clients: self.max_clients,
             max_rooms: self.max_rooms,

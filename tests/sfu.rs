@@ -177,6 +177,8 @@ async fn an_unreachable_janus_stops_the_call_at_start_with_its_address() {
     o.sfu = Some(SfuTarget {
         url: format!("ws://127.0.0.1:{port}"),
         room: 1,
+        pin: None,
+        api_secret: None,
     });
     let err = headless::run(o).await.expect_err("no call without the SFU");
     let msg = err.to_string();

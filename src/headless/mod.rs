@@ -130,6 +130,8 @@ pub struct HeadlessOptions {
     pub record_settings: crate::record::RecordSettings,
     /// Media through this Janus VideoRoom instead of a mesh.
     pub sfu: Option<crate::sfu::SfuTarget>,
+    /// Ask the server for an SFU room (if this join creates the room).
+    pub ask_sfu: bool,
 }
 
 impl HeadlessOptions {
@@ -157,6 +159,7 @@ impl HeadlessOptions {
             record: None,
             record_settings: Default::default(),
             sfu: None,
+            ask_sfu: false,
         }
     }
 
@@ -168,6 +171,7 @@ impl HeadlessOptions {
         c.test_call = self.test_call;
         c.auto_answer = self.auto_answer;
         c.sfu = self.sfu.clone();
+        c.ask_sfu = self.ask_sfu;
         c.video = VideoEncoding {
             fps: self.fps,
             bitrate_bps: self.bitrate_bps,
@@ -248,6 +252,9 @@ pub struct Report {
     pub seconds: f64,
     pub sent: call::SentTotals,
     pub peers: Vec<PeerReport>,
+    /// Where the room's media went, in order: "mesh" or "sfu" at the join and at
+    /// every move.
+    pub media: Vec<String>,
     /// The recording made (`--record`), complete when the run ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recording: Option<RecordingReport>,
@@ -463,6 +470,11 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
                         p.last_stats = Some(s);
                     }
                 }
+            }
+            Event::MediaMode { sfu } => {
+                let mode = if sfu { "sfu" } else { "mesh" };
+                tracing::info!(mode, "room media");
+                report.media.push(mode.into());
             }
             Event::Error(e) => report.errors.push(e),
             _ => {}

@@ -60,6 +60,8 @@ struct Inner {
     waiting: Mutex<HashMap<String, Waiting>>,
     next: AtomicU64,
     session: AtomicU64,
+    /// Janus's `apisecret`, sent with every request when Janus wants one.
+    api_secret: Option<String>,
 }
 
 /// A Janus session. Cheap to clone; the session ends when the last clone is dropped
@@ -83,8 +85,12 @@ pub struct Handle {
 }
 
 impl Janus {
-    /// Connects, creates a session and keeps it alive.
-    pub async fn connect(url: &str) -> Result<(Self, mpsc::UnboundedReceiver<News>), SfuError> {
+    /// Connects, creates a session and keeps it alive. A keepalive that fails ends the
+    /// news with `Closed`, as a closed socket does: either way the session is gone.
+    pub async fn connect(
+        url: &str,
+        api_secret: Option<&str>,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<News>), SfuError> {
         let connect_err = |reason: String| SfuError::Connect {
             url: url.to_owned(),
             reason,
@@ -108,6 +114,7 @@ impl Janus {
             waiting: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
             session: AtomicU64::new(0),
+            api_secret: api_secret.map(str::to_owned),
         });
         tokio::spawn(async move {
             while let Some(m) = out_rx.recv().await {
@@ -118,6 +125,7 @@ impl Janus {
             let _ = sink.close().await;
         });
         let weak = Arc::downgrade(&inner);
+        let closed_tx = news_tx.clone();
         tokio::spawn(async move {
             let why = loop {
                 let text = match stream.next().await {
@@ -156,6 +164,7 @@ impl Janus {
                 let janus = Janus { inner };
                 if let Err(e) = janus.call("keepalive", None, None, Value::Null).await {
                     tracing::warn!("janus keepalive: {e}");
+                    let _ = closed_tx.send(News::Closed(format!("keepalive failed: {e}")));
                     break;
                 }
             }
@@ -203,6 +212,9 @@ impl Janus {
             s => Some(s),
         };
         let mut frame = videoroom::envelope(janus, &transaction, session, handle);
+        if let Some(secret) = &self.inner.api_secret {
+            frame["apisecret"] = secret.as_str().into();
+        }
         if let (Value::Object(f), Value::Object(e)) = (&mut frame, extra) {
             f.extend(e);
         }

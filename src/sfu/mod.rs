@@ -5,10 +5,12 @@
 
 pub mod janus;
 pub mod launch;
+pub mod rooms;
 pub mod videoroom;
 
 pub use janus::{Handle, Janus, News, Reply};
 pub use launch::{LaunchError, LocalJanus};
+pub use rooms::JanusRooms;
 pub use videoroom::{Jsep, Publisher, RoomEvent, SubStream};
 
 /// Where to take a call's media instead of a mesh: a Janus WebSocket URL and a room.
@@ -16,8 +18,13 @@ pub use videoroom::{Jsep, Publisher, RoomEvent, SubStream};
 pub struct SfuTarget {
     /// `ws://HOST:PORT` of Janus's WebSocket transport.
     pub url: String,
-    /// VideoRoom room number; created (H.264 + Opus) when it does not exist.
+    /// VideoRoom room number; created (H.264 + Opus) when it does not exist and has no
+    /// pin (a room the server made has one and exists already).
     pub room: u64,
+    /// What joining the room takes.
+    pub pin: Option<String>,
+    /// Janus's `apisecret`.
+    pub api_secret: Option<String>,
 }
 
 impl SfuTarget {
@@ -31,6 +38,8 @@ impl SfuTarget {
         Self {
             url: url.to_owned(),
             room: (h & ((1 << 52) - 1)).max(1),
+            pin: None,
+            api_secret: None,
         }
     }
 }

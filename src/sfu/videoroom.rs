@@ -54,8 +54,15 @@ pub fn envelope(
 }
 
 /// Room settings confab asks for: H.264 (the profile our encoder makes) and Opus only.
-pub fn create_room(room: u64, publishers: u32) -> Value {
-    json!({
+/// `pin`: what joining it takes; `admin_key`: what creating rooms takes, when Janus is
+/// configured with one.
+pub fn create_room(
+    room: u64,
+    publishers: u32,
+    pin: Option<&str>,
+    admin_key: Option<&str>,
+) -> Value {
+    let mut v = json!({
         "request": "create",
         "room": room,
         "publishers": publishers,
@@ -66,11 +73,28 @@ pub fn create_room(room: u64, publishers: u32) -> Value {
         "bitrate": 3_000_000,
         "notify_joining": false,
         "permanent": false,
-    })
+    });
+    if let Some(pin) = pin {
+        v["pin"] = pin.into();
+    }
+    if let Some(key) = admin_key {
+        v["admin_key"] = key.into();
+    }
+    v
 }
 
-pub fn join_publisher(room: u64, display: &str) -> Value {
-    json!({ "request": "join", "ptype": "publisher", "room": room, "display": display })
+/// Removes a room confab created.
+pub fn destroy_room(room: u64) -> Value {
+    json!({ "request": "destroy", "room": room })
+}
+
+pub fn join_publisher(room: u64, display: &str, pin: Option<&str>) -> Value {
+    let mut v =
+        json!({ "request": "join", "ptype": "publisher", "room": room, "display": display });
+    if let Some(pin) = pin {
+        v["pin"] = pin.into();
+    }
+    v
 }
 
 /// Sent with our offer; Janus answers in the event that follows. `descriptions` (mid,
@@ -90,7 +114,12 @@ pub fn configure(descriptions: &[(String, String)]) -> Value {
 pub type StreamRequest = (u64, Option<String>);
 
 /// One subscriber connection carrying these streams (multistream).
-pub fn join_subscriber(room: u64, streams: &[StreamRequest], private_id: Option<u64>) -> Value {
+pub fn join_subscriber(
+    room: u64,
+    streams: &[StreamRequest],
+    private_id: Option<u64>,
+    pin: Option<&str>,
+) -> Value {
     let mut v = json!({
         "request": "join",
         "ptype": "subscriber",
@@ -99,6 +128,9 @@ pub fn join_subscriber(room: u64, streams: &[StreamRequest], private_id: Option<
     });
     if let Some(p) = private_id {
         v["private_id"] = p.into();
+    }
+    if let Some(pin) = pin {
+        v["pin"] = pin.into();
     }
     v
 }
@@ -369,16 +401,26 @@ mod tests {
 
     #[test]
     fn a_room_is_h264_constrained_baseline_and_opus() {
-        let v = create_room(1234, 16);
+        let v = create_room(1234, 16, None, None);
         assert_eq!(v["videocodec"], "h264");
         assert_eq!(v["audiocodec"], "opus");
         assert_eq!(v["h264_profile"], "42e01f");
         assert_eq!(v["publishers"], 16);
+        assert!(v.get("pin").is_none() && v.get("admin_key").is_none());
+    }
+
+    #[test]
+    fn a_room_the_server_makes_takes_its_pin_to_join() {
+        let v = create_room(1, 16, Some("p1n"), Some("adm"));
+        assert_eq!((&v["pin"], &v["admin_key"]), (&json!("p1n"), &json!("adm")));
+        assert_eq!(join_publisher(1, "m1", Some("p1n"))["pin"], "p1n");
+        assert_eq!(join_subscriber(1, &[], None, Some("p1n"))["pin"], "p1n");
+        assert!(join_publisher(1, "m1", None).get("pin").is_none());
     }
 
     #[test]
     fn a_subscription_names_every_feed_as_a_stream() {
-        let v = join_subscriber(5, &[(11, None), (12, None)], Some(99));
+        let v = join_subscriber(5, &[(11, None), (12, None)], Some(99), None);
         assert_eq!(v["ptype"], "subscriber");
         assert_eq!(v["streams"], json!([{"feed":11},{"feed":12}]));
         assert_eq!(v["private_id"], 99);

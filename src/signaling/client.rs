@@ -50,6 +50,8 @@ pub struct JoinParams {
     pub password: Option<String>,
     pub capacity: Option<usize>,
     pub state: MediaState,
+    /// Ask for an SFU room, if this join creates it.
+    pub sfu: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -571,7 +573,7 @@ fn join_message(p: &JoinParams) -> ClientMessage {
         password: p.password.clone(),
         capacity: p.capacity,
         state: Some(p.state),
-        sfu: false,
+        sfu: p.sfu,
     }
 }
 

@@ -15,7 +15,7 @@ pub use client::{
 };
 pub use ice::{IceConfig, turn_credentials};
 pub use server::{
-    EchoConfig, EchoJob, EchoService, MetricsSnapshot, Server, ServerConfig, ServerError,
-    TurnRelayConfig, TurnTls,
+    DEFAULT_MESH_MAX, EchoConfig, EchoJob, EchoService, MetricsSnapshot, Server, ServerConfig,
+    ServerError, SfuConfig, SfuJob, SfuService, TurnRelayConfig, TurnTls,
 };
 pub use tls::TlsConfig;

@@ -398,6 +398,8 @@ pub enum ErrorCode {
     InvalidMetadata,
     ResumeFailed,
     EchoUnavailable,
+    /// The room's SFU could not be opened, or went away mid-call.
+    SfuUnavailable,
 }
 
 impl ErrorCode {
@@ -429,6 +431,7 @@ impl ErrorCode {
         Self::InvalidMetadata,
         Self::ResumeFailed,
         Self::EchoUnavailable,
+        Self::SfuUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -460,6 +463,7 @@ impl ErrorCode {
             Self::InvalidMetadata => "invalid_metadata",
             Self::ResumeFailed => "resume_failed",
             Self::EchoUnavailable => "echo_unavailable",
+            Self::SfuUnavailable => "sfu_unavailable",
         }
     }
 }

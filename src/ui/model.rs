@@ -99,6 +99,8 @@ pub struct CallModel {
     pub speaking_while_muted: bool,
     /// The file our recording goes into, while we record.
     pub recording_to: Option<String>,
+    /// Media goes through the server's SFU, not a mesh.
+    pub via_sfu: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -543,6 +545,7 @@ impl Model {
                 self.rooms_asked = None;
                 self.start_previews();
             }
+            Event::MediaMode { sfu } => call.via_sfu = sfu,
             Event::TrackAdded { .. } | Event::KeyframeReceived { .. } => {}
         }
     }
@@ -610,6 +613,17 @@ mod tests {
         );
         assert!(m.call.peers.is_empty());
         assert!(m.call.stats.is_empty());
+    }
+
+    #[test]
+    fn the_call_shows_when_media_goes_through_the_sfu() {
+        let (mut m, _rx) = model();
+        joined_with_bob(&mut m);
+        assert!(!m.call.via_sfu);
+        engine(&mut m, Event::MediaMode { sfu: true });
+        assert!(m.call.via_sfu);
+        engine(&mut m, Event::MediaMode { sfu: false });
+        assert!(!m.call.via_sfu);
     }
 
     #[test]

@@ -20,6 +20,16 @@ impl Janus {
     pub fn bind_addr(&self) -> String {
         self.0.bind_addr()
     }
+
+    /// A confab server that takes big rooms' media through this Janus (`--sfu`).
+    pub async fn server(&self, mesh_max: usize) -> confab::signaling::Server {
+        sfu_server(&self.url(), mesh_max).await
+    }
+
+    /// Janus dies (SIGKILL) mid-call; the veth stays for the mesh that follows.
+    pub fn kill(&mut self) {
+        self.0.kill();
+    }
 }
 
 impl Drop for Janus {
@@ -28,4 +38,20 @@ impl Drop for Janus {
             eprintln!("--- janus's log ---\n{}", self.0.log());
         }
     }
+}
+
+/// A confab server whose SFU is the Janus at `url` (which may be unreachable).
+pub async fn sfu_server(url: &str, mesh_max: usize) -> confab::signaling::Server {
+    let rooms = confab::sfu::JanusRooms {
+        url: url.to_owned(),
+        api_secret: None,
+        admin_key: None,
+    };
+    super::server_with(|c| {
+        c.sfu = Some(confab::signaling::SfuConfig {
+            service: std::sync::Arc::new(rooms),
+            mesh_max,
+        })
+    })
+    .await
 }

@@ -39,9 +39,12 @@ pub struct CallConfig {
     pub stats_interval: Duration,
     /// Ask the server for a test call and join its echo peer instead of `room`.
     pub test_call: bool,
-    /// Media through this Janus VideoRoom instead of a mesh; presence stays with the
-    /// signaling server.
+    /// Media through this Janus VideoRoom instead of a mesh, whatever the server
+    /// says; presence stays with the signaling server.
     pub sfu: Option<crate::sfu::SfuTarget>,
+    /// When this join creates the room: ask the server to take its media through its
+    /// SFU from the start.
+    pub ask_sfu: bool,
 }
 
 impl CallConfig {
@@ -64,6 +67,7 @@ impl CallConfig {
             stats_interval: Duration::from_secs(1),
             test_call: false,
             sfu: None,
+            ask_sfu: false,
         }
     }
 }
@@ -210,6 +214,11 @@ pub enum Event {
     },
     /// The microphone is muted and hears someone speak (true), or no longer (false).
     SpeakingWhileMuted(bool),
+    /// Where the room's media goes, at the join and whenever it moves: through an SFU
+    /// (true) or a mesh.
+    MediaMode {
+        sfu: bool,
+    },
     /// The engine stopped; what it sent over the whole call.
     Left(SentTotals),
 }
@@ -271,6 +280,7 @@ pub async fn start(
         password: config.password.clone(),
         capacity: None,
         state,
+        sfu: config.ask_sfu,
     };
     if config.test_call {
         let echo = client.test_call().await?;
@@ -278,12 +288,14 @@ pub async fn start(
         params.password = Some(echo.password);
     }
     // Janus first: unreachable, the call does not start (nor half-start in a mesh).
-    let (sfu, sfu_news) = match &config.sfu {
+    let (sfu_news_tx, sfu_news) = mpsc::unbounded_channel();
+    let sfu = match &config.sfu {
         Some(target) => {
-            let (s, news) = super::sfu::Sfu::connect(target).await?;
-            (Some(s), Some(news))
+            let (s, news) = super::sfu::Sfu::connect(target, 1).await?;
+            super::modes::forward_news(news, 1, sfu_news_tx.clone());
+            Some(s)
         }
-        None => (None, None),
+        None => None,
     };
     let welcome = client.join(params.clone()).await?;
     let mut engine = Engine {
@@ -319,9 +331,16 @@ pub async fn start(
             recording: super::record::Recording::new(tap),
         },
         sfu,
+        sfu_news_tx,
+        sfu_generation: 1,
+        states: HashMap::new(),
     };
+    let explicit_sfu = engine.sfu.is_some();
     engine.on_welcome(welcome).await;
-    engine.sfu_publish().await?;
+    if explicit_sfu {
+        engine.emit(Event::MediaMode { sfu: true });
+        engine.sfu_publish().await?;
+    }
     tokio::spawn(engine.run(cmd_rx, signals, peer_rx, fail_rx, kf_rx, sfu_news));
     Ok((CallHandle { cmd: cmd_tx }, ev_rx))
 }

@@ -8,6 +8,7 @@ mod api;
 mod chat;
 mod local;
 mod mesh;
+mod modes;
 mod record;
 mod room;
 mod sfu;
@@ -77,6 +78,11 @@ struct Engine {
     local: Local,
     /// SFU mode: media through Janus instead of `peers`.
     sfu: Option<sfu::Sfu>,
+    /// Janus news, tagged with the session's generation (`modes.rs`).
+    sfu_news_tx: mpsc::UnboundedSender<(u64, crate::sfu::News)>,
+    sfu_generation: u64,
+    /// Members' media states as last told: a mesh set up later starts from them.
+    states: HashMap<String, MediaState>,
 }
 
 /// Where we are: the room, the private call we are in or ringing for.
@@ -122,7 +128,7 @@ impl Engine {
         mut peer_events: mpsc::UnboundedReceiver<(String, u64, PeerEvent)>,
         mut failures: mpsc::UnboundedReceiver<CaptureFailure>,
         mut keyframes: mpsc::UnboundedReceiver<(String, TrackRole, u64)>,
-        mut sfu_news: Option<mpsc::UnboundedReceiver<crate::sfu::News>>,
+        mut sfu_news: mpsc::UnboundedReceiver<(u64, crate::sfu::News)>,
     ) {
         let mut tick = tokio::time::interval(self.config.stats_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -144,8 +150,10 @@ impl Engine {
                     Some(ev) => self.on_signaling(ev).await,
                 },
                 Some((id, serial, ev)) = peer_events.recv() => self.on_peer_event(&id, serial, ev).await,
-                Some(news) = async { sfu_news.as_mut()?.recv().await }, if sfu_news.is_some() => {
-                    self.on_sfu_news(news).await;
+                Some((generation, news)) = sfu_news.recv() => {
+                    if self.sfu.as_ref().is_some_and(|s| s.generation == generation) {
+                        self.on_sfu_news(news).await;
+                    }
                 }
                 Some(f) = failures.recv() => {
                     if f.track == TrackRole::Camera {

@@ -39,7 +39,14 @@ impl Engine {
             present: w.members.iter().map(|m| m.id.clone()).collect(),
         });
         self.emit(Event::LocalMediaState(self.local.state));
+        if self.config.sfu.is_none() {
+            if w.media.is_mesh() && self.sfu.is_none() {
+                self.emit(Event::MediaMode { sfu: false });
+            }
+            self.follow_media(w.media.clone()).await;
+        }
         for m in w.members {
+            self.remember_state(&m.id, Some(m.state));
             self.emit(Event::PeerJoined {
                 id: m.id.clone(),
                 name: m.name.clone(),
@@ -52,11 +59,18 @@ impl Engine {
     /// The same member again: peers that left meanwhile go, ones that came get a
     /// connection; the rest never noticed.
     async fn on_resumed(&mut self, w: Welcome) {
+        // The room's media may have moved while we were away.
+        self.follow_media(w.media.clone()).await;
         let present: std::collections::HashSet<&str> =
             w.members.iter().map(|m| m.id.as_str()).collect();
-        let gone: Vec<String> = self
+        let known: std::collections::HashSet<String> = self
             .peers
             .keys()
+            .chain(self.sfu.iter().flat_map(|s| s.members.keys()))
+            .cloned()
+            .collect();
+        let gone: Vec<String> = known
+            .iter()
             .filter(|id| !present.contains(id.as_str()))
             .cloned()
             .collect();
@@ -68,7 +82,7 @@ impl Engine {
             });
         }
         for m in w.members {
-            if !self.peers.contains_key(&m.id) {
+            if !known.contains(&m.id) {
                 self.emit(Event::PeerJoined {
                     id: m.id.clone(),
                     name: m.name.clone(),
@@ -103,8 +117,12 @@ impl Engine {
                 self.on_resumed(w).await;
             }
             ClientEvent::Reconnected(w) => {
-                // A new member: the others know us by another id now.
+                // A new member: the others know us by another id now (our publisher in
+                // the room's SFU too).
                 self.close_all_peers().await;
+                if self.config.sfu.is_none() {
+                    self.close_sfu().await;
+                }
                 self.on_welcome(w).await;
             }
             ClientEvent::RejoinFailed(v) => {
@@ -117,6 +135,7 @@ impl Engine {
     pub(super) async fn on_server_message(&mut self, msg: ServerMessage) {
         match msg {
             ServerMessage::PeerJoined { member } => {
+                self.remember_state(&member.id, Some(member.state));
                 self.emit(Event::PeerJoined {
                     id: member.id.clone(),
                     name: member.name.clone(),
@@ -125,6 +144,7 @@ impl Engine {
                 self.add_peer(member).await;
             }
             ServerMessage::PeerLeft { id, reason } => {
+                self.remember_state(&id, None);
                 self.remove_peer(&id).await;
                 self.emit(Event::PeerLeft { id, reason });
             }
@@ -174,6 +194,7 @@ impl Engine {
                 }
             }
             ServerMessage::MediaState { id, state } => {
+                self.remember_state(&id, Some(state));
                 if let Some(p) = self.peers.get_mut(&id) {
                     p.state = state;
                 }
@@ -249,15 +270,18 @@ impl Engine {
             | ServerMessage::Rooms { .. }
             | ServerMessage::Left { .. }
             | ServerMessage::Pong { .. }
-            | ServerMessage::TestCall { .. }
-            // Following a room's move to the SFU is the SFU work's next step.
-            | ServerMessage::RoomMedia { .. } => {}
+            | ServerMessage::TestCall { .. } => {}
+            ServerMessage::RoomMedia { media } => self.follow_media(media).await,
         }
     }
 
     pub(super) async fn switch_room(&mut self, target: JoinParams) {
         self.membership.awaiting_join_marker = true;
         self.close_all_peers().await;
+        if self.config.sfu.is_none() {
+            self.close_sfu().await;
+        }
+        self.states.clear();
         let _ = self.client.leave().await;
         let mut target = target;
         target.state = self.local.state;

@@ -25,7 +25,12 @@ const ROOM_PUBLISHERS: u32 = 32;
 
 pub(super) struct Sfu {
     janus: Janus,
+    /// Where this is: a new target means a new session.
+    pub(super) target: SfuTarget,
+    /// Numbers the sessions: news of an earlier one is dropped.
+    pub(super) generation: u64,
     room: u64,
+    pin: Option<String>,
     publisher: Handle,
     subscriber: Handle,
     private_id: Option<u64>,
@@ -109,28 +114,35 @@ impl Sfu {
         }
         names
     }
-    /// Connects to Janus, makes sure the room exists, attaches both handles.
+    /// Connects to Janus, makes sure the room exists, attaches both handles. A room
+    /// with a pin was made by the signaling server (creating rooms may take an admin
+    /// key members do not have); one without is made by whoever comes first.
     pub(super) async fn connect(
         target: &SfuTarget,
+        generation: u64,
     ) -> Result<(Self, mpsc::UnboundedReceiver<News>), SfuError> {
-        let (janus, news) = Janus::connect(&target.url).await?;
+        let (janus, news) = Janus::connect(&target.url, target.api_secret.as_deref()).await?;
         let publisher = janus.attach().await?;
-        match publisher
-            .request(videoroom::create_room(target.room, ROOM_PUBLISHERS), None)
-            .await
-        {
-            Ok(_) => tracing::info!(room = target.room, "created the VideoRoom room"),
-            Err(SfuError::Plugin {
-                code: videoroom::ROOM_EXISTS,
-                ..
-            }) => {}
-            Err(e) => return Err(e),
+        let create = videoroom::create_room(target.room, ROOM_PUBLISHERS, None, None);
+        match target.pin {
+            Some(_) => {}
+            None => match publisher.request(create, None).await {
+                Ok(_) => tracing::info!(room = target.room, "created the VideoRoom room"),
+                Err(SfuError::Plugin {
+                    code: videoroom::ROOM_EXISTS,
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
+            },
         }
         let subscriber = janus.attach().await?;
         Ok((
             Self {
                 janus,
+                target: target.clone(),
+                generation,
                 room: target.room,
+                pin: target.pin.clone(),
                 publisher,
                 subscriber,
                 private_id: None,
@@ -189,7 +201,10 @@ impl Engine {
         let Some(sfu) = &self.sfu else { return Ok(()) };
         let reply = sfu
             .publisher
-            .request(videoroom::join_publisher(sfu.room, &self.me), None)
+            .request(
+                videoroom::join_publisher(sfu.room, &self.me, sfu.pin.as_deref()),
+                None,
+            )
             .await
             .map_err(sfu_error)?;
         let RoomEvent::Joined {
@@ -331,7 +346,7 @@ impl Engine {
             videoroom::subscribe(&new)
         } else {
             sfu.sub_joined = true;
-            videoroom::join_subscriber(sfu.room, &new, sfu.private_id)
+            videoroom::join_subscriber(sfu.room, &new, sfu.private_id, sfu.pin.as_deref())
         };
         let reply = sfu
             .subscriber
@@ -585,7 +600,11 @@ impl Engine {
         for peer in [&sfu.pub_peer, &sfu.sub_peer].into_iter().flatten() {
             let _ = peer.close().await;
         }
-        let _ = sfu.publisher.request(videoroom::leave(), None).await;
-        let _ = sfu.janus.destroy().await;
+        // Bounded: a Janus that died answers nothing.
+        let farewell = async {
+            let _ = sfu.publisher.request(videoroom::leave(), None).await;
+            let _ = sfu.janus.destroy().await;
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), farewell).await;
     }
 }

@@ -174,6 +174,7 @@ impl Hub {
                 capacity: 2,
                 private: Some(vec![caller.clone(), id.to_string()]),
                 failed_joins: Default::default(),
+                sfu: Default::default(),
             },
         );
         for (party, peer) in [(&caller, id), (&id.to_string(), caller.as_str())] {

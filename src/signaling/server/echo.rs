@@ -155,6 +155,7 @@ impl Hub {
                 // Nobody by id: the key lets the caller and the echo in.
                 private: Some(Vec::new()),
                 failed_joins: Default::default(),
+                sfu: Default::default(),
             },
         );
         let reply = ServerMessage::TestCall {

@@ -41,6 +41,8 @@ pub(super) struct Room {
     pub(super) private: Option<Vec<String>>,
     /// Recent wrong passwords, for throttling guesses.
     pub(super) failed_joins: VecDeque<Instant>,
+    /// Mesh or SFU (`sfu.rs`).
+    pub(super) sfu: RoomSfu,
 }
 
 #[derive(Default)]
@@ -106,6 +108,12 @@ impl Hub {
             .first()
             .map_or_else(|| id.to_string(), |m| m.id.clone());
         let grace = self.config.resume_grace;
+        let media = entry
+            .room
+            .as_ref()
+            .and_then(|r| st.rooms.get(r))
+            .map(|r| r.sfu.media.clone())
+            .unwrap_or_default();
         ServerMessage::Welcome(Welcome {
             protocol: PROTOCOL_VERSION,
             id: id.to_string(),
@@ -118,7 +126,7 @@ impl Hub {
             resume_token: (!grace.is_zero()).then(|| entry.resume_token.clone()),
             resume_grace_ms: grace.as_millis() as u64,
             resumed,
-            media: crate::signaling::protocol::RoomMedia::Mesh,
+            media,
         })
     }
 
@@ -207,11 +215,16 @@ impl Hub {
     }
 
     /// Presence to everyone in `room` but `except`. Members who are away get none: the
-    /// welcome that resumes them states the room as it is then.
+    /// welcome that resumes them states the room as it is then; nor do members whose
+    /// welcome waits for the room's SFU.
     pub(super) fn broadcast(&self, st: &HubState, room: &str, except: &str, msg: &ServerMessage) {
         let Some(r) = st.rooms.get(room) else { return };
         let frame = Utf8Bytes::from(msg.to_json());
-        for m in r.members.iter().filter(|m| *m != except) {
+        for m in r
+            .members
+            .iter()
+            .filter(|m| *m != except && !r.sfu.is_waiting(m))
+        {
             if st.clients.get(m).is_some_and(|c| c.away.is_none()) {
                 self.send_to(st, m, &frame);
             }
@@ -225,7 +238,7 @@ impl Hub {
         };
         r.members
             .iter()
-            .filter(|m| *m != except)
+            .filter(|m| *m != except && !r.sfu.is_waiting(m))
             .filter_map(|m| {
                 st.clients.get(m).map(|c| Member {
                     id: m.clone(),
@@ -266,7 +279,7 @@ impl Hub {
                 password,
                 capacity,
                 state,
-                sfu: _,
+                sfu,
             } => self.join(
                 id,
                 &room,
@@ -274,6 +287,7 @@ impl Hub {
                 password,
                 capacity,
                 state.unwrap_or_default(),
+                sfu,
             ),
             ClientMessage::Leave => {
                 let mut st = self.lock();
@@ -291,6 +305,10 @@ impl Hub {
                 let entry = st.clients.get_mut(id).ok_or_else(not_joined)?;
                 let room = entry.room.clone().ok_or_else(not_joined)?;
                 entry.state = state;
+                // A member still waiting for its welcome is announced with its state then.
+                if st.rooms.get(&room).is_some_and(|r| r.sfu.is_waiting(id)) {
+                    return Ok(());
+                }
                 let msg = ServerMessage::MediaState {
                     id: id.to_string(),
                     state,
@@ -344,22 +362,30 @@ impl Hub {
         };
         let mut now_empty = false;
         let mut was_private = false;
+        let mut was_seen = true;
         if let Some(r) = st.rooms.get_mut(&room) {
             r.members.retain(|m| m != id);
             now_empty = r.members.is_empty();
             was_private = r.private.is_some();
+            was_seen = !r.sfu.is_waiting(id);
+            r.sfu.waiting.retain(|m| m != id);
         }
-        self.broadcast(
-            st,
-            &room,
-            id,
-            &ServerMessage::PeerLeft {
-                id: id.to_string(),
-                reason,
-            },
-        );
+        if was_seen {
+            self.broadcast(
+                st,
+                &room,
+                id,
+                &ServerMessage::PeerLeft {
+                    id: id.to_string(),
+                    reason,
+                },
+            );
+        }
         if now_empty {
+            // Its SFU's lease ends with it.
             st.rooms.remove(&room);
+        } else {
+            self.fall_back_if_small(st, &room);
         }
         // A ringing call belongs to the room it was placed in.
         if let Some(call_id) = st.clients.get(id).and_then(|c| c.call.clone()) {

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -50,14 +51,16 @@ impl Hub {
         (rooms, open.next().is_some())
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn join(
-        &self,
+        self: &Arc<Self>,
         id: &str,
         room: &str,
         name: &str,
         password: Option<String>,
         capacity: Option<usize>,
         state: MediaState,
+        sfu: bool,
     ) -> Result<(), ProtocolViolation> {
         let name = validate_name(name)?;
         let room = validate_room(room)?;
@@ -69,8 +72,8 @@ impl Hub {
                 format!("capacity must be between 2 and {MAX_CAPACITY}"),
             ));
         }
-        let mut st = self.lock();
-        let st = &mut *st;
+        let mut guard = self.lock();
+        let st = &mut *guard;
         let entry = st.clients.get(id).ok_or_else(not_joined)?;
         if let Some(current) = &entry.room {
             return Err(ProtocolViolation::new(
@@ -78,6 +81,7 @@ impl Hub {
                 format!("already in room {current:?}; leave first"),
             ));
         }
+        let creating = !st.rooms.contains_key(&room);
         match st.rooms.get_mut(&room) {
             Some(r) => {
                 if let Some(allowed) = &r.private {
@@ -151,6 +155,7 @@ impl Hub {
                         capacity: capacity.unwrap_or(self.config.default_capacity),
                         private: None,
                         failed_joins: VecDeque::new(),
+                        sfu: Default::default(),
                     },
                 );
             }
@@ -166,16 +171,23 @@ impl Hub {
         entry.room = Some(room.clone());
         entry.name = name.clone();
         entry.state = state;
-        let welcome = self.welcome(st, id, members, false);
-        self.reply(st, id, &welcome);
-        let joined = ServerMessage::PeerJoined {
-            member: Member {
-                id: id.to_string(),
-                name,
-                state,
-            },
-        };
-        self.broadcast(st, &room, id, &joined);
+        let (welcome_now, job) = self.sfu_on_join(st, &room, id, creating, sfu);
+        if welcome_now {
+            let welcome = self.welcome(st, id, members, false);
+            self.reply(st, id, &welcome);
+            let joined = ServerMessage::PeerJoined {
+                member: Member {
+                    id: id.to_string(),
+                    name,
+                    state,
+                },
+            };
+            self.broadcast(st, &room, id, &joined);
+        }
+        drop(guard);
+        if let Some(job) = job {
+            self.sfu_open(job);
+        }
         Ok(())
     }
 }

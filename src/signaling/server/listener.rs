@@ -60,6 +60,8 @@ pub struct ServerConfig {
     pub resume_grace: Duration,
     /// Offer test calls (`test_call`) with these echo peers.
     pub echo: Option<EchoConfig>,
+    /// Take big rooms' media (and rooms whose creator asks) through this SFU.
+    pub sfu: Option<SfuConfig>,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +90,7 @@ impl Default for ServerConfig {
             state_file: None,
             resume_grace: Duration::from_secs(30),
             echo: None,
+            sfu: None,
         }
     }
 }

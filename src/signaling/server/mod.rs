@@ -19,6 +19,7 @@ mod listener;
 mod metrics;
 mod outbox;
 mod resume;
+mod sfu;
 mod snapshot;
 mod stun;
 mod turn;
@@ -31,11 +32,13 @@ use hub::*;
 use metrics::*;
 use outbox::*;
 use resume::*;
+use sfu::*;
 
 pub use echo::{EchoConfig, EchoJob, EchoService};
 pub use hub::Hub;
 pub use listener::{Server, ServerConfig, ServerError};
 pub use metrics::MetricsSnapshot;
+pub use sfu::{DEFAULT_MESH_MAX, SfuConfig, SfuJob, SfuService};
 pub use turn::{TurnRelay, TurnRelayConfig, TurnTls};
 
 /// Frames above this are refused by the WebSocket layer itself (connection closed, 1009).

@@ -144,6 +144,7 @@ impl Hub {
                         capacity: r.capacity,
                         private: r.private,
                         failed_joins: VecDeque::new(),
+                        sfu: Default::default(),
                     },
                 );
             }
@@ -391,6 +392,7 @@ mod tests {
                         capacity: 2,
                         private: None,
                         failed_joins: VecDeque::new(),
+                        sfu: Default::default(),
                     },
                 );
                 let (tx, _) = mpsc::channel(1);

@@ -64,6 +64,12 @@ impl App {
                     let s = since.elapsed().as_secs();
                     ui.label(format!("{:02}:{:02}", s / 60, s % 60));
                 }
+                if self.model.call.via_sfu {
+                    ui.label("via SFU").on_hover_text(
+                        "Everyone's media goes through the server's SFU: one upload each, \
+                         whatever the room's size",
+                    );
+                }
                 if let Some(to) = &self.model.call.ringing_out {
                     let name = self
                         .model

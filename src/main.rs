@@ -149,6 +149,13 @@ struct HeadlessArgs {
     /// the start, if this join creates the room.
     #[arg(long, conflicts_with = "sfu")]
     ask_sfu: bool,
+    /// Only watch: open no source, send nothing (a broadcast's audience).
+    #[arg(long)]
+    viewer: bool,
+    /// Create the room as a broadcast: we present, whoever joins later watches unless
+    /// they ask to present (through the server's SFU when it has one).
+    #[arg(long, conflicts_with = "viewer")]
+    broadcast: bool,
 }
 
 impl HeadlessArgs {
@@ -189,6 +196,8 @@ impl HeadlessArgs {
             None => confab::sfu::SfuTarget::for_room(url, &self.room),
         });
         o.ask_sfu = self.ask_sfu;
+        o.viewer = self.viewer;
+        o.broadcast = self.broadcast;
         Ok(o)
     }
 }

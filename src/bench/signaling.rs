@@ -295,6 +295,8 @@ async fn client(
         capacity: None,
         state: None,
         sfu: false,
+        broadcast: false,
+        role: None,
     };
     let text = serde_json::to_string(&join).expect("serialisable");
     let welcome = async {

@@ -132,6 +132,10 @@ pub struct HeadlessOptions {
     pub sfu: Option<crate::sfu::SfuTarget>,
     /// Ask the server for an SFU room (if this join creates the room).
     pub ask_sfu: bool,
+    /// Only watch: no sources, nothing sent.
+    pub viewer: bool,
+    /// Create the room as a broadcast (we present, later joiners watch).
+    pub broadcast: bool,
 }
 
 impl HeadlessOptions {
@@ -160,6 +164,8 @@ impl HeadlessOptions {
             record_settings: Default::default(),
             sfu: None,
             ask_sfu: false,
+            viewer: false,
+            broadcast: false,
         }
     }
 
@@ -172,6 +178,8 @@ impl HeadlessOptions {
         c.auto_answer = self.auto_answer;
         c.sfu = self.sfu.clone();
         c.ask_sfu = self.ask_sfu;
+        c.viewer = self.viewer;
+        c.broadcast = self.broadcast;
         c.video = VideoEncoding {
             fps: self.fps,
             bitrate_bps: self.bitrate_bps,
@@ -255,6 +263,12 @@ pub struct Report {
     /// Where the room's media went, in order: "mesh" or "sfu" at the join and at
     /// every move.
     pub media: Vec<String>,
+    /// We only watched.
+    pub viewer: bool,
+    /// The room was a broadcast.
+    pub broadcast: bool,
+    /// The most members watching us at once.
+    pub viewers: usize,
     /// The recording made (`--record`), complete when the run ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recording: Option<RecordingReport>,
@@ -471,6 +485,11 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
                     }
                 }
             }
+            Event::Role { viewer, broadcast } => {
+                report.viewer = viewer;
+                report.broadcast = broadcast;
+            }
+            Event::Viewers(n) => report.viewers = report.viewers.max(n),
             Event::MediaMode { sfu } => {
                 let mode = if sfu { "sfu" } else { "mesh" };
                 tracing::info!(mode, "room media");

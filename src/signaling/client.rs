@@ -52,6 +52,9 @@ pub struct JoinParams {
     pub state: MediaState,
     /// Ask for an SFU room, if this join creates it.
     pub sfu: bool,
+    /// Create a broadcast room, if this join creates it.
+    pub broadcast: bool,
+    pub role: Option<crate::signaling::protocol::Role>,
 }
 
 #[derive(Debug, Clone)]
@@ -574,6 +577,8 @@ fn join_message(p: &JoinParams) -> ClientMessage {
         capacity: p.capacity,
         state: Some(p.state),
         sfu: p.sfu,
+        broadcast: p.broadcast,
+        role: p.role,
     }
 }
 

@@ -45,6 +45,19 @@ pub struct Member {
     pub id: String,
     pub name: String,
     pub state: MediaState,
+    /// Watches only: sends nothing, and nobody connects to it for media it would send.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub viewer: bool,
+}
+
+/// What a member does in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Sends camera, microphone, screen (everyone in an ordinary room).
+    Presenter,
+    /// Only watches: no camera or microphone is asked for, nothing is sent.
+    Viewer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +79,9 @@ pub struct RoomInfo {
     /// sees who is there before joining.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
+    /// A broadcast: a few present, everyone else joins to watch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub broadcast: bool,
 }
 
 /// Names per room in a room list: enough to recognise a room, a page stays small.
@@ -109,6 +125,13 @@ pub enum ClientMessage {
         /// server's SFU from the start instead of a mesh.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         sfu: bool,
+        /// Only used when this join creates the room: a broadcast, where its creator
+        /// presents and whoever joins later watches unless they ask to present.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        broadcast: bool,
+        /// Present or only watch. Unset: present, except in a broadcast room (watch).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
     },
     Leave,
     Relay {
@@ -254,6 +277,12 @@ pub struct Welcome {
     /// How the room's media flows now; `room_media` says when that changes.
     #[serde(default, skip_serializing_if = "RoomMedia::is_mesh")]
     pub media: RoomMedia,
+    /// You joined to watch: send nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub viewer: bool,
+    /// The room is a broadcast.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub broadcast: bool,
 }
 
 /// How a room's media flows: a mesh of peer connections between members, or every
@@ -624,6 +653,8 @@ mod tests {
                 capacity: Some(3),
                 state: None,
                 sfu: true,
+                broadcast: true,
+                role: Some(Role::Viewer),
             },
             ClientMessage::Leave,
             ClientMessage::Relay {

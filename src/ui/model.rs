@@ -74,6 +74,17 @@ impl CallModel {
         }
         who
     }
+
+    /// What the top bar says of a broadcast: that we only watch, or how many watch us.
+    pub fn audience(&self) -> Option<String> {
+        if self.viewer {
+            return Some("Watching: you send nothing".into());
+        }
+        (self.broadcast || self.viewers > 0).then(|| match self.viewers {
+            1 => "1 watching".to_string(),
+            n => format!("{n} watching"),
+        })
+    }
 }
 
 /// Everything the call view draws, built from engine events only.
@@ -101,6 +112,12 @@ pub struct CallModel {
     pub recording_to: Option<String>,
     /// Media goes through the server's SFU, not a mesh.
     pub via_sfu: bool,
+    /// We only watch (a broadcast we did not create, or joined to watch).
+    pub viewer: bool,
+    /// The room is a broadcast.
+    pub broadcast: bool,
+    /// Other members who only watch.
+    pub viewers: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -546,6 +563,11 @@ impl Model {
                 self.start_previews();
             }
             Event::MediaMode { sfu } => call.via_sfu = sfu,
+            Event::Role { viewer, broadcast } => {
+                call.viewer = viewer;
+                call.broadcast = broadcast;
+            }
+            Event::Viewers(n) => call.viewers = n,
             Event::TrackAdded { .. } | Event::KeyframeReceived { .. } => {}
         }
     }
@@ -613,6 +635,34 @@ mod tests {
         );
         assert!(m.call.peers.is_empty());
         assert!(m.call.stats.is_empty());
+    }
+
+    #[test]
+    fn a_presenter_sees_how_many_watch_and_a_viewer_that_it_only_watches() {
+        let (mut m, _rx) = model();
+        joined_with_bob(&mut m);
+        assert_eq!(m.call.audience(), None, "an ordinary room says nothing");
+        engine(
+            &mut m,
+            Event::Role {
+                viewer: false,
+                broadcast: true,
+            },
+        );
+        assert_eq!(m.call.audience().as_deref(), Some("0 watching"));
+        engine(&mut m, Event::Viewers(3));
+        assert_eq!(m.call.audience().as_deref(), Some("3 watching"));
+        engine(
+            &mut m,
+            Event::Role {
+                viewer: true,
+                broadcast: true,
+            },
+        );
+        assert_eq!(
+            m.call.audience().as_deref(),
+            Some("Watching: you send nothing")
+        );
     }
 
     #[test]

@@ -344,6 +344,7 @@ mod tests {
             members,
             capacity,
             names: names.iter().map(|n| n.to_string()).collect(),
+            broadcast: false,
         };
         let rooms = [
             info("one", 1, None, &["Grace"]),
@@ -368,6 +369,7 @@ mod tests {
             members,
             capacity,
             names: Vec::new(),
+            broadcast: false,
         };
         let rooms = [info("team", 3, None), info("small", 2, Some(2))];
         let say = |room| room_presence(Some(&rooms), room);

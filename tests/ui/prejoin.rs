@@ -54,12 +54,14 @@ fn who_is_in_the_room_shows_before_joining() {
                 members: 3,
                 capacity: None,
                 names: Vec::new(),
+                broadcast: false,
             },
             RoomInfo {
                 name: "board".into(),
                 members: 2,
                 capacity: Some(2),
                 names: vec!["Ann".into(), "Bob".into()],
+                broadcast: false,
             },
         ])))
         .unwrap();

@@ -1,6 +1,6 @@
 //! What the engine is started with, takes and reports: config, commands, events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::media::{AudioSource, VideoSource};
-use crate::signaling::protocol::{CallEndReason, LeaveReason, MediaState};
+use crate::signaling::protocol::{CallEndReason, LeaveReason, MediaState, Role};
 use crate::signaling::{ClientOptions, JoinParams, SignalingClient};
 
 use super::{Engine, Local, Membership};
@@ -45,6 +45,11 @@ pub struct CallConfig {
     /// When this join creates the room: ask the server to take its media through its
     /// SFU from the start.
     pub ask_sfu: bool,
+    /// Only watch: no camera or microphone is opened, nothing is sent.
+    pub viewer: bool,
+    /// When this join creates the room: a broadcast, where we present and whoever
+    /// joins later watches.
+    pub broadcast: bool,
 }
 
 impl CallConfig {
@@ -68,6 +73,8 @@ impl CallConfig {
             test_call: false,
             sfu: None,
             ask_sfu: false,
+            viewer: false,
+            broadcast: false,
         }
     }
 }
@@ -216,6 +223,13 @@ pub enum Event {
     SpeakingWhileMuted(bool),
     /// Where the room's media goes, at the join and whenever it moves: through an SFU
     /// (true) or a mesh.
+    /// Whether we only watch, and whether the room is a broadcast (after `Joined`).
+    Role {
+        viewer: bool,
+        broadcast: bool,
+    },
+    /// How many other members only watch, when that changes.
+    Viewers(usize),
     MediaMode {
         sfu: bool,
     },
@@ -254,6 +268,12 @@ pub async fn start(
     let tap = RecordTap::wrap(sink);
     let sink: Arc<dyn MediaSink> = tap.clone();
     let mut state = MediaState::default();
+    // A viewer opens no device: whatever was handed over stays closed.
+    let media = if config.viewer {
+        LocalMedia::default()
+    } else {
+        media
+    };
     let camera = media.camera.map(|src| {
         state.has_camera = true;
         VideoCapture::start(
@@ -280,7 +300,9 @@ pub async fn start(
         password: config.password.clone(),
         capacity: None,
         state,
-        sfu: config.ask_sfu,
+        sfu: config.ask_sfu || config.broadcast,
+        broadcast: config.broadcast,
+        role: config.viewer.then_some(Role::Viewer),
     };
     if config.test_call {
         let echo = client.test_call().await?;
@@ -334,6 +356,9 @@ pub async fn start(
         sfu_news_tx,
         sfu_generation: 1,
         states: HashMap::new(),
+        viewer: false,
+        viewers: HashSet::new(),
+        unconnected: HashMap::new(),
     };
     let explicit_sfu = engine.sfu.is_some();
     engine.on_welcome(welcome).await;

@@ -21,6 +21,11 @@ impl Engine {
             sfu.members.insert(m.id, m.name);
             return;
         }
+        if self.viewer && m.viewer {
+            // Neither of us sends: nothing to connect for.
+            self.unconnected.insert(m.id, m.name);
+            return;
+        }
         let video = self.config.video.bitrate_bps;
         let audio = self.config.audio_bitrate_bps;
         let config = PeerConfig {

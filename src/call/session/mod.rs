@@ -83,6 +83,13 @@ struct Engine {
     sfu_generation: u64,
     /// Members' media states as last told: a mesh set up later starts from them.
     states: HashMap<String, MediaState>,
+    /// We only watch: nothing is sent, and other viewers get no connection from us.
+    viewer: bool,
+    /// Members who only watch.
+    viewers: std::collections::HashSet<String>,
+    /// Members with no connection of ours in a mesh (both of us watch), id -> name:
+    /// chat reaches them through the signaling server.
+    unconnected: HashMap<String, String>,
 }
 
 /// Where we are: the room, the private call we are in or ringing for.
@@ -286,6 +293,9 @@ impl Engine {
                     for id in sfu.members.keys() {
                         let _ = self.client.relay(id, chat::relayed(&text));
                     }
+                }
+                for id in self.unconnected.keys() {
+                    let _ = self.client.relay(id, chat::relayed(&text));
                 }
             }
             Command::Invite { to, metadata } => {

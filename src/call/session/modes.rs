@@ -62,7 +62,14 @@ impl Engine {
                 self.emit(Event::MediaMode { sfu: false });
                 for (id, name) in members {
                     let state = self.states.get(&id).copied().unwrap_or_default();
-                    self.add_peer(Member { id, name, state }).await;
+                    let viewer = self.viewers.contains(&id);
+                    self.add_peer(Member {
+                        id,
+                        name,
+                        state,
+                        viewer,
+                    })
+                    .await;
                 }
             }
         }

@@ -32,12 +32,33 @@ impl Engine {
             ));
         }
         self.membership.room.room = w.room.clone();
+        if w.viewer && !self.viewer {
+            // Told to watch (a broadcast we did not create): send nothing at all.
+            self.local.camera = None;
+            self.local.mic = None;
+            self.local.screen = None;
+            self.local.state = MediaState::default();
+        }
+        self.viewer = w.viewer;
         self.emit(Event::Joined {
             id: w.id.clone(),
             room: w.room.clone(),
             name: w.name.clone(),
             present: w.members.iter().map(|m| m.id.clone()).collect(),
         });
+        self.emit(Event::Role {
+            viewer: w.viewer,
+            broadcast: w.broadcast,
+        });
+        self.viewers = w
+            .members
+            .iter()
+            .filter(|m| m.viewer)
+            .map(|m| m.id.clone())
+            .collect();
+        if !self.viewers.is_empty() {
+            self.emit(Event::Viewers(self.viewers.len()));
+        }
         self.emit(Event::LocalMediaState(self.local.state));
         if self.config.sfu.is_none() {
             if w.media.is_mesh() && self.sfu.is_none() {
@@ -136,6 +157,9 @@ impl Engine {
         match msg {
             ServerMessage::PeerJoined { member } => {
                 self.remember_state(&member.id, Some(member.state));
+                if member.viewer && self.viewers.insert(member.id.clone()) {
+                    self.emit(Event::Viewers(self.viewers.len()));
+                }
                 self.emit(Event::PeerJoined {
                     id: member.id.clone(),
                     name: member.name.clone(),
@@ -145,6 +169,10 @@ impl Engine {
             }
             ServerMessage::PeerLeft { id, reason } => {
                 self.remember_state(&id, None);
+                self.unconnected.remove(&id);
+                if self.viewers.remove(&id) {
+                    self.emit(Event::Viewers(self.viewers.len()));
+                }
                 self.remove_peer(&id).await;
                 self.emit(Event::PeerLeft { id, reason });
             }
@@ -156,6 +184,7 @@ impl Engine {
                         .sfu
                         .as_ref()
                         .and_then(|s| s.members.get(&from).cloned())
+                        .or_else(|| self.unconnected.get(&from).cloned())
                         .unwrap_or_else(|| from.clone());
                     self.emit(Event::Chat { from, name, text });
                     return;
@@ -282,6 +311,8 @@ impl Engine {
             self.close_sfu().await;
         }
         self.states.clear();
+        self.viewers.clear();
+        self.unconnected.clear();
         let _ = self.client.leave().await;
         let mut target = target;
         target.state = self.local.state;

@@ -218,6 +218,14 @@ impl Engine {
                 reply.plugin
             ))));
         };
+        if self.viewer {
+            // Joined to hear of the publishers; a viewer publishes nothing.
+            tracing::info!(feed = id, "watching the VideoRoom");
+            if let Some(sfu) = &mut self.sfu {
+                sfu.private_id = private_id;
+            }
+            return self.sfu_subscribe(publishers).await;
+        }
         tracing::info!(feed = id, "publishing in the VideoRoom");
         let peer = self.sfu_peer(PUBLISHER).await?;
         // Audio first, as in the mesh: Opus is what every side takes.

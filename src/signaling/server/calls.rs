@@ -175,6 +175,7 @@ impl Hub {
                 private: Some(vec![caller.clone(), id.to_string()]),
                 failed_joins: Default::default(),
                 sfu: Default::default(),
+                broadcast: false,
             },
         );
         for (party, peer) in [(&caller, id), (&id.to_string(), caller.as_str())] {

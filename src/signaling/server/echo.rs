@@ -156,6 +156,7 @@ impl Hub {
                 private: Some(Vec::new()),
                 failed_joins: Default::default(),
                 sfu: Default::default(),
+                broadcast: false,
             },
         );
         let reply = ServerMessage::TestCall {
@@ -255,6 +256,8 @@ mod specs {
                 capacity: None,
                 state: Some(MediaState::default()),
                 sfu: false,
+                broadcast: false,
+                role: None,
             },
         );
     }

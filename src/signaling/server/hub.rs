@@ -25,6 +25,8 @@ pub(super) struct ClientEntry {
     pub(super) name: String,
     pub(super) room: Option<String>,
     pub(super) state: MediaState,
+    /// Only watches (see `Role`).
+    pub(super) viewer: bool,
     pub(super) call: Option<String>,
     pub(super) out: Outbox,
     /// What takes this member back after its connection was lost (see `resume.rs`).
@@ -43,6 +45,8 @@ pub(super) struct Room {
     pub(super) failed_joins: VecDeque<Instant>,
     /// Mesh or SFU (`sfu.rs`).
     pub(super) sfu: RoomSfu,
+    /// A broadcast: only those who ask present (its creator does).
+    pub(super) broadcast: bool,
 }
 
 #[derive(Default)]
@@ -108,12 +112,8 @@ impl Hub {
             .first()
             .map_or_else(|| id.to_string(), |m| m.id.clone());
         let grace = self.config.resume_grace;
-        let media = entry
-            .room
-            .as_ref()
-            .and_then(|r| st.rooms.get(r))
-            .map(|r| r.sfu.media.clone())
-            .unwrap_or_default();
+        let room = entry.room.as_ref().and_then(|r| st.rooms.get(r));
+        let media = room.map(|r| r.sfu.media.clone()).unwrap_or_default();
         ServerMessage::Welcome(Welcome {
             protocol: PROTOCOL_VERSION,
             id: id.to_string(),
@@ -127,6 +127,8 @@ impl Hub {
             resume_grace_ms: grace.as_millis() as u64,
             resumed,
             media,
+            viewer: entry.viewer,
+            broadcast: room.is_some_and(|r| r.broadcast),
         })
     }
 
@@ -192,6 +194,7 @@ impl Hub {
                 name: String::new(),
                 room: None,
                 state: MediaState::default(),
+                viewer: false,
                 call: None,
                 out,
                 resume_token: new_token(),
@@ -244,6 +247,7 @@ impl Hub {
                     id: m.clone(),
                     name: c.name.clone(),
                     state: c.state,
+                    viewer: c.viewer,
                 })
             })
             .collect()
@@ -280,6 +284,8 @@ impl Hub {
                 capacity,
                 state,
                 sfu,
+                broadcast,
+                role,
             } => self.join(
                 id,
                 &room,
@@ -287,7 +293,8 @@ impl Hub {
                 password,
                 capacity,
                 state.unwrap_or_default(),
-                sfu,
+                Create { sfu, broadcast },
+                role,
             ),
             ClientMessage::Leave => {
                 let mut st = self.lock();

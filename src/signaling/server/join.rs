@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::signaling::protocol::{
-    ErrorCode, MediaState, Member, ProtocolViolation, ROOM_NAMES_LISTED, RoomInfo, ServerMessage,
-    is_echo_room, is_private_room, validate_name, validate_room,
+    ErrorCode, MediaState, Member, ProtocolViolation, ROOM_NAMES_LISTED, Role, RoomInfo,
+    ServerMessage, is_echo_room, is_private_room, validate_name, validate_room,
 };
 
 /// Wrong passwords a room takes per window before it refuses every attempt for a while
@@ -46,6 +46,7 @@ impl Hub {
                     .filter_map(|id| st.clients.get(id).map(|c| c.name.clone()))
                     .take(ROOM_NAMES_LISTED)
                     .collect(),
+                broadcast: r.broadcast,
             })
             .collect();
         (rooms, open.next().is_some())
@@ -60,7 +61,8 @@ impl Hub {
         password: Option<String>,
         capacity: Option<usize>,
         state: MediaState,
-        sfu: bool,
+        create: Create,
+        role: Option<Role>,
     ) -> Result<(), ProtocolViolation> {
         let name = validate_name(name)?;
         let room = validate_room(room)?;
@@ -156,6 +158,7 @@ impl Hub {
                         private: None,
                         failed_joins: VecDeque::new(),
                         sfu: Default::default(),
+                        broadcast: create.broadcast,
                     },
                 );
             }
@@ -167,10 +170,21 @@ impl Hub {
             .expect("room exists or was just created")
             .members
             .push(id.to_string());
+        // In a broadcast whoever did not create it watches unless they ask to present.
+        let broadcast = st.rooms.get(&room).is_some_and(|r| r.broadcast);
+        let viewer = match role {
+            Some(r) => r == Role::Viewer,
+            None => broadcast && !creating,
+        };
         let entry = st.clients.get_mut(id).expect("checked above");
         entry.room = Some(room.clone());
         entry.name = name.clone();
-        entry.state = state;
+        entry.viewer = viewer;
+        // A viewer sends nothing, whatever state it claims.
+        entry.state = if viewer { MediaState::default() } else { state };
+        let state = entry.state;
+        // A broadcast's audience can be large: its media goes through the SFU if any.
+        let sfu = create.sfu || create.broadcast;
         let (welcome_now, job) = self.sfu_on_join(st, &room, id, creating, sfu);
         if welcome_now {
             let welcome = self.welcome(st, id, members, false);
@@ -180,6 +194,7 @@ impl Hub {
                     id: id.to_string(),
                     name,
                     state,
+                    viewer,
                 },
             };
             self.broadcast(st, &room, id, &joined);
@@ -190,6 +205,13 @@ impl Hub {
         }
         Ok(())
     }
+}
+
+/// What a join asks for when it creates the room.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Create {
+    pub(super) sfu: bool,
+    pub(super) broadcast: bool,
 }
 
 /// `name`, or `name (2)`, `name (3)`… if a member of the room already goes by it (case
@@ -212,6 +234,84 @@ fn unique_name<'a>(name: &str, taken: impl Iterator<Item = &'a str> + Clone) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::{Notify, mpsc};
+
+    /// Joins `room` as `name` and returns the id and what the server sent it.
+    fn join(
+        hub: &Arc<Hub>,
+        room: &str,
+        name: &str,
+        broadcast: bool,
+        role: Option<Role>,
+    ) -> (String, mpsc::Receiver<Queued>) {
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let outbox = Outbox::new(tx, Arc::new(Notify::new()), Arc::default());
+        let id = hub.register(outbox, None, None).unwrap();
+        let state = MediaState {
+            has_camera: true,
+            has_microphone: true,
+            ..MediaState::default()
+        };
+        hub.handle(
+            &id,
+            crate::signaling::protocol::ClientMessage::Join {
+                room: room.into(),
+                name: name.into(),
+                password: None,
+                capacity: None,
+                state: Some(state),
+                sfu: false,
+                broadcast,
+                role,
+            },
+        );
+        (id, rx)
+    }
+
+    fn welcome(rx: &mut mpsc::Receiver<Queued>) -> crate::signaling::protocol::Welcome {
+        while let Ok(q) = rx.try_recv() {
+            if let Outbound::Text(t) = q.out
+                && let Ok(ServerMessage::Welcome(w)) = serde_json::from_str(t.as_str())
+            {
+                return w;
+            }
+        }
+        panic!("no welcome");
+    }
+
+    #[test]
+    fn in_a_broadcast_its_creator_presents_and_later_joiners_watch_unless_they_ask() {
+        let hub = Hub::new(ServerConfig::default());
+        let (_, mut ada) = join(&hub, "launch", "Ada", true, None);
+        let w = welcome(&mut ada);
+        assert!(w.broadcast && !w.viewer);
+        let (_, mut bob) = join(&hub, "launch", "Bob", false, None);
+        let w = welcome(&mut bob);
+        assert!(w.broadcast && w.viewer, "a later joiner watches");
+        let (_, mut cy) = join(&hub, "launch", "Cy", false, Some(Role::Presenter));
+        let w = welcome(&mut cy);
+        assert!(!w.viewer, "one who asks presents");
+        // Everyone knows who watches; a viewer's claimed camera is not believed.
+        let bob = w.members.iter().find(|m| m.name == "Bob").unwrap();
+        assert!(bob.viewer && !bob.state.has_camera, "{bob:?}");
+        let ada = w.members.iter().find(|m| m.name == "Ada").unwrap();
+        assert!(!ada.viewer && ada.state.has_camera);
+    }
+
+    #[test]
+    fn in_an_ordinary_room_only_one_who_asks_watches() {
+        let hub = Hub::new(ServerConfig::default());
+        let (_, mut ada) = join(&hub, "team", "Ada", false, None);
+        assert!(!welcome(&mut ada).viewer);
+        let (_, mut bob) = join(&hub, "team", "Bob", true, None);
+        let w = welcome(&mut bob);
+        assert!(
+            !w.viewer && !w.broadcast,
+            "broadcast only counts when creating"
+        );
+        let (_, mut cy) = join(&hub, "team", "Cy", false, Some(Role::Viewer));
+        assert!(welcome(&mut cy).viewer);
+    }
 
     #[test]
     fn a_name_already_in_the_room_gets_a_number() {

@@ -29,6 +29,7 @@ use calls::*;
 use connection::*;
 use echo::*;
 use hub::*;
+use join::Create;
 use metrics::*;
 use outbox::*;
 use resume::*;

@@ -264,6 +264,7 @@ impl Hub {
                     id: id.clone(),
                     name: entry.name.clone(),
                     state: entry.state,
+                    viewer: entry.viewer,
                 },
             };
             let members = self.roster(st, room, &id);
@@ -362,6 +363,8 @@ mod specs {
                 capacity: None,
                 state: Some(MediaState::default()),
                 sfu,
+                broadcast: false,
+                role: None,
             },
         );
         Client { id, rx }

@@ -47,6 +47,8 @@ struct SavedRoom {
     password: Option<String>,
     capacity: usize,
     private: Option<Vec<String>>,
+    #[serde(default)]
+    broadcast: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +58,8 @@ struct SavedMember {
     room: String,
     state: MediaState,
     resume_token: String,
+    #[serde(default)]
+    viewer: bool,
 }
 
 fn unix_ms() -> u64 {
@@ -80,6 +84,7 @@ impl Hub {
                 password: r.password.clone(),
                 capacity: r.capacity,
                 private: r.private.clone(),
+                broadcast: r.broadcast,
             })
             .collect();
         let mut members: Vec<SavedMember> = st
@@ -92,6 +97,7 @@ impl Hub {
                     room: c.room.clone().filter(|r| !is_echo_room(r))?,
                     state: c.state,
                     resume_token: c.resume_token.clone(),
+                    viewer: c.viewer,
                 })
             })
             .collect();
@@ -145,6 +151,7 @@ impl Hub {
                         private: r.private,
                         failed_joins: VecDeque::new(),
                         sfu: Default::default(),
+                        broadcast: r.broadcast,
                     },
                 );
             }
@@ -160,6 +167,7 @@ impl Hub {
                         name: m.name.clone(),
                         room: Some(m.room.clone()),
                         state: m.state,
+                        viewer: m.viewer,
                         call: None,
                         out,
                         resume_token: m.resume_token.clone(),
@@ -266,6 +274,7 @@ mod tests {
                 password: Some("pw".into()),
                 capacity: 5,
                 private: None,
+                broadcast: false,
             }],
             members: vec![SavedMember {
                 id: "a".into(),
@@ -273,6 +282,7 @@ mod tests {
                 room: "r".into(),
                 state: MediaState::default(),
                 resume_token: "t".into(),
+                viewer: false,
             }],
             calls: Vec::new(),
         }
@@ -312,6 +322,7 @@ mod tests {
             room: room.into(),
             state: MediaState::default(),
             resume_token: format!("token-{id}"),
+            viewer: false,
         }
     }
 
@@ -325,6 +336,7 @@ mod tests {
             password: None,
             capacity: 50,
             private,
+            broadcast: false,
         };
         let call = |id: &str, caller: &str, callee: &str, accepted| SavedCall {
             id: id.into(),
@@ -393,6 +405,7 @@ mod tests {
                         private: None,
                         failed_joins: VecDeque::new(),
                         sfu: Default::default(),
+                        broadcast: false,
                     },
                 );
                 let (tx, _) = mpsc::channel(1);
@@ -404,6 +417,7 @@ mod tests {
                         name: id.into(),
                         room: Some(room.into()),
                         state: MediaState::default(),
+                        viewer: false,
                         call: None,
                         out: Outbox::new(tx, Default::default(), Default::default()),
                         resume_token: "t".into(),

@@ -64,6 +64,9 @@ impl App {
                     let s = since.elapsed().as_secs();
                     ui.label(format!("{:02}:{:02}", s / 60, s % 60));
                 }
+                if let Some(audience) = self.model.call.audience() {
+                    ui.label(audience);
+                }
                 if self.model.call.via_sfu {
                     ui.label("via SFU").on_hover_text(
                         "Everyone's media goes through the server's SFU: one upload each, \

@@ -145,6 +145,12 @@ struct HeadlessArgs {
     /// so everyone in a confab room meets in the same VideoRoom).
     #[arg(long, value_name = "N", requires = "sfu")]
     sfu_room: Option<u64>,
+    /// Simulcast layers our camera is sent in through the SFU (1: none).
+    #[arg(long, value_name = "N", default_value_t = confab::call::simulcast::LAYERS, requires = "sfu")]
+    sfu_layers: usize,
+    /// Receive every camera in this simulcast layer (0 = smallest) instead of choosing.
+    #[arg(long, value_name = "N", requires = "sfu")]
+    sfu_layer: Option<u8>,
 }
 
 impl HeadlessArgs {
@@ -182,6 +188,8 @@ impl HeadlessArgs {
             },
             None => confab::sfu::SfuTarget::for_room(url, &self.room),
         });
+        o.simulcast_layers = self.sfu_layers;
+        o.sfu_layer = self.sfu_layer;
         Ok(o)
     }
 }

@@ -130,6 +130,10 @@ pub struct HeadlessOptions {
     pub record_settings: crate::record::RecordSettings,
     /// Media through this Janus VideoRoom instead of a mesh.
     pub sfu: Option<crate::sfu::SfuTarget>,
+    /// Simulcast layers the camera is sent in through the SFU (1: none).
+    pub simulcast_layers: usize,
+    /// Receive every camera in this simulcast layer (0 = smallest) instead of choosing.
+    pub sfu_layer: Option<u8>,
 }
 
 impl HeadlessOptions {
@@ -157,6 +161,8 @@ impl HeadlessOptions {
             record: None,
             record_settings: Default::default(),
             sfu: None,
+            simulcast_layers: crate::call::simulcast::LAYERS,
+            sfu_layer: None,
         }
     }
 
@@ -168,6 +174,8 @@ impl HeadlessOptions {
         c.test_call = self.test_call;
         c.auto_answer = self.auto_answer;
         c.sfu = self.sfu.clone();
+        c.simulcast_layers = self.simulcast_layers;
+        c.sfu_layer = self.sfu_layer;
         c.video = VideoEncoding {
             fps: self.fps,
             bitrate_bps: self.bitrate_bps,

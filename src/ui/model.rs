@@ -543,7 +543,9 @@ impl Model {
                 self.rooms_asked = None;
                 self.start_previews();
             }
-            Event::TrackAdded { .. } | Event::KeyframeReceived { .. } => {}
+            Event::TrackAdded { .. }
+            | Event::KeyframeReceived { .. }
+            | Event::LayerRelayed { .. } => {}
         }
     }
 }

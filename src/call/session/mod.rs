@@ -6,6 +6,7 @@
 
 mod api;
 mod chat;
+mod layers;
 mod local;
 mod mesh;
 mod record;
@@ -159,7 +160,10 @@ impl Engine {
                 Some((peer, track, at_us)) = keyframes.recv() => {
                     self.emit(Event::KeyframeReceived { peer, track, at_us });
                 }
-                _ = tick.tick() => self.report_stats().await,
+                _ = tick.tick() => {
+                    self.report_stats().await;
+                    self.choose_layers().await;
+                }
                 _ = rates.tick() => {
                     self.follow_estimates();
                     self.watch_muted_speech();
@@ -353,6 +357,8 @@ impl Engine {
             }
             Command::StartRecording { path, settings } => self.start_recording(path, settings),
             Command::StopRecording => self.stop_recording().await,
+            Command::ShowTile { peer, track, size } => self.show_tile(peer, track, size).await,
+            Command::ForceLayer(layer) => self.force_layer(layer).await,
             Command::Leave => {}
         }
     }

@@ -400,6 +400,9 @@ enum BenchCommand {
     /// The same call through an impaired link (loss, jitter, narrow, step, outage), judged
     /// as a viewer would; needs root in a network namespace of its own.
     Network(confab::bench::NetworkBenchArgs),
+    /// Simulcast's encode cost (one stream vs three layers) and, through a Janus, how
+    /// fast a subscriber's layer switch is.
+    Simulcast(confab::bench::SimulcastBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -446,6 +449,10 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Command::Bench(BenchCommand::Network(args))) => {
             rt.block_on(confab::bench::network(args))?;
+            Ok(())
+        }
+        Some(Command::Bench(BenchCommand::Simulcast(args))) => {
+            rt.block_on(confab::bench::simulcast(args))?;
             Ok(())
         }
         Some(Command::Headless(args)) => rt.block_on(async {

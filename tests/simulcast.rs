@@ -114,3 +114,30 @@ async fn a_subscriber_gets_the_layer_it_asks_for_and_a_switch_starts_at_a_keyfra
 
     let _ = (viewer.leave().await, cam.leave().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulcast_bench_prices_each_layer_and_times_switches_both_ways() {
+    support::test_logs();
+    let janus = Janus::start();
+    let r = confab::bench::run_simulcast(confab::bench::SimulcastBenchArgs {
+        frames: 60,
+        fps: 30.0,
+        bitrate_kbps: 1200,
+        janus: Some(janus.url()),
+        bind: janus.bind_addr().trim_end_matches(":0").to_owned(),
+        switches: 2,
+    })
+    .await
+    .expect("simulcast bench runs");
+    eprint!("{r}");
+    let ms = &r.layer_ms_per_frame;
+    assert_eq!(ms.len(), 3, "{r}");
+    assert!(ms.iter().all(|m| *m > 0.0), "{r}");
+    let bytes = &r.layer_bytes_per_frame;
+    assert!(bytes[0] < bytes[1] && bytes[1] < bytes[2], "{r}");
+    let l = r.layered_ms_per_frame;
+    assert!(l[0] > l[1] && l[1] > l[2] && l[2] > ms[2], "{r}");
+    let s = r.switch.expect("switches timed");
+    assert_eq!(s.switches, 2);
+    assert!(s.to_picture_ms.0 > 0.0 && s.to_relayed_ms.0 > 0.0, "{s:?}");
+}

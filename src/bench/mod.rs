@@ -6,12 +6,16 @@ mod network;
 mod profile;
 mod shaper;
 mod signaling;
+mod simulcast;
 
 pub use call::{CallBenchArgs, CallBenchReport, CallShape, call, run_call};
 pub use network::{Direction, NetworkBenchArgs, network, run_profile};
 pub use profile::Profile;
 pub use shaper::{Shaper, ShaperStats};
 pub use signaling::{SignalingBenchArgs, SignalingBenchReport, run_signaling, signaling};
+pub use simulcast::{
+    SimulcastBenchArgs, SimulcastBenchReport, SwitchTimes, run_simulcast, simulcast,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {

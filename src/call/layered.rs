@@ -11,16 +11,18 @@ use super::encode::VideoEncoding;
 use super::simulcast::{self, LayerSpec, SmallLayerPacer};
 
 /// One layer's access unit.
-pub(crate) struct LayerUnit {
+pub struct LayerUnit {
     pub layer: usize,
     pub top: bool,
     pub data: Vec<u8>,
     pub keyframe: bool,
     /// Until this layer's next unit.
     pub duration: Duration,
+    /// Scaling and encoding this layer took.
+    pub took: Duration,
 }
 
-pub(crate) struct LayeredEncoder {
+pub struct LayeredEncoder {
     count: usize,
     encoding: VideoEncoding,
     specs: Vec<LayerSpec>,
@@ -33,7 +35,7 @@ pub(crate) struct LayeredEncoder {
 }
 
 impl LayeredEncoder {
-    pub(crate) fn new(count: usize, encoding: VideoEncoding) -> Self {
+    pub fn new(count: usize, encoding: VideoEncoding) -> Self {
         Self {
             count,
             encoding,
@@ -115,10 +117,7 @@ impl LayeredEncoder {
 
     /// Encodes `frame` in the layers due; the units go out largest first. Also returns
     /// how long the encodes (and scaling) took.
-    pub(crate) fn encode(
-        &mut self,
-        frame: &VideoFrame,
-    ) -> Result<(Vec<LayerUnit>, Duration), MediaError> {
+    pub fn encode(&mut self, frame: &VideoFrame) -> Result<(Vec<LayerUnit>, Duration), MediaError> {
         if self.encoders.is_empty() || self.source != (frame.width, frame.height) {
             self.open((frame.width, frame.height))?;
         }
@@ -135,6 +134,7 @@ impl LayeredEncoder {
                 continue;
             }
             let spec = self.specs[layer];
+            let layer_started = Instant::now();
             if (picture.width, picture.height) != (spec.width, spec.height) {
                 // Each layer from the next larger: cheaper than from the source.
                 picture = self.scaler.scale(&picture, spec.width, spec.height)?;
@@ -150,6 +150,7 @@ impl LayeredEncoder {
                     keyframe: au.keyframe,
                     data: au.data,
                     duration: if is_top { interval } else { interval * every },
+                    took: layer_started.elapsed(),
                 });
             }
         }

@@ -9,7 +9,7 @@ mod decode;
 mod encode;
 mod error;
 mod ladder;
-mod layered;
+pub(crate) mod layered;
 mod muted_speech;
 mod negotiation;
 mod peer;

@@ -59,6 +59,8 @@ pub struct SimulcastBenchReport {
     pub single_ms_per_frame: f64,
     /// Each layer (scaling included) per frame it encoded, smallest first.
     pub layer_ms_per_frame: Vec<f64>,
+    /// Of which scaling the picture to the layer's size.
+    pub layer_scaling_ms_per_frame: Vec<f64>,
     /// All layers at full rate, and with the small layers at 1/2 and 1/3 of it.
     pub layered_ms_per_frame: [f64; 3],
     /// Share of one core at `fps`: one stream, then the three layered cases.
@@ -93,7 +95,8 @@ impl std::fmt::Display for SimulcastBenchReport {
             .layer_ms_per_frame
             .iter()
             .zip(&self.layer_bytes_per_frame)
-            .map(|(ms, b)| format!("{ms:.2} ms {b:.0} B"))
+            .zip(&self.layer_scaling_ms_per_frame)
+            .map(|((ms, b), sc)| format!("{ms:.2} ms ({sc:.2} scaling) {b:.0} B"))
             .collect();
         writeln!(f, "each layer (small first)  {}", each.join(" | "))?;
         writeln!(
@@ -170,6 +173,7 @@ fn encode_costs(args: &SimulcastBenchArgs) -> Result<SimulcastBenchReport, Bench
     let single_ms = started.elapsed().as_secs_f64() * 1000.0 / frames as f64;
     let mut layered = LayeredEncoder::new(LAYERS, encoding);
     let mut took = [Duration::ZERO; LAYERS];
+    let mut scaling = [Duration::ZERO; LAYERS];
     let mut bytes = [0usize; LAYERS];
     // The pacer may skip the small layers: each layer's figures are per frame it encoded.
     let mut encoded = [0usize; LAYERS];
@@ -177,15 +181,19 @@ fn encode_costs(args: &SimulcastBenchArgs) -> Result<SimulcastBenchReport, Bench
         let (units, _) = layered.encode(p).map_err(media_error)?;
         for u in units {
             took[u.layer] += u.took;
+            scaling[u.layer] += u.scaling;
             bytes[u.layer] += u.data.len();
             encoded[u.layer] += 1;
         }
     }
-    let layer_ms: Vec<f64> = took
-        .iter()
-        .zip(encoded)
-        .map(|(d, n)| d.as_secs_f64() * 1000.0 / n.max(1) as f64)
-        .collect();
+    let per_encoded = |d: &[Duration; LAYERS]| -> Vec<f64> {
+        d.iter()
+            .zip(encoded)
+            .map(|(d, n)| d.as_secs_f64() * 1000.0 / n.max(1) as f64)
+            .collect()
+    };
+    let layer_ms = per_encoded(&took);
+    let layer_scaling_ms = per_encoded(&scaling);
     let top = layer_ms[LAYERS - 1];
     let small: f64 = layer_ms[..LAYERS - 1].iter().sum();
     let layered_ms = [top + small, top + small / 2.0, top + small / 3.0];
@@ -194,6 +202,7 @@ fn encode_costs(args: &SimulcastBenchArgs) -> Result<SimulcastBenchReport, Bench
         frames,
         single_ms_per_frame: single_ms,
         layer_ms_per_frame: layer_ms,
+        layer_scaling_ms_per_frame: layer_scaling_ms,
         layered_ms_per_frame: layered_ms,
         single_core_share: single_ms / interval_ms,
         layered_core_share: layered_ms.map(|ms| ms / interval_ms),
@@ -297,8 +306,9 @@ async fn switch_times(args: &SimulcastBenchArgs, janus: &str) -> Result<SwitchTi
     let (mut to_relayed, mut to_picture) = (Vec::new(), Vec::new());
     for i in 0..args.switches.max(1) {
         let (layer, height) = if i % 2 == 0 { (2, 720) } else { (0, 180) };
-        // Pictures of the old layer shown before the command are not the switch's.
+        // Pictures and Janus's words from before the command are not the switch's.
         while pictures.try_recv().is_ok() {}
+        while events.try_recv().is_ok() {}
         let asked = Instant::now();
         viewer.send(Command::ForceLayer(Some(layer)));
         let r = tokio::time::timeout(WAIT, relayed(&mut events, layer))

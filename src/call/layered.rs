@@ -20,6 +20,8 @@ pub struct LayerUnit {
     pub duration: Duration,
     /// Scaling and encoding this layer took.
     pub took: Duration,
+    /// Of which scaling.
+    pub scaling: Duration,
 }
 
 pub struct LayeredEncoder {
@@ -139,6 +141,7 @@ impl LayeredEncoder {
                 // Each layer from the next larger: cheaper than from the source.
                 picture = self.scaler.scale(&picture, spec.width, spec.height)?;
             }
+            let scaling = layer_started.elapsed();
             let enc = &mut self.encoders[layer];
             if std::mem::take(&mut self.keyframe_due[layer]) {
                 enc.request_keyframe();
@@ -151,6 +154,7 @@ impl LayeredEncoder {
                     data: au.data,
                     duration: if is_top { interval } else { interval * every },
                     took: layer_started.elapsed(),
+                    scaling,
                 });
             }
         }

@@ -19,10 +19,11 @@ pub struct LayerSpec {
 /// The layers of a `source`-sized camera whose largest layer gets `top_bps`, smallest
 /// first. Each layer halves the previous one's width and height (kept even, at least
 /// 16) and gets a third of its bitrate: a quarter of the pixels needs more than a
-/// quarter of the bits for the same quality.
+/// quarter of the bits for the same quality. Always `count` layers (the track has an
+/// SSRC for each), even if a tiny source makes two of them the same size.
 pub fn layers((w, h): (usize, usize), top_bps: u32, count: usize) -> Vec<LayerSpec> {
     let count = count.max(1);
-    let mut out: Vec<LayerSpec> = (0..count)
+    (0..count)
         .map(|i| {
             let div = 1usize << (count - 1 - i);
             let even = |v: usize| ((v / div) & !1).max(16).min(v);
@@ -32,9 +33,7 @@ pub fn layers((w, h): (usize, usize), top_bps: u32, count: usize) -> Vec<LayerSp
                 bitrate_bps: (top_bps / 3u32.pow((count - 1 - i) as u32)).max(30_000),
             }
         })
-        .collect();
-    out.dedup_by_key(|l| (l.width, l.height));
-    out
+        .collect()
 }
 
 /// Share of the frame interval the encodes of one frame may take before the small
@@ -128,10 +127,10 @@ mod tests {
     }
 
     #[test]
-    fn a_small_source_has_fewer_distinct_layers() {
+    fn a_tiny_source_still_has_every_layer_none_below_16_pixels() {
         let l = layers((32, 32), 100_000, LAYERS);
         let sizes: Vec<_> = l.iter().map(|l| (l.width, l.height)).collect();
-        assert_eq!(sizes, [(16, 16), (32, 32)], "no two layers of one size");
+        assert_eq!(sizes, [(16, 16), (16, 16), (32, 32)]);
         assert!(l.iter().all(|l| l.bitrate_bps >= 30_000));
     }
 

@@ -66,6 +66,7 @@ bench: deps
 	$(CARGO) build --release --locked
 	.ci/netns $(CARGO) run --release --offline -- bench signaling --clients 10000 --rooms 1000 --seconds 10
 	.ci/netns $(CARGO) run --release --offline -- bench call --seconds 20
+	.ci/netns $(CARGO) run --release --offline -- bench simulcast --frames 300
 
 # The call under each impairment profile (about 6 minutes; PROFILE=loss10 for one).
 PROFILE ?=

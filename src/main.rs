@@ -156,6 +156,12 @@ struct HeadlessArgs {
     /// they ask to present (through the server's SFU when it has one).
     #[arg(long, conflicts_with = "viewer")]
     broadcast: bool,
+    /// Simulcast layers our camera is sent in through the SFU (1: none).
+    #[arg(long, value_name = "N", default_value_t = confab::call::simulcast::LAYERS, requires = "sfu")]
+    sfu_layers: usize,
+    /// Receive every camera in this simulcast layer (0 = smallest) instead of choosing.
+    #[arg(long, value_name = "N", requires = "sfu")]
+    sfu_layer: Option<u8>,
 }
 
 impl HeadlessArgs {
@@ -198,6 +204,8 @@ impl HeadlessArgs {
         o.ask_sfu = self.ask_sfu;
         o.viewer = self.viewer;
         o.broadcast = self.broadcast;
+        o.simulcast_layers = self.sfu_layers;
+        o.sfu_layer = self.sfu_layer;
         Ok(o)
     }
 }
@@ -446,6 +454,9 @@ enum BenchCommand {
     /// The same call through an impaired link (loss, jitter, narrow, step, outage), judged
     /// as a viewer would; needs root in a network namespace of its own.
     Network(confab::bench::NetworkBenchArgs),
+    /// Simulcast's encode cost (one stream vs three layers) and, through a Janus, how
+    /// fast a subscriber's layer switch is.
+    Simulcast(confab::bench::SimulcastBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -492,6 +503,10 @@ fn main() -> anyhow::Result<()> {
         }
         Some(Command::Bench(BenchCommand::Network(args))) => {
             rt.block_on(confab::bench::network(args))?;
+            Ok(())
+        }
+        Some(Command::Bench(BenchCommand::Simulcast(args))) => {
+            rt.block_on(confab::bench::simulcast(args))?;
             Ok(())
         }
         Some(Command::Headless(args)) => rt.block_on(async {

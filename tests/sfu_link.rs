@@ -27,6 +27,9 @@ async fn a_publisher_behind_a_narrow_link_sends_what_the_link_to_janus_carries()
             o.size = (640, 360);
             // Three times what the link carries: only the estimate can bring it down.
             o.bitrate_bps = 1_500_000;
+            // One layer: this is about the estimate reaching the encoder (simulcast
+            // layers behind a narrow uplink are not yet switched off as Chromium does).
+            o.simulcast_layers = 1;
             o.bind_addrs = vec![janus.bind_addr()];
             o.sfu = Some(SfuTarget::for_room(&janus.url(), "narrow"));
             tokio::spawn(headless::run(o))

@@ -7,6 +7,7 @@ mod profile;
 mod room;
 mod shaper;
 mod signaling;
+mod simulcast;
 
 pub use call::{CallBenchArgs, CallBenchReport, CallShape, call, run_call};
 pub use network::{Direction, NetworkBenchArgs, network, run_profile};
@@ -14,6 +15,9 @@ pub use profile::Profile;
 pub use room::{Mode, RoomRow, compare, run_room};
 pub use shaper::{Shaper, ShaperStats};
 pub use signaling::{SignalingBenchArgs, SignalingBenchReport, run_signaling, signaling};
+pub use simulcast::{
+    SimulcastBenchArgs, SimulcastBenchReport, SwitchTimes, run_simulcast, simulcast,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {

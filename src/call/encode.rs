@@ -14,8 +14,9 @@ use crate::media::{
 };
 
 use super::ladder::Ladder;
+use super::layered::LayeredEncoder;
 use super::peer::{AudioTrackSender, KeyframeWanted, VideoTrackSender};
-use super::send::{Fanout, spawn_fanout};
+use super::send::{Fanout, Unit, spawn_fanout};
 use super::sink::MediaSink;
 use super::track::TrackRole;
 
@@ -56,6 +57,8 @@ enum VideoCtl {
     Bitrate(u32),
     Fps(f32),
     KeyframeInterval(u32),
+    /// Simulcast layers from now on (1: none), as the room moves to an SFU or back.
+    Layers(usize),
 }
 
 /// Encoder settings that don't depend on the picture size.
@@ -70,6 +73,8 @@ pub struct VideoEncoding {
 pub struct VideoCapture {
     pub fanout: Arc<Fanout<VideoTrackSender>>,
     pub counters: Arc<SendCounters>,
+    /// Simulcast layers it is encoded in (1: none).
+    pub layers: usize,
     keyframe: KeyframeWanted,
     muted: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -77,10 +82,13 @@ pub struct VideoCapture {
 }
 
 impl VideoCapture {
+    /// `layers` > 1: encoded in that many simulcast layers (`layered.rs`) instead of
+    /// following the degradation ladder.
     pub fn start(
         track: TrackRole,
         source: Box<dyn VideoSource>,
         encoding: VideoEncoding,
+        layers: usize,
         failures: mpsc::UnboundedSender<CaptureFailure>,
         preview: Arc<dyn MediaSink>,
     ) -> VideoCapture {
@@ -92,8 +100,9 @@ impl VideoCapture {
         let (ctl, ctl_rx) = std::sync::mpsc::channel();
         // A short queue: if the network side falls behind, drop and ask for a keyframe
         // rather than send stale video late.
-        let (tx, rx) = mpsc::channel::<(Vec<u8>, Duration)>(4);
+        let (tx, rx) = mpsc::channel::<Unit>(4 * crate::call::simulcast::LAYERS.max(layers));
         spawn_fanout(fanout.clone(), rx, counters.clone());
+        let layered = (layers > 1).then(|| LayeredEncoder::new(layers, encoding));
         let thread = VideoThread {
             track,
             encoding,
@@ -106,8 +115,10 @@ impl VideoCapture {
             failures,
             preview,
             // A shared screen keeps its resolution: text must stay readable.
+            // Simulcast layers replace it while there are any.
             ladder: (track == TrackRole::Camera).then(Ladder::default),
             scaler: Scaler::default(),
+            layered,
         };
         std::thread::Builder::new()
             .name(format!("capture-{track}"))
@@ -116,10 +127,20 @@ impl VideoCapture {
         VideoCapture {
             fanout,
             counters,
+            layers: layers.max(1),
             keyframe,
             muted,
             stop,
             ctl,
+        }
+    }
+
+    /// Encodes in `n` simulcast layers from the next frame on (1: none).
+    pub fn set_layers(&mut self, n: usize) {
+        let n = n.max(1);
+        if n != self.layers {
+            self.layers = n;
+            let _ = self.ctl.send(VideoCtl::Layers(n));
         }
     }
 
@@ -173,12 +194,14 @@ struct VideoThread {
     stop: Arc<AtomicBool>,
     counters: Arc<SendCounters>,
     ctl: std::sync::mpsc::Receiver<VideoCtl>,
-    out: mpsc::Sender<(Vec<u8>, Duration)>,
+    out: mpsc::Sender<Unit>,
     failures: mpsc::UnboundedSender<CaptureFailure>,
     preview: Arc<dyn MediaSink>,
     /// The camera's resolution follows its bitrate (`ladder.rs`).
     ladder: Option<Ladder>,
     scaler: Scaler,
+    /// Simulcast: every layer's encoder, instead of the one below.
+    layered: Option<LayeredEncoder>,
 }
 
 impl VideoThread {
@@ -227,6 +250,9 @@ impl VideoThread {
                 }
                 Some(VideoCtl::Bitrate(b)) => {
                     self.encoding.bitrate_bps = b;
+                    if let Some(l) = self.layered.as_mut() {
+                        l.set_bitrate(b);
+                    }
                     if let Some(e) = encoder.as_mut() {
                         let _ = e.set_bitrate(b);
                     }
@@ -234,13 +260,25 @@ impl VideoThread {
                 }
                 Some(VideoCtl::KeyframeInterval(n)) => {
                     self.encoding.keyframe_interval_frames = n;
+                    if let Some(l) = self.layered.as_mut() {
+                        l.set_keyframe_interval(n);
+                    }
                     if let Some(e) = encoder.as_mut() {
                         let _ = e.set_keyframe_interval(n);
                     }
                     continue;
                 }
+                Some(VideoCtl::Layers(n)) => {
+                    // Fresh encoders: each starts with a keyframe.
+                    self.layered = (n > 1).then(|| LayeredEncoder::new(n, self.encoding));
+                    encoder = None;
+                    continue;
+                }
                 Some(VideoCtl::Fps(f)) => {
                     self.encoding.fps = f;
+                    if let Some(l) = self.layered.as_mut() {
+                        l.set_fps(f);
+                    }
                     if let Some(e) = encoder.as_mut() {
                         let _ = e.set_fps(f);
                     }
@@ -263,6 +301,20 @@ impl VideoThread {
                 continue;
             }
             self.preview.local_video(self.track, &frame);
+            if self.layered.is_some() {
+                match self.encode_layers(&frame) {
+                    Ok(true) => continue,
+                    Ok(false) => return,
+                    Err(e) => {
+                        source_ok = false;
+                        let _ = self.failures.send(CaptureFailure {
+                            track: self.track,
+                            message: format!("cannot encode {}: {e}", source.describe()),
+                        });
+                        continue;
+                    }
+                }
+            }
             let frame = self.fit(frame);
             let enc = match encoder.as_mut() {
                 Some(e) => e,
@@ -308,12 +360,44 @@ impl VideoThread {
             c.keyframes
                 .fetch_add(u64::from(encoded.keyframe), Ordering::Relaxed);
             let duration = Duration::from_secs_f32(1.0 / self.encoding.fps.max(1.0));
-            match self.out.try_send((encoded.data, duration)) {
+            match self.out.try_send(Unit::single(encoded.data, duration)) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => self.keyframe.set(),
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
         }
+    }
+
+    /// One frame in every simulcast layer due. False once the send stage is gone.
+    fn encode_layers(&mut self, frame: &VideoFrame) -> Result<bool, crate::media::MediaError> {
+        let Some(layered) = self.layered.as_mut() else {
+            return Ok(true);
+        };
+        if self.keyframe.take() {
+            layered.request_keyframe();
+        }
+        let (units, busy) = layered.encode(frame)?;
+        let c = &self.counters;
+        c.encode_us_total
+            .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);
+        c.frames.fetch_add(1, Ordering::Relaxed);
+        for u in units {
+            c.bytes.fetch_add(u.data.len() as u64, Ordering::Relaxed);
+            c.keyframes
+                .fetch_add(u64::from(u.keyframe && u.top), Ordering::Relaxed);
+            let unit = Unit {
+                data: u.data,
+                duration: u.duration,
+                layer: u.layer,
+                top: u.top,
+            };
+            match self.out.try_send(unit) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => self.keyframe.set(),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Ok(false),
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -374,7 +458,7 @@ impl AudioCapture {
         let muted = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let (ctl, ctl_rx) = std::sync::mpsc::channel::<AudioCtl>();
-        let (tx, rx) = mpsc::channel::<(Vec<u8>, Duration)>(16);
+        let (tx, rx) = mpsc::channel::<Unit>(16);
         spawn_fanout(fanout.clone(), rx, counters.clone());
         let heard = Arc::new(Heard::default());
         let (m, s, c, track) = (muted.clone(), stop.clone(), counters.clone(), track);
@@ -441,7 +525,7 @@ impl AudioCapture {
                     c.frames.fetch_add(1, Ordering::Relaxed);
                     c.bytes.fetch_add(packet.len() as u64, Ordering::Relaxed);
                     if let Err(mpsc::error::TrySendError::Closed(_)) =
-                        tx.try_send((packet, OPUS_FRAME))
+                        tx.try_send(Unit::single(packet, OPUS_FRAME))
                     {
                         return;
                     }

@@ -13,29 +13,45 @@ use super::error::Result;
 use super::peer::{AudioTrackSender, VideoTrackSender};
 use crate::sync::LockExt;
 
+/// One encoded unit: an access unit of one simulcast layer (or of the only one), or an
+/// Opus packet.
+#[derive(Debug)]
+pub struct Unit {
+    pub data: Vec<u8>,
+    /// Until the next unit of the same layer.
+    pub duration: Duration,
+    /// Simulcast layer, 0 = smallest; 0 without simulcast.
+    pub layer: usize,
+    /// The largest layer: what a connection without simulcast sends.
+    pub top: bool,
+}
+
+impl Unit {
+    /// A unit of a stream without layers.
+    pub fn single(data: Vec<u8>, duration: Duration) -> Self {
+        Self {
+            data,
+            duration,
+            layer: 0,
+            top: true,
+        }
+    }
+}
+
 /// A peer's copy of a local track that encoded units can be written to.
 pub trait UnitSender: Clone + Send + Sync + 'static {
-    fn send_unit(&self, unit: &[u8], duration: Duration)
-    -> impl Future<Output = Result<()>> + Send;
+    fn send_unit(&self, unit: &Unit) -> impl Future<Output = Result<()>> + Send;
 }
 
 impl UnitSender for VideoTrackSender {
-    fn send_unit(
-        &self,
-        unit: &[u8],
-        duration: Duration,
-    ) -> impl Future<Output = Result<()>> + Send {
-        self.send(unit, duration)
+    fn send_unit(&self, unit: &Unit) -> impl Future<Output = Result<()>> + Send {
+        self.send_layer(unit.layer, unit.top, &unit.data, unit.duration)
     }
 }
 
 impl UnitSender for AudioTrackSender {
-    fn send_unit(
-        &self,
-        unit: &[u8],
-        duration: Duration,
-    ) -> impl Future<Output = Result<()>> + Send {
-        self.send(unit, duration)
+    fn send_unit(&self, unit: &Unit) -> impl Future<Output = Result<()>> + Send {
+        self.send(&unit.data, unit.duration)
     }
 }
 
@@ -55,6 +71,10 @@ impl<S: Clone> Fanout<S> {
         self.lock().insert(peer.to_string(), sender);
     }
 
+    pub fn get(&self, peer: &str) -> Option<S> {
+        self.lock().get(peer).cloned()
+    }
+
     pub fn remove(&self, peer: &str) -> Option<S> {
         self.lock().remove(peer)
     }
@@ -71,26 +91,28 @@ impl<S: Clone> Fanout<S> {
     }
 }
 
-/// Writes each unit from `units` to every peer in `fanout`; counts the units that reached
-/// at least one negotiated track. Ends when the encode stage drops its sender.
+/// Writes each unit from `units` to every peer in `fanout`; counts the (top-layer) units
+/// that reached at least one negotiated track. Ends when the encode stage drops its sender.
 pub fn spawn_fanout<S: UnitSender>(
     fanout: Arc<Fanout<S>>,
-    mut units: mpsc::Receiver<(Vec<u8>, Duration)>,
+    mut units: mpsc::Receiver<Unit>,
     counters: Arc<SendCounters>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        while let Some((unit, duration)) = units.recv().await {
+        while let Some(unit) = units.recv().await {
             let mut sent = 0;
             for (_, sender) in fanout.snapshot() {
                 // Not negotiated yet, or the peer is going away: nothing to do.
-                sent += u64::from(sender.send_unit(&unit, duration).await.is_ok());
+                sent += u64::from(sender.send_unit(&unit).await.is_ok());
+            }
+            if unit.top {
+                counters
+                    .delivered
+                    .fetch_add(u64::from(sent > 0), Ordering::Relaxed);
             }
             counters
-                .delivered
-                .fetch_add(u64::from(sent > 0), Ordering::Relaxed);
-            counters
                 .bytes_out
-                .fetch_add(sent * unit.len() as u64, Ordering::Relaxed);
+                .fetch_add(sent * unit.data.len() as u64, Ordering::Relaxed);
         }
     })
 }
@@ -107,7 +129,7 @@ mod tests {
     }
 
     impl UnitSender for FakeTrack {
-        async fn send_unit(&self, _: &[u8], _: Duration) -> Result<()> {
+        async fn send_unit(&self, _: &Unit) -> Result<()> {
             if self.up {
                 Ok(())
             } else {
@@ -126,7 +148,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(4);
         let task = spawn_fanout(fanout, rx, counters.clone());
         for len in [100, 50] {
-            tx.send((vec![0; len], Duration::from_millis(33)))
+            tx.send(Unit::single(vec![0; len], Duration::from_millis(33)))
                 .await
                 .unwrap();
         }
@@ -143,7 +165,9 @@ mod tests {
         let counters = Arc::new(SendCounters::default());
         let (tx, rx) = mpsc::channel(1);
         let task = spawn_fanout(fanout, rx, counters.clone());
-        tx.send((vec![0; 10], Duration::ZERO)).await.unwrap();
+        tx.send(Unit::single(vec![0; 10], Duration::ZERO))
+            .await
+            .unwrap();
         drop(tx);
         task.await.unwrap();
         assert_eq!(counters.delivered.load(Ordering::Relaxed), 0);

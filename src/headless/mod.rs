@@ -136,6 +136,10 @@ pub struct HeadlessOptions {
     pub viewer: bool,
     /// Create the room as a broadcast (we present, later joiners watch).
     pub broadcast: bool,
+    /// Simulcast layers the camera is sent in through the SFU (1: none).
+    pub simulcast_layers: usize,
+    /// Receive every camera in this simulcast layer (0 = smallest) instead of choosing.
+    pub sfu_layer: Option<u8>,
 }
 
 impl HeadlessOptions {
@@ -166,6 +170,8 @@ impl HeadlessOptions {
             ask_sfu: false,
             viewer: false,
             broadcast: false,
+            simulcast_layers: crate::call::simulcast::LAYERS,
+            sfu_layer: None,
         }
     }
 
@@ -180,6 +186,8 @@ impl HeadlessOptions {
         c.ask_sfu = self.ask_sfu;
         c.viewer = self.viewer;
         c.broadcast = self.broadcast;
+        c.simulcast_layers = self.simulcast_layers;
+        c.sfu_layer = self.sfu_layer;
         c.video = VideoEncoding {
             fps: self.fps,
             bitrate_bps: self.bitrate_bps,

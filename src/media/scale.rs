@@ -40,6 +40,20 @@ impl Scaler {
         }
         frame.validate()?;
         let (cw, ch) = (frame.width / 2, frame.height / 2);
+        if (width * 2, height * 2) == (frame.width, frame.height) && cw % 2 == 0 && ch % 2 == 0 {
+            // Exactly half (each simulcast layer, the ladder's 1/2 rung): a 2x2 mean is
+            // the right filter, and plain code the compiler optimises in every build
+            // (the resizer's generic code runs unoptimised in debug builds, 130+ ms for
+            // a 720p picture, where this takes 10-30).
+            return Ok(VideoFrame {
+                width,
+                height,
+                y: halve_plane(&frame.y, frame.width, frame.height),
+                u: halve_plane(&frame.u, cw, ch),
+                v: halve_plane(&frame.v, cw, ch),
+                capture_us: frame.capture_us,
+            });
+        }
         let y = self.plane(&frame.y, (frame.width, frame.height), (width, height))?;
         let u = self.plane(&frame.u, (cw, ch), (width / 2, height / 2))?;
         let v = self.plane(&frame.v, (cw, ch), (width / 2, height / 2))?;
@@ -69,6 +83,19 @@ impl Scaler {
     }
 }
 
+/// `src` (`w` x `h`, even) at half its width and height: each output pixel the rounded
+/// mean of a 2x2 block.
+fn halve_plane(src: &[u8], w: usize, h: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity((w / 2) * (h / 2));
+    for rows in src.chunks_exact(2 * w).take(h / 2) {
+        let (r0, r1) = rows.split_at(w);
+        out.extend(r0.chunks_exact(2).zip(r1.chunks_exact(2)).map(|(a, b)| {
+            ((u16::from(a[0]) + u16::from(a[1]) + u16::from(b[0]) + u16::from(b[1]) + 2) >> 2) as u8
+        }));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +121,22 @@ mod tests {
             mean(&small.y).abs_diff(mean(&frame.y)) <= 2,
             "brightness kept"
         );
+    }
+
+    #[test]
+    fn halving_takes_the_mean_of_each_two_by_two_block() {
+        let mut f = VideoFrame::black(4, 4, 7).unwrap();
+        f.y = vec![
+            0, 4, 10, 10, //
+            8, 4, 10, 11, //
+            255, 255, 1, 2, //
+            255, 254, 3, 4,
+        ];
+        f.u = vec![10, 20, 30, 40];
+        f.v = vec![1, 1, 1, 2];
+        let h = Scaler::default().scale(&f, 2, 2).unwrap();
+        assert_eq!(h.y, [4, 10, 255, 3], "rounded means");
+        assert_eq!((h.u, h.v, h.capture_us), (vec![25], vec![1], 7));
     }
 
     #[test]

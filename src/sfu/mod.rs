@@ -1,11 +1,14 @@
 //! Talking to a selective forwarding unit: Janus's VideoRoom plugin. `janus.rs` is the
 //! Janus API client (session, keepalive, handles, transactions), `videoroom.rs` the
-//! messages (pure), `launch.rs` a Janus process of our own (benches, tests). The call
-//! engine's SFU mode (`call/session/sfu.rs`) drives them.
+//! messages (pure), `simulcast.rs` the simulcast messages and `layers.rs` the choice of
+//! a layer per feed (both pure), `launch.rs` a Janus process of our own (benches,
+//! tests). The call engine's SFU mode (`call/session/sfu.rs`) drives them.
 
 pub mod janus;
 pub mod launch;
+pub mod layers;
 pub mod rooms;
+pub mod simulcast;
 pub mod videoroom;
 
 pub use janus::{Handle, Janus, News, Reply};

@@ -375,7 +375,7 @@ pub fn local_tracks(sdp: &str) -> Vec<(String, String, bool)> {
 }
 
 /// The session part and each m-section, as they are in `sdp` (joined, they are `sdp`).
-fn split_sections(sdp: &str) -> Vec<&str> {
+pub(super) fn split_sections(sdp: &str) -> Vec<&str> {
     let mut starts: Vec<usize> = sdp.match_indices("\nm=").map(|(i, _)| i + 1).collect();
     starts.insert(0, 0);
     starts.push(sdp.len());

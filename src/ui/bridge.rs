@@ -117,6 +117,8 @@ pub fn command_name(c: &Command) -> String {
         Command::RequestKeyframe { peer, track } => format!("RequestKeyframe({peer}, {track})"),
         Command::StartRecording { .. } => "StartRecording".into(),
         Command::StopRecording => "StopRecording".into(),
+        Command::ShowTile { peer, track, size } => format!("ShowTile({peer}, {track}, {size:?})"),
+        Command::ForceLayer(l) => format!("ForceLayer({l:?})"),
         Command::Leave => "Leave".into(),
     }
 }

@@ -568,7 +568,9 @@ impl Model {
                 call.broadcast = broadcast;
             }
             Event::Viewers(n) => call.viewers = n,
-            Event::TrackAdded { .. } | Event::KeyframeReceived { .. } => {}
+            Event::TrackAdded { .. }
+            | Event::KeyframeReceived { .. }
+            | Event::LayerRelayed { .. } => {}
         }
     }
 }

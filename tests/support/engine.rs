@@ -4,10 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use confab::call::{self, CallConfig, CallHandle, Command, Event, LocalMedia, VideoEncoding};
+use confab::call::{
+    self, AudioInfo, CallConfig, CallHandle, Command, Event, FrameInfo, LocalMedia, MediaSink,
+    TrackRole, VideoEncoding,
+};
 use confab::headless::Analyzer;
-use confab::media::{SyntheticAudio, SyntheticVideo};
-use tokio::sync::mpsc::UnboundedReceiver;
+use confab::media::{SyntheticAudio, SyntheticVideo, VideoFrame};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 /// Upper bound for one awaited event; reaching it is a failure, not a wait.
 pub const EVENT_LIMIT: Duration = Duration::from_secs(20);
@@ -20,6 +23,41 @@ pub struct TestPeer {
     pub analyzer: Arc<Analyzer>,
     /// Everything seen while waiting, for assertions on order and history.
     pub seen: Vec<Event>,
+}
+
+/// A remote video frame as it was shown: whose, its size, the barcode's frame id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    pub peer: String,
+    pub track: TrackRole,
+    pub width: usize,
+    pub height: usize,
+    pub id: Option<u32>,
+    pub keyframe: bool,
+}
+
+/// The analyser, and each video frame told to a test as it comes.
+struct Watch {
+    analyzer: Arc<Analyzer>,
+    tx: UnboundedSender<Shown>,
+}
+
+impl MediaSink for Watch {
+    fn video(&self, peer: &str, track: TrackRole, frame: &VideoFrame, info: &FrameInfo) {
+        MediaSink::video(&*self.analyzer, peer, track, frame, info);
+        let _ = self.tx.send(Shown {
+            peer: peer.to_owned(),
+            track,
+            width: frame.width,
+            height: frame.height,
+            id: info.barcode.map(|b| b.frame_id),
+            keyframe: info.keyframe,
+        });
+    }
+
+    fn audio(&self, peer: &str, track: TrackRole, pcm: &[f32], info: &AudioInfo) {
+        MediaSink::audio(&*self.analyzer, peer, track, pcm, info);
+    }
 }
 
 pub fn synthetic(width: usize, height: usize, tone_hz: f32) -> LocalMedia {
@@ -46,10 +84,34 @@ impl TestPeer {
     }
 
     pub async fn join_with(cfg: CallConfig, media: LocalMedia) -> TestPeer {
-        super::test_logs();
         let analyzer = Arc::new(Analyzer::default());
+        Self::join_sink(cfg, media, analyzer.clone(), analyzer).await
+    }
+
+    /// Like [`TestPeer::join_with`], and every remote video frame decoded is also
+    /// reported on the returned channel as it is shown.
+    pub async fn join_watching(
+        cfg: CallConfig,
+        media: LocalMedia,
+    ) -> (TestPeer, UnboundedReceiver<Shown>) {
+        let analyzer = Arc::new(Analyzer::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let watch = Arc::new(Watch {
+            analyzer: analyzer.clone(),
+            tx,
+        });
+        (Self::join_sink(cfg, media, analyzer, watch).await, rx)
+    }
+
+    async fn join_sink(
+        cfg: CallConfig,
+        media: LocalMedia,
+        analyzer: Arc<Analyzer>,
+        sink: Arc<dyn MediaSink>,
+    ) -> TestPeer {
+        super::test_logs();
         let name = cfg.name.clone();
-        let (handle, events) = call::start(cfg, media, analyzer.clone())
+        let (handle, events) = call::start(cfg, media, sink)
             .await
             .expect("engine starts and joins");
         let mut p = TestPeer {

@@ -47,3 +47,35 @@ fn the_network_bars_on_a_tile_follow_the_peers_statistics() {
     h.run_steps(30);
     h.get_by_label_contains("round trip 600 ms");
 }
+
+#[test]
+fn a_remote_camera_tile_tells_the_engine_the_size_it_is_drawn_at() {
+    use confab::call::TrackRole;
+    use confab::media::VideoFrame;
+    let (app, mut rig) = app();
+    in_call(&rig);
+    let mut h = harness(app);
+    h.run();
+    let _ = sent(&mut rig);
+    // A 16:9 picture from Bob: through an SFU the layer received follows this size.
+    let frame = VideoFrame::black(64, 36, 0).unwrap();
+    rig.media.video.store("bob1", TrackRole::Camera, &frame);
+    h.run();
+    let told: Vec<String> = sent(&mut rig)
+        .into_iter()
+        .filter(|c| c.starts_with("ShowTile(bob1, camera, Some(("))
+        .collect();
+    let last = told.last().expect("the tile's size sent to the engine");
+    let nums: Vec<f32> = last
+        .trim_start_matches("ShowTile(bob1, camera, Some((")
+        .trim_end_matches(")))")
+        .split(", ")
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let (w, h) = (nums[0], nums[1]);
+    assert!(w > 200.0, "{last}");
+    assert!(
+        (w / h - 16.0 / 9.0).abs() < 0.05,
+        "the picture as drawn: {last}"
+    );
+}

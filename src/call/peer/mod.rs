@@ -266,15 +266,23 @@ impl Peer {
         track_id: &str,
         stream_id: &str,
         keyframes: &KeyframeWanted,
+        layers: usize,
     ) -> Result<LocalTrack> {
         self.ensure_open()?;
-        let (track, ssrc) = send::new_sample_track(kind, track_id, stream_id)?;
+        let (track, ssrcs) = if kind == MediaKind::Video && layers > 1 {
+            send::new_layered_track(track_id, stream_id, layers)?
+        } else {
+            let (track, ssrc) = send::new_sample_track(kind, track_id, stream_id)?;
+            (track, vec![ssrc])
+        };
+        let ssrc = *ssrcs.last().expect("a track has an SSRC");
         if kind == MediaKind::Video {
-            // Before add_track, so a PLI can never race ahead of the mapping.
-            self.shared
-                .local_video_ssrcs
-                .locked()
-                .insert(ssrc, (track_id.to_owned(), keyframes.clone()));
+            // Before add_track, so a PLI can never race ahead of the mapping. A PLI for
+            // any layer asks the one encoder stage for keyframes.
+            let mut map = self.shared.local_video_ssrcs.locked();
+            for s in &ssrcs {
+                map.insert(*s, (track_id.to_owned(), keyframes.clone()));
+            }
         }
         // A kind the remote takes no codec of would only make every later offer fail.
         let unusable = self.kind_unusable(kind);
@@ -300,6 +308,7 @@ impl Peer {
                 track_id: track_id.to_owned(),
                 kind,
                 ssrc,
+                layers: ssrcs,
                 track,
                 rtp_sender,
                 payload_type: OnceLock::new(),
@@ -351,7 +360,22 @@ impl Peer {
         keyframes: &KeyframeWanted,
     ) -> Result<VideoTrackSender> {
         Ok(VideoTrackSender(
-            self.add_track(MediaKind::Video, track_id, stream_id, keyframes)
+            self.add_track(MediaKind::Video, track_id, stream_id, keyframes, 1)
+                .await?,
+        ))
+    }
+
+    /// Like [`Peer::add_video_track_for`], with `layers` simulcast encodings (2 or 3,
+    /// smallest first) written with [`VideoTrackSender::send_layer`].
+    pub async fn add_simulcast_video_track(
+        &self,
+        track_id: &str,
+        stream_id: &str,
+        keyframes: &KeyframeWanted,
+        layers: usize,
+    ) -> Result<VideoTrackSender> {
+        Ok(VideoTrackSender(
+            self.add_track(MediaKind::Video, track_id, stream_id, keyframes, layers)
                 .await?,
         ))
     }
@@ -368,6 +392,7 @@ impl Peer {
                 track_id,
                 stream_id,
                 &KeyframeWanted::default(),
+                1,
             )
             .await?,
         ))
@@ -384,7 +409,10 @@ impl Peer {
             self.changed_locally();
         }
         self.local_tracks.locked().remove(local.track_id());
-        self.shared.local_video_ssrcs.locked().remove(&local.ssrc());
+        let mut map = self.shared.local_video_ssrcs.locked();
+        for s in local.layer_ssrcs() {
+            map.remove(s);
+        }
         Ok(())
     }
 

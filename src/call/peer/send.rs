@@ -28,6 +28,8 @@ pub(super) struct LocalTrackInner {
     pub(super) track_id: String,
     pub(super) kind: MediaKind,
     pub(super) ssrc: u32,
+    /// Simulcast: one SSRC per layer, smallest first (the last is `ssrc`); else just `ssrc`.
+    pub(super) layers: Vec<u32>,
     pub(super) track: Arc<TrackLocalStaticSample>,
     /// `None` if the track was never put on the connection (see `detached`).
     pub(super) rtp_sender: Option<Arc<dyn RtpSender>>,
@@ -58,6 +60,11 @@ impl LocalTrack {
 
     pub fn ssrc(&self) -> u32 {
         self.inner.ssrc
+    }
+
+    /// The SSRC of each layer, smallest first (one for a track without simulcast).
+    pub fn layer_ssrcs(&self) -> &[u32] {
+        &self.inner.layers
     }
 
     /// Whether negotiation has associated this track, so `send` can work (once connected).
@@ -96,6 +103,10 @@ impl LocalTrack {
     }
 
     async fn send_sample(&self, data: &[u8], duration: Duration) -> Result<()> {
+        self.send_sample_on(self.inner.ssrc, data, duration).await
+    }
+
+    async fn send_sample_on(&self, ssrc: u32, data: &[u8], duration: Duration) -> Result<()> {
         if !self.inner.may_send.load(Ordering::Relaxed) {
             return Err(CallError::NotConnected);
         }
@@ -108,7 +119,7 @@ impl LocalTrack {
         };
         self.inner
             .track
-            .sample_writer(self.inner.ssrc, pt)
+            .sample_writer(ssrc, pt)
             .write_sample(&sample)
             .await?;
         Ok(())
@@ -124,6 +135,28 @@ impl VideoTrackSender {
     /// `NotNegotiated` before the track is negotiated; callers may just drop the frame then.
     pub async fn send(&self, annexb_access_unit: &[u8], duration: Duration) -> Result<()> {
         self.0.send_sample(annexb_access_unit, duration).await
+    }
+
+    /// Sends one access unit of simulcast layer `layer` (0 = smallest). A track without
+    /// simulcast takes only the top layer (`top`), on its one SSRC.
+    pub async fn send_layer(
+        &self,
+        layer: usize,
+        top: bool,
+        annexb_access_unit: &[u8],
+        duration: Duration,
+    ) -> Result<()> {
+        let ssrc = match self.0.inner.layers.as_slice() {
+            [_] if top => self.0.inner.ssrc,
+            [_] => return Ok(()),
+            many => match many.get(layer) {
+                Some(s) => *s,
+                None => return Ok(()),
+            },
+        };
+        self.0
+            .send_sample_on(ssrc, annexb_access_unit, duration)
+            .await
     }
 }
 
@@ -162,6 +195,50 @@ impl AsRef<LocalTrack> for AudioTrackSender {
     fn as_ref(&self) -> &LocalTrack {
         &self.0
     }
+}
+
+/// Simulcast layers' RTP stream ids, smallest first. webrtc-rs keeps several encodings
+/// of one track only when each has a rid; Janus is told the layers by SSRC instead
+/// (`sfu::videoroom::with_ssrc_simulcast`).
+const LAYER_RIDS: [&str; 3] = ["q", "h", "f"];
+
+/// A video track of `layers` simulcast encodings (smallest first, no RTX: Janus would
+/// need the FID pairs per layer, and loss on a small layer is healed by its next
+/// keyframe request).
+pub(super) fn new_layered_track(
+    track_id: &str,
+    stream_id: &str,
+    layers: usize,
+) -> Result<(Arc<TrackLocalStaticSample>, Vec<u32>)> {
+    let ssrcs: Vec<u32> = (0..layers.clamp(2, LAYER_RIDS.len()))
+        .map(|_| rand::random())
+        .collect();
+    let codec = h264_codec(H264_CODECS[0].0);
+    let encodings = ssrcs
+        .iter()
+        .zip(LAYER_RIDS)
+        .map(|(ssrc, rid)| RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                rid: rid.to_owned(),
+                ssrc: Some(*ssrc),
+                ..Default::default()
+            },
+            active: true,
+            codec: codec.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let track = MediaStreamTrack::new(
+        stream_id.to_owned(),
+        track_id.to_owned(),
+        track_id.to_owned(),
+        RtpCodecKind::Video,
+        encodings,
+    );
+    Ok((
+        Arc::new(TrackLocalStaticSample::new(Instant::now(), track)?),
+        ssrcs,
+    ))
 }
 
 pub(super) fn new_sample_track(

@@ -50,6 +50,11 @@ pub struct CallConfig {
     /// When this join creates the room: a broadcast, where we present and whoever
     /// joins later watches.
     pub broadcast: bool,
+    /// Simulcast layers the camera is sent in through an SFU (1: none).
+    pub simulcast_layers: usize,
+    /// Through an SFU, receive every camera in this layer (0 = smallest) instead of
+    /// choosing by tile size and bandwidth.
+    pub sfu_layer: Option<u8>,
 }
 
 impl CallConfig {
@@ -75,6 +80,17 @@ impl CallConfig {
             ask_sfu: false,
             viewer: false,
             broadcast: false,
+            simulcast_layers: crate::call::simulcast::LAYERS,
+            sfu_layer: None,
+        }
+    }
+
+    /// The camera's simulcast layers: only through an SFU.
+    pub(super) fn camera_layers(&self) -> usize {
+        if self.sfu.is_some() {
+            self.simulcast_layers.max(1)
+        } else {
+            1
         }
     }
 }
@@ -123,6 +139,16 @@ pub enum Command {
     },
     /// Stop recording and complete the file (hanging up and leaving do too).
     StopRecording,
+    /// The size a member's video is drawn at (None: not drawn): through an SFU, the
+    /// simulcast layer received follows it.
+    ShowTile {
+        peer: String,
+        track: TrackRole,
+        size: Option<(u32, u32)>,
+    },
+    /// Through an SFU, receive every camera in this layer (0 = smallest); None: choose
+    /// by tile size and bandwidth again.
+    ForceLayer(Option<u8>),
     Leave,
 }
 
@@ -164,6 +190,12 @@ pub enum Event {
     TrackRemoved {
         peer: String,
         track: TrackRole,
+    },
+    /// The SFU now relays this simulcast layer (0 = smallest) of a member's video.
+    LayerRelayed {
+        peer: String,
+        track: TrackRole,
+        layer: u8,
     },
     /// An IDR arrived on a remote video track (wall-clock µs).
     KeyframeReceived {
@@ -280,6 +312,7 @@ pub async fn start(
             TrackRole::Camera,
             src,
             config.video,
+            config.camera_layers(),
             fail_tx.clone(),
             sink.clone(),
         )

@@ -15,10 +15,24 @@ impl Engine {
         src: Box<dyn VideoSource>,
     ) -> VideoCapture {
         let mut encoding = self.config.video;
+        // Simulcast only through an SFU.
+        let mut layers = if self.sfu.is_some() {
+            self.config.simulcast_layers.max(1)
+        } else {
+            1
+        };
         if role == TrackRole::Screen {
             encoding.fps = self.config.screen_fps;
+            layers = 1;
         }
-        let cap = VideoCapture::start(role, src, encoding, self.fail_tx.clone(), self.sink.clone());
+        let cap = VideoCapture::start(
+            role,
+            src,
+            encoding,
+            layers,
+            self.fail_tx.clone(),
+            self.sink.clone(),
+        );
         for (id, peer) in self.sending_connections() {
             self.attach(&cap, &peer, &id, role).await;
         }
@@ -57,14 +71,16 @@ impl Engine {
         peer_id: &str,
         role: TrackRole,
     ) {
-        match peer
-            .add_video_track_for(
-                &self.local_track_id(role),
-                role.as_str(),
-                cap.keyframe_wanted(),
-            )
-            .await
-        {
+        let track = self.local_track_id(role);
+        // Layers go to the SFU only; a member in a mesh takes the largest.
+        let added = if cap.layers > 1 && peer_id == super::sfu::PUBLISHER {
+            peer.add_simulcast_video_track(&track, role.as_str(), cap.keyframe_wanted(), cap.layers)
+                .await
+        } else {
+            peer.add_video_track_for(&track, role.as_str(), cap.keyframe_wanted())
+                .await
+        };
+        match added {
             Ok(s) => cap.fanout.add(peer_id, s),
             Err(e) => self.emit(Event::Error(format!("{role} track: {e}"))),
         }

@@ -6,6 +6,7 @@
 
 mod api;
 mod chat;
+mod layers;
 mod local;
 mod mesh;
 mod modes;
@@ -175,7 +176,10 @@ impl Engine {
                 Some((peer, track, at_us)) = keyframes.recv() => {
                     self.emit(Event::KeyframeReceived { peer, track, at_us });
                 }
-                _ = tick.tick() => self.report_stats().await,
+                _ = tick.tick() => {
+                    self.report_stats().await;
+                    self.choose_layers().await;
+                }
                 _ = rates.tick() => {
                     self.follow_estimates();
                     self.watch_muted_speech();
@@ -372,6 +376,8 @@ impl Engine {
             }
             Command::StartRecording { path, settings } => self.start_recording(path, settings),
             Command::StopRecording => self.stop_recording().await,
+            Command::ShowTile { peer, track, size } => self.show_tile(peer, track, size).await,
+            Command::ForceLayer(layer) => self.force_layer(layer).await,
             Command::Leave => {}
         }
     }

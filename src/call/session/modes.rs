@@ -37,6 +37,7 @@ impl Engine {
                         .peers
                         .iter()
                         .map(|(id, p)| (id.clone(), p.name.clone()))
+                        .chain(self.unconnected.drain())
                         .collect(),
                 };
                 self.close_all_peers().await;
@@ -50,6 +51,9 @@ impl Engine {
                     sfu.members.extend(members);
                 }
                 self.emit(Event::MediaMode { sfu: true });
+                if let Some(c) = &mut self.local.camera {
+                    c.set_layers(self.config.simulcast_layers);
+                }
                 if let Err(e) = self.sfu_publish().await {
                     self.emit(Event::Error(format!("publishing to the SFU: {e}")));
                 }
@@ -60,6 +64,9 @@ impl Engine {
                 self.close_sfu().await;
                 tracing::info!("media moves back to a mesh");
                 self.emit(Event::MediaMode { sfu: false });
+                if let Some(c) = &mut self.local.camera {
+                    c.set_layers(1);
+                }
                 for (id, name) in members {
                     let state = self.states.get(&id).copied().unwrap_or_default();
                     let viewer = self.viewers.contains(&id);

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::call::error::CallError;
 use crate::call::peer::{PeerConfig, SdpType, SessionDescription, SignalingState};
+use crate::sfu::simulcast;
 use crate::sfu::videoroom::{self, RoomEvent};
 use crate::sfu::{Handle, Janus, Jsep, News, SfuError, SfuTarget};
 
@@ -32,7 +33,7 @@ pub(super) struct Sfu {
     room: u64,
     pin: Option<String>,
     publisher: Handle,
-    subscriber: Handle,
+    pub(super) subscriber: Handle,
     private_id: Option<u64>,
     pub(super) pub_peer: Option<Peer>,
     pub(super) sub_peer: Option<Peer>,
@@ -46,7 +47,7 @@ pub(super) struct Sfu {
     /// Remote track id (as we name it, see `name_streams`) -> what it carries.
     track_feed: HashMap<String, Carried>,
     /// Remote track id -> what it carries and whose it is, once it arrived.
-    tracks: HashMap<String, (Carried, String)>,
+    pub(super) tracks: HashMap<String, (Carried, String)>,
     /// Remote track id -> whose it is, what it is, its receive counters (for stats).
     pub(super) counters: HashMap<String, (String, MediaKind, Arc<RecvCounters>)>,
     /// Members whose media arrived (reported as connected once).
@@ -55,14 +56,18 @@ pub(super) struct Sfu {
     /// The room's other members, id -> name: chat goes to them through the signaling
     /// server (there is no data channel between members here).
     pub(super) members: HashMap<String, String>,
+    /// Which simulcast layers we receive (`layers.rs`).
+    pub(super) receiving: super::layers::Receiving,
 }
 
-/// A publisher stream: its feed, its mid at the publisher, what it is.
+/// A publisher stream: its feed, its mid at the publisher, what it is, and the
+/// subscription m-section (mid) it arrives in.
 #[derive(Debug, Clone, PartialEq)]
-struct Carried {
+pub(super) struct Carried {
     feed: u64,
     feed_mid: Option<String>,
-    role: TrackRole,
+    pub(super) role: TrackRole,
+    pub(super) mid: String,
 }
 
 /// One m-section of the subscription: which publisher stream it carries, and how many
@@ -108,6 +113,7 @@ impl Sfu {
                 feed,
                 feed_mid,
                 role,
+                mid: s.mid.clone(),
             };
             self.track_feed.insert(track.clone(), carried);
             names.insert(s.mid.clone(), (format!("feed-{feed}"), track));
@@ -158,6 +164,7 @@ impl Sfu {
                 seen: HashSet::new(),
                 pub_connected: false,
                 members: HashMap::new(),
+                receiving: Default::default(),
             },
             news,
         ))
@@ -242,6 +249,7 @@ impl Engine {
         if let Some(sfu) = &mut self.sfu {
             sfu.private_id = private_id;
             sfu.pub_peer = Some(peer);
+            sfu.receiving.forced = self.config.sfu_layer;
         }
         self.sfu_subscribe(publishers).await
     }
@@ -270,9 +278,17 @@ impl Engine {
                 (mid, role.as_str().to_owned())
             })
             .collect();
+        // Our camera's simulcast layers, described to Janus by SSRC (`sfu/simulcast.rs`).
+        let mut sdp = offer.sdp;
+        if let Some(c) = &self.local.camera
+            && let Some(track) = c.fanout.get(PUBLISHER)
+            && track.layer_ssrcs().len() > 1
+        {
+            sdp = simulcast::with_ssrc_simulcast(&sdp, track.track_id(), track.layer_ssrcs());
+        }
         let jsep = Jsep {
             kind: "offer".into(),
-            sdp: offer.sdp,
+            sdp,
         };
         let reply = sfu
             .publisher
@@ -370,6 +386,9 @@ impl Engine {
         data: serde_json::Value,
         jsep: Option<Jsep>,
     ) -> Result<(), CallError> {
+        if self.on_layer_relayed(&data) {
+            return Ok(());
+        }
         let streams = match videoroom::room_event(&data).map_err(sfu_error)? {
             RoomEvent::Streams(s) => s,
             _ => Vec::new(),
@@ -561,6 +580,9 @@ impl Engine {
                     track: role,
                     kind,
                 });
+                if role == TrackRole::Camera {
+                    self.choose_layers().await;
+                }
             }
             PeerEvent::RemoteTrackEnded { track_id } => {
                 sfu.counters.remove(&track_id);

@@ -137,6 +137,13 @@ impl App {
                         "remote tile"
                     );
                     self.last_layout.insert(member.clone(), drawn);
+                    // Through an SFU, the simulcast layer received follows the tile.
+                    let size = ((drawn.width() * ppp) as u32, (drawn.height() * ppp) as u32);
+                    self.model.engine(crate::call::Command::ShowTile {
+                        peer: member.clone(),
+                        track: TrackRole::Camera,
+                        size: Some(size),
+                    });
                 }
             }
             None => {

@@ -1,6 +1,7 @@
 // confab browser guest: protocol v1 over /ws, a full mesh of RTCPeerConnections
 // negotiated exactly like confab's engine (perfect negotiation, lower member id
-// polite), the negotiated "chat" channel with hello/ack, and media-state updates.
+// polite), the negotiated "chat" channel with hello/ack, and media-state updates. In an
+// SFU room the media goes through Janus instead (sfu.js) and chat through the server.
 "use strict";
 
 (() => {
@@ -41,7 +42,9 @@
     },
     members: new Map(), // id -> {id, name, state}
     order: [], // member ids, longest present first (ours included): order[0] owns the room
-    peers: new Map(), // id -> peer record
+    peers: new Map(), // id -> peer record (mesh)
+    sfu: null, // ConfabSfu.Room while the room's media goes through Janus
+    sfuMembers: new Map(), // id -> {id, name, tiles, ...}: members seen through the SFU
     events: [], // presence, media-state and call events, for people and tests
     chat: [],
     call: null, // {call_id, room, peer}
@@ -127,7 +130,7 @@
     $("camera").classList.toggle("off", state.media.video_muted);
     $("screen").textContent = state.screen ? "Stop sharing" : "Share screen";
     $("hangup").classList.toggle("hidden", !state.call);
-    for (const p of state.peers.values()) {
+    for (const p of [...state.peers.values(), ...state.sfuMembers.values()]) {
       for (const tile of Object.values(p.tiles)) {
         const what = tile.role === "screen" ? "(screen)" : describeState(state.members.get(p.id)?.state);
         tile.label.replaceChildren(nameElement(p.name), document.createTextNode(` ${what}`));
@@ -157,9 +160,11 @@
     li.scrollIntoView({ block: "end" });
   }
 
-  function makeTile(title, muted) {
+  function makeTile(title, muted, member = null, role = null) {
     const div = document.createElement("div");
     div.className = "tile";
+    if (member) div.dataset.member = member;
+    if (role) div.dataset.role = role;
     const video = document.createElement("video");
     video.autoplay = true;
     video.playsInline = true;
@@ -286,7 +291,7 @@
     for (const member of m.members) {
       const known = state.members.has(member.id);
       state.members.set(member.id, member);
-      if (!known) ensurePeer(member.id);
+      if (!known && !state.sfu) ensurePeer(member.id);
     }
     state.order = [...m.members.map((x) => x.id), m.id];
     state.resumeToken = m.resume_token || null;
@@ -303,11 +308,12 @@
         pathLost(p);
       }
     }
+    applyMedia(roomMedia(m.media, m.room));
     setStatus("in ", nameElement(m.room), " as ", nameElement(state.name));
     renderRoster();
   }
 
-  const ROOM_EVENTS = ["peer_joined", "peer_left", "relay", "media_state"];
+  const ROOM_EVENTS = ["peer_joined", "peer_left", "relay", "media_state", "room_media"];
 
   function onServer(m) {
     // Between leaving one room and the next welcome, the old room's events are stale.
@@ -320,6 +326,7 @@
         }
         // A new member: connections made as the old one are void.
         if (state.id && m.id !== state.id) {
+          closeSfu();
           closeAllPeers();
           state.members.clear();
         }
@@ -339,17 +346,15 @@
         $("join-form").classList.add("hidden");
         $("call").classList.remove("hidden");
         $("controls").classList.remove("hidden");
-        for (const member of m.members) {
-          state.members.set(member.id, member);
-          ensurePeer(member.id);
-        }
+        for (const member of m.members) state.members.set(member.id, member);
+        applyMedia(roomMedia(m.media, m.room));
         renderRoster();
         break;
       case "peer_joined":
         state.members.set(m.member.id, m.member);
         state.order.push(m.member.id);
         log("peer_joined", { id: m.member.id, name: m.member.name });
-        ensurePeer(m.member.id);
+        if (!state.sfu) ensurePeer(m.member.id);
         renderRoster();
         break;
       case "peer_left":
@@ -361,6 +366,10 @@
         break;
       case "relay":
         onSignal(m.from, m.payload);
+        break;
+      case "room_media":
+        applyMedia(roomMedia(m.media, state.room));
+        renderRoster();
         break;
       case "media_state": {
         const member = state.members.get(m.id);
@@ -428,6 +437,7 @@
   }
 
   function switchRoom(room) {
+    closeSfu();
     closeAllPeers();
     state.members.clear();
     state.pendingJoin = room;
@@ -437,6 +447,118 @@
 
   function invite(id) {
     send({ type: "call_invite", to: id, metadata: JSON.stringify({ from: state.name }) });
+  }
+
+  // ---------- room media: a mesh, or a Janus VideoRoom (sfu.js) ----------
+
+  // `?sfu=ws://HOST:PORT[&sfu_room=N]` takes the room's media through that Janus (as
+  // `confab headless --sfu`) while the server says mesh. Only a Janus on the page's own
+  // host: a link must not send someone's camera elsewhere.
+  function linkedSfu(room) {
+    const url = params.get("sfu");
+    if (!url || !room || room.startsWith("call:") || room.startsWith("echo:")) return null;
+    let u;
+    try {
+      u = new URL(url);
+    } catch {
+      u = null;
+    }
+    if (!u || !["ws:", "wss:"].includes(u.protocol) || u.hostname !== location.hostname) {
+      notice(`Ignoring sfu=${url}: only a Janus on ${location.hostname} (ws:// or wss://)`);
+      return null;
+    }
+    const n = Number(params.get("sfu_room"));
+    return { mode: "sfu", url, room: Number.isSafeInteger(n) && n > 0 ? n : ConfabSfu.roomFor(room) };
+  }
+
+  // The server's word (welcome `media`, `room_media`) first; the link's when it says mesh.
+  function roomMedia(media, room) {
+    if (media && media.mode === "sfu") return media;
+    return linkedSfu(room) || { mode: "mesh" };
+  }
+
+  // Tears down what carried the room's media and sets up what carries it now.
+  function applyMedia(media) {
+    const sfu = media.mode === "sfu" ? media : null;
+    if (sfu && state.sfu && ConfabSfu.same(state.sfu.target, sfu)) return;
+    if (sfu || state.sfu) {
+      log("room_media", sfu ? { mode: "sfu", url: sfu.url, room: sfu.room } : { mode: "mesh" });
+      closeSfu();
+      closeAllPeers();
+    }
+    if (!sfu) {
+      for (const id of state.members.keys()) ensurePeer(id);
+      return;
+    }
+    state.sfu = new ConfabSfu.Room(sfu, {
+      me: state.id,
+      iceServers: state.iceServers,
+      get local() {
+        return state.local;
+      },
+      get screen() {
+        return state.screen;
+      },
+      prepare: preferCodecs,
+      settled: tuneSenders,
+      track: sfuTrack,
+      trackGone: sfuTrackGone,
+      log,
+      error: (text) => {
+        log("sfu_error", { message: text });
+        notice(`SFU: ${text}`);
+      },
+    });
+    state.sfu.start();
+  }
+
+  function closeSfu() {
+    if (!state.sfu) return;
+    state.sfu.close();
+    state.sfu = null;
+    for (const id of [...state.sfuMembers.keys()]) closeSfuMember(id);
+  }
+
+  function sfuTrack(id, role, track) {
+    let v = state.sfuMembers.get(id);
+    if (!v) {
+      v = { id, name: memberName(id), tiles: {}, connectMs: null, cameraStats: null };
+      state.sfuMembers.set(id, v);
+    }
+    if (v.connectMs === null) v.connectMs = Math.round(performance.now() - state.joinedAt);
+    showTrack(v, role, track);
+  }
+
+  function sfuTrackGone(id, role, track) {
+    const v = state.sfuMembers.get(id);
+    const tile = v && v.tiles[role === "mic" ? "camera" : role];
+    if (!tile) return;
+    tile.stream.removeTrack(track);
+    log("track_removed", { id, role });
+    if (tile.stream.getTracks().length === 0) removeTile(v, tile.role);
+    renderRoster();
+  }
+
+  function closeSfuMember(id) {
+    const v = state.sfuMembers.get(id);
+    if (!v) return;
+    for (const role of Object.keys(v.tiles)) removeTile(v, role);
+    state.closedPeers.push(sfuMemberSummary(v));
+    state.sfuMembers.delete(id);
+  }
+
+  function sfuMemberSummary(v) {
+    return {
+      id: v.id,
+      name: v.name,
+      sfu: true,
+      connection: state.sfu && state.sfu.subPc ? state.sfu.subPc.connectionState : "closed",
+      connect_ms: v.connectMs,
+      video_codec: null,
+      no_common_video_codec: false,
+      camera: v.cameraStats ? { ...v.cameraStats } : null,
+      screen: !!v.tiles.screen,
+    };
   }
 
   // ---------- peers ----------
@@ -502,8 +624,8 @@
     relay(p.id, { kind: "description", sdp_type: d.type, sdp: signalledSdp(d.sdp) });
   }
 
-  async function tuneSenders(p) {
-    for (const s of p.pc.getSenders()) {
+  async function tuneSenders(pc) {
+    for (const s of pc.getSenders()) {
       if (!s.track || s.track.kind !== "video") continue;
       try {
         const prm = s.getParameters();
@@ -610,7 +732,7 @@
       if (pc.signalingState === "stable") {
         p.negotiations += 1;
         checkCodecs(p);
-        tuneSenders(p);
+        tuneSenders(pc);
       }
     };
     pc.onconnectionstatechange = () => {
@@ -685,6 +807,12 @@
 
   function onSignal(from, payload) {
     if (!state.members.has(from)) return; // relays only come from our room
+    // Chat through the server: how SFU rooms talk (shown in a mesh all the same).
+    if (payload && payload.kind === "chat") {
+      if (typeof payload.text === "string") addChatLine(memberName(from), payload.text);
+      return;
+    }
+    if (state.sfu) return;
     const p = ensurePeer(from);
     // One signal at a time per peer, in arrival order.
     p.queue = p.queue.then(() => handleSignal(p, payload)).catch((e) => console.warn("signal", e));
@@ -729,24 +857,30 @@
 
   function onTrack(p, e) {
     const role = roleOf(e.track, e.streams[0]);
-    const tileRole = role === "mic" ? "camera" : role; // audio plays from the camera tile
+    const tile = showTrack(p, role, e.track);
+    if (e.streams[0]) {
+      e.streams[0].onremovetrack = (ev) => {
+        tile.stream.removeTrack(ev.track);
+        if (tile.role === "screen" && tile.stream.getTracks().length === 0) removeTile(p, tile.role);
+      };
+    }
+  }
+
+  // A remote track into `p`'s tile for its role (audio plays from the camera tile).
+  function showTrack(p, role, track) {
+    const tileRole = role === "mic" ? "camera" : role;
     let tile = p.tiles[tileRole];
     if (!tile) {
-      tile = { ...makeTile(p.name, false), role: tileRole, stream: new MediaStream(), alive: true };
+      tile = { ...makeTile(p.name, false, p.id, tileRole), role: tileRole, stream: new MediaStream(), alive: true };
       tile.video.srcObject = tile.stream;
       p.tiles[tileRole] = tile;
       if (tileRole === "camera") watchFrames(p, tile);
     }
-    tile.stream.addTrack(e.track);
-    log("track", { id: p.id, role, track: e.track.id });
+    tile.stream.addTrack(track);
+    log("track", { id: p.id, role, track: track.id });
     play(tile.video);
-    if (e.streams[0]) {
-      e.streams[0].onremovetrack = (ev) => {
-        tile.stream.removeTrack(ev.track);
-        if (tileRole === "screen" && tile.stream.getTracks().length === 0) removeTile(p, tileRole);
-      };
-    }
     renderRoster();
+    return tile;
   }
 
   function removeTile(p, role) {
@@ -774,6 +908,7 @@
       first_frame_ms: null,
     };
     tile.frameStats = st;
+    p.cameraStats = st; // kept after the tile goes
     if (!("requestVideoFrameCallback" in HTMLVideoElement.prototype)) return;
     const onFrame = (_now, meta) => {
       if (!tile.alive) return;
@@ -813,6 +948,7 @@
   }
 
   function closePeer(id) {
+    closeSfuMember(id);
     const p = state.peers.get(id);
     if (!p) return;
     state.closedPeers.push(peerSummary(p));
@@ -862,6 +998,10 @@
 
   function sendChat(text) {
     addChatLine(state.name, text, true);
+    if (state.sfu) {
+      for (const id of state.members.keys()) relay(id, { kind: "chat", text });
+      return;
+    }
     for (const p of state.peers.values()) {
       if (p.heard && p.dc.readyState === "open") p.dc.send(JSON.stringify({ type: "chat", text }));
       else p.chatQueue.push(text);
@@ -895,12 +1035,14 @@
     track.onended = stopShare;
     state.screen = s;
     for (const p of state.peers.values()) p.screenSender = p.pc.addTrack(track, s);
+    if (state.sfu) state.sfu.addScreen(s);
     state.media.screen_sharing = true;
     sendMediaState();
   }
 
   function stopShare() {
     if (!state.screen) return;
+    if (state.sfu) state.sfu.removeScreen();
     for (const p of state.peers.values()) {
       if (p.screenSender) p.pc.removeTrack(p.screenSender);
       p.screenSender = null;
@@ -913,6 +1055,7 @@
 
   function leave() {
     if (state.call) send({ type: "call_hangup", call_id: state.call.call_id });
+    closeSfu();
     closeAllPeers();
     const ws = state.ws;
     state.ws = null;
@@ -977,31 +1120,37 @@
 
   async function stats() {
     const out = {};
-    for (const p of state.peers.values()) {
-      const report = await p.pc.getStats();
-      const codecs = new Map();
-      report.forEach((s) => {
-        if (s.type === "codec") codecs.set(s.id, s.mimeType);
-      });
-      const r = { video_in: [], audio_in: [], video_out: [], audio_out: [], rtt_ms: null };
-      report.forEach((s) => {
-        const codec = codecs.get(s.codecId) || null;
-        if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) {
-          r.rtt_ms = s.currentRoundTripTime * 1000;
-        }
-        if (s.type === "inbound-rtp" && s.kind === "video") {
-          r.video_in.push({ codec, frames_decoded: s.framesDecoded, frame_width: s.frameWidth, frame_height: s.frameHeight, pli_count: s.pliCount, packets_lost: s.packetsLost });
-        } else if (s.type === "inbound-rtp" && s.kind === "audio") {
-          r.audio_in.push({ codec, packets_received: s.packetsReceived, total_audio_energy: s.totalAudioEnergy, audio_level: s.audioLevel });
-        } else if (s.type === "outbound-rtp" && s.kind === "video") {
-          r.video_out.push({ codec, frames_encoded: s.framesEncoded, frame_width: s.frameWidth, frame_height: s.frameHeight, encoder: s.encoderImplementation });
-        } else if (s.type === "outbound-rtp" && s.kind === "audio") {
-          r.audio_out.push({ codec, packets_sent: s.packetsSent });
-        }
-      });
-      out[p.id] = r;
-    }
+    for (const p of state.peers.values()) out[p.id] = await statsOf(p.pc);
+    // In an SFU room: our two connections to Janus.
+    const sfu = state.sfu;
+    if (sfu && sfu.pubPc) out["sfu-publisher"] = await statsOf(sfu.pubPc);
+    if (sfu && sfu.subPc) out["sfu-subscriber"] = await statsOf(sfu.subPc);
     return out;
+  }
+
+  async function statsOf(pc) {
+    const report = await pc.getStats();
+    const codecs = new Map();
+    report.forEach((s) => {
+      if (s.type === "codec") codecs.set(s.id, s.mimeType);
+    });
+    const r = { video_in: [], audio_in: [], video_out: [], audio_out: [], rtt_ms: null };
+    report.forEach((s) => {
+      const codec = codecs.get(s.codecId) || null;
+      if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) {
+        r.rtt_ms = s.currentRoundTripTime * 1000;
+      }
+      if (s.type === "inbound-rtp" && s.kind === "video") {
+        r.video_in.push({ codec, frames_decoded: s.framesDecoded, frame_width: s.frameWidth, frame_height: s.frameHeight, pli_count: s.pliCount, packets_lost: s.packetsLost });
+      } else if (s.type === "inbound-rtp" && s.kind === "audio") {
+        r.audio_in.push({ codec, packets_received: s.packetsReceived, total_audio_energy: s.totalAudioEnergy, audio_level: s.audioLevel });
+      } else if (s.type === "outbound-rtp" && s.kind === "video") {
+        r.video_out.push({ codec, frames_encoded: s.framesEncoded, frame_width: s.frameWidth, frame_height: s.frameHeight, encoder: s.encoderImplementation });
+      } else if (s.type === "outbound-rtp" && s.kind === "audio") {
+        r.audio_out.push({ codec, packets_sent: s.packetsSent });
+      }
+    });
+    return r;
   }
 
   function peerSummary(p) {
@@ -1033,7 +1182,13 @@
       roster: [...state.members.values()].map((m) => ({ id: m.id, name: m.name, state: m.state })),
       roster_text: $("roster").innerText,
       recording_mark: !$("recording-mark").classList.contains("hidden"),
-      peers: [...state.peers.values()].map(peerSummary),
+      peers: [...[...state.peers.values()].map(peerSummary), ...[...state.sfuMembers.values()].map(sfuMemberSummary)],
+      tiles: [...document.querySelectorAll("#tiles .tile[data-member]")].map((d) => ({
+        id: d.dataset.member,
+        name: memberName(d.dataset.member),
+        role: d.dataset.role,
+      })),
+      sfu: state.sfu ? state.sfu.summary() : null,
       closed_peers: state.closedPeers.slice(),
       events: state.events.slice(),
       chat: state.chat.slice(),

@@ -1,8 +1,8 @@
 //! The browser guest page: static files embedded in the binary, served next to `/ws`.
 //!
 //! No build step and nothing fetched from elsewhere: the Content-Security-Policy
-//! allows only this origin, plus the WebSocket endpoint of the host the page was
-//! loaded from.
+//! allows only this origin, plus WebSockets to the host the page was loaded from (its
+//! `/ws`, and a Janus on that host for SFU rooms).
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -12,6 +12,7 @@ use axum::routing::get;
 const INDEX_HTML: &str = include_str!("../../assets/web/index.html");
 const APP_JS: &str = include_str!("../../assets/web/app.js");
 const BARCODE_JS: &str = include_str!("../../assets/web/barcode.js");
+const SFU_JS: &str = include_str!("../../assets/web/sfu.js");
 const STYLE_CSS: &str = include_str!("../../assets/web/style.css");
 
 /// Routes of the web client: `/`, `/index.html` and its scripts and style sheet.
@@ -26,6 +27,10 @@ pub fn router() -> Router {
         .route(
             "/barcode.js",
             get(|| asset(BARCODE_JS, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/sfu.js",
+            get(|| asset(SFU_JS, "text/javascript; charset=utf-8")),
         )
         .route(
             "/style.css",
@@ -62,13 +67,17 @@ async fn index(headers: HeaderMap) -> Response {
 }
 
 /// Self only; `connect-src` names the ws/wss endpoint of the requested host
-/// explicitly, as older browsers don't let `'self'` cover WebSocket schemes.
+/// explicitly, as older browsers don't let `'self'` cover WebSocket schemes, and
+/// WebSockets to any port of that host: a Janus beside the server (SFU rooms).
 pub fn content_security_policy(host: Option<&HeaderValue>) -> String {
     let host = host
         .and_then(|h| h.to_str().ok())
         .filter(|h| is_plain_host(h));
     let connect = match host {
-        Some(h) => format!("'self' ws://{h} wss://{h}"),
+        Some(h) => {
+            let name = host_name(h);
+            format!("'self' ws://{h} wss://{h} ws://{name}:* wss://{name}:*")
+        }
         None => "'self'".to_string(),
     };
     format!(
@@ -76,6 +85,14 @@ pub fn content_security_policy(host: Option<&HeaderValue>) -> String {
          media-src 'self' blob: mediastream:; connect-src {connect}; object-src 'none'; \
          base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
+}
+
+/// The host of a Host header, without its port (`[::1]:80` -> `[::1]`).
+fn host_name(h: &str) -> &str {
+    match h.rfind(':') {
+        Some(i) if !h[i..].contains(']') => &h[..i],
+        _ => h,
+    }
 }
 
 /// A Host header fit to be copied into a header value: name or address and port only.
@@ -94,8 +111,17 @@ mod tests {
     fn csp_names_the_websocket_of_the_host_and_refuses_odd_hosts() {
         let ok = HeaderValue::from_static("127.0.0.1:8787");
         let csp = content_security_policy(Some(&ok));
-        assert!(csp.contains("connect-src 'self' ws://127.0.0.1:8787 wss://127.0.0.1:8787;"));
-        assert!(csp.contains("script-src 'self';"));
+        assert!(csp.contains(
+            "connect-src 'self' ws://127.0.0.1:8787 wss://127.0.0.1:8787 \
+             ws://127.0.0.1:* wss://127.0.0.1:*;"
+        ));
+        let v6 = HeaderValue::from_static("[::1]:8787");
+        assert!(content_security_policy(Some(&v6)).contains("ws://[::1]:* wss://[::1]:*;"));
+        let bare = HeaderValue::from_static("confab.example");
+        assert!(
+            content_security_policy(Some(&bare))
+                .contains("wss://confab.example ws://confab.example:* wss://confab.example:*;")
+        );
         let odd = HeaderValue::from_static("evil.example; script-src *");
         assert!(content_security_policy(Some(&odd)).contains("connect-src 'self';"));
     }

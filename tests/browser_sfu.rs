@@ -1,0 +1,201 @@
+//! Browser guests in SFU rooms: the page (`assets/web/sfu.js`) takes the room's media
+//! through Debian's Janus (`support/janus.rs`) beside headless peers doing the same
+//! (`confab headless --sfu`); presence and chat stay on confab's server. Run under
+//! `.ci/netns`: Janus needs the veth the helper adds, and Chromium gathers on it too.
+
+mod support;
+
+use support::browser::*;
+use support::from;
+use support::janus::Janus;
+
+use confab::headless::{self, HeadlessOptions};
+use confab::sfu::SfuTarget;
+use serde_json::{Value, json};
+
+/// A headless peer whose media goes through `janus`'s VideoRoom for confab room `room`.
+fn sfu_peer(
+    janus: &Janus,
+    url: &str,
+    room: &str,
+    name: &str,
+    tone: f32,
+    seconds: f64,
+) -> HeadlessOptions {
+    let mut o = HeadlessOptions::new(url, room, name);
+    o.seconds = seconds;
+    o.tone_hz = tone;
+    o.size = (320, 240);
+    o.bitrate_bps = 300_000;
+    o.bind_addrs = vec![janus.bind_addr()];
+    o.sfu = Some(SfuTarget::for_room(&janus.url(), room));
+    o
+}
+
+fn events<'a>(snap: &'a Value, kind: &str) -> Vec<&'a Value> {
+    snap["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == kind)
+        .collect()
+}
+
+fn tiles_of(snap: &Value, name: &str) -> Vec<String> {
+    snap["tiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"] == name)
+        .map(|t| t["role"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The link names Janus only (`?sfu=`): the page finds the VideoRoom from the room's
+/// name as the engine does, so it meets the headless peers without a room number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_in_a_janus_room_sees_and_is_seen_by_two_headless_peers_and_chats_both_ways() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let janus = Janus::start();
+    let fx = fixture(25);
+    let srv = support::server().await;
+    let url = srv.ws_url();
+    let page = format!("{}&sfu={}", page_url(&srv, "sfu", "gia"), janus.url());
+    let guest = spawn_guest(
+        &fx,
+        &page,
+        16.0,
+        json!([
+            {"at": 8, "do": "chat", "text": "hello from chromium"},
+            {"at": 9, "do": "snapshot"},
+        ]),
+    );
+    // The headless peers come once the page is in: their chat goes to who is there.
+    until_page_joined(&srv, |m| m.rooms > 0).await;
+    let peers: Vec<_> = [("hal", 440.0), ("ivy", 660.0)]
+        .into_iter()
+        .map(|(name, tone)| {
+            let mut o = sfu_peer(&janus, &url, "sfu", name, tone, 12.0);
+            o.chat = Some(format!("hello from {name}"));
+            tokio::spawn(headless::run(o))
+        })
+        .collect();
+    let g = guest_result(guest).await;
+    let mut reports = Vec::new();
+    for p in peers {
+        reports.push(p.await.unwrap().expect("headless run"));
+    }
+
+    let mid = &g["snapshots"][0]["snapshot"];
+    let last = &g["final"]["snapshot"];
+    assert_eq!(mid["sfu"]["state"], "joined", "{mid:#}");
+    assert_eq!(
+        mid["sfu"]["room"].as_u64(),
+        Some(SfuTarget::for_room(&janus.url(), "sfu").room),
+        "the room the engine picks for \"sfu\""
+    );
+    for r in &reports {
+        assert!(r.errors.is_empty(), "{}: {:?}", r.name, r.errors);
+        // The guest's barcodes in order and its tone, through Janus.
+        assert_headless_got_guest(r, "gia", 60, true);
+        assert_eq!(from(r, "gia").chat, ["hello from chromium"], "{}", r.name);
+        // The page decoded the peer's barcodes in order; one camera tile each.
+        assert_page_got_frames(last, &r.name, 100);
+        assert_eq!(tiles_of(mid, &r.name), ["camera"], "{mid:#}");
+    }
+    let chat: Vec<(&str, &str)> = last["chat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["from"].as_str().unwrap(), l["text"].as_str().unwrap()))
+        .collect();
+    for name in ["hal", "ivy"] {
+        let line = format!("hello from {name}");
+        assert!(chat.contains(&(name, line.as_str())), "{chat:?}");
+    }
+    // No mesh: every byte went through the two connections to Janus.
+    let st = &mid["peers"];
+    assert!(
+        st.as_array().unwrap().iter().all(|p| p["sfu"] == true),
+        "{st:#}"
+    );
+    let sub = &g["snapshots"][0]["stats"]["sfu-subscriber"];
+    let audio: Vec<&Value> = sub["audio_in"].as_array().unwrap().iter().collect();
+    assert_eq!(audio.len(), 2, "{sub:#}");
+    for a in audio {
+        assert_eq!(a["codec"], "audio/opus", "{sub:#}");
+        assert!(a["packets_received"].as_u64().unwrap() >= 150, "{sub:#}");
+        assert!(a["total_audio_energy"].as_f64().unwrap() > 0.0, "{sub:#}");
+    }
+    let publ = &g["snapshots"][0]["stats"]["sfu-publisher"];
+    assert_eq!(publ["video_out"][0]["codec"], "video/H264", "{publ:#}");
+    assert!(last["tiles"].as_array().unwrap().is_empty(), "{last:#}");
+    let _ = srv.shutdown().await;
+}
+
+/// hal leaves after a few seconds, ivy stays: Janus says hal's feed is gone, its tile
+/// leaves the page, and ivy's pictures go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_leaves_disappears_from_the_guests_view_and_the_others_go_on() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let janus = Janus::start();
+    let fx = fixture(25);
+    let srv = support::server().await;
+    let url = srv.ws_url();
+    let target = SfuTarget::for_room(&janus.url(), "leave");
+    let page = format!(
+        "{}&sfu={}&sfu_room={}",
+        page_url(&srv, "leave", "gia"),
+        janus.url(),
+        target.room
+    );
+    let guest = spawn_guest(
+        &fx,
+        &page,
+        16.0,
+        json!([{"at": 4, "do": "snapshot"}, {"at": 11, "do": "snapshot"}]),
+    );
+    until_page_joined(&srv, |m| m.rooms > 0).await;
+    let hal = tokio::spawn(headless::run(sfu_peer(
+        &janus, &url, "leave", "hal", 440.0, 6.0,
+    )));
+    let ivy = tokio::spawn(headless::run(sfu_peer(
+        &janus, &url, "leave", "ivy", 660.0, 15.0,
+    )));
+    let g = guest_result(guest).await;
+    let (hal, ivy) = (hal.await.unwrap().unwrap(), ivy.await.unwrap().unwrap());
+    assert!(
+        hal.errors.is_empty() && ivy.errors.is_empty(),
+        "{:?} {:?}",
+        hal.errors,
+        ivy.errors
+    );
+
+    let (before, after) = (
+        &g["snapshots"][0]["snapshot"],
+        &g["snapshots"][1]["snapshot"],
+    );
+    assert_eq!(tiles_of(before, "hal"), ["camera"], "{before:#}");
+    assert_eq!(tiles_of(before, "ivy"), ["camera"], "{before:#}");
+    // Gone from the view, and Janus said so (not only confab's peer_left).
+    assert!(tiles_of(after, "hal").is_empty(), "{after:#}");
+    let hal_id = page_peer(after, "hal")["id"].clone();
+    assert!(
+        events(after, "sfu_feed_gone")
+            .iter()
+            .any(|e| e["id"] == hal_id),
+        "{:#}",
+        after["events"]
+    );
+    assert_page_got_frames(after, "hal", 60);
+    // ivy goes on: more of her frames, in order, after hal left.
+    assert_eq!(tiles_of(after, "ivy"), ["camera"], "{after:#}");
+    let frames = |s: &Value| page_peer(s, "ivy")["camera"]["frames"].as_u64().unwrap();
+    let last = &g["final"]["snapshot"];
+    assert!(frames(last) >= frames(after) + 60, "{last:#}");
+    assert_page_got_frames(last, "ivy", 200);
+    assert_headless_got_guest(&ivy, "gia", 150, true);
+    let _ = srv.shutdown().await;
+}

@@ -356,3 +356,44 @@ async fn the_welcomes_media_puts_a_guest_in_janus_and_room_media_moves_it_to_mes
     assert!(back["peers"].as_array().unwrap().is_empty(), "{back:#}");
     let _ = srv.shutdown().await;
 }
+
+/// A link may name only a Janus on the page's own host; one that is not listening is
+/// reported on the page, with its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_janus_elsewhere_is_refused_and_an_unreachable_one_is_reported() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(5);
+    let srv = support::server().await;
+    // A port nobody listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let look = json!([{"at": 3, "do": "snapshot"}]);
+    let closed = format!("ws://127.0.0.1:{port}");
+    let cases = [
+        (
+            "ws://10.1.2.3:8188".to_owned(),
+            "Ignoring sfu=ws://10.1.2.3:8188".to_owned(),
+            Value::Null,
+        ),
+        (
+            closed.clone(),
+            format!("cannot reach Janus at {closed}"),
+            json!("failed"),
+        ),
+    ];
+    for (janus, says, sfu_state) in cases {
+        let page = format!("{}&sfu={janus}", page_url(&srv, "nojanus", "gia"));
+        let g = guest_result(spawn_guest(&fx, &page, 4.0, look.clone())).await;
+        let snap = &g["snapshots"][0]["snapshot"];
+        assert!(
+            snap["notice_text"].as_str().unwrap().contains(&says),
+            "{snap:#}"
+        );
+        assert_eq!(snap["sfu"]["state"], sfu_state, "{snap:#}");
+    }
+    let _ = srv.shutdown().await;
+}

@@ -65,7 +65,10 @@ const ConfabSfu = (() => {
           ws.close();
           reject(new Error(`cannot reach Janus at ${url}: timed out`));
         }, REPLY_MS);
-        ws.onerror = () => reject(new Error(`cannot reach Janus at ${url}`));
+        ws.onerror = () => {
+          clearTimeout(timer);
+          reject(new Error(`cannot reach Janus at ${url}`));
+        };
         ws.onopen = async () => {
           clearTimeout(timer);
           ws.onerror = null;
@@ -184,7 +187,9 @@ const ConfabSfu = (() => {
       this.queue = this.queue
         .then(() => (this.closed ? undefined : f()))
         .catch((e) => {
-          if (!this.closed) this.page.error(`${what}: ${e.message}`);
+          if (this.closed) return;
+          if (this.state === "connecting") this.state = "failed";
+          this.page.error(`${what}: ${e.message}`);
         });
       return this.queue;
     }

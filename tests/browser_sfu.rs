@@ -9,7 +9,7 @@ use support::browser::*;
 use support::from;
 use support::janus::Janus;
 
-use confab::headless::{self, HeadlessOptions};
+use confab::headless::{self, HeadlessOptions, VideoInput};
 use confab::sfu::SfuTarget;
 use serde_json::{Value, json};
 
@@ -41,14 +41,17 @@ fn events<'a>(snap: &'a Value, kind: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The roles of `name`'s tiles on the page, sorted.
 fn tiles_of(snap: &Value, name: &str) -> Vec<String> {
-    snap["tiles"]
+    let mut roles: Vec<String> = snap["tiles"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|t| t["name"] == name)
         .map(|t| t["role"].as_str().unwrap().to_owned())
-        .collect()
+        .collect();
+    roles.sort();
+    roles
 }
 
 /// The link names Janus only (`?sfu=`): the page finds the VideoRoom from the room's
@@ -140,8 +143,9 @@ async fn a_guest_in_a_janus_room_sees_and_is_seen_by_two_headless_peers_shares_a
     let _ = srv.shutdown().await;
 }
 
-/// hal leaves after a few seconds, ivy stays: Janus says hal's feed is gone, its tile
-/// leaves the page, and ivy's pictures go on.
+/// hal leaves after a few seconds, ivy (camera and a shared screen) stays: Janus says
+/// hal's feed is gone, its tile leaves the page, and ivy's pictures go on. jo, who comes
+/// after hal left, is seen too (Janus may give it hal's m-sections).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_that_leaves_disappears_from_the_guests_view_and_the_others_go_on() {
     require_browser();
@@ -167,24 +171,25 @@ async fn a_publisher_that_leaves_disappears_from_the_guests_view_and_the_others_
     let hal = tokio::spawn(headless::run(sfu_peer(
         &janus, &url, "leave", "hal", 440.0, 6.0,
     )));
-    let ivy = tokio::spawn(headless::run(sfu_peer(
-        &janus, &url, "leave", "ivy", 660.0, 15.0,
+    let mut o = sfu_peer(&janus, &url, "leave", "ivy", 660.0, 15.0);
+    o.share_screen = Some(VideoInput::Y4m(fx.video.clone()));
+    let ivy = tokio::spawn(headless::run(o));
+    let hal = hal.await.unwrap().unwrap();
+    let jo = tokio::spawn(headless::run(sfu_peer(
+        &janus, &url, "leave", "jo", 880.0, 6.0,
     )));
     let g = guest_result(guest).await;
-    let (hal, ivy) = (hal.await.unwrap().unwrap(), ivy.await.unwrap().unwrap());
-    assert!(
-        hal.errors.is_empty() && ivy.errors.is_empty(),
-        "{:?} {:?}",
-        hal.errors,
-        ivy.errors
-    );
+    let (ivy, jo) = (ivy.await.unwrap().unwrap(), jo.await.unwrap().unwrap());
+    for r in [&hal, &ivy, &jo] {
+        assert!(r.errors.is_empty(), "{}: {:?}", r.name, r.errors);
+    }
 
     let (before, after) = (
         &g["snapshots"][0]["snapshot"],
         &g["snapshots"][1]["snapshot"],
     );
     assert_eq!(tiles_of(before, "hal"), ["camera"], "{before:#}");
-    assert_eq!(tiles_of(before, "ivy"), ["camera"], "{before:#}");
+    assert_eq!(tiles_of(before, "ivy"), ["camera", "screen"], "{before:#}");
     // Gone from the view, and Janus said so (not only confab's peer_left).
     assert!(tiles_of(after, "hal").is_empty(), "{after:#}");
     let hal_id = page_peer(after, "hal")["id"].clone();
@@ -197,12 +202,14 @@ async fn a_publisher_that_leaves_disappears_from_the_guests_view_and_the_others_
     );
     assert_page_got_frames(after, "hal", 60);
     // ivy goes on: more of her frames, in order, after hal left.
-    assert_eq!(tiles_of(after, "ivy"), ["camera"], "{after:#}");
+    assert_eq!(tiles_of(after, "ivy"), ["camera", "screen"], "{after:#}");
     let frames = |s: &Value| page_peer(s, "ivy")["camera"]["frames"].as_u64().unwrap();
     let last = &g["final"]["snapshot"];
     assert!(frames(last) >= frames(after) + 60, "{last:#}");
     assert_page_got_frames(last, "ivy", 200);
     assert_headless_got_guest(&ivy, "gia", 150, true);
+    assert_eq!(tiles_of(after, "jo"), ["camera"], "{after:#}");
+    assert_page_got_frames(last, "jo", 60);
     let _ = srv.shutdown().await;
 }
 

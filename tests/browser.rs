@@ -211,6 +211,10 @@ async fn the_page_and_its_scripts_are_served_with_types_and_a_csp() {
         ("/app.js", "text/javascript"),
         ("/barcode.js", "text/javascript"),
         ("/sfu.js", "text/javascript"),
+        ("/page.js", "text/javascript"),
+        ("/signaling.js", "text/javascript"),
+        ("/mesh.js", "text/javascript"),
+        ("/room_media.js", "text/javascript"),
         ("/style.css", "text/css"),
     ] {
         let (head, body) = http_get(&srv, path).await;

@@ -10,34 +10,41 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 const INDEX_HTML: &str = include_str!("../../assets/web/index.html");
-const APP_JS: &str = include_str!("../../assets/web/app.js");
-const BARCODE_JS: &str = include_str!("../../assets/web/barcode.js");
-const SFU_JS: &str = include_str!("../../assets/web/sfu.js");
+/// The page's scripts: `app.js` and the ES modules it imports, and two classic scripts.
+const SCRIPTS: [(&str, &str); 7] = [
+    ("/app.js", include_str!("../../assets/web/app.js")),
+    ("/page.js", include_str!("../../assets/web/page.js")),
+    (
+        "/signaling.js",
+        include_str!("../../assets/web/signaling.js"),
+    ),
+    ("/mesh.js", include_str!("../../assets/web/mesh.js")),
+    (
+        "/room_media.js",
+        include_str!("../../assets/web/room_media.js"),
+    ),
+    ("/sfu.js", include_str!("../../assets/web/sfu.js")),
+    ("/barcode.js", include_str!("../../assets/web/barcode.js")),
+];
 const STYLE_CSS: &str = include_str!("../../assets/web/style.css");
 
 /// Routes of the web client: `/`, `/index.html` and its scripts and style sheet.
 pub fn router() -> Router {
-    Router::new()
+    let r = Router::new()
         .route("/", get(index))
         .route("/index.html", get(index))
-        .route(
-            "/app.js",
-            get(|| asset(APP_JS, "text/javascript; charset=utf-8")),
-        )
-        .route(
-            "/barcode.js",
-            get(|| asset(BARCODE_JS, "text/javascript; charset=utf-8")),
-        )
-        .route(
-            "/sfu.js",
-            get(|| asset(SFU_JS, "text/javascript; charset=utf-8")),
-        )
         .route(
             "/style.css",
             get(|| asset(STYLE_CSS, "text/css; charset=utf-8")),
         )
         // Browsers ask for it on every page; an empty answer keeps their consoles clean.
-        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }));
+    SCRIPTS.into_iter().fold(r, |r, (path, body)| {
+        r.route(
+            path,
+            get(move || asset(body, "text/javascript; charset=utf-8")),
+        )
+    })
 }
 
 async fn asset(body: &'static str, content_type: &'static str) -> Response {

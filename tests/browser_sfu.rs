@@ -404,3 +404,39 @@ async fn a_janus_elsewhere_is_refused_and_an_unreachable_one_is_reported() {
     }
     let _ = srv.shutdown().await;
 }
+
+/// A room the server made with a `pin` (here: made by the test through Janus's API): the
+/// page joins it with the pin from the welcome's media; without it Janus refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_joins_a_pinned_videoroom_with_the_pin_from_the_welcome() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let janus = Janus::start();
+    let (api, _news) = confab::sfu::Janus::connect(&janus.url()).await.unwrap();
+    let admin = api.attach().await.unwrap();
+    let mut create = confab::sfu::videoroom::create_room(4343, 4);
+    create["pin"] = json!("s3cret");
+    admin.request(create, None).await.expect("room created");
+    let no_pin = json!({"request": "join", "ptype": "publisher", "room": 4343, "display": "x"});
+    let refused = admin
+        .request(no_pin, None)
+        .await
+        .expect_err("no pin, no entry");
+    assert!(refused.to_string().contains("(pin)"), "{refused}");
+
+    let fx = fixture(5);
+    let srv = support::server().await;
+    let media = json!({"mode": "sfu", "url": janus.url(), "room": 4343, "pin": "s3cret"});
+    let tap = MediaTap::start(srv.ws_url(), media, vec![]).await;
+    let g = guest_result(spawn_guest(
+        &fx,
+        &format!("http://{}/?room=pinned&name=gia", tap.addr),
+        4.0,
+        json!([{"at": 3, "do": "snapshot"}]),
+    ))
+    .await;
+    let snap = &g["snapshots"][0]["snapshot"];
+    assert_eq!(snap["sfu"]["state"], "joined", "{snap:#}");
+    assert_eq!(snap["sfu"]["publisher"], "connected", "{snap:#}");
+    let _ = srv.shutdown().await;
+}

@@ -199,7 +199,10 @@ async fn the_page_and_its_scripts_are_served_with_types_and_a_csp() {
     );
     let addr = srv.local_addr();
     assert!(
-        head.contains(&format!("connect-src 'self' ws://{addr} wss://{addr};")),
+        head.contains(&format!(
+            "connect-src 'self' ws://{addr} wss://{addr} ws://{ip}:* wss://{ip}:*;",
+            ip = addr.ip()
+        )),
         "{head}"
     );
     assert!(head.contains("default-src 'self'"), "{head}");
@@ -207,6 +210,11 @@ async fn the_page_and_its_scripts_are_served_with_types_and_a_csp() {
     for (path, ty) in [
         ("/app.js", "text/javascript"),
         ("/barcode.js", "text/javascript"),
+        ("/sfu.js", "text/javascript"),
+        ("/page.js", "text/javascript"),
+        ("/signaling.js", "text/javascript"),
+        ("/mesh.js", "text/javascript"),
+        ("/room_media.js", "text/javascript"),
         ("/style.css", "text/css"),
     ] {
         let (head, body) = http_get(&srv, path).await;

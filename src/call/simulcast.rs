@@ -44,6 +44,12 @@ pub fn top_for_total(total_bps: u32, count: usize) -> u32 {
     (f64::from(total_bps) / shares) as u32
 }
 
+/// What `count` layers send together when the largest sends `top_bps`.
+pub fn total_for_top(top_bps: u32, count: usize) -> u32 {
+    let shares: f64 = (0..count.max(1)).map(|k| 3f64.powi(-(k as i32))).sum();
+    (f64::from(top_bps) * shares).min(f64::from(u32::MAX)) as u32
+}
+
 /// Share of the frame interval the encodes of one frame may take before the small
 /// layers are encoded less often, and below which they go back up.
 const BUSY_HIGH: f64 = 0.6;
@@ -141,6 +147,10 @@ mod tests {
         let sum: u32 = l.iter().map(|l| l.bitrate_bps).sum();
         assert!(sum <= total && sum > total - 1_000, "{sum}");
         assert_eq!(top_for_total(total, 1), total);
+        let top = 1_000_000;
+        let back = top_for_total(total_for_top(top, LAYERS), LAYERS);
+        assert!(back.abs_diff(top) <= 1, "{back}");
+        assert_eq!(total_for_top(top, 1), top);
     }
 
     #[test]

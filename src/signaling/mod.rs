@@ -19,3 +19,5 @@ pub use server::{
     ServerError, SfuConfig, SfuJob, SfuService, TurnRelayConfig, TurnTls,
 };
 pub use tls::TlsConfig;
+/// The browser guest page's routes (`/`, its scripts and style), for a server of one's own.
+pub use web::router as web_router;

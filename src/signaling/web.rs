@@ -1,8 +1,8 @@
 //! The browser guest page: static files embedded in the binary, served next to `/ws`.
 //!
 //! No build step and nothing fetched from elsewhere: the Content-Security-Policy
-//! allows only this origin, plus the WebSocket endpoint of the host the page was
-//! loaded from.
+//! allows only this origin, plus WebSockets to the host the page was loaded from (its
+//! `/ws`, and a Janus on that host for SFU rooms).
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -10,29 +10,41 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 const INDEX_HTML: &str = include_str!("../../assets/web/index.html");
-const APP_JS: &str = include_str!("../../assets/web/app.js");
-const BARCODE_JS: &str = include_str!("../../assets/web/barcode.js");
+/// The page's scripts: `app.js` and the ES modules it imports, and two classic scripts.
+const SCRIPTS: [(&str, &str); 7] = [
+    ("/app.js", include_str!("../../assets/web/app.js")),
+    ("/page.js", include_str!("../../assets/web/page.js")),
+    (
+        "/signaling.js",
+        include_str!("../../assets/web/signaling.js"),
+    ),
+    ("/mesh.js", include_str!("../../assets/web/mesh.js")),
+    (
+        "/room_media.js",
+        include_str!("../../assets/web/room_media.js"),
+    ),
+    ("/sfu.js", include_str!("../../assets/web/sfu.js")),
+    ("/barcode.js", include_str!("../../assets/web/barcode.js")),
+];
 const STYLE_CSS: &str = include_str!("../../assets/web/style.css");
 
 /// Routes of the web client: `/`, `/index.html` and its scripts and style sheet.
 pub fn router() -> Router {
-    Router::new()
+    let r = Router::new()
         .route("/", get(index))
         .route("/index.html", get(index))
-        .route(
-            "/app.js",
-            get(|| asset(APP_JS, "text/javascript; charset=utf-8")),
-        )
-        .route(
-            "/barcode.js",
-            get(|| asset(BARCODE_JS, "text/javascript; charset=utf-8")),
-        )
         .route(
             "/style.css",
             get(|| asset(STYLE_CSS, "text/css; charset=utf-8")),
         )
         // Browsers ask for it on every page; an empty answer keeps their consoles clean.
-        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }));
+    SCRIPTS.into_iter().fold(r, |r, (path, body)| {
+        r.route(
+            path,
+            get(move || asset(body, "text/javascript; charset=utf-8")),
+        )
+    })
 }
 
 async fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -62,13 +74,17 @@ async fn index(headers: HeaderMap) -> Response {
 }
 
 /// Self only; `connect-src` names the ws/wss endpoint of the requested host
-/// explicitly, as older browsers don't let `'self'` cover WebSocket schemes.
+/// explicitly, as older browsers don't let `'self'` cover WebSocket schemes, and
+/// WebSockets to any port of that host: a Janus beside the server (SFU rooms).
 pub fn content_security_policy(host: Option<&HeaderValue>) -> String {
     let host = host
         .and_then(|h| h.to_str().ok())
         .filter(|h| is_plain_host(h));
     let connect = match host {
-        Some(h) => format!("'self' ws://{h} wss://{h}"),
+        Some(h) => {
+            let name = host_name(h);
+            format!("'self' ws://{h} wss://{h} ws://{name}:* wss://{name}:*")
+        }
         None => "'self'".to_string(),
     };
     format!(
@@ -76,6 +92,14 @@ pub fn content_security_policy(host: Option<&HeaderValue>) -> String {
          media-src 'self' blob: mediastream:; connect-src {connect}; object-src 'none'; \
          base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
+}
+
+/// The host of a Host header, without its port (`[::1]:80` -> `[::1]`).
+fn host_name(h: &str) -> &str {
+    match h.rfind(':') {
+        Some(i) if !h[i..].contains(']') => &h[..i],
+        _ => h,
+    }
 }
 
 /// A Host header fit to be copied into a header value: name or address and port only.
@@ -94,8 +118,17 @@ mod tests {
     fn csp_names_the_websocket_of_the_host_and_refuses_odd_hosts() {
         let ok = HeaderValue::from_static("127.0.0.1:8787");
         let csp = content_security_policy(Some(&ok));
-        assert!(csp.contains("connect-src 'self' ws://127.0.0.1:8787 wss://127.0.0.1:8787;"));
-        assert!(csp.contains("script-src 'self';"));
+        assert!(csp.contains(
+            "connect-src 'self' ws://127.0.0.1:8787 wss://127.0.0.1:8787 \
+             ws://127.0.0.1:* wss://127.0.0.1:*;"
+        ));
+        let v6 = HeaderValue::from_static("[::1]:8787");
+        assert!(content_security_policy(Some(&v6)).contains("ws://[::1]:* wss://[::1]:*;"));
+        let bare = HeaderValue::from_static("confab.example");
+        assert!(
+            content_security_policy(Some(&bare))
+                .contains("wss://confab.example ws://confab.example:* wss://confab.example:*;")
+        );
         let odd = HeaderValue::from_static("evil.example; script-src *");
         assert!(content_security_policy(Some(&odd)).contains("connect-src 'self';"));
     }

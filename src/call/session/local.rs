@@ -105,10 +105,14 @@ impl Engine {
 
     /// Sets the encoders from the slowest peer's bandwidth estimate.
     pub(super) fn apply_rates(&mut self) {
+        // The configured rate is the largest simulcast layer's; the smaller ones come on
+        // top of it when the link has room for them.
+        let layers = self.local.camera.as_ref().map_or(1, |c| c.layers);
+        let ceiling = crate::call::simulcast::total_for_top(self.config.video.bitrate_bps, layers);
         let rates = rate::allocate(
             &self.local.estimates,
             self.config.audio_bitrate_bps,
-            self.config.video.bitrate_bps,
+            ceiling,
             self.local.screen.is_some(),
         );
         // Each encoder keeps its last setting unless the new one differs enough.

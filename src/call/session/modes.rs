@@ -54,6 +54,7 @@ impl Engine {
                 if let Some(c) = &mut self.local.camera {
                     c.set_layers(self.config.simulcast_layers);
                 }
+                self.reset_rates();
                 if let Err(e) = self.sfu_publish().await {
                     self.emit(Event::Error(format!("publishing to the SFU: {e}")));
                 }
@@ -67,6 +68,7 @@ impl Engine {
                 if let Some(c) = &mut self.local.camera {
                     c.set_layers(1);
                 }
+                self.reset_rates();
                 for (id, name) in members {
                     let state = self.states.get(&id).copied().unwrap_or_default();
                     let viewer = self.viewers.contains(&id);

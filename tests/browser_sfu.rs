@@ -443,3 +443,34 @@ async fn a_guest_joins_a_pinned_videoroom_with_the_pin_from_the_welcome() {
     assert_eq!(snap["sfu"]["publisher"], "connected", "{snap:#}");
     let _ = srv.shutdown().await;
 }
+
+/// The server itself moves the room (`confab serve --sfu`, here past a mesh of one): a
+/// guest that started in a mesh follows it into the VideoRoom with the pin the server
+/// made, and sees and is seen by a headless peer that never named Janus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_follows_the_server_moving_its_room_to_janus() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let janus = Janus::start();
+    let fx = fixture(20);
+    let srv = janus.server(1).await;
+    let guest = spawn_guest(
+        &fx,
+        &page_url(&srv, "grow", "gia"),
+        14.0,
+        json!([{"at": 10, "do": "snapshot"}]),
+    );
+    until_page_joined(&srv, |m| m.rooms > 0).await;
+    let mut o = sfu_peer(&janus, &srv.ws_url(), "grow", "hal", 440.0, 10.0);
+    // No Janus of its own: the server says where media goes.
+    o.sfu = None;
+    let hal = headless::run(o).await.expect("headless run");
+    let g = guest_result(guest).await;
+    assert!(hal.errors.is_empty(), "{:?}", hal.errors);
+    assert_eq!(hal.media, ["sfu"], "the second member moved the room");
+    let mid = &g["snapshots"][0]["snapshot"];
+    assert_eq!(mid["sfu"]["state"], "joined", "{mid:#}");
+    assert_page_got_frames(&g["final"]["snapshot"], "hal", 100);
+    assert_headless_got_guest(&hal, "gia", 60, true);
+    let _ = srv.shutdown().await;
+}

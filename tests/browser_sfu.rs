@@ -474,3 +474,38 @@ async fn a_guest_follows_the_server_moving_its_room_to_janus() {
     assert_headless_got_guest(&hal, "gia", 60, true);
     let _ = srv.shutdown().await;
 }
+
+/// A guest joining a broadcast watches: the page closes the camera and microphone it
+/// opened, sends nothing, and sees the presenter (here in a mesh: no SFU on the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_in_a_broadcast_watches_and_sends_nothing() {
+    use confab::call::Event;
+    use support::engine::{TestPeer, config, synthetic};
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(12);
+    let srv = support::server().await;
+    let mut cfg = config(&srv.ws_url(), "launch", "ada");
+    cfg.broadcast = true;
+    let mut ada = TestPeer::join_with(cfg, synthetic(320, 240, 440.0)).await;
+    let guest = spawn_guest(
+        &fx,
+        &page_url(&srv, "launch", "gia"),
+        8.0,
+        json!([{"at": 6, "do": "snapshot"}]),
+    );
+    ada.seen_or_until("a viewer", |e| matches!(e, Event::Viewers(1)).then_some(()))
+        .await;
+    let g = guest_result(guest).await;
+    let last = &g["final"]["snapshot"];
+    assert_page_got_frames(last, "ada", 60);
+    let tracks: Vec<&Event> = ada
+        .seen
+        .iter()
+        .filter(|e| matches!(e, Event::TrackAdded { .. }))
+        .collect();
+    assert!(tracks.is_empty(), "the viewer sent {tracks:?}");
+    let sent = ada.leave().await;
+    assert!(sent.video_frames > 60, "{sent:?}");
+    let _ = srv.shutdown().await;
+}

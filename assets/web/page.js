@@ -16,6 +16,7 @@ export const state = {
   reconnectDelay: 500,
   iceServers: [],
   local: null, // camera + microphone
+  viewer: false, // we only watch (a broadcast): nothing is sent
   screen: null, // display capture
   media: {
     audio_muted: false,
@@ -52,6 +53,12 @@ export function notice(text) {
 
 export function log(type, detail) {
   state.events.push({ t_ms: Math.round(performance.now() - state.joinedAt), type, ...detail });
+}
+
+// Two viewers of a broadcast have nothing to send each other: no connection.
+export function bothWatch(id) {
+  const member = state.members.get(id);
+  return state.viewer && !!(member && member.viewer);
 }
 
 export function memberName(id) {

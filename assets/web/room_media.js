@@ -1,5 +1,5 @@
 // A room's media: a mesh (mesh.js) or a Janus VideoRoom (sfu.js), and switching between them.
-import { log, memberName, notice, params, renderRoster, state } from "./page.js";
+import { bothWatch, log, memberName, notice, params, renderRoster, state } from "./page.js";
 import { closeAllPeers, ensurePeer, preferCodecs, removeTile, showTrack, tuneSenders } from "./mesh.js";
 
 // ---------- room media: a mesh, or a Janus VideoRoom (sfu.js) ----------
@@ -40,7 +40,7 @@ export function applyMedia(media) {
     closeAllPeers();
   }
   if (!sfu) {
-    for (const id of state.members.keys()) ensurePeer(id);
+    for (const id of state.members.keys()) if (!bothWatch(id)) ensurePeer(id);
     return;
   }
   state.sfu = new ConfabSfu.Room(sfu, {

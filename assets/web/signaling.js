@@ -1,5 +1,5 @@
 // Protocol v1 over /ws: joining, resuming, what the server says, rooms and calls.
-import { $, log, memberName, nameElement, notice, renderRoster, setStatus, state } from "./page.js";
+import { $, bothWatch, log, memberName, nameElement, notice, renderRoster, setStatus, state } from "./page.js";
 import { applyMedia, closeSfu, roomMedia } from "./room_media.js";
 import { closeAllPeers, closePeer, ensurePeer, onSignal, pathLost, restart } from "./mesh.js";
 
@@ -84,7 +84,7 @@ function onResumed(m) {
   for (const member of m.members) {
     const known = state.members.has(member.id);
     state.members.set(member.id, member);
-    if (!known && !state.sfu) ensurePeer(member.id);
+    if (!known && !state.sfu && !bothWatch(member.id)) ensurePeer(member.id);
   }
   state.order = [...m.members.map((x) => x.id), m.id];
   state.resumeToken = m.resume_token || null;
@@ -133,6 +133,14 @@ function onServer(m) {
       state.order = [...m.members.map((x) => x.id), m.id];
       state.joinedAt = performance.now();
       state.iceServers = m.ice_servers || [];
+      // Told to watch (a broadcast): nothing is sent, the camera and microphone close.
+      state.viewer = !!m.viewer;
+      if (state.viewer && state.local) {
+        for (const t of state.local.getTracks()) t.stop();
+        state.local = null;
+        if (state.selfTile) state.selfTile.video.srcObject = null;
+      }
+      if (state.viewer) notice("Watching: you send nothing");
       if (!state.home) state.home = m.room;
       log("joined", { room: m.room, id: m.id });
       setStatus("in ", nameElement(m.room), " as ", nameElement(state.name));
@@ -147,7 +155,7 @@ function onServer(m) {
       state.members.set(m.member.id, m.member);
       state.order.push(m.member.id);
       log("peer_joined", { id: m.member.id, name: m.member.name });
-      if (!state.sfu) ensurePeer(m.member.id);
+      if (!state.sfu && !bothWatch(m.member.id)) ensurePeer(m.member.id);
       renderRoster();
       break;
     case "peer_left":

@@ -58,6 +58,18 @@ impl Model {
         self.enter(true);
     }
 
+    /// Into the room only to watch: no camera or microphone opens, nothing is sent.
+    pub fn watch(&mut self) {
+        self.join_role = super::bridge::JoinRole::Watch;
+        self.enter(false);
+    }
+
+    /// Creates the room as a broadcast: we present, whoever joins later watches.
+    pub fn start_broadcast(&mut self) {
+        self.join_role = super::bridge::JoinRole::Broadcast;
+        self.enter(false);
+    }
+
     /// The test call needs a name (the echo's roster shows it), not a room.
     pub fn can_test_call(&self) -> bool {
         !self.settings.name.trim().is_empty() && self.screen == Screen::Lobby

@@ -38,6 +38,18 @@ pub struct JoinRequest {
     pub quality: Quality,
     /// A test call with the server's echo peer instead of `room`.
     pub test_call: bool,
+    pub role: JoinRole,
+}
+
+/// How one joins a room from the lobby.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JoinRole {
+    #[default]
+    Present,
+    /// Only watch: no camera or microphone opens, nothing is sent.
+    Watch,
+    /// Create the room as a broadcast: we present, whoever joins later watches.
+    Broadcast,
 }
 
 /// What the UI asks for.
@@ -464,7 +476,12 @@ impl Engine {
             }
             Err(e) => self.error(format!("no sound out ({}): {e}", req.speaker.label())),
         }
-        let (camera, microphone) = (req.camera.clone(), req.microphone.clone());
+        // A viewer opens no device at all.
+        let (camera, microphone) = if cfg.viewer {
+            (VideoChoice::None, AudioChoice::None)
+        } else {
+            (req.camera.clone(), req.microphone.clone())
+        };
         let mode = req.quality.camera;
         let media = blocking(move || {
             Ok(LocalMedia {
@@ -521,6 +538,8 @@ pub(super) fn call_config(req: &JoinRequest) -> CallConfig {
     }
     req.quality.apply(&mut cfg);
     cfg.test_call = req.test_call;
+    cfg.viewer = req.role == JoinRole::Watch;
+    cfg.broadcast = req.role == JoinRole::Broadcast;
     cfg
 }
 
@@ -600,6 +619,7 @@ mod tests {
             relay_only: true,
             quality,
             test_call: false,
+            role: JoinRole::Present,
         };
         let cfg = call_config(&req);
         assert_eq!(cfg.video.bitrate_bps, 2_500_000);
@@ -615,8 +635,18 @@ mod tests {
         assert!(!cfg.test_call);
         let test_call = call_config(&JoinRequest {
             test_call: true,
-            ..req
+            ..req.clone()
         });
         assert!(test_call.test_call);
+        let watch = call_config(&JoinRequest {
+            role: JoinRole::Watch,
+            ..req.clone()
+        });
+        assert!(watch.viewer && !watch.broadcast);
+        let broadcast = call_config(&JoinRequest {
+            role: JoinRole::Broadcast,
+            ..req
+        });
+        assert!(broadcast.broadcast && !broadcast.viewer);
     }
 }

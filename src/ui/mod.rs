@@ -28,7 +28,7 @@ mod window;
 use std::sync::Arc;
 
 pub use app::{App, SHORTCUT_CAMERA, SHORTCUT_HANGUP, SHORTCUT_MIC, SHORTCUT_SHARE};
-pub use bridge::{JoinRequest, UiCommand, UiEvent, command_name};
+pub use bridge::{JoinRequest, JoinRole, UiCommand, UiEvent, command_name};
 pub use choices::{AudioChoice, DeviceList, SpeakerChoice, VideoChoice};
 pub use layout::{Area, Arrangement, Layout, LayoutMode, Placed, Slot};
 pub use model::{CallModel, Model, PeerView, Screen};

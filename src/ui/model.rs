@@ -165,6 +165,8 @@ pub struct Model {
     pub layout: Layout,
     join_on_start: bool,
     test_call_on_start: bool,
+    /// How the next join goes in (the lobby's Watch and Broadcast buttons).
+    pub(super) join_role: super::bridge::JoinRole,
     /// The lobby's previews were started for the remembered devices.
     previews_started: bool,
     /// Join and leave notices.
@@ -213,6 +215,7 @@ impl Model {
             layout: Layout::default(),
             join_on_start: false,
             test_call_on_start: false,
+            join_role: Default::default(),
             previews_started: false,
             toasts: Toasts::default(),
             files: FileEntries::default(),
@@ -284,6 +287,7 @@ impl Model {
         self.field_errors.clear_all();
         self.save_settings();
         self.screen = Screen::Joining;
+        let role = std::mem::take(&mut self.join_role);
         self.send(UiCommand::Join(JoinRequest {
             server,
             room: self.settings.room.trim().to_string(),
@@ -296,6 +300,7 @@ impl Model {
             relay_only: self.settings.relay_only,
             quality: self.settings.quality,
             test_call,
+            role,
         }));
     }
 

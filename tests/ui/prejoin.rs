@@ -166,3 +166,29 @@ fn with_no_camera_found_turning_it_on_says_so_instead_of_showing_the_test_patter
     assert!(sent(&mut rig).is_empty());
     assert_eq!(h.state().model.camera, VideoChoice::None);
 }
+
+#[test]
+fn watch_joins_to_watch_and_broadcast_starts_a_broadcast() {
+    let (app, mut rig) = app();
+    let mut h = harness(app);
+    h.run();
+    h.get_by_label("Watch").click();
+    h.run_steps(3);
+    let cmds = sent(&mut rig);
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    assert!(cmds[0].contains("role: Watch"), "{cmds:?}");
+    assert_eq!(h.state().model.screen, Screen::Joining);
+    // The next join is an ordinary one again.
+    h.state_mut().model.screen = Screen::Lobby;
+    h.run();
+    h.get_by_label("Broadcast").click();
+    h.run_steps(3);
+    let cmds = sent(&mut rig);
+    assert!(cmds[0].contains("role: Broadcast"), "{cmds:?}");
+    h.state_mut().model.screen = Screen::Lobby;
+    h.run();
+    h.key_press(Key::Enter);
+    h.run_steps(3);
+    let cmds = sent(&mut rig);
+    assert!(cmds[0].contains("role: Present"), "{cmds:?}");
+}

@@ -311,6 +311,10 @@ impl Hub {
                 let mut st = self.lock();
                 let entry = st.clients.get_mut(id).ok_or_else(not_joined)?;
                 let room = entry.room.clone().ok_or_else(not_joined)?;
+                if entry.viewer {
+                    // A viewer sends nothing, whatever it says; its state stays empty.
+                    return Ok(());
+                }
                 entry.state = state;
                 // A member still waiting for its welcome is announced with its state then.
                 if st.rooms.get(&room).is_some_and(|r| r.sfu.is_waiting(id)) {

@@ -296,6 +296,19 @@ mod tests {
         assert!(bob.viewer && !bob.state.has_camera, "{bob:?}");
         let ada = w.members.iter().find(|m| m.name == "Ada").unwrap();
         assert!(!ada.viewer && ada.state.has_camera);
+        // Nor is a camera it announces later.
+        let bob_id = bob.id.clone();
+        hub.handle(
+            &bob_id,
+            crate::signaling::protocol::ClientMessage::MediaState {
+                state: MediaState {
+                    has_camera: true,
+                    ..MediaState::default()
+                },
+            },
+        );
+        let st = hub.read();
+        assert!(!st.clients[&bob_id].state.has_camera);
     }
 
     #[test]

@@ -244,6 +244,22 @@ impl App {
                 self.model.join();
             }
             if ui
+                .add_enabled(self.model.can_join(), egui::Button::new("Watch"))
+                .on_hover_text("Join only to watch and listen: no camera or microphone opens")
+                .clicked()
+            {
+                self.model.watch();
+            }
+            if ui
+                .add_enabled(self.model.can_join(), egui::Button::new("Broadcast"))
+                .on_hover_text(
+                    "Start the room as a broadcast: you present, whoever joins later watches",
+                )
+                .clicked()
+            {
+                self.model.start_broadcast();
+            }
+            if ui
                 .add_enabled(self.model.can_test_call(), egui::Button::new("Test call"))
                 .on_hover_text(
                     "See and hear yourself through the server and back, before a real call",

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: run display loopback serve test build deps test-deps interop-deps bench bench-network lint deb
+.PHONY: run display loopback serve test build deps test-deps interop-deps bench bench-network bench-rooms lint deb
 
 # What building and running the app needs.
 deps:
@@ -67,6 +67,12 @@ bench: deps
 	.ci/netns $(CARGO) run --release --offline -- bench signaling --clients 10000 --rooms 1000 --seconds 10
 	.ci/netns $(CARGO) run --release --offline -- bench call --seconds 20
 	.ci/netns $(CARGO) run --release --offline -- bench simulcast --frames 300
+
+# Rooms of 2 to 8 as a mesh and through a Janus of the bench's own (about 3 minutes).
+bench-rooms: deps
+	@.ci/deps.sh test
+	$(CARGO) build --release --locked
+	.ci/netns $(CARGO) run --release --offline -- bench call --peers 2,4,6,8 --mode mesh,sfu --size 640x360 --seconds 15
 
 # The call under each impairment profile (about 6 minutes; PROFILE=loss10 for one).
 PROFILE ?=

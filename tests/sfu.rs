@@ -99,20 +99,6 @@ async fn join(janus: &Janus, url: &str, name: &str, tone: f32) -> TestPeer {
     TestPeer::join_with(cfg, synthetic(320, 240, tone)).await
 }
 
-/// Waits until `me` decoded a keyframe of `other`'s camera: its media arrived.
-async fn until_picture_from(me: &mut TestPeer, other: &str) {
-    let other = other.to_owned();
-    me.seen_or_until(&format!("a picture from {other}"), |e| match e {
-        Event::KeyframeReceived { peer, track, .. }
-            if *peer == other && *track == TrackRole::Camera =>
-        {
-            Some(())
-        }
-        _ => None,
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_that_leaves_disappears_from_every_subscriber() {
     let janus = Janus::start();
@@ -124,7 +110,7 @@ async fn a_publisher_that_leaves_disappears_from_every_subscriber() {
     let (a_id, b_id, c_id) = (a.id.clone(), b.id.clone(), c.id.clone());
     for (me, others) in [(&mut a, [&b_id, &c_id]), (&mut b, [&a_id, &c_id])] {
         for o in others {
-            until_picture_from(me, o).await;
+            me.seen_picture_from(o).await;
         }
     }
     c.leave().await;
@@ -158,7 +144,7 @@ async fn a_publisher_that_leaves_disappears_from_every_subscriber() {
     let dan = join(&janus, &url, "dan", 990.0).await;
     let dan_id = dan.id.clone();
     for me in [&mut a, &mut b] {
-        until_picture_from(me, &dan_id).await;
+        me.seen_picture_from(&dan_id).await;
     }
     let _ = (a.leave().await, b.leave().await, dan.leave().await);
 }
@@ -196,7 +182,7 @@ async fn a_screen_shared_in_an_sfu_room_arrives_as_a_screen_and_goes_when_stoppe
     let mut a = join(&janus, &url, "ada", 440.0).await;
     let b = join(&janus, &url, "bob", 660.0).await;
     let b_id = b.id.clone();
-    until_picture_from(&mut a, &b_id).await;
+    a.seen_picture_from(&b_id).await;
     let screen = |a: &mut TestPeer| {
         a.seen
             .retain(|e| !matches!(e, Event::KeyframeReceived { .. }))

@@ -48,20 +48,6 @@ async fn picture_since(me: &mut TestPeer, since: usize, other: &str) {
         .await
 }
 
-/// Like [`until_picture_from`], counting one seen already.
-async fn seen_picture_from(me: &mut TestPeer, other: &str) {
-    let other = other.to_owned();
-    me.seen_or_until(&format!("a picture from {other}"), |e| match e {
-        Event::KeyframeReceived { peer, track, .. }
-            if *peer == other && *track == TrackRole::Camera =>
-        {
-            Some(())
-        }
-        _ => None,
-    })
-    .await
-}
-
 async fn until_mode(me: &mut TestPeer, sfu: bool) {
     me.seen_or_until(&format!("media mode sfu={sfu}"), |e| match e {
         Event::MediaMode { sfu: s } if *s == sfu => Some(()),
@@ -159,7 +145,7 @@ async fn a_fifth_member_moves_a_four_member_mesh_to_the_sfu_and_pictures_go_on()
     until_mode(&mut eve, true).await;
     assert!(!eve.seen.contains(&Event::MediaMode { sfu: false }));
     for other in &ids {
-        seen_picture_from(&mut eve, other).await;
+        eve.seen_picture_from(other).await;
     }
     // A second of pictures through the SFU, then the record: in order, no long gap.
     for me in four.iter() {
@@ -220,8 +206,8 @@ async fn a_room_whose_creator_asks_is_an_sfu_room_from_the_first_welcome() {
     let mut ada = peer(&url, "asked", "ada", 440.0, &bind, true).await;
     let mut bob = peer(&url, "asked", "bob", 660.0, &bind, false).await;
     let (a, b) = (ada.id.clone(), bob.id.clone());
-    seen_picture_from(&mut ada, &b).await;
-    seen_picture_from(&mut bob, &a).await;
+    ada.seen_picture_from(&b).await;
+    bob.seen_picture_from(&a).await;
     until_more_frames(&ada, &b, 30).await;
     until_more_frames(&bob, &a, 30).await;
     in_order(&ada, &bob);
@@ -325,8 +311,8 @@ async fn an_unreachable_janus_leaves_the_room_a_mesh_and_its_members_are_told() 
     assert!(ada.seen.contains(&Event::MediaMode { sfu: false }));
     let mut bob = peer(&url, "nojanus", "bob", 660.0, "127.0.0.1:0", false).await;
     let (a, b) = (ada.id.clone(), bob.id.clone());
-    seen_picture_from(&mut ada, &b).await;
-    seen_picture_from(&mut bob, &a).await;
+    ada.seen_picture_from(&b).await;
+    bob.seen_picture_from(&a).await;
     until_more_frames(&ada, &b, 30).await;
     until_more_frames(&bob, &a, 30).await;
     in_order_without_long_gaps(&ada, &bob);
@@ -350,8 +336,8 @@ async fn janus_dying_mid_call_in_a_small_room_falls_back_to_a_mesh_and_pictures_
     let mut ada = peer(&url, "fragile", "ada", 440.0, &bind, true).await;
     let mut bob = peer(&url, "fragile", "bob", 660.0, &bind, false).await;
     let (a, b) = (ada.id.clone(), bob.id.clone());
-    seen_picture_from(&mut ada, &b).await;
-    seen_picture_from(&mut bob, &a).await;
+    ada.seen_picture_from(&b).await;
+    bob.seen_picture_from(&a).await;
     janus.kill();
     for (me, other) in [(&mut ada, &b), (&mut bob, &a)] {
         until_mode(me, false).await;

@@ -205,6 +205,14 @@ struct VideoThread {
 }
 
 impl VideoThread {
+    /// Tells the engine the source stopped (the call goes on without it).
+    fn fail(&self, message: String) {
+        let _ = self.failures.send(CaptureFailure {
+            track: self.track,
+            message,
+        });
+    }
+
     /// The picture at the size the bitrate carries.
     fn fit(&mut self, frame: VideoFrame) -> VideoFrame {
         let Some(ladder) = self.ladder.as_mut() else {
@@ -290,10 +298,7 @@ impl VideoThread {
                 Ok(f) => f,
                 Err(e) => {
                     source_ok = false;
-                    let _ = self.failures.send(CaptureFailure {
-                        track: self.track,
-                        message: format!("{} stopped: {e}", source.describe()),
-                    });
+                    self.fail(format!("{} stopped: {e}", source.describe()));
                     continue;
                 }
             };
@@ -307,10 +312,7 @@ impl VideoThread {
                     Ok(false) => return,
                     Err(e) => {
                         source_ok = false;
-                        let _ = self.failures.send(CaptureFailure {
-                            track: self.track,
-                            message: format!("cannot encode {}: {e}", source.describe()),
-                        });
+                        self.fail(format!("cannot encode {}: {e}", source.describe()));
                         continue;
                     }
                 }
@@ -328,10 +330,7 @@ impl VideoThread {
                     Ok(e) => encoder.insert(e),
                     Err(e) => {
                         source_ok = false;
-                        let _ = self.failures.send(CaptureFailure {
-                            track: self.track,
-                            message: format!("cannot encode {}: {e}", source.describe()),
-                        });
+                        self.fail(format!("cannot encode {}: {e}", source.describe()));
                         continue;
                     }
                 },

@@ -131,6 +131,21 @@ impl TestPeer {
         p
     }
 
+    /// Waits until we decoded a keyframe of `other`'s camera (one seen already counts):
+    /// its media arrived.
+    pub async fn seen_picture_from(&mut self, other: &str) {
+        let other = other.to_owned();
+        self.seen_or_until(&format!("a picture from {other}"), |e| match e {
+            Event::KeyframeReceived { peer, track, .. }
+                if *peer == other && *track == confab::call::TrackRole::Camera =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await
+    }
+
     /// Waits for the first event `f` accepts; panics after [`EVENT_LIMIT`].
     pub async fn until<T>(&mut self, what: &str, mut f: impl FnMut(&Event) -> Option<T>) -> T {
         let deadline = tokio::time::Instant::now() + EVENT_LIMIT;

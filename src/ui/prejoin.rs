@@ -103,25 +103,34 @@ pub fn room_presence(rooms: Option<&[RoomInfo]>, room: &str) -> Option<String> {
     let Some(info) = rooms.iter().find(|r| r.name == room) else {
         return Some("Nobody is in this room yet".into());
     };
+    let said = presence(info);
+    Some(if info.broadcast {
+        format!("{said}. A broadcast: joining, you watch")
+    } else {
+        said
+    })
+}
+
+fn presence(info: &RoomInfo) -> String {
     let n = info.members;
     if n > 0 && !info.names.is_empty() {
         let who = names_list(&info.names, n);
-        return Some(match info.capacity {
+        return match info.capacity {
             Some(cap) if n >= cap => format!("This room is full: {who}"),
             Some(cap) => format!(
                 "{who} {} in this room ({n} of {cap} places taken)",
                 if n == 1 { "is" } else { "are" }
             ),
             None => format!("{who} {} in this room", if n == 1 { "is" } else { "are" }),
-        });
+        };
     }
-    Some(match (n, info.capacity) {
+    match (n, info.capacity) {
         (n, Some(cap)) if n >= cap => format!("This room is full ({n} of {cap})"),
         (0, _) => "Nobody is in this room yet".into(),
         (1, None) => "1 person is in this room".into(),
         (n, None) => format!("{n} people are in this room"),
         (n, Some(cap)) => format!("{n} of {cap} places taken"),
-    })
+    }
 }
 
 /// "Ada", "Ada and Bob", "Ada, Bob and Cy", or "Ada, Bob and 3 more" of `total`.
@@ -360,6 +369,14 @@ mod tests {
         );
         assert_eq!(say("big"), "Ann, Bob, Cy, Di and 3 more are in this room");
         assert_eq!(say("pair"), "This room is full: Ann and Bob");
+        let launch = [RoomInfo {
+            broadcast: true,
+            ..info("launch", 1, None, &["Ada"])
+        }];
+        assert_eq!(
+            room_presence(Some(&launch), "launch").unwrap(),
+            "Ada is in this room. A broadcast: joining, you watch"
+        );
     }
 
     #[test]

@@ -296,8 +296,9 @@ impl App {
         let mut pick = None;
         for r in &self.model.rooms {
             let cap = r.capacity.map(|c| format!("/{c}")).unwrap_or_default();
+            let kind = if r.broadcast { ", broadcast" } else { "" };
             if ui
-                .link(format!("{} ({}{cap})", r.name, r.members))
+                .link(format!("{} ({}{cap}{kind})", r.name, r.members))
                 .clicked()
             {
                 pick = Some(r.name.clone());

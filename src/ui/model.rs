@@ -272,6 +272,11 @@ impl Model {
     }
 
     pub fn join(&mut self) {
+        // A broadcast someone else started: we will watch, so no device opens for it.
+        let room = self.settings.room.trim();
+        if self.rooms.iter().any(|r| r.name == room && r.broadcast) {
+            self.join_role = super::bridge::JoinRole::Watch;
+        }
         self.enter(false);
     }
 

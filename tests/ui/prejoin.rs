@@ -192,3 +192,31 @@ fn watch_joins_to_watch_and_broadcast_starts_a_broadcast() {
     let cmds = sent(&mut rig);
     assert!(cmds[0].contains("role: Present"), "{cmds:?}");
 }
+
+#[test]
+fn joining_a_listed_broadcast_joins_to_watch() {
+    let (app, mut rig) = app();
+    let mut h = harness(app);
+    h.run();
+    rig.events
+        .send(UiEvent::Rooms(Ok(vec![RoomInfo {
+            name: "team".into(),
+            members: 1,
+            capacity: None,
+            names: vec!["Ada".into()],
+            broadcast: true,
+        }])))
+        .unwrap();
+    h.run_steps(3);
+    h.key_press(Key::Enter);
+    h.run_steps(3);
+    let cmds = sent(&mut rig);
+    let join = cmds
+        .iter()
+        .find(|c| c.starts_with("Join("))
+        .expect("a join");
+    assert!(
+        join.contains("room: \"team\"") && join.contains("role: Watch"),
+        "{cmds:?}"
+    );
+}

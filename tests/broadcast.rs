@@ -42,10 +42,7 @@ async fn broadcast(url: &str, bind: &str) -> (Vec<Report>, TestPeer) {
     })
     .await;
     ada.send(Command::Chat("welcome, everyone".into()));
-    let mut reports = Vec::new();
-    for v in viewers {
-        reports.push(v.await.unwrap().expect("headless run"));
-    }
+    let reports = support::reports(viewers).await;
     (reports, ada)
 }
 
@@ -94,11 +91,7 @@ async fn presenter_heard_the_audience(ada: &mut TestPeer) {
         _ => None,
     })
     .await;
-    let tracks: Vec<&Event> = ada
-        .seen
-        .iter()
-        .filter(|e| matches!(e, Event::TrackAdded { .. }))
-        .collect();
+    let tracks = ada.tracks_added();
     assert!(tracks.is_empty(), "viewers sent {tracks:?}");
 }
 

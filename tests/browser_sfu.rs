@@ -374,12 +374,7 @@ async fn a_janus_elsewhere_is_refused_and_an_unreachable_one_is_reported() {
     let _one = ONE_AT_A_TIME.lock().await;
     let fx = fixture(5);
     let srv = support::server().await;
-    // A port nobody listens on: bound, then closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::closed_port();
     let look = json!([{"at": 3, "do": "snapshot"}]);
     let closed = format!("ws://127.0.0.1:{port}");
     let cases = [
@@ -499,11 +494,7 @@ async fn a_guest_in_a_broadcast_watches_and_sends_nothing() {
     let g = guest_result(guest).await;
     let last = &g["final"]["snapshot"];
     assert_page_got_frames(last, "ada", 60);
-    let tracks: Vec<&Event> = ada
-        .seen
-        .iter()
-        .filter(|e| matches!(e, Event::TrackAdded { .. }))
-        .collect();
+    let tracks = ada.tracks_added();
     assert!(tracks.is_empty(), "the viewer sent {tracks:?}");
     let sent = ada.leave().await;
     assert!(sent.video_frames > 60, "{sent:?}");

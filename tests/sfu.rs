@@ -38,10 +38,7 @@ async fn three_peers_in_a_janus_room_decode_everyone_in_order_hear_their_tones_a
             tokio::spawn(headless::run(o))
         })
         .collect();
-    let mut reports = Vec::new();
-    for r in runs {
-        reports.push(r.await.unwrap().expect("headless run"));
-    }
+    let reports = support::reports(runs).await;
     for me in &reports {
         eprint!("{}", me.summary());
     }
@@ -152,12 +149,7 @@ async fn a_publisher_that_leaves_disappears_from_every_subscriber() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_janus_stops_the_call_at_start_with_its_address() {
     let srv = support::server().await;
-    // A port nobody listens on: bound, then closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::closed_port();
     let mut o = HeadlessOptions::new(&srv.ws_url(), "nojanus", "ada");
     o.bind_addrs = vec!["127.0.0.1:0".into()];
     o.sfu = Some(SfuTarget {

@@ -35,10 +35,7 @@ async fn a_publisher_behind_a_narrow_link_sends_what_the_link_to_janus_carries()
             tokio::spawn(headless::run(o))
         })
         .collect();
-    let mut reports = Vec::new();
-    for r in runs {
-        reports.push(r.await.unwrap().expect("headless run"));
-    }
+    let reports = support::reports(runs).await;
     let shaped = shaper.stop().expect("the shaper stops");
     for me in &reports {
         eprint!("{}", me.summary());

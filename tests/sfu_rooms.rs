@@ -254,10 +254,7 @@ async fn six_headless_peers_in_an_sfu_room_decode_everyone_in_order() {
             )))
         })
         .collect();
-    let mut reports = Vec::new();
-    for r in runs {
-        reports.push(r.await.unwrap().expect("headless run"));
-    }
+    let reports = support::reports(runs).await;
     for me in &reports {
         eprint!("{}", me.summary());
     }
@@ -289,12 +286,7 @@ async fn six_headless_peers_in_an_sfu_room_decode_everyone_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_janus_leaves_the_room_a_mesh_and_its_members_are_told() {
     let _one = ONE_ROOM.lock().await;
-    // A port nobody listens on: bound, then closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::closed_port();
     let srv = sfu_server(&format!("ws://127.0.0.1:{port}"), 4).await;
     let url = srv.ws_url();
     let mut ada = peer(&url, "nojanus", "ada", 440.0, "127.0.0.1:0", true).await;

@@ -131,6 +131,14 @@ impl TestPeer {
         p
     }
 
+    /// The remote tracks that arrived so far (among the events seen).
+    pub fn tracks_added(&self) -> Vec<&Event> {
+        self.seen
+            .iter()
+            .filter(|e| matches!(e, Event::TrackAdded { .. }))
+            .collect()
+    }
+
     /// Waits until we decoded a keyframe of `other`'s camera (one seen already counts):
     /// its media arrived.
     pub async fn seen_picture_from(&mut self, other: &str) {

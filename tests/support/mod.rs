@@ -306,3 +306,25 @@ pub fn test_logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// A loopback TCP port nobody listens on: bound, then closed.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The reports of headless runs started together, in the order given.
+pub async fn reports(
+    runs: Vec<
+        tokio::task::JoinHandle<Result<confab::headless::Report, confab::headless::HeadlessError>>,
+    >,
+) -> Vec<confab::headless::Report> {
+    let mut out = Vec::new();
+    for r in runs {
+        out.push(r.await.unwrap().expect("headless run"));
+    }
+    out
+}

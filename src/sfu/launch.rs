@@ -238,8 +238,34 @@ fn ice_interface() -> Result<&'static str, LaunchError> {
     ip(&["addr", "add", VETH_ADDR, "dev", VETH])?;
     ip(&["link", "set", VETH, "up"])?;
     ip(&["link", "set", VETH_PEER, "up"])?;
+    until_running(VETH)?;
     *users = (users.0 + 1, true);
     Ok(VETH)
+}
+
+/// The kernel marks a link running (what Janus gathers on) a moment after it is set
+/// up; a Janus started before then finds no address and offers 127.0.0.1.
+fn until_running(dev: &str) -> Result<(), LaunchError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // sysfs shows the namespace that mounted it, not ours: ask `ip`.
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", "dev", dev])
+            .output()?;
+        let line = String::from_utf8_lossy(&out.stdout);
+        if line.contains(" state UP ") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = ip(&["link", "del", dev]);
+            return Err(LaunchError::Ip {
+                args: format!("link set {dev} up"),
+                reason: format!("not running after 5 s: {}", line.trim()),
+            });
+        }
+        // The kernel's link watch has no event a process can wait on here.
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// One Janus fewer; the last one leaves the namespace as it found it (`lo` only).
@@ -263,8 +289,38 @@ fn ip(args: &[&str]) -> Result<(), LaunchError> {
     })
 }
 
+/// A WebSocket port for the next Janus. Not one the kernel hands out for port 0 (a
+/// server or an outgoing connection could take it before Janus binds, and
+/// libwebsockets then keeps retrying the bind while Janus says it started), and not
+/// one another Janus of this process is given.
 fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    let (low, _) = ephemeral_range();
+    let span = u32::from(low.saturating_sub(PORTS_FROM)).max(1);
+    let start = (std::process::id().wrapping_mul(7919)) % span;
+    for _ in 0..span.min(500) {
+        let offset = (start + unique() as u32 * 13) % span;
+        let port = PORTS_FROM + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free port below the ephemeral range",
+    ))
+}
+
+const PORTS_FROM: u16 = 20000;
+
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .filter(|(low, _)| *low > PORTS_FROM)
+        .unwrap_or((32768, 60999))
 }
 
 fn unique() -> u64 {

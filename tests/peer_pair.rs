@@ -166,7 +166,7 @@ async fn connects_both_ways_and_delivers_h264_access_units_and_opus_intact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_offer_advertises_both_h264_profiles_with_rtx_and_opus() {
+async fn the_offer_advertises_both_h264_profiles_with_rtx_flexfec_and_opus() {
     // A lone peer: nothing has narrowed its codecs by negotiation yet.
     let (peer, _events) = Peer::new(PeerConfig::loopback()).await.unwrap();
     peer.add_video_track("cam", "s").await.unwrap();
@@ -182,9 +182,21 @@ async fn the_offer_advertises_both_h264_profiles_with_rtx_and_opus() {
         "a=rtpmap:111 opus/48000/2",
         "a=fmtp:111 minptime=10;useinbandfec=1",
         "a=ssrc-group:FID ",
+        "a=rtpmap:118 flexfec-03/90000",
+        "a=ssrc-group:FEC-FR ",
     ] {
         assert!(sdp.contains(line), "offer lacks {line:?}:\n{sdp}");
     }
+    peer.close().await.unwrap();
+    // Janus has no use for FEC: a connection to it offers none.
+    let config = PeerConfig {
+        fec: false,
+        ..PeerConfig::loopback()
+    };
+    let (peer, _events) = Peer::new(config).await.unwrap();
+    peer.add_video_track("cam", "s").await.unwrap();
+    let sdp = peer.create_offer().await.unwrap().sdp;
+    assert!(!sdp.contains("flexfec") && !sdp.contains("FEC-FR"), "{sdp}");
     peer.close().await.unwrap();
 }
 
@@ -449,9 +461,10 @@ async fn inbound_stats(side: &Side, track: &str) -> confab::call::TrackStats {
 }
 
 /// A connected pair over a link shaped by `loss`, `a` with a negotiated camera track.
-async fn camera_over(loss: &Loss) -> (Side, Side, confab::call::VideoTrackSender) {
+async fn camera_over(loss: &Loss, fec: bool) -> (Side, Side, confab::call::VideoTrackSender) {
     let opts = LinkOptions {
         loss: Some(loss.clone()),
+        without_fec: !fec,
         ..Default::default()
     };
     let (mut a, mut b) = pair(opts).await;
@@ -462,11 +475,11 @@ async fn camera_over(loss: &Loss) -> (Side, Side, confab::call::VideoTrackSender
     (a, b, cam)
 }
 
-/// Sends AUs 0..65 from `a` to `b` over a link that applies `loss` to AUs 3..60. Returns
+/// Sends AUs 0..65 from `a` to `b`, without FEC, over a link that applies `loss` to AUs 3..60. Returns
 /// both sides and each AU received (index, complete) in arrival order, up to the last; a
 /// complete AU is checked byte for byte.
 async fn through_loss(loss: &Loss) -> (Side, Side, Vec<(usize, bool)>) {
-    let (a, mut b, cam) = camera_over(loss).await;
+    let (a, mut b, cam) = camera_over(loss, false).await;
 
     send_video(&cam, 0..3).await;
     // The track shows up with its first packet; its queue holds what follows.
@@ -554,10 +567,81 @@ async fn a_lost_video_packet_is_repaired_by_retransmission_without_a_keyframe_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_lossy_path_fec_rebuilds_lost_video_packets_with_no_retransmission_getting_through() {
+    // Every 25th video-sized datagram is lost, repair packets included, and so is every
+    // retransmission: only FEC can make a damaged access unit whole.
+    let loss = Loss::new(25, 900).without_retransmissions();
+    let (a, mut b, cam) = camera_over(&loss, true).await;
+    send_video(&cam, 0..3).await;
+    let (_, mut rx) = remote_track(&mut b, "a-cam").await;
+    loss.set(true);
+    // The sender protects once its estimator has learnt the path's steady loss.
+    let mut next = 3;
+    let mut protecting_from = None;
+    while protecting_from.is_none() && next < 600 {
+        send_video(&cam, next..next + 15).await;
+        next += 15;
+        if a.peer.stats().await.fec_sent > 0 {
+            protecting_from = Some(next);
+        }
+    }
+    let from = protecting_from.expect("the sender protects a path losing 1 in 25");
+    // From the next keyframe on (an earlier loss may have left a reference missing),
+    // three GOPs under protection.
+    let keyframe = from.next_multiple_of(30);
+    let last = keyframe + 90;
+    send_video(&cam, next..last + 1).await;
+    let dropped_before = loss.dropped.load(std::sync::atomic::Ordering::SeqCst);
+
+    let step = 90_000.0 * FRAME.as_secs_f64();
+    let mut first_ts = None;
+    let mut incomplete = Vec::new();
+    let mut seen = 0;
+    timeout(STEP, async {
+        loop {
+            let Some(RemoteMedia::Video(f)) = rx.recv().await else {
+                panic!("video track ended")
+            };
+            let ts0 = *first_ts.get_or_insert(f.rtp_timestamp);
+            let i = (f64::from(f.rtp_timestamp.wrapping_sub(ts0)) / step).round() as usize;
+            if i >= keyframe {
+                seen += 1;
+                if f.complete {
+                    assert!(f.data == synthetic_au(i, 30), "AU {i} rebuilt wrong");
+                } else {
+                    incomplete.push(i);
+                }
+            }
+            if i == last {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the last AU arrives");
+    let stats = b.peer.stats().await;
+    let share = a.peer.stats().await.fec_share;
+    println!(
+        "FEC from AU {from}; dropped {dropped_before}; rebuilt {}; AUs {seen} checked; \
+         {share:.2} repair per media packet",
+        stats.fec_recovered
+    );
+    // The path loses under 4 %: the least protection.
+    assert!(share > 0.0 && share < 0.15, "protection {share:.2}");
+    assert!(seen > 80, "AUs {keyframe}..={last} arrived: {seen}");
+    assert_eq!(incomplete, Vec::<usize>::new(), "every AU under FEC whole");
+    assert!(
+        stats.fec_recovered >= 3,
+        "packets were lost and rebuilt: {}",
+        stats.fec_recovered
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_narrow_link_brings_the_send_estimate_down_to_what_it_carries() {
     const LINK_BPS: u64 = 600_000;
     let loss = Loss::bottleneck(LINK_BPS);
-    let (a, _b, cam) = camera_over(&loss).await;
+    let (a, _b, cam) = camera_over(&loss, true).await;
     // About 2.7 Mbit/s of video into a 0.6 Mbit/s link, for as long as the test needs.
     let sender = tokio::spawn(async move { send_video(&cam, 0..100_000).await });
 

@@ -50,6 +50,8 @@ pub struct Direction {
     pub estimate_kbps: f64,
     pub sent_kbps: f64,
     pub nacks: u64,
+    /// Video packets FEC rebuilt at the viewer.
+    pub fec: u64,
     pub plis: u64,
     pub keyframes: u64,
     /// After the profile's last change (the link's return, the end of a step): how long
@@ -145,6 +147,7 @@ fn direction(
         estimate_kbps: sender_last["send_estimate_kbps"].as_f64().unwrap_or(0.0),
         sent_kbps: sender_last["video_out_kbps"].as_f64().unwrap_or(0.0),
         nacks: viewer_last["nack_sent"].as_u64().unwrap_or(0),
+        fec: viewer_last["fec_recovered"].as_u64().unwrap_or(0),
         plis: viewer_last["pli_sent"].as_u64().unwrap_or(0),
         keyframes: video["keyframes"].as_u64().unwrap_or(0),
         recovered_ms,
@@ -154,7 +157,7 @@ fn direction(
 
 fn header() -> String {
     format!(
-        "{:<9} {:<14} {:>5} {:>8} {:>7} {:>7} {:>9} {:>6} {:>9} {:>8} {:>6} {:>5} {:>4} {:>9}",
+        "{:<9} {:<14} {:>5} {:>8} {:>7} {:>7} {:>9} {:>6} {:>9} {:>8} {:>6} {:>5} {:>5} {:>4} {:>9}",
         "profile",
         "direction",
         "fps",
@@ -166,6 +169,7 @@ fn header() -> String {
         "est kbps",
         "out kbps",
         "nacks",
+        "fec",
         "plis",
         "kf",
         "recovery"
@@ -174,7 +178,7 @@ fn header() -> String {
 
 fn row(d: &Direction) -> String {
     format!(
-        "{:<9} {:<14} {:>5.1} {:>8.1} {:>7} {:>7.0} {:>9} {:>6} {:>9.0} {:>8.0} {:>6} {:>5} {:>4} {:>9}",
+        "{:<9} {:<14} {:>5.1} {:>8.1} {:>7} {:>7.0} {:>9} {:>6} {:>9.0} {:>8.0} {:>6} {:>5} {:>5} {:>4} {:>9}",
         d.profile,
         d.direction,
         d.fps,
@@ -186,6 +190,7 @@ fn row(d: &Direction) -> String {
         d.estimate_kbps,
         d.sent_kbps,
         d.nacks,
+        d.fec,
         d.plis,
         d.keyframes,
         d.recovered_ms

@@ -39,6 +39,9 @@ pub struct PeerCallStats {
     pub packets_lost: i64,
     pub nack_sent: u64,
     pub nack_received: u64,
+    /// FEC repair packets sent to this peer, and packets of its media they rebuilt here.
+    pub fec_sent: u64,
+    pub fec_recovered: u64,
     pub pli_sent: u64,
     pub pli_received: u64,
     pub rtt_ms: Option<f64>,
@@ -191,6 +194,8 @@ impl StatsTracker {
             s.nack_received += track.nack_received;
             s.pli_received += track.pli_received;
         }
+        s.fec_sent = transport.fec_sent;
+        s.fec_recovered = transport.fec_recovered;
         s.rtt_ms = transport.rtt.map(|d| d.as_secs_f64() * 1000.0);
         s.send_estimate_kbps = transport.send_estimate_bps.map(|b| b / 1000.0);
         s.path = transport

@@ -25,6 +25,8 @@ pub struct LinkOptions {
     pub description_delay: Duration,
     /// Route media through lossy UDP proxies (candidates are rewritten to point at them).
     pub loss: Option<Loss>,
+    /// Neither side offers FEC, so only retransmission can repair a loss.
+    pub without_fec: bool,
 }
 
 /// The link between the two peers' proxies, one [`Link`] per direction: every
@@ -177,8 +179,12 @@ pub async fn pair(opts: LinkOptions) -> (Side, Side) {
     let (b_in, b_in_rx) = mpsc::unbounded_channel::<String>();
     relay(a_out_rx, b_in, opts.description_delay, opts.loss.clone());
     relay(b_out_rx, a_in, opts.description_delay, opts.loss.clone());
-    let a = side("a", true, a_in_rx, a_out).await;
-    let b = side("b", false, b_in_rx, b_out).await;
+    let config = PeerConfig {
+        fec: !opts.without_fec,
+        ..PeerConfig::loopback()
+    };
+    let a = side("a", true, a_in_rx, a_out, config.clone()).await;
+    let b = side("b", false, b_in_rx, b_out, config).await;
     (a, b)
 }
 
@@ -187,10 +193,9 @@ async fn side(
     polite: bool,
     incoming: mpsc::UnboundedReceiver<String>,
     outgoing: mpsc::UnboundedSender<String>,
+    config: PeerConfig,
 ) -> Side {
-    let (peer, peer_events) = Peer::new(PeerConfig::loopback())
-        .await
-        .expect("peer builds");
+    let (peer, peer_events) = Peer::new(config).await.expect("peer builds");
     let (to_test, events) = mpsc::unbounded_channel();
     let negotiation = Arc::new(Mutex::new(NegotiationStats::default()));
     let errors = Arc::new(Mutex::new(Vec::new()));

@@ -8,6 +8,7 @@
 //! path's queue is full (the packets that do arrive are late) is congestion whatever the
 //! baseline says: a narrow link's tail drops must not be learnt as the path's nature.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::{
@@ -16,6 +17,7 @@ use rtc::interceptor::{
 };
 
 use super::aimd::{Aimd, Ceiling};
+use super::fec::FecState;
 
 /// Loss this far above the baseline is congestion.
 const CONGESTION: f64 = 0.05;
@@ -128,6 +130,11 @@ impl LossRate {
         self.average
     }
 
+    /// The loss the path always has, as learnt (not a queue's overflow).
+    pub(crate) fn baseline(&self) -> f64 {
+        self.baseline
+    }
+
     /// `lost` of `total` packets reported at `now`; `congested` when the packets that
     /// arrived had queued (see [`QueueDelay`]); `delivered` is the rate that arrived.
     pub(crate) fn update(
@@ -218,6 +225,8 @@ pub(super) struct Estimator {
     min: f64,
     max: f64,
     target: f64,
+    /// Where the path's steady loss goes for FEC to size its protection.
+    fec: Option<Arc<FecState>>,
 }
 
 impl Estimator {
@@ -233,7 +242,13 @@ impl Estimator {
             min,
             max,
             target: initial,
+            fec: None,
         }
+    }
+
+    pub(super) fn reporting_loss_to(mut self, fec: Arc<FecState>) -> Self {
+        self.fec = Some(fec);
+        self
     }
 }
 
@@ -272,6 +287,9 @@ impl BandwidthEstimator for Estimator {
             .loss
             .update(now, lost, reports.len(), congested, received);
         self.target = delay_target.min(loss_target).clamp(self.min, self.max);
+        if let Some(fec) = &self.fec {
+            fec.set_loss(self.loss.baseline());
+        }
     }
 
     fn target_bitrate(&self) -> f64 {

@@ -49,6 +49,7 @@ mod assemble;
 mod early;
 mod estimate;
 mod events;
+mod fec;
 mod feedback;
 mod nack;
 mod negotiate;
@@ -157,11 +158,12 @@ impl Peer {
             closed: AtomicBool::new(false),
             may_send: Arc::new(AtomicBool::new(false)),
             send_estimate: AtomicU64::new(0),
+            fec: Arc::default(),
             offer_skipped: AtomicBool::new(false),
         });
 
-        let mut me = media_engine()?;
-        let registry = interceptors(&mut me, &config)?.with(
+        let mut me = media_engine(config.fec)?;
+        let registry = interceptors(&mut me, &config, &shared.fec)?.with(
             Slot::NackGenerator,
             nack::NackGenerator::new(Arc::clone(&shared)),
         );

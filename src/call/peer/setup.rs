@@ -1,12 +1,12 @@
 //! Building a connection: the codecs we offer and the interceptor chain.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{CongestionControlBuilder, NackResponderBuilder, Slot, TwccSenderBuilder};
 use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX,
+    MIME_TYPE_FLEX_FEC03, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX,
 };
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind,
@@ -17,6 +17,7 @@ use webrtc::peer_connection::{
 };
 
 use super::estimate::Estimator;
+use super::fec::{FecReceiver, FecSender, FecState};
 use super::pacing::Pacing;
 use super::types::{MIN_ESTIMATE_BPS, PeerConfig};
 use crate::call::error::Result;
@@ -25,6 +26,8 @@ use crate::call::error::Result;
 /// spellings, because fmtp matching compares the profile bytes (see platform notes).
 pub(super) const H264_CODECS: [(&str, u8, u8); 2] = [("42e01f", 102, 103), ("42001f", 106, 107)];
 pub(super) const OPUS_PT: u8 = 111;
+/// FlexFEC-03 repair packets (`fec.rs`).
+pub(super) const FLEXFEC_PT: u8 = 118;
 /// NACKs for missing packets go out this often; video behind a gap waits for the
 /// retransmission as long as the round trip allows (`reorder::wait_for`).
 pub(super) const NACK_INTERVAL: Duration = Duration::from_millis(20);
@@ -64,8 +67,13 @@ pub(super) fn opus_codec() -> RTCRtpCodec {
 
 /// webrtc-rs's default chain (NACK responder, RR/SR, TWCC receiver), plus send-side
 /// congestion control (`estimate.rs`: GCC's delay half, our loss half) fed by the remote's
-/// transport-wide feedback, and the pacer at 1.5 times its estimate (`pacing.rs`).
-pub(super) fn interceptors(me: &mut MediaEngine, config: &PeerConfig) -> Result<Registry> {
+/// transport-wide feedback, the pacer at 1.5 times its estimate (`pacing.rs`), and FEC
+/// both ways (`fec.rs`; it binds only to streams whose remote took `flexfec-03`).
+pub(super) fn interceptors(
+    me: &mut MediaEngine,
+    config: &PeerConfig,
+    fec: &Arc<FecState>,
+) -> Result<Registry> {
     for parameter in ["", "pli"] {
         me.register_feedback(
             RTCPFeedback {
@@ -85,16 +93,37 @@ pub(super) fn interceptors(me: &mut MediaEngine, config: &PeerConfig) -> Result<
     let registry = registry
         .with(
             Slot::CongestionControl,
-            CongestionControlBuilder::new(Estimator::new(start, f64::from(MIN_ESTIMATE_BPS), max))
-                .build(),
+            CongestionControlBuilder::new(
+                Estimator::new(start, f64::from(MIN_ESTIMATE_BPS), max)
+                    .reporting_loss_to(Arc::clone(fec)),
+            )
+            .build(),
         )
+        .with(Slot::FecEncoder, FecSender::new(Arc::clone(fec)))
+        .with(Slot::FecDecoder, FecReceiver::new(Arc::clone(fec)))
         .with(Slot::TwccSender, TwccSenderBuilder::new().build())
         .with(Slot::Pacer, Pacing::new(start));
     Ok(configure_rtcp_reports(registry))
 }
 
-pub(super) fn media_engine() -> Result<MediaEngine> {
+/// `fec`: offer FlexFEC-03 for video (not to Janus, which has no use for it).
+pub(super) fn media_engine(fec: bool) -> Result<MediaEngine> {
     let mut me = MediaEngine::default();
+    if fec {
+        me.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: MIME_TYPE_FLEX_FEC03.to_owned(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: "repair-window=10000000".to_owned(),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: FLEXFEC_PT,
+            },
+            RtpCodecKind::Video,
+        )?;
+    }
     for (profile, pt, rtx_pt) in H264_CODECS {
         me.register_codec(
             RTCRtpCodecParameters {

@@ -19,6 +19,12 @@ impl Peer {
         (bps > 0.0).then_some(bps)
     }
 
+    /// What of the send estimate the encoders may fill: the rest carries FEC repair.
+    pub fn media_estimate(&self) -> Option<f64> {
+        self.send_estimate()
+            .map(|e| e * self.shared.fec.media_share())
+    }
+
     /// Statistics from the 0.21 stats report, keyed by track.
     pub async fn stats(&self) -> PeerStats {
         let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;
@@ -119,6 +125,9 @@ impl Peer {
                 stats.transport_bytes_received = pair.bytes_received;
             }
         }
+        stats.fec_sent = self.shared.fec.sent.load(Ordering::Relaxed);
+        stats.fec_recovered = self.shared.fec.recovered.load(Ordering::Relaxed);
+        stats.fec_share = 1.0 / self.shared.fec.media_share() - 1.0;
         stats
     }
 }

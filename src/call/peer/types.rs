@@ -54,6 +54,8 @@ pub struct PeerConfig {
     /// starts and the most it may reach, in bit/s.
     pub start_bitrate_bps: u32,
     pub max_bitrate_bps: u32,
+    /// Offer FlexFEC for video (the remote decides whether it is used).
+    pub fec: bool,
 }
 
 impl Default for PeerConfig {
@@ -64,6 +66,7 @@ impl Default for PeerConfig {
             bind_addrs: vec!["0.0.0.0:0".to_owned()],
             start_bitrate_bps: 1_500_000,
             max_bitrate_bps: 3_000_000,
+            fec: true,
         }
     }
 }
@@ -307,6 +310,11 @@ pub struct PeerStats {
     /// The selected candidate pair's types, local then remote ("host", "srflx", "prflx",
     /// "relay"): how the media actually travels.
     pub path: Option<(String, String)>,
+    /// FEC repair packets sent, and media packets they rebuilt here.
+    pub fec_sent: u64,
+    pub fec_recovered: u64,
+    /// Repair packets sent per media packet now (0 on a clean path or without FEC).
+    pub fec_share: f64,
 }
 
 /// Asks the receive stage of one remote track for a keyframe: it sends the PLI, rate

@@ -147,7 +147,7 @@ impl Engine {
             .peers
             .values()
             .filter(|p| p.connection == ConnectionState::Connected)
-            .filter_map(|p| p.peer.send_estimate())
+            .filter_map(|p| p.peer.media_estimate())
             // In an SFU room the one uplink is to Janus.
             .chain(self.sfu_estimate())
             .collect();

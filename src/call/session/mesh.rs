@@ -35,6 +35,7 @@ impl Engine {
             start_bitrate_bps: video.saturating_add(audio),
             // Room for a screen share beside the camera.
             max_bitrate_bps: video.saturating_mul(2).saturating_add(audio),
+            fec: true,
         };
         let (peer, mut rx) = match Peer::new(config).await {
             Ok(p) => p,

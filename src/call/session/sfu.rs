@@ -185,6 +185,7 @@ impl Engine {
             bind_addrs: self.config.bind_addrs.clone(),
             start_bitrate_bps: video.saturating_add(audio),
             max_bitrate_bps: video.saturating_mul(2).saturating_add(audio),
+            fec: false,
         }
     }
 

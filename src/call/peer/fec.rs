@@ -7,12 +7,12 @@
 //! clean link, a quarter of the media's packets at 10 % loss.
 //!
 //! The encoder's slot is application-ward of the pacer and the TWCC sender: repair packets
-//! are paced like media, but carry no transport-wide number (0.21 numbers only the media
-//! SSRCs), so the estimate never counts them and the encoders get it less their share.
-//! Media packets are protected before their number is written; the receiver gives its
-//! decoder the packets without that extension, or the XOR would not match. A rebuilt
-//! packet has no number either, and the feedback reports it lost, as the path lost it:
-//! the estimate and the protection see the true loss.
+//! are paced, numbered (`numbered.rs`) and counted in the estimate like media, and the
+//! encoders get the estimate less their share. Media packets are protected before their
+//! number is written; the receiver gives its decoder the packets without that extension,
+//! or the XOR would not match. A rebuilt packet has no number either, and the feedback
+//! reports it lost, as the path lost it: the estimate and the protection see the true
+//! loss.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -270,11 +270,16 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FecReceiver {
         let ssrc = rtp.header.ssrc;
         let (now, transport) = (msg.now, msg.transport);
         let recovered = if let Some(media) = self.repair_to_media.get(&ssrc) {
-            // A repair packet goes no further: nothing after us has a use for it.
-            self.decoders
+            // A repair packet goes on: the transport-wide feedback (after us) must report
+            // it arrived, or the sender reads every one as lost. The NACK generator leaves
+            // its stream alone and the endpoint drops it.
+            let recovered = self
+                .decoders
                 .get_mut(media)
                 .map(|d| d.decoder.decode(rtp.clone()))
-                .unwrap_or_default()
+                .unwrap_or_default();
+            self.read_queue.push_back(msg);
+            recovered
         } else if let Some(d) = self.decoders.get_mut(&ssrc) {
             let recovered = d.decoder.decode(as_protected(rtp, d.twcc));
             self.read_queue.push_back(msg);

@@ -53,6 +53,7 @@ mod fec;
 mod feedback;
 mod nack;
 mod negotiate;
+mod numbered;
 mod pacing;
 mod receive;
 mod sdp;

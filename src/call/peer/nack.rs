@@ -5,7 +5,7 @@
 //! it, and not at all once the receive stage has given up on it; gaps longer than a burst
 //! are left to a keyframe, which is what the picture needs by then.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -117,6 +117,8 @@ pub(super) struct NackGenerator {
     streams: HashMap<u32, NackTracker>,
     /// RTX SSRC -> the stream it repairs.
     repairs: HashMap<u32, u32>,
+    /// FEC repair SSRCs: never tracked.
+    fec_flows: HashSet<u32>,
     next_tick: Option<Instant>,
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
@@ -129,6 +131,7 @@ impl NackGenerator {
             sender_ssrc: rand::random(),
             streams: HashMap::new(),
             repairs: HashMap::new(),
+            fec_flows: HashSet::new(),
             next_tick: None,
             read_queue: VecDeque::new(),
             write_queue: VecDeque::new(),
@@ -224,8 +227,16 @@ impl Interceptor for NackGenerator {
             .rtcp_feedback
             .iter()
             .any(|f| f.typ == "nack" && f.parameter.is_empty());
+        // FEC's repair flow is bound after its media stream, with the media's feedback:
+        // a lost repair packet is not worth asking for.
+        if let Some(fec) = info.ssrc_fec {
+            self.fec_flows.insert(fec);
+        }
         // A repair flow is bound on its own too, without an RTX SSRC of its own.
-        if takes_nack && !self.repairs.contains_key(&info.ssrc) {
+        if takes_nack
+            && !self.repairs.contains_key(&info.ssrc)
+            && !self.fec_flows.contains(&info.ssrc)
+        {
             self.streams.entry(info.ssrc).or_default();
             if let Some(rtx) = info.ssrc_rtx {
                 self.repairs.insert(rtx, info.ssrc);
@@ -238,6 +249,9 @@ impl Interceptor for NackGenerator {
         self.streams.remove(&info.ssrc);
         self.repairs
             .retain(|rtx, media| *rtx != info.ssrc && *media != info.ssrc);
+        if let Some(fec) = info.ssrc_fec {
+            self.fec_flows.remove(&fec);
+        }
     }
 
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}

@@ -18,6 +18,7 @@ use webrtc::peer_connection::{
 
 use super::estimate::Estimator;
 use super::fec::{FecReceiver, FecSender, FecState};
+use super::numbered::WithRepairFlows;
 use super::pacing::Pacing;
 use super::types::{MIN_ESTIMATE_BPS, PeerConfig};
 use crate::call::error::Result;
@@ -93,15 +94,20 @@ pub(super) fn interceptors(
     let registry = registry
         .with(
             Slot::CongestionControl,
-            CongestionControlBuilder::new(
-                Estimator::new(start, f64::from(MIN_ESTIMATE_BPS), max)
-                    .reporting_loss_to(Arc::clone(fec)),
-            )
-            .build(),
+            WithRepairFlows(
+                CongestionControlBuilder::new(
+                    Estimator::new(start, f64::from(MIN_ESTIMATE_BPS), max)
+                        .reporting_loss_to(Arc::clone(fec)),
+                )
+                .build(),
+            ),
         )
         .with(Slot::FecEncoder, FecSender::new(Arc::clone(fec)))
         .with(Slot::FecDecoder, FecReceiver::new(Arc::clone(fec)))
-        .with(Slot::TwccSender, TwccSenderBuilder::new().build())
+        .with(
+            Slot::TwccSender,
+            WithRepairFlows(TwccSenderBuilder::new().build()),
+        )
         .with(Slot::Pacer, Pacing::new(start));
     Ok(configure_rtcp_reports(registry))
 }

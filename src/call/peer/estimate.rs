@@ -40,6 +40,8 @@ const ADDITIVE_SHARE: f64 = 0.08;
 const MIN_ADDITIVE_BPS: f64 = 20_000.0;
 /// Growth per step (200 ms) far from that rate: about 40 % a second.
 const GROWTH: f64 = 1.07;
+/// How often the estimate's inputs are logged (at debug, target `confab::estimate`).
+const TRACE_EVERY: Duration = Duration::from_millis(250);
 /// Packets queued this much longer than the path's least delay: its buffer is filling.
 const CONGESTED_QUEUE: Duration = Duration::from_millis(15);
 /// The least one-way delay is taken over the last one or two of these windows, so it
@@ -227,6 +229,7 @@ pub(super) struct Estimator {
     target: f64,
     /// Where the path's steady loss goes for FEC to size its protection.
     fec: Option<Arc<FecState>>,
+    last_trace: Option<Instant>,
 }
 
 impl Estimator {
@@ -243,6 +246,7 @@ impl Estimator {
             max,
             target: initial,
             fec: None,
+            last_trace: None,
         }
     }
 
@@ -287,6 +291,25 @@ impl BandwidthEstimator for Estimator {
             .loss
             .update(now, lost, reports.len(), congested, received);
         self.target = delay_target.min(loss_target).clamp(self.min, self.max);
+        if self
+            .last_trace
+            .is_none_or(|t| now.saturating_duration_since(t) >= TRACE_EVERY)
+        {
+            self.last_trace = Some(now);
+            tracing::debug!(
+                target: "confab::estimate",
+                delay = delay_target as u64 / 1000,
+                loss = loss_target as u64 / 1000,
+                received = received.map(|r| r as u64 / 1000),
+                ?usage,
+                congested,
+                lost,
+                reports = reports.len(),
+                loss_avg = self.loss.average().unwrap_or(0.0),
+                baseline = self.loss.baseline(),
+                "estimate (kbit/s)"
+            );
+        }
         if let Some(fec) = &self.fec {
             fec.set_loss(self.loss.baseline());
         }

@@ -37,7 +37,7 @@ pub(super) struct Shared {
     /// The congestion controller's latest estimate (bit/s, as `f64` bits; 0 before one).
     pub(super) send_estimate: AtomicU64,
     /// FEC's shared counters and the path's loss (`fec.rs`).
-    pub(super) fec: Arc<super::fec::FecState>,
+    pub(super) fec: Arc<super::fec::Repair>,
     /// We let a negotiation-needed event pass without an offer (it would have settled
     /// nothing). webrtc-rs then still counts a negotiation as under way and stays silent
     /// on the next local change until the connection next returns to stable, so the next

@@ -87,19 +87,40 @@ impl Blocks {
     }
 }
 
-/// What the two ends of a connection's FEC share with the rest of it.
+/// What repair costs a connection and how lossy its path is: the estimator learns the
+/// loss, FEC protects in proportion, the pacer measures the retransmissions leaving, and
+/// the encoders get the estimate less both (as Chromium gives its encoders the estimate
+/// less its protection and NACK rates).
 #[derive(Debug, Default)]
-pub(crate) struct FecState {
+pub(crate) struct Repair {
     /// The path's steady loss (a share, as `f64` bits), from the estimator.
     loss: AtomicU64,
-    /// Repair packets sent and media packets rebuilt.
+    /// FEC repair packets sent and media packets rebuilt.
     pub(crate) sent: AtomicU64,
     pub(crate) recovered: AtomicU64,
     /// Whether the remote took FEC for any stream of ours.
     protecting: AtomicU64,
+    /// Retransmissions leaving now (bit/s, as `f64` bits), from the pacer.
+    retransmit_bps: AtomicU64,
 }
 
-impl FecState {
+/// The encoders keep at least this share of what FEC leaves them, whatever the
+/// retransmissions take (a burst of them passes).
+const MIN_MEDIA: f64 = 0.5;
+
+impl Repair {
+    pub(crate) fn set_retransmit_bps(&self, bps: f64) {
+        self.retransmit_bps.store(bps.to_bits(), Ordering::Relaxed);
+    }
+
+    /// What of `estimate` the encoders may fill: less FEC's share and the
+    /// retransmissions going out.
+    pub(crate) fn media_rate(&self, estimate: f64) -> f64 {
+        let after_fec = estimate * self.media_share();
+        let retransmit = f64::from_bits(self.retransmit_bps.load(Ordering::Relaxed));
+        (after_fec - retransmit).max(after_fec * MIN_MEDIA)
+    }
+
     pub(crate) fn set_loss(&self, loss: f64) {
         self.loss.store(loss.to_bits(), Ordering::Relaxed);
     }
@@ -119,14 +140,14 @@ impl FecState {
 
 /// The send half: repair packets for each protected stream, as many as the loss asks.
 pub(super) struct FecSender {
-    state: Arc<FecState>,
+    state: Arc<Repair>,
     streams: HashMap<u32, (FlexFec03Encoder, Blocks)>,
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
 }
 
 impl FecSender {
-    pub(super) fn new(state: Arc<FecState>) -> Self {
+    pub(super) fn new(state: Arc<Repair>) -> Self {
         Self {
             state,
             streams: HashMap::new(),
@@ -221,7 +242,7 @@ struct Decoding {
 /// The receive half: rebuilds lost media packets from the repair stream, before the
 /// NACK generator would ask for them.
 pub(super) struct FecReceiver {
-    state: Arc<FecState>,
+    state: Arc<Repair>,
     decoders: HashMap<u32, Decoding>,
     repair_to_media: HashMap<u32, u32>,
     read_queue: VecDeque<TaggedPacket>,
@@ -229,7 +250,7 @@ pub(super) struct FecReceiver {
 }
 
 impl FecReceiver {
-    pub(super) fn new(state: Arc<FecState>) -> Self {
+    pub(super) fn new(state: Arc<Repair>) -> Self {
         Self {
             state,
             decoders: HashMap::new(),

@@ -67,8 +67,8 @@ fn stream() -> StreamInfo {
 
 /// Sends `count` media packets (frames of four) through a sender on a path losing `loss`,
 /// and returns everything that left, numbered as the wire would carry it.
-fn sent(loss: f64, count: u16) -> (Arc<FecState>, Vec<Rtp>) {
-    let state = Arc::new(FecState::default());
+fn sent(loss: f64, count: u16) -> (Arc<Repair>, Vec<Rtp>) {
+    let state = Arc::new(Repair::default());
     state.set_loss(loss);
     let mut sender = FecSender::new(Arc::clone(&state));
     sender.bind_local_stream(&stream());
@@ -167,7 +167,7 @@ fn a_lost_packet_is_rebuilt_at_the_receiver_from_the_repair_stream_without_a_ret
         .iter()
         .position(|p| p.header.ssrc == MEDIA && p.header.sequence_number == 6)
         .unwrap();
-    let state = Arc::new(FecState::default());
+    let state = Arc::new(Repair::default());
     let mut receiver = FecReceiver::new(Arc::clone(&state));
     receiver.bind_remote_stream(&stream());
     let mut delivered: Vec<(Rtp, bool)> = Vec::new();
@@ -234,4 +234,23 @@ fn the_transport_wide_number_is_taken_off_before_decoding_and_nothing_else() {
             rtc::shared::marshal::Marshal::marshal(&original).unwrap()
         );
     }
+}
+
+#[test]
+fn the_encoders_get_the_estimate_less_protection_and_retransmissions() {
+    let repair = Repair::default();
+    assert_eq!(
+        repair.media_rate(1_000_000.0),
+        1_000_000.0,
+        "a clean path: all of it"
+    );
+    repair.set_retransmit_bps(150_000.0);
+    assert_eq!(repair.media_rate(1_000_000.0), 850_000.0);
+    // FEC bound and a path losing 10 %: a quarter more packets are repair.
+    let (state, _) = sent(0.10, 4);
+    state.set_retransmit_bps(100_000.0);
+    assert!((state.media_rate(1_000_000.0) - 700_000.0).abs() < 1.0);
+    // A storm of retransmissions leaves the encoders half.
+    state.set_retransmit_bps(900_000.0);
+    assert!((state.media_rate(1_000_000.0) - 400_000.0).abs() < 1.0);
 }

@@ -8,6 +8,7 @@
 //! budget (a late repair is no repair, late audio is a gap).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::{
@@ -17,6 +18,7 @@ use rtc::interceptor::{
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
 
+use super::fec::Repair;
 use super::setup::OPUS_PT;
 
 /// The pace relative to the estimate: room for the encoder's overshoot, short of
@@ -47,8 +49,48 @@ pub(super) fn bucket(estimate_bps: f64, budget_bits: f64, now: Instant) -> Pacer
     p
 }
 
+/// Bits seen over the last [`RATE_WINDOW`], as a rate. Pure: time is passed in.
+#[derive(Debug, Default)]
+pub(super) struct WindowRate {
+    samples: VecDeque<(Instant, f64)>,
+    sum: f64,
+}
+
+/// Retransmissions are measured over this long: short enough that the encoders give way
+/// while a burst of loss lasts, not after.
+pub(super) const RATE_WINDOW: Duration = Duration::from_millis(500);
+
+impl WindowRate {
+    pub(super) fn add(&mut self, now: Instant, bits: f64) {
+        self.samples.push_back((now, bits));
+        self.sum += bits;
+        self.expire(now);
+    }
+
+    pub(super) fn rate(&mut self, now: Instant) -> f64 {
+        self.expire(now);
+        self.sum / RATE_WINDOW.as_secs_f64()
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(t, bits)) = self.samples.front() {
+            if now.saturating_duration_since(t) < RATE_WINDOW {
+                break;
+            }
+            self.samples.pop_front();
+            self.sum -= bits;
+        }
+        if self.samples.is_empty() {
+            self.sum = 0.0;
+        }
+    }
+}
+
 pub(super) struct Pacing {
     inner: PacerInterceptor,
+    /// Retransmissions leaving, told to the encoders' rate through `repair`.
+    retransmitted: WindowRate,
+    repair: Arc<Repair>,
     /// The pace the estimate asks for.
     base: f64,
     /// Audio and retransmissions, ahead of the paced queue.
@@ -66,13 +108,15 @@ fn express_bits(msg: &TaggedPacket) -> Option<f64> {
 }
 
 impl Pacing {
-    pub(super) fn new(start_bps: f64) -> Self {
+    pub(super) fn new(start_bps: f64, repair: Arc<Repair>) -> Self {
         let mut inner = PacerBuilder::new().build();
         let start = Instant::now();
         *inner.pacer_mut() = bucket(start_bps, f64::INFINITY, start);
         Self {
             inner,
             base: start_bps * FACTOR,
+            retransmitted: WindowRate::default(),
+            repair,
             express: VecDeque::new(),
         }
     }
@@ -121,6 +165,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Pacing {
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Some(bits) = express_bits(&msg) {
+            if msg.message.get(&Attribute::Retransmission).is_some() {
+                self.retransmitted.add(msg.now, bits);
+                self.repair
+                    .set_retransmit_bps(self.retransmitted.rate(msg.now));
+            }
             let pacer = self.inner.pacer_mut();
             pacer.refill(msg.now);
             // Charged, so the video behind it waits its share.
@@ -128,6 +177,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Pacing {
             self.express.push_back(msg);
             return Ok(());
         }
+        // Video leaves every frame: the rate falls back as retransmissions stop.
+        self.repair
+            .set_retransmit_bps(self.retransmitted.rate(msg.now));
         self.inner.handle_write(msg)?;
         self.drain();
         Ok(())
@@ -139,6 +191,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Pacing {
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
         self.inner.handle_timeout(now)?;
+        self.repair.set_retransmit_bps(self.retransmitted.rate(now));
         self.drain();
         Ok(())
     }
@@ -206,5 +259,22 @@ mod tests {
         let q = bucket(2_000_000.0, p.budget_bits(), t);
         assert_eq!(q.budget_bits(), 0.0, "an empty bucket stays empty");
         assert_eq!(q.burst_bits(), 2_000_000.0 * FACTOR * BURST.as_secs_f64());
+    }
+
+    #[test]
+    fn retransmissions_are_a_rate_over_the_last_half_second_that_falls_when_they_stop() {
+        let t = Instant::now();
+        let mut r = WindowRate::default();
+        assert_eq!(r.rate(t), 0.0);
+        // 10 retransmissions of 1,200 bytes in 100 ms.
+        for i in 0..10 {
+            r.add(t + Duration::from_millis(10 * i), 9_600.0);
+        }
+        let rate = r.rate(t + Duration::from_millis(100));
+        assert!(
+            (rate - 96_000.0 / RATE_WINDOW.as_secs_f64()).abs() < 1e-6,
+            "{rate}"
+        );
+        assert_eq!(r.rate(t + RATE_WINDOW + Duration::from_millis(100)), 0.0);
     }
 }

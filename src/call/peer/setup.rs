@@ -17,7 +17,7 @@ use webrtc::peer_connection::{
 };
 
 use super::estimate::Estimator;
-use super::fec::{FecReceiver, FecSender, FecState};
+use super::fec::{FecReceiver, FecSender, Repair};
 use super::numbered::WithRepairFlows;
 use super::pacing::Pacing;
 use super::types::{MIN_ESTIMATE_BPS, PeerConfig};
@@ -73,7 +73,7 @@ pub(super) fn opus_codec() -> RTCRtpCodec {
 pub(super) fn interceptors(
     me: &mut MediaEngine,
     config: &PeerConfig,
-    fec: &Arc<FecState>,
+    fec: &Arc<Repair>,
 ) -> Result<Registry> {
     for parameter in ["", "pli"] {
         me.register_feedback(
@@ -108,7 +108,7 @@ pub(super) fn interceptors(
             Slot::TwccSender,
             WithRepairFlows(TwccSenderBuilder::new().build()),
         )
-        .with(Slot::Pacer, Pacing::new(start));
+        .with(Slot::Pacer, Pacing::new(start, Arc::clone(fec)));
     Ok(configure_rtcp_reports(registry))
 }
 

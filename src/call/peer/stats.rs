@@ -19,10 +19,10 @@ impl Peer {
         (bps > 0.0).then_some(bps)
     }
 
-    /// What of the send estimate the encoders may fill: the rest carries FEC repair.
+    /// What of the send estimate the encoders may fill: the rest carries FEC repair and
+    /// retransmissions.
     pub fn media_estimate(&self) -> Option<f64> {
-        self.send_estimate()
-            .map(|e| e * self.shared.fec.media_share())
+        self.send_estimate().map(|e| self.shared.fec.media_rate(e))
     }
 
     /// Statistics from the 0.21 stats report, keyed by track.

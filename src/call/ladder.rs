@@ -1,7 +1,7 @@
 //! The camera's degradation ladder: when the bitrate cannot carry the source's resolution
 //! (too few bits per pixel, the picture turns to mush and the encoder skips frames), send
 //! a smaller picture instead: 720p -> 540p -> 360p -> 180p. Down at once, up one rung
-//! after the bitrate has held for a second, with a gap between the two thresholds so it
+//! after the bitrate has held for 0.7 s, with a gap between the two thresholds so it
 //! does not flap. Pure: time is passed in.
 
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ const DOWN_BPP: f64 = 0.03;
 /// A rung up is taken when it would get at least this many.
 const UP_BPP: f64 = 0.045;
 /// How long the bitrate must hold before stepping up.
-const UP_AFTER: Duration = Duration::from_secs(1);
+const UP_AFTER: Duration = Duration::from_millis(700);
 
 #[derive(Debug, Default)]
 pub(crate) struct Ladder {
@@ -43,7 +43,7 @@ impl Ladder {
             let since = *self.up_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= UP_AFTER {
                 self.rung -= 1;
-                // The next rung up needs its own second.
+                // The next rung up needs its own hold.
                 self.up_since = Some(now);
             }
         } else {
@@ -84,20 +84,18 @@ mod tests {
     }
 
     #[test]
-    fn it_climbs_back_one_rung_a_second_once_the_rate_returns() {
+    fn it_climbs_back_one_rung_per_hold_once_the_rate_returns() {
         let mut l = Ladder::default();
         let t0 = Instant::now();
         assert_eq!(l.update(t0, 150_000, 30.0, HD), (320, 180));
-        let s = Duration::from_secs(1);
+        // Looked at every half hold: a rung every other look.
+        let s = UP_AFTER / 2;
         let mut seen = Vec::new();
-        for i in 0..5 {
-            seen.push(l.update(t0 + s * i + s / 2, 2_500_000, 30.0, HD));
+        for i in 1..=8 {
+            seen.push(l.update(t0 + s * i, 2_500_000, 30.0, HD));
         }
-        assert_eq!(
-            seen,
-            vec![(320, 180), (640, 360), (960, 540), HD, HD],
-            "one rung per second"
-        );
+        let (p, q, f) = ((320, 180), (640, 360), (960, 540));
+        assert_eq!(seen, vec![p, p, q, q, f, f, HD, HD], "one rung per hold");
     }
 
     #[test]

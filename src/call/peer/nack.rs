@@ -3,13 +3,18 @@
 //! each interval up to its limit: about five retransmissions per lost packet. Here a
 //! packet is asked for once when its gap shows, again only after a round trip without
 //! it, and not at all once the receive stage has given up on it; gaps longer than a burst
-//! are left to a keyframe, which is what the picture needs by then.
+//! are left to a keyframe, which is what the picture needs by then. On a path that
+//! reorders, a gap is first asked for only after the time reordered packets have lately
+//! taken to fill one (as libwebrtc's reordering histogram): otherwise every reordered
+//! packet costs a retransmission the encoders then give way to.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::interceptor::{
+    Attribute, AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket,
+};
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
     TransportLayerNack, nack_pairs_from_sequence_numbers,
 };
@@ -29,6 +34,10 @@ pub(super) const MAX_TRIES: u8 = 4;
 /// its round trip comes from reports on what it sends). Short, so the receive stage's
 /// default wait still holds three attempts.
 const DEFAULT_RTT: Duration = Duration::from_millis(20);
+/// Reordering is remembered this long (the longest lateness within it is waited for),
+const REORDER_MEMORY: Duration = Duration::from_secs(5);
+/// and never waited for longer than this: a loss must still be repaired in time.
+const MAX_REORDER_WAIT: Duration = Duration::from_millis(80);
 
 #[derive(Debug, Clone, Copy)]
 struct Missing {
@@ -45,6 +54,8 @@ pub(super) struct NackTracker {
     missing: BTreeMap<i64, Missing>,
     /// Requests made, one per packet per time asked.
     pub(super) requested: u64,
+    /// When a gap was filled by the packet itself, not a repair, and how late it was.
+    reordered: VecDeque<(Instant, Duration)>,
 }
 
 impl NackTracker {
@@ -55,12 +66,17 @@ impl NackTracker {
         }
     }
 
-    /// A packet arrived, first time or repaired.
-    pub(super) fn on_packet(&mut self, seq: u16, now: Instant) {
+    /// A packet arrived, first time or `repaired` (a retransmission or rebuilt by FEC).
+    pub(super) fn on_packet(&mut self, seq: u16, now: Instant, repaired: bool) {
         let ext = self.extend(seq);
         match self.highest {
             Some(h) if ext <= h => {
-                self.missing.remove(&ext);
+                if let Some(m) = self.missing.remove(&ext)
+                    && !repaired
+                {
+                    self.reordered
+                        .push_back((now, now.saturating_duration_since(m.since)));
+                }
             }
             Some(h) => {
                 if ext - h - 1 > MAX_GAP {
@@ -90,11 +106,14 @@ impl NackTracker {
         let again = rtt.unwrap_or(DEFAULT_RTT) + NACK_INTERVAL;
         self.missing
             .retain(|_, m| m.tries < MAX_TRIES && now.saturating_duration_since(m.since) < give_up);
+        let wait = self.reorder_wait(now);
         let mut out = Vec::new();
         for (seq, m) in &mut self.missing {
-            if m.asked
-                .is_none_or(|a| now.saturating_duration_since(a) >= again)
-            {
+            let due = match m.asked {
+                None => now.saturating_duration_since(m.since) >= wait,
+                Some(a) => now.saturating_duration_since(a) >= again,
+            };
+            if due {
                 m.asked = Some(now);
                 m.tries += 1;
                 out.push(*seq as u16);
@@ -106,6 +125,23 @@ impl NackTracker {
 
     pub(super) fn missing(&self) -> usize {
         self.missing.len()
+    }
+
+    /// How long a new gap waits for its packet before it is asked for.
+    pub(super) fn reorder_wait(&mut self, now: Instant) -> Duration {
+        while self
+            .reordered
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > REORDER_MEMORY)
+        {
+            self.reordered.pop_front();
+        }
+        self.reordered
+            .iter()
+            .map(|(_, late)| *late)
+            .max()
+            .unwrap_or_default()
+            .min(MAX_REORDER_WAIT)
     }
 }
 
@@ -184,7 +220,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackGenerator {
                 && let Some(tracker) = self.streams.get_mut(&media)
             {
                 let before = tracker.missing();
-                tracker.on_packet(seq, msg.now);
+                let repaired =
+                    repair.is_some() || msg.message.get(&Attribute::RecoveredByFec).is_some();
+                tracker.on_packet(seq, msg.now, repaired);
                 if tracker.missing() > before {
                     self.ask(msg.now);
                 }
@@ -268,7 +306,7 @@ mod tests {
     fn after(seqs: impl IntoIterator<Item = u16>, t0: Instant) -> NackTracker {
         let mut t = NackTracker::default();
         for s in seqs {
-            t.on_packet(s, t0);
+            t.on_packet(s, t0, false);
         }
         t
     }
@@ -306,7 +344,7 @@ mod tests {
         let t0 = Instant::now();
         let mut t = after([1, 2, 5], t0);
         t.due(t0, RTT);
-        t.on_packet(3, t0 + 45 * MS);
+        t.on_packet(3, t0 + 45 * MS, true);
         assert_eq!(t.due(t0 + 60 * MS, RTT), vec![4]);
         assert_eq!(t.requested, 3);
     }
@@ -338,7 +376,30 @@ mod tests {
         let t0 = Instant::now();
         let mut t = after([65_534, 65_535, 1], t0);
         assert_eq!(t.due(t0, RTT), vec![0]);
-        t.on_packet(65_533, t0);
+        t.on_packet(65_533, t0, false);
         assert_eq!(t.missing(), 1, "an old packet is not a new gap");
+    }
+
+    #[test]
+    fn on_a_path_that_reorders_a_gap_waits_as_long_as_reordered_packets_lately_took() {
+        let t0 = Instant::now();
+        let mut t = after([1, 2, 4], t0);
+        assert_eq!(t.due(t0, RTT), vec![3], "no reordering seen: at once");
+        // 3 was only late, 30 ms.
+        t.on_packet(3, t0 + 30 * MS, false);
+        t.on_packet(6, t0 + 40 * MS, false);
+        assert!(t.due(t0 + 60 * MS, RTT).is_empty(), "5 may still come");
+        assert_eq!(t.due(t0 + 70 * MS, RTT), vec![5], "30 ms on: asked");
+        // A repair is no reordering; and reordering is forgotten.
+        t.on_packet(5, t0 + 80 * MS, true);
+        assert_eq!(t.reorder_wait(t0 + 80 * MS), 30 * MS);
+        assert_eq!(
+            t.reorder_wait(t0 + 30 * MS + REORDER_MEMORY + MS),
+            Duration::ZERO
+        );
+        // However late a packet once came, a gap waits at most this long.
+        let mut t = after([1, 3], t0);
+        t.on_packet(2, t0 + 400 * MS, false);
+        assert_eq!(t.reorder_wait(t0 + 400 * MS), MAX_REORDER_WAIT);
     }
 }

@@ -17,7 +17,9 @@ use rtc::interceptor::{
 };
 
 use super::aimd::{Aimd, Ceiling};
+use super::coverage::SharedCoverage;
 use super::fec::Repair;
+use crate::sync::LockExt;
 
 /// Loss this far above the baseline is congestion.
 const CONGESTION: f64 = 0.05;
@@ -244,6 +246,8 @@ pub(super) struct Estimator {
     target: f64,
     /// Where the path's steady loss goes for FEC to size its protection.
     fec: Option<Arc<Repair>>,
+    /// What the feedback spoke about (`coverage.rs`); without it every report counts.
+    coverage: Option<SharedCoverage>,
     last_trace: Option<Instant>,
 }
 
@@ -261,6 +265,7 @@ impl Estimator {
             max,
             target: initial,
             fec: None,
+            coverage: None,
             last_trace: None,
         }
     }
@@ -269,20 +274,35 @@ impl Estimator {
         self.fec = Some(fec);
         self
     }
+
+    pub(super) fn minding(mut self, coverage: SharedCoverage) -> Self {
+        self.coverage = Some(coverage);
+        self
+    }
 }
 
 impl BandwidthEstimator for Estimator {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
         // Packets sent without a transport-wide number (audio to a remote that took
         // transport-cc for video only, as Janus does) are reported too, never as
-        // arrived: no feedback can name them. They say nothing about the path.
+        // arrived: no feedback can name them. Nor did any feedback that reached us name
+        // the ones only a lost feedback covered. They say nothing about the path.
+        let coverage = self.coverage.as_ref().map(|c| c.locked());
+        let spoken = |r: &PacketReport| {
+            r.is_twcc
+                && (r.arrived
+                    || coverage
+                        .as_ref()
+                        .is_none_or(|c| c.covers(r.twcc_sequence_number)))
+        };
         let numbered: Vec<PacketReport>;
-        let reports = if reports.iter().all(|r| r.is_twcc) {
+        let reports = if reports.iter().all(spoken) {
             reports
         } else {
-            numbered = reports.iter().filter(|r| r.is_twcc).cloned().collect();
+            numbered = reports.iter().filter(|r| spoken(r)).cloned().collect();
             &numbered
         };
+        drop(coverage);
         if reports.is_empty() {
             return;
         }

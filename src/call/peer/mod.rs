@@ -46,6 +46,7 @@
 
 mod aimd;
 mod assemble;
+mod coverage;
 mod early;
 mod estimate;
 mod events;

@@ -16,6 +16,7 @@ use webrtc::peer_connection::{
     configure_twcc_receiver_only,
 };
 
+use super::coverage::{NotingCoverage, SharedCoverage};
 use super::estimate::Estimator;
 use super::fec::{FecReceiver, FecSender, Repair};
 use super::numbered::WithRepairFlows;
@@ -92,16 +93,16 @@ pub(super) fn interceptors(
     let max = f64::from(config.max_bitrate_bps.max(MIN_ESTIMATE_BPS));
     let start = f64::from(config.start_bitrate_bps).clamp(f64::from(MIN_ESTIMATE_BPS), max);
     let registry = registry
-        .with(
-            Slot::CongestionControl,
-            WithRepairFlows(
-                CongestionControlBuilder::new(
-                    Estimator::new(start, f64::from(MIN_ESTIMATE_BPS), max)
-                        .reporting_loss_to(Arc::clone(fec)),
-                )
-                .build(),
-            ),
-        )
+        .with(Slot::CongestionControl, {
+            let coverage = SharedCoverage::default();
+            let estimator = Estimator::new(start, f64::from(MIN_ESTIMATE_BPS), max)
+                .reporting_loss_to(Arc::clone(fec))
+                .minding(Arc::clone(&coverage));
+            NotingCoverage {
+                inner: WithRepairFlows(CongestionControlBuilder::new(estimator).build()),
+                coverage,
+            }
+        })
         .with(Slot::FecEncoder, FecSender::new(Arc::clone(fec)))
         .with(Slot::FecDecoder, FecReceiver::new(Arc::clone(fec)))
         .with(

@@ -39,11 +39,10 @@ const PROVEN_SHARE: f64 = 0.85;
 const TRIM: f64 = 0.9;
 /// at most this often.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
-/// Growth per second near the rate at which the path last overflowed, as a share of it,
-/// and at least a packet per 100 ms or so (as Aimd): from a low ceiling it climbs back in
-/// a second or two, not ten.
+/// Growth per second near the rate at which the path last overflowed, as a share of it.
+/// (80 kbit/s at least, as the delay half, made a 500 kbit/s link overflow every 3 s.)
 const ADDITIVE_SHARE: f64 = 0.08;
-const MIN_ADDITIVE_BPS: f64 = 80_000.0;
+const MIN_ADDITIVE_BPS: f64 = 20_000.0;
 /// Growth per step (200 ms) far from that rate: about 40 % a second.
 const GROWTH: f64 = 1.07;
 /// How often the estimate's inputs are logged (at debug, target `confab::estimate`).

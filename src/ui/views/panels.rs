@@ -111,10 +111,10 @@ impl App {
                 s.video_out_fps
             ));
             ui.label(format!(
-                "freezes {} ({:.1} s) | NACKs {} | keyframe requests {}",
-                s.freezes, s.freeze_s, s.nack_sent, s.pli_sent
+                "freezes {} ({:.1} s) | NACKs {} | keyframe requests {} | FEC rebuilt {}",
+                s.freezes, s.freeze_s, s.nack_sent, s.pli_sent, s.fec_recovered
             ))
-            .on_hover_text("Freezes: pauses longer than 3 frame intervals (and 150 ms over the average) in the video received; NACKs and keyframe requests are what was asked of the sender");
+            .on_hover_text("Freezes: pauses longer than 3 frame intervals (and 150 ms over the average) in the video received; NACKs and keyframe requests are what was asked of the sender; FEC rebuilt: packets of the received video rebuilt from repair packets, with no retransmission");
             ui.label(format!(
                 "RTT {} | lost {} | glass-to-glass {} | link estimate {}",
                 s.rtt_ms.map_or("-".into(), |r| format!("{r:.1} ms")),

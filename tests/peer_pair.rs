@@ -475,21 +475,9 @@ async fn camera_over(loss: &Loss, fec: bool) -> (Side, Side, confab::call::Video
     (a, b, cam)
 }
 
-/// Sends AUs 0..65 from `a` to `b`, without FEC, over a link that applies `loss` to AUs 3..60. Returns
-/// both sides and each AU received (index, complete) in arrival order, up to the last; a
-/// complete AU is checked byte for byte.
-async fn through_loss(loss: &Loss) -> (Side, Side, Vec<(usize, bool)>) {
-    let (a, mut b, cam) = camera_over(loss, false).await;
-
-    send_video(&cam, 0..3).await;
-    // The track shows up with its first packet; its queue holds what follows.
-    let (_, mut rx) = remote_track(&mut b, "a-cam").await;
-    loss.set(true);
-    send_video(&cam, 3..60).await;
-    loss.set(false);
-    send_video(&cam, 60..65).await;
-
-    // AUs are identified by RTP timestamp, not by arrival order.
+/// Each AU received, (index, complete), in arrival order up to AU `last`; a complete one
+/// is checked byte for byte. AUs are identified by RTP timestamp, not by arrival order.
+async fn aus_until(rx: &mut mpsc::Receiver<RemoteMedia>, last: usize) -> Vec<(usize, bool)> {
     let step = 90_000.0 * FRAME.as_secs_f64();
     let mut first_ts = None;
     let mut got = Vec::new();
@@ -504,13 +492,31 @@ async fn through_loss(loss: &Loss) -> (Side, Side, Vec<(usize, bool)>) {
                 assert!(f.data == synthetic_au(i, 30), "complete AU {i} differs");
             }
             got.push((i, f.complete));
-            if i == 64 {
+            if i == last {
                 break;
             }
         }
     })
     .await
     .expect("the last AU arrives");
+    got
+}
+
+/// Sends AUs 0..65 from `a` to `b`, without FEC, over a link that applies `loss` to AUs 3..60. Returns
+/// both sides and each AU received (index, complete) in arrival order, up to the last; a
+/// complete AU is checked byte for byte.
+async fn through_loss(loss: &Loss) -> (Side, Side, Vec<(usize, bool)>) {
+    let (a, mut b, cam) = camera_over(loss, false).await;
+
+    send_video(&cam, 0..3).await;
+    // The track shows up with its first packet; its queue holds what follows.
+    let (_, mut rx) = remote_track(&mut b, "a-cam").await;
+    loss.set(true);
+    send_video(&cam, 3..60).await;
+    loss.set(false);
+    send_video(&cam, 60..65).await;
+
+    let got = aus_until(&mut rx, 64).await;
     println!(
         "dropped {} datagrams; AUs received {got:?}",
         loss.dropped.load(std::sync::atomic::Ordering::SeqCst)
@@ -593,32 +599,10 @@ async fn on_a_lossy_path_fec_rebuilds_lost_video_packets_with_no_retransmission_
     send_video(&cam, next..last + 1).await;
     let dropped_before = loss.dropped.load(std::sync::atomic::Ordering::SeqCst);
 
-    let step = 90_000.0 * FRAME.as_secs_f64();
-    let mut first_ts = None;
-    let mut incomplete = Vec::new();
-    let mut seen = 0;
-    timeout(STEP, async {
-        loop {
-            let Some(RemoteMedia::Video(f)) = rx.recv().await else {
-                panic!("video track ended")
-            };
-            let ts0 = *first_ts.get_or_insert(f.rtp_timestamp);
-            let i = (f64::from(f.rtp_timestamp.wrapping_sub(ts0)) / step).round() as usize;
-            if i >= keyframe {
-                seen += 1;
-                if f.complete {
-                    assert!(f.data == synthetic_au(i, 30), "AU {i} rebuilt wrong");
-                } else {
-                    incomplete.push(i);
-                }
-            }
-            if i == last {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("the last AU arrives");
+    let got = aus_until(&mut rx, last).await;
+    let under: Vec<&(usize, bool)> = got.iter().filter(|(i, _)| *i >= keyframe).collect();
+    let seen = under.len();
+    let incomplete: Vec<usize> = under.iter().filter(|(_, c)| !c).map(|(i, _)| *i).collect();
     let stats = b.peer.stats().await;
     let share = a.peer.stats().await.fec_share;
     println!(

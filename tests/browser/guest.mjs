@@ -110,25 +110,6 @@ const capture = async () => ({
     : {}),
 });
 
-// `watch: {peer, first, more}`: instead of the schedule, say (a line `{"event":"seeing"}`)
-// when the peer's frame ids reach `first`, and again `more` ids later, then finish. A
-// test acts on the network between the two, whenever this machine got the pages there.
-const lastIdFrom = (name) =>
-  page.evaluate((n) => {
-    const s = window.confab.snapshot();
-    const p = [...s.peers, ...(s.closed_peers || [])].find((x) => x.name === n);
-    return (p && p.camera && p.camera.last_id) || 0;
-  }, name);
-async function watchPeer(w) {
-  // The page has no event to await from here: look every 100 ms.
-  let first;
-  while ((first = await lastIdFrom(w.peer)) < w.first) await sleepUntil(Date.now() + 100);
-  process.stdout.write(`${JSON.stringify({ event: "seeing", peer: w.peer, id: first })}\n`);
-  let now;
-  while ((now = await lastIdFrom(w.peer)) < first + w.more) await sleepUntil(Date.now() + 100);
-  process.stdout.write(`${JSON.stringify({ event: "seeing", peer: w.peer, id: now })}\n`);
-}
-
 const result = { launch_ms: 0, join_ms: 0, before_click: null, snapshots: [], final: null, errors, console: consoleLines };
 try {
   const launched = Date.now();
@@ -148,12 +129,7 @@ try {
   const joined = Date.now();
   result.join_ms = joined - launched;
   let closed = false;
-  if (cfg.watch) {
-    await watchPeer(cfg.watch);
-    result.final = await capture();
-    closed = true;
-  }
-  for (const a of closed ? [] : [...(cfg.actions || [])].sort((x, y) => x.at - y.at)) {
+  for (const a of [...(cfg.actions || [])].sort((x, y) => x.at - y.at)) {
     await sleepUntil(joined + a.at * 1000);
     switch (a.do) {
       case "mute":

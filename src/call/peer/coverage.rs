@@ -9,12 +9,11 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::interceptor::{Packet, TaggedPacket};
 use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
-use rtc::sansio::Protocol;
 
+use super::wrapped::Around;
 use crate::sync::LockExt;
 
 /// Feedbacks remembered: several seconds' worth, longer than a report waits.
@@ -45,81 +44,20 @@ impl FeedbackCoverage {
 
 pub(crate) type SharedCoverage = Arc<Mutex<FeedbackCoverage>>;
 
-/// `I` (the congestion controller), with each transport-wide feedback's range noted in
-/// `coverage` before `I` reads it.
-pub(super) struct NotingCoverage<I> {
-    pub(super) inner: I,
-    pub(super) coverage: SharedCoverage,
-}
+/// Notes each transport-wide feedback's range before the congestion controller reads it.
+pub(super) struct NoteCoverage(pub(super) SharedCoverage);
 
-impl<I: Interceptor> Protocol<TaggedPacket, TaggedPacket, ()> for NotingCoverage<I> {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = I::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+impl Around for NoteCoverage {
+    fn before_read(&mut self, msg: &TaggedPacket) {
         if let Packet::Rtcp(packets) = &msg.message.packet {
             for p in packets {
                 if let Some(fb) = p.as_any().downcast_ref::<TransportLayerCc>() {
-                    self.coverage
+                    self.0
                         .locked()
                         .add(fb.base_sequence_number, fb.packet_status_count);
                 }
             }
         }
-        self.inner.handle_read(msg)
-    }
-
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.inner.poll_read()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.inner.handle_write(msg)
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.inner.poll_write()
-    }
-
-    fn handle_event(&mut self, evt: ()) -> Result<(), Self::Error> {
-        self.inner.handle_event(evt)
-    }
-
-    fn poll_event(&mut self) -> Option<()> {
-        self.inner.poll_event()
-    }
-
-    fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
-        self.inner.handle_timeout(now)
-    }
-
-    fn poll_timeout(&mut self) -> Option<Instant> {
-        self.inner.poll_timeout()
-    }
-
-    fn close(&mut self) -> Result<(), Self::Error> {
-        self.inner.close()
-    }
-}
-
-impl<I: Interceptor> Interceptor for NotingCoverage<I> {
-    fn bind_local_stream(&mut self, info: &StreamInfo) {
-        self.inner.bind_local_stream(info);
-    }
-
-    fn unbind_local_stream(&mut self, info: &StreamInfo) {
-        self.inner.unbind_local_stream(info);
-    }
-
-    fn bind_remote_stream(&mut self, info: &StreamInfo) {
-        self.inner.bind_remote_stream(info);
-    }
-
-    fn unbind_remote_stream(&mut self, info: &StreamInfo) {
-        self.inner.unbind_remote_stream(info);
     }
 }
 
@@ -128,7 +66,7 @@ mod tests {
     use super::super::estimate::Estimator;
     use super::*;
     use rtc::interceptor::{BandwidthEstimator, PacketReport};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn a_packet_is_covered_by_a_feedback_that_spoke_about_it_wrapping_included() {

@@ -62,6 +62,7 @@ mod send;
 mod setup;
 mod stats;
 mod types;
+mod wrapped;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -4,111 +4,58 @@
 //! record of them: the estimate never sees those bytes. Under loss they can be a fifth of
 //! what crosses the link; on a link that just narrowed, the flood of retransmissions
 //! filled it while the estimate read only the media that got through (and backed off to a
-//! third of the link). Wrapped in [`WithRepairFlows`], the two bind the repair SSRCs too,
+//! third of the link). Wrapped with [`RepairFlows`], the two bind the repair SSRCs too,
 //! as Chromium numbers everything it sends.
 
-use std::time::Instant;
+use rtc::interceptor::StreamInfo;
 
-use rtc::interceptor::{Interceptor, StreamInfo, TaggedPacket};
-use rtc::sansio::Protocol;
+use super::wrapped::Around;
 
-/// `I`, bound also to each local stream's RTX and FEC SSRCs (as streams of their own,
-/// with the media stream's header extensions).
-pub(super) struct WithRepairFlows<I>(pub(super) I);
+/// Binds a local stream's RTX and FEC SSRCs too (as streams of their own, with the media
+/// stream's header extensions), after the stream itself; with `false`, the stream alone.
+/// Only towards confab peers: to Janus, numbered retransmissions left a publisher behind
+/// a narrow link with no picture at all (`tests/sfu_link.rs`), so there they stay as
+/// webrtc-rs sends them.
+pub(super) struct RepairFlows(pub(super) bool);
 
-/// The repair flows of `info`, each as a stream of its own.
-fn repair_flows(info: &StreamInfo) -> impl Iterator<Item = StreamInfo> + '_ {
-    [
-        info.ssrc_rtx.zip(info.payload_type_rtx),
-        info.ssrc_fec.zip(info.payload_type_fec),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|(ssrc, payload_type)| StreamInfo {
-        ssrc,
-        payload_type,
-        ssrc_rtx: None,
-        payload_type_rtx: None,
-        ssrc_fec: None,
-        payload_type_fec: None,
-        ..info.clone()
-    })
-}
-
-impl<I: Interceptor> Protocol<TaggedPacket, TaggedPacket, ()> for WithRepairFlows<I> {
-    type Rout = TaggedPacket;
-    type Wout = TaggedPacket;
-    type Eout = ();
-    type Error = I::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.0.handle_read(msg)
-    }
-
-    fn poll_read(&mut self) -> Option<TaggedPacket> {
-        self.0.poll_read()
-    }
-
-    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
-        self.0.handle_write(msg)
-    }
-
-    fn poll_write(&mut self) -> Option<TaggedPacket> {
-        self.0.poll_write()
-    }
-
-    fn handle_event(&mut self, evt: ()) -> Result<(), Self::Error> {
-        self.0.handle_event(evt)
-    }
-
-    fn poll_event(&mut self) -> Option<()> {
-        self.0.poll_event()
-    }
-
-    fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
-        self.0.handle_timeout(now)
-    }
-
-    fn poll_timeout(&mut self) -> Option<Instant> {
-        self.0.poll_timeout()
-    }
-
-    fn close(&mut self) -> Result<(), Self::Error> {
-        self.0.close()
-    }
-}
-
-impl<I: Interceptor> Interceptor for WithRepairFlows<I> {
-    fn bind_local_stream(&mut self, info: &StreamInfo) {
-        self.0.bind_local_stream(info);
-        for flow in repair_flows(info) {
-            self.0.bind_local_stream(&flow);
+impl Around for RepairFlows {
+    fn local_streams(&self, info: &StreamInfo) -> Vec<StreamInfo> {
+        if !self.0 {
+            return vec![info.clone()];
         }
-    }
-
-    fn unbind_local_stream(&mut self, info: &StreamInfo) {
-        for flow in repair_flows(info) {
-            self.0.unbind_local_stream(&flow);
-        }
-        self.0.unbind_local_stream(info);
-    }
-
-    fn bind_remote_stream(&mut self, info: &StreamInfo) {
-        self.0.bind_remote_stream(info);
-    }
-
-    fn unbind_remote_stream(&mut self, info: &StreamInfo) {
-        self.0.unbind_remote_stream(info);
+        let flows = [
+            info.ssrc_rtx.zip(info.payload_type_rtx),
+            info.ssrc_fec.zip(info.payload_type_fec),
+        ];
+        std::iter::once(info.clone())
+            .chain(
+                flows
+                    .into_iter()
+                    .flatten()
+                    .map(|(ssrc, payload_type)| StreamInfo {
+                        ssrc,
+                        payload_type,
+                        ssrc_rtx: None,
+                        payload_type_rtx: None,
+                        ssrc_fec: None,
+                        payload_type_fec: None,
+                        ..info.clone()
+                    }),
+            )
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::wrapped::Wrapped;
     use super::*;
-    use rtc::interceptor::{AttributedPacket, Packet, RTPHeaderExtension, TwccSenderBuilder};
+    use rtc::interceptor::{
+        AttributedPacket, Interceptor, Packet, RTPHeaderExtension, TaggedPacket, TwccSenderBuilder,
+    };
     use rtc::rtp::Packet as Rtp;
     use rtc::shared::TransportContext;
+    use std::time::Instant;
 
     const TWCC_URI: &str =
         "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
@@ -146,7 +93,10 @@ mod tests {
             ..Default::default()
         };
         let mut plain = TwccSenderBuilder::new().build();
-        let mut wrapped = WithRepairFlows(TwccSenderBuilder::new().build());
+        let mut wrapped = Wrapped {
+            inner: TwccSenderBuilder::new().build(),
+            around: RepairFlows(true),
+        };
         plain.bind_local_stream(&info);
         wrapped.bind_local_stream(&info);
         let stamped = |i: &mut dyn Interceptor, ssrc| {

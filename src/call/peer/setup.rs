@@ -16,12 +16,13 @@ use webrtc::peer_connection::{
     configure_twcc_receiver_only,
 };
 
-use super::coverage::{NotingCoverage, SharedCoverage};
+use super::coverage::{NoteCoverage, SharedCoverage};
 use super::estimate::Estimator;
 use super::fec::{FecReceiver, FecSender, Repair};
-use super::numbered::WithRepairFlows;
+use super::numbered::RepairFlows;
 use super::pacing::Pacing;
 use super::types::{MIN_ESTIMATE_BPS, PeerConfig};
+use super::wrapped::Wrapped;
 use crate::call::error::Result;
 
 /// H.264 payload types: (profile-level-id, primary PT, RTX PT). Both Constrained Baseline
@@ -98,16 +99,22 @@ pub(super) fn interceptors(
             let estimator = Estimator::new(start, f64::from(MIN_ESTIMATE_BPS), max)
                 .reporting_loss_to(Arc::clone(fec))
                 .minding(Arc::clone(&coverage));
-            NotingCoverage {
-                inner: WithRepairFlows(CongestionControlBuilder::new(estimator).build()),
-                coverage,
+            Wrapped {
+                inner: Wrapped {
+                    inner: CongestionControlBuilder::new(estimator).build(),
+                    around: RepairFlows(config.fec),
+                },
+                around: NoteCoverage(coverage),
             }
         })
         .with(Slot::FecEncoder, FecSender::new(Arc::clone(fec)))
         .with(Slot::FecDecoder, FecReceiver::new(Arc::clone(fec)))
         .with(
             Slot::TwccSender,
-            WithRepairFlows(TwccSenderBuilder::new().build()),
+            Wrapped {
+                inner: TwccSenderBuilder::new().build(),
+                around: RepairFlows(config.fec),
+            },
         )
         .with(Slot::Pacer, Pacing::new(start, Arc::clone(fec)));
     Ok(configure_rtcp_reports(registry))

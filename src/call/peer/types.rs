@@ -54,7 +54,9 @@ pub struct PeerConfig {
     /// starts and the most it may reach, in bit/s.
     pub start_bitrate_bps: u32,
     pub max_bitrate_bps: u32,
-    /// Offer FlexFEC for video (the remote decides whether it is used).
+    /// Offer FlexFEC for video (the remote decides whether it is used), and give
+    /// retransmissions and repair packets transport-wide numbers: towards confab peers,
+    /// not Janus.
     pub fec: bool,
 }
 

@@ -27,7 +27,9 @@ const CONGESTION: f64 = 0.05;
 const CLEAR: f64 = 0.02;
 /// No path "always" loses more than this: beyond it loss is congestion, learnt or not.
 const MAX_BASELINE: f64 = 0.15;
-/// The baseline learns only this long after the path last had a queue.
+/// A report losing this share of its packets is a burst, never learnt.
+const BURST: f64 = 0.5;
+/// The baseline learns only this long after the path last had a queue or a burst.
 const QUIET: Duration = Duration::from_secs(2);
 /// How fast the baseline follows a rise in loss (time constant).
 const BASELINE_RISE: Duration = Duration::from_secs(3);
@@ -165,7 +167,9 @@ impl LossRate {
             .last_update
             .map_or(Duration::ZERO, |l| now.saturating_duration_since(l));
         self.last_update = Some(now);
-        if congested {
+        // A report losing most of its packets is an outage or an overflow, not the
+        // path's steady loss: the baseline (and FEC with it) does not learn it.
+        if congested || sample >= BURST {
             self.congested_at = Some(now);
         }
         // Loss is the path's own only where no queue has been for a while: between a
@@ -479,6 +483,17 @@ mod tests {
         // Once the queue drains and the loss stops, the rate climbs again.
         let after = run(&mut rate, &mut t, 15, 0.0);
         assert_eq!(*after.last().unwrap(), MAX, "{after:?}");
+    }
+
+    #[test]
+    fn an_outage_is_not_learnt_as_the_paths_loss() {
+        let mut t = Instant::now();
+        let mut rate = LossRate::new(MAX, MIN, MAX);
+        run(&mut rate, &mut t, 5, 0.0);
+        // 3 s with nothing arriving and no queue to see (no packet arrived to show one).
+        run(&mut rate, &mut t, 3, 1.0);
+        run(&mut rate, &mut t, 1, 0.0);
+        assert!(rate.baseline() < 0.01, "learnt {}", rate.baseline());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct ShaperStats {
 }
 
 pub struct Shaper {
+    /// iptables match arguments narrowing which UDP packets are shaped.
+    matching: Vec<String>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<ShaperStats, String>>>,
 }
@@ -34,6 +36,17 @@ pub struct Shaper {
 impl Shaper {
     /// Starts shaping this namespace's UDP by `profile`, its clock starting now.
     pub fn start(profile: Profile, seed: u64) -> Result<Self, BenchError> {
+        Self::start_matching(profile, seed, &[])
+    }
+
+    /// Shapes only the UDP packets iptables `matching` takes (e.g. `["-d", "10.77.0.2"]`:
+    /// one address's downlink); the rest pass untouched.
+    pub fn start_matching(
+        profile: Profile,
+        seed: u64,
+        matching: &[&str],
+    ) -> Result<Self, BenchError> {
+        let matching: Vec<String> = matching.iter().map(|m| m.to_string()).collect();
         ensure_private_namespace()?;
         let mut queue = nfq::Queue::open().map_err(|e| shaper_error("opening NFQUEUE", e))?;
         queue
@@ -43,7 +56,7 @@ impl Shaper {
             .set_queue_max_len(QUEUE, 8192)
             .map_err(|e| shaper_error("sizing NFQUEUE", e))?;
         queue.set_nonblocking(true);
-        iptables("-A")?;
+        iptables("-A", &matching)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -51,6 +64,7 @@ impl Shaper {
             .spawn(move || run(queue, profile, seed, &flag))
             .map_err(BenchError::Io)?;
         Ok(Self {
+            matching,
             stop,
             thread: Some(thread),
         })
@@ -66,7 +80,7 @@ impl Shaper {
             return Ok(ShaperStats::default());
         }
         self.stop.store(true, Ordering::SeqCst);
-        let _ = iptables("-D");
+        let _ = iptables("-D", &self.matching);
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(Ok(stats))) => Ok(stats),
             Some(Ok(Err(e))) => Err(BenchError::Server(format!("shaper: {e}"))),
@@ -113,19 +127,12 @@ fn ensure_private_namespace() -> Result<(), BenchError> {
 /// Adds (`-A`) or deletes (`-D`) the rule that queues this namespace's UDP to us.
 /// iptables' NFQUEUE target, not nftables' `queue`: this kernel lacks `nft_queue`.
 /// `--queue-bypass`: should the shaper be gone, packets pass instead of being dropped.
-fn iptables(op: &str) -> Result<(), BenchError> {
+fn iptables(op: &str, matching: &[String]) -> Result<(), BenchError> {
     let queue = QUEUE.to_string();
     let status = std::process::Command::new("iptables")
-        .args([
-            op,
-            "OUTPUT",
-            "-p",
-            "udp",
-            "-j",
-            "NFQUEUE",
-            "--queue-num",
-            &queue,
-        ])
+        .args([op, "OUTPUT", "-p", "udp"])
+        .args(matching)
+        .args(["-j", "NFQUEUE", "--queue-num", &queue])
         .arg("--queue-bypass")
         .status()
         .map_err(|e| {

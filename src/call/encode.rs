@@ -13,6 +13,7 @@ use crate::media::{
     Scaler, VideoFrame, VideoSource, level_dbfs,
 };
 
+use super::keyframes::KeyframeGate;
 use super::ladder::Ladder;
 use super::layered::LayeredEncoder;
 use super::peer::{AudioTrackSender, KeyframeWanted, VideoTrackSender};
@@ -32,6 +33,8 @@ pub struct SendCounters {
     pub bytes_out: AtomicU64,
     pub keyframes: AtomicU64,
     pub encode_us_total: AtomicU64,
+    /// Simulcast layers encoded now (0: one stream, no simulcast).
+    pub layers: AtomicU64,
 }
 
 impl SendCounters {
@@ -119,6 +122,7 @@ impl VideoCapture {
             ladder: (track == TrackRole::Camera).then(Ladder::default),
             scaler: Scaler::default(),
             layered,
+            keyframe_gate: KeyframeGate::default(),
         };
         std::thread::Builder::new()
             .name(format!("capture-{track}"))
@@ -202,6 +206,7 @@ struct VideoThread {
     scaler: Scaler,
     /// Simulcast: every layer's encoder, instead of the one below.
     layered: Option<LayeredEncoder>,
+    keyframe_gate: KeyframeGate,
 }
 
 impl VideoThread {
@@ -279,6 +284,7 @@ impl VideoThread {
                 Some(VideoCtl::Layers(n)) => {
                     // Fresh encoders: each starts with a keyframe.
                     self.layered = (n > 1).then(|| LayeredEncoder::new(n, self.encoding));
+                    self.counters.layers.store(0, Ordering::Relaxed);
                     encoder = None;
                     continue;
                 }
@@ -335,10 +341,10 @@ impl VideoThread {
                     }
                 },
             };
-            if self.keyframe.take() {
+            let started = Instant::now();
+            if self.keyframe_gate.due(started, self.keyframe.take()) {
                 enc.request_keyframe();
             }
-            let started = Instant::now();
             let encoded = match enc.encode(&frame) {
                 Ok(Some(e)) => e,
                 Ok(None) => continue,
@@ -349,6 +355,9 @@ impl VideoThread {
             };
             if encoded.keyframe {
                 tracing::debug!(track = %self.track, bytes = encoded.data.len(), "keyframe encoded");
+                let bps = self.encoding.bitrate_bps;
+                self.keyframe_gate
+                    .sent(Instant::now(), encoded.data.len(), bps);
             }
             let c = &self.counters;
             c.encode_us_total
@@ -372,10 +381,22 @@ impl VideoThread {
         let Some(layered) = self.layered.as_mut() else {
             return Ok(true);
         };
-        if self.keyframe.take() {
+        if self.keyframe_gate.due(Instant::now(), self.keyframe.take()) {
             layered.request_keyframe();
         }
         let (units, busy) = layered.encode(frame)?;
+        self.counters
+            .layers
+            .store(layered.active() as u64, Ordering::Relaxed);
+        let keyframe_bytes: usize = units
+            .iter()
+            .filter(|u| u.keyframe)
+            .map(|u| u.data.len())
+            .sum();
+        if keyframe_bytes > 0 {
+            let bps = self.encoding.bitrate_bps;
+            self.keyframe_gate.sent(Instant::now(), keyframe_bytes, bps);
+        }
         let c = &self.counters;
         c.encode_us_total
             .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);

@@ -1,7 +1,9 @@
 //! The simulcast encode stage: one picture, encoded at every layer's size by an openh264
 //! encoder of its own (the small layers scaled from the next larger one, SIMD), the
 //! small layers less often when the encodes take too much of the frame interval
-//! (`simulcast.rs`). Runs on the capture thread.
+//! (`simulcast.rs`), and only the layers the rate can carry (behind a narrow uplink the
+//! large ones stop; Janus then relays its subscribers a smaller one). Runs on the
+//! capture thread.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,8 @@ pub struct LayeredEncoder {
     count: usize,
     encoding: VideoEncoding,
     specs: Vec<LayerSpec>,
+    /// How many layers, from the smallest, are encoded now.
+    active: usize,
     source: (usize, usize),
     encoders: Vec<H264Encoder>,
     /// A keyframe asked for while a small layer skipped its frame.
@@ -42,6 +46,7 @@ impl LayeredEncoder {
             count,
             encoding,
             specs: Vec::new(),
+            active: count,
             source: (0, 0),
             encoders: Vec::new(),
             keyframe_due: Vec::new(),
@@ -56,12 +61,13 @@ impl LayeredEncoder {
 
     /// (Re)creates the encoders for a source of this size.
     fn open(&mut self, source: (usize, usize)) -> Result<(), MediaError> {
-        let top = simulcast::top_for_total(self.encoding.bitrate_bps, self.count);
-        let specs = simulcast::layers(source, top, self.count);
+        let total = self.encoding.bitrate_bps;
+        self.active = simulcast::active_layers(source, total, self.count, self.count);
+        let specs = self.specs_for(source, total);
         let every = self.pacer.every() as f32;
         let mut encoders = Vec::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
-            let small = i + 1 < specs.len();
+            let small = i + 1 < self.active;
             encoders.push(H264Encoder::new(EncoderSettings {
                 width: s.width,
                 height: s.height,
@@ -70,7 +76,8 @@ impl LayeredEncoder {
                 } else {
                     self.encoding.fps
                 },
-                bitrate_bps: s.bitrate_bps,
+                // A layer off now starts at its minimum should it come back.
+                bitrate_bps: s.bitrate_bps.max(simulcast::min_bps(s.width, s.height)),
                 keyframe_interval_frames: self.encoding.keyframe_interval_frames,
             })?);
         }
@@ -81,17 +88,53 @@ impl LayeredEncoder {
         Ok(())
     }
 
+    /// Every layer's size, and the rate of each active one when they share `total`.
+    fn specs_for(&self, source: (usize, usize), total: u32) -> Vec<LayerSpec> {
+        let rates = simulcast::rates(total, self.count, self.active);
+        simulcast::layers(source, 0, self.count)
+            .into_iter()
+            .zip(rates)
+            .map(|(l, bitrate_bps)| LayerSpec { bitrate_bps, ..l })
+            .collect()
+    }
+
+    /// How many layers, from the smallest, are encoded now.
+    pub(crate) fn active(&self) -> usize {
+        self.active
+    }
+
     pub(crate) fn request_keyframe(&mut self) {
         self.keyframe_due.iter_mut().for_each(|k| *k = true);
     }
 
-    /// All layers together send `bps` from now on.
+    /// All layers together send `bps` from now on; the large ones stop if it cannot
+    /// carry them, and start again with a keyframe when it can.
     pub(crate) fn set_bitrate(&mut self, bps: u32) {
         self.encoding.bitrate_bps = bps;
-        let top = simulcast::top_for_total(bps, self.count);
-        let specs = simulcast::layers(self.source, top, self.count);
+        let active = simulcast::active_layers(self.source, bps, self.count, self.active);
+        if active != self.active && !self.encoders.is_empty() {
+            tracing::info!(
+                from = self.active,
+                to = active,
+                kbps = bps / 1000,
+                "simulcast: layers sent"
+            );
+            for due in self
+                .keyframe_due
+                .iter_mut()
+                .skip(self.active)
+                .take(active.saturating_sub(self.active))
+            {
+                *due = true;
+            }
+            self.active = active;
+            self.pace_small_layers();
+        }
+        let specs = self.specs_for(self.source, bps);
         for (e, s) in self.encoders.iter_mut().zip(&specs) {
-            let _ = e.set_bitrate(s.bitrate_bps);
+            if s.bitrate_bps > 0 {
+                let _ = e.set_bitrate(s.bitrate_bps);
+            }
         }
         self.specs = specs;
     }
@@ -109,14 +152,11 @@ impl LayeredEncoder {
     }
 
     fn pace_small_layers(&mut self) {
-        let top = self.encoders.len().saturating_sub(1);
+        let top = self.active.min(self.encoders.len()).saturating_sub(1);
         let small_fps = self.encoding.fps / self.pacer.every() as f32;
-        for e in &mut self.encoders[..top] {
-            let _ = e.set_fps(small_fps);
-        }
         let fps = self.encoding.fps;
-        if let Some(e) = self.encoders.last_mut() {
-            let _ = e.set_fps(fps);
+        for (i, e) in self.encoders.iter_mut().enumerate() {
+            let _ = e.set_fps(if i < top { small_fps } else { fps });
         }
     }
 
@@ -130,10 +170,10 @@ impl LayeredEncoder {
         let small_now = self.pacer.small_layers_now();
         let interval = self.interval();
         let every = self.pacer.every();
-        let top = self.specs.len() - 1;
+        let top = self.active - 1;
         let mut units = Vec::new();
         let mut picture = frame.clone();
-        for layer in (0..self.specs.len()).rev() {
+        for layer in (0..self.active).rev() {
             let is_top = layer == top;
             if !is_top && !small_now {
                 continue;

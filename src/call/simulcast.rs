@@ -50,6 +50,49 @@ pub fn total_for_top(top_bps: u32, count: usize) -> u32 {
     (f64::from(top_bps) * shares).min(f64::from(u32::MAX)) as u32
 }
 
+/// The least a layer of `width` x `height` is worth sending at: 0.65 bit/s per pixel
+/// (Chromium's simulcast minimums: 600 kbit/s at 720p, 150 at 360p), at least 30 kbit/s.
+pub fn min_bps(width: usize, height: usize) -> u32 {
+    ((width * height) as f64 * 0.65).max(30_000.0) as u32
+}
+
+/// A layer switched off comes back only when its share is this much above its minimum,
+/// so an estimate at the edge does not flip it (each return costs a keyframe).
+const BACK_MARGIN: f64 = 1.25;
+
+/// How many layers, from the smallest, are sent when all together may send `total_bps`
+/// and `current` are sent now: the most whose largest still gets its [`min_bps`]. Behind
+/// a narrow uplink a blurred, frame-skipping 720p helps no subscriber; what the link
+/// carries goes to the layers below instead (Chromium does the same). Never below one.
+pub fn active_layers(
+    source: (usize, usize),
+    total_bps: u32,
+    count: usize,
+    current: usize,
+) -> usize {
+    let sizes = layers(source, 0, count);
+    (1..=count.max(1))
+        .rev()
+        .find(|&k| {
+            let top = &sizes[k - 1];
+            let margin = if k > current { BACK_MARGIN } else { 1.0 };
+            f64::from(top_for_total(total_bps, k))
+                >= f64::from(min_bps(top.width, top.height)) * margin
+        })
+        .unwrap_or(1)
+}
+
+/// Each layer's bitrate when the `active` smallest share `total_bps` (the rest get 0).
+pub fn rates(total_bps: u32, count: usize, active: usize) -> Vec<u32> {
+    let top = top_for_total(total_bps, active);
+    (0..count.max(1))
+        .map(|i| match i < active {
+            true => (top / 3u32.pow((active - 1 - i) as u32)).max(30_000),
+            false => 0,
+        })
+        .collect()
+}
+
 /// Share of the frame interval the encodes of one frame may take before the small
 /// layers are encoded less often, and below which they go back up.
 const BUSY_HIGH: f64 = 0.6;
@@ -159,6 +202,28 @@ mod tests {
         let sizes: Vec<_> = l.iter().map(|l| (l.width, l.height)).collect();
         assert_eq!(sizes, [(16, 16), (16, 16), (32, 32)]);
         assert!(l.iter().all(|l| l.bitrate_bps >= 30_000));
+    }
+
+    #[test]
+    fn behind_a_narrow_uplink_the_large_layers_go_and_their_share_goes_to_the_rest() {
+        let hd = (1280, 720);
+        assert_eq!(active_layers(hd, 2_500_000, LAYERS, LAYERS), 3);
+        // 500 kbit/s would give 720p 346k, under its 600k: 360p takes 375k, 180p 125k.
+        assert_eq!(active_layers(hd, 500_000, LAYERS, LAYERS), 2);
+        assert_eq!(rates(500_000, LAYERS, 2), [125_000, 375_000, 0]);
+        // 120 kbit/s: 360p would get 90k of its 150k; 180p alone.
+        assert_eq!(active_layers(hd, 120_000, LAYERS, 2), 1);
+        assert_eq!(active_layers(hd, 10_000, LAYERS, 1), 1, "never none");
+        assert_eq!(rates(120_000, LAYERS, 1), [120_000, 0, 0]);
+    }
+
+    #[test]
+    fn a_layer_comes_back_only_with_room_to_spare() {
+        let hd = (1280, 720);
+        // 720p's minimum is 599k: all three need 865k, with the margin 1.08M.
+        assert_eq!(active_layers(hd, 900_000, LAYERS, 3), 3, "kept");
+        assert_eq!(active_layers(hd, 900_000, LAYERS, 2), 2, "not back yet");
+        assert_eq!(active_layers(hd, 1_100_000, LAYERS, 2), 3, "back");
     }
 
     const FRAME: Duration = Duration::from_millis(33);

@@ -25,6 +25,8 @@ pub struct Wants {
     pub budget_bps: Option<u32>,
     /// A layer asked for outright (headless tests, a "high quality" toggle).
     pub forced: Option<u8>,
+    /// How many layers, from the smallest, the publisher sends now; None: all.
+    pub sent: Option<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -37,6 +39,8 @@ pub struct LayerChoice {
 impl LayerChoice {
     /// The layer (0 = smallest of `layers`) to receive at `now`.
     pub fn update(&mut self, now: Instant, layers: &[LayerSpec], wants: Wants) -> u8 {
+        let sent = wants.sent.map_or(layers.len(), |n| usize::from(n.max(1)));
+        let layers = &layers[..sent.min(layers.len())];
         let top = layers.len().saturating_sub(1) as u8;
         self.carried_since.resize(layers.len(), None);
         for (since, l) in self.carried_since.iter_mut().zip(layers) {
@@ -134,6 +138,7 @@ mod tests {
             tile: Some((1280, 720)),
             budget_bps: Some(b),
             forced: None,
+            sent: None,
         };
         assert_eq!(LayerChoice::default().update(now, &l, w(2_000_000)), 2);
         assert_eq!(LayerChoice::default().update(now, &l, w(800_000)), 1);
@@ -154,6 +159,7 @@ mod tests {
             tile: None,
             budget_bps: Some(b),
             forced: None,
+            sent: None,
         };
         assert_eq!(c.update(t0, &l, w(2_000_000)), 2);
         let t = |ms| t0 + Duration::from_millis(ms);
@@ -181,11 +187,34 @@ mod tests {
             tile: Some(tile),
             budget_bps: Some(3_000_000),
             forced: None,
+            sent: None,
         };
         assert_eq!(c.update(t0, &l, w((320, 180))), 0);
         let later = t0 + Duration::from_secs(5);
         assert_eq!(c.update(later, &l, w((1280, 720))), 2);
         assert_eq!(c.update(later, &l, w((320, 180))), 0, "and down at once");
+    }
+
+    #[test]
+    fn a_layer_the_publisher_stopped_is_not_asked_for_and_is_again_when_it_returns() {
+        let mut c = LayerChoice::default();
+        let l = ladder();
+        let t0 = Instant::now();
+        let w = |sent| Wants {
+            tile: Some((1280, 720)),
+            budget_bps: None,
+            forced: None,
+            sent,
+        };
+        assert_eq!(c.update(t0, &l, w(None)), 2);
+        assert_eq!(c.update(t0, &l, w(Some(2))), 1, "its uplink narrowed");
+        assert_eq!(c.update(t0, &l, w(Some(1))), 0);
+        assert_eq!(c.update(t0, &l, w(Some(3))), 2, "back");
+        let forced = Wants {
+            forced: Some(2),
+            ..w(Some(2))
+        };
+        assert_eq!(c.update(t0, &l, forced), 1, "even forced");
     }
 
     #[test]
@@ -197,6 +226,7 @@ mod tests {
             tile: Some((160, 90)),
             budget_bps: Some(100_000),
             forced: Some(f),
+            sent: None,
         };
         assert_eq!(c.update(now, &l, forced(0)), 0);
         assert_eq!(c.update(now, &l, forced(2)), 2);

@@ -1,9 +1,10 @@
 //! Talking to a selective forwarding unit: Janus's VideoRoom plugin. `janus.rs` is the
 //! Janus API client (session, keepalive, handles, transactions), `videoroom.rs` the
-//! messages (pure), `simulcast.rs` the simulcast messages and `layers.rs` the choice of
-//! a layer per feed (both pure), `launch.rs` a Janus process of our own (benches,
+//! messages (pure), `simulcast.rs` the simulcast messages, `layers.rs` the choice of
+//! a layer per feed and `downlink.rs` the subscriber's own downlink estimate (all pure), `launch.rs` a Janus process of our own (benches,
 //! tests). The call engine's SFU mode (`call/session/sfu.rs`) drives them.
 
+pub mod downlink;
 pub mod janus;
 pub mod launch;
 pub mod layers;

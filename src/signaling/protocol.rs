@@ -38,6 +38,15 @@ pub struct MediaState {
     pub screen_sharing: bool,
     /// The member records the call (absent from older peers: false).
     pub recording: bool,
+    /// How many simulcast layers of its camera it sends now, smallest first (0: not
+    /// simulcasting). Behind a narrow uplink the large ones stop; subscribers then ask
+    /// the SFU for one that comes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub camera_layers: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

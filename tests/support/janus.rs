@@ -21,6 +21,18 @@ impl Janus {
         self.0.bind_addr()
     }
 
+    /// Where a peer binds whose packets a test shapes apart from the others' (by
+    /// address): 10.77.0.2, beside Janus's own on its interface (Janus gathers only
+    /// on its own address).
+    pub fn other_bind_addr(&self) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["addr", "replace", "10.77.0.2/32", "dev", "cfjanus0"])
+            .output()
+            .expect("running ip");
+        assert!(out.status.success(), "ip addr: {out:?}");
+        "10.77.0.2:0".into()
+    }
+
     /// A confab server that takes big rooms' media through this Janus (`--sfu`).
     pub async fn server(&self, mesh_max: usize) -> confab::signaling::Server {
         sfu_server(&self.url(), mesh_max).await

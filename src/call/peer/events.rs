@@ -29,6 +29,9 @@ pub(super) struct Shared {
     /// into its stats accumulator (`process_read_rtcp_for_stats` is dead code), so its
     /// outbound nack/pli/fir counts and remote-inbound (RR) stats stay zero; we count here.
     pub(super) feedback: Mutex<HashMap<u32, SenderFeedback>>,
+    /// Packets the remote says it sent, by its SSRC, from its latest sender report (the
+    /// same dead code leaves 0.21's remote-outbound stats empty).
+    pub(super) sender_reports: Mutex<HashMap<u32, u64>>,
     pub(super) dc_open: AtomicBool,
     pub(super) closed: AtomicBool,
     /// DTLS/SRTP is up and the connection not failed: media written before this would

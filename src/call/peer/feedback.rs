@@ -132,6 +132,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
                     self.shared.on_reception_reports(&rr.reports);
                 } else if let Some(sr) = any.downcast_ref::<SenderReport>() {
                     self.shared.on_reception_reports(&sr.reports);
+                    self.shared
+                        .sender_reports
+                        .locked()
+                        .insert(sr.ssrc, u64::from(sr.packet_count));
                 }
             }
         }

@@ -157,6 +157,7 @@ impl Peer {
             local_video_ssrcs: Mutex::new(HashMap::new()),
             remote: Mutex::new(HashMap::new()),
             feedback: Mutex::new(HashMap::new()),
+            sender_reports: Mutex::new(HashMap::new()),
             dc_open: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             may_send: Arc::new(AtomicBool::new(false)),

@@ -72,6 +72,9 @@ impl Peer {
             .iter()
             .map(|(id, e)| (id.clone(), (e.kind, e.dropped.load(Ordering::Relaxed))))
             .collect();
+        // What the sender says it sent (its RTCP SR), by SSRC: set against what arrived
+        // it tells loss on the last hop from loss before it (an SFU relays both).
+        let sent_by_sender = self.shared.sender_reports.locked().clone();
         for inb in report.inbound_rtp_streams() {
             let rs = &inb.received_rtp_stream_stats;
             let remote = remotes.get(&inb.track_identifier);
@@ -88,6 +91,10 @@ impl Peer {
                 bytes_received: inb.bytes_received,
                 packets_received: rs.packets_received,
                 packets_lost: rs.packets_lost,
+                sender_packets_sent: sent_by_sender
+                    .get(&rs.rtp_stream_stats.ssrc)
+                    .copied()
+                    .unwrap_or(0),
                 nack_sent: inb.nack_count as u64,
                 pli_sent: inb.pli_count as u64,
                 fir_sent: inb.fir_count as u64,

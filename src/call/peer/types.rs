@@ -281,6 +281,8 @@ pub struct TrackStats {
     pub packets_received: u64,
     /// Inbound: our count; outbound: as reported by the remote in RTCP RR.
     pub packets_lost: i64,
+    /// Inbound: packets the sender says it sent, by its last RTCP SR (0 before one).
+    pub sender_packets_sent: u64,
     pub nack_sent: u64,
     pub nack_received: u64,
     pub pli_sent: u64,

@@ -1,17 +1,21 @@
 //! SFU mode: which simulcast layer of each member's camera we receive. The choice is
-//! `sfu::layers` (pure), fed by the tile sizes the UI reports and a forced layer;
-//! Janus is asked with `configure` on the subscriber handle and says when it switched.
+//! `sfu::layers` (pure), fed by the tile sizes the UI reports, a forced layer and our
+//! own downlink estimate (`sfu::downlink`: Janus 1.1 estimates nothing towards
+//! subscribers); Janus is asked with `configure` on the subscriber handle and says when
+//! it switched. A layer the publisher stops sending (its uplink is narrow) Janus
+//! replaces with the next smaller by itself, and switches back when it returns.
 //!
-//! The layers are assumed to be a 720p camera's (`call::simulcast::layers`): a
-//! subscriber does not know a publisher's size before it receives the largest layer.
-//! There is no downlink estimate to feed in yet: Janus 1.1 does no bandwidth estimation
-//! towards subscribers, and ours is send-side only.
+//! The layers are assumed to be a 720p camera's (`call::simulcast::layers`) sent at
+//! our configured rate: a subscriber does not know a publisher's size before it
+//! receives the largest layer.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use super::*;
-use crate::call::simulcast::{LAYERS, LayerSpec, layers};
+use crate::call::peer::PeerStats;
+use crate::call::simulcast::{LAYERS, LayerSpec, layers, top_for_total};
+use crate::sfu::downlink::{Downlink, Received};
 use crate::sfu::layers::{LayerChoice, Wants};
 use crate::sfu::simulcast;
 
@@ -23,11 +27,32 @@ pub(super) struct Receiving {
     pub(super) forced: Option<u8>,
     /// Per subscription m-section (mid): the choice and the layer last asked for.
     choices: HashMap<String, (LayerChoice, Option<u8>)>,
+    pub(super) downlink: Downlink,
 }
 
 impl Engine {
     fn nominal_layers(&self) -> Vec<LayerSpec> {
-        layers((1280, 720), self.config.video.bitrate_bps, LAYERS)
+        let total = self.config.video.bitrate_bps;
+        layers((1280, 720), top_for_total(total, LAYERS), LAYERS)
+    }
+
+    /// The subscriber connection's statistics, once a second: the downlink estimate,
+    /// and the layers again when it changed.
+    pub(super) async fn judge_downlink(&mut self, inbound: &PeerStats) {
+        let Some(sfu) = &mut self.sfu else { return };
+        let total = inbound.inbound.iter().fold(Received::default(), |t, s| {
+            let reported = s.sender_packets_sent > 0;
+            Received {
+                bytes: t.bytes + s.bytes_received,
+                packets: t.packets + if reported { s.packets_received } else { 0 },
+                sent: t.sent + s.sender_packets_sent,
+            }
+        });
+        tracing::debug!(?total, "downlink counters");
+        if let Some(bps) = sfu.receiving.downlink.update(Instant::now(), total) {
+            tracing::info!(kbps = bps / 1000, "downlink estimate");
+            self.choose_layers().await;
+        }
     }
 
     pub(super) async fn show_tile(
@@ -64,12 +89,19 @@ impl Engine {
         let r = &mut sfu.receiving;
         r.choices
             .retain(|mid, _| cameras.iter().any(|(m, _)| m == mid));
+        let budget_bps = r.downlink.per_camera_bps(cameras.len());
         let mut asks = Vec::new();
         for (mid, member) in cameras {
+            let sent = self
+                .states
+                .get(&member)
+                .map(|s| s.camera_layers)
+                .filter(|n| *n > 0);
             let wants = Wants {
                 tile: r.tiles.get(&(member, TrackRole::Camera)).copied(),
-                budget_bps: None,
+                budget_bps,
                 forced: r.forced,
+                sent,
             };
             let (choice, asked) = r.choices.entry(mid.clone()).or_default();
             let layer = choice.update(now, &specs, wants);

@@ -223,11 +223,15 @@ impl Engine {
                 }
             }
             ServerMessage::MediaState { id, state } => {
+                let layers_before = self.states.get(&id).map(|s| s.camera_layers);
                 self.remember_state(&id, Some(state));
                 if let Some(p) = self.peers.get_mut(&id) {
                     p.state = state;
                 }
                 self.emit(Event::PeerMediaState { id, state });
+                if layers_before != Some(state.camera_layers) {
+                    self.choose_layers().await;
+                }
             }
             ServerMessage::CallRinging { call_id, to } => {
                 self.membership.outgoing_ring = Some(call_id.clone());

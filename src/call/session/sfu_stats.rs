@@ -5,9 +5,26 @@
 
 use super::*;
 use crate::call::peer::PeerStats;
+use std::sync::atomic::Ordering;
 
 impl Engine {
+    /// Members learn how many of our camera's layers we send (it changes behind a
+    /// narrow uplink), so they ask Janus only for one that comes.
+    fn announce_layers(&mut self) {
+        let layers = self
+            .local
+            .camera
+            .as_ref()
+            .map_or(0, |c| c.counters.layers.load(Ordering::Relaxed));
+        let layers = u8::try_from(layers).unwrap_or(u8::MAX);
+        if layers != self.local.state.camera_layers {
+            self.local.state.camera_layers = layers;
+            self.publish_state();
+        }
+    }
+
     pub(super) async fn report_sfu_stats(&mut self) {
+        self.announce_layers();
         let Some(sfu) = &self.sfu else { return };
         let (sub, publ) = (sfu.sub_peer.clone(), sfu.pub_peer.clone());
         let inbound = match sub {
@@ -18,6 +35,7 @@ impl Engine {
             Some(p) => p.stats().await,
             None => PeerStats::default(),
         };
+        self.judge_downlink(&inbound).await;
         let Some(sfu) = &self.sfu else { return };
         let mut out = Vec::with_capacity(sfu.members.len());
         for (member, name) in &sfu.members {

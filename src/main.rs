@@ -162,6 +162,10 @@ struct HeadlessArgs {
     /// Receive every camera in this simulcast layer (0 = smallest) instead of choosing.
     #[arg(long, value_name = "N", requires = "sfu")]
     sfu_layer: Option<u8>,
+    /// Draw the others' cameras as a WIDTHxHEIGHT window would (its grid): through an
+    /// SFU each comes in the simulcast layer its tile needs.
+    #[arg(long, value_name = "WxH")]
+    window: Option<String>,
 }
 
 impl HeadlessArgs {
@@ -206,6 +210,10 @@ impl HeadlessArgs {
         o.broadcast = self.broadcast;
         o.simulcast_layers = self.sfu_layers;
         o.sfu_layer = self.sfu_layer;
+        if let Some(w) = &self.window {
+            let (w, h) = parse_size(w)?;
+            o.window = Some((w as u32, h as u32));
+        }
         Ok(o)
     }
 }

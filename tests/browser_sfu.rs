@@ -500,3 +500,59 @@ async fn a_guest_in_a_broadcast_watches_and_sends_nothing() {
     assert!(sent.video_frames > 60, "{sent:?}");
     let _ = srv.shutdown().await;
 }
+
+/// A guest that starts a broadcast from the page presents: a headless member joining
+/// after it (asking no role) watches, sees the guest's camera, and the page's title
+/// counts one watching.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_starts_a_broadcast_from_the_page_and_sees_its_audience() {
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(14);
+    let srv = support::server().await;
+    let url = format!("{}&as=broadcast", page_url(&srv, "stage", "gia"));
+    // The snapshot while hal watches (it joins just after the page, for 7 s).
+    let guest = spawn_guest(&fx, &url, 11.0, json!([{"at": 5, "do": "snapshot"}]));
+    until_page_joined(&srv, |m| m.rooms > 0).await;
+    let hal = headless::run(hal(&srv.ws_url(), "stage", 7.0))
+        .await
+        .expect("headless run");
+    let g = guest_result(guest).await;
+    assert!(hal.viewer && hal.broadcast, "hal was not told it watches");
+    assert_headless_got_guest(&hal, "gia", 60, true);
+    assert_eq!(hal.sent.uplink_bytes, 0, "the viewer sent {:?}", hal.sent);
+    let snap = &g["snapshots"][0]["snapshot"];
+    assert_eq!(snap["broadcast"], true, "{snap:#}");
+    assert_eq!(snap["viewer"], false, "{snap:#}");
+    let title = snap["room_title"].as_str().unwrap_or_default();
+    assert!(title.ends_with("1 watching"), "title: {title:?}");
+    let _ = srv.shutdown().await;
+}
+
+/// "Watch only" on the page: no camera or microphone is asked for, nothing is sent,
+/// and the member that presents is seen, in an ordinary room too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_that_joins_to_watch_opens_no_device_and_sees_the_room() {
+    use support::engine::{TestPeer, config, synthetic};
+    require_browser();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fx = fixture(12);
+    let srv = support::server().await;
+    let ada = TestPeer::join_with(
+        config(&srv.ws_url(), "lecture", "ada"),
+        synthetic(320, 240, 440.0),
+    )
+    .await;
+    let url = format!("{}&as=watch", page_url(&srv, "lecture", "gia"));
+    let guest = spawn_guest(&fx, &url, 8.0, json!([{"at": 6, "do": "snapshot"}]));
+    let g = guest_result(guest).await;
+    let snap = &g["snapshots"][0]["snapshot"];
+    assert_eq!(snap["devices_asked"], false, "{snap:#}");
+    assert_eq!(snap["viewer"], true, "{snap:#}");
+    assert_eq!(snap["media"]["has_camera"], false, "{snap:#}");
+    assert_page_got_frames(&g["final"]["snapshot"], "ada", 60);
+    let tracks = ada.tracks_added();
+    assert!(tracks.is_empty(), "the viewer sent {tracks:?}");
+    let _ = ada.leave().await;
+    let _ = srv.shutdown().await;
+}

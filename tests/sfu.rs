@@ -222,3 +222,55 @@ async fn a_screen_shared_in_an_sfu_room_arrives_as_a_screen_and_goes_when_stoppe
     );
     let _ = (a.leave().await, b.leave().await);
 }
+
+/// A headless peer drawing as a small window would (`--window`): one other member in
+/// a 640x360 grid beside its own tile is a ~316x178 tile, so it receives the 320x180
+/// layer of a 1280x720 camera; a peer with no window receives the largest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_in_a_small_window_receives_the_small_layer_one_without_the_largest() {
+    support::test_logs();
+    let janus = Janus::start();
+    let srv = support::server().await;
+    let url = srv.ws_url();
+    let runs: Vec<_> = [("ada", 440.0), ("bob", 660.0)]
+        .into_iter()
+        .map(|(name, tone)| {
+            let mut o = opts(&janus, &url, name, tone, 6.0);
+            o.size = (1280, 720);
+            o.bitrate_bps = 1_500_000;
+            if name == "bob" {
+                o.window = Some((640, 360));
+            }
+            tokio::spawn(headless::run(o))
+        })
+        .collect();
+    let reports = support::reports(runs).await;
+    for r in &reports {
+        eprint!("{}", r.summary());
+    }
+    let (ada, bob) = (&reports[0], &reports[1]);
+    // Not `ids_in_order`: before bob's tile is known the largest layer may come, and
+    // the switch repeats the id of the picture it switches at.
+    let small = &from(bob, "ada").video;
+    assert!(small.frames_decoded > 30, "{small:?}");
+    assert!(small.last_id > small.first_id, "{small:?}");
+    assert_eq!((small.width, small.height), (320, 180), "bob's window");
+    let sizes: Vec<u32> = small
+        .quality
+        .timeline
+        .iter()
+        .skip(1)
+        .map(|s| s.height)
+        .collect();
+    assert!(
+        sizes.iter().all(|h| *h == 180),
+        "bob's picture heights per second: {sizes:?}"
+    );
+    let large = &from(ada, "bob").video;
+    assert!(large.ids_in_order && large.frames_decoded > 30, "{large:?}");
+    assert_eq!(
+        (large.width, large.height),
+        (1280, 720),
+        "ada has no window"
+    );
+}

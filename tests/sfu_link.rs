@@ -113,12 +113,13 @@ fn timeline(me: &headless::Report, other: &str) -> String {
         .collect()
 }
 
-/// Per second from `t` on: frames per second `me` decoded from `other`.
+/// Per second from `t` on, to the last second before the run ended (when the others
+/// leave too): frames per second `me` decoded from `other`.
 fn fps_from(me: &headless::Report, other: &str, t: f64) -> Vec<f64> {
     from(me, other)
         .stats_timeline
         .iter()
-        .filter(|s| s.t >= t)
+        .filter(|s| s.t >= t && s.t <= me.seconds - 1.0)
         .map(|s| s.stats.video_in_fps)
         .collect()
 }
@@ -174,7 +175,7 @@ async fn behind_a_narrow_uplink_the_large_layer_stops_and_subscribers_are_sent_t
     let late = fps_from(bob, "ada", 4.0);
     let seen = late.iter().filter(|fps| **fps > 0.0).count();
     assert!(
-        late.len() >= 8 && seen * 2 >= late.len() && got.frames_decoded >= 60,
+        late.len() >= 7 && seen * 2 >= late.len() && got.frames_decoded >= 60,
         "bob sees ada at {late:?} fps; ada:{}\nbob:{}",
         timeline(&reports[0], "bob"),
         timeline(bob, "ada")
@@ -223,7 +224,11 @@ async fn a_subscriber_behind_a_narrow_downlink_asks_for_smaller_layers_and_the_o
     let cy = &reports[2];
     for other in ["ada", "bob"] {
         let got = &from(cy, other).video;
-        assert!(got.ids_in_order, "cy from {other}: {got:?}");
+        assert!(
+            got.ids_in_order,
+            "cy from {other}: {got:?}{}",
+            timeline(cy, other)
+        );
         // Two largest layers (1.7 Mbit/s) do not fit into 1 Mbit/s; two middle ones do.
         assert_eq!(
             (got.width, got.height),

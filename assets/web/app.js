@@ -10,6 +10,7 @@ import { closeAllPeers, peerSummary, sendChat } from "./mesh.js";
 // ---------- local media ----------
 
 async function openLocalMedia() {
+  state.devicesAsked = true;
   // `audio=raw` turns the browser's voice processing off (tone tests, music).
   const raw = params.get("audio") === "raw";
   const audio = raw ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false } : true;
@@ -99,9 +100,11 @@ async function join(room, name, password) {
   state.name = name;
   state.password = password || null;
   state.home = room;
+  state.joinAs = room === null ? "member" : $("join-as").value;
   $("join-form").classList.add("hidden");
-  setStatus("opening camera and microphone…");
-  if (!state.local) {
+  // Joining to watch asks for no camera or microphone at all.
+  if (!state.local && state.joinAs !== "watch") {
+    setStatus("opening camera and microphone…");
     state.local = await openLocalMedia();
     const cam = state.local ? state.local.getVideoTracks()[0] : null;
     if (cam) cam.contentHint = "detail";
@@ -185,6 +188,9 @@ function snapshot() {
     room: state.room,
     name: state.name,
     media: { ...state.media },
+    viewer: state.viewer,
+    broadcast: state.broadcast,
+    devices_asked: state.devicesAsked,
     notice: state.notice,
     notice_text: $("notice").textContent,
     room_title: $("room-title").textContent,
@@ -220,6 +226,8 @@ setInterval(async () => {
 // a click, so a link on another site can't put anyone in a room.
 const room = params.get("room");
 const name = params.get("name");
+// `as=watch|broadcast` preselects how to join (a link to watch a broadcast).
+if (["member", "broadcast", "watch"].includes(params.get("as"))) $("join-as").value = params.get("as");
 if (room) $("room").value = room;
 if (name) $("name").value = name;
 if (room && name) $("join-form").querySelector("button[type=submit]").focus();

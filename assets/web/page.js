@@ -17,6 +17,9 @@ export const state = {
   iceServers: [],
   local: null, // camera + microphone
   viewer: false, // we only watch (a broadcast): nothing is sent
+  joinAs: "member", // or "broadcast" (start one and present) or "watch"
+  devicesAsked: false, // getUserMedia was called (never when joining to watch)
+  broadcast: false, // the room is a broadcast
   screen: null, // display capture
   media: {
     audio_muted: false,
@@ -76,6 +79,14 @@ function describeState(s) {
   return parts.join(", ");
 }
 
+// A broadcast's title says how many watch (presenters see their audience); a viewer
+// sees that it watches.
+function audience() {
+  if (!state.broadcast) return "";
+  const watching = [...state.members.values()].filter((m) => m.viewer).length + (state.viewer ? 1 : 0);
+  return state.viewer ? ` · broadcast · watching (${watching} watching)` : ` · broadcast · ${watching} watching`;
+}
+
 export function renderRoster() {
   const ul = $("roster");
   ul.replaceChildren();
@@ -111,7 +122,7 @@ export function renderRoster() {
     ? ""
     : state.room.startsWith("echo:")
       ? `Test call: you see and hear yourself, through the server's echo and back${state.rttMs === undefined ? "" : ` (round trip ${Math.round(state.rttMs)} ms)`}`
-      : `Room ${state.room}`;
+      : `Room ${state.room}${audience()}`;
   // Everyone sees that the call is recorded (a member's media state says so).
   const recording = [...state.members.values()].some((m) => m.state && m.state.recording);
   $("recording-mark").classList.toggle("hidden", !recording);

@@ -20,6 +20,9 @@ export function relay(to, payload) {
 function sendJoin(room) {
   const msg = { type: "join", room, name: state.name, state: state.media };
   if (state.password) msg.password = state.password;
+  // A new room becomes a broadcast we present; an existing one we join presenting.
+  if (state.joinAs === "broadcast") Object.assign(msg, { broadcast: true, role: "presenter" });
+  if (state.joinAs === "watch") msg.role = "viewer";
   send(msg);
 }
 
@@ -135,12 +138,15 @@ function onServer(m) {
       state.iceServers = m.ice_servers || [];
       // Told to watch (a broadcast): nothing is sent, the camera and microphone close.
       state.viewer = !!m.viewer;
+      state.broadcast = !!m.broadcast;
       if (state.viewer && state.local) {
         for (const t of state.local.getTracks()) t.stop();
         state.local = null;
         if (state.selfTile) state.selfTile.video.srcObject = null;
       }
       if (state.viewer) notice("Watching: you send nothing");
+      // A viewer has nothing to mute or share.
+      for (const b of ["mute", "camera", "screen"]) $(b).classList.toggle("hidden", state.viewer);
       if (!state.home) state.home = m.room;
       log("joined", { room: m.room, id: m.id });
       setStatus("in ", nameElement(m.room), " as ", nameElement(state.name));

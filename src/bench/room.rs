@@ -119,6 +119,10 @@ pub async fn run_room(args: &CallBenchArgs, n: usize, mode: Mode) -> Result<Room
                 target.room.to_string(),
                 "--bind".into(),
                 j.bind_addr().trim_end_matches(":0").to_owned(),
+                // Each member receives the layer a 720p window's grid needs, as the
+                // desktop app asks for (a mesh sends one picture whatever the tile).
+                "--window".into(),
+                "1280x720".into(),
             ]
         }
     };

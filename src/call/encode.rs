@@ -13,7 +13,6 @@ use crate::media::{
     Scaler, VideoFrame, VideoSource, level_dbfs,
 };
 
-use super::keyframes::KeyframeGate;
 use super::ladder::Ladder;
 use super::layered::LayeredEncoder;
 use super::peer::{AudioTrackSender, KeyframeWanted, VideoTrackSender};
@@ -122,7 +121,6 @@ impl VideoCapture {
             ladder: (track == TrackRole::Camera).then(Ladder::default),
             scaler: Scaler::default(),
             layered,
-            keyframe_gate: KeyframeGate::default(),
         };
         std::thread::Builder::new()
             .name(format!("capture-{track}"))
@@ -206,7 +204,6 @@ struct VideoThread {
     scaler: Scaler,
     /// Simulcast: every layer's encoder, instead of the one below.
     layered: Option<LayeredEncoder>,
-    keyframe_gate: KeyframeGate,
 }
 
 impl VideoThread {
@@ -341,10 +338,10 @@ impl VideoThread {
                     }
                 },
             };
-            let started = Instant::now();
-            if self.keyframe_gate.due(started, self.keyframe.take()) {
+            if self.keyframe.take() {
                 enc.request_keyframe();
             }
+            let started = Instant::now();
             let encoded = match enc.encode(&frame) {
                 Ok(Some(e)) => e,
                 Ok(None) => continue,
@@ -355,9 +352,6 @@ impl VideoThread {
             };
             if encoded.keyframe {
                 tracing::debug!(track = %self.track, bytes = encoded.data.len(), "keyframe encoded");
-                let bps = self.encoding.bitrate_bps;
-                self.keyframe_gate
-                    .sent(Instant::now(), encoded.data.len(), bps);
             }
             let c = &self.counters;
             c.encode_us_total
@@ -381,22 +375,13 @@ impl VideoThread {
         let Some(layered) = self.layered.as_mut() else {
             return Ok(true);
         };
-        if self.keyframe_gate.due(Instant::now(), self.keyframe.take()) {
+        if self.keyframe.take() {
             layered.request_keyframe();
         }
         let (units, busy) = layered.encode(frame)?;
         self.counters
             .layers
             .store(layered.active() as u64, Ordering::Relaxed);
-        let keyframe_bytes: usize = units
-            .iter()
-            .filter(|u| u.keyframe)
-            .map(|u| u.data.len())
-            .sum();
-        if keyframe_bytes > 0 {
-            let bps = self.encoding.bitrate_bps;
-            self.keyframe_gate.sent(Instant::now(), keyframe_bytes, bps);
-        }
         let c = &self.counters;
         c.encode_us_total
             .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);

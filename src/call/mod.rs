@@ -8,7 +8,6 @@
 mod decode;
 mod encode;
 mod error;
-mod keyframes;
 mod ladder;
 pub(crate) mod layered;
 mod muted_speech;

@@ -12,7 +12,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::call::{
-    self, CallConfig, Command, Event, IceTransport, LocalMedia, PeerCallStats, VideoEncoding,
+    self, CallConfig, Command, Event, IceTransport, LocalMedia, PeerCallStats, TrackRole,
+    VideoEncoding,
 };
 use crate::media::{
     AudioSource, MediaError, SyntheticAudio, SyntheticVideo, VideoSource, WavAudio, Y4mVideo,
@@ -140,6 +141,10 @@ pub struct HeadlessOptions {
     pub simulcast_layers: usize,
     /// Receive every camera in this simulcast layer (0 = smallest) instead of choosing.
     pub sfu_layer: Option<u8>,
+    /// Draw the others' cameras as a window this size would, in its grid beside our
+    /// own tile (`ui::layout::grid_shape`): through an SFU each then comes in the layer
+    /// its tile needs. None: no tiles (the largest layer).
+    pub window: Option<(u32, u32)>,
 }
 
 impl HeadlessOptions {
@@ -172,6 +177,7 @@ impl HeadlessOptions {
             broadcast: false,
             simulcast_layers: crate::call::simulcast::LAYERS,
             sfu_layer: None,
+            window: None,
         }
     }
 
@@ -379,6 +385,24 @@ fn stdin_lines() -> mpsc::Receiver<String> {
     rx
 }
 
+/// Tells the engine each remote camera's tile in a `window`-sized grid that holds them
+/// and our own.
+fn show_tiles(
+    handle: &call::CallHandle,
+    window: Option<(u32, u32)>,
+    cameras: &std::collections::BTreeSet<String>,
+) {
+    let Some((w, h)) = window else { return };
+    let (.., tw, th) = crate::ui::layout::grid_shape(cameras.len() + 1, w as f32, h as f32);
+    for peer in cameras {
+        handle.send(Command::ShowTile {
+            peer: peer.clone(),
+            track: TrackRole::Camera,
+            size: Some((tw as u32, th as u32)),
+        });
+    }
+}
+
 /// Joins, runs for `seconds`, leaves, and reports what arrived.
 pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
     let analyzer = Arc::new(Analyzer::default());
@@ -397,6 +421,7 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(opts.seconds);
     let started = Instant::now();
     let mut typed = opts.chat_stdin.then(stdin_lines);
+    let mut cameras: std::collections::BTreeSet<String> = Default::default();
     loop {
         let ev = tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
@@ -466,7 +491,22 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
                     tracing::info!(peer = %p.name, reconnecting, "media path");
                 }
             }
+            Event::TrackAdded {
+                peer,
+                track: TrackRole::Camera,
+                ..
+            } => {
+                cameras.insert(peer);
+                show_tiles(&handle, opts.window, &cameras);
+            }
+            Event::TrackRemoved {
+                peer,
+                track: TrackRole::Camera,
+            } if cameras.remove(&peer) => show_tiles(&handle, opts.window, &cameras),
             Event::PeerLeft { id, reason } => {
+                if cameras.remove(&id) {
+                    show_tiles(&handle, opts.window, &cameras);
+                }
                 if let Some(p) = peers.get_mut(&id) {
                     p.left = Some(format!("{reason:?}"));
                 }

@@ -8,7 +8,9 @@
 //! never came. Gaps in the sequence numbers would also count what a publisher's own
 //! narrow uplink lost before Janus, and cut everyone's layers for one member's link.
 //! Two windows running, because the reports and our counts are taken at different
-//! moments: when the rate falls (a layer switch) one window reads as loss.
+//! moments: when the rate falls (a layer switch) one window reads as loss. When no
+//! report came for 2 s (they are lost too, on a link losing most of what it carries),
+//! the gaps are judged after all.
 //!
 //! Until the link has been full once there is no estimate (no limit: a clean link never
 //! pays for this); after a cut the estimate grows while nothing is lost, so a larger
@@ -28,6 +30,8 @@ const BACKOFF: f64 = 0.85;
 const HOLD: Duration = Duration::from_secs(2);
 /// Growth per second of a clear link, divided by one more for every failed try.
 const GROWTH: f64 = 0.05;
+/// With no sender report for this long, sequence gaps are judged instead.
+const NO_REPORT: Duration = Duration::from_secs(2);
 /// Seconds shorter than this are added to the next.
 const MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// Never below this: the smallest layers of a few feeds.
@@ -41,6 +45,10 @@ pub struct Received {
     pub packets: u64,
     /// ...and how many it says it sent on them.
     pub sent: u64,
+    /// Packets received and missing by sequence number, on every stream: what is
+    /// judged when no sender report came for a while.
+    pub all_packets: u64,
+    pub missing: i64,
 }
 
 #[derive(Debug, Default)]
@@ -68,20 +76,34 @@ impl Downlink {
             self.last = Some((now, total));
             return None;
         };
-        if total.sent < before.sent || total.packets < before.packets {
+        if total.sent < before.sent
+            || total.packets < before.packets
+            || total.all_packets < before.all_packets
+        {
             // A stream went: start again from here.
             self.last = Some((now, total));
             return None;
         }
         let dt = now.saturating_duration_since(then);
         let sent = (total.sent - before.sent) as f64;
-        if dt < MIN_INTERVAL || sent == 0.0 {
+        let unreported = sent == 0.0 && dt >= NO_REPORT;
+        if dt < MIN_INTERVAL || (sent == 0.0 && !unreported) {
             // Too soon, or no report since: the window grows.
             return None;
         }
         self.last = Some((now, total));
         let rate = total.bytes.saturating_sub(before.bytes) as f64 * 8.0 / dt.as_secs_f64();
-        let loss = (1.0 - (total.packets - before.packets) as f64 / sent).max(0.0);
+        let loss = if unreported {
+            // The reports themselves are lost (or never sent): gaps are all we have.
+            let got = (total.all_packets - before.all_packets) as f64;
+            let missing = (total.missing - before.missing).max(0) as f64;
+            if got + missing == 0.0 {
+                return None;
+            }
+            missing / (got + missing)
+        } else {
+            (1.0 - (total.packets - before.packets) as f64 / sent).max(0.0)
+        };
         let lossy = loss > FULL_LOSS;
         let full = lossy && std::mem::replace(&mut self.lossy_before, lossy);
         let held = self
@@ -132,6 +154,7 @@ mod tests {
         let got = kbps / 8;
         c.bytes += got * 1000;
         c.packets += got;
+        c.all_packets += got;
         c.sent += (got as f64 / (1.0 - loss)).round() as u64;
         d.update(*t, *c)
     }
@@ -256,6 +279,24 @@ mod tests {
             assert_eq!(d.update(t, c), None);
         }
         assert_eq!(d.estimate_bps(), None);
+    }
+
+    #[test]
+    fn with_no_report_for_two_seconds_the_gaps_are_judged() {
+        let (mut d, mut t, mut c) = start();
+        for _ in 0..3 {
+            // Half of 2 Mbit/s arrives, no sender report does.
+            t += Duration::from_secs(1);
+            c.bytes += 125_000;
+            c.all_packets += 125;
+            c.missing += 125;
+            assert_eq!(d.update(t, c), None, "one window of two seconds so far");
+        }
+        t += Duration::from_secs(1);
+        c.bytes += 125_000;
+        c.all_packets += 125;
+        c.missing += 125;
+        assert_eq!(d.update(t, c), Some(850_000), "two lossy windows");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The signaling server's side of Janus: it opens a VideoRoom for each confab room the
 //! hub moves to the SFU (H.264 + Opus, a random number and pin), watches the Janus
-//! session it made it with, and destroys the room when the hub lets it go.
+//! session it made it with, and destroys the room when the hub lets it go. After a
+//! restart it takes back the VideoRooms the state file names, if Janus still has them.
 
 use std::time::Duration;
 
@@ -31,34 +32,66 @@ pub struct JanusRooms {
 impl SfuService for JanusRooms {
     fn open(&self, job: SfuJob) {
         let rooms = self.clone();
-        tokio::spawn(async move {
-            let opened = tokio::time::timeout(OPEN_WITHIN, rooms.create()).await;
-            let (janus, handle, news, media) = match opened {
-                Ok(Ok(made)) => made,
-                Ok(Err(e)) => return job.failed(&e.to_string()),
-                Err(_) => {
-                    let why = format!("Janus at {} did not answer in {OPEN_WITHIN:?}", rooms.url);
-                    return job.failed(&why);
-                }
-            };
-            let RoomMedia::Sfu { room, .. } = media else {
-                unreachable!("create makes an SFU room")
-            };
-            match job.opened(media) {
-                Some(lease) => watch(&job, &janus, &handle, room, news, lease).await,
-                None => close(&janus, &handle, room).await,
-            }
-        });
+        tokio::spawn(async move { rooms.open_for(job, None).await });
+    }
+
+    fn adopt(&self, job: SfuJob, media: RoomMedia) {
+        let rooms = self.clone();
+        tokio::spawn(async move { rooms.open_for(job, Some(media)).await });
     }
 }
 
 impl JanusRooms {
-    /// A session, a VideoRoom handle and a new room in it.
-    async fn create(
+    /// Opens a VideoRoom for `job` (or keeps `earlier`, if Janus still has it) and
+    /// watches it until the hub lets it go.
+    async fn open_for(self, job: SfuJob, earlier: Option<RoomMedia>) {
+        let opened = tokio::time::timeout(OPEN_WITHIN, self.create_or_keep(earlier)).await;
+        let (janus, handle, news, media) = match opened {
+            Ok(Ok(made)) => made,
+            Ok(Err(e)) => return job.failed(&e.to_string()),
+            Err(_) => {
+                let why = format!("Janus at {} did not answer in {OPEN_WITHIN:?}", self.url);
+                return job.failed(&why);
+            }
+        };
+        let RoomMedia::Sfu { room, .. } = media else {
+            unreachable!("create makes an SFU room")
+        };
+        match job.opened(media) {
+            Some(lease) => watch(&job, &janus, &handle, room, news, lease).await,
+            None => close(&janus, &handle, room).await,
+        }
+    }
+
+    /// `earlier` if it is on this Janus and Janus still has it, else a new room.
+    async fn create_or_keep(
         &self,
+        earlier: Option<RoomMedia>,
     ) -> Result<(Janus, Handle, mpsc::UnboundedReceiver<News>, RoomMedia), SfuError> {
         let (janus, news) = Janus::connect(&self.url, self.api_secret.as_deref()).await?;
         let handle = janus.attach().await?;
+        if let Some(media @ RoomMedia::Sfu { .. }) = earlier {
+            let RoomMedia::Sfu { url, room, .. } = &media else {
+                unreachable!()
+            };
+            if *url == self.url {
+                let reply = handle.request(videoroom::room_exists(*room), None).await?;
+                if videoroom::exists_in(&reply.plugin) {
+                    tracing::info!(room, "the VideoRoom from before the restart is still there");
+                    return Ok((janus, handle, news, media));
+                }
+                tracing::info!(
+                    room,
+                    "the VideoRoom from before the restart is gone: a new one"
+                );
+            }
+        }
+        let media = self.create(&handle).await?;
+        Ok((janus, handle, news, media))
+    }
+
+    /// A new room through `handle`.
+    async fn create(&self, handle: &Handle) -> Result<RoomMedia, SfuError> {
         let pin = format!("{:032x}", rand::random::<u128>());
         // Within what Janus's JSON numbers carry exactly; a number taken is drawn again.
         for _ in 0..3 {
@@ -71,13 +104,12 @@ impl JanusRooms {
             );
             match handle.request(body, None).await {
                 Ok(_) => {
-                    let media = RoomMedia::Sfu {
+                    return Ok(RoomMedia::Sfu {
                         url: self.url.clone(),
                         room,
                         pin: Some(pin),
                         api_secret: self.api_secret.clone(),
-                    };
-                    return Ok((janus, handle, news, media));
+                    });
                 }
                 Err(SfuError::Plugin {
                     code: videoroom::ROOM_EXISTS,

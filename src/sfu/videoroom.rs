@@ -83,6 +83,20 @@ pub fn create_room(
     v
 }
 
+/// Whether `room` exists (the reply's `exists`): a restarted server looks for the
+/// VideoRooms its rooms had.
+pub fn room_exists(room: u64) -> Value {
+    json!({ "request": "exists", "room": room })
+}
+
+/// The answer to [`room_exists`].
+pub fn exists_in(reply: &Value) -> bool {
+    reply
+        .get("exists")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
 /// Removes a room confab created.
 pub fn destroy_room(room: u64) -> Value {
     json!({ "request": "destroy", "room": room })
@@ -397,6 +411,25 @@ mod tests {
             envelope("create", "t1", None, None),
             json!({"janus":"create","transaction":"t1"})
         );
+    }
+
+    #[test]
+    fn whether_a_room_exists_is_in_the_plugins_answer() {
+        assert_eq!(room_exists(5)["request"], "exists");
+        let reply = parse(
+            r#"{"janus":"success","session_id":1,"sender":7,"transaction":"t",
+                "plugindata":{"plugin":"janus.plugin.videoroom",
+                "data":{"videoroom":"success","room":5,"exists":true}}}"#,
+        )
+        .unwrap();
+        let Incoming::Success { plugin, .. } = reply else {
+            panic!("{reply:?}")
+        };
+        assert!(exists_in(&plugin.unwrap()));
+        assert!(!exists_in(
+            &json!({"videoroom": "success", "exists": false})
+        ));
+        assert!(!exists_in(&json!({})), "no answer, no room");
     }
 
     #[test]

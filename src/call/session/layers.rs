@@ -46,6 +46,8 @@ impl Engine {
                 bytes: t.bytes + s.bytes_received,
                 packets: t.packets + if reported { s.packets_received } else { 0 },
                 sent: t.sent + s.sender_packets_sent,
+                all_packets: t.all_packets + s.packets_received,
+                missing: t.missing + s.packets_lost,
             }
         });
         tracing::debug!(?total, "downlink counters");

@@ -20,6 +20,14 @@ pub trait SfuService: Send + Sync + 'static {
     /// [`SfuJob::failed`]; once open, says [`SfuJob::lost`] if it goes, and closes it
     /// when the lease `opened` returned ends.
     fn open(&self, job: SfuJob);
+
+    /// After a server restart: the room's media went through the VideoRoom `media`
+    /// names. Answers like [`SfuService::open`], with `media` itself if that VideoRoom
+    /// is still there (members carry on in it) or another one.
+    fn adopt(&self, job: SfuJob, media: RoomMedia) {
+        let _ = media;
+        self.open(job);
+    }
 }
 
 /// The SFU a server offers and when rooms move to it.
@@ -103,6 +111,17 @@ impl RoomSfu {
         }
     }
 
+    /// A room the state file says went through the SFU: its welcomes name that
+    /// VideoRoom while the service looks for it again (`SfuService::adopt`).
+    pub(super) fn restored(media: RoomMedia) -> Self {
+        Self {
+            media,
+            phase: Phase::Opening,
+            attempt: 1,
+            waiting: Vec::new(),
+        }
+    }
+
     pub(super) fn is_waiting(&self, id: &str) -> bool {
         self.waiting.iter().any(|w| w == id)
     }
@@ -140,6 +159,12 @@ impl SfuJob {
         if r.sfu.attempt != self.attempt || !matches!(r.sfu.phase, Phase::Opening) {
             return;
         }
+        if !r.sfu.media.is_mesh() {
+            // Its members were in the SFU (before a restart): as if it were lost.
+            r.sfu.phase = Phase::Lost;
+            hub.welcome_waiting(&mut st, &self.room);
+            return self.lost_in(&hub, &mut st, why);
+        }
         r.sfu.phase = Phase::Mesh;
         tracing::warn!(room = %self.room, "no SFU for the room, it stays a mesh: {why}");
         hub.welcome_waiting(&mut st, &self.room);
@@ -160,10 +185,16 @@ impl SfuJob {
             return;
         }
         r.sfu.phase = Phase::Lost;
-        let members = r.members.len();
+        self.lost_in(&hub, &mut st, why);
+    }
+
+    /// The room (now `Lost`) goes back to a mesh if it is small enough; its members are
+    /// told either way.
+    fn lost_in(&self, hub: &Hub, st: &mut HubState, why: &str) {
+        let members = st.rooms.get(&self.room).map_or(0, |r| r.members.len());
         let mesh_max = hub.mesh_max();
         tracing::warn!(room = %self.room, members, "the room's SFU went away: {why}");
-        let msg = if hub.fall_back_if_small(&mut st, &self.room) {
+        let msg = if hub.fall_back_if_small(st, &self.room) {
             format!("the SFU went away ({why}); the room is back to a mesh")
         } else {
             format!(
@@ -171,7 +202,7 @@ impl SfuJob {
                  (at most {mesh_max}): media stops until members leave or the SFU is back"
             )
         };
-        hub.tell_sfu_error(&st, &self.room, msg);
+        hub.tell_sfu_error(st, &self.room, msg);
     }
 }
 
@@ -243,6 +274,20 @@ impl Hub {
         if let Some(config) = &self.config.sfu {
             config.service.open(job);
         }
+    }
+
+    /// Looks for a restored room's VideoRoom again (`RoomSfu::restored`); never under
+    /// the lock. A room that emptied meanwhile takes nothing.
+    pub(super) fn sfu_adopt(self: &Arc<Self>, room: &str, media: RoomMedia) {
+        let (Some(config), true) = (&self.config.sfu, self.read().rooms.contains_key(room)) else {
+            return;
+        };
+        let job = SfuJob {
+            room: room.to_string(),
+            attempt: 1,
+            hub: Arc::downgrade(self),
+        };
+        config.service.adopt(job, media);
     }
 
     /// Welcomes the joiners that waited, one by one as if they joined now: each is

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use super::*;
-use crate::signaling::protocol::{LeaveReason, MediaState, is_echo_room};
+use crate::signaling::protocol::{LeaveReason, MediaState, RoomMedia, is_echo_room};
 
 /// How often the state is looked at; it is compared with what was last written only when
 /// the hub was locked for a change meanwhile.
@@ -49,6 +49,9 @@ struct SavedRoom {
     private: Option<Vec<String>>,
     #[serde(default)]
     broadcast: bool,
+    /// Through the SFU: its VideoRoom is taken back after a restart if Janus has it.
+    #[serde(default, skip_serializing_if = "RoomMedia::is_mesh")]
+    media: RoomMedia,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +88,7 @@ impl Hub {
                 capacity: r.capacity,
                 private: r.private.clone(),
                 broadcast: r.broadcast,
+                media: r.sfu.media.clone(),
             })
             .collect();
         let mut members: Vec<SavedMember> = st
@@ -139,9 +143,18 @@ impl Hub {
             );
             return Ok(0);
         }
+        let mut adopt = Vec::new();
         let ids: Vec<String> = {
             let mut st = self.lock();
             for r in snap.rooms {
+                // Back to the SFU only if this server still has one; else a mesh.
+                let sfu = match r.media {
+                    RoomMedia::Sfu { .. } if self.config.sfu.is_some() => {
+                        adopt.push((r.name.clone(), r.media.clone()));
+                        RoomSfu::restored(r.media)
+                    }
+                    _ => RoomSfu::default(),
+                };
                 st.rooms.insert(
                     r.name,
                     Room {
@@ -150,7 +163,7 @@ impl Hub {
                         capacity: r.capacity,
                         private: r.private,
                         failed_joins: VecDeque::new(),
-                        sfu: Default::default(),
+                        sfu,
                         broadcast: r.broadcast,
                     },
                 );
@@ -212,6 +225,9 @@ impl Hub {
             if !self.park(id, LeaveReason::Disconnected) {
                 self.disconnect(id, LeaveReason::Disconnected);
             }
+        }
+        for (room, media) in adopt {
+            self.sfu_adopt(&room, media);
         }
         Ok(ids.len())
     }
@@ -275,6 +291,7 @@ mod tests {
                 capacity: 5,
                 private: None,
                 broadcast: false,
+                media: RoomMedia::Mesh,
             }],
             members: vec![SavedMember {
                 id: "a".into(),
@@ -315,6 +332,71 @@ mod tests {
         assert_eq!(hub.restore(&dir.path().join("none.json")), Ok(0));
     }
 
+    /// Keeps the jobs it is asked to adopt, with the VideoRoom each names.
+    #[derive(Default)]
+    struct Adopting(std::sync::Mutex<Vec<(SfuJob, Option<RoomMedia>)>>);
+
+    impl SfuService for Adopting {
+        fn open(&self, job: SfuJob) {
+            self.0.lock().unwrap().push((job, None));
+        }
+        fn adopt(&self, job: SfuJob, media: RoomMedia) {
+            self.0.lock().unwrap().push((job, Some(media)));
+        }
+    }
+
+    fn with_sfu(service: Arc<Adopting>) -> Arc<Hub> {
+        Hub::new(ServerConfig {
+            sfu: Some(SfuConfig {
+                service,
+                mesh_max: 4,
+            }),
+            ..ServerConfig::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn an_sfu_room_comes_back_through_its_videoroom_or_else_as_a_mesh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let videoroom = RoomMedia::Sfu {
+            url: "ws://janus".into(),
+            room: 77,
+            pin: Some("pin".into()),
+            api_secret: None,
+        };
+        let mut snap = saved(500);
+        snap.rooms[0].media = videoroom.clone();
+        write(&path, &snap).unwrap();
+
+        // Janus still has it: the room carries on in it.
+        let service = Arc::new(Adopting::default());
+        let hub = with_sfu(service.clone());
+        assert_eq!(hub.restore(&path), Ok(1));
+        let (job, asked) = service.0.lock().unwrap().pop().expect("asked to adopt");
+        assert_eq!((job.room.as_str(), asked.as_ref()), ("r", Some(&videoroom)));
+        assert_eq!(
+            hub.snapshot().rooms[0].media,
+            videoroom,
+            "named while looked for"
+        );
+        let _lease = job.opened(videoroom.clone()).expect("the room wants it");
+        assert_eq!(hub.snapshot().rooms[0].media, videoroom);
+
+        // Janus is gone: a room small enough goes back to a mesh.
+        let service = Arc::new(Adopting::default());
+        let hub = with_sfu(service.clone());
+        hub.restore(&path).unwrap();
+        let (job, _) = service.0.lock().unwrap().pop().unwrap();
+        job.failed("cannot reach Janus");
+        assert_eq!(hub.snapshot().rooms[0].media, RoomMedia::Mesh);
+
+        // A server started without an SFU this time: a mesh, nothing asked.
+        let hub = Hub::new(ServerConfig::default());
+        hub.restore(&path).unwrap();
+        assert_eq!(hub.snapshot().rooms[0].media, RoomMedia::Mesh);
+    }
+
     fn member(id: &str, room: &str) -> SavedMember {
         SavedMember {
             id: id.into(),
@@ -337,6 +419,7 @@ mod tests {
             capacity: 50,
             private,
             broadcast: false,
+            media: RoomMedia::Mesh,
         };
         let call = |id: &str, caller: &str, callee: &str, accepted| SavedCall {
             id: id.into(),

@@ -13,8 +13,8 @@ mod support;
 use serde_json::Value;
 use support::janus::Janus;
 use support::logs::{await_line, rest_of, stderr_lines, until_serving};
-use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, Command};
 
 /// `confab serve` on `addr`, keeping its state in `state`; up once it says where. Its
 /// log (piped) says when it has written the state.
@@ -93,17 +93,7 @@ async fn a_call_goes_on_while_the_server_is_killed_and_restarted() {
     let mut server = serve(&addr, &state).await;
     let _server_log = rest_of(stderr_lines(&mut server));
     // Both come back as themselves.
-    await_line(&mut ann_log, "signaling link back, same member").await;
-    await_line(&mut bob_log, "signaling link back, same member").await;
-
-    let (ann_rest, bob_rest) = (rest_of(ann_log), rest_of(bob_log));
-    let (oa, ob) = tokio::join!(pa.wait(), pb.wait());
-    let (ann_log, bob_log) = (ann_rest.await.unwrap(), bob_rest.await.unwrap());
-    assert!(oa.unwrap().success(), "ann: {ann_log}");
-    assert!(ob.unwrap().success(), "bob: {bob_log}");
-    let read =
-        |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
-    let (ra, rb) = (read(&ra), read(&rb));
+    let (ra, rb) = both_back((pa, ann_log, &ra), (pb, bob_log, &rb)).await;
     for (report, other) in [(&ra, "bob"), (&rb, "ann")] {
         let name = &report["name"];
         // One peer of that name: it never left and came back as someone new.
@@ -145,6 +135,25 @@ async fn a_call_goes_on_while_the_server_is_killed_and_restarted() {
         serde_json::json!(["typed while the server was down"]),
         "bob's report: {rb:#}"
     );
+}
+
+/// Waits until both peers say they resumed as themselves and their runs end well;
+/// returns their reports.
+async fn both_back(
+    (a, mut a_log, a_report): (Child, Lines<BufReader<ChildStderr>>, &Path),
+    (b, mut b_log, b_report): (Child, Lines<BufReader<ChildStderr>>, &Path),
+) -> (Value, Value) {
+    await_line(&mut a_log, "signaling link back, same member").await;
+    await_line(&mut b_log, "signaling link back, same member").await;
+    let (mut a, mut b) = (a, b);
+    let (a_rest, b_rest) = (rest_of(a_log), rest_of(b_log));
+    let (oa, ob) = tokio::join!(a.wait(), b.wait());
+    let (a_log, b_log) = (a_rest.await.unwrap(), b_rest.await.unwrap());
+    assert!(oa.unwrap().success(), "{}: {a_log}", a_report.display());
+    assert!(ob.unwrap().success(), "{}: {b_log}", b_report.display());
+    let read =
+        |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    (read(a_report), read(b_report))
 }
 
 fn free_addr() -> String {
@@ -203,17 +212,8 @@ async fn an_sfu_room_keeps_its_videoroom_across_a_server_restart() {
     )
     .await;
     let _server_log = rest_of(server_log);
-    await_line(&mut ann_log, "signaling link back, same member").await;
-    await_line(&mut bob_log, "signaling link back, same member").await;
-
-    let (ann_rest, bob_rest) = (rest_of(ann_log), rest_of(bob_log));
-    let (oa, ob) = tokio::join!(pa.wait(), pb.wait());
-    let (ann_log, bob_log) = (ann_rest.await.unwrap(), bob_rest.await.unwrap());
-    assert!(oa.unwrap().success(), "ann: {ann_log}");
-    assert!(ob.unwrap().success(), "bob: {bob_log}");
-    let read =
-        |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
-    for (report, other) in [(read(&ra), "bob"), (read(&rb), "ann")] {
+    let (ra, rb) = both_back((pa, ann_log, &ra), (pb, bob_log, &rb)).await;
+    for (report, other) in [(ra, "bob"), (rb, "ann")] {
         let name = &report["name"];
         // Through the SFU all along: never moved to a mesh and back.
         assert_eq!(

@@ -39,15 +39,7 @@ async fn a_publisher_behind_a_narrow_link_sends_what_the_link_to_janus_carries()
             tokio::spawn(headless::run(o))
         })
         .collect();
-    let reports = support::reports(runs).await;
-    let shaped = shaper.stop().expect("the shaper stops");
-    for me in &reports {
-        eprint!("{}", me.summary());
-    }
-    assert!(
-        shaped.lost + shaped.overflowed > 0,
-        "the link never overflowed"
-    );
+    let reports = through_the_link(shaper, runs).await;
     for (me, other) in [(&reports[0], "bob"), (&reports[1], "ada")] {
         let got = from(me, other);
         let timeline = &got.stats_timeline;
@@ -92,6 +84,21 @@ async fn a_publisher_behind_a_narrow_link_sends_what_the_link_to_janus_carries()
             me.name
         );
     }
+}
+
+/// The reports of headless runs that went through `shaper`'s link, which must have
+/// filled (or the test shows nothing).
+async fn through_the_link(
+    shaper: Shaper,
+    runs: Vec<tokio::task::JoinHandle<Result<headless::Report, headless::HeadlessError>>>,
+) -> Vec<headless::Report> {
+    let reports = support::reports(runs).await;
+    let shaped = shaper.stop().expect("the shaper stops");
+    for me in &reports {
+        eprint!("{}", me.summary());
+    }
+    assert!(shaped.lost + shaped.overflowed > 0, "the link never filled");
+    reports
 }
 
 /// Per second: (t, estimate, video sent, fps received, height received), kbit/s.
@@ -155,12 +162,7 @@ async fn behind_a_narrow_uplink_the_large_layer_stops_and_subscribers_are_sent_t
             tokio::spawn(headless::run(o))
         })
         .collect();
-    let reports = support::reports(runs).await;
-    let shaped = shaper.stop().expect("the shaper stops");
-    for me in &reports {
-        eprint!("{}", me.summary());
-    }
-    assert!(shaped.overflowed + shaped.lost > 0, "the link never filled");
+    let reports = through_the_link(shaper, runs).await;
     let bob = &reports[1];
     let got = &from(bob, "ada").video;
     assert!(got.ids_in_order, "bob from ada: {got:?}");
@@ -212,15 +214,7 @@ async fn a_subscriber_behind_a_narrow_downlink_asks_for_smaller_layers_and_the_o
             tokio::spawn(headless::run(o))
         })
         .collect();
-    let reports = support::reports(runs).await;
-    let shaped = shaper.stop().expect("the shaper stops");
-    for me in &reports {
-        eprint!("{}", me.summary());
-    }
-    assert!(
-        shaped.overflowed + shaped.lost > 0,
-        "cy's link never filled"
-    );
+    let reports = through_the_link(shaper, runs).await;
     let cy = &reports[2];
     for other in ["ada", "bob"] {
         let got = &from(cy, other).video;

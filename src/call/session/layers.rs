@@ -28,6 +28,27 @@ pub(super) struct Receiving {
     /// Per subscription m-section (mid): the choice and the layer last asked for.
     choices: HashMap<String, (LayerChoice, Option<u8>)>,
     pub(super) downlink: Downlink,
+    /// Layer asks, sent to Janus one after another: two in flight could arrive the
+    /// other way round and leave Janus on the older one.
+    asks: Option<mpsc::UnboundedSender<(String, u8)>>,
+}
+
+/// Sends `configure` requests in the order given, each after the last was answered (not
+/// inline: a reply would hold up the engine for a round trip). Ends with the Sfu.
+fn ask_in_order(
+    subscriber: crate::sfu::Handle,
+    events: mpsc::UnboundedSender<Event>,
+) -> mpsc::UnboundedSender<(String, u8)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(String, u8)>();
+    tokio::spawn(async move {
+        while let Some((mid, layer)) = rx.recv().await {
+            let ask = simulcast::configure_substream(&mid, layer);
+            if let Err(e) = subscriber.request(ask, None).await {
+                let _ = events.send(Event::Error(format!("SFU layer: {e}")));
+            }
+        }
+    });
+    tx
 }
 
 impl Engine {
@@ -112,19 +133,15 @@ impl Engine {
                 asks.push((mid, layer));
             }
         }
+        if asks.is_empty() {
+            return;
+        }
+        let queue = r
+            .asks
+            .get_or_insert_with(|| ask_in_order(sfu.subscriber.clone(), self.events.clone()));
         for (mid, layer) in asks {
             tracing::info!(%mid, layer, "asking the SFU for a simulcast layer");
-            let handle = sfu.subscriber.clone();
-            // Not awaited inline: the reply would hold up the engine for a round trip.
-            let events = self.events.clone();
-            tokio::spawn(async move {
-                if let Err(e) = handle
-                    .request(simulcast::configure_substream(&mid, layer), None)
-                    .await
-                {
-                    let _ = events.send(Event::Error(format!("SFU layer: {e}")));
-                }
-            });
+            let _ = queue.send((mid, layer));
         }
     }
 

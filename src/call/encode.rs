@@ -32,8 +32,10 @@ pub struct SendCounters {
     pub bytes_out: AtomicU64,
     pub keyframes: AtomicU64,
     pub encode_us_total: AtomicU64,
-    /// Simulcast layers encoded now (0: one stream, no simulcast).
+    /// Simulcast layers encoded now (0: one stream, no simulcast), and the largest
+    /// one's size (width << 16 | height).
     pub layers: AtomicU64,
+    pub layers_size: AtomicU64,
 }
 
 impl SendCounters {
@@ -382,6 +384,8 @@ impl VideoThread {
         self.counters
             .layers
             .store(layered.active() as u64, Ordering::Relaxed);
+        let size = ((frame.width as u64) << 16) | frame.height as u64;
+        self.counters.layers_size.store(size, Ordering::Relaxed);
         let c = &self.counters;
         c.encode_us_total
             .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);

@@ -43,6 +43,10 @@ pub struct MediaState {
     /// the SFU for one that comes.
     #[serde(skip_serializing_if = "is_zero")]
     pub camera_layers: u8,
+    /// The size of its camera's largest layer, `[width, height]`, while simulcasting:
+    /// subscribers tell from it which layer fills a tile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera_size: Option<[u16; 2]>,
 }
 
 fn is_zero(n: &u8) -> bool {

@@ -5,9 +5,8 @@
 //! it switched. A layer the publisher stops sending (its uplink is narrow) Janus
 //! replaces with the next smaller by itself, and switches back when it returns.
 //!
-//! The layers are assumed to be a 720p camera's (`call::simulcast::layers`) sent at
-//! our configured rate: a subscriber does not know a publisher's size before it
-//! receives the largest layer.
+//! A member's layers are those of the camera size it announces (`camera_size` in its
+//! media state; a 720p camera until then), at our own configured rate.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -52,9 +51,16 @@ fn ask_in_order(
 }
 
 impl Engine {
-    fn nominal_layers(&self) -> Vec<LayerSpec> {
+    /// A member's camera layers: the size it announces (a 720p camera until it does),
+    /// at our own configured rate.
+    fn layers_of(&self, member: &str) -> Vec<LayerSpec> {
+        let size = self
+            .states
+            .get(member)
+            .and_then(|s| s.camera_size)
+            .map_or((1280, 720), |[w, h]| (usize::from(w), usize::from(h)));
         let total = self.config.video.bitrate_bps;
-        layers((1280, 720), top_for_total(total, LAYERS), LAYERS)
+        layers(size, top_for_total(total, LAYERS), LAYERS)
     }
 
     /// The subscriber connection's statistics, once a second: the downlink estimate,
@@ -100,7 +106,13 @@ impl Engine {
 
     /// Asks Janus for each camera's layer where the choice changed.
     pub(super) async fn choose_layers(&mut self) {
-        let specs = self.nominal_layers();
+        let Some(sfu) = &self.sfu else { return };
+        let specs: HashMap<String, Vec<LayerSpec>> = sfu
+            .tracks
+            .values()
+            .filter(|(c, _)| c.role == TrackRole::Camera)
+            .map(|(_, member)| (member.clone(), self.layers_of(member)))
+            .collect();
         let Some(sfu) = &mut self.sfu else { return };
         let now = Instant::now();
         let cameras: Vec<(String, String)> = sfu
@@ -115,6 +127,9 @@ impl Engine {
         let budget_bps = r.downlink.per_camera_bps(cameras.len());
         let mut asks = Vec::new();
         for (mid, member) in cameras {
+            let Some(member_layers) = specs.get(&member) else {
+                continue;
+            };
             let sent = self
                 .states
                 .get(&member)
@@ -127,7 +142,7 @@ impl Engine {
                 sent,
             };
             let (choice, asked) = r.choices.entry(mid.clone()).or_default();
-            let layer = choice.update(now, &specs, wants);
+            let layer = choice.update(now, member_layers, wants);
             if *asked != Some(layer) {
                 *asked = Some(layer);
                 asks.push((mid, layer));

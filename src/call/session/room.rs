@@ -223,13 +223,16 @@ impl Engine {
                 }
             }
             ServerMessage::MediaState { id, state } => {
-                let layers_before = self.states.get(&id).map(|s| s.camera_layers);
+                let layers_before = self
+                    .states
+                    .get(&id)
+                    .map(|s| (s.camera_layers, s.camera_size));
                 self.remember_state(&id, Some(state));
                 if let Some(p) = self.peers.get_mut(&id) {
                     p.state = state;
                 }
                 self.emit(Event::PeerMediaState { id, state });
-                if layers_before != Some(state.camera_layers) {
+                if layers_before != Some((state.camera_layers, state.camera_size)) {
                     self.choose_layers().await;
                 }
             }

@@ -11,14 +11,22 @@ impl Engine {
     /// Members learn how many of our camera's layers we send (it changes behind a
     /// narrow uplink), so they ask Janus only for one that comes.
     fn announce_layers(&mut self) {
-        let layers = self
-            .local
-            .camera
-            .as_ref()
-            .map_or(0, |c| c.counters.layers.load(Ordering::Relaxed));
+        let counters = self.local.camera.as_ref().map(|c| c.counters.clone());
+        let (layers, size) = counters.map_or((0, 0), |c| {
+            (
+                c.layers.load(Ordering::Relaxed),
+                c.layers_size.load(Ordering::Relaxed),
+            )
+        });
         let layers = u8::try_from(layers).unwrap_or(u8::MAX);
-        if layers != self.local.state.camera_layers {
-            self.local.state.camera_layers = layers;
+        let size = (layers > 0 && size > 0).then(|| {
+            let w = u16::try_from(size >> 16).unwrap_or(u16::MAX);
+            [w, (size & 0xffff) as u16]
+        });
+        let state = &mut self.local.state;
+        if (layers, size) != (state.camera_layers, state.camera_size) {
+            state.camera_layers = layers;
+            state.camera_size = size;
             self.publish_state();
         }
     }

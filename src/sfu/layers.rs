@@ -1,5 +1,8 @@
 //! Which simulcast layer a subscriber asks Janus for, per feed (pure, time passed in):
-//! the smallest layer that fills the feed's tile, no more than the bandwidth carries.
+//! the layer nearest the feed's tile in size, no more than the bandwidth carries. A
+//! 3 x 3 grid's 421x237 tile takes 320x180 (scaled up 1.3 times) rather than 640x360
+//! (decoded at four times the pixels only to be scaled down): a thumbnail costs what a
+//! thumbnail needs, as in Jitsi's and Meet's grids.
 //! Down at once (a tile shrank, the estimate fell); up only once the bandwidth has
 //! allowed the larger layer with a margin for a second, so a wobbling estimate does not
 //! flip layers (each switch costs a keyframe).
@@ -12,9 +15,6 @@ use crate::call::simulcast::LayerSpec;
 const UP_MARGIN: f64 = 1.25;
 /// ...for this long.
 const UP_AFTER: Duration = Duration::from_secs(1);
-/// A tile up to this much larger than a layer still takes that layer (slightly scaled
-/// up) rather than one twice its size.
-const TILE_SLACK: f64 = 1.1;
 
 /// What the engine knows about one feed's video when it chooses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,13 +59,7 @@ impl LayerChoice {
         }
         let by_tile = match wants.tile {
             None => top,
-            Some((w, h)) => layers
-                .iter()
-                .position(|l| {
-                    f64::from(l.width as u32) * TILE_SLACK >= f64::from(w)
-                        && f64::from(l.height as u32) * TILE_SLACK >= f64::from(h)
-                })
-                .map_or(top, |i| i as u8),
+            Some(tile) => nearest(layers, tile),
         };
         let by_budget = match wants.budget_bps {
             None => top,
@@ -91,6 +85,22 @@ impl LayerChoice {
         self.current = Some(chosen);
         chosen
     }
+}
+
+/// The layer whose size is nearest the tile's (by the larger of the width and height
+/// ratios, in octaves: between two layers the boundary is their geometric mean).
+fn nearest(layers: &[LayerSpec], (w, h): (u32, u32)) -> u8 {
+    let octaves = |l: &LayerSpec| {
+        let rw = l.width as f64 / f64::from(w.max(1));
+        let rh = l.height as f64 / f64::from(h.max(1));
+        // The side the tile fills: the picture is fitted into it.
+        rw.min(rh).log2().abs()
+    };
+    layers
+        .iter()
+        .enumerate()
+        .min_by(|(_, a), (_, b)| octaves(a).total_cmp(&octaves(b)))
+        .map_or(0, |(i, _)| i as u8)
 }
 
 #[cfg(test)]
@@ -121,6 +131,12 @@ mod tests {
             "a little larger than 180p still takes 180p"
         );
         assert_eq!(LayerChoice::default().update(now, &l, tile(600, 340)), 1);
+        assert_eq!(
+            LayerChoice::default().update(now, &l, tile(421, 237)),
+            0,
+            "a 3 x 3 grid's tile is nearer 180p than 360p"
+        );
+        assert_eq!(LayerChoice::default().update(now, &l, tile(520, 292)), 1);
         assert_eq!(LayerChoice::default().update(now, &l, tile(1280, 720)), 2);
         assert_eq!(LayerChoice::default().update(now, &l, tile(1920, 1080)), 2);
         assert_eq!(

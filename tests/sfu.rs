@@ -269,9 +269,5 @@ async fn a_peer_in_a_small_window_receives_the_small_layer_one_without_the_large
     );
     let large = &from(ada, "bob").video;
     assert!(large.ids_in_order && large.frames_decoded > 30, "{large:?}");
-    assert_eq!(
-        (large.width, large.height),
-        (640, 360),
-        "ada has no window"
-    );
+    assert_eq!((large.width, large.height), (640, 360), "ada has no window");
 }

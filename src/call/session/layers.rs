@@ -106,35 +106,30 @@ impl Engine {
 
     /// Asks Janus for each camera's layer where the choice changed.
     pub(super) async fn choose_layers(&mut self) {
+        // Each camera: its m-section, whose it is, that member's layers and how many
+        // of them it sends now.
         let Some(sfu) = &self.sfu else { return };
-        let specs: HashMap<String, Vec<LayerSpec>> = sfu
+        let cameras: Vec<(String, String, Vec<LayerSpec>, Option<u8>)> = sfu
             .tracks
             .values()
             .filter(|(c, _)| c.role == TrackRole::Camera)
-            .map(|(_, member)| (member.clone(), self.layers_of(member)))
+            .map(|(c, member)| {
+                let sent = self
+                    .states
+                    .get(member)
+                    .map(|s| s.camera_layers)
+                    .filter(|n| *n > 0);
+                (c.mid.clone(), member.clone(), self.layers_of(member), sent)
+            })
             .collect();
         let Some(sfu) = &mut self.sfu else { return };
         let now = Instant::now();
-        let cameras: Vec<(String, String)> = sfu
-            .tracks
-            .values()
-            .filter(|(c, _)| c.role == TrackRole::Camera)
-            .map(|(c, member)| (c.mid.clone(), member.clone()))
-            .collect();
         let r = &mut sfu.receiving;
         r.choices
-            .retain(|mid, _| cameras.iter().any(|(m, _)| m == mid));
+            .retain(|mid, _| cameras.iter().any(|(m, ..)| m == mid));
         let budget_bps = r.downlink.per_camera_bps(cameras.len());
         let mut asks = Vec::new();
-        for (mid, member) in cameras {
-            let Some(member_layers) = specs.get(&member) else {
-                continue;
-            };
-            let sent = self
-                .states
-                .get(&member)
-                .map(|s| s.camera_layers)
-                .filter(|n| *n > 0);
+        for (mid, member, member_layers, sent) in cameras {
             let wants = Wants {
                 tile: r.tiles.get(&(member, TrackRole::Camera)).copied(),
                 budget_bps,
@@ -142,7 +137,7 @@ impl Engine {
                 sent,
             };
             let (choice, asked) = r.choices.entry(mid.clone()).or_default();
-            let layer = choice.update(now, member_layers, wants);
+            let layer = choice.update(now, &member_layers, wants);
             if *asked != Some(layer) {
                 *asked = Some(layer);
                 asks.push((mid, layer));

@@ -279,12 +279,13 @@ impl Hub {
     /// Looks for a restored room's VideoRoom again (`RoomSfu::restored`); never under
     /// the lock. A room that emptied meanwhile takes nothing.
     pub(super) fn sfu_adopt(self: &Arc<Self>, room: &str, media: RoomMedia) {
-        let (Some(config), true) = (&self.config.sfu, self.read().rooms.contains_key(room)) else {
+        let attempt = self.read().rooms.get(room).map(|r| r.sfu.attempt);
+        let (Some(config), Some(attempt)) = (&self.config.sfu, attempt) else {
             return;
         };
         let job = SfuJob {
             room: room.to_string(),
-            attempt: 1,
+            attempt,
             hub: Arc::downgrade(self),
         };
         config.service.adopt(job, media);

@@ -98,15 +98,38 @@ struct Totals {
     audio_out_bytes: u64,
 }
 
-/// Remembers the previous totals so rates come out per second.
+type Remote = (MediaKind, Arc<RecvCounters>);
+
+/// Remembers the previous totals so rates come out per second, and the streams a
+/// peer has ended so its counts never go back (a stopped screen share, a publisher
+/// that left Janus before its member left the room).
 #[derive(Default)]
 pub struct StatsTracker {
     previous: HashMap<String, Totals>,
+    live: HashMap<String, HashMap<String, Remote>>,
+    ended: HashMap<String, Vec<Remote>>,
 }
 
 impl StatsTracker {
     pub fn forget(&mut self, id: &str) {
         self.previous.remove(id);
+        self.live.remove(id);
+        self.ended.remove(id);
+    }
+
+    /// Moves the streams of `id` that are gone (or replaced under the same key)
+    /// to its ended list.
+    fn retire(&mut self, id: &str, remote: &HashMap<String, Remote>) {
+        let before = self.live.insert(id.to_string(), remote.clone());
+        let ended = self.ended.entry(id.to_string()).or_default();
+        for (key, old) in before.into_iter().flatten() {
+            if !remote
+                .get(&key)
+                .is_some_and(|new| Arc::ptr_eq(&new.1, &old.1))
+            {
+                ended.push(old);
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -135,7 +158,10 @@ impl StatsTracker {
         };
         let mut latencies = Vec::new();
         let mut decode_us = 0;
-        for (kind, c) in remote.values() {
+        self.retire(id, remote);
+        let ended = self.ended.get(id).into_iter().flatten();
+        let streams = remote.values().map(|r| (r, true));
+        for ((kind, c), live) in streams.chain(ended.map(|r| (r, false))) {
             let bytes = c.bytes.load(Ordering::Relaxed);
             match kind {
                 MediaKind::Video => {
@@ -145,11 +171,13 @@ impl StatsTracker {
                     s.frames_decoded += decoded;
                     decode_us += c.decode_us_total.load(Ordering::Relaxed);
                     let w = c.width.load(Ordering::Relaxed) as u32;
-                    if w > s.video_in_width {
+                    if live && w > s.video_in_width {
                         s.video_in_width = w;
                         s.video_in_height = c.height.load(Ordering::Relaxed) as u32;
                     }
-                    latencies.append(&mut c.latency_us.locked());
+                    if live {
+                        latencies.append(&mut c.latency_us.locked());
+                    }
                     let q = c.quality.locked();
                     s.freezes += q.freezes;
                     s.freeze_s += q.freeze_ms / 1000.0;
@@ -207,5 +235,62 @@ impl StatsTracker {
             s.glass_to_glass_ms = Some(latencies[latencies.len() / 2] as f64 / 1000.0);
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn video(decoded: u64) -> Remote {
+        let c = RecvCounters::default();
+        c.decoded.store(decoded, Ordering::Relaxed);
+        c.width.store(640, Ordering::Relaxed);
+        c.height.store(360, Ordering::Relaxed);
+        (MediaKind::Video, Arc::new(c))
+    }
+
+    fn sample(t: &mut StatsTracker, remote: &HashMap<String, Remote>) -> PeerCallStats {
+        let idle = PeerStats::default();
+        let state = ConnectionState::Connected;
+        t.sample("p1", "p1", state, None, &idle, remote, None, None)
+    }
+
+    #[test]
+    fn frames_of_a_stream_that_ended_still_count() {
+        let mut t = StatsTracker::default();
+        let (camera, screen) = (video(100), video(40));
+        let both = HashMap::from([("cam".into(), camera.clone()), ("scr".into(), screen)]);
+        assert_eq!(sample(&mut t, &both).frames_decoded, 140);
+        // The screen share stops; the camera goes on.
+        camera.1.decoded.store(130, Ordering::Relaxed);
+        let one = HashMap::from([("cam".into(), camera.clone())]);
+        let s = sample(&mut t, &one);
+        assert_eq!(s.frames_decoded, 170);
+        // The rate is the camera's 30 new frames, not a drop.
+        assert!(s.video_in_fps > 0.0, "{s:?}");
+        // Then the publisher goes: nothing live, nothing forgotten, no picture size.
+        let s = sample(&mut t, &HashMap::new());
+        assert_eq!((s.frames_decoded, s.video_in_width), (170, 0));
+    }
+
+    #[test]
+    fn a_stream_replaced_under_the_same_key_keeps_the_old_ones_frames() {
+        let mut t = StatsTracker::default();
+        let first = HashMap::from([("cam".into(), video(50))]);
+        sample(&mut t, &first);
+        let second = HashMap::from([("cam".into(), video(7))]);
+        assert_eq!(sample(&mut t, &second).frames_decoded, 57);
+        // Sampled again, the same stream is not counted twice.
+        assert_eq!(sample(&mut t, &second).frames_decoded, 57);
+    }
+
+    #[test]
+    fn a_forgotten_peer_starts_from_nothing() {
+        let mut t = StatsTracker::default();
+        sample(&mut t, &HashMap::from([("cam".into(), video(50))]));
+        sample(&mut t, &HashMap::new());
+        t.forget("p1");
+        assert_eq!(sample(&mut t, &HashMap::new()).frames_decoded, 0);
     }
 }

@@ -7,8 +7,8 @@ mod support;
 use confab::bench::{Profile, Shaper};
 use confab::headless::{self, HeadlessOptions};
 use confab::sfu::SfuTarget;
-use support::from;
 use support::janus::Janus;
+use support::{fps_from, from};
 
 /// One shaper at a time: each takes the namespace's NFQUEUE.
 static LINK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -117,17 +117,6 @@ fn timeline(me: &headless::Report, other: &str) -> String {
                 st.video_in_height
             )
         })
-        .collect()
-}
-
-/// Per second from `t` on, to the last second before the run ended (when the others
-/// leave too): frames per second `me` decoded from `other`.
-fn fps_from(me: &headless::Report, other: &str, t: f64) -> Vec<f64> {
-    from(me, other)
-        .stats_timeline
-        .iter()
-        .filter(|s| s.t >= t && s.t <= me.seconds - 1.0)
-        .map(|s| s.stats.video_in_fps)
         .collect()
 }
 

@@ -18,6 +18,7 @@ use super::layered::LayeredEncoder;
 use super::peer::{AudioTrackSender, KeyframeWanted, VideoTrackSender};
 use super::send::{Fanout, Unit, spawn_fanout};
 use super::sink::MediaSink;
+use super::small_stream::SmallStream;
 use super::track::TrackRole;
 
 /// Counters a send track shares with the stats task.
@@ -63,6 +64,9 @@ enum VideoCtl {
     KeyframeInterval(u32),
     /// Simulcast layers from now on (1: none), as the room moves to an SFU or back.
     Layers(usize),
+    /// The second, smaller stream at this rate (`None`: off).
+    Small(Option<u32>),
+    SmallKeyframe,
 }
 
 /// Encoder settings that don't depend on the picture size.
@@ -123,6 +127,7 @@ impl VideoCapture {
             ladder: (track == TrackRole::Camera).then(Ladder::default),
             scaler: Scaler::default(),
             layered,
+            small: None,
         };
         std::thread::Builder::new()
             .name(format!("capture-{track}"))
@@ -148,8 +153,20 @@ impl VideoCapture {
         }
     }
 
+    /// Every stream starts a picture afresh.
     pub fn request_keyframe(&self) {
         self.keyframe.set();
+    }
+
+    /// Encodes a second, smaller stream at `bps` beside the main one (`None`: stops
+    /// it), for mesh peers on slow links; not with simulcast layers.
+    pub fn set_small_stream(&self, bps: Option<u32>) {
+        let _ = self.ctl.send(VideoCtl::Small(bps));
+    }
+
+    /// A keyframe of the small stream only: a peer is moving onto it.
+    pub fn request_small_keyframe(&self) {
+        let _ = self.ctl.send(VideoCtl::SmallKeyframe);
     }
 
     /// The flag the peers' tracks set when a remote asks for a keyframe.
@@ -206,6 +223,8 @@ struct VideoThread {
     scaler: Scaler,
     /// Simulcast: every layer's encoder, instead of the one below.
     layered: Option<LayeredEncoder>,
+    /// Beside the one below, for mesh peers on slow links.
+    small: Option<SmallStream>,
 }
 
 impl VideoThread {
@@ -217,11 +236,9 @@ impl VideoThread {
         });
     }
 
-    /// The picture at the size the bitrate carries.
-    fn fit(&mut self, frame: VideoFrame) -> VideoFrame {
-        let Some(ladder) = self.ladder.as_mut() else {
-            return frame;
-        };
+    /// The picture at the size the bitrate carries, if not the source's.
+    fn fit(&mut self, frame: &VideoFrame) -> Option<VideoFrame> {
+        let ladder = self.ladder.as_mut()?;
         let (w, h) = ladder.update(
             Instant::now(),
             self.encoding.bitrate_bps,
@@ -229,13 +246,13 @@ impl VideoThread {
             (frame.width, frame.height),
         );
         if (w, h) == (frame.width, frame.height) {
-            return frame;
+            return None;
         }
-        match self.scaler.scale(&frame, w, h) {
-            Ok(small) => small,
+        match self.scaler.scale(frame, w, h) {
+            Ok(small) => Some(small),
             Err(e) => {
                 tracing::warn!(track = %self.track, "scaling to {w}x{h} failed: {e}");
-                frame
+                None
             }
         }
     }
@@ -280,9 +297,24 @@ impl VideoThread {
                     }
                     continue;
                 }
+                Some(VideoCtl::Small(bps)) => {
+                    match (bps, self.small.as_mut()) {
+                        (Some(b), Some(small)) => small.set_bitrate(b),
+                        (Some(b), None) => self.small = Some(SmallStream::new(b)),
+                        (None, _) => self.small = None,
+                    }
+                    continue;
+                }
+                Some(VideoCtl::SmallKeyframe) => {
+                    if let Some(small) = self.small.as_mut() {
+                        small.request_keyframe();
+                    }
+                    continue;
+                }
                 Some(VideoCtl::Layers(n)) => {
                     // Fresh encoders: each starts with a keyframe.
                     self.layered = (n > 1).then(|| LayeredEncoder::new(n, self.encoding));
+                    self.small = None;
                     self.counters.layers.store(0, Ordering::Relaxed);
                     encoder = None;
                     continue;
@@ -322,12 +354,13 @@ impl VideoThread {
                     }
                 }
             }
-            let frame = self.fit(frame);
+            let fitted = self.fit(&frame);
+            let main = fitted.as_ref().unwrap_or(&frame);
             let enc = match encoder.as_mut() {
                 Some(e) => e,
                 None => match H264Encoder::new(EncoderSettings {
-                    width: frame.width,
-                    height: frame.height,
+                    width: main.width,
+                    height: main.height,
                     fps: self.encoding.fps,
                     bitrate_bps: self.encoding.bitrate_bps,
                     keyframe_interval_frames: self.encoding.keyframe_interval_frames,
@@ -342,33 +375,88 @@ impl VideoThread {
             };
             if self.keyframe.take() {
                 enc.request_keyframe();
+                if let Some(small) = self.small.as_mut() {
+                    small.request_keyframe();
+                }
             }
             let started = Instant::now();
-            let encoded = match enc.encode(&frame) {
-                Ok(Some(e)) => e,
-                Ok(None) => continue,
+            let encoded = match enc.encode(main) {
+                Ok(e) => e,
                 Err(e) => {
                     tracing::warn!(track = %self.track, "encode failed: {e}");
-                    continue;
+                    None
                 }
             };
-            if encoded.keyframe {
-                tracing::debug!(track = %self.track, bytes = encoded.data.len(), "keyframe encoded");
+            let sent = match encoded {
+                Some(e) => self.send_main(e, started),
+                None => true,
+            };
+            if !sent || !self.encode_small(&frame) {
+                return;
             }
-            let c = &self.counters;
-            c.encode_us_total
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            c.frames.fetch_add(1, Ordering::Relaxed);
-            c.bytes
-                .fetch_add(encoded.data.len() as u64, Ordering::Relaxed);
-            c.keyframes
-                .fetch_add(u64::from(encoded.keyframe), Ordering::Relaxed);
-            let duration = Duration::from_secs_f32(1.0 / self.encoding.fps.max(1.0));
-            match self.out.try_send(Unit::single(encoded.data, duration)) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => self.keyframe.set(),
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+
+    /// Sends one unit of the main stream. False once the send stage is gone.
+    fn send_main(&mut self, encoded: crate::media::AccessUnit, started: Instant) -> bool {
+        if encoded.keyframe {
+            tracing::debug!(track = %self.track, bytes = encoded.data.len(), "keyframe encoded");
+        }
+        let c = &self.counters;
+        c.encode_us_total
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        c.frames.fetch_add(1, Ordering::Relaxed);
+        c.bytes
+            .fetch_add(encoded.data.len() as u64, Ordering::Relaxed);
+        c.keyframes
+            .fetch_add(u64::from(encoded.keyframe), Ordering::Relaxed);
+        let duration = Duration::from_secs_f32(1.0 / self.encoding.fps.max(1.0));
+        let unit = Unit {
+            keyframe: encoded.keyframe,
+            ..Unit::single(encoded.data, duration)
+        };
+        self.send(unit)
+    }
+
+    /// One frame of the small stream, if there is one. False once the send stage is gone.
+    fn encode_small(&mut self, frame: &VideoFrame) -> bool {
+        let Some(small) = self.small.as_mut() else {
+            return true;
+        };
+        let encoded = match small.encode(frame, self.encoding) {
+            Ok((unit, took)) => {
+                let c = &self.counters;
+                c.encode_us_total
+                    .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+                unit
             }
+            Err(e) => {
+                tracing::warn!(track = %self.track, "small stream: {e}");
+                None
+            }
+        };
+        let Some(encoded) = encoded else { return true };
+        self.counters
+            .bytes
+            .fetch_add(encoded.data.len() as u64, Ordering::Relaxed);
+        let duration = Duration::from_secs_f32(1.0 / self.encoding.fps.max(1.0));
+        self.send(Unit {
+            small: true,
+            keyframe: encoded.keyframe,
+            ..Unit::single(encoded.data, duration)
+        })
+    }
+
+    /// Hands a unit to the send stage; a full queue drops it and asks for a keyframe.
+    /// False once the send stage is gone.
+    fn send(&mut self, unit: Unit) -> bool {
+        match self.out.try_send(unit) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.keyframe.set();
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 
@@ -386,7 +474,7 @@ impl VideoThread {
             .store(layered.active() as u64, Ordering::Relaxed);
         let size = ((frame.width as u64) << 16) | frame.height as u64;
         self.counters.layers_size.store(size, Ordering::Relaxed);
-        let c = &self.counters;
+        let c = self.counters.clone();
         c.encode_us_total
             .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);
         c.frames.fetch_add(1, Ordering::Relaxed);
@@ -399,11 +487,11 @@ impl VideoThread {
                 duration: u.duration,
                 layer: u.layer,
                 top: u.top,
+                small: false,
+                keyframe: u.keyframe,
             };
-            match self.out.try_send(unit) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => self.keyframe.set(),
-                Err(mpsc::error::TrySendError::Closed(_)) => return Ok(false),
+            if !self.send(unit) {
+                return Ok(false);
             }
         }
         Ok(true)

@@ -21,6 +21,8 @@ mod send;
 mod session;
 pub mod simulcast;
 mod sink;
+mod slow_peers;
+mod small_stream;
 mod stats;
 mod track;
 mod tunnel;

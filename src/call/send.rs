@@ -24,6 +24,11 @@ pub struct Unit {
     pub layer: usize,
     /// The largest layer: what a connection without simulcast sends.
     pub top: bool,
+    /// Of the camera's second, smaller stream, for mesh peers on slow links
+    /// (`slow_peers.rs`).
+    pub small: bool,
+    /// Starts a picture by itself: where a peer can move between streams.
+    pub keyframe: bool,
 }
 
 impl Unit {
@@ -34,6 +39,8 @@ impl Unit {
             duration,
             layer: 0,
             top: true,
+            small: false,
+            keyframe: false,
         }
     }
 }
@@ -55,39 +62,85 @@ impl UnitSender for AudioTrackSender {
     }
 }
 
+/// Which of the camera's streams a peer is sent: it moves to the one it wants at that
+/// stream's next keyframe, so its decoder never starts mid-picture.
+#[derive(Debug, Clone, Copy, Default)]
+struct Route {
+    small: bool,
+    wants_small: bool,
+}
+
+struct Peer<S> {
+    sender: S,
+    route: Route,
+}
+
 /// Sends encoded units to every peer's copy of one local track.
 pub struct Fanout<S> {
-    senders: Mutex<HashMap<String, S>>,
+    peers: Mutex<HashMap<String, Peer<S>>>,
 }
 
 impl<S: Clone> Fanout<S> {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
-            senders: Mutex::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
         })
     }
 
     pub fn add(&self, peer: &str, sender: S) {
-        self.lock().insert(peer.to_string(), sender);
+        let route = Route::default();
+        self.lock().insert(peer.to_string(), Peer { sender, route });
     }
 
     pub fn get(&self, peer: &str) -> Option<S> {
-        self.lock().get(peer).cloned()
+        self.lock().get(peer).map(|p| p.sender.clone())
     }
 
     pub fn remove(&self, peer: &str) -> Option<S> {
-        self.lock().remove(peer)
+        self.lock().remove(peer).map(|p| p.sender)
     }
 
     pub fn snapshot(&self) -> Vec<(String, S)> {
         self.lock()
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, p)| (k.clone(), p.sender.clone()))
             .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, S>> {
-        self.senders.locked()
+    /// From the next keyframe of that stream on, `peer` is sent the small stream (or
+    /// the main one). Whether it asked for a change.
+    pub fn send_small(&self, peer: &str, small: bool) -> bool {
+        let mut peers = self.lock();
+        let Some(p) = peers.get_mut(peer) else {
+            return false;
+        };
+        let changed = p.route.wants_small != small;
+        p.route.wants_small = small;
+        changed
+    }
+
+    /// Whether `peer` is being sent the small stream now.
+    pub fn sends_small(&self, peer: &str) -> bool {
+        self.lock().get(peer).is_some_and(|p| p.route.small)
+    }
+
+    /// The peers `unit` goes to (moving those waiting for one of its stream's keyframes).
+    fn takers(&self, unit: &Unit) -> Vec<S> {
+        let mut peers = self.lock();
+        peers
+            .values_mut()
+            .filter_map(|p| {
+                let r = &mut p.route;
+                if unit.keyframe && unit.small == r.wants_small {
+                    r.small = r.wants_small;
+                }
+                (r.small == unit.small).then(|| p.sender.clone())
+            })
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Peer<S>>> {
+        self.peers.locked()
     }
 }
 
@@ -101,11 +154,11 @@ pub fn spawn_fanout<S: UnitSender>(
     tokio::spawn(async move {
         while let Some(unit) = units.recv().await {
             let mut sent = 0;
-            for (_, sender) in fanout.snapshot() {
+            for sender in fanout.takers(&unit) {
                 // Not negotiated yet, or the peer is going away: nothing to do.
                 sent += u64::from(sender.send_unit(&unit).await.is_ok());
             }
-            if unit.top {
+            if unit.top && !unit.small {
                 counters
                     .delivered
                     .fetch_add(u64::from(sent > 0), Ordering::Relaxed);
@@ -156,6 +209,99 @@ mod tests {
         task.await.unwrap();
         assert_eq!(counters.delivered.load(Ordering::Relaxed), 2);
         assert_eq!(counters.bytes_out.load(Ordering::Relaxed), 2 * 150);
+    }
+
+    fn unit(small: bool, keyframe: bool, len: usize) -> Unit {
+        Unit {
+            small,
+            keyframe,
+            ..Unit::single(vec![0; len], Duration::from_millis(33))
+        }
+    }
+
+    /// What each of ada and cy was sent, in bytes, of the units in `sent`.
+    async fn sent_to(fanout: Arc<Fanout<Recorder>>, sent: Vec<Unit>) -> (Vec<usize>, Vec<usize>) {
+        let (ada, cy) = (fanout.get("ada").unwrap(), fanout.get("cy").unwrap());
+        let (tx, rx) = mpsc::channel(sent.len().max(1));
+        let task = spawn_fanout(fanout, rx, Arc::new(SendCounters::default()));
+        for u in sent {
+            tx.send(u).await.unwrap();
+        }
+        drop(tx);
+        task.await.unwrap();
+        (ada.taken(), cy.taken())
+    }
+
+    #[tokio::test]
+    async fn a_peer_moves_to_the_small_stream_at_its_keyframe_and_the_others_stay() {
+        let fanout = Fanout::new();
+        fanout.add("ada", Recorder::default());
+        fanout.add("cy", Recorder::default());
+        assert!(fanout.send_small("cy", true));
+        assert!(!fanout.send_small("cy", true), "asked once");
+        let units = vec![
+            unit(false, false, 100),
+            unit(true, false, 10), // not a place to start: cy stays on the main stream
+            unit(true, true, 11),
+            unit(false, false, 101),
+            unit(true, false, 12),
+        ];
+        let (ada, cy) = sent_to(fanout.clone(), units).await;
+        assert_eq!(ada, [100, 101]);
+        assert_eq!(cy, [100, 11, 12]);
+        assert!(fanout.sends_small("cy") && !fanout.sends_small("ada"));
+    }
+
+    #[tokio::test]
+    async fn a_peer_leaving_the_small_stream_waits_for_a_main_keyframe() {
+        let fanout = Fanout::new();
+        fanout.add("ada", Recorder::default());
+        fanout.add("cy", Recorder::default());
+        fanout.send_small("cy", true);
+        let (_, cy) = sent_to(fanout.clone(), vec![unit(true, true, 10)]).await;
+        assert_eq!(cy, [10]);
+        fanout.send_small("cy", false);
+        let units = vec![
+            unit(false, false, 100),
+            unit(true, false, 11),
+            unit(false, true, 102),
+            unit(true, false, 12),
+        ];
+        let (_, cy) = sent_to(fanout, units).await;
+        assert_eq!(cy, [11, 102]);
+    }
+
+    /// Counts nothing as delivered that went only to the small stream.
+    #[tokio::test]
+    async fn frames_delivered_are_the_main_streams() {
+        let fanout = Fanout::new();
+        fanout.add("cy", FakeTrack { up: true });
+        fanout.send_small("cy", true);
+        let counters = Arc::new(SendCounters::default());
+        let (tx, rx) = mpsc::channel(2);
+        let task = spawn_fanout(fanout, rx, counters.clone());
+        tx.send(unit(true, true, 10)).await.unwrap();
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(counters.delivered.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.bytes_out.load(Ordering::Relaxed), 10);
+    }
+
+    /// A peer's track that keeps the length of every unit it is sent.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<usize>>>);
+
+    impl Recorder {
+        fn taken(&self) -> Vec<usize> {
+            std::mem::take(&mut *self.0.locked())
+        }
+    }
+
+    impl UnitSender for Recorder {
+        async fn send_unit(&self, unit: &Unit) -> Result<()> {
+            self.0.locked().push(unit.data.len());
+            Ok(())
+        }
     }
 
     #[tokio::test]

@@ -54,6 +54,9 @@ pub struct PeerCallStats {
     pub path: Option<String>,
     /// ICE restarts towards this member after its path went away.
     pub ice_restarts: u32,
+    /// This peer's link carries far less than the others': it is sent the camera's
+    /// second, smaller stream (mesh).
+    pub small_stream: bool,
 }
 
 /// What this side sent over the whole call.

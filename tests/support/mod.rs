@@ -195,6 +195,17 @@ pub fn from<'a>(r: &'a confab::headless::Report, name: &str) -> &'a confab::head
         .unwrap_or_else(|| panic!("{} has no report for {name}: {r:#?}", r.name))
 }
 
+/// Per second from `t` on, to the last second before the run ended (when the others
+/// leave too): frames per second `me` decoded from `other`.
+pub fn fps_from(me: &confab::headless::Report, other: &str, t: f64) -> Vec<f64> {
+    from(me, other)
+        .stats_timeline
+        .iter()
+        .filter(|s| s.t >= t && s.t <= me.seconds - 1.0)
+        .map(|s| s.stats.video_in_fps)
+        .collect()
+}
+
 fn rand_nonce() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now()

@@ -382,6 +382,8 @@ pub async fn start(
             screen_shares: 0,
             estimates: Vec::new(),
             rates: None,
+            slow: Default::default(),
+            small_rate: None,
             muted_speech: Default::default(),
             recording: super::record::Recording::new(tap),
         },

@@ -6,6 +6,7 @@ use super::*;
 use crate::call::encode::VideoCapture;
 use crate::call::peer::{ConnectionState, Peer};
 use crate::call::rate::{self, VideoRates};
+use crate::call::slow_peers::of_group;
 
 impl Engine {
     /// Starts capturing a new local video track and adds it to every connection.
@@ -103,18 +104,29 @@ impl Engine {
         self.apply_rates();
     }
 
-    /// Sets the encoders from the slowest peer's bandwidth estimate.
+    /// Sets the encoders from the peers' bandwidth estimates: the slowest peer's, but
+    /// in a mesh a peer far slower than the others gets a small stream of its own.
     pub(super) fn apply_rates(&mut self) {
         // The configured rate is the largest simulcast layer's; the smaller ones come on
         // top of it when the link has room for them.
         let layers = self.local.camera.as_ref().map_or(1, |c| c.layers);
         let ceiling = crate::call::simulcast::total_for_top(self.config.video.bitrate_bps, layers);
-        let rates = rate::allocate(
-            &self.local.estimates,
-            self.config.audio_bitrate_bps,
-            ceiling,
-            self.local.screen.is_some(),
-        );
+        let sharing = self.local.screen.is_some();
+        // Not beside simulcast (Janus sends each their layer) nor a shared screen (the
+        // camera is small then anyway).
+        let estimates = &self.local.estimates;
+        let slow = &mut self.local.slow;
+        if layers > 1 || sharing || self.sfu.is_some() {
+            slow.update(&[]);
+        } else {
+            slow.update(estimates);
+        }
+        let audio = self.config.audio_bitrate_bps;
+        let rates = rate::allocate(&of_group(estimates, slow, false), audio, ceiling, sharing);
+        let small = slow
+            .any()
+            .then(|| rate::allocate(&of_group(estimates, slow, true), audio, ceiling, false))
+            .map(|r| r.camera.min(rates.camera));
         // Each encoder keeps its last setting unless the new one differs enough.
         let pick = |new: u32, old: Option<u32>| match old {
             Some(o) if !rate::worth_changing(o, new) => o,
@@ -138,6 +150,32 @@ impl Engine {
             c.set_bitrate(applied.screen);
         }
         self.local.rates = Some(applied);
+        let small = small.map(|new| pick(new, self.local.small_rate));
+        if small != self.local.small_rate {
+            if let Some(c) = &self.local.camera {
+                tracing::debug!(bps = ?small, "camera's small stream");
+                c.set_small_stream(small);
+            }
+            self.local.small_rate = small;
+        }
+        self.route_small_stream();
+    }
+
+    /// Moves each peer onto the camera stream its link takes, from that stream's next
+    /// keyframe (asked for now).
+    fn route_small_stream(&self) {
+        let Some(c) = &self.local.camera else { return };
+        for (peer, _) in c.fanout.snapshot() {
+            let small = self.local.slow.is_slow(&peer);
+            if c.fanout.send_small(&peer, small) {
+                tracing::info!(%peer, small, "camera stream for this peer");
+                if small {
+                    c.request_small_keyframe();
+                } else {
+                    c.request_keyframe();
+                }
+            }
+        }
     }
 
     /// Follows the estimates between stats ticks: a narrowing link must reach the encoder
@@ -145,11 +183,14 @@ impl Engine {
     pub(super) fn follow_estimates(&mut self) {
         self.local.estimates = self
             .peers
-            .values()
-            .filter(|p| p.connection == ConnectionState::Connected)
-            .filter_map(|p| p.peer.media_estimate())
+            .iter()
+            .filter(|(_, p)| p.connection == ConnectionState::Connected)
+            .filter_map(|(id, p)| Some((id.clone(), p.peer.media_estimate()?)))
             // In an SFU room the one uplink is to Janus.
-            .chain(self.sfu_estimate())
+            .chain(
+                self.sfu_estimate()
+                    .map(|e| (super::sfu::PUBLISHER.to_owned(), e)),
+            )
             .collect();
         self.apply_rates();
     }
@@ -185,6 +226,11 @@ impl Engine {
                 self.local.mic.as_ref().map(|c| &*c.counters),
             );
             s.ice_restarts = p.reconnect.restarts();
+            s.small_stream = self
+                .local
+                .camera
+                .as_ref()
+                .is_some_and(|c| c.fanout.sends_small(id));
             out.push(s);
         }
         self.emit(Event::Stats(out));

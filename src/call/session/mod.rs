@@ -32,6 +32,7 @@ use crate::call::peer::{ConnectionState, IceServerConfig, MediaKind, Peer, PeerE
 use crate::call::rate::VideoRates;
 use crate::call::reconnect::Reconnect;
 use crate::call::sink::MediaSink;
+use crate::call::slow_peers::SlowPeers;
 use crate::call::stats::{SentTotals, StatsTracker};
 use crate::call::track::TrackRole;
 
@@ -113,10 +114,14 @@ struct Local {
     state: MediaState,
     /// Screen shares started so far; numbers the share's track id.
     screen_shares: u32,
-    /// Each connected peer's bandwidth estimate at the last stats tick (bit/s).
-    estimates: Vec<f64>,
+    /// Each connected peer's bandwidth estimate (bit/s), by peer.
+    estimates: Vec<(String, f64)>,
     /// What the video encoders were last set to (None: their configured start).
     rates: Option<VideoRates>,
+    /// Mesh peers on links far slower than the others', and the rate of the camera's
+    /// small stream they are sent.
+    slow: SlowPeers,
+    small_rate: Option<u32>,
     /// Whether someone speaks into the muted microphone.
     muted_speech: MutedSpeech,
     /// The recorder's tap on the sink, and the recording it feeds.

@@ -102,13 +102,18 @@ impl App {
                 .map_or(id.as_str(), |p| p.name.as_str());
             ui.label(RichText::new(name).strong());
             ui.label(format!(
-                "in {:.0} kbit/s {:.0} fps {}x{} | out {:.0} kbit/s {:.0} fps",
+                "in {:.0} kbit/s {:.0} fps {}x{} | out {:.0} kbit/s {:.0} fps{}",
                 s.video_in_kbps,
                 s.video_in_fps,
                 s.video_in_width,
                 s.video_in_height,
                 s.video_out_kbps,
-                s.video_out_fps
+                s.video_out_fps,
+                if s.small_stream {
+                    " (small stream: slow link)"
+                } else {
+                    ""
+                }
             ));
             ui.label(format!(
                 "freezes {} ({:.1} s) | NACKs {} | keyframe requests {} | FEC rebuilt {}",

@@ -3,9 +3,12 @@
 //! estimate with a tenth of a second of burst: too slow for a keyframe on a clean link, and
 //! on a narrow one (1 Mbit/s, a 50 ms buffer) a keyframe still leaves in one piece and the
 //! router drops its tail. Here a frame that fits the burst leaves at once (no added delay
-//! on a clean link) and a bigger one is spread at 1.5 times the estimate. Audio and
-//! retransmissions do not queue behind video: they leave at once and are charged to the
-//! budget (a late repair is no repair, late audio is a gap).
+//! on a clean link) and a bigger one is spread at 1.5 times the estimate for its first
+//! [`SURGE`], then at the estimate: a keyframe of a quarter second at the link's rate
+//! would otherwise fill a narrow link's buffer at half the estimate and lose its tail
+//! there (then a NACK storm, or another keyframe). Audio and retransmissions do not queue
+//! behind video: they leave at once and are charged to the budget (a late repair is no
+//! repair, late audio is a gap).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,15 +29,24 @@ use super::setup::OPUS_PT;
 pub(super) const FACTOR: f64 = 1.5;
 /// What may leave at once, in time at the pacing rate.
 pub(super) const BURST: Duration = Duration::from_millis(20);
+/// How long a backlog may leave faster than the estimate: a narrow link's buffer takes
+/// the excess of 50 ms at 1.5 times its rate (25 ms of queue) without dropping.
+pub(super) const SURGE: Duration = Duration::from_millis(50);
 /// The longest a packet should wait in the pacer: past this the pace rises to drain the
-/// queue in this time (the estimate just fell under what was already encoded). Late video
-/// is worse than a moment over the estimate.
-pub(super) const MAX_QUEUE: Duration = Duration::from_millis(150);
+/// queue in this time (the estimate just fell under what was already encoded, as after an
+/// outage). Longer than a keyframe takes at the estimate's pace, which is no such case.
+pub(super) const MAX_QUEUE: Duration = Duration::from_millis(250);
 /// Bits a queued packet is counted as (the pacer only says how many it holds).
 const PACKET_BITS: f64 = 1200.0 * 8.0;
 
-/// The pace for a queue of `queued` packets, at least `base`.
-pub(super) fn draining(base: f64, queued: usize) -> f64 {
+/// The pace for a queue of `queued` packets that has been waiting for `backlog`, given
+/// the estimate.
+pub(super) fn pace(estimate: f64, queued: usize, backlog: Duration) -> f64 {
+    let base = if backlog < SURGE {
+        estimate * FACTOR
+    } else {
+        estimate
+    };
     base.max(queued as f64 * PACKET_BITS / MAX_QUEUE.as_secs_f64())
 }
 
@@ -91,8 +103,10 @@ pub(super) struct Pacing {
     /// Retransmissions leaving, told to the encoders' rate through `repair`.
     retransmitted: WindowRate,
     repair: Arc<Repair>,
-    /// The pace the estimate asks for.
-    base: f64,
+    /// The send estimate.
+    estimate: f64,
+    /// Since when packets have been waiting (none now: `None`).
+    backlog_since: Option<Instant>,
     /// Audio and retransmissions, ahead of the paced queue.
     express: VecDeque<TaggedPacket>,
 }
@@ -114,16 +128,24 @@ impl Pacing {
         *inner.pacer_mut() = bucket(start_bps, f64::INFINITY, start);
         Self {
             inner,
-            base: start_bps * FACTOR,
+            estimate: start_bps,
+            backlog_since: None,
             retransmitted: WindowRate::default(),
             repair,
             express: VecDeque::new(),
         }
     }
 
-    /// Raises the pace while the queue is longer than [`MAX_QUEUE`] allows.
-    fn drain(&mut self) {
-        let rate = draining(self.base, self.inner.queued());
+    /// Sets the pace for the queue as it is at `now`.
+    fn drain(&mut self, now: Instant) {
+        let queued = self.inner.queued();
+        let since = match queued {
+            0 => None,
+            _ => Some(*self.backlog_since.get_or_insert(now)),
+        };
+        self.backlog_since = since;
+        let backlog = since.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        let rate = pace(self.estimate, queued, backlog);
         let pacer = self.inner.pacer_mut();
         if (pacer.target_bitrate() - rate).abs() > 1.0 {
             pacer.set_target_bitrate(rate);
@@ -153,8 +175,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Pacing {
             pacer.refill(now);
             let budget = pacer.budget_bits();
             *pacer = bucket(bps, budget, now);
-            self.base = bps * FACTOR;
-            self.drain();
+            self.estimate = bps;
+            self.drain(now);
         }
         Ok(())
     }
@@ -180,8 +202,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Pacing {
         // Video leaves every frame: the rate falls back as retransmissions stop.
         self.repair
             .set_retransmit_bps(self.retransmitted.rate(msg.now));
+        let now = msg.now;
+        if self.inner.queued() == 0 {
+            // A new backlog, if this packet waits.
+            self.backlog_since = None;
+        }
         self.inner.handle_write(msg)?;
-        self.drain();
+        self.drain(now);
         Ok(())
     }
 
@@ -192,7 +219,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Pacing {
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
         self.inner.handle_timeout(now)?;
         self.repair.set_retransmit_bps(self.retransmitted.rate(now));
-        self.drain();
+        self.drain(now);
         Ok(())
     }
 
@@ -241,14 +268,24 @@ mod tests {
     }
 
     #[test]
+    fn a_backlog_leaves_faster_than_the_estimate_only_at_first() {
+        let early = pace(1_000_000.0, 20, Duration::from_millis(10));
+        assert_eq!(early, 1_000_000.0 * FACTOR);
+        // A 1 Mbit/s link's keyframe (20 packets, 190 ms at the estimate) then leaves
+        // at the link's rate, not into its buffer.
+        let later = pace(1_000_000.0, 20, SURGE);
+        assert_eq!(later, 1_000_000.0);
+        // Never slower than the queue allows: the pace follows the estimate down.
+        let slower = pace(500_000.0, 0, Duration::ZERO);
+        assert_eq!(slower, 500_000.0 * FACTOR);
+    }
+
+    #[test]
     fn a_queue_longer_than_its_limit_raises_the_pace_to_drain_it_in_time() {
-        assert_eq!(
-            draining(600_000.0, 5),
-            600_000.0,
-            "a short queue: the estimate's pace"
-        );
-        // 100 packets (960 kbit) must be gone within 150 ms.
-        assert_eq!(draining(600_000.0, 100), 6_400_000.0);
+        let short = pace(600_000.0, 5, SURGE);
+        assert_eq!(short, 600_000.0, "a short queue: the estimate's pace");
+        // 100 packets (960 kbit) must be gone within 250 ms.
+        assert_eq!(pace(600_000.0, 100, SURGE), 3_840_000.0);
     }
 
     #[test]

@@ -59,6 +59,49 @@ pub struct Direction {
     pub recovered_ms: Option<f64>,
     /// Packets the shaped link dropped, both ways (loss and full queues).
     pub link_dropped: u64,
+    /// A link that narrows and widens again: seconds from its narrowing until a second
+    /// in which the sender's video fit the narrow rate, and from its widening until the
+    /// viewer's pictures were back at their size before (1 s resolution).
+    pub step: Option<Step>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Step {
+    pub down_s: Option<f64>,
+    pub back_s: Option<f64>,
+}
+
+/// [`Step`] of a call: `sent` is the sender's (wall-clock µs at the end of each second,
+/// video kbit/s sent in it), `shown` the viewer's seconds from `first_us` on, the link
+/// narrowed to `narrow_kbps` at `narrowed_us` and widened at `widened_us`.
+pub fn step_figures(
+    sent: &[(u64, f64)],
+    narrow_kbps: f64,
+    shown: &[crate::call::VideoSecond],
+    first_us: u64,
+    (narrowed_us, widened_us): (u64, u64),
+) -> Step {
+    const SECOND: u64 = 1_000_000;
+    let secs = |us: u64| us as f64 / 1e6;
+    let down_s = sent
+        .iter()
+        .find(|(end, kbps)| end.saturating_sub(SECOND) >= narrowed_us && *kbps <= narrow_kbps)
+        .map(|(end, _)| secs(end - narrowed_us));
+    let start_of = |i: usize| first_us + i as u64 * SECOND;
+    let before = shown
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| start_of(*i) + SECOND <= narrowed_us && s.frames > 0)
+        .last()
+        .map(|(_, s)| s.height);
+    let back_s = before.and_then(|h| {
+        shown
+            .iter()
+            .enumerate()
+            .find(|(i, s)| start_of(*i) >= widened_us && s.frames > 0 && s.height >= h)
+            .map(|(i, _)| secs(start_of(i) + SECOND - widened_us))
+    });
+    Step { down_s, back_s }
 }
 
 pub async fn network(args: NetworkBenchArgs) -> Result<Vec<Direction>, BenchError> {
@@ -129,6 +172,32 @@ fn direction(
                 .find(|g| g.ended_us > back && g.ended_us - (g.ms * 1000.0) as u64 <= back)
                 .map_or(0.0, |g| (g.ended_us - back) as f64 / 1000.0)
         });
+    let step = match profile.changes() {
+        [narrowed, widened] => {
+            let narrow = profile.at(std::time::Duration::from_secs_f64(*narrowed));
+            let at = |s: f64| shaped.started_us + (s * 1e6) as u64;
+            let started = sender["started_us"].as_u64().unwrap_or(0);
+            let sent: Vec<(u64, f64)> = sender["peers"][0]["stats_timeline"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| {
+                    let end = started + (s["t"].as_f64()? * 1e6) as u64;
+                    Some((end, s["video_out_kbps"].as_f64()?))
+                })
+                .collect();
+            (narrow.rate_bps > 0).then(|| {
+                step_figures(
+                    &sent,
+                    narrow.rate_bps as f64 / 1000.0,
+                    &q.timeline,
+                    q.first_us.unwrap_or(0),
+                    (at(*narrowed), at(*widened)),
+                )
+            })
+        }
+        _ => None,
+    };
     Direction {
         profile: profile.name(),
         direction: name.to_string(),
@@ -152,12 +221,13 @@ fn direction(
         keyframes: video["keyframes"].as_u64().unwrap_or(0),
         recovered_ms,
         link_dropped: shaped.lost + shaped.overflowed,
+        step,
     }
 }
 
 fn header() -> String {
     format!(
-        "{:<9} {:<14} {:>5} {:>8} {:>7} {:>7} {:>9} {:>6} {:>9} {:>8} {:>6} {:>5} {:>5} {:>4} {:>9}",
+        "{:<9} {:<14} {:>5} {:>8} {:>7} {:>7} {:>9} {:>6} {:>9} {:>8} {:>6} {:>5} {:>5} {:>4} {:>9} {:>9}",
         "profile",
         "direction",
         "fps",
@@ -172,13 +242,14 @@ fn header() -> String {
         "fec",
         "plis",
         "kf",
-        "recovery"
+        "recovery",
+        "down/back"
     )
 }
 
 fn row(d: &Direction) -> String {
     format!(
-        "{:<9} {:<14} {:>5.1} {:>8.1} {:>7} {:>7.0} {:>9} {:>6} {:>9.0} {:>8.0} {:>6} {:>5} {:>5} {:>4} {:>9}",
+        "{:<9} {:<14} {:>5.1} {:>8.1} {:>7} {:>7.0} {:>9} {:>6} {:>9.0} {:>8.0} {:>6} {:>5} {:>5} {:>4} {:>9} {:>9}",
         d.profile,
         d.direction,
         d.fps,
@@ -195,5 +266,69 @@ fn row(d: &Direction) -> String {
         d.keyframes,
         d.recovered_ms
             .map_or("-".into(), |ms| format!("{ms:.0} ms")),
+        d.step.map_or("-".into(), |s| {
+            let secs = |v: Option<f64>| v.map_or("never".into(), |v| format!("{v:.1}"));
+            format!("{}/{} s", secs(s.down_s), secs(s.back_s))
+        }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::VideoSecond;
+
+    const S: u64 = 1_000_000;
+
+    fn shown(heights: &[u32]) -> Vec<VideoSecond> {
+        (0..)
+            .zip(heights)
+            .map(|(t, &height)| VideoSecond {
+                t,
+                frames: 30,
+                width: height * 16 / 9,
+                height,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_step_is_judged_by_the_first_second_that_fits_and_the_first_back_at_full_size() {
+        // The link narrows at 10 s and widens at 20 s (the viewer's first frame at 0).
+        let sent: Vec<(u64, f64)> = (1..=30)
+            .map(|t| {
+                (
+                    t * S,
+                    if (12..=21).contains(&t) {
+                        400.0
+                    } else {
+                        2400.0
+                    },
+                )
+            })
+            .collect();
+        let mut heights = vec![720; 10];
+        heights.extend([360; 13]);
+        heights.extend([540, 720, 720, 720, 720, 720, 720]);
+        let step = step_figures(&sent, 500.0, &shown(&heights), 0, (10 * S, 20 * S));
+        // The second ending at 12 s is the first to fit: 2 s.
+        assert_eq!(step.down_s, Some(2.0));
+        // 720p again in the second from 24 s: by 25 s, 5 s after.
+        assert_eq!(step.back_s, Some(5.0));
+    }
+
+    #[test]
+    fn a_sender_that_never_fits_and_a_picture_that_never_returns_say_so() {
+        let sent: Vec<(u64, f64)> = (1..=30).map(|t| (t * S, 900.0)).collect();
+        let mut heights = vec![720; 10];
+        heights.extend([360; 20]);
+        let step = step_figures(&sent, 500.0, &shown(&heights), 0, (10 * S, 20 * S));
+        assert_eq!(
+            step,
+            Step {
+                down_s: None,
+                back_s: None
+            }
+        );
+    }
 }

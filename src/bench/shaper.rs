@@ -24,6 +24,8 @@ pub struct ShaperStats {
     /// Wall-clock µs when the profile's last change took effect (e.g. the link's return
     /// after an outage), if it has one.
     pub last_change_us: Option<u64>,
+    /// Wall-clock µs the profile's time counts from.
+    pub started_us: u64,
 }
 
 pub struct Shaper {
@@ -170,7 +172,10 @@ fn run(
     let mut links: HashMap<(u16, u16), Link<u64>> = HashMap::new();
     let mut held: HashMap<u64, nfq::Message> = HashMap::new();
     let mut next_id = 0u64;
-    let mut stats = ShaperStats::default();
+    let mut stats = ShaperStats {
+        started_us: start_us,
+        ..ShaperStats::default()
+    };
     let mut config: LinkConfig = profile.at(Duration::ZERO);
     let release = |queue: &mut nfq::Queue, mut msg: nfq::Message, verdict| {
         msg.set_verdict(verdict);

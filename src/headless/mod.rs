@@ -291,6 +291,8 @@ pub struct Report {
     /// barcode's clock is ours), so network, echo and codecs both ways.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub round_trip_ms: Option<Percentiles>,
+    /// Wall-clock µs the statistics timelines' `t` counts from.
+    pub started_us: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -420,6 +422,7 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
     let mut chat = opts.chat.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(opts.seconds);
     let started = Instant::now();
+    report.started_us = now_us();
     let mut typed = opts.chat_stdin.then(stdin_lines);
     let mut cameras: std::collections::BTreeSet<String> = Default::default();
     loop {

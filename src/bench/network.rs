@@ -91,8 +91,7 @@ pub fn step_figures(
     let before = shown
         .iter()
         .enumerate()
-        .filter(|(i, s)| start_of(*i) + SECOND <= narrowed_us && s.frames > 0)
-        .last()
+        .rfind(|(i, s)| start_of(*i) + SECOND <= narrowed_us && s.frames > 0)
         .map(|(_, s)| s.height);
     let back_s = before.and_then(|h| {
         shown

@@ -128,6 +128,7 @@ impl VideoCapture {
             scaler: Scaler::default(),
             layered,
             small: None,
+            fanout: fanout.clone(),
         };
         std::thread::Builder::new()
             .name(format!("capture-{track}"))
@@ -169,9 +170,9 @@ impl VideoCapture {
         let _ = self.ctl.send(VideoCtl::SmallKeyframe);
     }
 
-    /// The flag the peers' tracks set when a remote asks for a keyframe.
-    pub fn keyframe_wanted(&self) -> &KeyframeWanted {
-        &self.keyframe
+    /// The flag `peer`'s track sets when it asks for a keyframe.
+    pub fn keyframe_wanted_by(&self, peer: &str) -> KeyframeWanted {
+        self.fanout.keyframe_flag(peer)
     }
 
     pub fn set_muted(&self, muted: bool) {
@@ -225,6 +226,8 @@ struct VideoThread {
     layered: Option<LayeredEncoder>,
     /// Beside the one below, for mesh peers on slow links.
     small: Option<SmallStream>,
+    /// The peers' keyframe requests, by the stream each is sent.
+    fanout: Arc<Fanout<VideoTrackSender>>,
 }
 
 impl VideoThread {
@@ -343,7 +346,14 @@ impl VideoThread {
                 continue;
             }
             self.preview.local_video(self.track, &frame);
+            // For every stream: a source swap, a new peer, a full queue; then each
+            // peer's own request, for the stream it is sent.
+            let all = self.keyframe.take();
+            let (main_asked, small_asked) = self.fanout.keyframes_asked();
             if self.layered.is_some() {
+                if all || main_asked {
+                    self.keyframe.set();
+                }
                 match self.encode_layers(&frame) {
                     Ok(true) => continue,
                     Ok(false) => return,
@@ -373,11 +383,11 @@ impl VideoThread {
                     }
                 },
             };
-            if self.keyframe.take() {
+            if all || main_asked {
                 enc.request_keyframe();
-                if let Some(small) = self.small.as_mut() {
-                    small.request_keyframe();
-                }
+            }
+            if let Some(small) = self.small.as_mut().filter(|_| all || small_asked) {
+                small.request_keyframe();
             }
             let started = Instant::now();
             let encoded = match enc.encode(main) {

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::encode::SendCounters;
 use super::error::Result;
-use super::peer::{AudioTrackSender, VideoTrackSender};
+use super::peer::{AudioTrackSender, KeyframeWanted, VideoTrackSender};
 use crate::sync::LockExt;
 
 /// One encoded unit: an access unit of one simulcast layer (or of the only one), or an
@@ -78,13 +78,44 @@ struct Peer<S> {
 /// Sends encoded units to every peer's copy of one local track.
 pub struct Fanout<S> {
     peers: Mutex<HashMap<String, Peer<S>>>,
+    /// Each peer's keyframe requests (PLI, FIR), set by its connection: answered on the
+    /// stream that peer is sent, so a slow peer's losses cost the others nothing.
+    asked: Mutex<HashMap<String, KeyframeWanted>>,
 }
 
 impl<S: Clone> Fanout<S> {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             peers: Mutex::new(HashMap::new()),
+            asked: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The flag `peer`'s connection sets when it asks for a keyframe.
+    pub fn keyframe_flag(&self, peer: &str) -> KeyframeWanted {
+        self.asked
+            .locked()
+            .entry(peer.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Whether any peer asked for a keyframe since the last call: (of the main stream,
+    /// of the small one).
+    pub fn keyframes_asked(&self) -> (bool, bool) {
+        let asked = self.asked.locked();
+        let peers = self.lock();
+        let mut wanted = (false, false);
+        for (peer, flag) in asked.iter() {
+            if flag.take() {
+                if peers.get(peer).is_some_and(|p| p.route.small) {
+                    wanted.1 = true;
+                } else {
+                    wanted.0 = true;
+                }
+            }
+        }
+        wanted
     }
 
     pub fn add(&self, peer: &str, sender: S) {
@@ -97,6 +128,7 @@ impl<S: Clone> Fanout<S> {
     }
 
     pub fn remove(&self, peer: &str) -> Option<S> {
+        self.asked.locked().remove(peer);
         self.lock().remove(peer).map(|p| p.sender)
     }
 
@@ -269,6 +301,27 @@ mod tests {
         ];
         let (_, cy) = sent_to(fanout, units).await;
         assert_eq!(cy, [11, 102]);
+    }
+
+    #[tokio::test]
+    async fn a_peers_keyframe_request_is_answered_on_the_stream_it_is_sent() {
+        let fanout = Fanout::new();
+        fanout.add("ada", Recorder::default());
+        fanout.add("cy", Recorder::default());
+        let (ada, cy) = (fanout.keyframe_flag("ada"), fanout.keyframe_flag("cy"));
+        fanout.send_small("cy", true);
+        sent_to(fanout.clone(), vec![unit(true, true, 10)]).await;
+        assert_eq!(fanout.keyframes_asked(), (false, false));
+        cy.set();
+        assert_eq!(
+            fanout.keyframes_asked(),
+            (false, true),
+            "cy's costs ada nothing"
+        );
+        assert_eq!(fanout.keyframes_asked(), (false, false), "answered once");
+        ada.set();
+        cy.set();
+        assert_eq!(fanout.keyframes_asked(), (true, true));
     }
 
     /// Counts nothing as delivered that went only to the small stream.

@@ -74,12 +74,12 @@ impl Engine {
     ) {
         let track = self.local_track_id(role);
         // Layers go to the SFU only; a member in a mesh takes the largest.
+        let asks = cap.keyframe_wanted_by(peer_id);
         let added = if cap.layers > 1 && peer_id == super::sfu::PUBLISHER {
-            peer.add_simulcast_video_track(&track, role.as_str(), cap.keyframe_wanted(), cap.layers)
+            peer.add_simulcast_video_track(&track, role.as_str(), &asks, cap.layers)
                 .await
         } else {
-            peer.add_video_track_for(&track, role.as_str(), cap.keyframe_wanted())
-                .await
+            peer.add_video_track_for(&track, role.as_str(), &asks).await
         };
         match added {
             Ok(s) => cap.fanout.add(peer_id, s),

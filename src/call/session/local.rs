@@ -97,10 +97,14 @@ impl Engine {
         }
     }
 
-    /// Sets every encoder afresh: a new one starts at the configured bitrate, and a new
-    /// ceiling changes what the estimate allows.
+    /// Sets every encoder afresh: a new one starts at the configured bitrate (and a new
+    /// camera without a small stream), and a new ceiling changes what the estimate allows.
     pub(super) fn reset_rates(&mut self) {
         self.local.rates = None;
+        if let Some(c) = &self.local.camera {
+            c.set_small_stream(None);
+        }
+        self.local.small_rate = None;
         self.apply_rates();
     }
 

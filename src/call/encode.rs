@@ -416,16 +416,9 @@ impl VideoThread {
         c.encode_us_total
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         c.frames.fetch_add(1, Ordering::Relaxed);
-        c.bytes
-            .fetch_add(encoded.data.len() as u64, Ordering::Relaxed);
         c.keyframes
             .fetch_add(u64::from(encoded.keyframe), Ordering::Relaxed);
-        let duration = Duration::from_secs_f32(1.0 / self.encoding.fps.max(1.0));
-        let unit = Unit {
-            keyframe: encoded.keyframe,
-            ..Unit::single(encoded.data, duration)
-        };
-        self.send(unit)
+        self.send_encoded(encoded, false)
     }
 
     /// One frame of the small stream, if there is one. False once the send stage is gone.
@@ -433,25 +426,28 @@ impl VideoThread {
         let Some(small) = self.small.as_mut() else {
             return true;
         };
-        let encoded = match small.encode(frame, self.encoding) {
-            Ok((unit, took)) => {
-                let c = &self.counters;
-                c.encode_us_total
+        match small.encode(frame, self.encoding) {
+            Ok((encoded, took)) => {
+                self.counters
+                    .encode_us_total
                     .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-                unit
+                encoded.is_none_or(|e| self.send_encoded(e, true))
             }
             Err(e) => {
                 tracing::warn!(track = %self.track, "small stream: {e}");
-                None
+                true
             }
-        };
-        let Some(encoded) = encoded else { return true };
+        }
+    }
+
+    /// An access unit of the main or the small stream, counted and handed on.
+    fn send_encoded(&mut self, encoded: crate::media::AccessUnit, small: bool) -> bool {
         self.counters
             .bytes
             .fetch_add(encoded.data.len() as u64, Ordering::Relaxed);
         let duration = Duration::from_secs_f32(1.0 / self.encoding.fps.max(1.0));
         self.send(Unit {
-            small: true,
+            small,
             keyframe: encoded.keyframe,
             ..Unit::single(encoded.data, duration)
         })

@@ -1,7 +1,7 @@
 //! The camera's degradation ladder: when the bitrate cannot carry the source's resolution
 //! (too few bits per pixel, the picture turns to mush and the encoder skips frames), send
-//! a smaller picture instead: 720p -> 540p -> 360p -> 180p. Down at once, up one rung
-//! after the bitrate has held for 0.7 s, with a gap between the two thresholds so it
+//! a smaller picture instead: 720p -> 540p -> 360p -> 180p. Down at once, up after the
+//! bitrate has held for 0.7 s (as many rungs as it carries), with a gap between the two thresholds so it
 //! does not flap. Pure: time is passed in.
 
 use std::time::{Duration, Instant};
@@ -42,9 +42,11 @@ impl Ladder {
         if self.rung > 0 && bpp(self.rung - 1) >= UP_BPP {
             let since = *self.up_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= UP_AFTER {
-                self.rung -= 1;
-                // The next rung up needs its own hold.
-                self.up_since = Some(now);
+                // As far up as the rate carries: each rung is a keyframe and a hold.
+                while self.rung > 0 && bpp(self.rung - 1) >= UP_BPP {
+                    self.rung -= 1;
+                }
+                self.up_since = None;
             }
         } else {
             self.up_since = None;
@@ -84,18 +86,30 @@ mod tests {
     }
 
     #[test]
-    fn it_climbs_back_one_rung_per_hold_once_the_rate_returns() {
+    fn once_the_rate_returns_it_climbs_after_a_hold_as_far_as_the_rate_carries() {
         let mut l = Ladder::default();
         let t0 = Instant::now();
         assert_eq!(l.update(t0, 150_000, 30.0, HD), (320, 180));
-        // Looked at every half hold: a rung every other look.
+        // Looked at every half hold: the hold starts at the first look, and at the third
+        // it is back to 720p in one step.
         let s = UP_AFTER / 2;
         let mut seen = Vec::new();
-        for i in 1..=8 {
+        for i in 1..=4 {
             seen.push(l.update(t0 + s * i, 2_500_000, 30.0, HD));
         }
-        let (p, q, f) = ((320, 180), (640, 360), (960, 540));
-        assert_eq!(seen, vec![p, p, q, q, f, f, HD, HD], "one rung per hold");
+        assert_eq!(seen, vec![(320, 180), (320, 180), HD, HD]);
+    }
+
+    #[test]
+    fn a_rate_that_carries_one_rung_more_climbs_one() {
+        let mut l = Ladder::default();
+        let t0 = Instant::now();
+        assert_eq!(l.update(t0, 150_000, 30.0, HD), (320, 180));
+        // 400 kbit/s: 0.058 bits per pixel at 360p, 0.026 at 540p.
+        for i in 1..=6 {
+            l.update(t0 + UP_AFTER / 2 * i, 400_000, 30.0, HD);
+        }
+        assert_eq!(l.update(t0 + UP_AFTER * 4, 400_000, 30.0, HD), (640, 360));
     }
 
     #[test]

@@ -57,6 +57,13 @@ impl Ceiling {
         }
     }
 
+    /// A probe found the path delivers `delivered`: past the ceiling, it no longer holds.
+    pub(crate) fn probed(&mut self, delivered: f64) {
+        if self.rate.is_some_and(|c| delivered > c * WIDENED) {
+            *self = Ceiling::default();
+        }
+    }
+
     pub(crate) fn get(&self) -> Option<f64> {
         self.rate
     }
@@ -91,6 +98,17 @@ impl Aimd {
 
     pub(crate) fn target(&self) -> f64 {
         self.target
+    }
+
+    /// Whether the climb is slowed by a capacity learnt earlier.
+    pub(crate) fn held(&self) -> bool {
+        self.capacity.near(self.target)
+    }
+
+    /// A probe found the path delivers `delivered`: the target goes to `bps`.
+    pub(crate) fn raise_to(&mut self, bps: f64, delivered: f64) {
+        self.target = self.target.max(bps).clamp(self.min, self.max);
+        self.capacity.probed(delivered);
     }
 
     /// Folds in the delay signal and the rate the far end receives (`None`: too little
@@ -161,6 +179,17 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_probe_forgets_the_ceiling_only_when_it_delivered_clearly_more() {
+        let mut c = Ceiling::default();
+        c.hit(500_000.0);
+        // A narrow link's probe delivers the link's rate: the ceiling stays.
+        c.probed(520_000.0);
+        assert_eq!(c.get(), Some(500_000.0));
+        c.probed(900_000.0);
+        assert_eq!(c.get(), None, "the link has widened");
     }
 
     #[test]

@@ -26,6 +26,8 @@ use rtc::interceptor::{
 use rtc::rtp::Packet as Rtp;
 use rtc::sansio::Protocol;
 
+use super::probe::{Cluster, Probing, Request};
+
 /// Below this steady loss retransmission alone repairs in time.
 const MIN_LOSS: f64 = 0.01;
 /// Repair packets per media packet: this many times the loss,
@@ -129,6 +131,20 @@ impl Repair {
         f64::from_bits(self.loss.load(Ordering::Relaxed))
     }
 
+    /// A stream of ours is protected from now on (`true`), or no longer.
+    pub(crate) fn protect(&self, on: bool) {
+        if on {
+            self.protecting.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.protecting.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the remote took FEC for any stream of ours.
+    pub(crate) fn protecting(&self) -> bool {
+        self.protecting.load(Ordering::Relaxed) > 0
+    }
+
     /// The share of the send rate that is media, not repair.
     pub(crate) fn media_share(&self) -> f64 {
         if self.protecting.load(Ordering::Relaxed) == 0 {
@@ -141,15 +157,58 @@ impl Repair {
 /// The send half: repair packets for each protected stream, as many as the loss asks.
 pub(super) struct FecSender {
     state: Arc<Repair>,
-    streams: HashMap<u32, (FlexFec03Encoder, Blocks)>,
+    probing: Arc<Probing>,
+    streams: HashMap<u32, Protected>,
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
 }
 
+/// One protected stream.
+struct Protected {
+    encoder: FlexFec03Encoder,
+    blocks: Blocks,
+    /// The repair stream's SSRC.
+    ssrc: u32,
+    /// The last media packets sent, in a consecutive run: what a probe's packets repair.
+    recent: VecDeque<Rtp>,
+}
+
+/// The most media packets a probe's repair packets cover.
+const PROBE_BASE: usize = 20;
+
+impl Protected {
+    fn remember(&mut self, packet: &Rtp) {
+        let follows = self.recent.back().is_none_or(|last| {
+            packet.header.sequence_number == last.header.sequence_number.wrapping_add(1)
+        });
+        if !follows {
+            self.recent.clear();
+        }
+        self.recent.push_back(packet.clone());
+        if self.recent.len() > PROBE_BASE {
+            self.recent.pop_front();
+        }
+    }
+
+    /// The repair packets of a probe (`probe.rs`), and the cluster they make.
+    fn probe(&mut self, request: Request) -> (Vec<Rtp>, Cluster) {
+        let n = request.packets.min(self.recent.len() as u32);
+        let packets = self.encoder.encode(self.recent.make_contiguous(), n);
+        let cluster = Cluster {
+            id: request.id,
+            rate_bps: request.rate_bps,
+            ssrc: self.ssrc,
+            seqs: packets.iter().map(|p| p.header.sequence_number).collect(),
+        };
+        (packets, cluster)
+    }
+}
+
 impl FecSender {
-    pub(super) fn new(state: Arc<Repair>) -> Self {
+    pub(super) fn new(state: Arc<Repair>, probing: Arc<Probing>) -> Self {
         Self {
             state,
+            probing,
             streams: HashMap::new(),
             read_queue: VecDeque::new(),
             write_queue: VecDeque::new(),
@@ -174,12 +233,28 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FecSender {
     }
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        let mut probe = Vec::new();
         let repairs = match &msg.message.packet {
             Packet::Rtp(rtp) => match self.streams.get_mut(&rtp.header.ssrc) {
-                Some((encoder, blocks)) => blocks
-                    .push(rtp, protection(self.state.loss()))
-                    .map(|(block, n)| encoder.encode(&block, n))
-                    .unwrap_or_default(),
+                Some(stream) => {
+                    stream.remember(rtp);
+                    // A probe follows a frame's last packet, with the frame in the pacer.
+                    if rtp.header.marker
+                        && stream.recent.len() > 1
+                        && let Some(request) = self.probing.take()
+                    {
+                        let cluster;
+                        (probe, cluster) = stream.probe(request);
+                        self.probing.sent(cluster);
+                    }
+                    let share = protection(self.state.loss());
+                    let encoder = &mut stream.encoder;
+                    stream
+                        .blocks
+                        .push(rtp, share)
+                        .map(|(block, n)| encoder.encode(&block, n))
+                        .unwrap_or_default()
+                }
                 None => Vec::new(),
             },
             _ => Vec::new(),
@@ -190,7 +265,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FecSender {
         self.state
             .sent
             .fetch_add(repairs.len() as u64, Ordering::Relaxed);
-        for packet in repairs {
+        for packet in repairs.into_iter().chain(probe) {
             self.write_queue.push_back(TaggedPacket {
                 now,
                 transport,
@@ -217,14 +292,20 @@ impl Interceptor for FecSender {
     fn bind_local_stream(&mut self, info: &StreamInfo) {
         if let (Some(ssrc), Some(pt)) = (info.ssrc_fec, info.payload_type_fec) {
             let encoder = FlexFec03Encoder::new(pt, ssrc).with_base_sequence_number(rand::random());
-            self.streams.insert(info.ssrc, (encoder, Blocks::default()));
-            self.state.protecting.fetch_add(1, Ordering::Relaxed);
+            let stream = Protected {
+                encoder,
+                blocks: Blocks::default(),
+                ssrc,
+                recent: VecDeque::new(),
+            };
+            self.streams.insert(info.ssrc, stream);
+            self.state.protect(true);
         }
     }
 
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
         if self.streams.remove(&info.ssrc).is_some() {
-            self.state.protecting.fetch_sub(1, Ordering::Relaxed);
+            self.state.protect(false);
         }
     }
 

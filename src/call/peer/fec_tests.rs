@@ -70,7 +70,7 @@ fn stream() -> StreamInfo {
 fn sent(loss: f64, count: u16) -> (Arc<Repair>, Vec<Rtp>) {
     let state = Arc::new(Repair::default());
     state.set_loss(loss);
-    let mut sender = FecSender::new(Arc::clone(&state));
+    let mut sender = FecSender::new(Arc::clone(&state), Arc::default());
     sender.bind_local_stream(&stream());
     let mut out = Vec::new();
     for seq in 0..count {

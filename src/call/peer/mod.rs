@@ -56,6 +56,7 @@ mod nack;
 mod negotiate;
 mod numbered;
 mod pacing;
+mod probe;
 mod receive;
 mod sdp;
 mod send;

@@ -22,6 +22,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::marshal::MarshalSize;
 
 use super::fec::Repair;
+use super::probe::Probing;
 use super::setup::OPUS_PT;
 
 /// The pace relative to the estimate: room for the encoder's overshoot, short of
@@ -109,6 +110,18 @@ pub(super) struct Pacing {
     backlog_since: Option<Instant>,
     /// Audio and retransmissions, ahead of the paced queue.
     express: VecDeque<TaggedPacket>,
+    /// A probe's packets (`probe.rs`) still queued, and the rate they leave at.
+    probing: Arc<Probing>,
+    probe_queued: usize,
+    probe_bps: f64,
+}
+
+/// An RTP packet's stream and sequence number.
+fn rtp_id(msg: &TaggedPacket) -> Option<(u32, u16)> {
+    match &msg.message.packet {
+        Packet::Rtp(rtp) => Some((rtp.header.ssrc, rtp.header.sequence_number)),
+        _ => None,
+    }
 }
 
 /// The bits of an RTP packet that must not wait behind video, if it is one.
@@ -122,7 +135,7 @@ fn express_bits(msg: &TaggedPacket) -> Option<f64> {
 }
 
 impl Pacing {
-    pub(super) fn new(start_bps: f64, repair: Arc<Repair>) -> Self {
+    pub(super) fn new(start_bps: f64, repair: Arc<Repair>, probing: Arc<Probing>) -> Self {
         let mut inner = PacerBuilder::new().build();
         let start = Instant::now();
         *inner.pacer_mut() = bucket(start_bps, f64::INFINITY, start);
@@ -133,6 +146,9 @@ impl Pacing {
             retransmitted: WindowRate::default(),
             repair,
             express: VecDeque::new(),
+            probing,
+            probe_queued: 0,
+            probe_bps: 0.0,
         }
     }
 
@@ -145,7 +161,12 @@ impl Pacing {
         };
         self.backlog_since = since;
         let backlog = since.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-        let rate = pace(self.estimate, queued, backlog);
+        let probe = if self.probe_queued > 0 {
+            self.probe_bps
+        } else {
+            0.0
+        };
+        let rate = pace(self.estimate, queued, backlog).max(probe);
         let pacer = self.inner.pacer_mut();
         if (pacer.target_bitrate() - rate).abs() > 1.0 {
             pacer.set_target_bitrate(rate);
@@ -206,6 +227,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Pacing {
         if self.inner.queued() == 0 {
             // A new backlog, if this packet waits.
             self.backlog_since = None;
+            self.probe_queued = 0;
+        }
+        if let Some(bps) = rtp_id(&msg).and_then(|(ssrc, seq)| self.probing.rate_of(ssrc, seq)) {
+            self.probe_queued += 1;
+            self.probe_bps = bps;
         }
         self.inner.handle_write(msg)?;
         self.drain(now);
@@ -213,7 +239,16 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Pacing {
     }
 
     fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.express.pop_front().or_else(|| self.inner.poll_write())
+        if let Some(msg) = self.express.pop_front() {
+            return Some(msg);
+        }
+        let msg = self.inner.poll_write()?;
+        if self.probe_queued > 0
+            && rtp_id(&msg).is_some_and(|(ssrc, seq)| self.probing.rate_of(ssrc, seq).is_some())
+        {
+            self.probe_queued -= 1;
+        }
+        Some(msg)
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {

@@ -21,6 +21,7 @@ use super::estimate::Estimator;
 use super::fec::{FecReceiver, FecSender, Repair};
 use super::numbered::RepairFlows;
 use super::pacing::Pacing;
+use super::probe::Probing;
 use super::types::{MIN_ESTIMATE_BPS, PeerConfig};
 use super::wrapped::Wrapped;
 use crate::call::error::Result;
@@ -93,11 +94,13 @@ pub(super) fn interceptors(
     let registry = configure_twcc_receiver_only(registry, me)?;
     let max = f64::from(config.max_bitrate_bps.max(MIN_ESTIMATE_BPS));
     let start = f64::from(config.start_bitrate_bps).clamp(f64::from(MIN_ESTIMATE_BPS), max);
+    let probing = Arc::new(Probing::default());
     let registry = registry
         .with(Slot::CongestionControl, {
             let coverage = SharedCoverage::default();
             let estimator = Estimator::new(start, f64::from(MIN_ESTIMATE_BPS), max)
                 .reporting_loss_to(Arc::clone(fec))
+                .probing_with(Arc::clone(&probing))
                 .minding(Arc::clone(&coverage));
             Wrapped {
                 inner: Wrapped {
@@ -107,7 +110,10 @@ pub(super) fn interceptors(
                 around: NoteCoverage(coverage),
             }
         })
-        .with(Slot::FecEncoder, FecSender::new(Arc::clone(fec)))
+        .with(
+            Slot::FecEncoder,
+            FecSender::new(Arc::clone(fec), Arc::clone(&probing)),
+        )
         .with(Slot::FecDecoder, FecReceiver::new(Arc::clone(fec)))
         .with(
             Slot::TwccSender,
@@ -116,7 +122,7 @@ pub(super) fn interceptors(
                 around: RepairFlows(config.fec),
             },
         )
-        .with(Slot::Pacer, Pacing::new(start, Arc::clone(fec)));
+        .with(Slot::Pacer, Pacing::new(start, Arc::clone(fec), probing));
     Ok(configure_rtcp_reports(registry))
 }
 

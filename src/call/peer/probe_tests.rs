@@ -1,0 +1,240 @@
+use super::*;
+
+const MAX: f64 = 5_000_000.0;
+
+fn moment(now: Instant, target: f64) -> Moment {
+    Moment {
+        now,
+        target,
+        max: MAX,
+        held: false,
+        trouble_at: None,
+    }
+}
+
+/// A planner that has seen the path since `t0 - QUIET_FOR`.
+fn seen_since(t0: Instant) -> Planner {
+    let mut p = Planner::default();
+    assert_eq!(p.due(moment(t0 - QUIET_FOR, 500_000.0)), None, "too soon");
+    p
+}
+
+#[test]
+fn an_estimate_under_the_most_on_a_quiet_path_probes_at_twice_its_rate() {
+    let now = Instant::now();
+    let mut p = seen_since(now);
+    let r = p.due(moment(now, 500_000.0)).unwrap();
+    assert_eq!(r.rate_bps, 1_000_000.0);
+    // 30 ms at 1 Mbit/s is under 4 kB: five packets, the least.
+    assert_eq!(r.packets, 5);
+    let r = {
+        let mut p = seen_since(now);
+        p.due(moment(now, 2_000_000.0)).unwrap()
+    };
+    assert_eq!((r.rate_bps, r.packets), (4_000_000.0, 14));
+}
+
+#[test]
+fn near_a_known_capacity_a_probe_asks_for_less() {
+    let now = Instant::now();
+    let mut p = seen_since(now);
+    let held = Moment {
+        held: true,
+        ..moment(now, 1_000_000.0)
+    };
+    assert_eq!(p.due(held).unwrap().rate_bps, 1_500_000.0);
+}
+
+#[test]
+fn near_a_known_capacity_the_path_must_have_been_quiet_longer() {
+    let now = Instant::now();
+    let mut p = seen_since(now);
+    let lately = Moment {
+        held: true,
+        trouble_at: Some(now - QUIET_FOR),
+        ..moment(now, 1_000_000.0)
+    };
+    assert_eq!(p.due(lately), None);
+    let long_ago = Moment {
+        trouble_at: Some(now - HELD_QUIET_FOR),
+        ..lately
+    };
+    assert!(p.due(long_ago).is_some());
+}
+
+#[test]
+fn no_probe_while_the_path_queues_or_loses_nor_at_the_most_the_estimate_may_be() {
+    let now = Instant::now();
+    let mut p = seen_since(now);
+    let troubled = Moment {
+        trouble_at: Some(now - Duration::from_millis(500)),
+        ..moment(now, 500_000.0)
+    };
+    assert_eq!(p.due(troubled), None);
+    assert_eq!(p.due(moment(now, MAX * 0.96)), None);
+    let settled = Moment {
+        trouble_at: Some(now - QUIET_FOR),
+        ..moment(now, 500_000.0)
+    };
+    assert!(p.due(settled).is_some());
+}
+
+#[test]
+fn one_probe_at_a_time_and_a_probe_without_a_result_fails_in_time() {
+    let t0 = Instant::now();
+    let mut p = seen_since(t0);
+    let first = p.due(moment(t0, 500_000.0)).unwrap();
+    assert_eq!(
+        p.due(moment(t0 + Duration::from_millis(900), 500_000.0)),
+        None
+    );
+    // Timed out: a failure, so the next waits FIRST_WAIT after it.
+    let timed_out = t0 + RESULT_TIMEOUT;
+    assert_eq!(p.due(moment(timed_out, 500_000.0)), None);
+    let next = p.due(moment(timed_out + FIRST_WAIT, 500_000.0)).unwrap();
+    assert_ne!(next.id, first.id);
+}
+
+#[test]
+fn probes_that_find_no_room_back_off_doubling_to_a_limit() {
+    let mut t = Instant::now();
+    let mut p = seen_since(t);
+    let mut gaps = Vec::new();
+    let mut last = None;
+    while gaps.len() < 6 {
+        if let Some(r) = p.due(moment(t, 500_000.0)) {
+            if let Some(l) = last {
+                gaps.push(t.saturating_duration_since(l).as_secs());
+            }
+            last = Some(t);
+            // The path delivers a little more than the estimate: an estimate settled
+            // under a narrow link's rate, no room.
+            assert_eq!(p.result(t, r.id, Some(600_000.0), 500_000.0), None);
+        }
+        t += Duration::from_millis(100);
+    }
+    assert_eq!(gaps, [1, 2, 3, 3, 3, 3]);
+}
+
+#[test]
+fn a_probe_that_finds_room_raises_the_estimate_and_probes_on_from_there() {
+    let t0 = Instant::now();
+    let mut p = seen_since(t0);
+    let r = p.due(moment(t0, 500_000.0)).unwrap();
+    // All it asked for arrived: the estimate goes to 90 % of it.
+    let raised = p.result(t0, r.id, Some(1_000_000.0), 500_000.0).unwrap();
+    assert_eq!(raised, 900_000.0);
+    // It delivered all it asked for: probing goes on, soon.
+    let soon = t0 + CHAIN_WAIT;
+    let next = p.due(moment(soon, raised)).unwrap();
+    assert_eq!(next.rate_bps, 1_800_000.0);
+    // Part of it arrived: raised to that, and the next probe waits longer.
+    let raised = p
+        .result(soon, next.id, Some(1_400_000.0), 900_000.0)
+        .unwrap();
+    assert_eq!(raised, 1_260_000.0);
+    assert_eq!(p.due(moment(soon + CHAIN_WAIT, raised)), None);
+    assert!(p.due(moment(soon + FIRST_WAIT, raised)).is_some());
+}
+
+#[test]
+fn a_result_for_another_probe_changes_nothing() {
+    let t0 = Instant::now();
+    let mut p = seen_since(t0);
+    let r = p.due(moment(t0, 500_000.0)).unwrap();
+    assert_eq!(p.result(t0, r.id + 1, Some(1_000_000.0), 500_000.0), None);
+    assert_eq!(p.out(), Some(r.id));
+}
+
+const PROBE_SSRC: u32 = 7;
+
+/// Packets of 1000 bytes leaving at `send_bps` (every third a probe packet) through a
+/// link of `link_bps` with a queue, `lost` of them dropped; reported in one feedback.
+fn through(send_bps: f64, link_bps: f64, n: usize, lost: &[usize]) -> (Cluster, Vec<PacketReport>) {
+    let t0 = Instant::now();
+    let gap = 8000.0 / send_bps;
+    let serialize = 8000.0 / link_bps;
+    let mut free_at = 0.0_f64;
+    let mut seqs = Vec::new();
+    let reports = (0..n)
+        .map(|i| {
+            let sent = i as f64 * gap;
+            free_at = free_at.max(sent) + serialize;
+            let probe = i % 3 == 1;
+            let (ssrc, seq) = if probe {
+                (PROBE_SSRC, i as u16)
+            } else {
+                (1, i as u16)
+            };
+            if probe {
+                seqs.push(seq);
+            }
+            let arrived = !lost.contains(&i);
+            PacketReport {
+                ssrc,
+                id: i as u64,
+                rtp_sequence_number: seq,
+                is_twcc: true,
+                twcc_sequence_number: i as u16,
+                size: 1000,
+                arrived,
+                departure: t0 + Duration::from_secs_f64(sent),
+                arrival: arrived.then(|| Duration::from_secs_f64(10.0 + free_at + 0.02)),
+                ecn: Default::default(),
+            }
+        })
+        .collect();
+    let cluster = Cluster {
+        id: 1,
+        rate_bps: send_bps,
+        ssrc: PROBE_SSRC,
+        seqs,
+    };
+    (cluster, reports)
+}
+
+fn near(v: f64, want: f64) -> bool {
+    (v - want).abs() < want * 0.03
+}
+
+#[test]
+fn a_probe_over_a_narrower_link_measures_the_link() {
+    let (cluster, reports) = through(2_000_000.0, 1_000_000.0, 16, &[]);
+    let mut m = Meter::new(cluster);
+    let d = m.add(&reports).unwrap().unwrap();
+    assert!(near(d, 1_000_000.0), "{d}");
+}
+
+#[test]
+fn a_probe_over_a_wide_link_measures_its_own_rate() {
+    let (cluster, reports) = through(2_000_000.0, 100_000_000.0, 16, &[]);
+    let mut m = Meter::new(cluster);
+    let d = m.add(&reports).unwrap().unwrap();
+    assert!(near(d, 2_000_000.0), "{d}");
+}
+
+#[test]
+fn lost_packets_count_as_not_delivered() {
+    // A third of the window lost on a wide link: two thirds of the rate arrived.
+    let lost: Vec<usize> = (0..16).filter(|i| i % 3 == 0).collect();
+    let (cluster, reports) = through(2_000_000.0, 100_000_000.0, 16, &lost);
+    let mut m = Meter::new(cluster);
+    let d = m.add(&reports).unwrap().unwrap();
+    assert!(d < 1_500_000.0, "{d}");
+}
+
+#[test]
+fn the_result_waits_for_every_probe_packet_to_be_reported() {
+    let (cluster, reports) = through(2_000_000.0, 1_000_000.0, 16, &[]);
+    let mut m = Meter::new(cluster);
+    assert_eq!(m.add(&reports[..10]), None);
+    assert!(m.add(&reports[10..]).is_some());
+}
+
+#[test]
+fn a_probe_of_which_almost_nothing_arrived_measures_nothing() {
+    let lost: Vec<usize> = (1..16).collect();
+    let (cluster, reports) = through(2_000_000.0, 1_000_000.0, 16, &lost);
+    let mut m = Meter::new(cluster);
+    assert_eq!(m.add(&reports), Some(None));
+}

@@ -1,9 +1,15 @@
 //! The camera's degradation ladder: when the bitrate cannot carry the source's resolution
 //! (too few bits per pixel, the picture turns to mush and the encoder skips frames), send
 //! a smaller picture instead: 720p -> 540p -> 360p -> 180p. Down at once, up after the
-//! bitrate has held for 0.7 s (as many rungs as it carries), with a gap between the two thresholds so it
-//! does not flap. Pure: time is passed in.
+//! bitrate has held for 0.7 s (as many rungs as it carries), with a gap between the two
+//! thresholds so it does not flap. Bits per pixel are a guess at what a picture needs:
+//! busy content at a rung the guess allows still makes openh264 skip most frames (its
+//! quantiser is capped at low rates; a mesh's small stream went to 720x404 at 400 kbit/s
+//! and sent 4 frames a second). So a rung whose frames are mostly skipped steps down
+//! too, and is not climbed back to for a while (as Chromium's quality scaler steps down
+//! on dropped frames). Pure: time is passed in.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Each rung's size as a fraction of the source's.
@@ -14,11 +20,26 @@ const DOWN_BPP: f64 = 0.03;
 const UP_BPP: f64 = 0.045;
 /// How long the bitrate must hold before stepping up.
 const UP_AFTER: Duration = Duration::from_millis(700);
+/// Frames are judged over this long,
+const SKIP_WINDOW: Duration = Duration::from_secs(1);
+/// from this long after a change (the new size's keyframe is skipped after, rightly),
+const SKIP_GRACE: Duration = Duration::from_millis(500);
+/// and at least this many: more than this share skipped steps down,
+const MIN_JUDGED: usize = 10;
+const SKIPPING: f64 = 0.5;
+/// and the rung stepped down from is not climbed to for this long.
+const SKIPPED_RUNG_BLOCKED: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default)]
 pub(crate) struct Ladder {
     rung: usize,
     up_since: Option<Instant>,
+    /// When the rung last changed.
+    changed_at: Option<Instant>,
+    /// Whether each frame since the grace was encoded (`true`) or skipped.
+    outcomes: VecDeque<(Instant, bool)>,
+    /// No rung above this one (bigger) until then: its frames were skipped.
+    blocked: Option<(usize, Instant)>,
 }
 
 impl Ladder {
@@ -35,23 +56,67 @@ impl Ladder {
             let (w, h) = size(source, rung);
             f64::from(bitrate_bps) / (w as f64 * h as f64 * f64::from(fps.max(1.0)))
         };
-        while self.rung + 1 < RUNGS.len() && bpp(self.rung) < DOWN_BPP {
-            self.rung += 1;
-            self.up_since = None;
+        let last = RUNGS.len() - 1;
+        if self.rung < last && self.skipping(now) {
+            self.blocked = Some((self.rung + 1, now + SKIPPED_RUNG_BLOCKED));
+            self.change(now, self.rung + 1);
         }
-        if self.rung > 0 && bpp(self.rung - 1) >= UP_BPP {
+        while self.rung < last && bpp(self.rung) < DOWN_BPP {
+            self.change(now, self.rung + 1);
+        }
+        let top = match self.blocked {
+            Some((rung, until)) if now < until => rung,
+            _ => 0,
+        };
+        if self.rung > top && bpp(self.rung - 1) >= UP_BPP {
             let since = *self.up_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= UP_AFTER {
                 // As far up as the rate carries: each rung is a keyframe and a hold.
-                while self.rung > 0 && bpp(self.rung - 1) >= UP_BPP {
-                    self.rung -= 1;
+                let mut rung = self.rung;
+                while rung > top && bpp(rung - 1) >= UP_BPP {
+                    rung -= 1;
                 }
-                self.up_since = None;
+                self.change(now, rung);
             }
         } else {
             self.up_since = None;
         }
         size(source, self.rung)
+    }
+
+    /// The encoder sent (`true`) or skipped the frame last sized.
+    pub(crate) fn encoded(&mut self, now: Instant, sent: bool) {
+        let judged = self
+            .changed_at
+            .is_none_or(|c| now.saturating_duration_since(c) >= SKIP_GRACE);
+        if judged {
+            self.outcomes.push_back((now, sent));
+        }
+        while self
+            .outcomes
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > SKIP_WINDOW)
+        {
+            self.outcomes.pop_front();
+        }
+    }
+
+    fn skipping(&self, now: Instant) -> bool {
+        let recent: Vec<bool> = self
+            .outcomes
+            .iter()
+            .filter(|(t, _)| now.saturating_duration_since(*t) <= SKIP_WINDOW)
+            .map(|(_, sent)| *sent)
+            .collect();
+        let skipped = recent.iter().filter(|sent| !**sent).count();
+        recent.len() >= MIN_JUDGED && skipped as f64 > SKIPPING * recent.len() as f64
+    }
+
+    fn change(&mut self, now: Instant, rung: usize) {
+        self.rung = rung;
+        self.up_since = None;
+        self.changed_at = Some(now);
+        self.outcomes.clear();
     }
 }
 
@@ -110,6 +175,50 @@ mod tests {
             l.update(t0 + UP_AFTER / 2 * i, 400_000, 30.0, HD);
         }
         assert_eq!(l.update(t0 + UP_AFTER * 4, 400_000, 30.0, HD), (640, 360));
+    }
+
+    /// `frames` frames at 30 fps from `t`, each sized and then sent or skipped.
+    fn frames(
+        l: &mut Ladder,
+        t: &mut Instant,
+        n: usize,
+        bitrate: u32,
+        sent: impl Fn(usize) -> bool,
+    ) -> (usize, usize) {
+        let mut size = (0, 0);
+        for i in 0..n {
+            *t += Duration::from_millis(33);
+            size = l.update(*t, bitrate, 30.0, HD);
+            l.encoded(*t, sent(i));
+        }
+        size
+    }
+
+    #[test]
+    fn a_rung_whose_frames_are_mostly_skipped_steps_down_and_is_not_climbed_back_soon() {
+        let mut l = Ladder::default();
+        let mut t = Instant::now();
+        // 1.8 Mbit/s carries 720p by the bits per pixel, but the content is busy: the
+        // encoder sends one frame in four: within half a second, 540p.
+        let size = frames(&mut l, &mut t, 15, 1_800_000, |i| i % 4 == 0);
+        assert_eq!(size, (960, 540));
+        // Sent in full at 540p: it stays, though the rate would carry 720p.
+        let size = frames(&mut l, &mut t, 240, 1_800_000, |_| true);
+        assert_eq!(size, (960, 540));
+        // Once the block is over, 720p is tried again.
+        let size = frames(&mut l, &mut t, 90, 1_800_000, |_| true);
+        assert_eq!(size, HD);
+    }
+
+    #[test]
+    fn the_skips_after_a_change_and_a_few_skips_are_no_reason_to_step_down() {
+        let mut l = Ladder::default();
+        let mut t = Instant::now();
+        assert_eq!(frames(&mut l, &mut t, 1, 150_000, |_| true), (320, 180));
+        // Back at 720p, the keyframe's skips (the first 10 frames), then one in three.
+        frames(&mut l, &mut t, 30, 2_500_000, |_| true);
+        let size = frames(&mut l, &mut t, 90, 2_500_000, |i| i >= 10 && i % 3 != 0);
+        assert_eq!(size, HD);
     }
 
     #[test]

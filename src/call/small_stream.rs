@@ -73,6 +73,7 @@ impl SmallStream {
             encoder.request_keyframe();
         }
         let unit = encoder.encode(frame)?;
+        self.ladder.encoded(Instant::now(), unit.is_some());
         Ok((unit, started.elapsed()))
     }
 }

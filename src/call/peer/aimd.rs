@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use rtc::interceptor::{RateControlState, Usage};
 
+use super::probe::Found;
+
 /// A back-off goes to this share of what the path delivers.
 const DECREASE: f64 = 0.85;
 /// Growth per second well below the known capacity, or with none known.
@@ -57,9 +59,15 @@ impl Ceiling {
         }
     }
 
-    /// A probe found the path delivers `delivered`: past the ceiling, it no longer holds.
-    pub(crate) fn probed(&mut self, delivered: f64) {
-        if self.rate.is_some_and(|c| delivered > c * WIDENED) {
+    /// A probe found the path delivers `delivered`, all it could (`full`) or all it was
+    /// sent: a full path's rate is the ceiling now; past the ceiling, it no longer holds.
+    pub(crate) fn probed(&mut self, delivered: f64, full: bool) {
+        if full {
+            *self = Ceiling {
+                rate: Some(delivered),
+                above_since: None,
+            };
+        } else if self.rate.is_some_and(|c| delivered > c * WIDENED) {
             *self = Ceiling::default();
         }
     }
@@ -105,10 +113,11 @@ impl Aimd {
         self.capacity.near(self.target)
     }
 
-    /// A probe found the path delivers `delivered`: the target goes to `bps`.
-    pub(crate) fn raise_to(&mut self, bps: f64, delivered: f64) {
-        self.target = self.target.max(bps).clamp(self.min, self.max);
-        self.capacity.probed(delivered);
+    /// A probe found room (`probe.rs`).
+    pub(crate) fn probed(&mut self, found: Found) {
+        self.target = self.target.max(found.estimate).clamp(self.min, self.max);
+        self.capacity
+            .probed(found.delivered, found.capacity.is_some());
     }
 
     /// Folds in the delay signal and the rate the far end receives (`None`: too little
@@ -182,14 +191,18 @@ mod tests {
     }
 
     #[test]
-    fn a_probe_forgets_the_ceiling_only_when_it_delivered_clearly_more() {
+    fn a_probe_forgets_the_ceiling_when_it_delivered_clearly_more_or_sets_it_when_it_filled_the_path()
+     {
         let mut c = Ceiling::default();
         c.hit(500_000.0);
-        // A narrow link's probe delivers the link's rate: the ceiling stays.
-        c.probed(520_000.0);
+        // A probe that got all it was sent, a little more than the ceiling: it stays.
+        c.probed(520_000.0, false);
         assert_eq!(c.get(), Some(500_000.0));
-        c.probed(900_000.0);
+        c.probed(900_000.0, false);
         assert_eq!(c.get(), None, "the link has widened");
+        // A probe that filled the path found its capacity.
+        c.probed(1_100_000.0, true);
+        assert_eq!(c.get(), Some(1_100_000.0));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use rtc::interceptor::{
 use super::aimd::{Aimd, Ceiling};
 use super::coverage::SharedCoverage;
 use super::fec::Repair;
-use super::probe::{Meter, Moment, Planner, Probing};
+use super::probe::{Found, Meter, Moment, PairRate, Planner, Probing};
 use crate::sync::LockExt;
 
 /// Loss this far above the baseline is congestion.
@@ -143,10 +143,11 @@ impl LossRate {
         self.average
     }
 
-    /// A probe found the path delivers `delivered`: the target goes to `bps`.
-    pub(crate) fn raise_to(&mut self, bps: f64, delivered: f64) {
-        self.target = self.target.max(bps).clamp(self.min, self.max);
-        self.ceiling.probed(delivered);
+    /// A probe found room (`probe.rs`).
+    pub(crate) fn probed(&mut self, found: Found) {
+        self.target = self.target.max(found.estimate).clamp(self.min, self.max);
+        self.ceiling
+            .probed(found.delivered, found.capacity.is_some());
     }
 
     /// Whether the climb is slowed by where the path last overflowed.
@@ -273,6 +274,7 @@ pub(super) struct Estimator {
     probing: Option<Arc<Probing>>,
     planner: Planner,
     meter: Option<Meter>,
+    pairs: PairRate,
     /// When the path last had a queue, an overuse or excess loss.
     trouble_at: Option<Instant>,
 }
@@ -296,6 +298,7 @@ impl Estimator {
             probing: None,
             planner: Planner::default(),
             meter: None,
+            pairs: PairRate::default(),
             trouble_at: None,
         }
     }
@@ -308,6 +311,7 @@ impl Estimator {
     /// Measures the probe out and asks for the next when one is due.
     fn probe(&mut self, now: Instant, reports: &[PacketReport]) {
         let Some(probing) = &self.probing else { return };
+        self.pairs.add(now, reports);
         if let Some(id) = self.planner.out()
             && self.meter.as_ref().is_none_or(|m| m.id() != id)
         {
@@ -318,16 +322,17 @@ impl Estimator {
         {
             let id = meter.id();
             self.meter = None;
-            let raised = self.planner.result(now, id, delivered, self.target);
+            let found = self.planner.result(now, id, delivered, self.target);
             tracing::debug!(
                 target: "confab::estimate",
                 delivered = delivered.map(|d| d as u64 / 1000),
-                raised = raised.map(|r| r as u64 / 1000),
+                raised = found.map(|f| f.estimate as u64 / 1000),
+                full = found.is_some_and(|f| f.capacity.is_some()),
                 "probe {id} (kbit/s)"
             );
-            if let (Some(bps), Some(d)) = (raised, delivered) {
-                self.delay.raise_to(bps, d);
-                self.loss.raise_to(bps, d);
+            if let Some(found) = found {
+                self.delay.probed(found);
+                self.loss.probed(found);
                 self.target = self.delay.target().min(self.loss.target());
             }
         }
@@ -340,6 +345,7 @@ impl Estimator {
             max: self.max,
             held: self.delay.held() || self.loss.held(),
             trouble_at: self.trouble_at,
+            pair_bps: self.pairs.rate(),
         };
         if let Some(request) = self.planner.due(moment) {
             tracing::debug!(

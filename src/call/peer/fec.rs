@@ -171,13 +171,33 @@ struct Protected {
     ssrc: u32,
     /// The last media packets sent, in a consecutive run: what a probe's packets repair.
     recent: VecDeque<Rtp>,
+    /// The frame being sent, and frames' usual size (bytes).
+    frame_bytes: usize,
+    usual_frame: f64,
 }
+
+/// A probe does not follow a frame this many times the usual size (a keyframe): the
+/// pacer is still sending it, and the probe's excess would queue behind it in the link.
+const BIG_FRAME: f64 = 2.0;
 
 /// The most media packets a probe's repair packets cover.
 const PROBE_BASE: usize = 20;
 
 impl Protected {
-    fn remember(&mut self, packet: &Rtp) {
+    /// Takes in a media packet; at a frame's end, whether the frame was of the usual
+    /// size (a probe may follow it).
+    fn remember(&mut self, packet: &Rtp) -> bool {
+        self.frame_bytes += packet.payload.len();
+        let ordinary = packet.header.marker.then(|| {
+            let bytes = std::mem::take(&mut self.frame_bytes) as f64;
+            let ordinary = self.usual_frame > 0.0 && bytes <= BIG_FRAME * self.usual_frame;
+            self.usual_frame = if self.usual_frame > 0.0 {
+                0.9 * self.usual_frame + 0.1 * bytes
+            } else {
+                bytes
+            };
+            ordinary
+        });
         let follows = self.recent.back().is_none_or(|last| {
             packet.header.sequence_number == last.header.sequence_number.wrapping_add(1)
         });
@@ -188,6 +208,7 @@ impl Protected {
         if self.recent.len() > PROBE_BASE {
             self.recent.pop_front();
         }
+        ordinary.unwrap_or(false) && self.recent.len() > 1
     }
 
     /// The repair packets of a probe (`probe.rs`), and the cluster they make.
@@ -237,10 +258,8 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FecSender {
         let repairs = match &msg.message.packet {
             Packet::Rtp(rtp) => match self.streams.get_mut(&rtp.header.ssrc) {
                 Some(stream) => {
-                    stream.remember(rtp);
-                    // A probe follows a frame's last packet, with the frame in the pacer.
-                    if rtp.header.marker
-                        && stream.recent.len() > 1
+                    // A probe follows an ordinary frame's last packet.
+                    if stream.remember(rtp)
                         && let Some(request) = self.probing.take()
                     {
                         let cluster;
@@ -297,6 +316,8 @@ impl Interceptor for FecSender {
                 blocks: Blocks::default(),
                 ssrc,
                 recent: VecDeque::new(),
+                frame_bytes: 0,
+                usual_frame: 0.0,
             };
             self.streams.insert(info.ssrc, stream);
             self.state.protect(true);

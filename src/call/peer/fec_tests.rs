@@ -1,3 +1,4 @@
+use super::super::probe::Request;
 use super::*;
 use bytes::Bytes;
 use rtc::interceptor::RTPHeaderExtension;
@@ -253,4 +254,43 @@ fn the_encoders_get_the_estimate_less_protection_and_retransmissions() {
     // A storm of retransmissions leaves the encoders half.
     state.set_retransmit_bps(900_000.0);
     assert!((state.media_rate(1_000_000.0) - 400_000.0).abs() < 1.0);
+}
+
+#[test]
+fn a_probe_asked_for_leaves_as_repair_packets_after_the_next_ordinary_frame() {
+    let probing = Arc::new(Probing::default());
+    let mut sender = FecSender::new(Arc::new(Repair::default()), Arc::clone(&probing));
+    sender.bind_local_stream(&stream());
+    let mut send = |seq: u16, marker: bool| {
+        sender.handle_write(tagged(packet(seq, marker))).unwrap();
+        std::iter::from_fn(|| sender.poll_write())
+            .map(|t| rtp(&t).clone())
+            .collect::<Vec<Rtp>>()
+    };
+    // Frames of two packets, then the request.
+    for seq in 0..8 {
+        send(seq, seq % 2 == 1);
+    }
+    probing.ask(Request {
+        id: 1,
+        rate_bps: 1_000_000.0,
+        packets: 5,
+    });
+    // A keyframe of eight packets: the probe waits.
+    let keyframe: Vec<Rtp> = (8..16).flat_map(|seq| send(seq, seq == 15)).collect();
+    assert!(keyframe.iter().all(|p| p.header.ssrc == MEDIA));
+    assert_eq!(probing.cluster(), None);
+    // The next frame of two: five repair packets after it, named in the cluster.
+    let frame: Vec<Rtp> = (16..18).flat_map(|seq| send(seq, seq == 17)).collect();
+    let repairs: Vec<u16> = frame
+        .iter()
+        .filter(|p| p.header.ssrc == REPAIR)
+        .map(|p| p.header.sequence_number)
+        .collect();
+    assert_eq!(repairs.len(), 5);
+    let cluster = probing.cluster().expect("the probe was sent");
+    assert_eq!((cluster.id, cluster.ssrc), (1, REPAIR));
+    assert_eq!(cluster.seqs, repairs);
+    assert_eq!(probing.rate_of(REPAIR, repairs[0]), Some(1_000_000.0));
+    assert_eq!(probing.rate_of(MEDIA, 16), None);
 }

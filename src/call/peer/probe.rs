@@ -2,12 +2,16 @@
 //! the path last overflowed, additively; elsewhere by 40 % a second, and never far past
 //! what arrives), so a link that has widened again is found only by creeping up to it:
 //! 5-8 s from 500 kbit/s back to 720p. Chromium sends short clusters of padding at twice
-//! its estimate and takes what arrives as the new estimate. Here the padding is FlexFEC repair packets over the media just sent (a probe
-//! repairs too), a few tens of milliseconds' worth at twice the estimate (1.5 times near a
-//! known capacity), which the pacer
-//! releases at that rate; the departures and arrivals the transport-wide feedback gives for
-//! the packets sent meanwhile say what the path delivered. Only towards peers that took
-//! FEC (confab): Janus and browsers get none, and climb as before.
+//! its estimate and takes what arrives as the new estimate. Here the padding is FlexFEC
+//! repair packets over the media just sent (a probe repairs too), a few tens of
+//! milliseconds' worth at twice the estimate, which the pacer releases at that rate; the
+//! departures and arrivals the transport-wide feedback gives for the packets sent
+//! meanwhile say what the path delivered. Near a capacity the estimate has learnt, a probe
+//! mostly finds the same narrow link and its excess overflows the link's buffer (into a
+//! 1 Mbit/s link's 50 ms buffer, every other failed probe froze the picture): there it
+//! waits until packets sent back to back cross far faster than the estimate
+//! ([`PairRate`]), which a link that has widened shows at once. Only towards peers that
+//! took FEC (confab): Janus and browsers get none, and climb as before.
 //!
 //! [`Planner`] and [`Meter`] are pure (time is passed in); [`Probing`] is what the
 //! estimator, the FEC sender and the pacer share.
@@ -19,12 +23,8 @@ use rtc::interceptor::PacketReport;
 
 use crate::sync::LockExt;
 
-/// A probe goes at this multiple of the estimate,
+/// A probe goes at this multiple of the estimate.
 pub(super) const FACTOR: f64 = 2.0;
-/// or this one near where the path last overflowed: there a probe mostly finds the same
-/// narrow link, and its excess is queued in the link's buffer with what queues already
-/// (at twice the rate, a 1 Mbit/s link behind a 50 ms buffer froze at every probe).
-pub(super) const HELD_FACTOR: f64 = 1.5;
 /// About this long at the probe's rate,
 const PROBE_TIME: Duration = Duration::from_millis(30);
 /// counted in repair packets of about this size,
@@ -32,17 +32,12 @@ const PACKET_BYTES: f64 = 1100.0;
 /// within these bounds (too few say nothing; each is a bit of the link's buffer).
 const MIN_PACKETS: u32 = 5;
 const MAX_PACKETS: u32 = 20;
-/// The path must have had no queue and no excess loss this long before a probe,
+/// The path must have had no queue and no excess loss this long before a probe.
 const QUIET_FOR: Duration = Duration::from_secs(1);
-/// and this long near a known capacity: a steady narrow link queues every few seconds as
-/// the estimate edges up to it (and a probe there only adds to the queue), while one that
-/// has widened stays quiet.
-const HELD_QUIET_FOR: Duration = Duration::from_millis(2500);
-/// The wait after a probe that found no room, doubling up to [`MAX_WAIT`]: a link that
-/// widens is found within that, and a narrow one's buffer takes a probe's excess now and
-/// then.
+/// The wait after a probe that found no room, doubling up to [`MAX_WAIT`]; roomy pairs
+/// ([`PairRate`]) end it.
 const FIRST_WAIT: Duration = Duration::from_secs(1);
-const MAX_WAIT: Duration = Duration::from_secs(3);
+const MAX_WAIT: Duration = Duration::from_secs(10);
 /// After a probe that found all it asked for, the next goes this soon (doubling again).
 const CHAIN_WAIT: Duration = Duration::from_millis(200);
 /// A probe not measured by then failed (its packets never left, or no feedback came).
@@ -120,6 +115,16 @@ impl Probing {
     }
 }
 
+/// What a probe that found room found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Found {
+    /// The estimate to raise to.
+    pub(super) estimate: f64,
+    pub(super) delivered: f64,
+    /// What the path carries, when the probe filled it.
+    pub(super) capacity: Option<f64>,
+}
+
 /// When to probe, and what a result makes of the estimate. Pure.
 #[derive(Debug)]
 pub(super) struct Planner {
@@ -151,6 +156,8 @@ pub(super) struct Moment {
     pub(super) held: bool,
     /// When the path last had a queue or excess loss.
     pub(super) trouble_at: Option<Instant>,
+    /// What packets sent back to back arrived at lately ([`PairRate`]).
+    pub(super) pair_bps: Option<f64>,
 }
 
 impl Planner {
@@ -162,17 +169,18 @@ impl Planner {
             }
             self.failed(m.now);
         }
-        let quiet_for = if m.held { HELD_QUIET_FOR } else { QUIET_FOR };
         let quiet = m
             .trouble_at
-            .is_none_or(|t| m.now.saturating_duration_since(t) >= quiet_for);
+            .is_none_or(|t| m.now.saturating_duration_since(t) >= QUIET_FOR);
         // Not before the path has been seen quiet for a while.
         let waited = m.now >= *self.not_before.get_or_insert(m.now + QUIET_FOR);
-        if !quiet || !waited || m.target >= m.max * 0.95 {
+        // Pairs crossing far faster than the estimate: a bottleneck there was has gone.
+        let roomy = m.pair_bps.is_some_and(|p| p >= m.target * ROOMY_PAIRS);
+        let waited = waited || (roomy && self.wait > FIRST_WAIT);
+        if !quiet || !waited || (m.held && !roomy) || m.target >= m.max * 0.95 {
             return None;
         }
-        let factor = if m.held { HELD_FACTOR } else { FACTOR };
-        let rate_bps = (m.target * factor).min(m.max);
+        let rate_bps = (m.target * FACTOR).min(m.max);
         let packets = (rate_bps * PROBE_TIME.as_secs_f64() / 8.0 / PACKET_BYTES).ceil() as u32;
         let request = Request {
             id: self.next_id,
@@ -190,23 +198,28 @@ impl Planner {
     }
 
     /// Probe `id` delivered `delivered` (`None`: could not be measured) while the estimate
-    /// was `target`: the estimate to raise it to, if the probe found room.
+    /// was `target`: what it found, if room.
     pub(super) fn result(
         &mut self,
         now: Instant,
         id: u64,
         delivered: Option<f64>,
         target: f64,
-    ) -> Option<f64> {
+    ) -> Option<Found> {
         let (request, _) = self.out.filter(|(r, _)| r.id == id)?;
         self.out = None;
         match delivered {
             Some(d) if d >= target * FOUND => {
                 self.wait = FIRST_WAIT;
                 // All it asked for arrived: there may be more, probe on from there soon.
-                let chained = d >= request.rate_bps * ALL_ASKED;
-                self.not_before = Some(now + if chained { CHAIN_WAIT } else { FIRST_WAIT });
-                Some(d * USE_SHARE)
+                // Less: it filled the path, and what arrived is the path's capacity.
+                let all = d >= request.rate_bps * ALL_ASKED;
+                self.not_before = Some(now + if all { CHAIN_WAIT } else { FIRST_WAIT });
+                Some(Found {
+                    estimate: d * USE_SHARE,
+                    delivered: d,
+                    capacity: (!all).then_some(d),
+                })
             }
             _ => {
                 self.failed(now);
@@ -219,6 +232,65 @@ impl Planner {
         self.out = None;
         self.not_before = Some(now + self.wait);
         self.wait = (self.wait * 2).min(MAX_WAIT);
+    }
+}
+
+/// Pairs arriving at this multiple of the estimate end a probe's wait.
+const ROOMY_PAIRS: f64 = 3.0;
+/// Two packets that left this close together were sent back to back.
+const BACK_TO_BACK: Duration = Duration::from_millis(1);
+/// Pairs are judged over this long,
+const PAIR_WINDOW: Duration = Duration::from_secs(1);
+/// and only this many at least.
+const MIN_PAIRS: usize = 5;
+/// An arrival gap under the feedback's resolution reads as this rate.
+const UNRESOLVED_BPS: f64 = 100_000_000.0;
+
+/// The rate packets sent back to back arrive at (packet pairs: the second waits behind
+/// the first at the narrowest link, so their arrival gap is its serialization time).
+/// A frame's first packets leave in the pacer's burst, so this costs nothing. The median
+/// over the last second. Pure.
+#[derive(Debug, Default)]
+pub(super) struct PairRate {
+    pairs: std::collections::VecDeque<(Instant, f64)>,
+    last: Option<(Instant, Duration)>,
+}
+
+impl PairRate {
+    pub(super) fn add(&mut self, now: Instant, reports: &[PacketReport]) {
+        for r in reports.iter().filter(|r| r.is_twcc) {
+            let arrival = r.arrival.filter(|_| r.arrived);
+            if let (Some((d0, a0)), Some(a1)) = (self.last, arrival)
+                && r.departure.saturating_duration_since(d0) < BACK_TO_BACK
+                && a1 >= a0
+            {
+                let gap = (a1 - a0).as_secs_f64();
+                let bps = if gap > 0.0 {
+                    (r.size * 8) as f64 / gap
+                } else {
+                    UNRESOLVED_BPS
+                };
+                self.pairs.push_back((now, bps.min(UNRESOLVED_BPS)));
+            }
+            self.last = arrival.map(|a| (r.departure, a));
+        }
+        while self
+            .pairs
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > PAIR_WINDOW)
+        {
+            self.pairs.pop_front();
+        }
+    }
+
+    /// The median of the last second's pairs, if there were enough.
+    pub(super) fn rate(&self) -> Option<f64> {
+        if self.pairs.len() < MIN_PAIRS {
+            return None;
+        }
+        let mut rates: Vec<f64> = self.pairs.iter().map(|(_, r)| *r).collect();
+        rates.sort_by(f64::total_cmp);
+        Some(rates[rates.len() / 2])
     }
 }
 

@@ -9,6 +9,7 @@ fn moment(now: Instant, target: f64) -> Moment {
         max: MAX,
         held: false,
         trouble_at: None,
+        pair_bps: None,
     }
 }
 
@@ -35,31 +36,24 @@ fn an_estimate_under_the_most_on_a_quiet_path_probes_at_twice_its_rate() {
 }
 
 #[test]
-fn near_a_known_capacity_a_probe_asks_for_less() {
+fn near_a_known_capacity_only_pairs_that_cross_far_faster_bring_a_probe() {
     let now = Instant::now();
     let mut p = seen_since(now);
     let held = Moment {
         held: true,
         ..moment(now, 1_000_000.0)
     };
-    assert_eq!(p.due(held).unwrap().rate_bps, 1_500_000.0);
-}
-
-#[test]
-fn near_a_known_capacity_the_path_must_have_been_quiet_longer() {
-    let now = Instant::now();
-    let mut p = seen_since(now);
-    let lately = Moment {
-        held: true,
-        trouble_at: Some(now - QUIET_FOR),
-        ..moment(now, 1_000_000.0)
+    assert_eq!(p.due(held), None);
+    let at_the_link = Moment {
+        pair_bps: Some(1_100_000.0),
+        ..held
     };
-    assert_eq!(p.due(lately), None);
-    let long_ago = Moment {
-        trouble_at: Some(now - HELD_QUIET_FOR),
-        ..lately
+    assert_eq!(p.due(at_the_link), None);
+    let widened = Moment {
+        pair_bps: Some(3_000_000.0),
+        ..held
     };
-    assert!(p.due(long_ago).is_some());
+    assert_eq!(p.due(widened).unwrap().rate_bps, 2_000_000.0);
 }
 
 #[test]
@@ -113,7 +107,7 @@ fn probes_that_find_no_room_back_off_doubling_to_a_limit() {
         }
         t += Duration::from_millis(100);
     }
-    assert_eq!(gaps, [1, 2, 3, 3, 3, 3]);
+    assert_eq!(gaps, [1, 2, 4, 8, 10, 10]);
 }
 
 #[test]
@@ -121,18 +115,23 @@ fn a_probe_that_finds_room_raises_the_estimate_and_probes_on_from_there() {
     let t0 = Instant::now();
     let mut p = seen_since(t0);
     let r = p.due(moment(t0, 500_000.0)).unwrap();
-    // All it asked for arrived: the estimate goes to 90 % of it.
-    let raised = p.result(t0, r.id, Some(1_000_000.0), 500_000.0).unwrap();
-    assert_eq!(raised, 900_000.0);
+    // All it asked for arrived: the estimate goes to 90 % of it, and the path's capacity
+    // is still unknown.
+    let found = p.result(t0, r.id, Some(1_000_000.0), 500_000.0).unwrap();
+    assert_eq!((found.estimate, found.capacity), (900_000.0, None));
+    let raised = found.estimate;
     // It delivered all it asked for: probing goes on, soon.
     let soon = t0 + CHAIN_WAIT;
     let next = p.due(moment(soon, raised)).unwrap();
     assert_eq!(next.rate_bps, 1_800_000.0);
-    // Part of it arrived: raised to that, and the next probe waits longer.
-    let raised = p
+    // Part of it arrived: raised to that, which is what the path carries, and the next
+    // probe waits longer.
+    let found = p
         .result(soon, next.id, Some(1_400_000.0), 900_000.0)
         .unwrap();
-    assert_eq!(raised, 1_260_000.0);
+    let capacity = Some(1_400_000.0);
+    assert_eq!((found.estimate, found.capacity), (1_260_000.0, capacity));
+    let raised = found.estimate;
     assert_eq!(p.due(moment(soon + CHAIN_WAIT, raised)), None);
     assert!(p.due(moment(soon + FIRST_WAIT, raised)).is_some());
 }
@@ -237,4 +236,71 @@ fn a_probe_of_which_almost_nothing_arrived_measures_nothing() {
     let (cluster, reports) = through(2_000_000.0, 1_000_000.0, 16, &lost);
     let mut m = Meter::new(cluster);
     assert_eq!(m.add(&reports), Some(None));
+}
+
+#[test]
+fn pairs_crossing_far_faster_than_the_estimate_end_a_failed_probes_wait() {
+    let t0 = Instant::now();
+    let mut p = seen_since(t0);
+    let r = p.due(moment(t0, 500_000.0)).unwrap();
+    assert_eq!(p.result(t0, r.id, Some(520_000.0), 500_000.0), None);
+    let r = p.due(moment(t0 + FIRST_WAIT, 500_000.0)).unwrap();
+    let failed_at = t0 + FIRST_WAIT;
+    assert_eq!(p.result(failed_at, r.id, Some(520_000.0), 500_000.0), None);
+    // Waiting 2 s now. Pairs at the narrow link's rate change nothing,
+    let soon = failed_at + Duration::from_millis(300);
+    let narrow = Moment {
+        pair_bps: Some(550_000.0),
+        ..moment(soon, 500_000.0)
+    };
+    assert_eq!(p.due(narrow), None);
+    // pairs at line rate probe at once.
+    let wide = Moment {
+        pair_bps: Some(100_000_000.0),
+        ..narrow
+    };
+    assert!(p.due(wide).is_some());
+}
+
+/// Frames of two packets sent back to back every 33 ms through a link of `link_bps`
+/// (1200-byte packets); the feedback reports `n` frames.
+fn pairs(link_bps: f64, n: usize) -> (Instant, Vec<PacketReport>) {
+    let t0 = Instant::now();
+    let serialize = Duration::from_secs_f64(9600.0 / link_bps);
+    let reports = (0..2 * n)
+        .map(|i| {
+            let frame = Duration::from_millis(33 * (i / 2) as u64);
+            let second = i % 2 == 1;
+            let departure = t0 + frame + Duration::from_micros(if second { 50 } else { 0 });
+            let arrival = frame + serialize * if second { 2 } else { 1 };
+            PacketReport {
+                ssrc: 1,
+                id: i as u64,
+                rtp_sequence_number: i as u16,
+                is_twcc: true,
+                twcc_sequence_number: i as u16,
+                size: 1200,
+                arrived: true,
+                departure,
+                arrival: Some(Duration::from_secs(5) + arrival),
+                ecn: Default::default(),
+            }
+        })
+        .collect();
+    (t0 + Duration::from_millis(33 * n as u64), reports)
+}
+
+#[test]
+fn packets_sent_back_to_back_arrive_at_the_narrowest_links_rate() {
+    let mut pr = PairRate::default();
+    let (now, reports) = pairs(500_000.0, 10);
+    pr.add(now, &reports[..6]);
+    assert_eq!(pr.rate(), None, "three pairs say too little");
+    pr.add(now, &reports[6..]);
+    assert!(near(pr.rate().unwrap(), 500_000.0), "{:?}", pr.rate());
+    // A second later, through a wide link.
+    let mut pr = PairRate::default();
+    let (now, reports) = pairs(1_000_000_000.0, 10);
+    pr.add(now, &reports);
+    assert!(pr.rate().unwrap() >= 50_000_000.0, "{:?}", pr.rate());
 }

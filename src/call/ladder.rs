@@ -6,8 +6,8 @@
 //! busy content at a rung the guess allows still makes openh264 skip most frames (its
 //! quantiser is capped at low rates; a mesh's small stream went to 720x404 at 400 kbit/s
 //! and sent 4 frames a second). So a rung whose frames are mostly skipped steps down
-//! too, and is not climbed back to for a while (as Chromium's quality scaler steps down
-//! on dropped frames). Pure: time is passed in.
+//! too, and is not climbed back to for a while at that rate (as Chromium's quality
+//! scaler steps down on dropped frames). Pure: time is passed in.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -27,8 +27,10 @@ const SKIP_GRACE: Duration = Duration::from_millis(500);
 /// and at least this many: more than this share skipped steps down,
 const MIN_JUDGED: usize = 10;
 const SKIPPING: f64 = 0.5;
-/// and the rung stepped down from is not climbed to for this long.
+/// and the rung stepped down from is not climbed to for this long, unless the bitrate
+/// has grown this many times what it skipped at (a link that widened).
 const SKIPPED_RUNG_BLOCKED: Duration = Duration::from_secs(10);
+const SKIPPED_RATE_RETRY: u32 = 2;
 
 #[derive(Debug, Default)]
 pub(crate) struct Ladder {
@@ -38,8 +40,9 @@ pub(crate) struct Ladder {
     changed_at: Option<Instant>,
     /// Whether each frame since the grace was encoded (`true`) or skipped.
     outcomes: VecDeque<(Instant, bool)>,
-    /// No rung above this one (bigger) until then: its frames were skipped.
-    blocked: Option<(usize, Instant)>,
+    /// No rung above this one (bigger) until then, below twice this bitrate: the one
+    /// above's frames were skipped at it.
+    blocked: Option<(usize, Instant, u32)>,
 }
 
 impl Ladder {
@@ -58,14 +61,18 @@ impl Ladder {
         };
         let last = RUNGS.len() - 1;
         if self.rung < last && self.skipping(now) {
-            self.blocked = Some((self.rung + 1, now + SKIPPED_RUNG_BLOCKED));
+            self.blocked = Some((self.rung + 1, now + SKIPPED_RUNG_BLOCKED, bitrate_bps));
             self.change(now, self.rung + 1);
         }
         while self.rung < last && bpp(self.rung) < DOWN_BPP {
             self.change(now, self.rung + 1);
         }
         let top = match self.blocked {
-            Some((rung, until)) if now < until => rung,
+            Some((rung, until, bps))
+                if now < until && bitrate_bps < bps.saturating_mul(SKIPPED_RATE_RETRY) =>
+            {
+                rung
+            }
             _ => 0,
         };
         if self.rung > top && bpp(self.rung - 1) >= UP_BPP {
@@ -207,6 +214,17 @@ mod tests {
         assert_eq!(size, (960, 540));
         // Once the block is over, 720p is tried again.
         let size = frames(&mut l, &mut t, 90, 1_800_000, |_| true);
+        assert_eq!(size, HD);
+    }
+
+    #[test]
+    fn a_rung_skipped_at_one_rate_is_climbed_to_at_once_at_twice_the_rate() {
+        let mut l = Ladder::default();
+        let mut t = Instant::now();
+        let size = frames(&mut l, &mut t, 15, 1_800_000, |i| i % 4 == 0);
+        assert_eq!(size, (960, 540));
+        // The link widened: 4 Mbit/s. After the hold, 720p again.
+        let size = frames(&mut l, &mut t, 30, 4_000_000, |_| true);
         assert_eq!(size, HD);
     }
 

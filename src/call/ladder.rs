@@ -41,8 +41,10 @@ pub(crate) struct Ladder {
     /// Whether each frame since the grace was encoded (`true`) or skipped.
     outcomes: VecDeque<(Instant, bool)>,
     /// No rung above this one (bigger) until then, below twice this bitrate: the one
-    /// above's frames were skipped at it.
+    /// above's frames were skipped at up to it.
     blocked: Option<(usize, Instant, u32)>,
+    /// The most bitrate the current rung has had.
+    rung_bps: u32,
 }
 
 impl Ladder {
@@ -60,8 +62,9 @@ impl Ladder {
             f64::from(bitrate_bps) / (w as f64 * h as f64 * f64::from(fps.max(1.0)))
         };
         let last = RUNGS.len() - 1;
+        self.rung_bps = self.rung_bps.max(bitrate_bps);
         if self.rung < last && self.skipping(now) {
-            self.blocked = Some((self.rung + 1, now + SKIPPED_RUNG_BLOCKED, bitrate_bps));
+            self.blocked = Some((self.rung + 1, now + SKIPPED_RUNG_BLOCKED, self.rung_bps));
             self.change(now, self.rung + 1);
         }
         while self.rung < last && bpp(self.rung) < DOWN_BPP {
@@ -121,6 +124,7 @@ impl Ladder {
 
     fn change(&mut self, now: Instant, rung: usize) {
         self.rung = rung;
+        self.rung_bps = 0;
         self.up_since = None;
         self.changed_at = Some(now);
         self.outcomes.clear();

@@ -62,6 +62,8 @@ impl Ladder {
             f64::from(bitrate_bps) / (w as f64 * h as f64 * f64::from(fps.max(1.0)))
         };
         let last = RUNGS.len() - 1;
+        // The first size is a change too: its keyframe's skips are not judged.
+        self.changed_at.get_or_insert(now);
         self.rung_bps = self.rung_bps.max(bitrate_bps);
         if self.rung < last && self.skipping(now) {
             self.blocked = Some((self.rung + 1, now + SKIPPED_RUNG_BLOCKED, self.rung_bps));
@@ -210,8 +212,9 @@ mod tests {
         let mut l = Ladder::default();
         let mut t = Instant::now();
         // 1.8 Mbit/s carries 720p by the bits per pixel, but the content is busy: the
-        // encoder sends one frame in four: within half a second, 540p.
-        let size = frames(&mut l, &mut t, 15, 1_800_000, |i| i % 4 == 0);
+        // encoder sends one frame in four: judged after the first keyframe's half
+        // second, 540p within the second.
+        let size = frames(&mut l, &mut t, 28, 1_800_000, |i| i % 4 == 0);
         assert_eq!(size, (960, 540));
         // Sent in full at 540p: it stays, though the rate would carry 720p.
         let size = frames(&mut l, &mut t, 240, 1_800_000, |_| true);
@@ -225,11 +228,24 @@ mod tests {
     fn a_rung_skipped_at_one_rate_is_climbed_to_at_once_at_twice_the_rate() {
         let mut l = Ladder::default();
         let mut t = Instant::now();
-        let size = frames(&mut l, &mut t, 15, 1_800_000, |i| i % 4 == 0);
+        let size = frames(&mut l, &mut t, 28, 1_800_000, |i| i % 4 == 0);
         assert_eq!(size, (960, 540));
         // The link widened: 4 Mbit/s. After the hold, 720p again.
         let size = frames(&mut l, &mut t, 30, 4_000_000, |_| true);
         assert_eq!(size, HD);
+    }
+
+    #[test]
+    fn the_skips_after_the_first_keyframe_are_no_reason_to_step_down() {
+        let mut l = Ladder::default();
+        let mut t = Instant::now();
+        // 300 kbit/s at 320x240: the first keyframe costs the next dozen frames.
+        let source = (320, 240);
+        for i in 0..60 {
+            t += Duration::from_millis(33);
+            assert_eq!(l.update(t, 300_000, 30.0, source), source, "frame {i}");
+            l.encoded(t, i == 0 || i > 12);
+        }
     }
 
     #[test]

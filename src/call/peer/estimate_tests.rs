@@ -1,4 +1,5 @@
 use super::super::probe::Cluster;
+use super::super::probe::tests::report;
 use super::*;
 
 const MIN: f64 = 100_000.0;
@@ -258,18 +259,8 @@ fn reports(
     (0..n)
         .map(|i| {
             let sent = Duration::from_millis(5 * i as u64);
-            PacketReport {
-                ssrc: 1,
-                id: i as u64,
-                rtp_sequence_number: i as u16,
-                is_twcc: true,
-                twcc_sequence_number: i as u16,
-                size: 1200,
-                arrived: true,
-                departure: t0 + sent,
-                arrival: Some(offset + sent + base + extra(i)),
-                ecn: Default::default(),
-            }
+            let arrival = Some(offset + sent + base + extra(i));
+            report(i as u64, (1, i as u16), 1200, t0 + sent, arrival)
         })
         .collect()
 }
@@ -353,18 +344,7 @@ fn through_link(
                 });
                 lost_any |= !arrived;
                 id += 1;
-                PacketReport {
-                    ssrc,
-                    id,
-                    rtp_sequence_number: seq,
-                    is_twcc: true,
-                    twcc_sequence_number: id as u16,
-                    size: SIZE,
-                    arrived,
-                    departure,
-                    arrival,
-                    ecn: Default::default(),
-                }
+                report(id, (ssrc, seq), SIZE, departure, arrival)
             })
             .collect();
         losing += u32::from(lost_any);

@@ -379,4 +379,4 @@ impl Meter {
 
 #[cfg(test)]
 #[path = "probe_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -2,6 +2,29 @@ use super::*;
 
 const MAX: f64 = 5_000_000.0;
 
+/// A transport-wide feedback's report on packet `id` of `size` bytes (lost without an
+/// arrival), for the estimator's and the probe's specs.
+pub(in crate::call::peer) fn report(
+    id: u64,
+    (ssrc, seq): (u32, u16),
+    size: usize,
+    departure: Instant,
+    arrival: Option<Duration>,
+) -> PacketReport {
+    PacketReport {
+        ssrc,
+        id,
+        rtp_sequence_number: seq,
+        is_twcc: true,
+        twcc_sequence_number: id as u16,
+        size,
+        arrived: arrival.is_some(),
+        departure,
+        arrival,
+        ecn: Default::default(),
+    }
+}
+
 fn moment(now: Instant, target: f64) -> Moment {
     Moment {
         now,
@@ -168,19 +191,10 @@ fn through(send_bps: f64, link_bps: f64, n: usize, lost: &[usize]) -> (Cluster, 
             if probe {
                 seqs.push(seq);
             }
-            let arrived = !lost.contains(&i);
-            PacketReport {
-                ssrc,
-                id: i as u64,
-                rtp_sequence_number: seq,
-                is_twcc: true,
-                twcc_sequence_number: i as u16,
-                size: 1000,
-                arrived,
-                departure: t0 + Duration::from_secs_f64(sent),
-                arrival: arrived.then(|| Duration::from_secs_f64(10.0 + free_at + 0.02)),
-                ecn: Default::default(),
-            }
+            let arrival =
+                (!lost.contains(&i)).then(|| Duration::from_secs_f64(10.0 + free_at + 0.02));
+            let departure = t0 + Duration::from_secs_f64(sent);
+            report(i as u64, (ssrc, seq), 1000, departure, arrival)
         })
         .collect();
     let cluster = Cluster {
@@ -273,18 +287,8 @@ fn pairs(link_bps: f64, n: usize) -> (Instant, Vec<PacketReport>) {
             let second = i % 2 == 1;
             let departure = t0 + frame + Duration::from_micros(if second { 50 } else { 0 });
             let arrival = frame + serialize * if second { 2 } else { 1 };
-            PacketReport {
-                ssrc: 1,
-                id: i as u64,
-                rtp_sequence_number: i as u16,
-                is_twcc: true,
-                twcc_sequence_number: i as u16,
-                size: 1200,
-                arrived: true,
-                departure,
-                arrival: Some(Duration::from_secs(5) + arrival),
-                ecn: Default::default(),
-            }
+            let arrival = Some(Duration::from_secs(5) + arrival);
+            report(i as u64, (1, i as u16), 1200, departure, arrival)
         })
         .collect();
     (t0 + Duration::from_millis(33 * n as u64), reports)

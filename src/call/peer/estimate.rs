@@ -312,10 +312,13 @@ impl Estimator {
     fn probe(&mut self, now: Instant, reports: &[PacketReport]) {
         let Some(probing) = &self.probing else { return };
         self.pairs.add(now, reports);
-        if let Some(id) = self.planner.out()
-            && self.meter.as_ref().is_none_or(|m| m.id() != id)
-        {
-            self.meter = probing.cluster().filter(|c| c.id == id).map(Meter::new);
+        // A meter measures the probe out, or none (one timed out keeps no samples).
+        match self.planner.out() {
+            Some(id) if self.meter.as_ref().is_none_or(|m| m.id() != id) => {
+                self.meter = probing.cluster().filter(|c| c.id == id).map(Meter::new);
+            }
+            None => self.meter = None,
+            Some(_) => {}
         }
         if let Some(meter) = &mut self.meter
             && let Some(delivered) = meter.add(reports)

@@ -397,9 +397,6 @@ impl VideoThread {
                     None
                 }
             };
-            if let Some(ladder) = self.ladder.as_mut() {
-                ladder.encoded(Instant::now(), encoded.is_some());
-            }
             let sent = match encoded {
                 Some(e) => self.send_main(e, started),
                 None => true,

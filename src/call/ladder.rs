@@ -5,9 +5,10 @@
 //! thresholds so it does not flap. Bits per pixel are a guess at what a picture needs:
 //! busy content at a rung the guess allows still makes openh264 skip most frames (its
 //! quantiser is capped at low rates; a mesh's small stream went to 720x404 at 400 kbit/s
-//! and sent 4 frames a second). So a rung whose frames are mostly skipped steps down
-//! too, and is not climbed back to for a while at that rate (as Chromium's quality
-//! scaler steps down on dropped frames). Pure: time is passed in.
+//! and sent 4 frames a second). So the small stream's ladder also steps down from a rung
+//! whose frames are mostly skipped, and does not climb back to it for a while at that
+//! rate (as Chromium's quality scaler steps down on dropped frames). Pure: time is
+//! passed in.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -45,9 +46,19 @@ pub(crate) struct Ladder {
     blocked: Option<(usize, Instant, u32)>,
     /// The most bitrate the current rung has had.
     rung_bps: u32,
+    /// Whether skipped frames step down (the mesh's small stream; see the module).
+    judge_skips: bool,
 }
 
 impl Ladder {
+    /// A ladder that also steps down from a rung whose frames are mostly skipped.
+    pub(crate) fn judging_skips() -> Self {
+        Self {
+            judge_skips: true,
+            ..Self::default()
+        }
+    }
+
     /// The size to send a `source`-sized picture at, given the encoder's bitrate and
     /// frame rate at `now`.
     pub(crate) fn update(
@@ -65,7 +76,7 @@ impl Ladder {
         // The first size is a change too: its keyframe's skips are not judged.
         self.changed_at.get_or_insert(now);
         self.rung_bps = self.rung_bps.max(bitrate_bps);
-        if self.rung < last && self.skipping(now) {
+        if self.judge_skips && self.rung < last && self.skipping(now) {
             self.blocked = Some((self.rung + 1, now + SKIPPED_RUNG_BLOCKED, self.rung_bps));
             self.change(now, self.rung + 1);
         }
@@ -209,7 +220,7 @@ mod tests {
 
     #[test]
     fn a_rung_whose_frames_are_mostly_skipped_steps_down_and_is_not_climbed_back_soon() {
-        let mut l = Ladder::default();
+        let mut l = Ladder::judging_skips();
         let mut t = Instant::now();
         // 1.8 Mbit/s carries 720p by the bits per pixel, but the content is busy: the
         // encoder sends one frame in four: judged after the first keyframe's half
@@ -226,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_rung_skipped_at_one_rate_is_climbed_to_at_once_at_twice_the_rate() {
-        let mut l = Ladder::default();
+        let mut l = Ladder::judging_skips();
         let mut t = Instant::now();
         let size = frames(&mut l, &mut t, 28, 1_800_000, |i| i % 4 == 0);
         assert_eq!(size, (960, 540));
@@ -237,7 +248,7 @@ mod tests {
 
     #[test]
     fn the_skips_after_the_first_keyframe_are_no_reason_to_step_down() {
-        let mut l = Ladder::default();
+        let mut l = Ladder::judging_skips();
         let mut t = Instant::now();
         // 300 kbit/s at 320x240: the first keyframe costs the next dozen frames.
         let source = (320, 240);
@@ -250,7 +261,7 @@ mod tests {
 
     #[test]
     fn the_skips_after_a_change_and_a_few_skips_are_no_reason_to_step_down() {
-        let mut l = Ladder::default();
+        let mut l = Ladder::judging_skips();
         let mut t = Instant::now();
         assert_eq!(frames(&mut l, &mut t, 1, 150_000, |_| true), (320, 180));
         // Back at 720p, the keyframe's skips (the first 10 frames), then one in three.

@@ -116,8 +116,7 @@ impl Aimd {
     /// A probe found room (`probe.rs`).
     pub(crate) fn probed(&mut self, found: Found) {
         self.target = self.target.max(found.estimate).clamp(self.min, self.max);
-        self.capacity
-            .probed(found.delivered, found.capacity.is_some());
+        self.capacity.probed(found.delivered, found.full);
     }
 
     /// Folds in the delay signal and the rate the far end receives (`None`: too little

@@ -146,8 +146,7 @@ impl LossRate {
     /// A probe found room (`probe.rs`).
     pub(crate) fn probed(&mut self, found: Found) {
         self.target = self.target.max(found.estimate).clamp(self.min, self.max);
-        self.ceiling
-            .probed(found.delivered, found.capacity.is_some());
+        self.ceiling.probed(found.delivered, found.full);
     }
 
     /// Whether the climb is slowed by where the path last overflowed.
@@ -330,7 +329,7 @@ impl Estimator {
                 target: "confab::estimate",
                 delivered = delivered.map(|d| d as u64 / 1000),
                 raised = found.map(|f| f.estimate as u64 / 1000),
-                full = found.is_some_and(|f| f.capacity.is_some()),
+                full = found.is_some_and(|f| f.full),
                 "probe {id} (kbit/s)"
             );
             if let Some(found) = found {

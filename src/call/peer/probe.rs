@@ -24,7 +24,7 @@ use rtc::interceptor::PacketReport;
 use crate::sync::LockExt;
 
 /// A probe goes at this multiple of the estimate.
-pub(super) const FACTOR: f64 = 2.0;
+const FACTOR: f64 = 2.0;
 /// About this long at the probe's rate,
 const PROBE_TIME: Duration = Duration::from_millis(30);
 /// counted in repair packets of about this size,
@@ -120,9 +120,10 @@ impl Probing {
 pub(super) struct Found {
     /// The estimate to raise to.
     pub(super) estimate: f64,
+    /// What arrived: the path's capacity too when `full`.
     pub(super) delivered: f64,
-    /// What the path carries, when the probe filled it.
-    pub(super) capacity: Option<f64>,
+    /// Less arrived than was sent: the probe filled the path.
+    pub(super) full: bool,
 }
 
 /// When to probe, and what a result makes of the estimate. Pure.
@@ -218,7 +219,7 @@ impl Planner {
                 Some(Found {
                     estimate: d * USE_SHARE,
                     delivered: d,
-                    capacity: (!all).then_some(d),
+                    full: !all,
                 })
             }
             _ => {

@@ -141,7 +141,7 @@ fn a_probe_that_finds_room_raises_the_estimate_and_probes_on_from_there() {
     // All it asked for arrived: the estimate goes to 90 % of it, and the path's capacity
     // is still unknown.
     let found = p.result(t0, r.id, Some(1_000_000.0), 500_000.0).unwrap();
-    assert_eq!((found.estimate, found.capacity), (900_000.0, None));
+    assert_eq!((found.estimate, found.full), (900_000.0, false));
     let raised = found.estimate;
     // It delivered all it asked for: probing goes on, soon.
     let soon = t0 + CHAIN_WAIT;
@@ -152,8 +152,7 @@ fn a_probe_that_finds_room_raises_the_estimate_and_probes_on_from_there() {
     let found = p
         .result(soon, next.id, Some(1_400_000.0), 900_000.0)
         .unwrap();
-    let capacity = Some(1_400_000.0);
-    assert_eq!((found.estimate, found.capacity), (1_260_000.0, capacity));
+    assert_eq!((found.estimate, found.full), (1_260_000.0, true));
     let raised = found.estimate;
     assert_eq!(p.due(moment(soon + CHAIN_WAIT, raised)), None);
     assert!(p.due(moment(soon + FIRST_WAIT, raised)).is_some());

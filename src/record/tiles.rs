@@ -17,6 +17,9 @@ pub struct Tiles {
     latest: HashMap<(String, TrackRole), (VideoFrame, Instant)>,
     /// Members whose camera is off: pictures still on their way are not shown.
     camera_off: Vec<String>,
+    /// Members who left: pictures still on their way (they come on another queue than
+    /// the news) bring no tile back until they join again.
+    gone: Vec<String>,
 }
 
 impl Tiles {
@@ -31,6 +34,7 @@ impl Tiles {
 
     /// A member's camera tile (with a grey picture until one arrives).
     pub fn joined(&mut self, member: &str) {
+        self.gone.retain(|m| m != member);
         let key = (member.to_string(), TrackRole::Camera);
         if !self.order.contains(&key) {
             let first_screen = self
@@ -46,6 +50,14 @@ impl Tiles {
         self.order.retain(|(m, _)| m != member);
         self.latest.retain(|(m, _), _| m != member);
         self.camera_off.retain(|m| m != member);
+        if !self.gone.iter().any(|m| m == member) {
+            self.gone.push(member.to_string());
+        }
+    }
+
+    /// Whether the member left (and has not joined again).
+    pub fn is_gone(&self, member: &str) -> bool {
+        self.gone.iter().any(|m| m == member)
     }
 
     pub fn camera(&mut self, member: &str, on: bool) {
@@ -66,6 +78,9 @@ impl Tiles {
     }
 
     pub fn picture(&mut self, member: &str, role: TrackRole, frame: VideoFrame, now: Instant) {
+        if self.is_gone(member) {
+            return;
+        }
         let key = (member.to_string(), role);
         match role {
             TrackRole::Microphone => return,
@@ -137,6 +152,20 @@ mod tests {
         // A picture from someone not announced yet still gets a tile.
         t.picture("dave", TrackRole::Camera, pic(8), t0);
         assert_eq!(t.keys().last(), Some(&cam("dave")));
+    }
+
+    #[test]
+    fn a_picture_arriving_after_its_member_left_brings_no_tile_back() {
+        let t0 = Instant::now();
+        let mut t = Tiles::new(&["carol".into()]);
+        t.left("carol");
+        t.picture("carol", TrackRole::Camera, pic(4), t0);
+        t.picture("carol", TrackRole::Screen, pic(4), t0);
+        assert_eq!(t.keys(), [(SELF.to_string(), TrackRole::Camera)]);
+        t.joined("carol");
+        t.picture("carol", TrackRole::Camera, pic(4), t0);
+        assert_eq!(t.shown(t0).len(), 2, "back once she joins again");
+        assert!(t.shown(t0)[1].is_some());
     }
 
     #[test]

@@ -7,14 +7,16 @@
 //! quantiser is capped at low rates; a mesh's small stream went to 720x404 at 400 kbit/s
 //! and sent 4 frames a second). So the small stream's ladder also steps down from a rung
 //! whose frames are mostly skipped, and does not climb back to it for a while at that
-//! rate (as Chromium's quality scaler steps down on dropped frames). Pure: time is
-//! passed in.
+//! rate (as Chromium's quality scaler steps down on dropped frames); and it never
+//! goes above half the source's size. Pure: time is passed in.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Each rung's size as a fraction of the source's.
 const RUNGS: [(usize, usize); 4] = [(1, 1), (3, 4), (1, 2), (1, 4)];
+/// The half-size rung.
+const HALF: usize = 2;
 /// Below this many bits per pixel per frame, step down.
 const DOWN_BPP: f64 = 0.03;
 /// A rung up is taken when it would get at least this many.
@@ -48,6 +50,8 @@ pub(crate) struct Ladder {
     rung_bps: u32,
     /// Whether skipped frames step down (the mesh's small stream; see the module).
     judge_skips: bool,
+    /// The biggest rung it may send.
+    top: usize,
 }
 
 impl Ladder {
@@ -56,6 +60,17 @@ impl Ladder {
         Self {
             judge_skips: true,
             ..Self::default()
+        }
+    }
+
+    /// The mesh's small stream: judging skips, and never above half the source's size
+    /// (simulcast's middle layer). A slow peer's link is shared with the others' streams
+    /// to it, and a bigger picture's keyframes alone fill it for most of a second.
+    pub(crate) fn small_stream() -> Self {
+        Self {
+            top: HALF,
+            rung: HALF,
+            ..Self::judging_skips()
         }
     }
 
@@ -87,9 +102,9 @@ impl Ladder {
             Some((rung, until, bps))
                 if now < until && bitrate_bps < bps.saturating_mul(SKIPPED_RATE_RETRY) =>
             {
-                rung
+                rung.max(self.top)
             }
-            _ => 0,
+            _ => self.top,
         };
         if self.rung > top && bpp(self.rung - 1) >= UP_BPP {
             let since = *self.up_since.get_or_insert(now);
@@ -268,6 +283,16 @@ mod tests {
         frames(&mut l, &mut t, 30, 2_500_000, |_| true);
         let size = frames(&mut l, &mut t, 90, 2_500_000, |i| i >= 10 && i % 3 != 0);
         assert_eq!(size, HD);
+    }
+
+    #[test]
+    fn the_small_stream_is_never_above_half_the_sources_size() {
+        let mut l = Ladder::small_stream();
+        let mut t = Instant::now();
+        assert_eq!(frames(&mut l, &mut t, 1, 5_000_000, |_| true), (640, 360));
+        assert_eq!(frames(&mut l, &mut t, 1, 150_000, |_| true), (320, 180));
+        let size = frames(&mut l, &mut t, 60, 5_000_000, |_| true);
+        assert_eq!(size, (640, 360), "climbs back only to half");
     }
 
     #[test]

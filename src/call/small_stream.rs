@@ -21,7 +21,7 @@ impl SmallStream {
     pub(crate) fn new(bitrate_bps: u32) -> Self {
         Self {
             bitrate_bps,
-            ladder: Ladder::judging_skips(),
+            ladder: Ladder::small_stream(),
             scaler: Scaler::default(),
             encoder: None,
             // Its peers move onto it at a keyframe.

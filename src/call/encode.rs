@@ -364,6 +364,9 @@ impl VideoThread {
                     }
                 }
             }
+            if let Some(l) = self.ladder.as_mut().filter(|_| all || main_asked) {
+                l.keyframe_wanted();
+            }
             let fitted = self.fit(&frame);
             let main = fitted.as_ref().unwrap_or(&frame);
             let enc = match encoder.as_mut() {
@@ -411,6 +414,9 @@ impl VideoThread {
     fn send_main(&mut self, encoded: crate::media::AccessUnit, started: Instant) -> bool {
         if encoded.keyframe {
             tracing::debug!(track = %self.track, bytes = encoded.data.len(), "keyframe encoded");
+            if let Some(l) = self.ladder.as_mut() {
+                l.keyframe(encoded.data.len());
+            }
         }
         let c = &self.counters;
         c.encode_us_total

@@ -8,7 +8,10 @@
 //! and sent 4 frames a second). So the small stream's ladder also steps down from a rung
 //! whose frames are mostly skipped, and does not climb back to it for a while at that
 //! rate (as Chromium's quality scaler steps down on dropped frames); and it never
-//! goes above half the source's size. Pure: time is passed in.
+//! goes above half the source's size. On a link that holds the bitrate down, a rung whose
+//! keyframe takes too long at the bitrate is left at the next keyframe asked for, and not
+//! climbed to again until the rate carries it: each keyframe there (each climb, each
+//! repair) froze the picture. Pure: time is passed in.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -34,6 +37,14 @@ const SKIPPING: f64 = 0.5;
 /// has grown this many times what it skipped at (a link that widened).
 const SKIPPED_RUNG_BLOCKED: Duration = Duration::from_secs(10);
 const SKIPPED_RATE_RETRY: u32 = 2;
+/// Where the link holds the bitrate down, a rung whose keyframe takes longer than this
+/// (seconds at the bitrate) freezes the picture whenever one is sent, at a climb or as a
+/// repair: on a 1 Mbit/s link a 540p keyframe was 18 kB, 190 ms at 780 kbit/s (360p's 7
+/// kB). The repair is sent a rung down instead (a new size is a keyframe anyway; leaving
+/// at once would send two), and the rung is climbed to only once the bitrate carries it.
+const KEYFRAME_BUDGET: f64 = 0.16;
+/// The bitrate is held down by the link below this share of the most it has been.
+const HELD_DOWN: f64 = 0.9;
 
 #[derive(Debug, Default)]
 pub(crate) struct Ladder {
@@ -52,6 +63,15 @@ pub(crate) struct Ladder {
     judge_skips: bool,
     /// The biggest rung it may send.
     top: usize,
+    /// Each rung's last keyframe, in bits.
+    keyframe_bits: [Option<f64>; RUNGS.len()],
+    /// The bitrate last looked at, and the most it has been.
+    bps: u32,
+    most_bps: u32,
+    /// The current rung's keyframe took too long: the next keyframe is sent a rung down.
+    oversized: bool,
+    /// A keyframe is wanted for the next frame.
+    keyframe_wanted: bool,
 }
 
 impl Ladder {
@@ -91,6 +111,12 @@ impl Ladder {
         // The first size is a change too: its keyframe's skips are not judged.
         self.changed_at.get_or_insert(now);
         self.rung_bps = self.rung_bps.max(bitrate_bps);
+        self.bps = bitrate_bps;
+        self.most_bps = self.most_bps.max(bitrate_bps);
+        // The smaller rung's first picture is the keyframe asked for.
+        if std::mem::take(&mut self.keyframe_wanted) && self.oversized && self.rung < last {
+            self.change(now, self.rung + 1);
+        }
         if self.judge_skips && self.rung < last && self.skipping(now) {
             self.blocked = Some((self.rung + 1, now + SKIPPED_RUNG_BLOCKED, self.rung_bps));
             self.change(now, self.rung + 1);
@@ -106,12 +132,13 @@ impl Ladder {
             }
             _ => self.top,
         };
-        if self.rung > top && bpp(self.rung - 1) >= UP_BPP {
+        let carries = |l: &Self, rung: usize| bpp(rung) >= UP_BPP && l.fits(rung, bitrate_bps);
+        if self.rung > top && carries(self, self.rung - 1) {
             let since = *self.up_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= UP_AFTER {
                 // As far up as the rate carries: each rung is a keyframe and a hold.
                 let mut rung = self.rung;
-                while rung > top && bpp(rung - 1) >= UP_BPP {
+                while rung > top && carries(self, rung - 1) {
                     rung -= 1;
                 }
                 self.change(now, rung);
@@ -120,6 +147,25 @@ impl Ladder {
             self.up_since = None;
         }
         size(source, self.rung)
+    }
+
+    /// The frame last sized was encoded as a keyframe of `bytes`.
+    pub(crate) fn keyframe(&mut self, bytes: usize) {
+        self.keyframe_bits[self.rung] = Some(bytes as f64 * 8.0);
+        self.oversized = !self.fits(self.rung, self.bps);
+    }
+
+    /// The next frame is to be a keyframe.
+    pub(crate) fn keyframe_wanted(&mut self) {
+        self.keyframe_wanted = true;
+    }
+
+    /// Whether `rung`'s keyframe, as last seen, is sent in the budget at `bitrate_bps`
+    /// (always, while the link does not hold the bitrate down).
+    fn fits(&self, rung: usize, bitrate_bps: u32) -> bool {
+        let bps = f64::from(bitrate_bps.max(1));
+        bps >= f64::from(self.most_bps) * HELD_DOWN
+            || self.keyframe_bits[rung].is_none_or(|bits| bits / bps <= KEYFRAME_BUDGET)
     }
 
     /// The encoder sent (`true`) or skipped the frame last sized.
@@ -156,6 +202,7 @@ impl Ladder {
         self.up_since = None;
         self.changed_at = Some(now);
         self.outcomes.clear();
+        self.oversized = false;
     }
 }
 
@@ -293,6 +340,32 @@ mod tests {
         assert_eq!(frames(&mut l, &mut t, 1, 150_000, |_| true), (320, 180));
         let size = frames(&mut l, &mut t, 60, 5_000_000, |_| true);
         assert_eq!(size, (640, 360), "climbs back only to half");
+    }
+
+    #[test]
+    fn on_a_narrow_link_a_rung_whose_keyframe_takes_too_long_is_left_until_the_rate_carries_it() {
+        let mut l = Ladder::default();
+        let t0 = Instant::now();
+        // The call starts at 2.5 Mbit/s: a 720p keyframe of 40 kB is no reason to leave.
+        assert_eq!(l.update(t0, 2_500_000, 30.0, HD), HD);
+        l.keyframe(40_000);
+        assert_eq!(l.update(t0, 2_500_000, 30.0, HD), HD);
+        // A 1 Mbit/s link: 540p by the bits per pixel, but its 18 kB keyframe takes 190 ms
+        // at 760 kbit/s; 360p's 7 kB takes 74. The next keyframe asked for is 360p's.
+        assert_eq!(l.update(t0, 760_000, 30.0, HD), (960, 540));
+        l.keyframe(18_000);
+        assert_eq!(l.update(t0, 760_000, 30.0, HD), (960, 540));
+        l.keyframe_wanted();
+        assert_eq!(l.update(t0, 760_000, 30.0, HD), (640, 360));
+        l.keyframe(7_000);
+        let mut t = t0;
+        for _ in 0..10 {
+            t += UP_AFTER;
+            assert_eq!(l.update(t, 760_000, 30.0, HD), (640, 360), "no climb back");
+        }
+        // At 1 Mbit/s 540p's keyframe takes 144 ms: after the hold, up.
+        l.update(t + UP_AFTER, 1_000_000, 30.0, HD);
+        assert_eq!(l.update(t + UP_AFTER * 2, 1_000_000, 30.0, HD), (960, 540));
     }
 
     #[test]

@@ -43,8 +43,9 @@ const TRIM: f64 = 0.9;
 /// at most this often.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// Growth per second near the rate at which the path last overflowed, as a share of it.
-/// (80 kbit/s at least, as the delay half, made a 500 kbit/s link overflow every 3 s.)
-const ADDITIVE_SHARE: f64 = 0.08;
+/// (80 kbit/s at least, as the delay half, made a 500 kbit/s link overflow every 3 s;
+/// 8 % a 1 Mbit/s link every few seconds, each overflow a likely freeze.)
+const ADDITIVE_SHARE: f64 = 0.04;
 const MIN_ADDITIVE_BPS: f64 = 20_000.0;
 /// Growth per step (200 ms) far from that rate: about 40 % a second.
 const GROWTH: f64 = 1.07;
@@ -348,6 +349,7 @@ impl Estimator {
             held: self.delay.held() || self.loss.held(),
             trouble_at: self.trouble_at,
             pair_bps: self.pairs.rate(),
+            steady_pair_bps: self.pairs.steady(),
         };
         if let Some(request) = self.planner.due(moment) {
             tracing::debug!(

@@ -10,7 +10,8 @@
 //! mostly finds the same narrow link and its excess overflows the link's buffer (into a
 //! 1 Mbit/s link's 50 ms buffer, every other failed probe froze the picture): there it
 //! waits until packets sent back to back cross far faster than the estimate
-//! ([`PairRate`]), which a link that has widened shows at once. Only towards peers that
+//! ([`PairRate`]), which a link that has widened shows at once; and wherever pairs cross
+//! steadily at about the estimate, the bottleneck is there and no probe goes. Only towards peers that
 //! took FEC (confab): Janus and browsers get none, and climb as before.
 //!
 //! [`Planner`] and [`Meter`] are pure (time is passed in); [`Probing`] is what the
@@ -157,8 +158,10 @@ pub(super) struct Moment {
     pub(super) held: bool,
     /// When the path last had a queue or excess loss.
     pub(super) trouble_at: Option<Instant>,
-    /// What packets sent back to back arrived at lately ([`PairRate`]).
+    /// What packets sent back to back arrived at lately ([`PairRate`]),
     pub(super) pair_bps: Option<f64>,
+    /// and the same where the pairs agree ([`PairRate::steady`]).
+    pub(super) steady_pair_bps: Option<f64>,
 }
 
 impl Planner {
@@ -178,7 +181,10 @@ impl Planner {
         // Pairs crossing far faster than the estimate: a bottleneck there was has gone.
         let roomy = m.pair_bps.is_some_and(|p| p >= m.target * ROOMY_PAIRS);
         let waited = waited || (roomy && self.wait > FIRST_WAIT);
-        if !quiet || !waited || (m.held && !roomy) || m.target >= m.max * 0.95 {
+        // Pairs crossing at about the estimate: the bottleneck is there, a probe would
+        // only overflow its buffer.
+        let narrow = m.steady_pair_bps.is_some_and(|p| p < m.target * FOUND);
+        if !quiet || !waited || narrow || (m.held && !roomy) || m.target >= m.max * 0.95 {
             return None;
         }
         let rate_bps = (m.target * FACTOR).min(m.max);
@@ -292,6 +298,16 @@ impl PairRate {
         let mut rates: Vec<f64> = self.pairs.iter().map(|(_, r)| *r).collect();
         rates.sort_by(f64::total_cmp);
         Some(rates[rates.len() / 2])
+    }
+
+    /// The median, only where the pairs agree (the middle half within twice or half of
+    /// it): a serializing link spaces every pair alike, jitter spaces them at random.
+    pub(super) fn steady(&self) -> Option<f64> {
+        let median = self.rate()?;
+        let mut rates: Vec<f64> = self.pairs.iter().map(|(_, r)| *r).collect();
+        rates.sort_by(f64::total_cmp);
+        let (q1, q3) = (rates[rates.len() / 4], rates[rates.len() * 3 / 4]);
+        (q1 >= median / 2.0 && q3 <= median * 2.0).then_some(median)
     }
 }
 

@@ -33,6 +33,7 @@ fn moment(now: Instant, target: f64) -> Moment {
         held: false,
         trouble_at: None,
         pair_bps: None,
+        steady_pair_bps: None,
     }
 }
 
@@ -77,6 +78,33 @@ fn near_a_known_capacity_only_pairs_that_cross_far_faster_bring_a_probe() {
         ..held
     };
     assert_eq!(p.due(widened).unwrap().rate_bps, 2_000_000.0);
+}
+
+#[test]
+fn pairs_crossing_at_about_the_estimate_keep_any_probe_back() {
+    let now = Instant::now();
+    let mut p = seen_since(now);
+    // No overflow learnt yet, but pairs show a 1.1 Mbit/s bottleneck.
+    let at_the_link = Moment {
+        pair_bps: Some(1_100_000.0),
+        steady_pair_bps: Some(1_100_000.0),
+        ..moment(now, 1_000_000.0)
+    };
+    assert_eq!(p.due(at_the_link), None);
+    let jittery = Moment {
+        steady_pair_bps: None,
+        ..at_the_link
+    };
+    assert!(
+        seen_since(now).due(jittery).is_some(),
+        "pairs that disagree say nothing"
+    );
+    let room = Moment {
+        pair_bps: Some(1_500_000.0),
+        steady_pair_bps: Some(1_500_000.0),
+        ..at_the_link
+    };
+    assert_eq!(p.due(room).unwrap().rate_bps, 2_000_000.0);
 }
 
 #[test]
@@ -306,4 +334,35 @@ fn packets_sent_back_to_back_arrive_at_the_narrowest_links_rate() {
     let (now, reports) = pairs(1_000_000_000.0, 10);
     pr.add(now, &reports);
     assert!(pr.rate().unwrap() >= 50_000_000.0, "{:?}", pr.rate());
+}
+
+#[test]
+fn pairs_spaced_at_random_by_jitter_are_not_a_steady_rate() {
+    let mut pr = PairRate::default();
+    let (now, reports) = pairs(500_000.0, 20);
+    pr.add(now, &reports);
+    assert!(
+        near(pr.steady().unwrap(), 500_000.0),
+        "a link spaces them alike"
+    );
+    // A wide path whose packets each wait 0-40 ms more, at random (the jitter profile).
+    let (now, reports) = pairs(1_000_000_000.0, 20);
+    let mut rng = 7u64;
+    let jittered: Vec<PacketReport> = reports
+        .iter()
+        .map(|r| {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let mut r = r.clone();
+            r.arrival = r
+                .arrival
+                .map(|a| a + Duration::from_micros((rng >> 33) % 40_000));
+            r
+        })
+        .collect();
+    let mut pr = PairRate::default();
+    pr.add(now, &jittered);
+    assert!(pr.rate().is_some());
+    assert_eq!(pr.steady(), None, "{:?}", pr.rate());
 }

@@ -300,7 +300,7 @@ impl Job {
                 frame,
             } => self.tiles.picture(&member, role, frame, now),
             // Audio comes on the same queue as the news, but a decoder may still drain.
-            Input::Audio { member, pcm } if self.tiles.is_gone(&member) => drop(pcm),
+            Input::Audio { member, .. } if self.tiles.is_gone(&member) => {}
             Input::Audio { member, pcm } => self.mixer.push(&member, &pcm),
             Input::Joined(m) => self.tiles.joined(&m),
             Input::Left(m) => {

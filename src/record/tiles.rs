@@ -1,7 +1,7 @@
 //! Which tiles a recording shows, in order, and the latest picture of each (pure: time
 //! is passed in).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use crate::call::TrackRole;
@@ -19,7 +19,7 @@ pub struct Tiles {
     camera_off: Vec<String>,
     /// Members who left: pictures still on their way (they come on another queue than
     /// the news) bring no tile back until they join again.
-    gone: Vec<String>,
+    gone: HashSet<String>,
 }
 
 impl Tiles {
@@ -34,7 +34,7 @@ impl Tiles {
 
     /// A member's camera tile (with a grey picture until one arrives).
     pub fn joined(&mut self, member: &str) {
-        self.gone.retain(|m| m != member);
+        self.gone.remove(member);
         let key = (member.to_string(), TrackRole::Camera);
         if !self.order.contains(&key) {
             let first_screen = self
@@ -50,14 +50,12 @@ impl Tiles {
         self.order.retain(|(m, _)| m != member);
         self.latest.retain(|(m, _), _| m != member);
         self.camera_off.retain(|m| m != member);
-        if !self.gone.iter().any(|m| m == member) {
-            self.gone.push(member.to_string());
-        }
+        self.gone.insert(member.to_string());
     }
 
     /// Whether the member left (and has not joined again).
     pub fn is_gone(&self, member: &str) -> bool {
-        self.gone.iter().any(|m| m == member)
+        self.gone.contains(member)
     }
 
     pub fn camera(&mut self, member: &str, on: bool) {

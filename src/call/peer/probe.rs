@@ -11,8 +11,8 @@
 //! 1 Mbit/s link's 50 ms buffer, every other failed probe froze the picture): there it
 //! waits until packets sent back to back cross far faster than the estimate
 //! ([`PairRate`]), which a link that has widened shows at once; and wherever pairs cross
-//! steadily at about the estimate, the bottleneck is there and no probe goes. Only towards peers that
-//! took FEC (confab): Janus and browsers get none, and climb as before.
+//! steadily at about the estimate, the bottleneck is there and no probe goes. Only
+//! towards peers that took FEC (confab): Janus and browsers get none, and climb as before.
 //!
 //! [`Planner`] and [`Meter`] are pure (time is passed in); [`Probing`] is what the
 //! estimator, the FEC sender and the pacer share.
@@ -290,22 +290,26 @@ impl PairRate {
         }
     }
 
-    /// The median of the last second's pairs, if there were enough.
-    pub(super) fn rate(&self) -> Option<f64> {
+    /// The last second's pairs' rates in order, if there were enough.
+    fn sorted(&self) -> Option<Vec<f64>> {
         if self.pairs.len() < MIN_PAIRS {
             return None;
         }
         let mut rates: Vec<f64> = self.pairs.iter().map(|(_, r)| *r).collect();
         rates.sort_by(f64::total_cmp);
-        Some(rates[rates.len() / 2])
+        Some(rates)
+    }
+
+    /// The median of the last second's pairs, if there were enough.
+    pub(super) fn rate(&self) -> Option<f64> {
+        self.sorted().map(|r| r[r.len() / 2])
     }
 
     /// The median, only where the pairs agree (the middle half within twice or half of
     /// it): a serializing link spaces every pair alike, jitter spaces them at random.
     pub(super) fn steady(&self) -> Option<f64> {
-        let median = self.rate()?;
-        let mut rates: Vec<f64> = self.pairs.iter().map(|(_, r)| *r).collect();
-        rates.sort_by(f64::total_cmp);
+        let rates = self.sorted()?;
+        let median = rates[rates.len() / 2];
         let (q1, q3) = (rates[rates.len() / 4], rates[rates.len() * 3 / 4]);
         (q1 >= median / 2.0 && q3 <= median * 2.0).then_some(median)
     }

@@ -170,3 +170,38 @@ async fn a_resume_takes_over_a_connection_the_server_still_thinks_alive() {
         .collect();
     assert_eq!(names, ["ann", "bob"]);
 }
+
+/// The next relayed description from a headless peer, passing over its candidates.
+async fn next_description(page: &mut Raw) -> serde_json::Value {
+    loop {
+        let m = page.recv().await;
+        if m["type"] == "relay" && m["payload"]["kind"] == "description" {
+            return m;
+        }
+    }
+}
+
+/// A polite browser page asks for an ICE restart instead of offering one (Chromium that
+/// rolls back its own restart offer shows no more video): a confab peer asked sends
+/// its offer still waiting for an answer again, since it may have gone down with the
+/// asker's link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_asked_for_a_restart_sends_its_unanswered_offer_again() {
+    let srv = server_with(|_| {}).await;
+    // A member that never answers: whatever the ids make of politeness, ann's offer
+    // comes (at once, or after the polite side's wait for the other's) and waits.
+    let mut page = Raw::joined(&srv, "outage", "page").await;
+    let ann = tokio::spawn(headless::run(opts(&srv.ws_url(), "ann", 440.0)));
+    let offer = next_description(&mut page).await;
+    assert_eq!(offer["payload"]["sdp_type"], "offer");
+    let ann_id = offer["from"].as_str().unwrap().to_owned();
+
+    page.relay(&ann_id, json!({"kind": "restart"})).await;
+    let again = next_description(&mut page).await;
+    assert_eq!(again["payload"]["sdp_type"], "offer");
+    assert_eq!(
+        again["payload"]["sdp"], offer["payload"]["sdp"],
+        "the same offer, not a new one"
+    );
+    ann.abort();
+}

@@ -77,6 +77,15 @@ function sendDescription(p) {
   relay(p.id, { kind: "description", sdp_type: d.type, sdp: signalledSdp(d.sdp) });
 }
 
+// Our pending offer again, as it stands now (with the candidates gathered since); its
+// age still counts from when it first went out.
+function resendOffer(p) {
+  const d = p.pc.localDescription;
+  if (p.pc.signalingState !== "have-local-offer" || !d) return;
+  log("offer resent", { id: p.id });
+  relay(p.id, { kind: "description", sdp_type: d.type, sdp: signalledSdp(d.sdp) });
+}
+
 export async function tuneSenders(pc) {
   for (const s of pc.getSenders()) {
     if (!s.track || s.track.kind !== "video") continue;
@@ -226,10 +235,17 @@ export function pathLost(p) {
   }, wait);
 }
 
-// An ICE restart; an offer of ours still unanswered went with a dead link, so it is
-// rolled back first (no new offer comes while one is pending).
+// An ICE restart. Only the impolite side offers one; the polite side asks for it.
+// Chromium that rolls back its own ICE-restart offer for the other side's keeps
+// decoding that peer's video but shows none of it, so the polite side never has such
+// an offer to roll back. The impolite side's offer still unanswered went with a dead
+// link, so it is rolled back first (no new offer comes while one is pending).
 export function restart(p) {
   p.iceRestarts += 1;
+  if (p.polite) {
+    relay(p.id, { kind: "restart" });
+    return;
+  }
   p.queue = p.queue
     .then(async () => {
       if (p.pc.signalingState === "have-local-offer" && !p.makingOffer) {
@@ -263,7 +279,13 @@ async function handleSignal(p, s) {
     const ourOfferLost =
       pc.signalingState === "have-local-offer" && performance.now() - p.offerSentAt > OFFER_LOST_MS;
     p.ignoreOffer = !p.polite && collision && !ourOfferLost;
-    if (p.ignoreOffer) return;
+    if (p.ignoreOffer) {
+      // While the path is down, the other side's signaling link may have died with our
+      // offer under way: it would roll back for ours, but never had it. Send it again
+      // (a duplicate costs one more answer, which we drop as stale).
+      if (pc.connectionState !== "connected" && !p.makingOffer) resendOffer(p);
+      return;
+    }
     if (desc.type === "answer" && pc.signalingState !== "have-local-offer") return; // stale
     await pc.setRemoteDescription(desc); // rolls back our own offer when polite
     for (const c of p.pendingCandidates.splice(0)) await pc.addIceCandidate(c).catch(() => {});
@@ -272,6 +294,10 @@ async function handleSignal(p, s) {
       await pc.setLocalDescription();
       sendDescription(p);
     }
+  } else if (s.kind === "restart") {
+    // The polite side asks: our pending offer may have gone with its dead link.
+    if (pc.signalingState === "have-local-offer") resendOffer(p);
+    else restart(p);
   } else if (s.kind === "candidate" && s.candidate) {
     if (!pc.remoteDescription) {
       p.pendingCandidates.push(s.candidate);

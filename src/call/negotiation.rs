@@ -27,8 +27,16 @@ use super::peer::{IceCandidate, Peer, SdpType, SessionDescription, SignalingStat
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Signal {
-    Description { sdp_type: SdpType, sdp: String },
-    Candidate { candidate: IceCandidate },
+    Description {
+        sdp_type: SdpType,
+        sdp: String,
+    },
+    Candidate {
+        candidate: IceCandidate,
+    },
+    /// The polite side asks for an ICE restart: only the impolite side offers one (a
+    /// browser that rolls back its own restart offer can stop showing the peer's video).
+    Restart,
 }
 
 impl Signal {
@@ -254,6 +262,8 @@ impl Negotiator {
                     Err(err) => Err(err),
                 }
             }
+            // The session restarts ICE itself (see `Session::restart_asked`).
+            Signal::Restart => Ok(Vec::new()),
         }
     }
 
@@ -479,5 +489,10 @@ mod tests {
             r#"{"kind":"description","sdp_type":"offer","sdp":"v=0"}"#
         );
         assert_eq!(serde_json::from_str::<Signal>(&json).unwrap(), d);
+        // What a polite browser page sends to ask for an ICE restart.
+        assert_eq!(
+            serde_json::from_str::<Signal>(r#"{"kind":"restart"}"#).unwrap(),
+            Signal::Restart
+        );
     }
 }

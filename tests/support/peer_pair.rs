@@ -432,6 +432,7 @@ async fn through_proxy(
             serde_json::to_string(&Signal::Description { sdp_type, sdp: out })
                 .expect("signal serialises")
         }
+        Signal::Restart => msg,
     }
 }
 

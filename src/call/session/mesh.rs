@@ -102,17 +102,31 @@ impl Engine {
                 continue;
             }
             tracing::info!(peer = %id, restart = p.reconnect.restarts(), "restarting ICE");
-            if let Err(e) = p.peer.restart_ice().await {
-                tracing::warn!(peer = %id, "ICE restart: {e}");
-                continue;
-            }
-            match p.negotiator.reoffer_at(&p.peer, now).await {
-                Ok(out) => offers.push((id.clone(), out)),
-                Err(e) => tracing::warn!(peer = %id, "ICE restart offer: {e}"),
+            if let Some(out) = restart_ice(id, p, now).await {
+                offers.push((id.clone(), out));
             }
         }
         for (id, out) in offers {
             self.relay(&id, out);
+        }
+    }
+
+    /// `id` asked for an ICE restart (it is the polite side of the pair): our offer
+    /// still waiting for an answer may have gone with its dead signaling link, so it
+    /// goes again; without one, a restart offer goes.
+    pub(super) async fn restart_asked(&mut self, id: &str) {
+        let Some(p) = self.peers.get_mut(id) else {
+            return;
+        };
+        let out = match p.negotiator.pending_offer() {
+            Some(offer) => Some(vec![offer]),
+            None => {
+                tracing::info!(peer = %id, "restarting ICE: asked");
+                restart_ice(id, p, Instant::now()).await
+            }
+        };
+        if let Some(out) = out {
+            self.relay(id, out);
         }
     }
 
@@ -282,4 +296,19 @@ pub(super) fn decode_remote(
         idr_seen: idr_seen.clone(),
     });
     counters
+}
+
+/// An ICE restart towards `p`: the offer to send, if one was made.
+async fn restart_ice(id: &str, p: &mut RemotePeer, now: Instant) -> Option<Vec<Signal>> {
+    if let Err(e) = p.peer.restart_ice().await {
+        tracing::warn!(peer = %id, "ICE restart: {e}");
+        return None;
+    }
+    match p.negotiator.reoffer_at(&p.peer, now).await {
+        Ok(out) => Some(out),
+        Err(e) => {
+            tracing::warn!(peer = %id, "ICE restart offer: {e}");
+            None
+        }
+    }
 }

@@ -196,6 +196,10 @@ impl Engine {
                         return;
                     }
                 };
+                if signal == Signal::Restart {
+                    self.restart_asked(&from).await;
+                    return;
+                }
                 let Some(p) = self.peers.get_mut(&from) else {
                     tracing::debug!(%from, "signal from an unknown member");
                     return;

@@ -375,3 +375,42 @@ async fn the_terminal_shows_the_apps_log_and_not_the_sound_librarys_chatter() {
         "library noise on the terminal:\n{log}"
     );
 }
+
+/// Asked to quit (SIGTERM, what a session manager sends at logout), the app closes its
+/// window and leaves the call first: the others see it leave at once, not after the
+/// server's resume grace for a link that dropped (30 s of a frozen tile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_asked_to_quit_leaves_the_call_before_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = Xvfb::start().await;
+    let srv = support::server().await;
+    let mut bob = support::Raw::joined(&srv, "bye", "bob").await;
+    let mut app = start_app(&x, dir.path(), &srv.ws_url(), "bye");
+    // The window opens and joins at its own pace (a debug build under Xvfb).
+    let desk = loop {
+        let m = bob.recv_within(Duration::from_secs(60)).await;
+        if m["type"] == "peer_joined" {
+            break m;
+        }
+    };
+    let desk = &desk["member"];
+    assert_eq!(desk["name"], "Desk");
+
+    let pid = app.id().expect("the app is running") as libc::pid_t;
+    // SAFETY: a signal to the child this test started and still holds.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let left = loop {
+        let m = bob.recv().await;
+        if m["type"] == "peer_left" {
+            break m;
+        }
+    };
+    assert_eq!(left["id"], desk["id"]);
+    assert_eq!(left["reason"], "left", "{left}");
+    let status = tokio::time::timeout(Duration::from_secs(10), app.wait())
+        .await
+        .expect("the app ends after leaving")
+        .unwrap();
+    assert!(status.success(), "the app ended with {status}");
+    drop(x);
+}

@@ -39,6 +39,7 @@ pub struct App {
     window_full_screen: bool,
     /// The desktop's light/dark preference, as far as it is known.
     system_theme: SystemTheme,
+    engine_done: Option<std::sync::mpsc::Receiver<()>>,
 }
 
 impl App {
@@ -62,7 +63,15 @@ impl App {
             shown_server_error: None,
             window_full_screen: false,
             system_theme: SystemTheme::default(),
+            engine_done: None,
         }
+    }
+
+    /// What says the engine has stopped: the closing window waits for it (bounded), so
+    /// that the call's goodbye goes out before the process ends.
+    pub fn with_engine_done(mut self, done: std::sync::mpsc::Receiver<()>) -> Self {
+        self.engine_done = Some(done);
+        self
     }
 
     /// Follows what the desktop prefers when the windowing system does not say.
@@ -165,6 +174,10 @@ impl App {
 impl eframe::App for App {
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.model.save_settings();
+        self.model.send(UiCommand::Quit);
+        if let Some(done) = &self.engine_done {
+            let _ = done.recv_timeout(super::quit::EXIT_WAIT);
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {

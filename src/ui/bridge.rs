@@ -85,6 +85,8 @@ pub enum UiCommand {
         server: Option<String>,
     },
     Engine(Command),
+    /// The window is closing: leave the call and stop.
+    Quit,
 }
 
 impl std::fmt::Debug for UiCommand {
@@ -105,6 +107,7 @@ impl std::fmt::Debug for UiCommand {
             Self::ShareOnLan(open) => write!(f, "ShareOnLan({open})"),
             Self::RunChecks { server } => write!(f, "RunChecks({server:?})"),
             Self::Engine(c) => write!(f, "Engine({})", command_name(c)),
+            Self::Quit => write!(f, "Quit"),
         }
     }
 }
@@ -155,7 +158,8 @@ pub enum UiEvent {
     Engine(Event),
 }
 
-/// Starts the runtime thread; returns the command sender and the event receiver.
+/// Starts the runtime thread; returns the command sender, the event receiver and what
+/// says the engine has stopped (after [`UiCommand::Quit`], having left the call).
 pub fn spawn(
     media: Arc<UiSink>,
     embed_server: bool,
@@ -163,9 +167,11 @@ pub fn spawn(
 ) -> (
     mpsc::UnboundedSender<UiCommand>,
     std::sync::mpsc::Receiver<UiEvent>,
+    std::sync::mpsc::Receiver<()>,
 ) {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
@@ -178,9 +184,10 @@ pub fn spawn(
             };
             let out = Outbox { tx: ev_tx, ctx };
             rt.block_on(run(cmd_rx, out, media, embed_server));
+            let _ = done_tx.send(());
         })
         .expect("spawning the engine thread");
-    (cmd_tx, ev_rx)
+    (cmd_tx, ev_rx, done_rx)
 }
 
 /// Sends to the UI and wakes it.
@@ -202,6 +209,8 @@ struct Engine {
     out: Outbox,
     media: Arc<UiSink>,
     call: Option<CallHandle>,
+    /// Forwards the call's events; it ends when the call has left.
+    call_events: Option<tokio::task::JoinHandle<()>>,
     /// The echo canceller shared by the call's microphone and speaker.
     echo: EchoPath,
     /// Set on the lobby's camera preview, mic meter and the ring to stop them.
@@ -241,6 +250,7 @@ async fn run(
         out,
         media,
         call: None,
+        call_events: None,
         echo: EchoPath::default(),
         preview: None,
         mic_meter: None,
@@ -249,13 +259,20 @@ async fn run(
         server,
         quality: Quality::default(),
     };
+    tokio::spawn(super::quit::on_signals(engine.out.ctx.clone()));
     engine.scan_devices().await;
     while let Some(cmd) = commands.recv().await {
+        if matches!(cmd, UiCommand::Quit) {
+            break;
+        }
         engine.handle(cmd).await;
     }
     stop(&mut engine.ringer);
-    if let Some(c) = engine.call {
+    if let Some(c) = engine.call.take() {
         c.send(Command::Leave);
+    }
+    if let Some(events) = engine.call_events.take() {
+        let _ = tokio::time::timeout(super::quit::LEAVE_WAIT, events).await;
     }
 }
 
@@ -334,7 +351,7 @@ impl Engine {
                         self.call = Some(handle);
                         let out = self.out.clone();
                         let media = self.media.clone();
-                        tokio::spawn(async move {
+                        self.call_events = Some(tokio::spawn(async move {
                             let mut speaker_failed = None;
                             while let Some(e) = events.recv().await {
                                 // The speaker fails on its own thread; look once a stats tick.
@@ -350,7 +367,7 @@ impl Engine {
                                 }
                                 out.send(UiEvent::Engine(e));
                             }
-                        });
+                        }));
                     }
                     Err(e) => self.out.send(UiEvent::JoinFailed(e)),
                 }
@@ -439,6 +456,7 @@ impl Engine {
                     self.ringer = Some(run_ringer(self.media.clone()));
                 }
             }
+            UiCommand::Quit => {}
             UiCommand::Engine(cmd) => {
                 let leaving = matches!(cmd, Command::Leave);
                 self.engine(cmd);

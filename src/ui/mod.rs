@@ -16,6 +16,7 @@ mod netquality;
 mod prejoin;
 mod previews;
 mod quality;
+mod quit;
 mod settings;
 mod sink;
 mod sound;
@@ -117,10 +118,11 @@ pub fn run(opts: DesktopOptions) -> Result<(), UiError> {
         Box::new(move |cc| {
             let media = Arc::new(UiSink::default());
             media.attach(&cc.egui_ctx);
-            let (commands, events) = bridge::spawn(media.clone(), embed, cc.egui_ctx.clone());
+            let (commands, events, done) = bridge::spawn(media.clone(), embed, cc.egui_ctx.clone());
             let theme = window::SystemTheme::watch(cc.egui_ctx.clone());
-            let mut app =
-                App::new(commands, events, media, settings, path).with_system_theme(theme);
+            let mut app = App::new(commands, events, media, settings, path)
+                .with_system_theme(theme)
+                .with_engine_done(done);
             if opts.join || opts.test_call {
                 app = app.join_on_start(opts.test_call);
                 if !embed {

@@ -88,10 +88,15 @@ impl Raw {
 
     /// Next protocol message (pings and pongs skipped), failing after 5 s.
     pub async fn recv(&mut self) -> Value {
+        self.recv_within(STEP).await
+    }
+
+    /// Next protocol message, failing after `wait` without one.
+    pub async fn recv_within(&mut self, wait: Duration) -> Value {
         loop {
-            let frame = tokio::time::timeout(STEP, self.ws.next())
+            let frame = tokio::time::timeout(wait, self.ws.next())
                 .await
-                .expect("a message within 5 s")
+                .unwrap_or_else(|_| panic!("a message within {wait:?}"))
                 .expect("connection open")
                 .expect("frame ok");
             match frame {

@@ -49,6 +49,11 @@ const ADDITIVE_SHARE: f64 = 0.04;
 const MIN_ADDITIVE_BPS: f64 = 20_000.0;
 /// Growth per step (200 ms) far from that rate: about 40 % a second.
 const GROWTH: f64 = 1.07;
+/// The climb stops at this share of the rate at which back-to-back packets cross the
+/// path steadily (a bottleneck's rate): past it, the climb only fills the link's
+/// buffer until it overflows (on a 1 Mbit/s link the loss half climbed to 1.2 Mbit/s,
+/// and each overflow cost a keyframe).
+const UNDER_BOTTLENECK: f64 = 0.9;
 /// How often the estimate's inputs are logged (at debug, target `confab::estimate`).
 const TRACE_EVERY: Duration = Duration::from_millis(250);
 /// Packets queued this much longer than the path's least delay: its buffer is filling.
@@ -118,6 +123,8 @@ pub(crate) struct LossRate {
     last_trim: Option<Instant>,
     /// When the path last had a queue.
     congested_at: Option<Instant>,
+    /// The bottleneck's rate, where packet pairs show one ([`PairRate::steady`]).
+    bottleneck: Option<f64>,
 }
 
 impl LossRate {
@@ -133,7 +140,14 @@ impl LossRate {
             ceiling: Ceiling::default(),
             last_trim: None,
             congested_at: None,
+            bottleneck: None,
         }
+    }
+
+    /// The rate packet pairs cross the path at steadily, if they do: the climb stops
+    /// under it.
+    pub(crate) fn set_bottleneck(&mut self, bps: Option<f64>) {
+        self.bottleneck = bps;
     }
 
     pub(crate) fn target(&self) -> f64 {
@@ -247,6 +261,9 @@ impl LossRate {
             } else {
                 self.target * GROWTH
             };
+            let next = self
+                .bottleneck
+                .map_or(next, |b| next.min(self.target.max(b * UNDER_BOTTLENECK)));
             self.target = next.clamp(self.min, self.max);
             self.last_change = Some(now);
         }
@@ -415,6 +432,7 @@ impl BandwidthEstimator for Estimator {
             .queue
             .update(now, reports)
             .is_some_and(|q| q >= CONGESTED_QUEUE);
+        self.loss.set_bottleneck(self.pairs.bottleneck());
         let loss_target = self
             .loss
             .update(now, lost, reports.len(), congested, received);
@@ -437,6 +455,8 @@ impl BandwidthEstimator for Estimator {
                 congested,
                 lost,
                 reports = reports.len(),
+                pairs = self.pairs.steady().map(|p| p as u64 / 1000),
+                bottleneck = self.pairs.bottleneck().map(|p| p as u64 / 1000),
                 loss_avg = self.loss.average().unwrap_or(0.0),
                 baseline = self.loss.baseline(),
                 "estimate (kbit/s)"

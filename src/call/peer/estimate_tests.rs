@@ -102,6 +102,28 @@ fn a_clean_path_raises_the_loss_half_to_the_ceiling() {
 }
 
 #[test]
+fn the_climb_stops_under_the_bottleneck_packet_pairs_show() {
+    // Pairs cross a 1 Mbit/s link steadily: climbing past it only fills its buffer
+    // until it overflows.
+    let mut t = Instant::now();
+    let mut rate = LossRate::new(500_000.0, MIN, MAX);
+    rate.set_bottleneck(Some(1_000_000.0));
+    let targets = run(&mut rate, &mut t, 10, 0.0);
+    let last = *targets.last().unwrap();
+    assert!((850_000.0..=920_000.0).contains(&last), "{targets:?}");
+    // Pairs that no longer agree (jitter, a link that widened) lift it.
+    rate.set_bottleneck(None);
+    let targets = run(&mut rate, &mut t, 10, 0.0);
+    assert_eq!(*targets.last().unwrap(), MAX, "{targets:?}");
+    // Above the bottleneck already (a link that just narrowed): loss and queues cut
+    // it, not the pairs.
+    let mut rate = LossRate::new(MAX, MIN, MAX);
+    rate.set_bottleneck(Some(1_000_000.0));
+    let targets = run(&mut rate, &mut t, 2, 0.0);
+    assert_eq!(*targets.last().unwrap(), MAX, "{targets:?}");
+}
+
+#[test]
 fn loss_from_a_full_queue_is_congestion_and_is_not_learnt() {
     let mut t = Instant::now();
     let mut rate = LossRate::new(MAX, MIN, MAX);

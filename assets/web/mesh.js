@@ -74,7 +74,7 @@ function withoutIceOfRejected(sdp) {
 function sendDescription(p) {
   const d = p.pc.localDescription;
   if (d.type === "offer") p.offerSentAt = performance.now();
-  relay(p.id, { kind: "description", sdp_type: d.type, sdp: signalledSdp(d.sdp) });
+  relayDescription(p, d);
 }
 
 // Our pending offer again, as it stands now (with the candidates gathered since); its
@@ -83,6 +83,10 @@ function resendOffer(p) {
   const d = p.pc.localDescription;
   if (p.pc.signalingState !== "have-local-offer" || !d) return;
   log("offer resent", { id: p.id });
+  relayDescription(p, d);
+}
+
+function relayDescription(p, d) {
   relay(p.id, { kind: "description", sdp_type: d.type, sdp: signalledSdp(d.sdp) });
 }
 

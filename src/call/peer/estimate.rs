@@ -49,8 +49,8 @@ const ADDITIVE_SHARE: f64 = 0.04;
 const MIN_ADDITIVE_BPS: f64 = 20_000.0;
 /// Growth per step (200 ms) far from that rate: about 40 % a second.
 const GROWTH: f64 = 1.07;
-/// The climb stops at this share of the rate at which back-to-back packets cross the
-/// path steadily (a bottleneck's rate): past it, the climb only fills the link's
+/// The climb stops at this share of the rate at which back-to-back packets agree on
+/// crossing the path (a bottleneck's rate): past it, the climb only fills the link's
 /// buffer until it overflows (on a 1 Mbit/s link the loss half climbed to 1.2 Mbit/s,
 /// and each overflow cost a keyframe).
 const UNDER_BOTTLENECK: f64 = 0.9;
@@ -123,7 +123,7 @@ pub(crate) struct LossRate {
     last_trim: Option<Instant>,
     /// When the path last had a queue.
     congested_at: Option<Instant>,
-    /// The bottleneck's rate, where packet pairs show one ([`PairRate::steady`]).
+    /// The bottleneck's rate, where packet pairs show one ([`PairRate::bottleneck`]).
     bottleneck: Option<f64>,
 }
 
@@ -144,8 +144,8 @@ impl LossRate {
         }
     }
 
-    /// The rate packet pairs cross the path at steadily, if they do: the climb stops
-    /// under it.
+    /// The rate packet pairs cross the path at, where they agree on one: the climb
+    /// stops under it.
     pub(crate) fn set_bottleneck(&mut self, bps: Option<f64>) {
         self.bottleneck = bps;
     }

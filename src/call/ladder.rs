@@ -1,9 +1,14 @@
 //! The camera's degradation ladder: when the bitrate cannot carry the source's resolution
 //! (too few bits per pixel, the picture turns to mush and the encoder skips frames), send
-//! a smaller picture instead: 720p -> 540p -> 360p -> 180p. Down at once, up after the
-//! bitrate has held for 0.7 s (as many rungs as it carries), with a gap between the two
-//! thresholds so it does not flap. Bits per pixel are a guess at what a picture needs:
-//! busy content at a rung the guess allows still makes openh264 skip most frames (its
+//! a smaller picture instead: 720p -> 540p -> 360p -> 270p -> 180p. Down at once, up after
+//! the bitrate has held for 0.7 s (as many rungs as it carries), with a gap between the
+//! two thresholds so it does not flap. Bits per pixel are a guess at what a picture needs,
+//! and a smaller picture needs more of them (each pixel carries more of the detail): the
+//! thresholds grow as the picture shrinks, the bits a picture needs as its pixels to the
+//! power 0.75. At one threshold for every size, a 500 kbit/s link's 330 kbit/s climbed
+//! to 360p, where openh264 skipped a fifth of the frames (runs of them froze the picture)
+//! and its keyframe took 230 ms; Chromium holds 480x270 there. Busy content at a rung
+//! the guess allows still makes openh264 skip most frames (its
 //! quantiser is capped at low rates; a mesh's small stream went to 720x404 at 400 kbit/s
 //! and sent 4 frames a second). So the small stream's ladder also steps down from a rung
 //! whose frames are mostly skipped, and does not climb back to it for a while at that
@@ -17,13 +22,16 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Each rung's size as a fraction of the source's.
-const RUNGS: [(usize, usize); 4] = [(1, 1), (3, 4), (1, 2), (1, 4)];
+const RUNGS: [(usize, usize); 5] = [(1, 1), (3, 4), (1, 2), (3, 8), (1, 4)];
 /// The half-size rung.
 const HALF: usize = 2;
-/// Below this many bits per pixel per frame, step down.
+/// Below this many bits per pixel per frame at 720p's size, step down;
 const DOWN_BPP: f64 = 0.03;
-/// A rung up is taken when it would get at least this many.
+/// a rung up is taken when it would get at least this many.
 const UP_BPP: f64 = 0.045;
+/// The size both hold at; a picture of `p` pixels needs `(SIZE_BPP_AT / p)^0.25` times as
+/// many bits per pixel.
+const SIZE_BPP_AT: f64 = 1280.0 * 720.0;
 /// How long the bitrate must hold before stepping up.
 const UP_AFTER: Duration = Duration::from_millis(700);
 /// Frames are judged over this long,
@@ -103,9 +111,12 @@ impl Ladder {
         fps: f32,
         source: (usize, usize),
     ) -> (usize, usize) {
+        // Each rung's bits per pixel per frame, as a share of what its size needs.
         let bpp = |rung: usize| {
             let (w, h) = size(source, rung);
-            f64::from(bitrate_bps) / (w as f64 * h as f64 * f64::from(fps.max(1.0)))
+            let pixels = w as f64 * h as f64;
+            let needs = (SIZE_BPP_AT / pixels).powf(0.25);
+            f64::from(bitrate_bps) / (pixels * f64::from(fps.max(1.0))) / needs
         };
         let last = RUNGS.len() - 1;
         // The first size is a change too: its keyframe's skips are not judged.
@@ -232,6 +243,7 @@ mod tests {
         assert_eq!(l.update(t, 900_000, 30.0, HD), HD, "0.033 bpp: still 720p");
         assert_eq!(l.update(t, 700_000, 30.0, HD), (960, 540));
         assert_eq!(l.update(t, 420_000, 30.0, HD), (640, 360));
+        assert_eq!(l.update(t, 250_000, 30.0, HD), (480, 270));
         assert_eq!(l.update(t, 100_000, 30.0, HD), (320, 180));
         assert_eq!(l.update(t, 10_000, 30.0, HD), (320, 180), "the last rung");
     }
@@ -256,11 +268,21 @@ mod tests {
         let mut l = Ladder::default();
         let t0 = Instant::now();
         assert_eq!(l.update(t0, 150_000, 30.0, HD), (320, 180));
-        // 400 kbit/s: 0.058 bits per pixel at 360p, 0.026 at 540p.
+        // A 500 kbit/s link's 330 kbit/s: 0.085 bits per pixel at 270p, 0.048 at 360p,
+        // where a 720p picture would need 0.045 but a 360p one 0.064.
         for i in 1..=6 {
-            l.update(t0 + UP_AFTER / 2 * i, 400_000, 30.0, HD);
+            l.update(t0 + UP_AFTER / 2 * i, 330_000, 30.0, HD);
         }
-        assert_eq!(l.update(t0 + UP_AFTER * 4, 400_000, 30.0, HD), (640, 360));
+        assert_eq!(l.update(t0 + UP_AFTER * 4, 330_000, 30.0, HD), (480, 270));
+    }
+
+    #[test]
+    fn a_smaller_picture_needs_more_bits_per_pixel() {
+        let mut l = Ladder::default();
+        let t0 = Instant::now();
+        // 0.035 bits per pixel keeps 720p, but not 360p (which needs 0.042 to stay).
+        assert_eq!(l.update(t0, 970_000, 30.0, HD), HD);
+        assert_eq!(l.update(t0, 250_000, 30.0, (640, 360)), (480, 270));
     }
 
     /// `frames` frames at 30 fps from `t`, each sized and then sent or skipped.
@@ -358,10 +380,11 @@ mod tests {
         l.keyframe_wanted();
         assert_eq!(l.update(t0, 760_000, 30.0, HD), (640, 360));
         l.keyframe(7_000);
+        // 850 kbit/s would carry 540p by the bits per pixel, but not its keyframe (170 ms).
         let mut t = t0;
         for _ in 0..10 {
             t += UP_AFTER;
-            assert_eq!(l.update(t, 760_000, 30.0, HD), (640, 360), "no climb back");
+            assert_eq!(l.update(t, 850_000, 30.0, HD), (640, 360), "no climb back");
         }
         // At 1 Mbit/s 540p's keyframe takes 144 ms: after the hold, up.
         l.update(t + UP_AFTER, 1_000_000, 30.0, HD);

@@ -124,6 +124,30 @@ fn the_climb_stops_under_the_bottleneck_packet_pairs_show() {
 }
 
 #[test]
+fn an_overflow_far_under_the_bottleneck_pairs_show_does_not_slow_the_climb() {
+    // The call's first second overflows a 1 Mbit/s link, and 450 kbit/s arrived: the
+    // loss half learns 450 kbit/s as where the path overflows, and creeps near it.
+    let overflowed = |t: &mut Instant| {
+        let mut rate = LossRate::new(MAX, MIN, MAX);
+        *t += STEP;
+        rate.update(*t, 40, 50, true, Some(450_000.0));
+        run(&mut rate, t, 2, 0.0);
+        rate
+    };
+    let mut t = Instant::now();
+    // Pairs then agree on 1 Mbit/s: the climb goes there in seconds.
+    let mut rate = overflowed(&mut t);
+    rate.set_bottleneck(Some(1_000_000.0));
+    let targets = run(&mut rate, &mut t, 6, 0.0);
+    assert!(*targets.last().unwrap() >= 850_000.0, "{targets:?}");
+    // Where they agree on a rate near the overflow's, it still creeps.
+    let mut rate = overflowed(&mut t);
+    rate.set_bottleneck(Some(600_000.0));
+    let targets = run(&mut rate, &mut t, 6, 0.0);
+    assert!(*targets.last().unwrap() < 520_000.0, "{targets:?}");
+}
+
+#[test]
 fn loss_from_a_full_queue_is_congestion_and_is_not_learnt() {
     let mut t = Instant::now();
     let mut rate = LossRate::new(MAX, MIN, MAX);

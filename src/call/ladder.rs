@@ -1,8 +1,8 @@
 //! The camera's degradation ladder: when the bitrate cannot carry the source's resolution
 //! (too few bits per pixel, the picture turns to mush and the encoder skips frames), send
-//! a smaller picture instead: 720p -> 540p -> 360p -> 270p -> 180p. Down at once, up after
-//! the bitrate has held for 0.7 s (as many rungs as it carries), with a gap between the
-//! two thresholds so it does not flap. Bits per pixel are a guess at what a picture needs,
+//! a smaller picture instead: 720p -> 540p -> 360p -> 270p -> 180p. Up after the bitrate
+//! has held for 0.7 s (as many rungs as it carries); down at once below a lower threshold
+//! (the gap between the two is so it does not flap), to where a climb would go. Bits per pixel are a guess at what a picture needs,
 //! and a smaller picture needs more of them (each pixel carries more of the detail): the
 //! thresholds grow as the picture shrinks, the bits a picture needs as its pixels to the
 //! power 0.75. At one threshold for every size, a 500 kbit/s link's 330 kbit/s climbed
@@ -132,8 +132,16 @@ impl Ladder {
             self.blocked = Some((self.rung + 1, now + SKIPPED_RUNG_BLOCKED, self.rung_bps));
             self.change(now, self.rung + 1);
         }
-        while self.rung < last && bpp(self.rung) < DOWN_BPP {
-            self.change(now, self.rung + 1);
+        if self.rung < last && bpp(self.rung) < DOWN_BPP {
+            // Down to where a climb would go, not to the first rung over the lower
+            // threshold: the gap between the two is for keeping a size, and a rate that
+            // fell (or a call's first) landed in it at 360p on a 500 kbit/s link, where
+            // openh264 skips.
+            let mut rung = self.rung + 1;
+            while rung < last && bpp(rung) < UP_BPP {
+                rung += 1;
+            }
+            self.change(now, rung);
         }
         let top = match self.blocked {
             Some((rung, until, bps))
@@ -240,10 +248,12 @@ mod tests {
     fn a_narrow_link_steps_down_at_once_as_far_as_needed() {
         let mut l = Ladder::default();
         let t = Instant::now();
+        assert_eq!(l.update(t, 2_500_000, 30.0, HD), HD);
         assert_eq!(l.update(t, 900_000, 30.0, HD), HD, "0.033 bpp: still 720p");
-        assert_eq!(l.update(t, 700_000, 30.0, HD), (960, 540));
-        assert_eq!(l.update(t, 420_000, 30.0, HD), (640, 360));
-        assert_eq!(l.update(t, 250_000, 30.0, HD), (480, 270));
+        // Each step lands where the rate carries a climb: 540p's 0.046 bpp does.
+        assert_eq!(l.update(t, 820_000, 30.0, HD), (960, 540));
+        assert_eq!(l.update(t, 450_000, 30.0, HD), (640, 360));
+        assert_eq!(l.update(t, 290_000, 30.0, HD), (480, 270));
         assert_eq!(l.update(t, 100_000, 30.0, HD), (320, 180));
         assert_eq!(l.update(t, 10_000, 30.0, HD), (320, 180), "the last rung");
     }
@@ -277,12 +287,25 @@ mod tests {
     }
 
     #[test]
+    fn a_step_down_lands_where_a_climb_would_not_on_the_first_size_it_could_keep() {
+        // 330 kbit/s: 360p would be kept at it (0.034 bits per pixel of its 0.042 to
+        // stay) but not climbed to (0.064): 270p.
+        let mut l = Ladder::default();
+        assert_eq!(l.update(Instant::now(), 330_000, 30.0, HD), (480, 270));
+        let mut l = Ladder::default();
+        let t = Instant::now();
+        assert_eq!(l.update(t, 2_500_000, 30.0, HD), HD);
+        assert_eq!(l.update(t, 330_000, 30.0, HD), (480, 270));
+    }
+
+    #[test]
     fn a_smaller_picture_needs_more_bits_per_pixel() {
         let mut l = Ladder::default();
         let t0 = Instant::now();
         // 0.035 bits per pixel keeps 720p, but not 360p (which needs 0.042 to stay).
+        assert_eq!(l.update(t0, 2_500_000, 30.0, HD), HD);
         assert_eq!(l.update(t0, 970_000, 30.0, HD), HD);
-        assert_eq!(l.update(t0, 250_000, 30.0, (640, 360)), (480, 270));
+        assert_eq!(l.update(t0, 290_000, 30.0, (640, 360)), (480, 270));
     }
 
     /// `frames` frames at 30 fps from `t`, each sized and then sent or skipped.
@@ -372,13 +395,13 @@ mod tests {
         assert_eq!(l.update(t0, 2_500_000, 30.0, HD), HD);
         l.keyframe(40_000);
         assert_eq!(l.update(t0, 2_500_000, 30.0, HD), HD);
-        // A 1 Mbit/s link: 540p by the bits per pixel, but its 18 kB keyframe takes 190 ms
-        // at 760 kbit/s; 360p's 7 kB takes 74. The next keyframe asked for is 360p's.
-        assert_eq!(l.update(t0, 760_000, 30.0, HD), (960, 540));
+        // A 1 Mbit/s link: 540p by the bits per pixel, but its 18 kB keyframe takes 176 ms
+        // at 820 kbit/s; 360p's 7 kB takes 68. The next keyframe asked for is 360p's.
+        assert_eq!(l.update(t0, 820_000, 30.0, HD), (960, 540));
         l.keyframe(18_000);
-        assert_eq!(l.update(t0, 760_000, 30.0, HD), (960, 540));
+        assert_eq!(l.update(t0, 820_000, 30.0, HD), (960, 540));
         l.keyframe_wanted();
-        assert_eq!(l.update(t0, 760_000, 30.0, HD), (640, 360));
+        assert_eq!(l.update(t0, 820_000, 30.0, HD), (640, 360));
         l.keyframe(7_000);
         // 850 kbit/s would carry 540p by the bits per pixel, but not its keyframe (170 ms).
         let mut t = t0;
@@ -395,7 +418,8 @@ mod tests {
     fn a_rate_between_the_thresholds_does_not_flap() {
         let mut l = Ladder::default();
         let t0 = Instant::now();
-        assert_eq!(l.update(t0, 700_000, 30.0, HD), (960, 540));
+        assert_eq!(l.update(t0, 2_500_000, 30.0, HD), HD);
+        assert_eq!(l.update(t0, 820_000, 30.0, HD), (960, 540));
         // 1 Mbit/s: enough to stay at 720p (0.036) but not to climb back (0.045).
         for i in 1..20 {
             let t = t0 + Duration::from_millis(200 * i);

@@ -162,7 +162,9 @@ impl Peer {
             dc_open: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             may_send: Arc::new(AtomicBool::new(false)),
-            send_estimate: AtomicU64::new(0),
+            // The encoders follow the start rate from the first frame, not the ceiling
+            // until the first feedback.
+            send_estimate: AtomicU64::new(config.estimate_bounds().1.to_bits()),
             fec: Arc::default(),
             offer_skipped: AtomicBool::new(false),
         });

@@ -35,6 +35,9 @@ const MIN_PACKETS: u32 = 5;
 const MAX_PACKETS: u32 = 20;
 /// The path must have had no queue and no excess loss this long before a probe.
 const QUIET_FOR: Duration = Duration::from_secs(1);
+/// A call's first probe goes this soon after the first feedback (the estimate starts low,
+/// under most links, and the path has just shown no queue and no loss).
+const FIRST_LOOK: Duration = Duration::from_millis(200);
 /// The wait after a probe that found no room, doubling up to [`MAX_WAIT`]; roomy pairs
 /// ([`PairRate`]) end it.
 const FIRST_WAIT: Duration = Duration::from_secs(1);
@@ -176,8 +179,7 @@ impl Planner {
         let quiet = m
             .trouble_at
             .is_none_or(|t| m.now.saturating_duration_since(t) >= QUIET_FOR);
-        // Not before the path has been seen quiet for a while.
-        let waited = m.now >= *self.not_before.get_or_insert(m.now + QUIET_FOR);
+        let waited = m.now >= *self.not_before.get_or_insert(m.now + FIRST_LOOK);
         // Pairs crossing far faster than the estimate: a bottleneck there was has gone.
         let roomy = m.pair_bps.is_some_and(|p| p >= m.target * ROOMY_PAIRS);
         let waited = waited || (roomy && self.wait > FIRST_WAIT);

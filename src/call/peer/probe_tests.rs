@@ -45,6 +45,31 @@ fn seen_since(t0: Instant) -> Planner {
 }
 
 #[test]
+fn a_calls_first_probe_goes_a_fifth_of_a_second_after_the_first_feedback() {
+    let t0 = Instant::now();
+    let mut p = Planner::default();
+    assert_eq!(p.due(moment(t0, 500_000.0)), None, "the first feedback");
+    let soon = t0 + FIRST_LOOK - Duration::from_millis(1);
+    assert_eq!(p.due(moment(soon, 500_000.0)), None);
+    let r = p.due(moment(t0 + FIRST_LOOK, 500_000.0)).unwrap();
+    assert_eq!(r.rate_bps, 1_000_000.0);
+    // Not where the path has just queued or lost.
+    let mut p = Planner::default();
+    let troubled = Moment {
+        trouble_at: Some(t0),
+        ..moment(t0, 500_000.0)
+    };
+    assert_eq!(p.due(troubled), None);
+    assert_eq!(
+        p.due(Moment {
+            now: t0 + FIRST_LOOK,
+            ..troubled
+        }),
+        None
+    );
+}
+
+#[test]
 fn an_estimate_under_the_most_on_a_quiet_path_probes_at_twice_its_rate() {
     let now = Instant::now();
     let mut p = seen_since(now);

@@ -22,7 +22,7 @@ use super::fec::{FecReceiver, FecSender, Repair};
 use super::numbered::RepairFlows;
 use super::pacing::Pacing;
 use super::probe::Probing;
-use super::types::{MIN_ESTIMATE_BPS, PeerConfig};
+use super::types::PeerConfig;
 use super::wrapped::Wrapped;
 use crate::call::error::Result;
 
@@ -92,13 +92,12 @@ pub(super) fn interceptors(
     configure_simulcast_extension_headers(me)?;
     // Registers transport-cc feedback and its header extension, and reports what we receive.
     let registry = configure_twcc_receiver_only(registry, me)?;
-    let max = f64::from(config.max_bitrate_bps.max(MIN_ESTIMATE_BPS));
-    let start = f64::from(config.start_bitrate_bps).clamp(f64::from(MIN_ESTIMATE_BPS), max);
+    let (min, start, max) = config.estimate_bounds();
     let probing = Arc::new(Probing::default());
     let registry = registry
         .with(Slot::CongestionControl, {
             let coverage = SharedCoverage::default();
-            let estimator = Estimator::new(start, f64::from(MIN_ESTIMATE_BPS), max)
+            let estimator = Estimator::new(start, min, max)
                 .reporting_loss_to(Arc::clone(fec))
                 .probing_with(Arc::clone(&probing))
                 .minding(Arc::clone(&coverage));

@@ -60,6 +60,15 @@ pub struct PeerConfig {
     pub fec: bool,
 }
 
+impl PeerConfig {
+    /// The send estimate's bounds and where it starts, in bit/s.
+    pub(crate) fn estimate_bounds(&self) -> (f64, f64, f64) {
+        let (min, max) = (MIN_ESTIMATE_BPS, self.max_bitrate_bps.max(MIN_ESTIMATE_BPS));
+        let start = self.start_bitrate_bps.clamp(min, max);
+        (f64::from(min), f64::from(start), f64::from(max))
+    }
+}
+
 impl Default for PeerConfig {
     fn default() -> Self {
         Self {

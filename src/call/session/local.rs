@@ -188,7 +188,12 @@ impl Engine {
         self.local.estimates = self
             .peers
             .iter()
-            .filter(|(_, p)| p.connection == ConnectionState::Connected)
+            // A peer still connecting for the first time too: it is sent its first
+            // pictures as soon as it connects.
+            .filter(|(_, p)| {
+                p.connection == ConnectionState::Connected
+                    || (p.connected_after.is_none() && !p.connection.is_terminal())
+            })
             .filter_map(|(id, p)| Some((id.clone(), p.peer.media_estimate()?)))
             // In an SFU room the one uplink is to Janus.
             .chain(

@@ -12,6 +12,13 @@ use crate::call::negotiation::{Negotiator, Signal};
 use crate::call::peer::{ConnectionState, Peer, PeerConfig, PeerEvent};
 use crate::call::sink::BarcodeProbe;
 
+/// Where a peer's send estimate starts, at most (Chromium starts at 300 kbit/s): a 720p
+/// keyframe at the configured 2.5 Mbit/s lost most of itself in a 500 kbit/s link's
+/// buffer, the next ones too, and the first picture came after 2 s. confab peers probe
+/// up from here within a second or so (`peer/probe.rs`); browsers, which take no FEC to
+/// probe with, climb 40 % a second.
+const MESH_START_BPS: u32 = 500_000;
+
 impl Engine {
     /// Creates the connection to a member and adds our tracks; negotiation
     /// starts from the negotiation-needed event that follows.
@@ -32,7 +39,7 @@ impl Engine {
             ice_servers: self.ice.clone(),
             ice_transport: self.config.ice_transport,
             bind_addrs: self.config.bind_addrs.clone(),
-            start_bitrate_bps: video.saturating_add(audio),
+            start_bitrate_bps: video.saturating_add(audio).min(MESH_START_BPS),
             // Room for a screen share beside the camera.
             max_bitrate_bps: video.saturating_mul(2).saturating_add(audio),
             fec: true,
@@ -91,6 +98,9 @@ impl Engine {
                 track_roles: HashMap::new(),
             },
         );
+        // Its start rate sets the encoders before its first picture (a keyframe at the
+        // ceiling's size would overflow a narrow link).
+        self.follow_estimates();
     }
 
     /// Restarts ICE towards every member whose path has been gone long enough.

@@ -17,7 +17,7 @@ use rtc::interceptor::{
 };
 
 use super::aimd::{Aimd, Ceiling};
-use super::coverage::SharedCoverage;
+use super::coverage::{LateArrivals, SharedCoverage};
 use super::fec::Repair;
 use super::probe::{Found, Meter, Moment, PairRate, Planner, Probing};
 use crate::sync::LockExt;
@@ -295,6 +295,7 @@ pub(super) struct Estimator {
     fec: Option<Arc<Repair>>,
     /// What the feedback spoke about (`coverage.rs`); without it every report counts.
     coverage: Option<SharedCoverage>,
+    late: LateArrivals,
     last_trace: Option<Instant>,
     /// Probing for room (`probe.rs`), where FEC is taken.
     probing: Option<Arc<Probing>>,
@@ -320,6 +321,7 @@ impl Estimator {
             target: initial,
             fec: None,
             coverage: None,
+            late: LateArrivals::default(),
             last_trace: None,
             probing: None,
             planner: Planner::default(),
@@ -436,7 +438,14 @@ impl BandwidthEstimator for Estimator {
         }
         let received = self.received.rate_bits_per_second(now);
         let delay_target = self.delay.update(now, usage, received);
-        let lost = reports.iter().filter(|r| !r.arrived).count();
+        let missing = reports.iter().filter(|r| !r.arrived);
+        let lost = match &self.coverage {
+            // Counted once no later feedback named them received (`coverage.rs`).
+            Some(c) => self
+                .late
+                .lost(now, missing.map(|r| r.twcc_sequence_number), &c.locked()),
+            None => missing.count(),
+        };
         let congested = self
             .queue
             .update(now, reports)

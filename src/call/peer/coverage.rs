@@ -186,6 +186,35 @@ mod tests {
         assert!(c.covers(15));
     }
 
+    /// Feedback `i`'s 20 packets from `seq` on, sent over the 100 ms before `now`; the
+    /// fourth of every ten named missing.
+    fn packets(now: Instant, i: u32, seq: &mut u16) -> Vec<PacketReport> {
+        (0..20u16)
+            .map(|k| {
+                let arrived = k % 10 != 3;
+                let r = PacketReport {
+                    ssrc: 1,
+                    id: u64::from(*seq),
+                    rtp_sequence_number: *seq,
+                    is_twcc: true,
+                    twcc_sequence_number: *seq,
+                    size: 1200,
+                    arrived,
+                    departure: now - Duration::from_millis(100)
+                        + Duration::from_millis(5) * u32::from(k),
+                    arrival: arrived.then(|| {
+                        Duration::from_millis(100) * i
+                            + Duration::from_millis(5) * u32::from(k)
+                            + Duration::from_millis(20)
+                    }),
+                    ecn: Default::default(),
+                };
+                *seq = seq.wrapping_add(1);
+                r
+            })
+            .collect()
+    }
+
     /// 10 s of feedback every 100 ms on 20 packets, 2 of them lost; every fifth
     /// feedback is itself lost, so the next report also carries its 20 packets,
     /// unacknowledged. Returns the loss the estimator ends up seeing.
@@ -201,26 +230,7 @@ mod tests {
         for i in 0..100u32 {
             let now = t0 + Duration::from_millis(100) * (i + 1);
             let base = seq;
-            for k in 0..20u16 {
-                batch.push(PacketReport {
-                    ssrc: 1,
-                    id: u64::from(seq),
-                    rtp_sequence_number: seq,
-                    is_twcc: true,
-                    twcc_sequence_number: seq,
-                    size: 1200,
-                    arrived: k % 10 != 3,
-                    departure: now - Duration::from_millis(100)
-                        + Duration::from_millis(5) * u32::from(k),
-                    arrival: (k % 10 != 3).then(|| {
-                        Duration::from_millis(100) * i
-                            + Duration::from_millis(5) * u32::from(k)
-                            + Duration::from_millis(20)
-                    }),
-                    ecn: Default::default(),
-                });
-                seq = seq.wrapping_add(1);
-            }
+            batch.extend(packets(now, i, &mut seq));
             if i % 5 == 4 {
                 // This feedback is lost: its packets go out with the next report, unacked.
                 let from = batch.len() - 20;
@@ -295,28 +305,7 @@ mod tests {
         for i in 0..100u32 {
             let now = t0 + Duration::from_millis(100) * (i + 1);
             let base = seq;
-            let mut batch = Vec::new();
-            for k in 0..20u16 {
-                let arrived = k % 10 != 3;
-                batch.push(PacketReport {
-                    ssrc: 1,
-                    id: u64::from(seq),
-                    rtp_sequence_number: seq,
-                    is_twcc: true,
-                    twcc_sequence_number: seq,
-                    size: 1200,
-                    arrived,
-                    departure: now - Duration::from_millis(100)
-                        + Duration::from_millis(5) * u32::from(k),
-                    arrival: arrived.then(|| {
-                        Duration::from_millis(100) * i
-                            + Duration::from_millis(5) * u32::from(k)
-                            + Duration::from_millis(20)
-                    }),
-                    ecn: Default::default(),
-                });
-                seq = seq.wrapping_add(1);
-            }
+            let batch = packets(now, i, &mut seq);
             {
                 let mut c = coverage.locked();
                 c.add(base, 20);

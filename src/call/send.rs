@@ -166,7 +166,11 @@ impl<S: Clone> Fanout<S> {
                 if unit.keyframe && unit.small == r.wants_small {
                     r.small = r.wants_small;
                 }
-                (r.small == unit.small).then(|| p.sender.clone())
+                // One moving to the small stream gets no more of the main one: its link
+                // is the narrow one, and the small keyframe comes right after the main
+                // stream's picture of the same moment (which it got twice).
+                let leaving_main = r.wants_small && !unit.small;
+                (r.small == unit.small && !leaving_main).then(|| p.sender.clone())
             })
             .collect()
     }
@@ -273,14 +277,15 @@ mod tests {
         assert!(!fanout.send_small("cy", true), "asked once");
         let units = vec![
             unit(false, false, 100),
-            unit(true, false, 10), // not a place to start: cy stays on the main stream
+            unit(true, false, 10), // not a place to start: cy waits for a keyframe
             unit(true, true, 11),
             unit(false, false, 101),
             unit(true, false, 12),
         ];
         let (ada, cy) = sent_to(fanout.clone(), units).await;
         assert_eq!(ada, [100, 101]);
-        assert_eq!(cy, [100, 11, 12]);
+        // Nothing more of the main stream once cy is to move.
+        assert_eq!(cy, [11, 12]);
         assert!(fanout.sends_small("cy") && !fanout.sends_small("ada"));
     }
 

@@ -39,6 +39,8 @@ pub(super) struct Shared {
     pub(super) may_send: Arc<AtomicBool>,
     /// The congestion controller's latest estimate (bit/s, as `f64` bits; 0 before one).
     pub(super) send_estimate: AtomicU64,
+    /// The controller has estimated: the remote gives transport-wide feedback.
+    pub(super) estimated: AtomicBool,
     /// FEC's shared counters and the path's loss (`fec.rs`).
     pub(super) fec: Arc<super::fec::Repair>,
     /// We let a negotiation-needed event pass without an offer (it would have settled

@@ -114,6 +114,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestTap {
             self.shared
                 .send_estimate
                 .store(bits_per_second.to_bits(), Ordering::Relaxed);
+            self.shared.estimated.store(true, Ordering::Relaxed);
         }
         if let Packet::Rtcp(packets) = &msg.message.packet {
             for p in packets {

@@ -165,6 +165,7 @@ impl Peer {
             // The encoders follow the start rate from the first frame, not the ceiling
             // until the first feedback.
             send_estimate: AtomicU64::new(config.estimate_bounds().1.to_bits()),
+            estimated: AtomicBool::new(false),
             fec: Arc::default(),
             offer_skipped: AtomicBool::new(false),
         });

@@ -19,6 +19,12 @@ impl Peer {
         (bps > 0.0).then_some(bps)
     }
 
+    /// Whether the estimate has moved from its start: the remote gives transport-wide
+    /// feedback (aiortc gives none, and a peer's estimate then stays where it started).
+    pub fn estimated(&self) -> bool {
+        self.shared.estimated.load(Ordering::Relaxed)
+    }
+
     /// What of the send estimate the encoders may fill: the rest carries FEC repair and
     /// retransmissions.
     pub fn media_estimate(&self) -> Option<f64> {

@@ -8,6 +8,10 @@ use crate::call::peer::{ConnectionState, Peer};
 use crate::call::rate::{self, VideoRates};
 use crate::call::slow_peers::of_group;
 
+/// A peer that gives transport-wide feedback has its first estimate this soon after it
+/// connects.
+const FEEDBACK_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Engine {
     /// Starts capturing a new local video track and adds it to every connection.
     pub(super) async fn start_video(
@@ -193,6 +197,13 @@ impl Engine {
             .filter(|(_, p)| {
                 p.connection == ConnectionState::Connected
                     || (p.connected_after.is_none() && !p.connection.is_terminal())
+            })
+            // One connected a while without feedback has only its start rate: the
+            // encoders follow the others, or the ceiling.
+            .filter(|(_, p)| {
+                p.peer.estimated()
+                    || p.connected_after
+                        .is_none_or(|c| p.created.elapsed() < c + FEEDBACK_WITHIN)
             })
             .filter_map(|(id, p)| Some((id.clone(), p.peer.media_estimate()?)))
             // In an SFU room the one uplink is to Janus.

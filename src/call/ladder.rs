@@ -2,15 +2,15 @@
 //! (too few bits per pixel, the picture turns to mush and the encoder skips frames), send
 //! a smaller picture instead: 720p -> 540p -> 360p -> 270p -> 180p. Up after the bitrate
 //! has held for 0.7 s (as many rungs as it carries); down at once below a lower threshold
-//! (the gap between the two is so it does not flap), to where a climb would go. Bits per pixel are a guess at what a picture needs,
-//! and a smaller picture needs more of them (each pixel carries more of the detail): the
-//! thresholds grow as the picture shrinks, the bits a picture needs as its pixels to the
-//! power 0.75. At one threshold for every size, a 500 kbit/s link's 330 kbit/s climbed
-//! to 360p, where openh264 skipped a fifth of the frames (runs of them froze the picture)
-//! and its keyframe took 230 ms; Chromium holds 480x270 there. Busy content at a rung
-//! the guess allows still makes openh264 skip most frames (its
-//! quantiser is capped at low rates; a mesh's small stream went to 720x404 at 400 kbit/s
-//! and sent 4 frames a second). So the small stream's ladder also steps down from a rung
+//! (the gap between the two is so it does not flap), to where a climb would go. Bits per
+//! pixel are a guess at what a picture needs, and a smaller picture needs more of them
+//! (each pixel carries more of the detail): the thresholds grow as the picture shrinks,
+//! the bits a picture needs as its pixels to the power 0.75. At one threshold for every
+//! size, a 500 kbit/s link's 330 kbit/s climbed to 360p, where openh264 skipped a fifth
+//! of the frames (runs of them froze the picture) and its keyframe took 230 ms; Chromium
+//! holds 480x270 there. Busy content at a rung the guess allows still makes openh264
+//! skip most frames (its quantiser is capped at low rates; a mesh's small stream went to
+//! 720x404 at 400 kbit/s and sent 4 frames a second). So the small stream's ladder also steps down from a rung
 //! whose frames are mostly skipped, and does not climb back to it for a while at that
 //! rate (as Chromium's quality scaler steps down on dropped frames); and it never
 //! goes above half the source's size. On a link that holds the bitrate down, a rung whose

@@ -21,6 +21,10 @@ const ADDITIVE_BPS: f64 = 80_000.0;
 const WIDENED: f64 = 1.2;
 /// Above the ceiling this long and nothing backed off: it no longer holds.
 const STALE_ABOVE: Duration = Duration::from_secs(1);
+/// Packet pairs agreeing on a bottleneck this many times the ceiling: the overflow it
+/// came from was something else (the call's first second at the start rate, into a 1
+/// Mbit/s link, left 450 kbit/s as the rate to creep towards, 6 s at 180p).
+const UNDER_PAIRS: f64 = 1.5;
 /// A back-off this far from the ceiling starts a new one.
 const NEW_CEILING: f64 = 0.3;
 /// Each change is seen before the next (a decrease is never held back).
@@ -68,6 +72,14 @@ impl Ceiling {
                 above_since: None,
             };
         } else if self.rate.is_some_and(|c| delivered > c * WIDENED) {
+            *self = Ceiling::default();
+        }
+    }
+
+    /// Packet pairs agree on a bottleneck of `bps` (`probe::PairRate::bottleneck`): a
+    /// ceiling far under it no longer holds.
+    pub(crate) fn pairs_agree_on(&mut self, bps: f64) {
+        if self.rate.is_some_and(|c| bps > c * UNDER_PAIRS) {
             *self = Ceiling::default();
         }
     }

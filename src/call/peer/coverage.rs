@@ -65,10 +65,10 @@ impl FeedbackCoverage {
         if self.received.insert(seq) {
             self.received_order.push_back(seq);
         }
-        while self.received_order.len() > RECEIVED_REMEMBERED {
-            if let Some(old) = self.received_order.pop_front() {
-                self.received.remove(&old);
-            }
+        if self.received_order.len() > RECEIVED_REMEMBERED
+            && let Some(old) = self.received_order.pop_front()
+        {
+            self.received.remove(&old);
         }
     }
 

@@ -54,10 +54,6 @@ const GROWTH: f64 = 1.07;
 /// buffer until it overflows (on a 1 Mbit/s link the loss half climbed to 1.2 Mbit/s,
 /// and each overflow cost a keyframe).
 const UNDER_BOTTLENECK: f64 = 0.9;
-/// Pairs agreeing on a bottleneck this many times the rate the path last overflowed at:
-/// that overflow was something else (the call's first second at the start rate, into a
-/// 1 Mbit/s link, left 450 kbit/s as the rate to creep towards, 6 s at 180p).
-const CEILING_UNDER_PAIRS: f64 = 1.5;
 /// How often the estimate's inputs are logged (at debug, target `confab::estimate`).
 const TRACE_EVERY: Duration = Duration::from_millis(250);
 /// Packets queued this much longer than the path's least delay: its buffer is filling.
@@ -229,10 +225,8 @@ impl LossRate {
         // While the queue is full every loss is the path overflowing.
         let excess = if congested { average } else { excess };
         self.ceiling.observe(now, self.target, delivered);
-        if let (Some(b), Some(c)) = (self.bottleneck, self.ceiling.get())
-            && b > c * CEILING_UNDER_PAIRS
-        {
-            self.ceiling = Ceiling::default();
+        if let Some(b) = self.bottleneck {
+            self.ceiling.pairs_agree_on(b);
         }
         if excess > CONGESTION || (congested && excess > CLEAR) {
             // What arrives is proof of capacity: a burst of loss (a link that narrowed

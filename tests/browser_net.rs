@@ -158,14 +158,6 @@ async fn a_headless_peer_joining_a_waiting_guest_sees_her_within_a_second() {
     let _ = srv.shutdown().await;
 }
 
-/// The last frame id the page in `capture` read from `name`'s video (the barcode's
-/// id counts the sender's frames at 20 fps, whatever the stream's SSRC or track).
-fn last_id_from(capture: &Value, name: &str) -> u64 {
-    page_peer(&capture["snapshot"], name)["camera"]["last_id"]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_guests_restart_ice_themselves_when_a_home_comes_back_with_another_address() {
     require_browser();
@@ -176,31 +168,37 @@ async fn two_guests_restart_ice_themselves_when_a_home_comes_back_with_another_a
     let (_server, cert) = serve_on_the_internet(&net, &fx).await;
     // No confab peer in this call: only the pages can restart ICE.
     let trust = json!({"trust_spki": support::spki_sha256_base64(&cert)});
-    let page = |home: &support::internet::Home, name: &str| {
-        spawn_guest_in(
+    let page = |home: &support::internet::Home, name: &str, other: &str| {
+        let mut settings = trust.clone();
+        // Each page says when it sees the other (40 ids in), and after the test's mark
+        // when the other's video is back and when 100 more ids came.
+        settings["watch"] = json!({"peer": other, "first": 40, "more": 100});
+        WatchedGuest::new(spawn_guest_in(
             Some(&home.host),
             &fx,
             &format!("https://{SERVER_IP}/?room=move&name={name}&audio=raw"),
-            29.0,
-            json!([
-                {"at": 5, "do": "snapshot"},
-                {"at": 20, "do": "snapshot"},
-                {"at": 25, "do": "snapshot"}
-            ]),
-            trust.clone(),
-        )
+            60.0,
+            json!([]),
+            settings,
+        ))
     };
-    // One browser starting at a time is all this machine takes well.
-    let nia = page(&a, "nia");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let ben = page(&b, "ben");
-    // The schedule: both pages are in the call and see each other by 8 s; nia's router
-    // then loses its uplink for 3 s and comes back with another address.
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    let mut nia = page(&a, "nia", "ben");
+    let mut ben = page(&b, "ben", "nia");
+    // Both pages loaded, joined and see each other, however long this machine took; then
+    // nia's router loses its uplink for 3 s (the fault itself, not a wait) and comes back
+    // with another address.
+    let before = [nia.event("seeing").await, ben.event("seeing").await];
     a.unplug();
     tokio::time::sleep(Duration::from_secs(3)).await;
     net.readdress(&a, 7);
-    let (nia, ben) = (guest_result(nia).await, guest_result(ben).await);
+    // The call comes back: new ids, then 100 more (5 s of video) on both sides. Neither
+    // page leaves before both have seen them.
+    nia.tell("mark").await;
+    ben.tell("mark").await;
+    let after = [nia.event("more").await, ben.event("more").await];
+    nia.tell("done").await;
+    ben.tell("done").await;
+    let (nia, ben) = (nia.result().await, ben.result().await);
 
     // Both pages' events say what happened when either falls short.
     let events = |g: &Value| -> String {
@@ -214,27 +212,21 @@ async fn two_guests_restart_ice_themselves_when_a_home_comes_back_with_another_a
     };
     let story = format!("nia:\n{}\nben:\n{}", events(&nia), events(&ben));
     let mut restarts = 0;
-    for (g, me, other) in [(&nia, "nia", "ben"), (&ben, "ben", "nia")] {
-        // Both pages are still in the call at 25 s (at the end one may have left).
-        let (before, back, after) = (&g["snapshots"][0], &g["snapshots"][1], &g["snapshots"][2]);
-        let then = last_id_from(before, other);
-        assert!(then >= 40, "{me} saw {other} before the outage: {story}");
-        // The outage starts at about 7 s and ends at about 10 s: a call that came back
-        // shows newer ids at 25 s than at 20 s. The ids count the sender's frames (20 a
-        // second when the machine keeps up, fewer under load), so 20 is a second or more
-        // of video; a call that never came back shows none.
-        let (at20, at25) = (last_id_from(back, other), last_id_from(after, other));
-        assert!(
-            at25 >= at20 + 20 && at20 > then,
-            "{me} saw {other}'s id go from {then} to {at20} at 20 s and {at25} at 25 s \
-             ({} then {}): {story}",
-            page_peer(&before["snapshot"], other),
-            page_peer(&after["snapshot"], other),
+    for (i, (g, other)) in [(&nia, "ben"), (&ben, "nia")].into_iter().enumerate() {
+        let (then, from, now) = (
+            before[i]["id"].as_u64(),
+            after[i]["from"].as_u64(),
+            after[i]["id"].as_u64(),
         );
-        restarts += page_peer(&after["snapshot"], other)["ice_restarts"]
+        assert!(
+            then.is_some_and(|t| t >= 40) && from.zip(now).is_some_and(|(f, n)| n >= f + 100),
+            "{other}'s ids seen {then:?} before the outage, {from:?} after it and then \
+             {now:?}: {story}"
+        );
+        restarts += page_peer(&g["final"]["snapshot"], other)["ice_restarts"]
             .as_u64()
             .unwrap();
     }
-    assert!(restarts >= 1, "neither page restarted ICE");
+    assert!(restarts >= 1, "neither page restarted ICE: {story}");
     eprintln!("two guests across an address change: {restarts} ICE restarts by the pages");
 }

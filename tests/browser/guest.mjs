@@ -16,6 +16,7 @@
 // and candidates included) and the transport/candidate stats are recorded and the whole
 // result is written to <dir>/guest-<pid>.json.
 import { writeFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
 
 const cfg = JSON.parse(process.argv[2]);
@@ -110,6 +111,50 @@ const capture = async () => ({
     : {}),
 });
 
+// `watch: {peer, first, more}`: instead of the schedule, print lines `{"event": …}`:
+// `seeing` when the peer's frame ids reach `first`; after the test writes the line `mark`
+// (it has done its damage to the network), `back` at the first new id and `more` when
+// `more` ids came after that; then finish when the test writes `done`. A test acts
+// whenever this machine got the pages there. `seconds` after joining the page stops
+// waiting and finishes with what it saw.
+const lastIdFrom = (name) =>
+  page.evaluate((n) => {
+    const s = window.confab.snapshot();
+    const p = [...s.peers, ...(s.closed_peers || [])].find((x) => x.name === n);
+    return (p && p.camera && p.camera.last_id) || 0;
+  }, name);
+async function watchPeer(w, deadline) {
+  const input = createInterface({ input: process.stdin });
+  const lines = input[Symbol.asyncIterator]();
+  const told = async () => {
+    let timer;
+    const late = new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))));
+    await Promise.race([lines.next(), late]);
+    clearTimeout(timer);
+  };
+  // The page has no event to await from here: look every 100 ms.
+  const until = async (event, reached, extra) => {
+    let id;
+    while (!reached((id = await lastIdFrom(w.peer)))) {
+      if (Date.now() >= deadline) return null;
+      await sleepUntil(Date.now() + 100);
+    }
+    process.stdout.write(`${JSON.stringify({ event, peer: w.peer, id, ...extra })}\n`);
+    return id;
+  };
+  try {
+    if ((await until("seeing", (id) => id >= w.first)) === null) return;
+    await told();
+    // Counted from the first new id: the sender's ids went on during an outage.
+    const marked = await lastIdFrom(w.peer);
+    const from = await until("back", (id) => id > marked, { marked });
+    if (from === null || (await until("more", (id) => id >= from + w.more, { from })) === null) return;
+    await told();
+  } finally {
+    input.close();
+  }
+}
+
 const result = { launch_ms: 0, join_ms: 0, before_click: null, snapshots: [], final: null, errors, console: consoleLines };
 try {
   const launched = Date.now();
@@ -129,7 +174,12 @@ try {
   const joined = Date.now();
   result.join_ms = joined - launched;
   let closed = false;
-  for (const a of [...(cfg.actions || [])].sort((x, y) => x.at - y.at)) {
+  if (cfg.watch) {
+    await watchPeer(cfg.watch, joined + cfg.seconds * 1000);
+    result.final = await capture();
+    closed = true;
+  }
+  for (const a of closed ? [] : [...(cfg.actions || [])].sort((x, y) => x.at - y.at)) {
     await sleepUntil(joined + a.at * 1000);
     switch (a.do) {
       case "mute":

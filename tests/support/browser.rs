@@ -108,6 +108,7 @@ pub fn spawn_guest_in(
     };
     node.arg(browser_dir().join("guest.mjs"))
         .arg(cfg.to_string())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -120,15 +121,96 @@ pub async fn guest_result(child: tokio::process::Child) -> Value {
         .await
         .expect("the guest finishes within 90 s")
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    checked_result(
+        out.status,
+        &String::from_utf8_lossy(&out.stdout),
+        &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// A guest started with `watch` in its settings: its `{"event": …}` lines arrive as it
+/// prints them, so a test can act when the pages got somewhere, not after a guess.
+pub struct WatchedGuest {
+    child: tokio::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    printed: Vec<String>,
+}
+
+impl WatchedGuest {
+    pub fn new(mut child: tokio::process::Child) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let out = child.stdout.take().expect("the guest's stdout is piped");
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut out = tokio::io::BufReader::new(out).lines();
+            while let Ok(Some(line)) = out.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            printed: Vec::new(),
+        }
+    }
+
+    /// The next `{"event": what}` line, or `Value::Null` when the guest finished first
+    /// (its result then tells why); within 90 s.
+    pub async fn event(&mut self, what: &str) -> Value {
+        let next = tokio::time::timeout(Duration::from_secs(90), async {
+            while let Some(line) = self.lines.recv().await {
+                self.printed.push(line.clone());
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) if v["event"] == what => return v,
+                    Ok(v) if v.get("errors").is_some() => return Value::Null,
+                    _ => {}
+                }
+            }
+            Value::Null
+        })
+        .await;
+        next.unwrap_or_else(|_| panic!("no {what:?} from the guest in 90 s: {:?}", self.printed))
+    }
+
+    /// Writes `line` to the guest (`mark`, `done`); a guest that already finished is not
+    /// listening, and its result says why.
+    pub async fn tell(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        if let Some(stdin) = self.child.stdin.as_mut() {
+            let _ = stdin.write_all(format!("{line}\n").as_bytes()).await;
+        }
+    }
+
+    pub async fn result(mut self) -> Value {
+        // A guest still waiting to be told something finishes when its input ends.
+        drop(self.child.stdin.take());
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            use tokio::io::AsyncReadExt;
+            let _ = tokio::time::timeout(Duration::from_secs(90), err.read_to_string(&mut stderr))
+                .await;
+        }
+        let status = tokio::time::timeout(Duration::from_secs(90), self.child.wait())
+            .await
+            .expect("the guest finishes within 90 s")
+            .unwrap();
+        while let Some(line) = self.lines.recv().await {
+            self.printed.push(line);
+        }
+        checked_result(status, &self.printed.join("\n"), &stderr)
+    }
+}
+
+fn checked_result(status: std::process::ExitStatus, stdout: &str, stderr: &str) -> Value {
     let v: Value = stdout
         .lines()
         .last()
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("guest printed no result\nstdout: {stdout}\nstderr: {stderr}"));
     assert!(
-        out.status.success(),
+        status.success(),
         "guest failed: {:#}\nstderr: {stderr}",
         v["errors"]
     );

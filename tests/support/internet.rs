@@ -50,6 +50,15 @@ impl Ns {
             assert!(Instant::now() < deadline, "unshare never made a namespace");
             std::thread::sleep(Duration::from_millis(5));
         }
+        // IPv4 only: an interface's IPv6 link-local address settling a second or two
+        // after it comes up is a network change to Chromium, which fails the page loads
+        // under way with ERR_NETWORK_CHANGED. Links moved in later take the default.
+        ns.run(&[
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]);
         ns.run(&["ip", "link", "set", "lo", "up"]);
         ns
     }

@@ -289,11 +289,17 @@ async fn both_sides_renegotiating_at_once_still_converge() {
 async fn a_pli_from_the_receiver_brings_a_keyframe_within_100_ms() {
     let srv = support::server().await;
     let url = srv.ws_url();
-    let a = TestPeer::join(&url, "pli", "ada", synthetic(640, 480, 440.0)).await;
+    let mut a = TestPeer::join(&url, "pli", "ada", synthetic(640, 480, 440.0)).await;
     let mut b = TestPeer::join(&url, "pli", "bob", LocalMedia::default()).await;
-    let a_id = a.id.clone();
+    let (a_id, b_id) = (a.id.clone(), b.id.clone());
     b.until_stats("frames", &a_id, |s| s.frames_decoded >= 30)
         .await;
+    // A call starts at 500 kbit/s and climbs: the keyframe is paced at the estimate, so
+    // ask once ada's estimate reached the configured 800 kbit/s.
+    a.until_stats("the climb", &b_id, |s| {
+        s.send_estimate_kbps.is_some_and(|e| e >= 800.0)
+    })
+    .await;
     // No periodic keyframes are configured, so the next IDR answers our PLI.
     let asked = now_us();
     b.send(Command::RequestKeyframe {

@@ -25,6 +25,10 @@ async fn the_network_bench_loses_call_packets_and_the_receivers_ask_for_them() {
         assert!(r.link_dropped > 0, "the link lost nothing: {r:?}");
         // Loss on the call's own packets is what the receivers ask to have repaired.
         assert!(r.nacks > 0, "no NACKs, so no call packet was lost: {r:?}");
-        assert!(r.fps > 0.0 && r.width == 320, "video still arrived: {r:?}");
+        // (Smaller than sent, maybe: at 10 % loss FEC takes a share of the 300 kbit/s.)
+        assert!(r.fps > 0.0 && r.width > 0, "video still arrived: {r:?}");
+        // The viewer's audio went through the playout, and lost packets were made up.
+        assert!(r.audio_delay_ms > 0.0, "no audio played: {r:?}");
+        assert!(r.audio_concealed_ms > 0.0, "no audio lost: {r:?}");
     }
 }

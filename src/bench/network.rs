@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::call::VideoQuality;
+use crate::media::AUDIO_FRAME_US;
 
 use super::BenchError;
 use super::call::{CallBenchArgs, CallShape, run_peers};
@@ -59,6 +60,12 @@ pub struct Direction {
     pub recovered_ms: Option<f64>,
     /// Packets the shaped link dropped, both ways (loss and full queues).
     pub link_dropped: u64,
+    /// How the viewer's audio played: the jitter buffer's mean delay, the times it ran
+    /// dry, and audio made up (the decoder's concealment of lost packets and the
+    /// playout's after running dry, silence included).
+    pub audio_delay_ms: f64,
+    pub audio_underruns: u64,
+    pub audio_concealed_ms: f64,
     /// A link that narrows and widens again: seconds from its narrowing until a second
     /// in which the sender's video fit the narrow rate, and from its widening until the
     /// viewer's pictures were back at their size before (1 s resolution).
@@ -156,6 +163,7 @@ fn direction(
 ) -> Direction {
     let peer = &viewer["peers"][0];
     let video = &peer["video"];
+    let playout = &peer["audio"]["playout"];
     let q: VideoQuality = serde_json::from_value(video["quality"].clone()).unwrap_or_default();
     let from_us = q.first_us.unwrap_or(0) + 3_000_000;
     let settled = q.timeline.iter().skip(3);
@@ -221,12 +229,19 @@ fn direction(
         recovered_ms,
         link_dropped: shaped.lost + shaped.overflowed,
         step,
+        audio_delay_ms: playout["delay_ms"].as_f64().unwrap_or(0.0),
+        audio_underruns: playout["underruns"].as_u64().unwrap_or(0),
+        audio_concealed_ms: peer["audio"]["concealed"].as_f64().unwrap_or(0.0)
+            * AUDIO_FRAME_US as f64
+            / 1000.0
+            + playout["concealed_ms"].as_f64().unwrap_or(0.0)
+            + playout["silent_ms"].as_f64().unwrap_or(0.0),
     }
 }
 
 fn header() -> String {
     format!(
-        "{:<9} {:<14} {:>5} {:>8} {:>7} {:>7} {:>9} {:>6} {:>9} {:>8} {:>6} {:>5} {:>5} {:>4} {:>9} {:>9}",
+        "{:<9} {:<14} {:>5} {:>8} {:>7} {:>7} {:>9} {:>6} {:>9} {:>8} {:>6} {:>5} {:>5} {:>4} {:>9} {:>9} {:>6} {:>6} {:>8}",
         "profile",
         "direction",
         "fps",
@@ -242,13 +257,16 @@ fn header() -> String {
         "plis",
         "kf",
         "recovery",
-        "down/back"
+        "down/back",
+        "aud ms",
+        "a gaps",
+        "a conc",
     )
 }
 
 fn row(d: &Direction) -> String {
     format!(
-        "{:<9} {:<14} {:>5.1} {:>8.1} {:>7} {:>7.0} {:>9} {:>6} {:>9.0} {:>8.0} {:>6} {:>5} {:>5} {:>4} {:>9} {:>9}",
+        "{:<9} {:<14} {:>5.1} {:>8.1} {:>7} {:>7.0} {:>9} {:>6} {:>9.0} {:>8.0} {:>6} {:>5} {:>5} {:>4} {:>9} {:>9} {:>6.0} {:>6} {:>8}",
         d.profile,
         d.direction,
         d.fps,
@@ -269,6 +287,9 @@ fn row(d: &Direction) -> String {
             let secs = |v: Option<f64>| v.map_or("never".into(), |v| format!("{v:.1}"));
             format!("{}/{} s", secs(s.down_s), secs(s.back_s))
         }),
+        d.audio_delay_ms,
+        d.audio_underruns,
+        format!("{:.0} ms", d.audio_concealed_ms),
     )
 }
 

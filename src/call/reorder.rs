@@ -1,8 +1,9 @@
-//! Puts received RTP packets back in sequence order before depacketizing, holding packets
-//! behind a gap until the missing one arrives (usually a NACK retransmission) or the wait
-//! runs out. In-order packets pass straight through: no added delay without loss.
+//! Puts received RTP packets back in sequence order before depacketizing (video) or
+//! decoding (audio), holding packets behind a gap until the missing one arrives (a NACK
+//! retransmission, or a packet the path reordered) or the wait runs out. In-order packets
+//! pass straight through: no added delay without loss.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Packets held at most; past this the oldest gap is given up at once.
@@ -126,6 +127,64 @@ impl<T> Reorder<T> {
             self.skipped += u64::from(first.wrapping_sub(next));
             self.next = Some(first);
         }
+    }
+}
+
+/// How long reordered packets come after a later one, over the last [`LATENESS_MEMORY`].
+/// Audio has no retransmission to wait for: a gap is worth waiting for only as long as
+/// the path reorders, and not at all on one that does not (a loss then costs no delay).
+pub(crate) struct Lateness {
+    recent: VecDeque<(u16, Instant)>,
+    seen: VecDeque<(Instant, Duration)>,
+}
+
+/// Reordering older than this no longer sets the wait.
+pub(crate) const LATENESS_MEMORY: Duration = Duration::from_secs(10);
+/// Audio later than this is concealed rather than waited for.
+pub(crate) const MAX_AUDIO_WAIT: Duration = Duration::from_millis(80);
+const RECENT: usize = 64;
+
+impl Lateness {
+    pub fn new() -> Self {
+        Self {
+            recent: VecDeque::with_capacity(RECENT),
+            seen: VecDeque::new(),
+        }
+    }
+
+    /// A packet arrived: when packets after it arrived earlier, it was that late.
+    pub fn arrived(&mut self, seq: u16, now: Instant) {
+        let first_after = self
+            .recent
+            .iter()
+            .filter(|(s, _)| (1..0x8000).contains(&s.wrapping_sub(seq)))
+            .map(|(_, t)| *t)
+            .min();
+        if let Some(t) = first_after {
+            self.seen.push_back((now, now - t));
+        }
+        while self
+            .seen
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > LATENESS_MEMORY)
+        {
+            self.seen.pop_front();
+        }
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((seq, now));
+    }
+
+    /// The wait for a gap: a little over the latest reordering remembered, none without.
+    pub fn wait(&self) -> Duration {
+        self.seen
+            .iter()
+            .map(|(_, d)| *d)
+            .max()
+            .map_or(Duration::ZERO, |d| {
+                (d + Duration::from_millis(5)).min(MAX_AUDIO_WAIT)
+            })
     }
 }
 
@@ -265,5 +324,57 @@ mod tests {
         assert!(released > 0, "the cap forces the gap to be given up");
         assert!(r.held.len() <= MAX_HELD);
         assert_eq!(r.skipped(), 1);
+    }
+
+    #[test]
+    fn audio_waits_for_a_gap_as_long_as_the_path_reorders_and_not_where_it_does_not() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut l = Lateness::new();
+        // In order, one lost: nothing to wait for.
+        for (seq, at) in [(1u16, 0), (2, 20), (4, 60), (5, 80)] {
+            l.arrived(seq, ms(at));
+        }
+        assert_eq!(l.wait(), Duration::ZERO);
+        // 7 comes 30 ms after 8 (and 9 after 10, 10 ms): a wait just over the worst.
+        for (seq, at) in [(6u16, 100), (8, 110), (7, 140), (10, 150), (9, 160)] {
+            l.arrived(seq, ms(at));
+        }
+        assert_eq!(l.wait(), Duration::from_millis(35));
+        // Reordering long forgotten sets nothing; a very late packet is not waited for.
+        l.arrived(11, ms(160) + LATENESS_MEMORY + Duration::from_millis(1));
+        assert_eq!(l.wait(), Duration::ZERO);
+        l.arrived(13, ms(20_000));
+        l.arrived(12, ms(20_500));
+        assert_eq!(l.wait(), MAX_AUDIO_WAIT);
+    }
+
+    #[test]
+    fn a_reordered_audio_packet_is_played_in_its_place_not_after_its_successor() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut l = Lateness::new();
+        let mut r = Reorder::new(Duration::ZERO);
+        let mut played = Vec::new();
+        // The path swaps 3 and 4 twice over; the second time the wait has learnt it.
+        for (seq, at) in [
+            (1u16, 0),
+            (2, 20),
+            (4, 40),
+            (3, 55),
+            (5, 80),
+            (7, 100),
+            (6, 115),
+        ] {
+            l.arrived(seq, ms(at));
+            r.set_wait(l.wait());
+            played.extend(seqs(r.expire(ms(at))));
+            played.extend(seqs(r.push(seq, "p", ms(at))));
+            played.extend(seqs(r.expire(ms(at))));
+        }
+        // The first swap was a surprise: 3 came too late and was dropped, not played
+        // after 4. The second was waited for.
+        assert_eq!(played, [1, 2, 4, 5, 6, 7]);
+        assert_eq!((r.late(), r.skipped()), (1, 1));
     }
 }

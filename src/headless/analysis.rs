@@ -1,5 +1,7 @@
 //! A media sink that checks what arrived: barcode ids and latency of every
-//! decoded frame, tone frequency, level and marker-click latency of the audio.
+//! decoded frame, tone frequency, level and marker-click latency of the audio, and how
+//! the audio would play: each peer's audio goes through the speaker's playout
+//! (`media/playout.rs`) on a clock of 10 ms blocks, as a sound card would take it.
 
 use crate::sync::LockExt;
 use std::collections::{HashMap, VecDeque};
@@ -9,7 +11,8 @@ use serde::Serialize;
 
 use crate::call::{AudioInfo, FrameInfo, MediaSink, TrackRole, VideoQuality};
 use crate::media::{
-    AUDIO_RATE, ClickDetector, VideoFrame, click_latency_us, dominant_frequency, level_dbfs,
+    AUDIO_RATE, ClickDetector, PLAYOUT_BLOCK, Playout, PlayoutStats, VideoFrame, click_latency_us,
+    dominant_frequency, level_dbfs,
 };
 
 /// Seconds of decoded audio kept for the tone measurement.
@@ -68,6 +71,43 @@ pub struct AudioReport {
     pub level_dbfs: Option<f32>,
     pub clicks: u64,
     pub latency_ms: Option<Percentiles>,
+    /// How it played (what a listener heard), on a clock of 10 ms blocks.
+    pub playout: PlayoutReport,
+}
+
+/// The playout's work in ms of audio, as WebRTC's inbound audio stats count it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PlayoutReport {
+    /// Mean audio buffered when a block was played: the jitter buffer's delay.
+    pub delay_ms: f64,
+    /// Times the buffer ran dry while playing.
+    pub underruns: u64,
+    /// Continued from the last pitch period after running dry, then silence.
+    pub concealed_ms: f64,
+    pub silent_ms: f64,
+    /// Time-stretched away (delay given back) and in (delay built up).
+    pub accelerated_ms: f64,
+    pub decelerated_ms: f64,
+    /// Dropped because far too much was buffered.
+    pub cut_ms: f64,
+    /// Where playback (re)starts, as learnt from the arrivals' jitter.
+    pub start_depth_ms: f64,
+}
+
+impl From<PlayoutStats> for PlayoutReport {
+    fn from(s: PlayoutStats) -> Self {
+        let ms = |samples: u64| samples as f64 * 1000.0 / AUDIO_RATE as f64;
+        Self {
+            delay_ms: s.mean_delay_ms(),
+            underruns: s.underruns,
+            concealed_ms: ms(s.concealed_samples),
+            silent_ms: ms(s.silent_samples),
+            accelerated_ms: ms(s.removed_for_acceleration),
+            decelerated_ms: ms(s.inserted_for_deceleration),
+            cut_ms: ms(s.cut_samples),
+            start_depth_ms: ms(s.start_depth),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -81,6 +121,24 @@ struct AudioState {
     tail: VecDeque<f32>,
     clicks: ClickDetector,
     latencies: Vec<u64>,
+    playout: Playout,
+    /// When the next block plays (wall-clock µs); from the first arrival on.
+    clock_us: Option<u64>,
+}
+
+impl AudioState {
+    /// Plays every block due by `now_us`, then takes `pcm`.
+    fn play_until(&mut self, pcm: &[f32], now_us: u64) {
+        const BLOCK_US: u64 = 10_000;
+        let clock = self.clock_us.get_or_insert(now_us);
+        let mut block = [0.0f32; PLAYOUT_BLOCK];
+        while *clock + BLOCK_US <= now_us {
+            block.fill(0.0);
+            self.playout.mix_into(&mut block);
+            *clock += BLOCK_US;
+        }
+        self.playout.push(pcm, now_us);
+    }
 }
 
 impl Default for AudioState {
@@ -90,6 +148,8 @@ impl Default for AudioState {
             tail: VecDeque::new(),
             clicks: ClickDetector::new(AUDIO_RATE),
             latencies: Vec::new(),
+            playout: Playout::default(),
+            clock_us: None,
         }
     }
 }
@@ -134,6 +194,7 @@ impl Analyzer {
                 r.level_dbfs = Some(level_dbfs(&pcm));
             }
             r.latency_ms = Percentiles::of_us(&a.latencies);
+            r.playout = a.playout.stats().into();
             r
         })
     }
@@ -179,6 +240,7 @@ impl MediaSink for Analyzer {
     fn audio(&self, peer: &str, _track: TrackRole, pcm: &[f32], info: &AudioInfo) {
         self.with_peer(peer, |p| {
             let a = &mut p.audio;
+            a.play_until(pcm, info.arrival_us);
             if info.concealed {
                 a.report.concealed += 1;
             } else {

@@ -8,6 +8,7 @@ mod convert;
 pub mod device;
 mod error;
 mod frame;
+mod playout;
 mod scale;
 mod source;
 
@@ -21,6 +22,7 @@ pub use codec::opus::{OpusDecoder, OpusEncoder};
 pub use convert::{Packed, i420_to_rgba, packed_to_i420};
 pub use error::MediaError;
 pub use frame::{AUDIO_FRAME_SAMPLES, AUDIO_FRAME_US, AUDIO_RATE, AudioFrame, VideoFrame, now_us};
+pub use playout::{BLOCK as PLAYOUT_BLOCK, Playout, PlayoutStats};
 pub use scale::Scaler;
 pub use source::{
     AudioSource, CHIME_FRAMES, Chime, MirrorAudio, MirrorFeed, MirrorVideo, RING_CYCLE_MS,

@@ -1,5 +1,5 @@
 //! The receive path of one remote track: RTP in, reordered, reassembled into access units
-//! (video) or passed through (audio), out on the track's bounded channel.
+//! (video) or as Opus packets (audio), out on the track's bounded channel.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +16,7 @@ use super::events::Shared;
 use super::setup::NACK_INTERVAL;
 use super::types::{AudioPacket, MediaKind, RemoteAccessUnit, RemoteMedia};
 use crate::call::error::{CallError, Result};
-use crate::call::reorder::{self, Reorder};
+use crate::call::reorder::{self, Lateness, Reorder};
 
 /// Per remote track; ~3 s of 30 fps video or 10 s of 20 ms audio before we drop.
 pub(super) const MEDIA_QUEUE: usize = 512;
@@ -38,13 +38,17 @@ pub(super) struct RemoteReader {
 impl RemoteReader {
     pub(super) async fn run(mut self) {
         let mut au = AuAssembler::default();
-        let mut reorder = Reorder::new(reorder::DEFAULT_WAIT);
+        let mut reorder = Reorder::new(match self.kind {
+            MediaKind::Video => reorder::DEFAULT_WAIT,
+            MediaKind::Audio => Duration::ZERO,
+        });
+        let mut lateness = Lateness::new();
         let mut last_pli: Option<Instant> = None;
         let mut wait_set = Instant::now();
         let mut last_packet = Instant::now();
         loop {
             // The round trip changes slowly: look again once a second.
-            if wait_set.elapsed() >= Duration::from_secs(1) {
+            if self.kind == MediaKind::Video && wait_set.elapsed() >= Duration::from_secs(1) {
                 wait_set = Instant::now();
                 reorder.set_wait(reorder::wait_for(self.shared.rtt(), NACK_INTERVAL));
             }
@@ -63,7 +67,7 @@ impl RemoteReader {
                         released = released.len(),
                         "gave up on a gap"
                     );
-                    self.assemble(&mut au, released, &mut last_pli).await;
+                    self.release(&mut au, released, &mut last_pli).await;
                     continue;
                 }
                 Some(()) = self.keyframe_requests.recv() => {
@@ -84,19 +88,14 @@ impl RemoteReader {
                         );
                     }
                     last_packet = arrival;
-                    match self.kind {
-                        MediaKind::Audio => self.deliver(RemoteMedia::Audio(AudioPacket {
-                            data: pkt.payload.clone(),
-                            sequence_number: pkt.header.sequence_number,
-                            rtp_timestamp: pkt.header.timestamp,
-                            arrival,
-                        })),
-                        MediaKind::Video => {
-                            let seq = pkt.header.sequence_number;
-                            let released = reorder.push(seq, (pkt, arrival), arrival);
-                            self.assemble(&mut au, released, &mut last_pli).await;
-                        }
+                    let seq = pkt.header.sequence_number;
+                    if self.kind == MediaKind::Audio {
+                        // A gap is waited for only as long as this path reorders.
+                        lateness.arrived(seq, arrival);
+                        reorder.set_wait(lateness.wait());
                     }
+                    let released = reorder.push(seq, (pkt, arrival), arrival);
+                    self.release(&mut au, released, &mut last_pli).await;
                 }
                 TrackRemoteEvent::OnEnded => break,
                 _ => {}
@@ -111,6 +110,28 @@ impl RemoteReader {
             );
         }
         self.shared.end_remote_track(&self.track_id);
+    }
+
+    /// Delivers in-order packets: audio as they are, video as the AUs they complete.
+    async fn release(
+        &self,
+        au: &mut AuAssembler,
+        packets: Vec<(u16, (rtc::rtp::Packet, Instant))>,
+        last_pli: &mut Option<Instant>,
+    ) {
+        match self.kind {
+            MediaKind::Video => self.assemble(au, packets, last_pli).await,
+            MediaKind::Audio => {
+                for (seq, (pkt, arrival)) in packets {
+                    self.deliver(RemoteMedia::Audio(AudioPacket {
+                        data: pkt.payload,
+                        sequence_number: seq,
+                        rtp_timestamp: pkt.header.timestamp,
+                        arrival,
+                    }));
+                }
+            }
+        }
     }
 
     /// Depacketizes in-order video packets and delivers the AUs they complete; an AU with a

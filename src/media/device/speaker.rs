@@ -1,5 +1,6 @@
-//! Playback of every peer's decoded audio: a small jitter buffer per peer, mixed at
-//! 48 kHz in 10 ms blocks, fed to the echo canceller, resampled to the device rate.
+//! Playback of every peer's decoded audio: a jitter buffer per peer (`media/playout.rs`),
+//! mixed at 48 kHz in 10 ms blocks, fed to the echo canceller, resampled to the device
+//! rate.
 
 use crate::sync::LockExt;
 use std::collections::{HashMap, VecDeque};
@@ -16,114 +17,16 @@ use super::audio::{
     Direction, buffer_size, default_config, device_name, ends_stream, find, log_passing_error,
 };
 use super::resample::StreamResampler;
-use crate::media::{AUDIO_RATE, MediaError, now_us};
+use crate::media::{AUDIO_RATE, MediaError, PLAYOUT_BLOCK, Playout, PlayoutStats, now_us};
 
 /// 10 ms at 48 kHz: the mixing block (also the echo canceller's frame).
 const BLOCK: usize = AEC_BLOCK;
-/// Playback starts (and restarts after an underrun) with 60 ms buffered.
-const TARGET: usize = AUDIO_RATE as usize * 60 / 1000;
-/// Above 200 ms the oldest audio is dropped back to the target: late is worse than lost.
-const MAX: usize = AUDIO_RATE as usize * 200 / 1000;
-/// Buffered audio that never drained below TARGET + SLACK over a whole WINDOW is latency
-/// left over from a burst; it is cut back to TARGET.
-const SLACK: usize = AUDIO_RATE as usize * 20 / 1000;
-const WINDOW_BLOCKS: u32 = 100;
-/// Cuts are crossfaded over 2 ms so they don't click.
-const CROSSFADE: usize = AUDIO_RATE as usize * 2 / 1000;
+const _: () = assert!(BLOCK == PLAYOUT_BLOCK);
 /// A peer silent for this long is forgotten.
 const FORGET_US: u64 = 10_000_000;
 
-#[derive(Default)]
-struct PeerBuffer {
-    queue: VecDeque<f32>,
-    playing: bool,
-    level: f32,
-    last_arrival_us: u64,
-    underruns: u64,
-    dropped: u64,
-    /// Fewest samples left after a block in the current window, and the window's length.
-    low_water: Option<usize>,
-    window: u32,
-}
-
-impl PeerBuffer {
-    fn push(&mut self, pcm: &[f32], arrival_us: u64) {
-        self.queue.extend(pcm);
-        self.last_arrival_us = arrival_us;
-        if self.queue.len() > MAX {
-            self.cut(self.queue.len() - TARGET);
-        }
-    }
-
-    /// Drops the oldest `n` samples, fading what was there into what follows.
-    fn cut(&mut self, n: usize) {
-        let n = n.min(self.queue.len());
-        let fade = CROSSFADE.min(self.queue.len() - n);
-        // On the stack: this runs inside the device callback.
-        let mut head = [0.0f32; CROSSFADE];
-        for (h, s) in head.iter_mut().zip(self.queue.iter().take(fade)) {
-            *h = *s;
-        }
-        self.queue.drain(..n);
-        for (i, old) in head[..fade].iter().enumerate() {
-            let t = (i + 1) as f32 / (fade + 1) as f32;
-            self.queue[i] = old * (1.0 - t) + self.queue[i] * t;
-        }
-        self.dropped += n as u64;
-        self.restart_window();
-    }
-
-    fn restart_window(&mut self) {
-        self.low_water = None;
-        self.window = 0;
-    }
-
-    /// After each played block: trims latency a burst left behind.
-    fn track_depth(&mut self) {
-        let depth = self.queue.len();
-        self.low_water = Some(self.low_water.map_or(depth, |l| l.min(depth)));
-        self.window += 1;
-        if self.window >= WINDOW_BLOCKS {
-            let low = self.low_water.unwrap_or(0);
-            self.restart_window();
-            if low > TARGET + SLACK {
-                self.cut(low - TARGET);
-            }
-        }
-    }
-
-    /// Adds one block of this peer into `mix`; silence while (re)buffering.
-    fn mix_into(&mut self, mix: &mut [f32]) {
-        if !self.playing && self.queue.len() >= TARGET {
-            self.playing = true;
-        }
-        let mut energy = 0.0;
-        if self.playing {
-            let n = self.queue.len().min(mix.len());
-            for (m, s) in mix.iter_mut().zip(self.queue.drain(..n)) {
-                *m += s;
-                energy += s * s;
-            }
-            if n < mix.len() {
-                self.playing = false;
-                self.underruns += 1;
-                self.restart_window();
-            } else {
-                self.track_depth();
-            }
-        }
-        let rms = (energy / mix.len() as f32).sqrt();
-        // Fast attack, ~300 ms release: steady enough for a speaking ring.
-        self.level = if rms > self.level {
-            rms
-        } else {
-            self.level * 0.97 + rms * 0.03
-        };
-    }
-}
-
 struct Mixer {
-    peers: HashMap<String, PeerBuffer>,
+    peers: HashMap<String, Playout>,
     processor: Option<AudioProcessor>,
     resampler: StreamResampler,
     /// Mixed audio at the device rate, not yet played.
@@ -132,6 +35,9 @@ struct Mixer {
     played: u64,
     block: Vec<f32>,
     resampled: Vec<f32>,
+    /// The most the device took in one callback, in 48 kHz samples, and its rate.
+    burst: usize,
+    rate: u32,
 }
 
 impl Mixer {
@@ -158,6 +64,14 @@ impl Mixer {
 
     /// Device-rate mono samples for the callback.
     fn fill(&mut self, frames: usize, mut put: impl FnMut(f32)) {
+        // What the device takes at once must stay buffered on top of the jitter's margin.
+        let burst = frames * AUDIO_RATE as usize / self.rate.max(1) as usize;
+        if burst > self.burst {
+            self.burst = burst;
+            for p in self.peers.values_mut() {
+                p.set_reserve(burst);
+            }
+        }
         while self.out.len() < frames {
             self.mix_block();
         }
@@ -220,12 +134,16 @@ impl Speaker {
     pub fn push(&self, peer: &str, pcm: &[f32], arrival_us: u64) {
         let mut m = self.mixer.locked();
         let now = now_us();
-        m.peers.retain(|_, p| {
-            !p.queue.is_empty() || now.saturating_sub(p.last_arrival_us) < FORGET_US
-        });
+        m.peers
+            .retain(|_, p| !p.is_empty() || now.saturating_sub(p.last_arrival_us()) < FORGET_US);
+        let burst = m.burst;
         m.peers
             .entry(peer.to_string())
-            .or_default()
+            .or_insert_with(|| {
+                let mut p = Playout::default();
+                p.set_reserve(burst);
+                p
+            })
             .push(pcm, arrival_us);
     }
 
@@ -237,20 +155,24 @@ impl Speaker {
     /// Played level of each peer (linear RMS, 0..1, smoothed), e.g. for a speaking ring.
     pub fn levels(&self) -> Vec<(String, f32)> {
         let m = self.mixer.locked();
-        let mut v: Vec<_> = m.peers.iter().map(|(k, p)| (k.clone(), p.level)).collect();
+        let mut v: Vec<_> = m
+            .peers
+            .iter()
+            .map(|(k, p)| (k.clone(), p.level()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
 
     pub fn level(&self, peer: &str) -> Option<f32> {
         let m = self.mixer.locked();
-        m.peers.get(peer).map(|p| p.level)
+        m.peers.get(peer).map(|p| p.level())
     }
 
-    /// (underruns, samples dropped as too late) of one peer's jitter buffer.
-    pub fn buffer_stats(&self, peer: &str) -> Option<(u64, u64)> {
+    /// What one peer's jitter buffer did so far.
+    pub fn buffer_stats(&self, peer: &str) -> Option<PlayoutStats> {
         let m = self.mixer.locked();
-        m.peers.get(peer).map(|p| (p.underruns, p.dropped))
+        m.peers.get(peer).map(Playout::stats)
     }
 
     /// Feeds what is played to this echo canceller (the microphone's, cloned).
@@ -309,6 +231,8 @@ fn start(name: Option<&str>, error: Arc<Mutex<Option<String>>>) -> Result<Opened
         played: 0,
         block: Vec::with_capacity(BLOCK),
         resampled: Vec::new(),
+        burst: 0,
+        rate,
     }));
     let stream = match supported.sample_format() {
         SampleFormat::F32 => build::<f32>(&device, config, channels, &mixer, error),
@@ -371,74 +295,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jitter_buffer_waits_for_60_ms_then_plays_and_rebuffers_on_underrun() {
-        let mut p = PeerBuffer::default();
-        let mut mix = vec![0.0; BLOCK];
-        p.push(&vec![0.5; TARGET - 1], 0);
-        p.mix_into(&mut mix);
-        assert!(
-            mix.iter().all(|s| *s == 0.0),
-            "must not start below the target"
-        );
-        p.push(&[0.5], 0);
-        p.mix_into(&mut mix);
-        assert!(mix.iter().all(|s| *s == 0.5));
-        assert!(p.level > 0.4);
-        // Drain all but half a block: the next block underruns and playback pauses.
-        while p.queue.len() >= BLOCK {
-            p.mix_into(&mut vec![0.0; BLOCK]);
-        }
-        p.push(&vec![0.5; BLOCK / 2], 0);
-        p.mix_into(&mut vec![0.0; BLOCK]);
-        assert!(!p.playing);
-        assert_eq!(p.underruns, 1);
-    }
-
-    #[test]
-    fn latency_left_by_a_burst_is_trimmed_back_to_the_target_without_a_gap() {
-        let mut p = PeerBuffer::default();
-        // A burst: 150 ms at once (under MAX, so kept), then real time, 10 ms per block.
-        let ramp = |from: usize, n: usize| {
-            (from..from + n)
-                .map(|i| i as f32 * 1e-6)
-                .collect::<Vec<_>>()
-        };
-        let burst = AUDIO_RATE as usize * 150 / 1000;
-        p.push(&ramp(0, burst), 0);
-        let mut fed = burst;
-        let mut played = Vec::new();
-        for _ in 0..3 * WINDOW_BLOCKS {
-            p.push(&ramp(fed, BLOCK), 0);
-            fed += BLOCK;
-            let mut mix = vec![0.0; BLOCK];
-            p.mix_into(&mut mix);
-            played.extend(mix);
-        }
-        assert_eq!(p.underruns, 0, "no gap while trimming");
-        assert!(
-            p.queue.len() <= TARGET + SLACK,
-            "{} ms still buffered",
-            p.queue.len() * 1000 / AUDIO_RATE as usize
-        );
-        assert_eq!(p.dropped as usize + p.queue.len() + played.len(), fed);
-        // The ramp runs on, with one forward jump where the excess was cut (crossfaded).
-        let jumps = played.windows(2).filter(|w| w[1] - w[0] > 2e-6).count();
-        assert!((1..=CROSSFADE + 1).contains(&jumps), "{jumps} jumps");
-        assert!(played.windows(2).all(|w| w[1] >= w[0]), "never backwards");
-    }
-
-    #[test]
-    fn steady_audio_at_the_target_is_never_trimmed() {
-        let mut p = PeerBuffer::default();
-        p.push(&vec![0.1; TARGET], 0);
-        for _ in 0..3 * WINDOW_BLOCKS {
-            p.push(&vec![0.1; BLOCK], 0);
-            p.mix_into(&mut vec![0.0; BLOCK]);
-        }
-        assert_eq!((p.dropped, p.underruns), (0, 0));
-    }
-
-    #[test]
     fn peers_are_mixed_and_levels_kept_apart() {
         let mut m = Mixer {
             peers: HashMap::new(),
@@ -448,15 +304,14 @@ mod tests {
             played: 0,
             block: Vec::new(),
             resampled: Vec::new(),
+            burst: 0,
+            rate: 24_000,
         };
         m.peers
             .entry("a".into())
             .or_default()
-            .push(&vec![0.25; TARGET], 0);
-        m.peers
-            .entry("b".into())
-            .or_default()
-            .push(&vec![0.5; TARGET], 0);
+            .push(&[0.25; 2880], 0);
+        m.peers.entry("b".into()).or_default().push(&[0.5; 2880], 0);
         m.peers.entry("c".into()).or_default();
         let mut got = Vec::new();
         // 40 ms at the 24 kHz device rate.
@@ -468,16 +323,8 @@ mod tests {
             "{:?}",
             &got[480..490]
         );
-        assert!((m.peers["a"].level - 0.25).abs() < 0.01);
-        assert!((m.peers["b"].level - 0.5).abs() < 0.01);
-        assert_eq!(m.peers["c"].level, 0.0);
-    }
-
-    #[test]
-    fn jitter_buffer_drops_back_to_target_when_too_full() {
-        let mut p = PeerBuffer::default();
-        p.push(&vec![0.1; MAX + 10], 0);
-        assert_eq!(p.queue.len(), TARGET);
-        assert_eq!(p.dropped, (MAX + 10 - TARGET) as u64);
+        assert!((m.peers["a"].level() - 0.25).abs() < 0.01);
+        assert!((m.peers["b"].level() - 0.5).abs() < 0.01);
+        assert_eq!(m.peers["c"].level(), 0.0);
     }
 }

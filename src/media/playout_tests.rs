@@ -1,0 +1,214 @@
+//! Specs of the audio playout, on a clock the test drives: packets of 20 ms arrive when
+//! the simulated link delivers them, blocks of 10 ms are played every 10 ms.
+
+use super::*;
+use crate::media::dominant_frequency;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const PACKET: usize = 2 * BLOCK;
+
+/// A tone's next `n` samples from sample `at`.
+fn tone(hz: f32, at: usize, n: usize) -> Vec<f32> {
+    (at..at + n)
+        .map(|i| 0.5 * (std::f32::consts::TAU * hz * i as f32 / RATE as f32).sin())
+        .collect()
+}
+
+/// Plays 20 ms packets of a 200 Hz tone arriving at `arrivals_us` (in order), a block
+/// every 10 ms from the first arrival to the last; returns everything played.
+fn run(p: &mut Playout, arrivals_us: &[u64]) -> Vec<f32> {
+    let mut played = Vec::new();
+    let mut clock = arrivals_us[0];
+    let end = *arrivals_us.last().unwrap();
+    let mut next = 0;
+    while clock < end {
+        while next < arrivals_us.len() && arrivals_us[next] <= clock {
+            p.push(&tone(200.0, next * PACKET, PACKET), arrivals_us[next]);
+            next += 1;
+        }
+        let mut block = vec![0.0; BLOCK];
+        p.mix_into(&mut block);
+        played.extend(block);
+        clock += 10_000;
+    }
+    played
+}
+
+/// Arrival times of `n` packets sent every 20 ms through a link adding `delay_us(i)`,
+/// delivered in order (a reordered packet waits for the one before it).
+fn arrivals(n: usize, mut delay_us: impl FnMut(usize) -> u64) -> Vec<u64> {
+    let mut last = 0;
+    (0..n)
+        .map(|i| {
+            last = (i as u64 * 20_000 + delay_us(i)).max(last);
+            last
+        })
+        .collect()
+}
+
+/// The largest step between neighbouring samples: a click shows as one far above the
+/// tone's own (0.5 * 2π * 200 / 48000 ≈ 0.013).
+fn largest_step(x: &[f32]) -> f32 {
+    x.windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn playback_waits_for_the_start_depth_then_plays_and_conceals_an_underrun() {
+    let mut p = Playout::default();
+    let mut mix = vec![0.0; BLOCK];
+    p.push(&tone(200.0, 0, MIN_START - 1), 0);
+    p.mix_into(&mut mix);
+    assert!(
+        mix.iter().all(|s| *s == 0.0),
+        "must not start below the start depth"
+    );
+    p.push(&tone(200.0, MIN_START - 1, 1), 0);
+    p.mix_into(&mut mix);
+    assert!(mix.iter().any(|s| *s != 0.0));
+    assert!(p.level() > 0.3);
+    while p.queue.len() >= BLOCK {
+        p.mix_into(&mut vec![0.0; BLOCK]);
+    }
+    let mut last = vec![0.0; BLOCK];
+    p.mix_into(&mut last);
+    assert_eq!(p.stats().underruns, 1);
+    assert!(!p.playing);
+    // The rest of the block continues the tone instead of going silent.
+    assert!(last[BLOCK - 40..].iter().any(|s| s.abs() > 0.1));
+    assert!(p.stats().concealed_samples > 0);
+}
+
+#[test]
+fn on_a_steady_stream_nothing_is_stretched_cut_or_concealed() {
+    let mut p = Playout::default();
+    run(&mut p, &arrivals(500, |_| 30_000));
+    let s = p.stats();
+    assert_eq!(
+        (s.underruns, s.cut_samples, s.removed_for_acceleration),
+        (0, 0, 0),
+        "{s:?}"
+    );
+    assert_eq!(s.start_depth as usize, MIN_START);
+    assert!(s.mean_delay_ms() <= 40.0, "{} ms", s.mean_delay_ms());
+}
+
+#[test]
+fn a_burst_is_given_back_by_removing_periods_without_a_gap_or_a_click() {
+    let mut p = Playout::default();
+    // The first 8 packets (160 ms) arrive at once after a stall, then the stream is steady.
+    let played = run(
+        &mut p,
+        &arrivals(300, |i| {
+            if i < 8 {
+                160_000 - i as u64 * 20_000
+            } else {
+                0
+            }
+        }),
+    );
+    let s = p.stats();
+    assert_eq!((s.underruns, s.cut_samples), (0, 0), "{s:?}");
+    assert!(s.removed_for_acceleration > ms(60) as u64, "{s:?}");
+    assert!(
+        p.queue.len() <= MARGIN + SLACK + PACKET,
+        "{} ms still buffered",
+        p.queue.len() * 1000 / RATE
+    );
+    // Still the same tone, and joined where the periods were removed.
+    let f = dominant_frequency(&played[RATE..3 * RATE], AUDIO_RATE);
+    assert!((f - 200.0).abs() < 5.0, "{f} Hz");
+    assert!(
+        largest_step(&played[ms(200)..]) < 0.03,
+        "{}",
+        largest_step(&played)
+    );
+}
+
+#[test]
+fn jittered_arrivals_raise_the_start_depth_until_nothing_runs_dry() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut p = Playout::default();
+    // 50 ms +- 20 ms: 40 s of it.
+    let at = arrivals(2000, |_| rng.random_range(30_000..=70_000));
+    let cut_at = at[500];
+    // The first 10 s: it learns. Then no gaps at all.
+    run(&mut p, &at[..500]);
+    let learnt = p.stats();
+    assert!(
+        learnt.start_depth as usize >= ms(45),
+        "start depth {} ms",
+        learnt.start_depth as usize * 1000 / RATE
+    );
+    let mut rest: Vec<u64> = at[500..].to_vec();
+    rest.insert(0, cut_at);
+    run(&mut p, &rest);
+    let s = p.stats();
+    assert_eq!(
+        s.underruns, learnt.underruns,
+        "ran dry after learning: {s:?}"
+    );
+    assert!(s.mean_delay_ms() < 90.0, "{} ms", s.mean_delay_ms());
+}
+
+#[test]
+fn a_sender_whose_clock_runs_slow_is_stretched_before_the_buffer_runs_dry() {
+    let mut p = Playout::default();
+    // 2 % fewer samples than the playout plays: 20.4 ms between 20 ms packets.
+    let at: Vec<u64> = (0..1500).map(|i| i as u64 * 20_400).collect();
+    let played = run(&mut p, &at);
+    let s = p.stats();
+    assert_eq!(s.underruns, 0, "{s:?}");
+    assert!(s.inserted_for_deceleration > ms(500) as u64, "{s:?}");
+    let f = dominant_frequency(&played[RATE..5 * RATE], AUDIO_RATE);
+    assert!((f - 200.0).abs() < 5.0, "{f} Hz");
+    assert!(largest_step(&played[ms(100)..at.len() * PACKET]) < 0.03);
+}
+
+#[test]
+fn a_gap_is_concealed_with_the_tone_fading_and_audio_resumes_without_a_click() {
+    let mut p = Playout::default();
+    // 1 s steady, then nothing for 60 ms, then steady again (later by those 60 ms).
+    let at = arrivals(100, |i| if i < 50 { 0 } else { 60_000 });
+    let played = run(&mut p, &at);
+    let s = p.stats();
+    assert_eq!(s.underruns, 1, "{s:?}");
+    assert!(s.concealed_samples >= ms(20) as u64, "{s:?}");
+    // Playing began 20 ms in (two blocks of silence until 30 ms were buffered), so the
+    // tone ran dry there; the next 30 ms are made up.
+    let dry = 50 * PACKET + 2 * BLOCK;
+    let made_up = &played[dry..dry + ms(30)];
+    let f = dominant_frequency(made_up, AUDIO_RATE);
+    assert!((f - 200.0).abs() < 20.0, "concealed as {f} Hz");
+    assert!(made_up.iter().any(|s| s.abs() > 0.2), "not silence");
+    assert!(
+        largest_step(&played[ms(100)..]) < 0.03,
+        "{}",
+        largest_step(&played)
+    );
+}
+
+#[test]
+fn far_too_much_buffered_is_cut_back_to_the_start_depth() {
+    let mut p = Playout::default();
+    p.push(&vec![0.1; MAX + 10], 0);
+    assert_eq!(p.queue.len(), MIN_START);
+    assert_eq!(p.stats().cut_samples as usize, MAX + 10 - MIN_START);
+}
+
+#[test]
+fn a_pause_forgets_the_jitter_learnt_before_it() {
+    let mut p = Playout::default();
+    let mut rng = StdRng::seed_from_u64(3);
+    for i in 0..100u64 {
+        p.push(&[0.0; PACKET], i * 20_000 + rng.random_range(0..60_000));
+    }
+    assert!(p.start_depth() > ms(50));
+    // Muted for a second: steady arrivals afterwards start from the minimum again.
+    for i in 0..10u64 {
+        p.push(&[0.0; PACKET], 3_000_000 + i * 20_000);
+    }
+    assert_eq!(p.start_depth(), MIN_START);
+}

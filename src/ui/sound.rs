@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::media::device::Speaker;
-use crate::media::now_us;
+use crate::media::{PlayoutStats, now_us};
 use crate::sync::LockExt;
 
 #[derive(Default)]
@@ -39,6 +39,11 @@ impl Sound {
     /// Plays locally made sound (the ring) on the speaker, mixed with the call.
     pub fn play_sound(&self, stream: &str, pcm: &[f32]) {
         self.play(stream, pcm, now_us());
+    }
+
+    /// What a member's jitter buffer in the speaker did so far.
+    pub fn playout(&self, peer: &str) -> Option<PlayoutStats> {
+        self.with_speaker(|s| s.buffer_stats(peer)).flatten()
     }
 
     /// Cuts a local sound off at once.

@@ -3,6 +3,7 @@
 use eframe::egui::{self, Key, RichText};
 
 use crate::call::{Command, PeerCallStats};
+use crate::media::AUDIO_RATE;
 use crate::signaling::protocol::{is_echo_room, is_private_room};
 
 use super::widgets::marks;
@@ -129,6 +130,19 @@ impl App {
                 s.send_estimate_kbps
                     .map_or("-".into(), |k| format!("{k:.0} kbit/s")),
             ));
+            if let Some(a) = self.media.sound.playout(id) {
+                let ms = |samples: u64| samples as f64 * 1000.0 / AUDIO_RATE as f64;
+                ui.label(format!(
+                    "audio buffer {:.0} ms (starts at {:.0}) | made up {:.0} ms | ran dry {} | stretched -{:.0}/+{:.0} ms",
+                    a.mean_delay_ms(),
+                    ms(a.start_depth),
+                    ms(a.concealed_samples + a.silent_samples),
+                    a.underruns,
+                    ms(a.removed_for_acceleration),
+                    ms(a.inserted_for_deceleration),
+                ))
+                .on_hover_text("The speaker's jitter buffer for this member: the audio it holds on average (the delay it adds), what it starts with (learnt from how unevenly packets arrive), audio it made up after running dry, and delay it gave back or built up by time-stretching");
+            }
             if let Some(path) = &s.path {
                 let restarts = match s.ice_restarts {
                     0 => String::new(),

@@ -10,28 +10,14 @@ use confab::call::{
     ConnectionState, KeyframeWanted, MediaKind, Peer, PeerConfig, PeerEvent, RemoteMedia,
 };
 use harness::{
-    LinkOptions, Loss, STEP, Side, assert_no_errors, connected_pair, pair, settle, synthetic_au,
-    synthetic_opus,
+    LinkOptions, Loss, STEP, Side, assert_no_errors, connected_pair, pair, remote_track, settle,
+    synthetic_au, synthetic_opus,
 };
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 const FRAME: Duration = Duration::from_millis(33);
 const PTIME: Duration = Duration::from_millis(20);
-
-async fn remote_track(side: &mut Side, id: &str) -> (MediaKind, mpsc::Receiver<RemoteMedia>) {
-    match side
-        .expect(
-            &format!("RemoteTrack {id}"),
-            STEP,
-            |e| matches!(e, PeerEvent::RemoteTrack { track_id, .. } if track_id == id),
-        )
-        .await
-    {
-        PeerEvent::RemoteTrack { kind, media, .. } => (kind, media),
-        _ => unreachable!(),
-    }
-}
 
 async fn receive(rx: &mut mpsc::Receiver<RemoteMedia>, n: usize) -> Vec<RemoteMedia> {
     let mut got = Vec::with_capacity(n);

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use confab::call::{ConnectionState, Peer, PeerConfig, PeerEvent};
+use confab::call::{ConnectionState, MediaKind, Peer, PeerConfig, PeerEvent, RemoteMedia};
 use confab::call::{LocalTrack, SignalingState};
 use confab::call::{NegotiationStats, Negotiator, Signal};
 use confab::netem::{self, Fate, Link, LinkConfig};
@@ -564,5 +564,20 @@ impl Line {
         drop(link);
         self.queued.notify_one();
         fate
+    }
+}
+
+/// The remote track `id` as it shows up at `side`: its kind and its media.
+pub async fn remote_track(side: &mut Side, id: &str) -> (MediaKind, mpsc::Receiver<RemoteMedia>) {
+    match side
+        .expect(
+            &format!("RemoteTrack {id}"),
+            STEP,
+            |e| matches!(e, PeerEvent::RemoteTrack { track_id, .. } if track_id == id),
+        )
+        .await
+    {
+        PeerEvent::RemoteTrack { kind, media, .. } => (kind, media),
+        _ => unreachable!(),
     }
 }

@@ -1,0 +1,72 @@
+//! Audio between two `Peer`s over a simulated path (the harness of `peer_pair.rs`).
+//! Timeouts only bound failures; every wait is on an event.
+
+// Shared with `peer_pair.rs`; this file uses a part of it.
+#[allow(dead_code)]
+#[path = "support/peer_pair.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use confab::call::RemoteMedia;
+use harness::{
+    LinkOptions, Loss, STEP, assert_no_errors, pair, remote_track, settle, synthetic_opus,
+};
+use tokio::time::timeout;
+
+const PTIME: Duration = Duration::from_millis(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_over_a_path_that_reorders_is_delivered_in_order_and_whole_once_learnt() {
+    // 0-40 ms of jitter on every packet, 20 ms apart: neighbours swap often.
+    let mut link = Loss::new(0, usize::MAX);
+    link.config.loss = confab::netem::Loss::None;
+    link.config.jitter = Duration::from_millis(40);
+    link.config.reorder = true;
+    let opts = LinkOptions {
+        loss: Some(link),
+        ..Default::default()
+    };
+    let (mut a, mut b) = pair(opts).await;
+    let mic = a.peer.add_audio_track("a-mic", "a").await.unwrap();
+    a.connected().await;
+    b.connected().await;
+    settle(&mut a, &mut b, &[&mic]).await;
+    const PACKETS: usize = 150;
+    let sender = tokio::spawn(async move {
+        // Paced as a microphone is: the swaps are the link's, not a burst's.
+        let mut tick = tokio::time::interval(PTIME);
+        for i in 0..PACKETS {
+            tick.tick().await;
+            mic.send(&synthetic_opus(i), PTIME)
+                .await
+                .expect("send opus");
+        }
+    });
+    let (_, mut rx) = remote_track(&mut b, "a-mic").await;
+    let index: std::collections::HashMap<Vec<u8>, usize> =
+        (0..PACKETS).map(|i| (synthetic_opus(i), i)).collect();
+    let mut got = Vec::new();
+    timeout(STEP, async {
+        while got.last() != Some(&(PACKETS - 1)) {
+            let Some(RemoteMedia::Audio(p)) = rx.recv().await else {
+                panic!("audio track ended")
+            };
+            got.push(index[&p.data.to_vec()]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the last packet never came: {got:?}"));
+    sender.await.unwrap();
+    // Never one after its successor: the decoder would conceal it and then play it late.
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order: {got:?}");
+    // The first swaps teach the wait; after them hardly a packet is given up.
+    let second_half = got.iter().filter(|i| **i >= PACKETS / 2).count();
+    assert!(
+        second_half >= PACKETS / 2 - 2,
+        "{} of the last {} packets: {got:?}",
+        second_half,
+        PACKETS / 2
+    );
+    assert_no_errors(&a, &b);
+}

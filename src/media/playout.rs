@@ -90,6 +90,9 @@ struct ArrivalJitter {
     samples: u64,
     last_us: Option<u64>,
     delays: VecDeque<i64>,
+    /// How much later than the earliest the late arrivals come (95th percentile),
+    /// samples; worked out on arrival, not in the sound card's callback.
+    spread: usize,
 }
 
 impl ArrivalJitter {
@@ -109,17 +112,30 @@ impl ArrivalJitter {
             self.delays.pop_front();
         }
         self.samples += samples as u64;
-    }
-
-    /// How much later than the earliest the late arrivals come (95th percentile), samples.
-    fn spread(&self) -> usize {
         let mut d: Vec<i64> = self.delays.iter().copied().collect();
-        if d.len() < 2 {
-            return 0;
-        }
         d.sort_unstable();
         let p95 = d[(d.len() - 1) * 95 / 100];
-        ((p95 - d[0]).max(0) as u64 * RATE as u64 / 1_000_000) as usize
+        self.spread = ((p95 - d[0]).max(0) as u64 * RATE as u64 / 1_000_000) as usize;
+    }
+}
+
+/// The last pitch period played, repeated while the buffer is dry: where in it, and how
+/// many samples so far (the fade). Inline, as all of the playout's working storage: the
+/// speaker runs it in the sound card's callback, which must not allocate.
+struct Expansion {
+    period: [f32; MAX_PERIOD],
+    len: usize,
+    at: usize,
+    done: usize,
+}
+
+impl Expansion {
+    fn next(&mut self) -> (f32, f32) {
+        let gain = 1.0 - (self.done as f32 / EXPAND_FADE as f32).min(1.0);
+        let s = self.period[self.at];
+        self.at = (self.at + 1) % self.len;
+        self.done += 1;
+        (s, gain)
     }
 }
 
@@ -131,8 +147,8 @@ pub struct Playout {
     jitter: ArrivalJitter,
     /// The last samples played, for concealment.
     history: VecDeque<f32>,
-    /// Concealment under way: the period repeated, where in it, and samples played so far.
-    expanding: Option<(Vec<f32>, usize, usize)>,
+    /// Concealment under way.
+    expanding: Option<Expansion>,
     /// Silence since running dry, counted once audio is back.
     silent_pending: u64,
     /// Lowest depth after a block in this window, the window's length so far, and delay
@@ -217,7 +233,7 @@ impl Playout {
 
     /// The depth playback (re)starts at: the learnt jitter plus a margin.
     pub fn start_depth(&self) -> usize {
-        (self.jitter.spread() + self.margin()).clamp(MIN_START + self.reserve, MAX_START)
+        (self.jitter.spread + self.margin()).clamp(MIN_START + self.reserve, MAX_START)
     }
 
     /// A consumer taking `samples` at a time (48 kHz) needs that much more buffered.
@@ -257,12 +273,10 @@ impl Playout {
         let rested = self.stats.blocks.is_multiple_of(2);
         if self.to_remove > 0 && rested && depth >= n + 2 * MAX_PERIOD {
             if let Some(p) = self.period_at_front() {
-                self.replace_front(p, |x, out| {
-                    // Two periods become one: the first fading into the second.
-                    for i in 0..p {
-                        let t = (i + 1) as f32 / (p + 1) as f32;
-                        out.push(x[i] * (1.0 - t) + x[p + i] * t);
-                    }
+                // Two periods become one: the first fading into the second.
+                self.replace_front(p, p, |x, i| {
+                    let t = (i + 1) as f32 / (p + 1) as f32;
+                    x[i] * (1.0 - t) + x[p + i] * t
                 });
                 self.to_remove = self.to_remove.saturating_sub(p);
                 self.stats.removed_for_acceleration += p as u64;
@@ -270,14 +284,15 @@ impl Playout {
         } else if self.to_remove == 0 && depth >= 2 * MIN_PERIOD && depth < n + MARGIN / 2 {
             // Running low: stretch now rather than run dry later.
             if let Some(p) = self.period_at_front().filter(|p| 2 * p <= depth) {
-                self.replace_front(p, |x, out| {
-                    // Two periods become three: the second fading back into the first.
-                    out.extend_from_slice(&x[..p]);
-                    for i in 0..p {
-                        let t = (i + 1) as f32 / (p + 1) as f32;
-                        out.push(x[p + i] * (1.0 - t) + x[i] * t);
+                // Two periods become three: the second fading back into the first between
+                // them.
+                self.replace_front(p, 3 * p, |x, i| match i / p {
+                    0 => x[i],
+                    1 => {
+                        let (i, t) = (i - p, (i - p + 1) as f32 / (p + 1) as f32);
+                        x[p + i] * (1.0 - t) + x[i] * t
                     }
-                    out.extend_from_slice(&x[p..2 * p]);
+                    _ => x[i - p],
                 });
                 self.stats.inserted_for_deceleration += p as u64;
             }
@@ -285,43 +300,46 @@ impl Playout {
     }
 
     /// The pitch period of the audio at the front of the queue, if it repeats (or is quiet).
-    fn period_at_front(&self) -> Option<usize> {
+    fn period_at_front(&mut self) -> Option<usize> {
         let max = MAX_PERIOD.min(self.queue.len() / 2);
-        let (a, b) = self.queue.as_slices();
-        let x: Vec<f32> = a.iter().chain(b).take(2 * max).copied().collect();
-        best_period(&x, max)
+        best_period(&self.queue.make_contiguous()[..2 * max], max)
     }
 
-    /// Replaces the front 2 `p` samples with what `make` builds from them.
-    fn replace_front(&mut self, p: usize, make: impl FnOnce(&[f32], &mut Vec<f32>)) {
-        let x: Vec<f32> = self.queue.drain(..2 * p).collect();
-        let mut out = Vec::with_capacity(3 * p);
-        make(&x, &mut out);
-        for s in out.into_iter().rev() {
-            self.queue.push_front(s);
+    /// Replaces the front 2 `p` samples `x` with `len` made by `sample(x, i)`.
+    fn replace_front(&mut self, p: usize, len: usize, sample: impl Fn(&[f32], usize) -> f32) {
+        let mut x = [0.0f32; 2 * MAX_PERIOD];
+        for (d, s) in x.iter_mut().zip(self.queue.drain(..2 * p)) {
+            *d = s;
+        }
+        for i in (0..len).rev() {
+            self.queue.push_front(sample(&x[..2 * p], i));
         }
     }
 
     /// Fills `out` by repeating the last pitch period played, fading.
     fn conceal(&mut self, out: &mut [f32]) {
         if self.expanding.is_none() {
-            let h: Vec<f32> = self.history.iter().copied().collect();
-            let p = best_period(&h, h.len() / 2).unwrap_or(MAX_PERIOD.min(h.len()));
+            let h = self.history.make_contiguous();
+            let p = best_period(h, h.len() / 2).unwrap_or(MAX_PERIOD.min(h.len()));
             if p == 0 {
                 self.silent_pending += out.len() as u64;
                 return;
             }
-            let period = h[h.len() - p..].to_vec();
-            self.expanding = Some((period, 0, 0));
+            let mut period = [0.0f32; MAX_PERIOD];
+            period[..p].copy_from_slice(&h[h.len() - p..]);
+            self.expanding = Some(Expansion {
+                period,
+                len: p,
+                at: 0,
+                done: 0,
+            });
         }
-        let Some((period, at, done)) = self.expanding.as_mut() else {
+        let Some(e) = self.expanding.as_mut() else {
             return;
         };
         for o in out.iter_mut() {
-            let gain = 1.0 - (*done as f32 / EXPAND_FADE as f32).min(1.0);
-            *o = period[*at] * gain;
-            *at = (*at + 1) % period.len();
-            *done += 1;
+            let (s, gain) = e.next();
+            *o = s * gain;
             if gain > 0.0 {
                 self.stats.concealed_samples += 1;
             } else {
@@ -333,14 +351,13 @@ impl Playout {
     /// Back from concealment: the first samples fade from the concealment into the audio.
     fn resume(&mut self) {
         self.stats.silent_samples += std::mem::take(&mut self.silent_pending);
-        let Some((period, mut at, done)) = self.expanding.take() else {
+        let Some(mut e) = self.expanding.take() else {
             return;
         };
         for i in 0..CROSSFADE.min(self.queue.len()) {
-            let gain = 1.0 - ((done + i) as f32 / EXPAND_FADE as f32).min(1.0);
+            let (s, gain) = e.next();
             let t = (i + 1) as f32 / (CROSSFADE + 1) as f32;
-            self.queue[i] = period[at] * gain * (1.0 - t) + self.queue[i] * t;
-            at = (at + 1) % period.len();
+            self.queue[i] = s * gain * (1.0 - t) + self.queue[i] * t;
         }
     }
 
@@ -348,9 +365,12 @@ impl Playout {
     fn cut(&mut self, n: usize) {
         let n = n.min(self.queue.len());
         let fade = CROSSFADE.min(self.queue.len() - n);
-        let head: Vec<f32> = self.queue.iter().take(fade).copied().collect();
+        let mut head = [0.0f32; CROSSFADE];
+        for (h, s) in head.iter_mut().zip(self.queue.iter().take(fade)) {
+            *h = *s;
+        }
         self.queue.drain(..n);
-        for (i, old) in head.iter().enumerate() {
+        for (i, old) in head[..fade].iter().enumerate() {
             let t = (i + 1) as f32 / (fade + 1) as f32;
             self.queue[i] = old * (1.0 - t) + self.queue[i] * t;
         }

@@ -239,7 +239,7 @@ fn a_tone_pushed_to_the_speaker_is_heard_on_the_sink_monitor() {
         speaker.push(
             "alice",
             &pulse::sine(700.0, k * 960, 960, 0.5),
-            confab::media::now_us(),
+            confab::media::Arrival::at(confab::media::now_us()),
         );
         if k > 10 {
             peak_level = peak_level.max(speaker.level("alice").unwrap());

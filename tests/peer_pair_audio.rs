@@ -70,3 +70,50 @@ async fn audio_over_a_path_that_reorders_is_delivered_in_order_and_whole_once_le
     );
     assert_no_errors(&a, &b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_left_out_in_silence_moves_the_timestamp_on_and_not_the_sequence() {
+    let (mut a, mut b) = pair(LinkOptions::default()).await;
+    let mic = a.peer.add_audio_track("a-mic", "a").await.unwrap();
+    a.connected().await;
+    b.connected().await;
+    settle(&mut a, &mut b, &[&mic]).await;
+    // 10 packets, 5 frames left out (Opus DTX: sent empty), 10 packets.
+    let sender = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PTIME);
+        for i in 0..25 {
+            tick.tick().await;
+            let data = if (10..15).contains(&i) {
+                Vec::new()
+            } else {
+                synthetic_opus(i)
+            };
+            mic.send(&data, PTIME).await.expect("send opus");
+        }
+    });
+    let (_, mut rx) = remote_track(&mut b, "a-mic").await;
+    let index: std::collections::HashMap<Vec<u8>, usize> =
+        (0..25).map(|i| (synthetic_opus(i), i)).collect();
+    let mut got = Vec::new();
+    timeout(STEP, async {
+        while got.last().is_none_or(|(i, _, _)| *i != 24) {
+            let Some(RemoteMedia::Audio(p)) = rx.recv().await else {
+                panic!("audio track ended")
+            };
+            got.push((index[&p.data.to_vec()], p.sequence_number, p.rtp_timestamp));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the last packet never came: {got:?}"));
+    sender.await.unwrap();
+    let ids: Vec<usize> = got.iter().map(|g| g.0).collect();
+    let sent: Vec<usize> = (0..10).chain(15..25).collect();
+    assert_eq!(ids, sent, "nothing is sent for a frame left out");
+    for w in got.windows(2) {
+        let ((i, s0, t0), (j, s1, t1)) = (w[0], w[1]);
+        assert_eq!(s1, s0.wrapping_add(1), "a gap in the sequence: {got:?}");
+        let frames = (j - i) as u32;
+        assert_eq!(t1.wrapping_sub(t0), frames * 960, "timestamps: {got:?}");
+    }
+    assert_no_errors(&a, &b);
+}

@@ -9,7 +9,9 @@ use tokio::sync::mpsc;
 
 use crate::sync::LockExt;
 
-use crate::media::{H264Decoder, OpusDecoder, References, is_keyframe, now_us};
+use crate::media::{
+    AUDIO_FRAME_SAMPLES, DTX_PACKET_MAX, H264Decoder, OpusDecoder, References, is_keyframe, now_us,
+};
 
 use super::peer::{AudioPacket, KeyframeRequester, RemoteMedia};
 use super::sink::{AudioInfo, FrameInfo, MediaSink};
@@ -63,7 +65,8 @@ pub fn spawn_decoder(input: DecodeInput) {
     let run = move || {
         let mut video: Option<H264Decoder> = None;
         let mut audio: Option<OpusDecoder> = None;
-        let mut last_seq: Option<u16> = None;
+        // The last audio packet's sequence number and timestamp.
+        let mut last_audio: Option<(u16, u32)> = None;
         let mut awaiting_keyframe = false;
         let mut references = References::default();
         // When a keyframe was last asked for (here or by the receive stage).
@@ -148,8 +151,8 @@ pub fn spawn_decoder(input: DecodeInput) {
                 RemoteMedia::Audio(AudioPacket {
                     data,
                     sequence_number,
+                    rtp_timestamp,
                     arrival,
-                    ..
                 }) => {
                     counters
                         .bytes
@@ -166,8 +169,12 @@ pub fn spawn_decoder(input: DecodeInput) {
                     };
                     let arrival_us = now_us().saturating_sub(arrival.elapsed().as_micros() as u64);
                     // Conceal short gaps; a long one is a pause, not loss.
-                    if let Some(last) = last_seq {
+                    let mut left_out = 0;
+                    if let Some((last, last_ts)) = last_audio {
                         let missing = sequence_number.wrapping_sub(last).wrapping_sub(1);
+                        if missing <= 5 {
+                            left_out = left_out_before(last_ts, rtp_timestamp, missing);
+                        }
                         if (1..=5).contains(&missing) {
                             for n in 0..missing {
                                 // The packet right before this one is in this one's FEC.
@@ -181,19 +188,22 @@ pub fn spawn_decoder(input: DecodeInput) {
                                     let info = AudioInfo {
                                         arrival_us,
                                         concealed: true,
+                                        ..Default::default()
                                     };
                                     sink.audio(&peer_id, role, &pcm, &info);
                                 }
                             }
                         }
                     }
-                    last_seq = Some(sequence_number);
+                    last_audio = Some((sequence_number, rtp_timestamp));
                     match dec.decode(&data) {
                         Ok(pcm) => {
                             counters.decoded.fetch_add(1, Ordering::Relaxed);
                             let info = AudioInfo {
                                 arrival_us,
                                 concealed: false,
+                                left_out,
+                                quiet: data.len() <= DTX_PACKET_MAX,
                             };
                             sink.audio(&peer_id, role, &pcm, &info);
                         }
@@ -207,4 +217,39 @@ pub fn spawn_decoder(input: DecodeInput) {
         .name(name)
         .spawn(run)
         .expect("spawning a decode thread");
+}
+
+/// Samples the sender left out (Opus DTX) between the packet at `last_ts` and the one at
+/// `ts`, `missing` packets apart: time beyond its 20 ms frames that passed in silence.
+fn left_out_before(last_ts: u32, ts: u32, missing: u16) -> usize {
+    let frames = (u32::from(missing) + 1) * OPUS_FRAME_SAMPLES;
+    let gap = ts.wrapping_sub(last_ts);
+    // A timestamp that went back or leapt (a new source) is not a pause.
+    if gap > frames && gap - frames <= MAX_LEFT_OUT {
+        (gap - frames) as usize
+    } else {
+        0
+    }
+}
+
+const OPUS_FRAME_SAMPLES: u32 = AUDIO_FRAME_SAMPLES as u32;
+/// DTX refreshes the comfort noise every 400 ms; a minute of silence is plenty.
+const MAX_LEFT_OUT: u32 = 60 * 48_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_out_is_what_the_timestamp_moved_beyond_the_frames() {
+        // Back to back: nothing left out.
+        assert_eq!(left_out_before(1000, 1960, 0), 0);
+        // DTX: the refresh 400 ms after the marker.
+        assert_eq!(left_out_before(1000, 1000 + 20 * 960, 0), 19 * 960);
+        // Across the wrap, and after two lost packets (concealed, not left out).
+        assert_eq!(left_out_before(u32::MAX - 100, 3 * 960 - 101, 2), 0);
+        assert_eq!(left_out_before(u32::MAX - 100, 5 * 960 - 101, 2), 2 * 960);
+        // A timestamp that went back is no pause.
+        assert_eq!(left_out_before(10_000, 5_000, 0), 0);
+    }
 }

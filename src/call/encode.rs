@@ -37,6 +37,8 @@ pub struct SendCounters {
     /// one's size (width << 16 | height).
     pub layers: AtomicU64,
     pub layers_size: AtomicU64,
+    /// Audio frames left out in silence (Opus DTX): time moved on, nothing was sent.
+    pub left_out: AtomicU64,
 }
 
 impl SendCounters {
@@ -515,6 +517,23 @@ const OPUS_FRAME: Duration = Duration::from_millis(20);
 
 enum AudioCtl {
     Replace(Box<dyn AudioSource>),
+    ExpectedLoss(i32),
+}
+
+impl AudioCtl {
+    fn apply(self, source: &mut Box<dyn AudioSource>, ok: &mut bool, encoder: &mut OpusEncoder) {
+        match self {
+            AudioCtl::Replace(n) => {
+                *source = n;
+                *ok = true;
+            }
+            AudioCtl::ExpectedLoss(p) => {
+                if let Err(e) = encoder.set_expected_loss(p) {
+                    tracing::debug!("Opus expected loss: {e}");
+                }
+            }
+        }
+    }
 }
 
 /// One local audio track: capture and Opus on a thread, fan-out on a task.
@@ -576,7 +595,11 @@ impl AudioCapture {
             .name(format!("capture-{track}"))
             .spawn(move || {
                 let mut source = source;
-                let mut encoder = match OpusEncoder::new(bitrate_bps) {
+                let opus = OpusEncoder::new(bitrate_bps).and_then(|mut e| {
+                    e.set_dtx(true)?;
+                    Ok(e)
+                });
+                let mut encoder = match opus {
                     Ok(e) => e,
                     Err(e) => {
                         let _ = failures.send(CaptureFailure {
@@ -588,16 +611,12 @@ impl AudioCapture {
                 };
                 let mut source_ok = true;
                 while !s.load(Ordering::Relaxed) {
-                    if let Ok(AudioCtl::Replace(n)) = ctl_rx.try_recv() {
-                        source = n;
-                        source_ok = true;
+                    while let Ok(ctl) = ctl_rx.try_recv() {
+                        ctl.apply(&mut source, &mut source_ok, &mut encoder);
                     }
                     if !source_ok {
                         match ctl_rx.recv_timeout(Duration::from_millis(200)) {
-                            Ok(AudioCtl::Replace(n)) => {
-                                source = n;
-                                source_ok = true;
-                            }
+                            Ok(ctl) => ctl.apply(&mut source, &mut source_ok, &mut encoder),
                             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                             Err(_) => return,
                         }
@@ -615,8 +634,8 @@ impl AudioCapture {
                         }
                     };
                     h.record(level_dbfs(&frame.samples));
-                    // Muted still sends (digital silence costs a few bytes) so the
-                    // far end's jitter buffer and clock keep running.
+                    // Muted is digital silence: DTX leaves it out but for the comfort
+                    // noise refreshes, which keep the far end's clock running.
                     if m.load(Ordering::Relaxed) {
                         frame = AudioFrame {
                             samples: vec![0.0; AUDIO_FRAME_SAMPLES],
@@ -633,6 +652,10 @@ impl AudioCapture {
                         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     c.frames.fetch_add(1, Ordering::Relaxed);
                     c.bytes.fetch_add(packet.len() as u64, Ordering::Relaxed);
+                    // A frame left out still goes down the line, empty: the track's
+                    // timestamp moves on by it.
+                    c.left_out
+                        .fetch_add(u64::from(packet.is_empty()), Ordering::Relaxed);
                     if let Err(mpsc::error::TrySendError::Closed(_)) =
                         tx.try_send(Unit::single(packet, OPUS_FRAME))
                     {
@@ -663,6 +686,12 @@ impl AudioCapture {
 
     pub fn replace_source(&self, source: Box<dyn AudioSource>) {
         let _ = self.ctl.send(AudioCtl::Replace(source));
+    }
+
+    /// The loss the peers measure on our audio (percent, the worst of them): Opus puts
+    /// more into its in-band copy of the previous frame.
+    pub fn set_expected_loss(&self, percent: i32) {
+        let _ = self.ctl.send(AudioCtl::ExpectedLoss(percent));
     }
 }
 

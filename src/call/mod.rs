@@ -5,6 +5,7 @@
 //! `peer/assemble` (depacketize) -> `decode` (a thread per remote track) -> `sink`.
 //! `rate` sets the encoders from the bandwidth estimates, `stats` reports.
 
+mod audio_loss;
 mod decode;
 mod encode;
 mod error;

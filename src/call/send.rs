@@ -194,7 +194,8 @@ pub fn spawn_fanout<S: UnitSender>(
                 // Not negotiated yet, or the peer is going away: nothing to do.
                 sent += u64::from(sender.send_unit(&unit).await.is_ok());
             }
-            if unit.top && !unit.small {
+            // A unit left out (Opus DTX) moved the timestamp only: nothing went.
+            if unit.top && !unit.small && !unit.data.is_empty() {
                 counters
                     .delivered
                     .fetch_add(u64::from(sent > 0), Ordering::Relaxed);

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::media::VideoFrame;
 use crate::media::barcode::{self, Barcode};
+use crate::media::{Arrival, VideoFrame};
 use crate::sync::LockExt;
 
 use super::decode::RecvCounters;
@@ -38,12 +38,27 @@ pub struct FrameInfo {
     pub keyframe: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct AudioInfo {
     /// Wall-clock arrival of the packet (or of the gap, for concealment).
     pub arrival_us: u64,
     /// Synthesised by packet-loss concealment, not decoded from a packet.
     pub concealed: bool,
+    /// Samples the sender left out in silence just before this packet (Opus DTX).
+    pub left_out: usize,
+    /// A DTX frame: the sender went quiet, and nothing may come for a while.
+    pub quiet: bool,
+}
+
+impl AudioInfo {
+    /// What the playout needs to know of it.
+    pub fn arrival(&self) -> Arrival {
+        Arrival {
+            at_us: self.arrival_us,
+            left_out: self.left_out,
+            quiet: self.quiet,
+        }
+    }
 }
 
 /// Wraps a remote track's sink: reads the synthetic source's barcode from each picture,

@@ -68,6 +68,8 @@ pub struct SentTotals {
     pub video_keyframes: u64,
     pub encode_ms: f64,
     pub audio_frames: u64,
+    /// Audio frames left out in silence (Opus DTX).
+    pub audio_frames_left_out: u64,
     /// Camera and microphone bytes written to peers, summed over them.
     pub uplink_bytes: u64,
 }
@@ -84,6 +86,7 @@ impl SentTotals {
         }
         if let Some(c) = mic {
             t.audio_frames = c.delivered.load(Ordering::Relaxed);
+            t.audio_frames_left_out = c.left_out.load(Ordering::Relaxed);
             t.uplink_bytes += c.bytes_out.load(Ordering::Relaxed);
         }
         t

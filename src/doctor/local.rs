@@ -9,7 +9,7 @@ use crate::media::device::{
     list_speakers,
 };
 use crate::media::{
-    AudioSource, EncoderSettings, H264Encoder, MediaError, SyntheticAudio, SyntheticVideo,
+    Arrival, AudioSource, EncoderSettings, H264Encoder, MediaError, SyntheticAudio, SyntheticVideo,
     level_dbfs,
 };
 
@@ -152,7 +152,7 @@ fn speakers() -> Check {
     for n in 0..50u64 {
         let mut frame = tone.frame_at(n, 0);
         frame.samples.iter_mut().for_each(|s| *s *= 0.3);
-        speaker.push("doctor", &frame.samples, 0);
+        speaker.push("doctor", &frame.samples, Arrival::at(0));
     }
     while speaker.played_frames() < 48_000 && start.elapsed() < Duration::from_secs(3) {
         std::thread::sleep(Duration::from_millis(50));

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::call::{AudioInfo, FrameInfo, MediaSink, TrackRole, VideoQuality};
 use crate::media::{
-    AUDIO_RATE, ClickDetector, PLAYOUT_BLOCK, Playout, PlayoutStats, VideoFrame, click_latency_us,
-    dominant_frequency, level_dbfs,
+    AUDIO_RATE, Arrival, ClickDetector, PLAYOUT_BLOCK, Playout, PlayoutStats, VideoFrame,
+    click_latency_us, dominant_frequency, level_dbfs,
 };
 
 /// Seconds of decoded audio kept for the tone measurement.
@@ -85,6 +85,8 @@ pub struct PlayoutReport {
     /// Continued from the last pitch period after running dry, then silence.
     pub concealed_ms: f64,
     pub silent_ms: f64,
+    /// The sender's silence (Opus DTX), played as its comfort noise fading.
+    pub paused_ms: f64,
     /// Time-stretched away (delay given back) and in (delay built up).
     pub accelerated_ms: f64,
     pub decelerated_ms: f64,
@@ -102,6 +104,7 @@ impl From<PlayoutStats> for PlayoutReport {
             underruns: s.underruns,
             concealed_ms: ms(s.concealed_samples),
             silent_ms: ms(s.silent_samples),
+            paused_ms: ms(s.paused_samples),
             accelerated_ms: ms(s.removed_for_acceleration),
             decelerated_ms: ms(s.inserted_for_deceleration),
             cut_ms: ms(s.cut_samples),
@@ -128,7 +131,8 @@ struct AudioState {
 
 impl AudioState {
     /// Plays every block due by `now_us`, then takes `pcm`.
-    fn play_until(&mut self, pcm: &[f32], now_us: u64) {
+    fn play_until(&mut self, pcm: &[f32], arrival: Arrival) {
+        let now_us = arrival.at_us;
         const BLOCK_US: u64 = 10_000;
         let clock = self.clock_us.get_or_insert(now_us);
         let mut block = [0.0f32; PLAYOUT_BLOCK];
@@ -137,7 +141,7 @@ impl AudioState {
             self.playout.mix_into(&mut block);
             *clock += BLOCK_US;
         }
-        self.playout.push(pcm, now_us);
+        self.playout.receive(pcm, arrival);
     }
 }
 
@@ -240,7 +244,7 @@ impl MediaSink for Analyzer {
     fn audio(&self, peer: &str, _track: TrackRole, pcm: &[f32], info: &AudioInfo) {
         self.with_peer(peer, |p| {
             let a = &mut p.audio;
-            a.play_until(pcm, info.arrival_us);
+            a.play_until(pcm, info.arrival());
             if info.concealed {
                 a.report.concealed += 1;
             } else {

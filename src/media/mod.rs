@@ -18,11 +18,11 @@ pub use codec::h264::{
     nal_type, split_annexb,
 };
 pub use codec::h264_syntax::{References, starts_access_unit};
-pub use codec::opus::{OpusDecoder, OpusEncoder};
+pub use codec::opus::{DTX_PACKET_MAX, OpusDecoder, OpusEncoder};
 pub use convert::{Packed, i420_to_rgba, packed_to_i420};
 pub use error::MediaError;
 pub use frame::{AUDIO_FRAME_SAMPLES, AUDIO_FRAME_US, AUDIO_RATE, AudioFrame, VideoFrame, now_us};
-pub use playout::{BLOCK as PLAYOUT_BLOCK, Playout, PlayoutStats};
+pub use playout::{Arrival, BLOCK as PLAYOUT_BLOCK, Playout, PlayoutStats};
 pub use scale::Scaler;
 pub use source::{
     AudioSource, CHIME_FRAMES, Chime, MirrorAudio, MirrorFeed, MirrorVideo, RING_CYCLE_MS,

@@ -5,7 +5,9 @@
 //! - it gives back delay a burst left, and builds some when the buffer runs low, by
 //!   time-stretching: one pitch period removed or repeated, crossfaded, so a voice keeps
 //!   its pitch, instead of cutting or pausing;
-//! - on an underrun it continues the last pitch period, fading, until audio is back.
+//! - on an underrun it continues the last pitch period, fading, until audio is back;
+//! - a sender gone quiet (Opus DTX) is let run dry without counting it as an underrun,
+//!   and the time it left out keeps the jitter's timeline whole.
 //!
 //! Pure: the caller's clock decides when a block is played. Period-wise stretching is
 //! hand-written because streaming WSOLA crates delay every sample by a frame even when
@@ -66,6 +68,9 @@ pub struct PlayoutStats {
     /// Silence played after an underrun, once audio was back (a peer that stopped for
     /// good is not counted).
     pub silent_samples: u64,
+    /// Played while the sender was quiet on purpose (DTX): its comfort noise fading,
+    /// then silence. Not an underrun.
+    pub paused_samples: u64,
     pub removed_for_acceleration: u64,
     pub inserted_for_deceleration: u64,
     /// Dropped at once because far too much was buffered.
@@ -96,14 +101,19 @@ struct ArrivalJitter {
 }
 
 impl ArrivalJitter {
-    fn arrived(&mut self, samples: usize, arrival_us: u64) {
+    /// `samples` arrived at `arrival_us`, `left_out` after the ones before them.
+    fn arrived(&mut self, samples: usize, arrival_us: u64, left_out: usize) {
+        let left_out_us = (left_out as u64) * 1_000_000 / RATE as u64;
         if self
             .last_us
-            .is_some_and(|l| arrival_us.saturating_sub(l) > PAUSE_US)
+            .is_some_and(|l| arrival_us.saturating_sub(l) > PAUSE_US + left_out_us)
         {
-            // A pause (mute, an outage): the timeline before it says nothing now.
+            // A pause nobody announced (an outage, a stalled sender): the timeline
+            // before it says nothing now.
             self.samples = 0;
             self.delays.clear();
+        } else {
+            self.samples += left_out as u64;
         }
         self.last_us = Some(arrival_us);
         let due_us = (self.samples * 1_000_000 / RATE as u64) as i64;
@@ -139,11 +149,35 @@ impl Expansion {
     }
 }
 
+/// What came with a packet's audio besides its samples.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Arrival {
+    /// Wall-clock µs.
+    pub at_us: u64,
+    /// Samples the sender left out in silence just before (DTX).
+    pub left_out: usize,
+    /// The sender went quiet: running dry after this is meant.
+    pub quiet: bool,
+}
+
+impl Arrival {
+    /// Audio that arrived at `at_us` and says nothing more.
+    pub fn at(at_us: u64) -> Self {
+        Self {
+            at_us,
+            ..Default::default()
+        }
+    }
+}
+
 /// One peer's audio between its arrival and the speaker.
 #[derive(Default)]
 pub struct Playout {
     queue: VecDeque<f32>,
     playing: bool,
+    /// The last packet said the sender went quiet; and the buffer ran dry since.
+    quiet: bool,
+    pausing: bool,
     jitter: ArrivalJitter,
     /// The last samples played, for concealment.
     history: VecDeque<f32>,
@@ -167,7 +201,18 @@ pub struct Playout {
 impl Playout {
     /// Decoded audio as it arrives (wall-clock µs).
     pub fn push(&mut self, pcm: &[f32], arrival_us: u64) {
-        self.jitter.arrived(pcm.len(), arrival_us);
+        self.receive(pcm, Arrival::at(arrival_us));
+    }
+
+    /// Decoded audio as it arrives, with what its packet said of the sender.
+    pub fn receive(&mut self, pcm: &[f32], arrival: Arrival) {
+        let arrival_us = arrival.at_us;
+        self.jitter.arrived(pcm.len(), arrival_us, arrival.left_out);
+        if arrival.left_out > 0 && !self.playing {
+            // Comfort noise from before the pause, never played: stale now.
+            self.queue.clear();
+        }
+        self.quiet = arrival.quiet;
         self.queue.extend(pcm);
         self.last_arrival_us = arrival_us;
         if self.queue.len() > MAX {
@@ -195,7 +240,11 @@ impl Playout {
             }
             if k < n {
                 self.playing = false;
-                self.stats.underruns += 1;
+                if self.quiet {
+                    self.pausing = true;
+                } else {
+                    self.stats.underruns += 1;
+                }
                 self.restart_window();
                 // The concealment continues from the very last sample played.
                 self.remember(&block[..k]);
@@ -207,8 +256,11 @@ impl Playout {
         } else if self.expanding.is_some() {
             self.conceal(block);
         }
-        self.stats.blocks += 1;
-        self.stats.buffered_sum += self.queue.len() as u64;
+        // A pause is no delay.
+        if self.playing || !self.pausing {
+            self.stats.blocks += 1;
+            self.stats.buffered_sum += self.queue.len() as u64;
+        }
         let mut energy = 0.0;
         for (m, b) in mix.iter_mut().zip(block.iter()) {
             *m += b;
@@ -322,7 +374,7 @@ impl Playout {
             let h = self.history.make_contiguous();
             let p = best_period(h, h.len() / 2).unwrap_or(MAX_PERIOD.min(h.len()));
             if p == 0 {
-                self.silent_pending += out.len() as u64;
+                self.count_made_up(0, out.len());
                 return;
             }
             let mut period = [0.0f32; MAX_PERIOD];
@@ -337,19 +389,27 @@ impl Playout {
         let Some(e) = self.expanding.as_mut() else {
             return;
         };
+        let mut faded = 0;
         for o in out.iter_mut() {
             let (s, gain) = e.next();
             *o = s * gain;
-            if gain > 0.0 {
-                self.stats.concealed_samples += 1;
-            } else {
-                self.silent_pending += 1;
-            }
+            faded += usize::from(gain > 0.0);
+        }
+        self.count_made_up(faded, out.len() - faded);
+    }
+
+    fn count_made_up(&mut self, concealed: usize, silent: usize) {
+        if self.pausing {
+            self.stats.paused_samples += (concealed + silent) as u64;
+        } else {
+            self.stats.concealed_samples += concealed as u64;
+            self.silent_pending += silent as u64;
         }
     }
 
     /// Back from concealment: the first samples fade from the concealment into the audio.
     fn resume(&mut self) {
+        self.pausing = false;
         self.stats.silent_samples += std::mem::take(&mut self.silent_pending);
         let Some(mut e) = self.expanding.take() else {
             return;

@@ -212,3 +212,121 @@ fn a_pause_forgets_the_jitter_learnt_before_it() {
     }
     assert_eq!(p.start_depth(), MIN_START);
 }
+
+/// Which of a DTX sender's 20 ms frames went out: 1 s of a 200 Hz tone, a pause with a
+/// comfort noise refresh every 400 ms (each followed by a DTX frame), 1 s of tone again.
+/// (frame index, samples, quiet), in order.
+fn talk_pause_talk() -> Vec<(usize, Vec<f32>, bool)> {
+    let noise = |f: usize| {
+        tone(200.0, f * PACKET, PACKET)
+            .iter()
+            .map(|s| s * 0.01)
+            .collect()
+    };
+    let mut sent: Vec<_> = (0..50)
+        .map(|f| (f, tone(200.0, f * PACKET, PACKET), false))
+        .collect();
+    sent.push((50, noise(50), true));
+    for refresh in [70, 90] {
+        sent.push((refresh, noise(refresh), false));
+        sent.push((refresh + 1, noise(refresh + 1), true));
+    }
+    sent.extend((100..150).map(|f| (f, tone(200.0, f * PACKET, PACKET), false)));
+    sent
+}
+
+/// Plays `sent` arriving `delay_us(frame)` after it was due, with what the decoder
+/// tells of each; a block every 10 ms from the first arrival to the last. Returns what
+/// was played and the first arrival.
+fn play_sent(
+    p: &mut Playout,
+    sent: &[(usize, Vec<f32>, bool)],
+    mut delay_us: impl FnMut(usize) -> u64,
+) -> (Vec<f32>, u64) {
+    let mut arrivals = Vec::new();
+    let mut before: Option<usize> = None;
+    let mut last = 0;
+    for (f, pcm, quiet) in sent {
+        let at_us = (*f as u64 * 20_000 + delay_us(*f)).max(last);
+        last = at_us;
+        let left_out = before.map_or(0, |b| (f - b - 1) * PACKET);
+        before = Some(*f);
+        let arrival = Arrival {
+            at_us,
+            left_out,
+            quiet: *quiet,
+        };
+        arrivals.push((arrival, pcm));
+    }
+    let start = arrivals[0].0.at_us;
+    let mut clock = start;
+    let mut played = Vec::new();
+    let mut next = 0;
+    while clock < last {
+        while next < arrivals.len() && arrivals[next].0.at_us <= clock {
+            p.receive(arrivals[next].1, arrivals[next].0);
+            next += 1;
+        }
+        let mut block = vec![0.0; BLOCK];
+        p.mix_into(&mut block);
+        played.extend(block);
+        clock += 10_000;
+    }
+    (played, start)
+}
+
+#[test]
+fn a_sender_gone_quiet_is_a_pause_not_an_underrun_and_its_speech_plays_at_once() {
+    let mut p = Playout::default();
+    let (played, start) = play_sent(&mut p, &talk_pause_talk(), |_| 30_000);
+    let s = p.stats();
+    assert_eq!(
+        (s.underruns, s.concealed_samples, s.silent_samples),
+        (0, 0, 0),
+        "{s:?}"
+    );
+    assert!(s.paused_samples >= ms(800) as u64, "{s:?}");
+    // Speech is back when frame 100 arrives: played within the start depth and a block.
+    let back_us = 100 * 20_000 + 30_000 - start;
+    let from = back_us as usize * RATE / 1_000_000;
+    let heard = from + played[from..].iter().position(|s| s.abs() > 0.2).unwrap();
+    assert!(
+        heard - from <= MIN_START + BLOCK,
+        "speech {} ms after it arrived",
+        (heard - from) * 1000 / RATE
+    );
+    let f = dominant_frequency(&played[heard..heard + RATE / 2], AUDIO_RATE);
+    assert!((f - 200.0).abs() < 5.0, "{f} Hz");
+    // The pause lowers no delay figure: it is not buffered time.
+    // (Counting the pause would make it about 14 ms.)
+    assert!(s.mean_delay_ms() >= 20.0, "{} ms", s.mean_delay_ms());
+}
+
+#[test]
+fn the_jitter_learnt_before_a_sender_went_quiet_is_kept_after_it() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut p = Playout::default();
+    let mut sent: Vec<_> = (0..500)
+        .map(|f| (f, tone(200.0, f * PACKET, PACKET), f == 499))
+        .collect();
+    // A second of silence (the DTX frame above, nothing else), then speech.
+    sent.extend((550..600).map(|f| (f, tone(200.0, f * PACKET, PACKET), false)));
+    play_sent(&mut p, &sent[..500], |_| rng.random_range(30_000..=70_000));
+    let learnt = p.start_depth();
+    assert!(learnt >= ms(45), "{} ms", learnt * 1000 / RATE);
+    let mut p2 = Playout::default();
+    let mut rng = StdRng::seed_from_u64(11);
+    play_sent(&mut p2, &sent, |_| rng.random_range(30_000..=70_000));
+    assert!(
+        p2.start_depth() + ms(5) >= learnt,
+        "{} ms after the pause, {} before",
+        p2.start_depth() * 1000 / RATE,
+        learnt * 1000 / RATE
+    );
+    assert_eq!(
+        p2.stats().underruns,
+        p.stats().underruns,
+        "{:?}",
+        p2.stats()
+    );
+}

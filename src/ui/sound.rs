@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::media::device::Speaker;
-use crate::media::{PlayoutStats, now_us};
+use crate::media::{Arrival, PlayoutStats, now_us};
 use crate::sync::LockExt;
 
 #[derive(Default)]
@@ -32,13 +32,13 @@ impl Sound {
     }
 
     /// Plays one member's decoded audio, arrived at `arrival_us`.
-    pub fn play(&self, peer: &str, pcm: &[f32], arrival_us: u64) {
-        self.with_speaker(|s| s.push(peer, pcm, arrival_us));
+    pub fn play(&self, peer: &str, pcm: &[f32], arrival: Arrival) {
+        self.with_speaker(|s| s.push(peer, pcm, arrival));
     }
 
     /// Plays locally made sound (the ring) on the speaker, mixed with the call.
     pub fn play_sound(&self, stream: &str, pcm: &[f32]) {
-        self.play(stream, pcm, now_us());
+        self.play(stream, pcm, Arrival::at(now_us()));
     }
 
     /// What a member's jitter buffer in the speaker did so far.

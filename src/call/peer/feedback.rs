@@ -25,6 +25,8 @@ pub(super) struct SenderFeedback {
     pub(super) pli: u64,
     pub(super) fir: u64,
     pub(super) packets_lost: i64,
+    /// Of the packets the last report covers, lost (0..1).
+    pub(super) fraction_lost: f64,
     /// RTP timestamp units.
     pub(super) jitter: u32,
     pub(super) rtt: Option<Duration>,
@@ -70,6 +72,7 @@ impl Shared {
             let rtt = rtt_from_report(r);
             self.on_feedback(r.ssrc, |fb| {
                 fb.packets_lost = lost;
+                fb.fraction_lost = f64::from(r.fraction_lost) / 256.0;
                 fb.jitter = r.jitter;
                 if rtt.is_some() {
                     fb.rtt = rtt;

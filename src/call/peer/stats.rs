@@ -31,6 +31,23 @@ impl Peer {
         self.send_estimate().map(|e| self.shared.fec.media_rate(e))
     }
 
+    /// The loss the remote's latest reports show on our audio (0..1), the worst track's.
+    pub fn audio_loss(&self) -> Option<f64> {
+        let audio: Vec<u32> = self
+            .local_tracks
+            .locked()
+            .values()
+            .filter(|t| t.kind() == MediaKind::Audio)
+            .map(|t| t.ssrc())
+            .collect();
+        let feedback = self.shared.feedback.locked();
+        audio
+            .iter()
+            .filter_map(|s| feedback.get(s))
+            .map(|f| f.fraction_lost)
+            .reduce(f64::max)
+    }
+
     /// Statistics from the 0.21 stats report, keyed by track.
     pub async fn stats(&self) -> PeerStats {
         let report = self.pc.get_stats(Instant::now(), StatsSelector::None).await;

@@ -385,6 +385,7 @@ pub async fn start(
             slow: Default::default(),
             small_rate: None,
             muted_speech: Default::default(),
+            audio_loss: Default::default(),
             recording: super::record::Recording::new(tap),
         },
         sfu,

@@ -213,6 +213,24 @@ impl Engine {
             )
             .collect();
         self.apply_rates();
+        self.expect_audio_loss();
+    }
+
+    /// Tells Opus the loss the worst connected peer reports on our audio.
+    fn expect_audio_loss(&mut self) {
+        let worst = self
+            .peers
+            .values()
+            .filter(|p| p.connection == ConnectionState::Connected)
+            .filter_map(|p| p.peer.audio_loss())
+            .reduce(f64::max);
+        let now = std::time::Instant::now();
+        if let Some(percent) = self.local.audio_loss.update(now, worst)
+            && let Some(mic) = &self.local.mic
+        {
+            tracing::debug!(percent, "Opus expects this loss");
+            mic.set_expected_loss(percent);
+        }
     }
 
     /// Tells the user when they speak into a muted microphone (and when they stopped).

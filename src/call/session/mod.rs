@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use crate::signaling::protocol::MediaState;
 use crate::signaling::{ClientEvent, JoinParams, SignalingClient};
 
+use crate::call::audio_loss::ExpectedLoss;
 use crate::call::decode::RecvCounters;
 use crate::call::encode::{AudioCapture, CaptureFailure, VideoCapture};
 use crate::call::muted_speech::MutedSpeech;
@@ -124,6 +125,8 @@ struct Local {
     small_rate: Option<u32>,
     /// Whether someone speaks into the muted microphone.
     muted_speech: MutedSpeech,
+    /// The loss the Opus encoder is told to expect.
+    audio_loss: ExpectedLoss,
     /// The recorder's tap on the sink, and the recording it feeds.
     recording: record::Recording,
 }

@@ -1,4 +1,9 @@
 //! Opus 48 kHz mono, 20 ms frames, VOIP application (the `opus` crate's bundled libopus).
+//!
+//! With DTX a call sends next to nothing while its microphone hears silence: libopus
+//! codes such a frame as a TOC byte alone; the first of a run is sent so the far end's
+//! decoder knows, the rest are left out (the RTP timestamp moves on, the sequence does
+//! not), and libopus refreshes the comfort noise with a real frame every 400 ms.
 
 use ::opus::{Application, Bitrate, Channels, Decoder, Encoder};
 
@@ -11,11 +16,19 @@ const MAX_PACKET: usize = 4000;
 /// carries it only when the loss expected is high enough for the signal: at 5 % a tone
 /// already goes to CELT (no FEC), at 10 % it stays hybrid.
 const DEFAULT_LOSS_PERCENT: i32 = 10;
+/// The expected loss is never set below the default, nor above this.
+const MAX_LOSS_PERCENT: i32 = 50;
+/// A packet this short carries no audio: a DTX frame (a TOC byte, perhaps a count).
+pub const DTX_PACKET_MAX: usize = 2;
 /// 120 ms, the longest frame an Opus packet can carry.
 const MAX_FRAME_SAMPLES: usize = 5760;
 
 pub struct OpusEncoder {
     encoder: Encoder,
+    dtx: bool,
+    /// The last frame was a DTX frame: the far end knows the sender went quiet.
+    quiet: bool,
+    loss_percent: i32,
 }
 
 impl OpusEncoder {
@@ -26,7 +39,36 @@ impl OpusEncoder {
         // lost packet is rebuilt from the next instead of guessed (`recover`).
         encoder.set_inband_fec(true)?;
         encoder.set_packet_loss_perc(DEFAULT_LOSS_PERCENT)?;
-        Ok(Self { encoder })
+        Ok(Self {
+            encoder,
+            dtx: false,
+            quiet: false,
+            loss_percent: DEFAULT_LOSS_PERCENT,
+        })
+    }
+
+    /// Discontinuous transmission: silence is left out (see the module's doc). A call
+    /// turns it on; a recording keeps every frame.
+    pub fn set_dtx(&mut self, on: bool) -> Result<(), MediaError> {
+        self.encoder.set_dtx(on)?;
+        self.dtx = on;
+        Ok(())
+    }
+
+    /// The loss the encoder should expect, as measured (percent): more of the bitrate
+    /// goes into the in-band copy of the previous frame. Never under the default, which
+    /// keeps that copy at all.
+    pub fn set_expected_loss(&mut self, percent: i32) -> Result<(), MediaError> {
+        let p = percent.clamp(DEFAULT_LOSS_PERCENT, MAX_LOSS_PERCENT);
+        if p != self.loss_percent {
+            self.encoder.set_packet_loss_perc(p)?;
+            self.loss_percent = p;
+        }
+        Ok(())
+    }
+
+    pub fn expected_loss(&self) -> i32 {
+        self.loss_percent
     }
 
     pub fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), MediaError> {
@@ -35,7 +77,8 @@ impl OpusEncoder {
         Ok(())
     }
 
-    /// Encodes exactly one 20 ms frame into one packet.
+    /// Encodes exactly one 20 ms frame into one packet; with DTX an empty one is a frame
+    /// left out (nothing to send, only time passes).
     pub fn encode(&mut self, frame: &AudioFrame) -> Result<Vec<u8>, MediaError> {
         if frame.samples.len() != AUDIO_FRAME_SAMPLES {
             return Err(MediaError::Invalid(format!(
@@ -43,7 +86,11 @@ impl OpusEncoder {
                 frame.samples.len()
             )));
         }
-        Ok(self.encoder.encode_vec_float(&frame.samples, MAX_PACKET)?)
+        let packet = self.encoder.encode_vec_float(&frame.samples, MAX_PACKET)?;
+        let dtx_frame = self.dtx && packet.len() <= DTX_PACKET_MAX;
+        let left_out = dtx_frame && self.quiet;
+        self.quiet = dtx_frame;
+        Ok(if left_out { Vec::new() } else { packet })
     }
 }
 
@@ -184,6 +231,65 @@ mod tests {
             .map(|f| enc.encode(f).unwrap().len())
             .sum();
         assert!(small * 2 < big, "{big} vs {small} bytes");
+    }
+
+    #[test]
+    fn with_dtx_silence_costs_a_refresh_now_and_then_and_speech_after_it_decodes() {
+        let mut enc = OpusEncoder::new(32_000).unwrap();
+        enc.set_dtx(true).unwrap();
+        let tone = tone_frames(440.0, 100);
+        let silence = AudioFrame {
+            samples: vec![0.0; AUDIO_FRAME_SAMPLES],
+            capture_us: 0,
+        };
+        // 1 s of tone, 2 s of silence, 1 s of tone.
+        let frames: Vec<&AudioFrame> = tone[..50]
+            .iter()
+            .chain(std::iter::repeat_n(&silence, 100))
+            .chain(&tone[50..])
+            .collect();
+        let packets: Vec<Vec<u8>> = frames.iter().map(|f| enc.encode(f).unwrap()).collect();
+        let audible = |p: &Vec<u8>| p.len() > DTX_PACKET_MAX;
+        assert!(packets[..50].iter().all(audible), "speech left out");
+        assert!(packets[150..].iter().all(audible), "speech left out");
+        let quiet = &packets[50..150];
+        let sent = quiet.iter().filter(|p| !p.is_empty()).count();
+        assert!(sent <= 25, "{sent} of 100 silent frames sent");
+        // Each run of DTX frames starts with one that is sent: the far end must know.
+        let markers = quiet
+            .iter()
+            .filter(|p| (1..=DTX_PACKET_MAX).contains(&p.len()));
+        assert!(markers.count() >= 2, "{quiet:?}");
+        for w in quiet.windows(2) {
+            let marker = |p: &Vec<u8>| (1..=DTX_PACKET_MAX).contains(&p.len());
+            assert!(
+                !(marker(&w[0]) && marker(&w[1])),
+                "the far end was told twice"
+            );
+            assert!(!(audible(&w[0]) && w[1].is_empty()), "left out unannounced");
+        }
+        // What was sent decodes to the tone again once speech is back.
+        let mut dec = OpusDecoder::new().unwrap();
+        let mut out = Vec::new();
+        for p in packets.iter().filter(|p| !p.is_empty()) {
+            out.extend(dec.decode(p).unwrap());
+        }
+        let last = &out[out.len() - 24_000..];
+        let f = dominant_frequency(last, AUDIO_RATE);
+        assert!((f - 440.0).abs() < 5.0, "{f} Hz after the silence");
+        assert!(level_dbfs(last) > -20.0, "{} dBFS", level_dbfs(last));
+    }
+
+    #[test]
+    fn the_expected_loss_follows_the_measure_within_bounds() {
+        let mut enc = OpusEncoder::new(32_000).unwrap();
+        assert_eq!(enc.expected_loss(), DEFAULT_LOSS_PERCENT);
+        enc.set_expected_loss(23).unwrap();
+        assert_eq!(enc.expected_loss(), 23);
+        enc.set_expected_loss(2).unwrap();
+        assert_eq!(enc.expected_loss(), DEFAULT_LOSS_PERCENT, "FEC kept");
+        enc.set_expected_loss(90).unwrap();
+        assert_eq!(enc.expected_loss(), MAX_LOSS_PERCENT);
     }
 
     #[test]

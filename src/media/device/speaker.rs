@@ -17,7 +17,7 @@ use super::audio::{
     Direction, buffer_size, default_config, device_name, ends_stream, find, log_passing_error,
 };
 use super::resample::StreamResampler;
-use crate::media::{AUDIO_RATE, MediaError, PLAYOUT_BLOCK, Playout, PlayoutStats, now_us};
+use crate::media::{AUDIO_RATE, Arrival, MediaError, PLAYOUT_BLOCK, Playout, PlayoutStats, now_us};
 
 /// 10 ms at 48 kHz: the mixing block (also the echo canceller's frame).
 const BLOCK: usize = AEC_BLOCK;
@@ -131,7 +131,7 @@ impl Speaker {
     }
 
     /// Decoded 48 kHz mono audio of one peer, as it arrives.
-    pub fn push(&self, peer: &str, pcm: &[f32], arrival_us: u64) {
+    pub fn push(&self, peer: &str, pcm: &[f32], arrival: Arrival) {
         let mut m = self.mixer.locked();
         let now = now_us();
         m.peers
@@ -144,7 +144,7 @@ impl Speaker {
                 p.set_reserve(burst);
                 p
             })
-            .push(pcm, arrival_us);
+            .receive(pcm, arrival);
     }
 
     /// Stops playing a peer at once (it left the call).

@@ -152,7 +152,7 @@ async fn connects_both_ways_and_delivers_h264_access_units_and_opus_intact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_offer_advertises_both_h264_profiles_with_rtx_flexfec_and_opus() {
+async fn the_offer_advertises_both_h264_profiles_with_rtx_flexfec_and_opus_with_fec_and_dtx() {
     // A lone peer: nothing has narrowed its codecs by negotiation yet.
     let (peer, _events) = Peer::new(PeerConfig::loopback()).await.unwrap();
     peer.add_video_track("cam", "s").await.unwrap();
@@ -166,7 +166,7 @@ async fn the_offer_advertises_both_h264_profiles_with_rtx_flexfec_and_opus() {
         "a=rtcp-fb:102 nack pli",
         "a=rtcp-fb:102 ccm fir",
         "a=rtpmap:111 opus/48000/2",
-        "a=fmtp:111 minptime=10;useinbandfec=1",
+        "a=fmtp:111 minptime=10;useinbandfec=1;usedtx=1",
         "a=ssrc-group:FID ",
         "a=rtpmap:118 flexfec-03/90000",
         "a=ssrc-group:FEC-FR ",

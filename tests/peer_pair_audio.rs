@@ -117,3 +117,44 @@ async fn a_frame_left_out_in_silence_moves_the_timestamp_on_and_not_the_sequence
     }
     assert_no_errors(&a, &b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loss_the_remote_reports_on_our_audio_is_read_for_opus_to_expect() {
+    // Every 5th datagram of 60 bytes or more: each audio packet, some RTCP.
+    let link = Loss::new(5, 60);
+    let opts = LinkOptions {
+        loss: Some(link.clone()),
+        ..Default::default()
+    };
+    let (mut a, mut b) = pair(opts).await;
+    let mic = a.peer.add_audio_track("a-mic", "a").await.unwrap();
+    a.connected().await;
+    b.connected().await;
+    settle(&mut a, &mut b, &[&mic]).await;
+    assert_eq!(a.peer.audio_loss(), None, "no report yet");
+    link.enabled
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let sender = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PTIME);
+        for i in 0..500 {
+            tick.tick().await;
+            if mic.send(&synthetic_opus(i), PTIME).await.is_err() {
+                return;
+            }
+        }
+    });
+    let (_, mut rx) = remote_track(&mut b, "a-mic").await;
+    // Read as each packet arrives: reports come every second or so.
+    let loss = timeout(STEP, async {
+        loop {
+            rx.recv().await.expect("audio track ended");
+            if let Some(l) = a.peer.audio_loss().filter(|l| *l > 0.0) {
+                return l;
+            }
+        }
+    })
+    .await
+    .expect("no report of the loss");
+    sender.abort();
+    assert!((0.1..=0.35).contains(&loss), "read {loss} for a fifth lost");
+}

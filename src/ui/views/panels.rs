@@ -133,15 +133,16 @@ impl App {
             if let Some(a) = self.media.sound.playout(id) {
                 let ms = |samples: u64| samples as f64 * 1000.0 / AUDIO_RATE as f64;
                 ui.label(format!(
-                    "audio buffer {:.0} ms (starts at {:.0}) | made up {:.0} ms | ran dry {} | stretched -{:.0}/+{:.0} ms",
+                    "audio buffer {:.0} ms (starts at {:.0}) | made up {:.0} ms | ran dry {} | stretched -{:.0}/+{:.0} ms | silent {:.1} s",
                     a.mean_delay_ms(),
                     ms(a.start_depth),
                     ms(a.concealed_samples + a.silent_samples),
                     a.underruns,
                     ms(a.removed_for_acceleration),
                     ms(a.inserted_for_deceleration),
+                    ms(a.paused_samples) / 1000.0,
                 ))
-                .on_hover_text("The speaker's jitter buffer for this member: the audio it holds on average (the delay it adds), what it starts with (learnt from how unevenly packets arrive), audio it made up after running dry, and delay it gave back or built up by time-stretching");
+                .on_hover_text("The speaker's jitter buffer for this member: the audio it holds on average (the delay it adds), what it starts with (learnt from how unevenly packets arrive), audio it made up after running dry, delay it gave back or built up by time-stretching, and how long the member sent silence (DTX: next to nothing on the wire)");
             }
             if let Some(path) = &s.path {
                 let restarts = match s.ice_restarts {

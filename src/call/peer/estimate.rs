@@ -42,6 +42,8 @@ const BASELINE_RISE: Duration = Duration::from_secs(3);
 const STEP: Duration = Duration::from_millis(200);
 /// A cut for loss goes no lower than this share of the rate that arrives.
 const PROVEN_SHARE: f64 = 0.85;
+/// Two reports in a row proving this much more than a cut left lift the rate to it.
+const LIFT: f64 = 1.5;
 /// A standing queue without loss trims the rate to this share of what arrives,
 const TRIM: f64 = 0.9;
 /// at most this often.
@@ -133,6 +135,8 @@ pub(crate) struct LossRate {
     congested_at: Option<Instant>,
     /// The bottleneck's rate, where packet pairs show one ([`PairRate::bottleneck`]).
     bottleneck: Option<f64>,
+    /// What the last report proved the path carries (its delivered rate, shared).
+    last_proven: Option<f64>,
 }
 
 impl LossRate {
@@ -151,6 +155,7 @@ impl LossRate {
             last_trim: None,
             congested_at: None,
             bottleneck: None,
+            last_proven: None,
         }
     }
 
@@ -232,6 +237,8 @@ impl LossRate {
             let k = (dt.as_secs_f64() / BASELINE_RISE.as_secs_f64()).min(1.0);
             self.baseline = (self.baseline + (slow - self.baseline) * k).min(MAX_BASELINE);
         }
+        let proven_now = delivered.map(|d| d * PROVEN_SHARE);
+        let proven_before = std::mem::replace(&mut self.last_proven, proven_now);
         if self
             .last_change
             .is_some_and(|l| now.saturating_duration_since(l) < STEP)
@@ -292,6 +299,16 @@ impl LossRate {
                 .bottleneck
                 .map_or(next, |b| next.min(self.target.max(b * UNDER_BOTTLENECK)));
             self.target = next.clamp(self.min, self.max);
+            self.last_change = Some(now);
+        }
+        // A cut can land far under what the link carries: the report it read delivered
+        // little while the feedback itself queued behind the overflow (both ways
+        // narrowed). Two reports in a row proving much more take it back up to that.
+        if excess >= CLEAR
+            && let (Some(a), Some(b)) = (proven_before, proven_now)
+            && a.min(b) > self.target * LIFT
+        {
+            self.target = a.min(b).clamp(self.min, self.max);
             self.last_change = Some(now);
         }
         self.target

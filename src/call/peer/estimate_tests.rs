@@ -245,6 +245,29 @@ fn a_link_that_narrows_at_once_is_cut_to_what_arrives_not_to_the_floor() {
 }
 
 #[test]
+fn a_cut_on_a_report_that_read_the_link_low_is_taken_back_by_the_next_two() {
+    let mut t = Instant::now();
+    let mut rate = LossRate::new(MAX, MIN, MAX);
+    // 2.5 Mbit/s into 500 kbit/s, both ways: the report the feedback survived to says
+    // 180 kbit/s arrived, the ones after it what the link carries.
+    t += STEP;
+    rate.update(t, 26, 38, true, Some(180_000.0));
+    assert_eq!(rate.target(), 153_000.0, "cut to what arrived");
+    t += 3 * BATCH;
+    rate.update(t, 26, 38, true, Some(540_000.0));
+    assert_eq!(rate.target(), 153_000.0, "one report is not proof");
+    t += 3 * BATCH;
+    rate.update(t, 18, 27, false, Some(440_000.0));
+    assert_eq!(rate.target(), 374_000.0, "the lower of the two, shared");
+    // Loss still high, and what arrives falls with what is sent: no lift, no spiral.
+    for delivered in [460_000.0, 400_000.0, 380_000.0] {
+        t += 3 * BATCH;
+        rate.update(t, 2, 10, false, Some(delivered));
+        assert!(rate.target() >= 300_000.0, "{}", rate.target());
+    }
+}
+
+#[test]
 fn a_standing_queue_trims_the_rate_under_what_arrives() {
     let mut t = Instant::now() + BATCH;
     let mut rate = LossRate::new(1_200_000.0, MIN, MAX);

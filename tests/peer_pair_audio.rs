@@ -16,6 +16,18 @@ use tokio::time::timeout;
 
 const PTIME: Duration = Duration::from_millis(20);
 
+/// A connected pair over `opts` whose `a` has a negotiated microphone track "a-mic".
+async fn with_mic(
+    opts: LinkOptions,
+) -> (harness::Side, harness::Side, confab::call::AudioTrackSender) {
+    let (mut a, mut b) = pair(opts).await;
+    let mic = a.peer.add_audio_track("a-mic", "a").await.unwrap();
+    a.connected().await;
+    b.connected().await;
+    settle(&mut a, &mut b, &[&mic]).await;
+    (a, b, mic)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audio_over_a_path_that_reorders_is_delivered_in_order_and_whole_once_learnt() {
     // 0-40 ms of jitter on every packet, 20 ms apart: neighbours swap often.
@@ -27,11 +39,7 @@ async fn audio_over_a_path_that_reorders_is_delivered_in_order_and_whole_once_le
         loss: Some(link),
         ..Default::default()
     };
-    let (mut a, mut b) = pair(opts).await;
-    let mic = a.peer.add_audio_track("a-mic", "a").await.unwrap();
-    a.connected().await;
-    b.connected().await;
-    settle(&mut a, &mut b, &[&mic]).await;
+    let (a, mut b, mic) = with_mic(opts).await;
     const PACKETS: usize = 150;
     let sender = tokio::spawn(async move {
         // Paced as a microphone is: the swaps are the link's, not a burst's.
@@ -73,11 +81,7 @@ async fn audio_over_a_path_that_reorders_is_delivered_in_order_and_whole_once_le
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_left_out_in_silence_moves_the_timestamp_on_and_not_the_sequence() {
-    let (mut a, mut b) = pair(LinkOptions::default()).await;
-    let mic = a.peer.add_audio_track("a-mic", "a").await.unwrap();
-    a.connected().await;
-    b.connected().await;
-    settle(&mut a, &mut b, &[&mic]).await;
+    let (a, mut b, mic) = with_mic(LinkOptions::default()).await;
     // 10 packets, 5 frames left out (Opus DTX: sent empty), 10 packets.
     let sender = tokio::spawn(async move {
         let mut tick = tokio::time::interval(PTIME);
@@ -126,11 +130,7 @@ async fn the_loss_the_remote_reports_on_our_audio_is_read_for_opus_to_expect() {
         loss: Some(link.clone()),
         ..Default::default()
     };
-    let (mut a, mut b) = pair(opts).await;
-    let mic = a.peer.add_audio_track("a-mic", "a").await.unwrap();
-    a.connected().await;
-    b.connected().await;
-    settle(&mut a, &mut b, &[&mic]).await;
+    let (a, mut b, mic) = with_mic(opts).await;
     assert_eq!(a.peer.audio_loss(), None, "no report yet");
     link.enabled
         .store(true, std::sync::atomic::Ordering::SeqCst);

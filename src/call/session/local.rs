@@ -216,13 +216,16 @@ impl Engine {
         self.expect_audio_loss();
     }
 
-    /// Tells Opus the loss the worst connected peer reports on our audio.
+    /// Tells Opus the loss the worst connected peer (or Janus, for what we publish)
+    /// reports on our audio.
     fn expect_audio_loss(&mut self) {
+        let publisher = self.sfu_audio_loss();
         let worst = self
             .peers
             .values()
             .filter(|p| p.connection == ConnectionState::Connected)
             .filter_map(|p| p.peer.audio_loss())
+            .chain(publisher)
             .reduce(f64::max);
         let now = std::time::Instant::now();
         if let Some(percent) = self.local.audio_loss.update(now, worst)

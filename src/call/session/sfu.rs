@@ -604,6 +604,12 @@ impl Engine {
         sfu.pub_peer.as_ref()?.send_estimate()
     }
 
+    /// The loss Janus reports on the audio we publish.
+    pub(super) fn sfu_audio_loss(&self) -> Option<f64> {
+        let sfu = self.sfu.as_ref().filter(|s| s.pub_connected)?;
+        sfu.pub_peer.as_ref()?.audio_loss()
+    }
+
     /// Our publisher connection, once we publish.
     pub(super) fn sfu_publisher(&self) -> Option<Peer> {
         self.sfu.as_ref()?.pub_peer.clone()

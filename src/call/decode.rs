@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 use crate::sync::LockExt;
 
 use crate::media::{
-    AUDIO_FRAME_SAMPLES, DTX_PACKET_MAX, H264Decoder, OpusDecoder, References, is_keyframe, now_us,
+    AUDIO_FRAME_SAMPLES, Arrival, DTX_PACKET_MAX, H264Decoder, OpusDecoder, References,
+    is_keyframe, now_us,
 };
 
 use super::peer::{AudioPacket, KeyframeRequester, RemoteMedia};
@@ -186,9 +187,8 @@ pub fn spawn_decoder(input: DecodeInput) {
                                 if let Ok(pcm) = rebuilt {
                                     counters.concealed.fetch_add(1, Ordering::Relaxed);
                                     let info = AudioInfo {
-                                        arrival_us,
+                                        arrival: Arrival::at(arrival_us),
                                         concealed: true,
-                                        ..Default::default()
                                     };
                                     sink.audio(&peer_id, role, &pcm, &info);
                                 }
@@ -200,10 +200,12 @@ pub fn spawn_decoder(input: DecodeInput) {
                         Ok(pcm) => {
                             counters.decoded.fetch_add(1, Ordering::Relaxed);
                             let info = AudioInfo {
-                                arrival_us,
+                                arrival: Arrival {
+                                    at_us: arrival_us,
+                                    left_out,
+                                    quiet: data.len() <= DTX_PACKET_MAX,
+                                },
                                 concealed: false,
-                                left_out,
-                                quiet: data.len() <= DTX_PACKET_MAX,
                             };
                             sink.audio(&peer_id, role, &pcm, &info);
                         }

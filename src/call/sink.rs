@@ -40,25 +40,11 @@ pub struct FrameInfo {
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AudioInfo {
-    /// Wall-clock arrival of the packet (or of the gap, for concealment).
-    pub arrival_us: u64,
+    /// When the packet (or the gap, for concealment) arrived, and what it said of the
+    /// sender (time left out in silence, gone quiet): what the playout needs.
+    pub arrival: Arrival,
     /// Synthesised by packet-loss concealment, not decoded from a packet.
     pub concealed: bool,
-    /// Samples the sender left out in silence just before this packet (Opus DTX).
-    pub left_out: usize,
-    /// A DTX frame: the sender went quiet, and nothing may come for a while.
-    pub quiet: bool,
-}
-
-impl AudioInfo {
-    /// What the playout needs to know of it.
-    pub fn arrival(&self) -> Arrival {
-        Arrival {
-            at_us: self.arrival_us,
-            left_out: self.left_out,
-            quiet: self.quiet,
-        }
-    }
 }
 
 /// Wraps a remote track's sink: reads the synthetic source's barcode from each picture,

@@ -244,7 +244,7 @@ impl MediaSink for Analyzer {
     fn audio(&self, peer: &str, _track: TrackRole, pcm: &[f32], info: &AudioInfo) {
         self.with_peer(peer, |p| {
             let a = &mut p.audio;
-            a.play_until(pcm, info.arrival());
+            a.play_until(pcm, info.arrival);
             if info.concealed {
                 a.report.concealed += 1;
             } else {
@@ -255,7 +255,7 @@ impl MediaSink for Analyzer {
                     a.tail.pop_front();
                 }
             }
-            for onset in a.clicks.feed(pcm, info.arrival_us) {
+            for onset in a.clicks.feed(pcm, info.arrival.at_us) {
                 a.report.clicks += 1;
                 a.latencies.push(click_latency_us(onset));
             }

@@ -34,7 +34,7 @@ impl MediaSink for UiSink {
     }
 
     fn audio(&self, peer: &str, _track: TrackRole, pcm: &[f32], info: &AudioInfo) {
-        self.sound.play(peer, pcm, info.arrival());
+        self.sound.play(peer, pcm, info.arrival);
         self.sound.set_level(peer, Some(level_dbfs(pcm)));
     }
 

@@ -31,7 +31,7 @@ impl Sound {
         self.speaker.locked().as_ref().map(f)
     }
 
-    /// Plays one member's decoded audio, arrived at `arrival_us`.
+    /// Plays one member's decoded audio as it arrived.
     pub fn play(&self, peer: &str, pcm: &[f32], arrival: Arrival) {
         self.with_speaker(|s| s.push(peer, pcm, arrival));
     }

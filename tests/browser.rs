@@ -113,6 +113,10 @@ async fn two_guests_and_a_headless_peer_receive_everyone_then_one_mutes_and_clos
 
     // The mute reached the headless peer and ben's roster.
     let muted = from(&report, "gia").media_muted.expect("gia's state");
+    // Her muted microphone left its silence out (usedtx, in our offer or our answer,
+    // whichever side offered): a pause, not lost audio.
+    let gia_audio = &from(&report, "gia").audio;
+    assert!(gia_audio.playout.paused_ms >= 3000.0, "{gia_audio:?}");
     assert!(muted.audio_muted && !muted.video_muted, "{muted:?}");
     let ben_mid = &ben["snapshots"][0]["snapshot"];
     let gia_row = ben_mid["roster"]

@@ -8,7 +8,7 @@ use webrtc::rtp_transceiver::RTCRtpTransceiverDirection;
 
 use super::sdp::{
     first_sections_usable, section_kinds, sending_track_ids, settles_nothing_new, with_dtls_setup,
-    with_msid_semantic,
+    with_msid_semantic, with_opus_dtx,
 };
 use super::types::{IceCandidate, MediaKind, SdpType, SessionDescription, SignalingState};
 use super::{LocalTrack, Peer};
@@ -53,14 +53,19 @@ impl Peer {
     /// role"). A renegotiation answer therefore states the role already established. Only
     /// the copy handed out changes: webrtc-rs keeps its DTLS session whatever its own
     /// answer says, and `set_local_description` applies the answer as it was created.
+    /// The copy also asks for Opus DTX, which webrtc-rs leaves out of answers.
     pub async fn create_answer(&self) -> Result<SessionDescription> {
         self.drop_unusable_media().await?;
         let answer = SessionDescription::from_rtc(&self.pc.create_answer(None).await?)?;
-        let Some(client) = *self.dtls_client.locked() else {
-            return Ok(answer);
-        };
-        let setup = if client { "active" } else { "passive" };
-        Ok(self.hand_out(answer, |sdp| with_dtls_setup(sdp, setup)))
+        let setup =
+            (*self.dtls_client.locked()).map(|client| if client { "active" } else { "passive" });
+        Ok(self.hand_out(answer, |sdp| {
+            let sdp = with_opus_dtx(sdp);
+            match setup {
+                Some(setup) => with_dtls_setup(&sdp, setup),
+                None => sdp,
+            }
+        }))
     }
 
     pub async fn set_local_description(&self, desc: &SessionDescription) -> Result<()> {

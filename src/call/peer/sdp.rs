@@ -37,6 +37,40 @@ pub(super) fn with_msid_semantic(sdp: &str) -> String {
     out
 }
 
+/// The SDP with `usedtx=1` on every Opus format: webrtc-rs answers with the offer's
+/// own fmtp, and a browser leaves its silence out only when our description asks.
+pub(super) fn with_opus_dtx(sdp: &str) -> String {
+    let mut opus: Vec<String> = Vec::new();
+    let mut in_audio = false;
+    let mut out = String::with_capacity(sdp.len() + 32);
+    for line in sdp.split_inclusive('\n') {
+        let bare = line.trim_end();
+        if let Some(m) = bare.strip_prefix("m=") {
+            in_audio = m.starts_with("audio ");
+            opus.clear();
+        } else if in_audio
+            && let Some((pt, codec)) = bare
+                .strip_prefix("a=rtpmap:")
+                .and_then(|r| r.split_once(' '))
+            && codec.to_ascii_lowercase().starts_with("opus/")
+        {
+            opus.push(pt.to_owned());
+        } else if let Some((pt, params)) =
+            bare.strip_prefix("a=fmtp:").and_then(|r| r.split_once(' '))
+            && opus.iter().any(|p| p == pt)
+            && !params.split(';').any(|p| p.trim().starts_with("usedtx="))
+        {
+            out.push_str(&format!(
+                "a=fmtp:{pt} {params};usedtx=1{}",
+                &line[bare.len()..]
+            ));
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 /// The audio and video m-sections of an SDP: their kind and their lines after the m-line.
 pub(super) fn media_sections(sdp: &str) -> impl Iterator<Item = (MediaKind, std::str::Lines<'_>)> {
     sdp.split("\nm=").skip(1).filter_map(|section| {
@@ -191,6 +225,22 @@ mod tests {
              m=audio 9 UDP 111\r\na=msid:s t\r\n"
         );
         assert_eq!(with_msid_semantic(&fixed), fixed, "once is enough");
+    }
+
+    #[test]
+    fn opus_formats_ask_for_dtx_and_nothing_else_changes() {
+        let sdp = "v=0\r\nm=audio 9 x 111 0\r\na=rtpmap:111 opus/48000/2\r\n\
+                   a=fmtp:111 minptime=10;useinbandfec=1\r\na=rtpmap:0 PCMU/8000\r\n\
+                   a=fmtp:0 x=1\r\nm=video 9 x 111\r\na=rtpmap:111 H264/90000\r\n\
+                   a=fmtp:111 packetization-mode=1\r\n";
+        let fixed = with_opus_dtx(sdp);
+        assert_eq!(
+            fixed,
+            sdp.replace("useinbandfec=1\r\n", "useinbandfec=1;usedtx=1\r\n")
+        );
+        assert_eq!(with_opus_dtx(&fixed), fixed, "once is enough");
+        let declined = sdp.replace("useinbandfec=1", "usedtx=0");
+        assert_eq!(with_opus_dtx(&declined), declined, "a stated choice stands");
     }
 
     #[test]

@@ -64,8 +64,8 @@ pub(super) fn opus_codec() -> RTCRtpCodec {
         mime_type: MIME_TYPE_OPUS.to_owned(),
         clock_rate: 48_000,
         channels: 2,
-        // usedtx: a browser leaves its silence out for us too (where we offer: an
-        // answer carries the offer's fmtp).
+        // usedtx: a browser leaves its silence out for us too (our answers get it in
+        // `Peer::create_answer`: webrtc-rs answers with the offer's fmtp).
         sdp_fmtp_line: "minptime=10;useinbandfec=1;usedtx=1".to_owned(),
         rtcp_feedback: vec![],
     }

@@ -115,6 +115,67 @@ async fn a_subscriber_gets_the_layer_it_asks_for_and_a_switch_starts_at_a_keyfra
     let _ = (viewer.leave().await, cam.leave().await);
 }
 
+/// The next camera frame of `peer`'s.
+async fn next_camera_frame(frames: &mut UnboundedReceiver<Shown>, peer: &str) -> Shown {
+    let deadline = tokio::time::Instant::now() + EVENT_LIMIT;
+    loop {
+        let f = tokio::time::timeout_at(deadline, frames.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no frame of {peer}'s camera in {EVENT_LIMIT:?}"))
+            .expect("the engine runs");
+        if f.peer == peer && f.track == TrackRole::Camera {
+            return f;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_gets_a_camera_in_the_small_layer_until_its_tile_is_drawn_then_the_tiles_layer() {
+    let janus = Janus::start();
+    let srv = support::server().await;
+    let url = srv.ws_url();
+    let cam =
+        TestPeer::join_with(sfu_config(&janus, &url, "cam"), synthetic(1280, 720, 440.0)).await;
+    let mut v = sfu_config(&janus, &url, "window");
+    v.draws_tiles = true;
+    let (mut window, mut frames) = TestPeer::join_watching(v, synthetic(320, 180, 660.0)).await;
+    let cam_id = cam.id.clone();
+
+    // No tile reported yet: the small layer, not the largest for a picture nobody sees
+    // yet. Janus relays the first keyframe it sees of any layer, then switches at the
+    // asked layer's, which the same keyframe request brought: a frame or two.
+    let mut before = Vec::new();
+    let first = loop {
+        let f = next_camera_frame(&mut frames, &cam_id).await;
+        if (f.width, f.height) == (320, 180) {
+            break f;
+        }
+        before.push(f);
+        assert!(before.len() <= 5, "not the small layer: {before:?}");
+    };
+    assert!(first.keyframe, "{first:?} after {before:?}");
+    let (small, _) = frames_at(&mut frames, &cam_id, (320, 180), 15).await;
+    assert!(in_order(&small), "small layer ids out of order: {small:?}");
+
+    // Drawn full size: the largest layer, from a keyframe on, ids going on.
+    window.send(Command::ShowTile {
+        peer: cam_id.clone(),
+        track: TrackRole::Camera,
+        size: Some((1280, 720)),
+    });
+    until_relayed(&mut window, &cam_id, 2).await;
+    let (large, keyframe) = frames_at(&mut frames, &cam_id, (1280, 720), 30).await;
+    assert!(keyframe, "the large layer starts at a keyframe");
+    assert!(large.len() >= 25, "barcodes read in {} of 30", large.len());
+    assert!(in_order(&large), "large layer ids out of order: {large:?}");
+    assert!(
+        large[0] > *small.last().unwrap(),
+        "{small:?} then {large:?}"
+    );
+
+    let _ = (window.leave().await, cam.leave().await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulcast_bench_prices_each_layer_and_times_switches_both_ways() {
     support::test_logs();

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use confab::call::{ConnectionState, Event};
+use confab::call::{Command, ConnectionState, Event};
 use confab::media::device::ScreenInfo;
 use confab::signaling::protocol::MediaState;
 use confab::ui::{
@@ -21,6 +21,8 @@ struct Rig {
     rooms_asked: usize,
     /// The join (true) and leave chimes asked for.
     chimes: Vec<bool>,
+    /// Tile sizes told to the engine, by `sent` (the layout's business, not a click's).
+    tiles: Vec<String>,
 }
 
 fn app() -> (App, Rig) {
@@ -47,6 +49,7 @@ fn app_with(server: &str) -> (App, Rig) {
             media,
             rooms_asked: 0,
             chimes: Vec::new(),
+            tiles: Vec::new(),
         },
     )
 }
@@ -58,7 +61,8 @@ fn harness(app: App) -> Harness<'static, App> {
 }
 
 /// The commands sent so far, by name; the pre-join screen's background room-list
-/// requests and the join chimes left out (`rooms_asked` and `chimes` keep them).
+/// requests, the join chimes and the tile sizes left out (`rooms_asked`, `chimes` and
+/// `tiles` keep them).
 fn sent(rig: &mut Rig) -> Vec<String> {
     let mut out = Vec::new();
     while let Ok(c) = rig.commands.try_recv() {
@@ -68,6 +72,10 @@ fn sent(rig: &mut Rig) -> Vec<String> {
         }
         if let UiCommand::Chime { rising } = c {
             rig.chimes.push(rising);
+            continue;
+        }
+        if let UiCommand::Engine(c @ Command::ShowTile { .. }) = c {
+            rig.tiles.push(command_name(&c));
             continue;
         }
         out.push(match c {

@@ -194,6 +194,7 @@ impl HeadlessOptions {
         c.broadcast = self.broadcast;
         c.simulcast_layers = self.simulcast_layers;
         c.sfu_layer = self.sfu_layer;
+        c.draws_tiles = self.window.is_some();
         c.video = VideoEncoding {
             fps: self.fps,
             bitrate_bps: self.bitrate_bps,
@@ -387,16 +388,16 @@ fn stdin_lines() -> mpsc::Receiver<String> {
     rx
 }
 
-/// Tells the engine each remote camera's tile in a `window`-sized grid that holds them
+/// Tells the engine each member's camera tile in a `window`-sized grid that holds them
 /// and our own.
 fn show_tiles(
     handle: &call::CallHandle,
     window: Option<(u32, u32)>,
-    cameras: &std::collections::BTreeSet<String>,
+    members: &std::collections::BTreeSet<String>,
 ) {
     let Some((w, h)) = window else { return };
-    let (.., tw, th) = crate::ui::layout::grid_shape(cameras.len() + 1, w as f32, h as f32);
-    for peer in cameras {
+    let (.., tw, th) = crate::ui::layout::grid_shape(members.len() + 1, w as f32, h as f32);
+    for peer in members {
         handle.send(Command::ShowTile {
             peer: peer.clone(),
             track: TrackRole::Camera,
@@ -424,7 +425,7 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
     let started = Instant::now();
     report.started_us = now_us();
     let mut typed = opts.chat_stdin.then(stdin_lines);
-    let mut cameras: std::collections::BTreeSet<String> = Default::default();
+    let mut shown: std::collections::BTreeSet<String> = Default::default();
     loop {
         let ev = tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
@@ -457,6 +458,10 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
                         to: id.clone(),
                         metadata: format!("{{\"from\":\"{}\"}}", opts.name),
                     });
+                }
+                // As the window does: a tile for everyone in the room, drawn at once.
+                if shown.insert(id.clone()) {
+                    show_tiles(&handle, opts.window, &shown);
                 }
                 peers.entry(id.clone()).or_insert_with(|| PeerReport {
                     id,
@@ -494,21 +499,9 @@ pub async fn run(opts: HeadlessOptions) -> Result<Report, HeadlessError> {
                     tracing::info!(peer = %p.name, reconnecting, "media path");
                 }
             }
-            Event::TrackAdded {
-                peer,
-                track: TrackRole::Camera,
-                ..
-            } => {
-                cameras.insert(peer);
-                show_tiles(&handle, opts.window, &cameras);
-            }
-            Event::TrackRemoved {
-                peer,
-                track: TrackRole::Camera,
-            } if cameras.remove(&peer) => show_tiles(&handle, opts.window, &cameras),
             Event::PeerLeft { id, reason } => {
-                if cameras.remove(&id) {
-                    show_tiles(&handle, opts.window, &cameras);
+                if shown.remove(&id) {
+                    show_tiles(&handle, opts.window, &shown);
                 }
                 if let Some(p) = peers.get_mut(&id) {
                     p.left = Some(format!("{reason:?}"));

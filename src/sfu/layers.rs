@@ -16,11 +16,24 @@ const UP_MARGIN: f64 = 1.25;
 /// ...for this long.
 const UP_AFTER: Duration = Duration::from_secs(1);
 
+/// Where a feed is drawn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Tile {
+    /// Nowhere small (no window: a headless analyser): the largest layer.
+    #[default]
+    Any,
+    /// In a tile not drawn yet: the smallest layer until it is. Its first picture comes
+    /// soonest, and a member joining a big room does not start with every feed's
+    /// largest keyframe at once.
+    Pending,
+    /// In a tile this size (pixels).
+    Size(u32, u32),
+}
+
 /// What the engine knows about one feed's video when it chooses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Wants {
-    /// The tile the feed is drawn in (pixels); None: not shown small, take the largest.
-    pub tile: Option<(u32, u32)>,
+    pub tile: Tile,
     /// This feed's share of the downlink estimate; None: no estimate, no limit.
     pub budget_bps: Option<u32>,
     /// A layer asked for outright (headless tests, a "high quality" toggle).
@@ -34,6 +47,8 @@ pub struct LayerChoice {
     current: Option<u8>,
     /// Per layer: since when the budget has carried it with the margin.
     carried_since: Vec<Option<Instant>>,
+    /// The current layer stands in for a tile not drawn yet: nothing to flap against.
+    provisional: bool,
 }
 
 impl LayerChoice {
@@ -58,8 +73,9 @@ impl LayerChoice {
             return f;
         }
         let by_tile = match wants.tile {
-            None => top,
-            Some(tile) => nearest(layers, tile),
+            Tile::Any => top,
+            Tile::Pending => 0,
+            Tile::Size(w, h) => nearest(layers, (w, h)),
         };
         let by_budget = match wants.budget_bps {
             None => top,
@@ -69,9 +85,11 @@ impl LayerChoice {
                 .map_or(0, |i| i as u8),
         };
         let down_to = by_tile.min(by_budget);
+        let provisional = std::mem::replace(&mut self.provisional, wants.tile == Tile::Pending);
         let chosen = match self.current {
             // The first choice has nothing to flap against.
             None => down_to,
+            Some(_) if provisional => down_to,
             Some(c) if down_to < c => down_to,
             Some(c) => (c + 1..=by_tile)
                 .rev()
@@ -115,7 +133,7 @@ mod tests {
 
     fn tile(w: u32, h: u32) -> Wants {
         Wants {
-            tile: Some((w, h)),
+            tile: Tile::Size(w, h),
             ..Wants::default()
         }
     }
@@ -147,11 +165,48 @@ mod tests {
     }
 
     #[test]
+    fn a_feed_whose_tile_is_not_drawn_yet_starts_small_and_goes_up_once_it_is() {
+        let mut c = LayerChoice::default();
+        let l = ladder();
+        let now = Instant::now();
+        let pending = Wants {
+            tile: Tile::Pending,
+            ..Wants::default()
+        };
+        assert_eq!(c.update(now, &l, pending), 0);
+        assert_eq!(
+            c.update(now, &l, tile(1280, 720)),
+            2,
+            "no estimate holds it"
+        );
+        let mut c = LayerChoice::default();
+        let budget = Wants {
+            budget_bps: Some(3_000_000),
+            ..pending
+        };
+        assert_eq!(c.update(now, &l, budget), 0);
+        let drawn = Wants {
+            tile: Tile::Size(640, 360),
+            ..budget
+        };
+        assert_eq!(c.update(now, &l, drawn), 1, "the budget had room: at once");
+        let grown = Wants {
+            tile: Tile::Size(1280, 720),
+            ..budget
+        };
+        assert_eq!(
+            c.update(now, &l, grown),
+            1,
+            "from then on, up after a second"
+        );
+    }
+
+    #[test]
     fn the_budget_caps_the_layer_whatever_the_tile() {
         let now = Instant::now();
         let l = ladder();
         let w = |b| Wants {
-            tile: Some((1280, 720)),
+            tile: Tile::Size(1280, 720),
             budget_bps: Some(b),
             forced: None,
             sent: None,
@@ -172,7 +227,7 @@ mod tests {
         let l = ladder();
         let t0 = Instant::now();
         let w = |b| Wants {
-            tile: None,
+            tile: Tile::Any,
             budget_bps: Some(b),
             forced: None,
             sent: None,
@@ -199,8 +254,8 @@ mod tests {
         let mut c = LayerChoice::default();
         let l = ladder();
         let t0 = Instant::now();
-        let w = |tile| Wants {
-            tile: Some(tile),
+        let w = |(x, y)| Wants {
+            tile: Tile::Size(x, y),
             budget_bps: Some(3_000_000),
             forced: None,
             sent: None,
@@ -217,7 +272,7 @@ mod tests {
         let l = ladder();
         let t0 = Instant::now();
         let w = |sent| Wants {
-            tile: Some((1280, 720)),
+            tile: Tile::Size(1280, 720),
             budget_bps: None,
             forced: None,
             sent,
@@ -239,7 +294,7 @@ mod tests {
         let l = ladder();
         let now = Instant::now();
         let forced = |f| Wants {
-            tile: Some((160, 90)),
+            tile: Tile::Size(160, 90),
             budget_bps: Some(100_000),
             forced: Some(f),
             sent: None,

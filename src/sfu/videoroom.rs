@@ -124,8 +124,14 @@ pub fn configure(descriptions: &[(String, String)]) -> Value {
     v
 }
 
-/// One publisher stream to subscribe to: every stream of a feed (mid None) or one.
-pub type StreamRequest = (u64, Option<String>);
+/// One publisher stream to subscribe to: every stream of a feed (mid None) or one, and
+/// the simulcast layer to start its video in (Janus's default: the largest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRequest {
+    pub feed: u64,
+    pub mid: Option<String>,
+    pub substream: Option<u8>,
+}
 
 /// One subscriber connection carrying these streams (multistream).
 pub fn join_subscriber(
@@ -170,9 +176,15 @@ pub fn unpublish() -> Value {
 fn stream_list(streams: &[StreamRequest]) -> Value {
     streams
         .iter()
-        .map(|(feed, mid)| match mid {
-            Some(mid) => json!({ "feed": feed, "mid": mid }),
-            None => json!({ "feed": feed }),
+        .map(|r| {
+            let mut v = json!({ "feed": r.feed });
+            if let Some(mid) = &r.mid {
+                v["mid"] = mid.as_str().into();
+            }
+            if let Some(layer) = r.substream {
+                v["substream"] = layer.into();
+            }
+            v
         })
         .collect()
 }
@@ -452,14 +464,24 @@ mod tests {
     }
 
     #[test]
-    fn a_subscription_names_every_feed_as_a_stream() {
-        let v = join_subscriber(5, &[(11, None), (12, None)], Some(99), None);
+    fn a_subscription_names_every_feed_as_a_stream_and_its_first_layer() {
+        let feed = |feed, mid: Option<&str>, substream| StreamRequest {
+            feed,
+            mid: mid.map(str::to_owned),
+            substream,
+        };
+        let v = join_subscriber(
+            5,
+            &[feed(11, None, None), feed(12, None, Some(0))],
+            Some(99),
+            None,
+        );
         assert_eq!(v["ptype"], "subscriber");
-        assert_eq!(v["streams"], json!([{"feed":11},{"feed":12}]));
+        assert_eq!(v["streams"], json!([{"feed":11},{"feed":12,"substream":0}]));
         assert_eq!(v["private_id"], 99);
         assert_eq!(
-            subscribe(&[(13, None), (11, Some("3".into()))])["streams"],
-            json!([{"feed":13},{"feed":11,"mid":"3"}])
+            subscribe(&[feed(13, None, Some(2)), feed(11, Some("3"), None)])["streams"],
+            json!([{"feed":13,"substream":2},{"feed":11,"mid":"3"}])
         );
     }
 

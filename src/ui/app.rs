@@ -33,6 +33,8 @@ pub struct App {
     seen: HashMap<TileKey, u64>,
     /// Where the last remote camera tile was drawn (for logs and tests).
     pub(super) last_layout: HashMap<String, Rect>,
+    /// Tile sizes (pixels) last told to the engine, by member.
+    pub(super) reported_tiles: HashMap<String, (u32, u32)>,
     /// The server error the Connection section was last opened for.
     pub(super) shown_server_error: Option<String>,
     /// The window went full screen for a tile (and returns when it is left).
@@ -60,6 +62,7 @@ impl App {
             textures: HashMap::new(),
             seen: HashMap::new(),
             last_layout: HashMap::new(),
+            reported_tiles: HashMap::new(),
             shown_server_error: None,
             window_full_screen: false,
             system_theme: SystemTheme::default(),

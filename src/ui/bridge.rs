@@ -558,6 +558,7 @@ pub(super) fn call_config(req: &JoinRequest) -> CallConfig {
     cfg.test_call = req.test_call;
     cfg.viewer = req.role == JoinRole::Watch;
     cfg.broadcast = req.role == JoinRole::Broadcast;
+    cfg.draws_tiles = true;
     cfg
 }
 

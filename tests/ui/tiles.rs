@@ -49,7 +49,7 @@ fn the_network_bars_on_a_tile_follow_the_peers_statistics() {
 }
 
 #[test]
-fn a_remote_camera_tile_tells_the_engine_the_size_it_is_drawn_at() {
+fn a_remote_camera_tile_tells_the_engine_its_size_before_and_as_its_picture_is_drawn() {
     use confab::call::TrackRole;
     use confab::media::VideoFrame;
     let (app, mut rig) = app();
@@ -57,25 +57,30 @@ fn a_remote_camera_tile_tells_the_engine_the_size_it_is_drawn_at() {
     let mut h = harness(app);
     h.run();
     let _ = sent(&mut rig);
-    // A 16:9 picture from Bob: through an SFU the layer received follows this size.
-    let frame = VideoFrame::black(64, 36, 0).unwrap();
+    // Through an SFU the layer received follows these sizes: Bob's tile, drawn before
+    // his first picture (so that picture comes in the layer it needs)...
+    let size = |told: &[String]| -> (f32, f32) {
+        let last = told.last().expect("the tile's size sent to the engine");
+        let nums: Vec<f32> = last
+            .trim_start_matches("ShowTile(bob1, camera, Some((")
+            .trim_end_matches(")))")
+            .split(", ")
+            .map(|n| n.parse().unwrap())
+            .collect();
+        (nums[0], nums[1])
+    };
+    let (w, h0) = size(&rig.tiles);
+    assert!(
+        w > 200.0 && (w / h0 - 16.0 / 9.0).abs() < 0.05,
+        "{:?}",
+        rig.tiles
+    );
+    // ...then the picture as drawn in it: a 4:3 one is narrower than the tile.
+    let frame = VideoFrame::black(48, 36, 0).unwrap();
     rig.media.video.store("bob1", TrackRole::Camera, &frame);
     h.run();
-    let told: Vec<String> = sent(&mut rig)
-        .into_iter()
-        .filter(|c| c.starts_with("ShowTile(bob1, camera, Some(("))
-        .collect();
-    let last = told.last().expect("the tile's size sent to the engine");
-    let nums: Vec<f32> = last
-        .trim_start_matches("ShowTile(bob1, camera, Some((")
-        .trim_end_matches(")))")
-        .split(", ")
-        .map(|n| n.parse().unwrap())
-        .collect();
-    let (w, h) = (nums[0], nums[1]);
-    assert!(w > 200.0, "{last}");
-    assert!(
-        (w / h - 16.0 / 9.0).abs() < 0.05,
-        "the picture as drawn: {last}"
-    );
+    let _ = sent(&mut rig);
+    let (w, h) = size(&rig.tiles);
+    assert!((h - h0).abs() < 2.0, "{:?}", rig.tiles);
+    assert!((w / h - 4.0 / 3.0).abs() < 0.05, "{:?}", rig.tiles);
 }

@@ -55,6 +55,10 @@ pub struct CallConfig {
     /// Through an SFU, receive every camera in this layer (0 = smallest) instead of
     /// choosing by tile size and bandwidth.
     pub sfu_layer: Option<u8>,
+    /// The front end draws remote cameras in tiles and says how large
+    /// (`Command::ShowTile`). Through an SFU a camera whose tile is not drawn yet comes
+    /// in its smallest layer; without (a headless analyser), in its largest.
+    pub draws_tiles: bool,
 }
 
 impl CallConfig {
@@ -82,6 +86,7 @@ impl CallConfig {
             broadcast: false,
             simulcast_layers: crate::call::simulcast::LAYERS,
             sfu_layer: None,
+            draws_tiles: false,
         }
     }
 
@@ -395,6 +400,7 @@ pub async fn start(
         viewer: false,
         viewers: HashSet::new(),
         unconnected: HashMap::new(),
+        tiles: HashMap::new(),
     };
     let explicit_sfu = engine.sfu.is_some();
     engine.on_welcome(welcome).await;

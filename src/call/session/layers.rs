@@ -1,5 +1,6 @@
 //! SFU mode: which simulcast layer of each member's camera we receive. The choice is
-//! `sfu::layers` (pure), fed by the tile sizes the UI reports, a forced layer and our
+//! `sfu::layers` (pure), fed by the tile sizes the UI reports (a front end that draws
+//! tiles gets the smallest layer until it has: `CallConfig::draws_tiles`), a forced layer and our
 //! own downlink estimate (`sfu::downlink`: Janus 1.1 estimates nothing towards
 //! subscribers); Janus is asked with `configure` on the subscriber handle and says when
 //! it switched. A layer the publisher stops sending (its uplink is narrow) Janus
@@ -15,14 +16,12 @@ use super::*;
 use crate::call::peer::PeerStats;
 use crate::call::simulcast::{LAYERS, LayerSpec, layers, top_for_total};
 use crate::sfu::downlink::{Downlink, Received};
-use crate::sfu::layers::{LayerChoice, Wants};
+use crate::sfu::layers::{LayerChoice, Tile, Wants};
 use crate::sfu::simulcast;
 
 /// The receiving side's simulcast state.
 #[derive(Default)]
 pub(super) struct Receiving {
-    /// Tile sizes the UI reported, by member and track.
-    tiles: HashMap<(String, TrackRole), (u32, u32)>,
     pub(super) forced: Option<u8>,
     /// Per subscription m-section (mid): the choice and the layer last asked for.
     choices: HashMap<String, (LayerChoice, Option<u8>)>,
@@ -84,18 +83,49 @@ impl Engine {
         }
     }
 
+    /// Kept whatever the mode: a mesh that moves to the SFU starts from what is drawn.
     pub(super) async fn show_tile(
         &mut self,
         peer: String,
         track: TrackRole,
         size: Option<(u32, u32)>,
     ) {
-        let Some(sfu) = &mut self.sfu else { return };
         match size {
-            Some(s) => sfu.receiving.tiles.insert((peer, track), s),
-            None => sfu.receiving.tiles.remove(&(peer, track)),
+            Some(s) => self.tiles.insert((peer, track), s),
+            None => self.tiles.remove(&(peer, track)),
         };
         self.choose_layers().await;
+    }
+
+    /// What we know of how `member`'s camera is shown, for the layer choice.
+    fn tile_of(&self, member: &str) -> Tile {
+        match self.tiles.get(&(member.to_owned(), TrackRole::Camera)) {
+            Some(&(w, h)) => Tile::Size(w, h),
+            None if self.config.draws_tiles => Tile::Pending,
+            None => Tile::Any,
+        }
+    }
+
+    /// The layer to subscribe to `member`'s camera in, before Janus names its stream
+    /// (`choose_layers` takes over once it has).
+    pub(super) fn first_layer(&self, member: &str, cameras: usize) -> u8 {
+        let Some(sfu) = &self.sfu else { return 0 };
+        let r = &sfu.receiving;
+        let wants = Wants {
+            tile: self.tile_of(member),
+            budget_bps: r.downlink.per_camera_bps(cameras),
+            forced: r.forced,
+            sent: self.sent_layers(member),
+        };
+        LayerChoice::default().update(Instant::now(), &self.layers_of(member), wants)
+    }
+
+    /// How many layers `member` sends now, once its media state said.
+    fn sent_layers(&self, member: &str) -> Option<u8> {
+        self.states
+            .get(member)
+            .map(|s| s.camera_layers)
+            .filter(|n| *n > 0)
     }
 
     pub(super) async fn force_layer(&mut self, layer: Option<u8>) {
@@ -109,17 +139,18 @@ impl Engine {
         // Each camera: its m-section, whose it is, that member's layers and how many
         // of them it sends now.
         let Some(sfu) = &self.sfu else { return };
-        let cameras: Vec<(String, String, Vec<LayerSpec>, Option<u8>)> = sfu
+        let cameras: Vec<(String, Tile, Vec<LayerSpec>, Option<u8>)> = sfu
             .tracks
             .values()
             .filter(|(c, _)| c.role == TrackRole::Camera)
             .map(|(c, member)| {
-                let sent = self
-                    .states
-                    .get(member)
-                    .map(|s| s.camera_layers)
-                    .filter(|n| *n > 0);
-                (c.mid.clone(), member.clone(), self.layers_of(member), sent)
+                let sent = self.sent_layers(member);
+                (
+                    c.mid.clone(),
+                    self.tile_of(member),
+                    self.layers_of(member),
+                    sent,
+                )
             })
             .collect();
         let Some(sfu) = &mut self.sfu else { return };
@@ -129,9 +160,9 @@ impl Engine {
             .retain(|mid, _| cameras.iter().any(|(m, ..)| m == mid));
         let budget_bps = r.downlink.per_camera_bps(cameras.len());
         let mut asks = Vec::new();
-        for (mid, member, member_layers, sent) in cameras {
+        for (mid, tile, member_layers, sent) in cameras {
             let wants = Wants {
-                tile: r.tiles.get(&(member, TrackRole::Camera)).copied(),
+                tile,
                 budget_bps,
                 forced: r.forced,
                 sent,

@@ -93,6 +93,8 @@ struct Engine {
     /// Members with no connection of ours in a mesh (both of us watch), id -> name:
     /// chat reaches them through the signaling server.
     unconnected: HashMap<String, String>,
+    /// Tile sizes the front end reported, by member and track (`layers.rs`).
+    tiles: HashMap<(String, TrackRole), (u32, u32)>,
 }
 
 /// Where we are: the room, the private call we are in or ringing for.

@@ -14,7 +14,7 @@ use super::*;
 use crate::call::error::CallError;
 use crate::call::peer::{PeerConfig, SdpType, SessionDescription, SignalingState};
 use crate::sfu::simulcast;
-use crate::sfu::videoroom::{self, RoomEvent};
+use crate::sfu::videoroom::{self, RoomEvent, StreamRequest};
 use crate::sfu::{Handle, Janus, Jsep, News, SfuError, SfuTarget};
 
 /// The engine's names for the two connections in its peer-event stream; a member id
@@ -367,6 +367,21 @@ impl Engine {
         if new.is_empty() {
             return Ok(());
         }
+        let cameras = sfu.subscribed.len();
+        let new: Vec<StreamRequest> = new
+            .into_iter()
+            .map(|(feed, mid)| {
+                let member = self.sfu.as_ref().and_then(|s| s.feeds.get(&feed));
+                StreamRequest {
+                    feed,
+                    mid,
+                    substream: member.map(|m| self.first_layer(m, cameras)),
+                }
+            })
+            .collect();
+        let Some(sfu) = &mut self.sfu else {
+            return Ok(());
+        };
         let body = if sfu.sub_joined {
             videoroom::subscribe(&new)
         } else {

@@ -110,6 +110,20 @@ impl App {
         Some((p.name.clone(), p.state, p.reconnecting))
     }
 
+    /// Through an SFU, the simulcast layer received follows the tile (`rect`, in points).
+    fn report_tile(&mut self, member: &str, rect: Rect, ppp: f32) {
+        let size = ((rect.width() * ppp) as u32, (rect.height() * ppp) as u32);
+        if self.reported_tiles.get(member) == Some(&size) {
+            return;
+        }
+        self.reported_tiles.insert(member.to_owned(), size);
+        self.model.engine(crate::call::Command::ShowTile {
+            peer: member.to_owned(),
+            track: TrackRole::Camera,
+            size: Some(size),
+        });
+    }
+
     fn tile(&mut self, ui: &mut egui::Ui, placed: &Placed) {
         let (member, role) = &placed.tile;
         let Some((name, state, reconnecting)) = self.tile_owner(member) else {
@@ -137,16 +151,15 @@ impl App {
                         "remote tile"
                     );
                     self.last_layout.insert(member.clone(), drawn);
-                    // Through an SFU, the simulcast layer received follows the tile.
-                    let size = ((drawn.width() * ppp) as u32, (drawn.height() * ppp) as u32);
-                    self.model.engine(crate::call::Command::ShowTile {
-                        peer: member.clone(),
-                        track: TrackRole::Camera,
-                        size: Some(size),
-                    });
+                    self.report_tile(member, drawn, ppp);
                 }
             }
             None => {
+                if !is_self && !screen {
+                    // Its first picture comes in the layer this tile needs.
+                    let ppp = ui.ctx().pixels_per_point();
+                    self.report_tile(member, rect, ppp);
+                }
                 let why = if !state.has_camera {
                     "No camera"
                 } else {

@@ -4,6 +4,7 @@
 mod analysis;
 pub mod barcode;
 mod codec;
+mod comfort;
 mod convert;
 pub mod device;
 mod error;

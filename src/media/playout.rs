@@ -7,7 +7,8 @@
 //!   its pitch, instead of cutting or pausing;
 //! - on an underrun it continues the last pitch period, fading, until audio is back;
 //! - a sender gone quiet (Opus DTX) is let run dry without counting it as an underrun,
-//!   and the time it left out keeps the jitter's timeline whole.
+//!   and the time it left out keeps the jitter's timeline whole; meanwhile its
+//!   background noise goes on (`comfort.rs`).
 //!
 //! Pure: the caller's clock decides when a block is played. Period-wise stretching is
 //! hand-written because streaming WSOLA crates delay every sample by a frame even when
@@ -18,6 +19,7 @@ use std::collections::VecDeque;
 use serde::Serialize;
 
 use super::AUDIO_RATE;
+use super::comfort::ComfortNoise;
 
 const RATE: usize = AUDIO_RATE as usize;
 /// One played block: 10 ms.
@@ -183,6 +185,8 @@ pub struct Playout {
     history: VecDeque<f32>,
     /// Concealment under way.
     expanding: Option<Expansion>,
+    /// The background a quiet sender left, played through its pause.
+    comfort: ComfortNoise,
     /// Silence since running dry, counted once audio is back.
     silent_pending: u64,
     /// Lowest depth after a block in this window, the window's length so far, and delay
@@ -248,6 +252,11 @@ impl Playout {
                 self.restart_window();
                 // The concealment continues from the very last sample played.
                 self.remember(&block[..k]);
+                if self.pausing {
+                    // The sender's encoder heard no voice for a while before it went
+                    // quiet: what played last is its background.
+                    self.comfort.learn(self.history.make_contiguous());
+                }
                 kept = k;
                 self.conceal(&mut block[k..]);
             } else {
@@ -393,6 +402,9 @@ impl Playout {
         for o in out.iter_mut() {
             let (s, gain) = e.next();
             *o = s * gain;
+            if self.pausing {
+                *o += self.comfort.next() * (1.0 - gain);
+            }
             faded += usize::from(gain > 0.0);
         }
         self.count_made_up(faded, out.len() - faded);
@@ -409,15 +421,19 @@ impl Playout {
 
     /// Back from concealment: the first samples fade from the concealment into the audio.
     fn resume(&mut self) {
-        self.pausing = false;
+        let paused = std::mem::take(&mut self.pausing);
         self.stats.silent_samples += std::mem::take(&mut self.silent_pending);
         let Some(mut e) = self.expanding.take() else {
             return;
         };
         for i in 0..CROSSFADE.min(self.queue.len()) {
             let (s, gain) = e.next();
+            let mut was = s * gain;
+            if paused {
+                was += self.comfort.next() * (1.0 - gain);
+            }
             let t = (i + 1) as f32 / (CROSSFADE + 1) as f32;
-            self.queue[i] = s * gain * (1.0 - t) + self.queue[i] * t;
+            self.queue[i] = was * (1.0 - t) + self.queue[i] * t;
         }
     }
 

@@ -330,3 +330,47 @@ fn the_jitter_learnt_before_a_sender_went_quiet_is_kept_after_it() {
         p2.stats()
     );
 }
+
+#[test]
+fn through_a_pause_the_listener_hears_the_senders_background_go_on() {
+    // A rumble under everything; the voice stops 200 ms before the sender goes quiet,
+    // as an encoder's voice detection waits before DTX.
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut y = 0.0f32;
+    let background: Vec<f32> = (0..150 * PACKET)
+        .map(|_| {
+            y = 0.9 * y + 0.1 * rng.random_range(-1.0f32..1.0);
+            y * 0.01
+        })
+        .collect();
+    let frame = |f: usize, voice: bool| -> Vec<f32> {
+        let bg = &background[f * PACKET..(f + 1) * PACKET];
+        match voice {
+            true => tone(200.0, f * PACKET, PACKET)
+                .iter()
+                .zip(bg)
+                .map(|(t, b)| t + b)
+                .collect(),
+            false => bg.to_vec(),
+        }
+    };
+    let mut sent: Vec<_> = (0..50).map(|f| (f, frame(f, f < 40), f == 49)).collect();
+    sent.extend((100..150).map(|f| (f, frame(f, true), false)));
+    let mut p = Playout::default();
+    let (played, start) = play_sent(&mut p, &sent, |_| 30_000);
+    let rms = |x: &[f32]| (x.iter().map(|s| s * s).sum::<f32>() / x.len() as f32).sqrt();
+    // The middle of the pause: well after the last frame played, before speech is back.
+    let at = |us: u64| (us - start) as usize * RATE / 1_000_000;
+    let pause = &played[at(1_300_000)..at(1_900_000)];
+    let level_db = 20.0 * (rms(pause) / rms(&background)).log10();
+    assert!(
+        level_db.abs() < 3.0,
+        "the pause {level_db:.1} dB from the background"
+    );
+    assert_eq!(p.stats().underruns, 0, "{:?}", p.stats());
+    assert!(
+        p.stats().paused_samples >= ms(900) as u64,
+        "{:?}",
+        p.stats()
+    );
+}

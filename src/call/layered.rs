@@ -20,6 +20,7 @@ pub struct LayerUnit {
     pub keyframe: bool,
     /// Until this layer's next unit.
     pub duration: Duration,
+    pub capture_us: u64,
     /// Scaling and encoding this layer took.
     pub took: Duration,
     /// Of which scaling.
@@ -196,6 +197,7 @@ impl LayeredEncoder {
                     keyframe: au.keyframe,
                     data: au.data,
                     duration: if is_top { interval } else { interval * every },
+                    capture_us: au.capture_us,
                     took: layer_started.elapsed(),
                     scaling,
                 });

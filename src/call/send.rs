@@ -20,6 +20,9 @@ pub struct Unit {
     pub data: Vec<u8>,
     /// Until the next unit of the same layer.
     pub duration: Duration,
+    /// Wall-clock capture time of a picture (what its RTP timestamp follows); 0 for
+    /// audio, whose timestamp moves on by `duration`.
+    pub capture_us: u64,
     /// Simulcast layer, 0 = smallest; 0 without simulcast.
     pub layer: usize,
     /// The largest layer: what a connection without simulcast sends.
@@ -37,6 +40,7 @@ impl Unit {
         Self {
             data,
             duration,
+            capture_us: 0,
             layer: 0,
             top: true,
             small: false,
@@ -52,7 +56,13 @@ pub trait UnitSender: Clone + Send + Sync + 'static {
 
 impl UnitSender for VideoTrackSender {
     fn send_unit(&self, unit: &Unit) -> impl Future<Output = Result<()>> + Send {
-        self.send_layer(unit.layer, unit.top, &unit.data, unit.duration)
+        self.send_layer(
+            unit.layer,
+            unit.top,
+            &unit.data,
+            unit.capture_us,
+            unit.duration,
+        )
     }
 }
 

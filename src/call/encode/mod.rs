@@ -459,6 +459,7 @@ impl VideoThread {
         self.send(Unit {
             small,
             keyframe: encoded.keyframe,
+            capture_us: encoded.capture_us,
             ..Unit::single(encoded.data, duration)
         })
     }
@@ -501,6 +502,7 @@ impl VideoThread {
             let unit = Unit {
                 data: u.data,
                 duration: u.duration,
+                capture_us: u.capture_us,
                 layer: u.layer,
                 top: u.top,
                 small: false,

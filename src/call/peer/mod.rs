@@ -324,6 +324,7 @@ impl Peer {
                 payload_type: OnceLock::new(),
                 may_send: Arc::clone(&self.shared.may_send),
                 detached: AtomicBool::new(unusable),
+                last_capture_us: Default::default(),
             }),
         };
         self.local_tracks

@@ -1,5 +1,6 @@
 //! Local tracks: what the encoders write samples into.
 
+use crate::sync::LockExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -37,6 +38,8 @@ pub(super) struct LocalTrackInner {
     pub(super) may_send: Arc<AtomicBool>,
     /// Off the connection because the remote takes no codec of its kind: it never sends.
     pub(super) detached: AtomicBool,
+    /// Per SSRC, the capture time of the last picture sent (`send_captured`).
+    pub(super) last_capture_us: std::sync::Mutex<std::collections::HashMap<u32, u64>>,
 }
 
 impl std::fmt::Debug for LocalTrack {
@@ -106,6 +109,29 @@ impl LocalTrack {
         self.send_sample_on(self.inner.ssrc, data, duration).await
     }
 
+    /// Sends a picture stamped with its capture time: the RTP timestamp moves on by the
+    /// time since the last picture sent on `ssrc` (frames the encoder skipped, or a peer
+    /// was not sent, included), not by a nominal frame interval. Receivers time their
+    /// playout by it: a clock that falls behind reads as a path that grows slower.
+    async fn send_captured(&self, ssrc: u32, data: &[u8], capture_us: u64) -> Result<()> {
+        if !self.inner.may_send.load(Ordering::Relaxed) {
+            return Err(CallError::NotConnected);
+        }
+        let last = self.inner.last_capture_us.locked().get(&ssrc).copied();
+        if let Some(last) = last {
+            // An empty sample moves the timestamp and uses no sequence number; a tick at
+            // least, so that two pictures never share a timestamp.
+            let gap = capture_us.saturating_sub(last).max(12);
+            self.send_sample_on(ssrc, &[], Duration::from_micros(gap))
+                .await?;
+        }
+        self.send_sample_on(ssrc, data, Duration::ZERO).await?;
+        let mut sent = self.inner.last_capture_us.locked();
+        let at = sent.entry(ssrc).or_insert(capture_us);
+        *at = (*at).max(capture_us);
+        Ok(())
+    }
+
     async fn send_sample_on(&self, ssrc: u32, data: &[u8], duration: Duration) -> Result<()> {
         if !self.inner.may_send.load(Ordering::Relaxed) {
             return Err(CallError::NotConnected);
@@ -137,13 +163,15 @@ impl VideoTrackSender {
         self.0.send_sample(annexb_access_unit, duration).await
     }
 
-    /// Sends one access unit of simulcast layer `layer` (0 = smallest). A track without
-    /// simulcast takes only the top layer (`top`), on its one SSRC.
+    /// Sends one access unit of simulcast layer `layer` (0 = smallest), captured at
+    /// `capture_us` (wall clock; 0: unknown, the timestamp moves on by `duration`). A
+    /// track without simulcast takes only the top layer (`top`), on its one SSRC.
     pub async fn send_layer(
         &self,
         layer: usize,
         top: bool,
         annexb_access_unit: &[u8],
+        capture_us: u64,
         duration: Duration,
     ) -> Result<()> {
         let ssrc = match self.0.inner.layers.as_slice() {
@@ -154,8 +182,14 @@ impl VideoTrackSender {
                 None => return Ok(()),
             },
         };
+        if capture_us == 0 {
+            return self
+                .0
+                .send_sample_on(ssrc, annexb_access_unit, duration)
+                .await;
+        }
         self.0
-            .send_sample_on(ssrc, annexb_access_unit, duration)
+            .send_captured(ssrc, annexb_access_unit, capture_us)
             .await
     }
 }

@@ -43,6 +43,11 @@ pub struct Direction {
     pub freezes: u32,
     pub freeze_s: f64,
     pub latency_p95_ms: f64,
+    /// Judder: the standard deviation of the intervals between shown frames (W3C
+    /// inter-frame delay), from the whole call.
+    pub judder_ms: f64,
+    /// How long the viewer held pictures at the end for an even pace.
+    pub video_hold_ms: f64,
     pub width: u32,
     pub height: u32,
     /// The lowest resolution shown after the first 3 s.
@@ -213,6 +218,8 @@ fn direction(
         freezes: q.freezes,
         freeze_s: q.freeze_ms / 1000.0,
         latency_p95_ms: video["latency_ms"]["p95"].as_f64().unwrap_or(0.0),
+        judder_ms: q.inter_frame_delay_sd_ms(),
+        video_hold_ms: viewer_last["video_delay_ms"].as_f64().unwrap_or(0.0),
         width: last.map_or(0, |s| s.width),
         height: last.map_or(0, |s| s.height),
         min_height: settled
@@ -241,13 +248,15 @@ fn direction(
 
 fn header() -> String {
     format!(
-        "{:<9} {:<14} {:>5} {:>8} {:>7} {:>7} {:>9} {:>6} {:>9} {:>8} {:>6} {:>5} {:>5} {:>4} {:>9} {:>9} {:>6} {:>6} {:>8}",
+        "{:<9} {:<14} {:>5} {:>8} {:>7} {:>7} {:>6} {:>5} {:>9} {:>6} {:>9} {:>8} {:>6} {:>5} {:>5} {:>4} {:>9} {:>9} {:>6} {:>6} {:>8}",
         "profile",
         "direction",
         "fps",
         "frozen s",
         "freezes",
         "p95 ms",
+        "judder",
+        "hold",
         "size",
         "min h",
         "est kbps",
@@ -266,13 +275,15 @@ fn header() -> String {
 
 fn row(d: &Direction) -> String {
     format!(
-        "{:<9} {:<14} {:>5.1} {:>8.1} {:>7} {:>7.0} {:>9} {:>6} {:>9.0} {:>8.0} {:>6} {:>5} {:>5} {:>4} {:>9} {:>9} {:>6.0} {:>6} {:>8}",
+        "{:<9} {:<14} {:>5.1} {:>8.1} {:>7} {:>7.0} {:>6.1} {:>5.0} {:>9} {:>6} {:>9.0} {:>8.0} {:>6} {:>5} {:>5} {:>4} {:>9} {:>9} {:>6.0} {:>6} {:>8}",
         d.profile,
         d.direction,
         d.fps,
         d.frozen_s,
         d.freezes,
         d.latency_p95_ms,
+        d.judder_ms,
+        d.video_hold_ms,
         format!("{}x{}", d.width, d.height),
         d.min_height,
         d.estimate_kbps,

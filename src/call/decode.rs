@@ -14,6 +14,7 @@ use crate::media::{
     is_keyframe, now_us,
 };
 
+use super::frame_timing::FrameTiming;
 use super::peer::{AudioPacket, KeyframeRequester, RemoteMedia};
 use super::sink::{AudioInfo, FrameInfo, MediaSink};
 use super::track::TrackRole;
@@ -32,6 +33,8 @@ pub struct RecvCounters {
     pub decode_us_total: AtomicU64,
     pub width: AtomicU64,
     pub height: AtomicU64,
+    /// The delay pictures are held for now (`frame_timing.rs`), µs.
+    pub held_us: AtomicU64,
     /// Glass-to-glass latency samples (µs) since the stats task last took them.
     pub latency_us: Mutex<Vec<u64>>,
     /// Freezes as a viewer sees them (W3C), over the whole call.
@@ -70,6 +73,7 @@ pub fn spawn_decoder(input: DecodeInput) {
         let mut last_audio: Option<(u16, u32)> = None;
         let mut awaiting_keyframe = false;
         let mut references = References::default();
+        let mut timing = FrameTiming::default();
         // When a keyframe was last asked for (here or by the receive stage).
         let mut asked: Option<Instant> = None;
         while let Some(unit) = media.blocking_recv() {
@@ -128,13 +132,29 @@ pub fn spawn_decoder(input: DecodeInput) {
                             counters
                                 .height
                                 .store(frame.height as u64, Ordering::Relaxed);
+                            // Held until its turn when the path jitters (the next unit
+                            // waits in the queue meanwhile).
+                            // By its first packet: a big picture's last comes later
+                            // for its size (paced), not for the path.
+                            let arrived_us = decoded_us
+                                .saturating_sub(au.first_arrival.elapsed().as_micros() as u64);
+                            let shown_us =
+                                timing.show_at(au.rtp_timestamp, arrived_us, decoded_us, keyframe);
+                            counters
+                                .held_us
+                                .store((timing.delay_ms() * 1000.0) as u64, Ordering::Relaxed);
+                            let wait = shown_us.saturating_sub(now_us());
+                            if wait > 0 {
+                                std::thread::sleep(Duration::from_micros(wait));
+                            }
+                            let shown_us = shown_us.max(decoded_us);
                             counters.quality.locked().on_frame(
-                                decoded_us,
+                                shown_us,
                                 frame.width as u32,
                                 frame.height as u32,
                             );
                             let info = FrameInfo {
-                                decoded_us,
+                                shown_us,
                                 barcode: None,
                                 keyframe,
                             };

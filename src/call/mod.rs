@@ -9,6 +9,7 @@ mod audio_loss;
 mod decode;
 mod encode;
 mod error;
+mod frame_timing;
 mod ladder;
 pub(crate) mod layered;
 mod muted_speech;

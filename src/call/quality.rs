@@ -36,6 +36,11 @@ pub struct VideoQuality {
     /// Every gap over 200 ms, in order.
     pub gaps: Vec<Gap>,
     pub timeline: Vec<VideoSecond>,
+    /// W3C `totalInterFrameDelay` and `totalSquaredInterFrameDelay` (seconds, seconds
+    /// squared) over `inter_frame_delays` intervals: how evenly frames were shown.
+    pub total_inter_frame_delay: f64,
+    pub total_squared_inter_frame_delay: f64,
+    pub inter_frame_delays: u64,
     /// When the first frame was shown (wall clock, µs).
     pub first_us: Option<u64>,
     #[serde(skip)]
@@ -63,6 +68,10 @@ impl VideoQuality {
                     ms: interval as f64 / 1000.0,
                 });
             }
+            let seconds = interval as f64 / 1e6;
+            self.total_inter_frame_delay += seconds;
+            self.total_squared_inter_frame_delay += seconds * seconds;
+            self.inter_frame_delays += 1;
             self.intervals.push_back(interval);
             if self.intervals.len() > AVERAGE_OVER {
                 self.intervals.pop_front();
@@ -86,6 +95,18 @@ impl VideoQuality {
     fn average_interval(&self) -> Option<u64> {
         (!self.intervals.is_empty())
             .then(|| self.intervals.iter().sum::<u64>() / self.intervals.len() as u64)
+    }
+
+    /// The standard deviation of the intervals between shown frames, in ms: judder (a
+    /// steady 30 fps is 0; a link that jitters by 20 ms shows as about that much).
+    pub fn inter_frame_delay_sd_ms(&self) -> f64 {
+        let n = self.inter_frame_delays as f64;
+        if n < 2.0 {
+            return 0.0;
+        }
+        let mean = self.total_inter_frame_delay / n;
+        let var = (self.total_squared_inter_frame_delay / n - mean * mean).max(0.0);
+        var.sqrt() * 1000.0
     }
 
     /// Time spent in gaps over 200 ms that ended after `from_us`, in ms.
@@ -134,6 +155,20 @@ mod tests {
         assert_eq!(q.timeline.len(), 10);
         assert!((q.fps_from(0) - 30.0).abs() < 1.0, "{}", q.fps_from(0));
         assert_eq!((q.timeline[3].width, q.timeline[3].height), (1280, 720));
+    }
+
+    #[test]
+    fn frames_shown_unevenly_show_as_spread_intervals() {
+        let even = shown((0..300).map(|i| i * 100 / 3));
+        assert!(
+            even.inter_frame_delay_sd_ms() < 1.0,
+            "{}",
+            even.inter_frame_delay_sd_ms()
+        );
+        // Every other frame 20 ms late: intervals of 53 and 13 ms.
+        let uneven = shown((0..300).map(|i| i * 100 / 3 + if i % 2 == 1 { 20 } else { 0 }));
+        let sd = uneven.inter_frame_delay_sd_ms();
+        assert!((sd - 20.0).abs() < 1.0, "{sd}");
     }
 
     #[test]

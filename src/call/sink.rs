@@ -31,8 +31,9 @@ impl MediaSink for NullSink {
 
 #[derive(Debug, Clone, Copy)]
 pub struct FrameInfo {
-    /// Wall-clock time the frame left the decoder.
-    pub decoded_us: u64,
+    /// Wall-clock time the frame is shown: as it left the decoder, or later when the
+    /// path's jitter has it held for an even pace (`frame_timing.rs`).
+    pub shown_us: u64,
     /// The synthetic source's barcode, when the picture carries one.
     pub barcode: Option<Barcode>,
     pub keyframe: bool,
@@ -67,7 +68,7 @@ impl MediaSink for BarcodeProbe {
             self.counters
                 .latency_us
                 .locked()
-                .push(info.decoded_us.saturating_sub(b.capture_us));
+                .push(info.shown_us.saturating_sub(b.capture_us));
         }
         let info = FrameInfo {
             barcode: code,

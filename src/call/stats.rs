@@ -28,6 +28,9 @@ pub struct PeerCallStats {
     /// W3C freezes of the video received so far, and their total length.
     pub freezes: u32,
     pub freeze_s: f64,
+    /// How long pictures are held to show them evenly through jitter (the video's
+    /// jitter buffer, `frame_timing.rs`; 0 on a steady link).
+    pub video_delay_ms: f64,
     pub decode_ms: f64,
     pub video_out_kbps: f64,
     pub video_out_fps: f64,
@@ -183,6 +186,10 @@ impl StatsTracker {
                     }
                     if live {
                         latencies.append(&mut c.latency_us.locked());
+                    }
+                    if live {
+                        let held = c.held_us.load(Ordering::Relaxed) as f64 / 1000.0;
+                        s.video_delay_ms = s.video_delay_ms.max(held);
                     }
                     let q = c.quality.locked();
                     s.freezes += q.freezes;

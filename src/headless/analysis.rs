@@ -215,12 +215,12 @@ impl MediaSink for Analyzer {
             let v = p.video.entry(track).or_default();
             let r = &mut v.report;
             if r.frames_decoded == 0 {
-                r.first_frame_us = Some(info.decoded_us);
+                r.first_frame_us = Some(info.shown_us);
                 r.ids_in_order = true;
             }
             r.frames_decoded += 1;
             r.quality
-                .on_frame(info.decoded_us, frame.width as u32, frame.height as u32);
+                .on_frame(info.shown_us, frame.width as u32, frame.height as u32);
             r.keyframes += u64::from(info.keyframe);
             r.width = frame.width;
             r.height = frame.height;
@@ -236,7 +236,7 @@ impl MediaSink for Analyzer {
                 r.first_id.get_or_insert(code.frame_id);
                 r.last_id = Some(code.frame_id);
                 v.latencies
-                    .push(info.decoded_us.saturating_sub(code.capture_us));
+                    .push(info.shown_us.saturating_sub(code.capture_us));
             }
         });
     }

@@ -1,4 +1,7 @@
-//! H.264 access-unit assembly from in-order RTP payloads. Pure: no I/O, no clock.
+//! H.264 access-unit assembly from in-order RTP payloads. Pure: no I/O, no clock (arrival
+//! times are passed in).
+
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use rtc::rtp::codec::h264::H264Packet;
@@ -19,6 +22,8 @@ pub(super) struct AuAssembler {
     next_seq: Option<u16>,
     broken: bool,
     after_gap: bool,
+    /// When the AU being collected got its first packet.
+    first_arrival: Option<Instant>,
 }
 
 /// One reassembled AU.
@@ -31,6 +36,8 @@ pub(super) struct Assembled {
     pub complete: bool,
     /// Whole units before it were lost.
     pub after_gap: bool,
+    /// When its first packet arrived: unlike its last, not later for its own size.
+    pub first_arrival: Instant,
 }
 
 impl AuAssembler {
@@ -41,6 +48,7 @@ impl AuAssembler {
         ts: u32,
         marker: bool,
         payload: &Bytes,
+        arrival: Instant,
     ) -> Vec<Assembled> {
         let mut out = Vec::new();
         let mut gap = false;
@@ -55,7 +63,7 @@ impl AuAssembler {
         // A new timestamp before a marker: the previous AU lost its tail.
         let mut tail_lost = false;
         if self.timestamp.is_some_and(|t| t != ts) && !self.buf.is_empty() {
-            out.extend(self.finish(false));
+            out.extend(self.finish(false, arrival));
             gap = true;
             tail_lost = true;
         }
@@ -70,18 +78,22 @@ impl AuAssembler {
             self.depacketizer = H264Packet::default();
         }
         self.timestamp = Some(ts);
+        if self.buf.is_empty() {
+            self.first_arrival.get_or_insert(arrival);
+        }
         match self.depacketizer.depacketize(payload) {
             Ok(bytes) => self.buf.extend_from_slice(&bytes),
             Err(_) => self.broken = true,
         }
         if marker {
-            out.extend(self.finish(true));
+            out.extend(self.finish(true, arrival));
         }
         out
     }
 
-    fn finish(&mut self, tail_seen: bool) -> Option<Assembled> {
+    fn finish(&mut self, tail_seen: bool, arrival: Instant) -> Option<Assembled> {
         let complete = tail_seen && !self.broken;
+        let first_arrival = self.first_arrival.take().unwrap_or(arrival);
         let after_gap = std::mem::take(&mut self.after_gap);
         let data = std::mem::take(&mut self.buf).freeze();
         self.broken = false;
@@ -91,6 +103,7 @@ impl AuAssembler {
             timestamp: self.timestamp.unwrap_or(0),
             complete,
             after_gap,
+            first_arrival,
         })
     }
 }
@@ -102,21 +115,22 @@ mod tests {
     #[test]
     fn assembler_flags_gaps_and_accepts_clean_aus() {
         let mut a = AuAssembler::default();
+        let t0 = Instant::now();
         let nal = Bytes::from_static(&[0x65, 1, 2, 3]);
-        let f = a.push(10, 1000, true, &nal);
+        let f = a.push(10, 1000, true, &nal, t0);
         assert_eq!(f.len(), 1);
         assert!(f[0].complete, "clean AU is complete");
         assert_eq!(&f[0].data[..], &[0, 0, 0, 1, 0x65, 1, 2, 3]);
         // seq 11 lost
-        let f = a.push(12, 4000, true, &nal);
+        let f = a.push(12, 4000, true, &nal, t0);
         assert!(!f[0].complete, "AU after a gap is incomplete");
         // a late retransmission of 11 is ignored
-        let f = a.push(11, 2000, true, &nal);
+        let f = a.push(11, 2000, true, &nal, t0);
         assert!(f.is_empty());
         // marker lost: the next timestamp closes the old AU as incomplete
-        let f = a.push(13, 5000, false, &nal);
+        let f = a.push(13, 5000, false, &nal, t0);
         assert!(f.is_empty());
-        let f = a.push(15, 6000, true, &nal);
+        let f = a.push(15, 6000, true, &nal, t0);
         assert_eq!(f.len(), 2);
         assert!(!f[0].complete && f[0].timestamp == 5000);
     }
@@ -124,17 +138,18 @@ mod tests {
     #[test]
     fn whole_units_lost_before_one_that_starts_cleanly_leave_it_intact() {
         let mut a = AuAssembler::default();
+        let t0 = Instant::now();
         // P slices with first_mb_in_slice 0: each packet starts a picture.
         let nal = Bytes::from_static(&[0x41, 0x9a, 7]);
-        assert!(a.push(10, 1000, true, &nal)[0].complete);
+        assert!(a.push(10, 1000, true, &nal, t0)[0].complete);
         // 11 (a whole unit) lost.
-        let f = a.push(12, 3000, true, &nal);
+        let f = a.push(12, 3000, true, &nal, t0);
         assert!(f[0].complete && f[0].after_gap, "{f:?}");
-        let f = a.push(13, 4000, true, &nal);
+        let f = a.push(13, 4000, true, &nal, t0);
         assert!(f[0].complete && !f[0].after_gap, "{f:?}");
         // The first fragment of a unit lost: what is left of it starts nothing.
         let middle = Bytes::from_static(&[0x5c, 0x01, 7]);
-        let f = a.push(15, 5000, true, &middle);
+        let f = a.push(15, 5000, true, &middle, t0);
         assert!(f.iter().all(|a| !a.complete), "{f:?}");
     }
 
@@ -206,7 +221,7 @@ mod tests {
             let mut aus = Vec::new();
             let mut take = |released: Vec<(u16, (u32, bool, Bytes))>| {
                 for (seq, (ts, marker, payload)) in released {
-                    aus.extend(au.push(seq, ts, marker, &payload));
+                    aus.extend(au.push(seq, ts, marker, &payload, t0));
                 }
             };
             loop {

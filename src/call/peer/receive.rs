@@ -143,7 +143,8 @@ impl RemoteReader {
         last_pli: &mut Option<Instant>,
     ) {
         for (seq, (pkt, arrival)) in packets {
-            let frames = au.push(seq, pkt.header.timestamp, pkt.header.marker, &pkt.payload);
+            let h = &pkt.header;
+            let frames = au.push(seq, h.timestamp, h.marker, &pkt.payload, arrival);
             for a in frames {
                 if !a.complete {
                     self.request_keyframe(last_pli).await;
@@ -152,6 +153,7 @@ impl RemoteReader {
                     data: a.data,
                     rtp_timestamp: a.timestamp,
                     arrival,
+                    first_arrival: a.first_arrival,
                     complete: a.complete,
                     after_gap: a.after_gap,
                 }));

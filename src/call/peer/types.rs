@@ -226,6 +226,8 @@ pub struct RemoteAccessUnit {
     pub rtp_timestamp: u32,
     /// When the packet with the marker bit arrived.
     pub arrival: Instant,
+    /// When its first packet arrived (not later for the unit's own size).
+    pub first_arrival: Instant,
     /// False if a sequence gap or a malformed packet hit this AU (a PLI was sent).
     pub complete: bool,
     /// Intact, but whole AUs before it were lost: decodable if they were pictures

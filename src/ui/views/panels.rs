@@ -122,14 +122,16 @@ impl App {
             ))
             .on_hover_text("Freezes: pauses longer than 3 frame intervals (and 150 ms over the average) in the video received; NACKs and keyframe requests are what was asked of the sender; FEC rebuilt: packets of the received video rebuilt from repair packets, with no retransmission");
             ui.label(format!(
-                "RTT {} | lost {} | glass-to-glass {} | link estimate {}",
+                "RTT {} | lost {} | glass-to-glass {} | video buffer {:.0} ms | link estimate {}",
                 s.rtt_ms.map_or("-".into(), |r| format!("{r:.1} ms")),
                 s.packets_lost,
                 s.glass_to_glass_ms
                     .map_or("-".into(), |g| format!("{g:.0} ms")),
+                s.video_delay_ms,
                 s.send_estimate_kbps
                     .map_or("-".into(), |k| format!("{k:.0} kbit/s")),
-            ));
+            ))
+            .on_hover_text("Video buffer: how long pictures are held so that a path's jitter does not show as judder (0 on a steady link)");
             if let Some(a) = self.media.sound.playout(id) {
                 let ms = |samples: u64| samples as f64 * 1000.0 / AUDIO_RATE as f64;
                 ui.label(format!(

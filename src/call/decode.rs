@@ -133,9 +133,8 @@ pub fn spawn_decoder(input: DecodeInput) {
                                 .height
                                 .store(frame.height as u64, Ordering::Relaxed);
                             // Held until its turn when the path jitters (the next unit
-                            // waits in the queue meanwhile).
-                            // By its first packet: a big picture's last comes later
-                            // for its size (paced), not for the path.
+                            // waits in the queue meanwhile). Timed by its first packet:
+                            // a big picture's last comes later for its size, not the path.
                             let arrived_us = decoded_us
                                 .saturating_sub(au.first_arrival.elapsed().as_micros() as u64);
                             let shown_us =
@@ -147,7 +146,6 @@ pub fn spawn_decoder(input: DecodeInput) {
                             if wait > 0 {
                                 std::thread::sleep(Duration::from_micros(wait));
                             }
-                            let shown_us = shown_us.max(decoded_us);
                             counters.quality.locked().on_frame(
                                 shown_us,
                                 frame.width as u32,

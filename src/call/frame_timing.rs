@@ -3,29 +3,35 @@
 //! (pure, times passed in, µs).
 //!
 //! Each frame's transit (arrival less its RTP timestamp as time) is measured against
-//! the fastest of the last 3 s: how much later than the path allows it came. A frame is
-//! held until its capture time plus that fastest transit plus a delay that covers the
-//! 95th percentile of the lateness, when that is more than a viewer sees as judder. A
-//! clean link's lateness (frame sizes, encode times) stays under it: no delay, its
-//! glass-to-glass latency untouched. A jittery one gets the delay at once, and gives it
-//! back slowly once the jitter is gone.
+//! the fastest of the last second: how much later than the path allows it came. When
+//! the transit changes from one frame to the next by more than a viewer sees as judder
+//! (95th percentile), a frame is held until its capture time plus that fastest transit
+//! plus a delay that covers the 95th percentile of the lateness. A clean link's changes
+//! (encode times) stay under it, and so does a queue that builds or drains smoothly: no
+//! delay, glass-to-glass latency untouched. A jittery path gets the delay within a few
+//! frames (10 ms a frame at most: a jump would itself show as a gap), and gives it back
+//! within a second or two once it is steady again.
 
 use std::collections::VecDeque;
 
-/// Frames the fastest transit and the lateness are taken over (3 s at 30 fps).
-const WINDOW: usize = 90;
+/// Frames the fastest transit and the lateness are taken over (1 s at 30 fps): short,
+/// so that a path whose delay moved (a queue that built after a link narrowed) is
+/// soon measured from its new level, not held for the move.
+const WINDOW: usize = 30;
 /// Lateness a viewer does not see as judder: about a display refresh.
 const UNSEEN_US: i64 = 15_000;
 /// Never held longer than this.
 const MAX_DELAY_US: i64 = 150_000;
-/// Delay given back per frame once the jitter has gone (30 ms a second at 30 fps).
-const RELAX_US: i64 = 1_000;
+/// Delay given back per frame once the jitter has gone (150 ms a second at 30 fps).
+const RELAX_US: i64 = 5_000;
+/// Delay added per frame at most: a jump would itself be a gap between two pictures.
+const RISE_US: i64 = 10_000;
 /// The call's first frames (3 s at 30 fps) are its ramp: the rate and the resolution
 /// climb and pictures come unevenly for reasons that pass. Nothing is held, and what
 /// they showed is forgotten after.
 const WARM_UP: u32 = 90;
-/// Transits needed before anything is held (1 s at 30 fps).
-const MIN_SEEN: usize = 30;
+/// Transits needed before anything is held.
+const MIN_SEEN: usize = WINDOW;
 
 #[derive(Debug, Default)]
 pub struct FrameTiming {
@@ -64,16 +70,25 @@ impl FrameTiming {
             }
         }
         let fastest = self.transits.iter().copied().min().unwrap_or(transit);
-        let mut lateness: Vec<i64> = self.transits.iter().map(|t| t - fastest).collect();
-        lateness.sort_unstable();
-        let p95 = lateness[(lateness.len() - 1) * 95 / 100];
-        // All of it or nothing: a part would leave the judder half there.
-        let wanted = if p95 > UNSEEN_US && lateness.len() >= MIN_SEEN {
-            p95.min(MAX_DELAY_US)
-        } else {
-            0
+        let p95 = |mut v: Vec<i64>| {
+            v.sort_unstable();
+            v[(v.len() - 1) * 95 / 100]
         };
-        self.delay_us = wanted.max(self.delay_us - RELAX_US);
+        // Judder is a change of transit from one frame to the next; a queue that builds
+        // or drains smoothly changes the pace a little and shows none.
+        let steps: Vec<i64> = self
+            .transits
+            .iter()
+            .zip(self.transits.iter().skip(1))
+            .map(|(a, b)| (b - a).abs())
+            .collect();
+        let judders = steps.len() + 1 >= MIN_SEEN && p95(steps) > UNSEEN_US;
+        // All of the lateness or nothing: a part would leave the judder half there.
+        let wanted = match judders {
+            true => p95(self.transits.iter().map(|t| t - fastest).collect()).min(MAX_DELAY_US),
+            false => 0,
+        };
+        self.delay_us = wanted.clamp(self.delay_us - RELAX_US, self.delay_us + RISE_US);
         if self.delay_us == 0 {
             return decoded_us;
         }
@@ -178,20 +193,16 @@ mod tests {
     }
 
     #[test]
-    fn the_delay_comes_at_once_and_goes_slowly_when_the_jitter_stops() {
+    fn the_delay_comes_within_frames_and_goes_when_the_jitter_stops() {
         let mut rng = StdRng::seed_from_u64(3);
-        let (_, t) = show(400, |i| {
+        let (_, t) = show(290, |i| {
             if (130..230).contains(&i) {
                 rng.random_range(0..80_000)
             } else {
                 20_000
             }
         });
-        assert_eq!(
-            t.delay_ms(),
-            0.0,
-            "gone 200 frames (6.7 s) after the jitter"
-        );
+        assert_eq!(t.delay_ms(), 0.0, "gone 2 s after the jitter");
         let mut rng = StdRng::seed_from_u64(3);
         let (_, t) = show(160, |i| {
             if i >= 130 {
@@ -205,6 +216,23 @@ mod tests {
             "30 jittery frames in: {} ms",
             t.delay_ms()
         );
+    }
+
+    #[test]
+    fn a_queue_that_builds_smoothly_holds_nothing() {
+        let arrived = |i: usize, transit: u64| 1_000_000 + i as u64 * FRAME_US + transit;
+        // The link narrows at frame 150: transit climbs to 290 ms over a second (9 ms a
+        // frame), then stays there.
+        let ramp = |i: usize| match i {
+            0..150 => 20_000,
+            150..180 => 20_000 + (i as u64 - 150) * 9_000,
+            _ => 290_000,
+        };
+        let (shown, _) = show(300, ramp);
+        let held: Vec<usize> = (150..300)
+            .filter(|&i| shown[i] > arrived(i, ramp(i)) + 2_000)
+            .collect();
+        assert!(held.is_empty(), "held: {held:?}");
     }
 
     #[test]

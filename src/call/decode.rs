@@ -137,8 +137,9 @@ pub fn spawn_decoder(input: DecodeInput) {
                             // a big picture's last comes later for its size, not the path.
                             let arrived_us = decoded_us
                                 .saturating_sub(au.first_arrival.elapsed().as_micros() as u64);
+                            let learn = !keyframe && !au.repaired;
                             let shown_us =
-                                timing.show_at(au.rtp_timestamp, arrived_us, decoded_us, keyframe);
+                                timing.show_at(au.rtp_timestamp, arrived_us, decoded_us, learn);
                             counters
                                 .held_us
                                 .store((timing.delay_ms() * 1000.0) as u64, Ordering::Relaxed);

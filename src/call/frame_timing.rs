@@ -32,6 +32,11 @@ const RISE_US: i64 = 10_000;
 const WARM_UP: u32 = 90;
 /// Transits needed before anything is held.
 const MIN_SEEN: usize = WINDOW;
+/// No picture for this long is a freeze (the W3C's 150 ms over the frame interval):
+/// the path's queues changed under it, and the frames after it drain what built up.
+/// What came before says nothing of the path now, and the first second after is as
+/// uneven as a call's start: learnt afresh, as at the start.
+const FREEZE_US: u64 = 200_000;
 
 #[derive(Debug, Default)]
 pub struct FrameTiming {
@@ -41,21 +46,28 @@ pub struct FrameTiming {
     transits: VecDeque<i64>,
     delay_us: i64,
     frames: u32,
+    last_decoded_us: Option<u64>,
 }
 
 impl FrameTiming {
     /// When to show a frame stamped `rtp_ts` whose first packet arrived at `arrived_us`
-    /// and that was decoded at `decoded_us`: never before it was decoded. A keyframe's
-    /// transit is not learnt from: it takes the encoder longer, and it comes seldom.
-    pub fn show_at(
-        &mut self,
-        rtp_ts: u32,
-        arrived_us: u64,
-        decoded_us: u64,
-        keyframe: bool,
-    ) -> u64 {
+    /// and that was decoded at `decoded_us`: never before it was decoded. Its transit is
+    /// learnt from when it says of the path (`learn`): not a keyframe's (the encoder takes
+    /// longer, and it comes seldom), nor a picture's that waited for a repaired packet
+    /// (late for the loss, a round trip: holding every picture for it would only delay
+    /// them all).
+    pub fn show_at(&mut self, rtp_ts: u32, arrived_us: u64, decoded_us: u64, learn: bool) -> u64 {
         let captured = self.unwrap(rtp_ts) * 1000 / 90;
         let transit = arrived_us as i64 - captured;
+        if self
+            .last_decoded_us
+            .replace(decoded_us)
+            .is_some_and(|last| decoded_us.saturating_sub(last) > FREEZE_US)
+        {
+            self.transits.clear();
+            self.delay_us = 0;
+            self.frames = self.frames.min(WARM_UP - WINDOW as u32);
+        }
         self.frames = self.frames.saturating_add(1);
         if self.frames <= WARM_UP {
             if self.frames == WARM_UP {
@@ -63,7 +75,7 @@ impl FrameTiming {
             }
             return decoded_us;
         }
-        if !keyframe || self.transits.is_empty() {
+        if learn || self.transits.is_empty() {
             self.transits.push_back(transit);
             if self.transits.len() > WINDOW {
                 self.transits.pop_front();
@@ -131,7 +143,7 @@ mod tests {
                 let arrived = (sent + transit_us(i)).max(last_arrival);
                 last_arrival = arrived;
                 let ts = 90_000u32.wrapping_add(FRAME_TICKS.wrapping_mul(i as u32));
-                t.show_at(ts, arrived, arrived + 2_000, false)
+                t.show_at(ts, arrived, arrived + 2_000, true)
             })
             .collect();
         (shown, t)
@@ -245,10 +257,58 @@ mod tests {
             let transit = if keyframe { 80_000 } else { 20_000 };
             let arrived = 1_000_000 + u64::from(i) * FRAME_US + transit;
             let ts = FRAME_TICKS * i;
-            shown.push((t.show_at(ts, arrived, arrived, keyframe), arrived));
+            shown.push((t.show_at(ts, arrived, arrived, !keyframe), arrived));
         }
         assert_eq!(t.delay_ms(), 0.0);
         assert!(shown.iter().all(|(s, a)| s == a), "held: {shown:?}");
+    }
+
+    #[test]
+    fn pictures_that_waited_for_a_retransmission_hold_the_others_nothing() {
+        // One picture in seven loses a packet and comes a round trip (100 ms) late.
+        let run = |learn_repairs: bool| {
+            let mut t = FrameTiming::default();
+            let mut held = 0;
+            for i in 0..300u32 {
+                let repaired = i % 7 == 3;
+                let transit = if repaired { 120_000 } else { 20_000 };
+                let arrived = 1_000_000 + u64::from(i) * FRAME_US + transit;
+                let shown = t.show_at(
+                    FRAME_TICKS * i,
+                    arrived,
+                    arrived,
+                    learn_repairs || !repaired,
+                );
+                held = held.max(shown - arrived);
+            }
+            held
+        };
+        assert_eq!(run(false), 0, "a repair's lateness is not the path's");
+        // Learnt from, the same pictures would hold every other one.
+        assert!(run(true) >= 50_000, "held {} µs", run(true));
+    }
+
+    #[test]
+    fn after_a_freeze_the_queue_draining_holds_nothing() {
+        let mut t = FrameTiming::default();
+        let mut held = Vec::new();
+        let mut last = 0;
+        for i in 0..400u32 {
+            // A second without pictures at frame 150; the 20 after it drain a 600 ms
+            // queue, 30 ms a frame; the path is steady again after.
+            let transit = match i {
+                150..180 => continue,
+                180..200 => 600_000 - u64::from(i - 180) * 30_000,
+                _ => 20_000,
+            };
+            let arrived = (1_000_000 + u64::from(i) * FRAME_US + transit).max(last + 1_000);
+            last = arrived;
+            let shown = t.show_at(FRAME_TICKS * i, arrived, arrived, true);
+            if shown > arrived {
+                held.push((i, shown - arrived));
+            }
+        }
+        assert!(held.is_empty(), "held: {held:?}");
     }
 
     #[test]
@@ -261,7 +321,7 @@ mod tests {
             let arrived = 1_000_000 + u64::from(i) * FRAME_US;
             let jitter = u64::from(i % 3) * 5_000;
             assert_eq!(
-                t.show_at(ts, arrived + jitter, arrived + jitter, false),
+                t.show_at(ts, arrived + jitter, arrived + jitter, true),
                 arrived + jitter
             );
         }

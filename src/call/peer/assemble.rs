@@ -24,6 +24,8 @@ pub(super) struct AuAssembler {
     after_gap: bool,
     /// When the AU being collected got its first packet.
     first_arrival: Option<Instant>,
+    /// A packet of the AU being collected came as a repair.
+    repaired: bool,
 }
 
 /// One reassembled AU.
@@ -38,6 +40,8 @@ pub(super) struct Assembled {
     pub after_gap: bool,
     /// When its first packet arrived: unlike its last, not later for its own size.
     pub first_arrival: Instant,
+    /// A packet of it came as a repair (retransmission or FEC): it waited for the loss.
+    pub repaired: bool,
 }
 
 impl AuAssembler {
@@ -48,7 +52,7 @@ impl AuAssembler {
         ts: u32,
         marker: bool,
         payload: &Bytes,
-        arrival: Instant,
+        (arrival, repaired): (Instant, bool),
     ) -> Vec<Assembled> {
         let mut out = Vec::new();
         let mut gap = false;
@@ -81,6 +85,7 @@ impl AuAssembler {
         if self.buf.is_empty() {
             self.first_arrival.get_or_insert(arrival);
         }
+        self.repaired |= repaired;
         match self.depacketizer.depacketize(payload) {
             Ok(bytes) => self.buf.extend_from_slice(&bytes),
             Err(_) => self.broken = true,
@@ -95,6 +100,7 @@ impl AuAssembler {
         let complete = tail_seen && !self.broken;
         let first_arrival = self.first_arrival.take().unwrap_or(arrival);
         let after_gap = std::mem::take(&mut self.after_gap);
+        let repaired = std::mem::take(&mut self.repaired);
         let data = std::mem::take(&mut self.buf).freeze();
         self.broken = false;
         self.depacketizer = H264Packet::default();
@@ -104,6 +110,7 @@ impl AuAssembler {
             complete,
             after_gap,
             first_arrival,
+            repaired,
         })
     }
 }
@@ -117,20 +124,20 @@ mod tests {
         let mut a = AuAssembler::default();
         let t0 = Instant::now();
         let nal = Bytes::from_static(&[0x65, 1, 2, 3]);
-        let f = a.push(10, 1000, true, &nal, t0);
+        let f = a.push(10, 1000, true, &nal, (t0, false));
         assert_eq!(f.len(), 1);
         assert!(f[0].complete, "clean AU is complete");
         assert_eq!(&f[0].data[..], &[0, 0, 0, 1, 0x65, 1, 2, 3]);
         // seq 11 lost
-        let f = a.push(12, 4000, true, &nal, t0);
+        let f = a.push(12, 4000, true, &nal, (t0, false));
         assert!(!f[0].complete, "AU after a gap is incomplete");
         // a late retransmission of 11 is ignored
-        let f = a.push(11, 2000, true, &nal, t0);
+        let f = a.push(11, 2000, true, &nal, (t0, false));
         assert!(f.is_empty());
         // marker lost: the next timestamp closes the old AU as incomplete
-        let f = a.push(13, 5000, false, &nal, t0);
+        let f = a.push(13, 5000, false, &nal, (t0, false));
         assert!(f.is_empty());
-        let f = a.push(15, 6000, true, &nal, t0);
+        let f = a.push(15, 6000, true, &nal, (t0, false));
         assert_eq!(f.len(), 2);
         assert!(!f[0].complete && f[0].timestamp == 5000);
     }
@@ -141,16 +148,32 @@ mod tests {
         let t0 = Instant::now();
         // P slices with first_mb_in_slice 0: each packet starts a picture.
         let nal = Bytes::from_static(&[0x41, 0x9a, 7]);
-        assert!(a.push(10, 1000, true, &nal, t0)[0].complete);
+        assert!(a.push(10, 1000, true, &nal, (t0, false))[0].complete);
         // 11 (a whole unit) lost.
-        let f = a.push(12, 3000, true, &nal, t0);
+        let f = a.push(12, 3000, true, &nal, (t0, false));
         assert!(f[0].complete && f[0].after_gap, "{f:?}");
-        let f = a.push(13, 4000, true, &nal, t0);
+        let f = a.push(13, 4000, true, &nal, (t0, false));
         assert!(f[0].complete && !f[0].after_gap, "{f:?}");
         // The first fragment of a unit lost: what is left of it starts nothing.
         let middle = Bytes::from_static(&[0x5c, 0x01, 7]);
-        let f = a.push(15, 5000, true, &middle, t0);
+        let f = a.push(15, 5000, true, &middle, (t0, false));
         assert!(f.iter().all(|a| !a.complete), "{f:?}");
+    }
+
+    #[test]
+    fn a_repaired_packet_marks_its_own_unit_not_the_one_it_closes() {
+        let mut a = AuAssembler::default();
+        let t0 = Instant::now();
+        let nal = Bytes::from_static(&[0x41, 0x9a, 7]);
+        assert!(a.push(10, 1000, false, &nal, (t0, false)).is_empty());
+        // 11, a repair, starts the next unit (the first lost its tail's marker).
+        let f = a.push(11, 2000, true, &nal, (t0, true));
+        assert_eq!(
+            f.iter().map(|u| u.repaired).collect::<Vec<_>>(),
+            [false, true]
+        );
+        let f = a.push(12, 3000, true, &nal, (t0, false));
+        assert!(!f[0].repaired, "{f:?}");
     }
 
     /// The receive path's pure half on a seeded simulated link: packets through
@@ -221,7 +244,7 @@ mod tests {
             let mut aus = Vec::new();
             let mut take = |released: Vec<(u16, (u32, bool, Bytes))>| {
                 for (seq, (ts, marker, payload)) in released {
-                    aus.extend(au.push(seq, ts, marker, &payload, t0));
+                    aus.extend(au.push(seq, ts, marker, &payload, (t0, false)));
                 }
             };
             loop {

@@ -48,6 +48,8 @@ pub(super) struct Shared {
     /// on the next local change until the connection next returns to stable, so the next
     /// local change asks for one itself.
     pub(super) offer_skipped: AtomicBool,
+    /// Packets that came as repairs, for the receive stage (`nack.rs`).
+    pub(super) repaired: super::nack::Repaired,
 }
 
 pub(super) struct RemoteEntry {

@@ -168,6 +168,7 @@ impl Peer {
             estimated: AtomicBool::new(false),
             fec: Arc::default(),
             offer_skipped: AtomicBool::new(false),
+            repaired: Default::default(),
         });
 
         let mut me = media_engine(config.fec)?;

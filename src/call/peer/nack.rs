@@ -39,6 +39,38 @@ const REORDER_MEMORY: Duration = Duration::from_secs(5);
 /// and never waited for longer than this: a loss must still be repaired in time.
 const MAX_REORDER_WAIT: Duration = Duration::from_millis(80);
 
+/// Repaired packets the receive stage has not yet read, per media SSRC: a picture that
+/// waited for a repair came late for the loss, not the path, and frame timing must not
+/// learn from it (libwebrtc's `delayed_by_retransmission`).
+#[derive(Debug, Default)]
+pub(super) struct Repaired(std::sync::Mutex<HashMap<u32, VecDeque<u16>>>);
+
+/// Repairs remembered per stream: the receive stage reads each within a reorder wait.
+const REPAIRED_KEPT: usize = 256;
+
+impl Repaired {
+    fn note(&self, ssrc: u32, seq: u16) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let seqs = map.entry(ssrc).or_default();
+        if seqs.len() == REPAIRED_KEPT {
+            seqs.pop_front();
+        }
+        seqs.push_back(seq);
+    }
+
+    /// Whether this packet came as a repair (forgotten once asked).
+    pub(super) fn take(&self, ssrc: u32, seq: u16) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(seqs) = map.get_mut(&ssrc) else {
+            return false;
+        };
+        match seqs.iter().position(|&s| s == seq) {
+            Some(i) => seqs.remove(i).is_some(),
+            None => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Missing {
     since: Instant,
@@ -223,6 +255,9 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackGenerator {
                 let repaired =
                     repair.is_some() || msg.message.get(&Attribute::RecoveredByFec).is_some();
                 tracker.on_packet(seq, msg.now, repaired);
+                if repaired {
+                    self.shared.repaired.note(media, seq);
+                }
                 if tracker.missing() > before {
                     self.ask(msg.now);
                 }

@@ -144,7 +144,14 @@ impl RemoteReader {
     ) {
         for (seq, (pkt, arrival)) in packets {
             let h = &pkt.header;
-            let frames = au.push(seq, h.timestamp, h.marker, &pkt.payload, arrival);
+            let repaired = self.shared.repaired.take(h.ssrc, seq);
+            let frames = au.push(
+                seq,
+                h.timestamp,
+                h.marker,
+                &pkt.payload,
+                (arrival, repaired),
+            );
             for a in frames {
                 if !a.complete {
                     self.request_keyframe(last_pli).await;
@@ -156,6 +163,7 @@ impl RemoteReader {
                     first_arrival: a.first_arrival,
                     complete: a.complete,
                     after_gap: a.after_gap,
+                    repaired: a.repaired,
                 }));
             }
         }

@@ -233,6 +233,8 @@ pub struct RemoteAccessUnit {
     /// Intact, but whole AUs before it were lost: decodable if they were pictures
     /// nothing refers to (the decode stage checks; no PLI was sent).
     pub after_gap: bool,
+    /// A packet of it came as a repair: it is late for the loss, not the path.
+    pub repaired: bool,
 }
 
 /// One Opus packet.

@@ -192,12 +192,7 @@ impl Engine {
         self.local.estimates = self
             .peers
             .iter()
-            // A peer still connecting for the first time too: it is sent its first
-            // pictures as soon as it connects.
-            .filter(|(_, p)| {
-                p.connection == ConnectionState::Connected
-                    || (p.connected_after.is_none() && !p.connection.is_terminal())
-            })
+            .filter(|(_, p)| limits_the_rate(p.connection, p.connected_after.is_some()))
             // One connected a while without feedback has only its start rate: the
             // encoders follow the others, or the ceiling.
             .filter(|(_, p)| {
@@ -275,5 +270,33 @@ impl Engine {
             out.push(s);
         }
         self.emit(Event::Stats(out));
+    }
+}
+
+/// Whether a peer's estimate limits the encoders: while connected; while disconnected,
+/// since media still goes to it (ICE heard nothing for a while, as on a link that
+/// overflows: without its estimate the encoders would climb to the ceiling into that
+/// very link); and while it connects for the first time, since it is sent its first
+/// pictures as soon as it connects.
+fn limits_the_rate(state: ConnectionState, ever_connected: bool) -> bool {
+    match state {
+        ConnectionState::Connected | ConnectionState::Disconnected => true,
+        ConnectionState::New | ConnectionState::Connecting => !ever_connected,
+        ConnectionState::Failed | ConnectionState::Closed => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_whose_link_overflows_into_disconnected_still_limits_the_encoders() {
+        assert!(limits_the_rate(ConnectionState::Connected, true));
+        assert!(limits_the_rate(ConnectionState::Disconnected, true));
+        assert!(limits_the_rate(ConnectionState::Connecting, false));
+        assert!(!limits_the_rate(ConnectionState::Connecting, true));
+        assert!(!limits_the_rate(ConnectionState::Failed, true));
+        assert!(!limits_the_rate(ConnectionState::Closed, true));
     }
 }

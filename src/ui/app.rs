@@ -15,7 +15,7 @@ use super::bridge::{UiCommand, UiEvent};
 use super::model::{Model, Screen};
 use super::settings::Settings;
 use super::sink::UiSink;
-use super::video::TileKey;
+use super::video::{SELF_ID, TileKey};
 use super::window::{SystemTheme, apply_theme};
 
 pub const SHORTCUT_MIC: KeyboardShortcut = KeyboardShortcut::new(Modifiers::CTRL, Key::D);
@@ -111,13 +111,28 @@ impl App {
     /// are dropped here.
     pub fn apply(&mut self, e: UiEvent) {
         match &e {
-            UiEvent::Engine(Event::PeerLeft { id, .. }) => self.media.forget_peer(id),
+            UiEvent::Engine(Event::PeerLeft { id, .. }) => {
+                self.media.forget_peer(id);
+                self.forget_tiles(|member| member == id);
+            }
             UiEvent::Engine(Event::TrackRemoved { peer, track }) => {
                 self.media.video.forget_tile(peer, *track)
             }
+            // Our own tile stays: the self-preview goes on in the lobby.
+            UiEvent::Engine(Event::Left(_)) => self.forget_tiles(|member| member != SELF_ID),
             _ => {}
         }
         self.model.apply(e);
+    }
+
+    /// Drops what was kept for the tiles of the members `gone` picks: their textures
+    /// (GPU memory a long call would otherwise pile up) and the sizes told to the engine,
+    /// which must be told afresh should the member come back.
+    fn forget_tiles(&mut self, gone: impl Fn(&str) -> bool) {
+        self.textures.retain(|(member, _), _| !gone(member));
+        self.seen.retain(|(member, _), _| !gone(member));
+        self.last_layout.retain(|member, _| !gone(member));
+        self.reported_tiles.retain(|member, _| !gone(member));
     }
 
     /// Uploads new media into their textures, in place when the size is unchanged.

@@ -84,3 +84,38 @@ fn a_remote_camera_tile_tells_the_engine_its_size_before_and_as_its_picture_is_d
     assert!((h - h0).abs() < 2.0, "{:?}", rig.tiles);
     assert!((w / h - 4.0 / 3.0).abs() < 0.05, "{:?}", rig.tiles);
 }
+
+#[test]
+fn a_member_who_leaves_and_comes_back_has_the_tiles_size_told_again() {
+    use confab::signaling::protocol::LeaveReason;
+    let (app, mut rig) = app();
+    in_call(&rig);
+    let mut h = harness(app);
+    h.run();
+    let _ = sent(&mut rig);
+    assert_eq!(rig.tiles.len(), 1, "{:?}", rig.tiles);
+    let ev = |e| rig.events.send(UiEvent::Engine(e)).unwrap();
+    ev(Event::PeerLeft {
+        id: "bob1".into(),
+        reason: LeaveReason::Left,
+    });
+    h.run();
+    // Back under the same id (a resumed session): the engine knows nothing of his tile
+    // now, so its size is told again, the same as before.
+    ev(Event::PeerJoined {
+        id: "bob1".into(),
+        name: "Bob".into(),
+        state: MediaState {
+            has_camera: true,
+            ..Default::default()
+        },
+    });
+    ev(Event::Connection {
+        id: "bob1".into(),
+        state: ConnectionState::Connected,
+    });
+    h.run();
+    let _ = sent(&mut rig);
+    assert_eq!(rig.tiles.len(), 2, "{:?}", rig.tiles);
+    assert_eq!(rig.tiles[0], rig.tiles[1]);
+}

@@ -109,6 +109,12 @@ fn in_call(rig: &Rig) {
         present: Vec::new(),
     });
     local_state(rig, |_| {});
+    bob_joins(rig);
+}
+
+/// Bob (camera and microphone on) joins and his connection is up.
+fn bob_joins(rig: &Rig) {
+    let ev = |e| rig.events.send(UiEvent::Engine(e)).unwrap();
     ev(Event::PeerJoined {
         id: "bob1".into(),
         name: "Bob".into(),

@@ -94,26 +94,16 @@ fn a_member_who_leaves_and_comes_back_has_the_tiles_size_told_again() {
     h.run();
     let _ = sent(&mut rig);
     assert_eq!(rig.tiles.len(), 1, "{:?}", rig.tiles);
-    let ev = |e| rig.events.send(UiEvent::Engine(e)).unwrap();
-    ev(Event::PeerLeft {
-        id: "bob1".into(),
-        reason: LeaveReason::Left,
-    });
+    rig.events
+        .send(UiEvent::Engine(Event::PeerLeft {
+            id: "bob1".into(),
+            reason: LeaveReason::Left,
+        }))
+        .unwrap();
     h.run();
     // Back under the same id (a resumed session): the engine knows nothing of his tile
     // now, so its size is told again, the same as before.
-    ev(Event::PeerJoined {
-        id: "bob1".into(),
-        name: "Bob".into(),
-        state: MediaState {
-            has_camera: true,
-            ..Default::default()
-        },
-    });
-    ev(Event::Connection {
-        id: "bob1".into(),
-        state: ConnectionState::Connected,
-    });
+    bob_joins(&rig);
     h.run();
     let _ = sent(&mut rig);
     assert_eq!(rig.tiles.len(), 2, "{:?}", rig.tiles);

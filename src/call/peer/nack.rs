@@ -24,6 +24,7 @@ use rtc::shared::TransportContext;
 use super::events::Shared;
 use super::setup::NACK_INTERVAL;
 use crate::call::reorder;
+use crate::sync::LockExt;
 
 /// A gap longer than this lost several frames: asking for them all would flood the
 /// sender (after an outage, seconds of video) for frames that need a keyframe anyway.
@@ -50,7 +51,7 @@ const REPAIRED_KEPT: usize = 256;
 
 impl Repaired {
     fn note(&self, ssrc: u32, seq: u16) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.0.locked();
         let seqs = map.entry(ssrc).or_default();
         if seqs.len() == REPAIRED_KEPT {
             seqs.pop_front();
@@ -60,7 +61,7 @@ impl Repaired {
 
     /// Whether this packet came as a repair (forgotten once asked).
     pub(super) fn take(&self, ssrc: u32, seq: u16) -> bool {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.0.locked();
         let Some(seqs) = map.get_mut(&ssrc) else {
             return false;
         };

@@ -10,7 +10,7 @@ use crate::media::AUDIO_FRAME_US;
 use super::BenchError;
 use super::call::{CallBenchArgs, CallShape, run_peers};
 use super::profile::Profile;
-use super::shaper::{Shaper, ShaperStats};
+use super::shaper::{BIN, Shaper, ShaperStats};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct NetworkBenchArgs {
@@ -71,9 +71,10 @@ pub struct Direction {
     pub audio_delay_ms: f64,
     pub audio_underruns: u64,
     pub audio_concealed_ms: f64,
-    /// A link that narrows and widens again: seconds from its narrowing until a second
-    /// in which the sender's video fit the narrow rate, and from its widening until the
-    /// viewer's pictures were back at their size before (1 s resolution).
+    /// A link that narrows and widens again: seconds from its narrowing until the end of
+    /// a second in which all the sender offered the link fit the narrow rate (the second
+    /// slides by 100 ms), and from its widening until the viewer's pictures were back at
+    /// their size before (1 s resolution).
     pub step: Option<Step>,
 }
 
@@ -83,11 +84,20 @@ pub struct Step {
     pub back_s: Option<f64>,
 }
 
-/// [`Step`] of a call: `sent` is the sender's (wall-clock µs at the end of each second,
-/// video kbit/s sent in it), `shown` the viewer's seconds from `first_us` on, the link
-/// narrowed to `narrow_kbps` at `narrowed_us` and widened at `widened_us`.
+/// What a sender put on the link: bytes per `bin_us` from `start_us` on (the shaper's
+/// [`Offered`](super::shaper::Offered) of its direction).
+#[derive(Debug, Clone, Copy)]
+pub struct OnTheLink<'a> {
+    pub start_us: u64,
+    pub bin_us: u64,
+    pub bytes: &'a [u64],
+}
+
+/// [`Step`] of a call: `sent` is what the sender offered the link, `shown` the viewer's
+/// seconds from `first_us` on, the link narrowed to `narrow_kbps` at `narrowed_us` and
+/// widened at `widened_us`.
 pub fn step_figures(
-    sent: &[(u64, f64)],
+    sent: OnTheLink,
     narrow_kbps: f64,
     shown: &[crate::call::VideoSecond],
     first_us: u64,
@@ -95,10 +105,19 @@ pub fn step_figures(
 ) -> Step {
     const SECOND: u64 = 1_000_000;
     let secs = |us: u64| us as f64 / 1e6;
+    let bin = sent.bin_us.max(1);
+    let per_second = (SECOND / bin).max(1) as usize;
+    let first = narrowed_us.saturating_sub(sent.start_us).div_ceil(bin) as usize;
     let down_s = sent
-        .iter()
-        .find(|(end, kbps)| end.saturating_sub(SECOND) >= narrowed_us && *kbps <= narrow_kbps)
-        .map(|(end, _)| secs(end - narrowed_us));
+        .bytes
+        .windows(per_second)
+        .enumerate()
+        .skip(first)
+        .find(|(_, w)| w.iter().sum::<u64>() as f64 * 8.0 / 1000.0 <= narrow_kbps)
+        .map(|(k, _)| {
+            let end = sent.start_us + (k + per_second) as u64 * bin;
+            secs(end - narrowed_us)
+        });
     let start_of = |i: usize| first_us + i as u64 * SECOND;
     let before = shown
         .iter()
@@ -149,6 +168,15 @@ pub async fn run_profile(
     let shaper = Shaper::start(profile, args.seed)?;
     let reports = run_peers(&call).await;
     let shaped = shaper.stop()?;
+    if let Some(dir) = &call.keep_reports {
+        let flows: Vec<Value> = shaped
+            .offered
+            .iter()
+            .map(|o| serde_json::json!({"from_port": o.from_port, "to_port": o.to_port, "bytes": o.bytes}))
+            .collect();
+        let link = serde_json::json!({ "bin_ms": BIN.as_millis() as u64, "offered": flows });
+        std::fs::write(dir.join("link.json"), link.to_string()).map_err(BenchError::Io)?;
+    }
     let reports = reports?;
     let [alpha, beta] = reports.as_slice() else {
         return Err(BenchError::Server("expected two reports".into()));
@@ -188,19 +216,21 @@ fn direction(
         [narrowed, widened] => {
             let narrow = profile.at(std::time::Duration::from_secs_f64(*narrowed));
             let at = |s: f64| shaped.started_us + (s * 1e6) as u64;
-            let started = sender["started_us"].as_u64().unwrap_or(0);
-            let sent: Vec<(u64, f64)> = sender["peers"][0]["stats_timeline"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| {
-                    let end = started + (s["t"].as_f64()? * 1e6) as u64;
-                    Some((end, s["video_out_kbps"].as_f64()?))
-                })
-                .collect();
-            (narrow.rate_bps > 0).then(|| {
+            // The sender's busiest flow from its media port is the call's.
+            let port = sender["peers"][0]["last_stats"]["local_port"].as_u64();
+            let flow = shaped
+                .offered
+                .iter()
+                .filter(|o| Some(u64::from(o.from_port)) == port)
+                .max_by_key(|o| o.bytes.iter().sum::<u64>());
+            let sent = flow.map(|o| OnTheLink {
+                start_us: shaped.started_us,
+                bin_us: BIN.as_micros() as u64,
+                bytes: &o.bytes,
+            });
+            sent.filter(|_| narrow.rate_bps > 0).map(|sent| {
                 step_figures(
-                    &sent,
+                    sent,
                     narrow.rate_bps as f64 / 1000.0,
                     &q.timeline,
                     q.first_us.unwrap_or(0),
@@ -323,37 +353,68 @@ mod tests {
             .collect()
     }
 
+    /// 100 ms bins from 0: `kbps_at(bin)` each.
+    fn offered(kbps_at: impl Fn(usize) -> u64) -> Vec<u64> {
+        (0..300).map(|b| kbps_at(b) * 1000 / 8 / 10).collect()
+    }
+
+    fn on_the_link(bytes: &[u64]) -> OnTheLink<'_> {
+        OnTheLink {
+            start_us: 0,
+            bin_us: S / 10,
+            bytes,
+        }
+    }
+
     #[test]
     fn a_step_is_judged_by_the_first_second_that_fits_and_the_first_back_at_full_size() {
-        // The link narrows at 10 s and widens at 20 s (the viewer's first frame at 0).
-        let sent: Vec<(u64, f64)> = (1..=30)
-            .map(|t| {
-                (
-                    t * S,
-                    if (12..=21).contains(&t) {
-                        400.0
-                    } else {
-                        2400.0
-                    },
-                )
-            })
-            .collect();
+        // The link narrows at 10 s and widens at 20 s (the viewer's first frame at 0);
+        // the sender puts 2.5 Mbit/s on it until 10.6 s, then 300 kbit/s.
+        let bytes = offered(|b| if (106..210).contains(&b) { 300 } else { 2500 });
         let mut heights = vec![720; 10];
         heights.extend([360; 13]);
         heights.extend([540, 720, 720, 720, 720, 720, 720]);
-        let step = step_figures(&sent, 500.0, &shown(&heights), 0, (10 * S, 20 * S));
-        // The second ending at 12 s is the first to fit: 2 s.
-        assert_eq!(step.down_s, Some(2.0));
+        let step = step_figures(
+            on_the_link(&bytes),
+            500.0,
+            &shown(&heights),
+            0,
+            (10 * S, 20 * S),
+        );
+        // The second from 10.5 s holds 100 ms at the old rate, over 500 kbit; the one
+        // from 10.6 s is the first to fit: by 11.6 s.
+        assert_eq!(step.down_s, Some(1.6));
         // 720p again in the second from 24 s: by 25 s, 5 s after.
         assert_eq!(step.back_s, Some(5.0));
     }
 
     #[test]
+    fn only_a_second_after_the_narrowing_counts() {
+        let bytes = offered(|_| 300);
+        let heights = vec![720; 30];
+        let step = step_figures(
+            on_the_link(&bytes),
+            500.0,
+            &shown(&heights),
+            0,
+            (10 * S + S / 20, 20 * S),
+        );
+        // From 10.05 s the first whole bin starts at 10.1 s: a second to 11.1 s.
+        assert_eq!(step.down_s, Some(1.05));
+    }
+
+    #[test]
     fn a_sender_that_never_fits_and_a_picture_that_never_returns_say_so() {
-        let sent: Vec<(u64, f64)> = (1..=30).map(|t| (t * S, 900.0)).collect();
+        let bytes = offered(|_| 900);
         let mut heights = vec![720; 10];
         heights.extend([360; 20]);
-        let step = step_figures(&sent, 500.0, &shown(&heights), 0, (10 * S, 20 * S));
+        let step = step_figures(
+            on_the_link(&bytes),
+            500.0,
+            &shown(&heights),
+            0,
+            (10 * S, 20 * S),
+        );
         assert_eq!(
             step,
             Step {

@@ -16,8 +16,30 @@ use super::profile::Profile;
 
 const QUEUE: u16 = 4711;
 
+/// The width of an [`Offered`] bin.
+pub const BIN: Duration = Duration::from_millis(100);
+
+/// What one direction of a flow offered the link (dropped or not): bytes of IP packets
+/// per [`BIN`], from the shaper's start on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Offered {
+    pub from_port: u16,
+    pub to_port: u16,
+    pub bytes: Vec<u64>,
+}
+
+impl Offered {
+    fn add(&mut self, since_start: Duration, size: usize) {
+        let bin = (since_start.as_micros() / BIN.as_micros()) as usize;
+        if self.bytes.len() <= bin {
+            self.bytes.resize(bin + 1, 0);
+        }
+        self.bytes[bin] += size as u64;
+    }
+}
+
 /// What the shaper did, over every flow.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ShaperStats {
     pub lost: u64,
     pub overflowed: u64,
@@ -26,6 +48,7 @@ pub struct ShaperStats {
     pub last_change_us: Option<u64>,
     /// Wall-clock µs the profile's time counts from.
     pub started_us: u64,
+    pub offered: Vec<Offered>,
 }
 
 pub struct Shaper {
@@ -170,6 +193,7 @@ fn run(
     let start = Instant::now();
     let start_us = crate::media::now_us();
     let mut links: HashMap<(u16, u16), Link<u64>> = HashMap::new();
+    let mut offered: HashMap<(u16, u16), Offered> = HashMap::new();
     let mut held: HashMap<u64, nfq::Message> = HashMap::new();
     let mut next_id = 0u64;
     let mut stats = ShaperStats {
@@ -198,6 +222,14 @@ fn run(
                     busy = true;
                     let size = msg.get_payload().len();
                     let key = flow(msg.get_payload());
+                    offered
+                        .entry(key)
+                        .or_insert_with(|| Offered {
+                            from_port: key.0,
+                            to_port: key.1,
+                            bytes: Vec::new(),
+                        })
+                        .add(now - start, size);
                     let n = links.len() as u64;
                     let link = links
                         .entry(key)
@@ -243,12 +275,22 @@ fn run(
         });
     stats.lost = sum.lost;
     stats.overflowed = sum.overflowed;
+    stats.offered = offered.into_values().collect();
     Ok(stats)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::flow;
+    use super::*;
+
+    #[test]
+    fn what_a_flow_offers_is_counted_in_the_bin_of_its_time() {
+        let mut o = Offered::default();
+        o.add(Duration::from_millis(30), 100);
+        o.add(Duration::from_millis(99), 50);
+        o.add(Duration::from_millis(250), 7);
+        assert_eq!(o.bytes, vec![150, 0, 7]);
+    }
 
     #[test]
     fn flows_are_told_apart_by_their_ports() {

@@ -55,6 +55,9 @@ pub struct PeerCallStats {
     pub send_estimate_kbps: Option<f64>,
     /// How media travels: the selected candidate pair's types, e.g. "srflx -> srflx".
     pub path: Option<String>,
+    /// The selected pair's local port (`confab bench network` tells the directions of
+    /// the shaped link by it).
+    pub local_port: Option<u16>,
     /// ICE restarts towards this member after its path went away.
     pub ice_restarts: u32,
     /// This peer's link carries far less than the others': it is sent the camera's
@@ -239,6 +242,7 @@ impl StatsTracker {
         s.fec_recovered = transport.fec_recovered;
         s.rtt_ms = transport.rtt.map(|d| d.as_secs_f64() * 1000.0);
         s.send_estimate_kbps = transport.send_estimate_bps.map(|b| b / 1000.0);
+        s.local_port = transport.local_port;
         s.path = transport
             .path
             .as_ref()

@@ -128,24 +128,25 @@ impl Peer {
             });
         }
         // 0.21 names candidate entries with a prefix that pairs leave off.
-        let kind = |prefix: &str, id: &str| {
+        let candidate = |prefix: &str, id: &str| {
             [format!("{prefix}{id}"), id.to_string()]
                 .iter()
                 .find_map(|key| match report.get(key) {
                     Some(
                         RTCStatsReportEntry::LocalCandidate(c)
                         | RTCStatsReportEntry::RemoteCandidate(c),
-                    ) => Some(c.candidate_type.to_string()),
+                    ) => Some((c.candidate_type.to_string(), c.port)),
                     _ => None,
                 })
         };
         for pair in report.candidate_pairs() {
             if pair.nominated {
-                let local = kind("RTCLocalIceCandidate_", &pair.local_candidate_id);
+                let local = candidate("RTCLocalIceCandidate_", &pair.local_candidate_id);
                 // A remote candidate nobody signalled was learned from its checks.
-                let remote = kind("RTCRemoteIceCandidate_", &pair.remote_candidate_id)
-                    .unwrap_or_else(|| "prflx".into());
-                stats.path = local.map(|l| (l, remote));
+                let remote = candidate("RTCRemoteIceCandidate_", &pair.remote_candidate_id)
+                    .map_or_else(|| "prflx".into(), |(kind, _)| kind);
+                stats.local_port = local.as_ref().map(|(_, port)| *port);
+                stats.path = local.map(|(kind, _)| (kind, remote));
             }
             if pair.nominated || stats.rtt.is_none() {
                 if pair.current_round_trip_time > 0.0 {

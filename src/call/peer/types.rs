@@ -327,6 +327,8 @@ pub struct PeerStats {
     /// The selected candidate pair's types, local then remote ("host", "srflx", "prflx",
     /// "relay"): how the media actually travels.
     pub path: Option<(String, String)>,
+    /// The port of that pair's local candidate (for a host candidate, our socket's).
+    pub local_port: Option<u16>,
     /// FEC repair packets sent, and media packets they rebuilt here.
     pub fec_sent: u64,
     pub fec_recovered: u64,

@@ -8,10 +8,7 @@
 //! would otherwise fill a narrow link's buffer at half the estimate and lose its tail
 //! there (then a NACK storm, or another keyframe). Audio and retransmissions do not queue
 //! behind video: they leave at once and are charged to the budget (a late repair is no
-//! repair, late audio is a gap). Retransmissions are bounded by the video they repair
-//! ([`RepairBudget`]): on a link that narrowed at once most packets are lost, and
-//! resending them all (again and again, as the resends are lost too) tripled what we
-//! put into it and starved the feedback that would have cut the rate.
+//! repair, late audio is a gap).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -102,47 +99,10 @@ impl WindowRate {
     }
 }
 
-/// Retransmissions may take up to this share of the video sent lately: at 10 % random
-/// loss they take about an eighth of it, while a link that lost four packets in five
-/// would have them take several times the video.
-pub(super) const REPAIR_SHARE: f64 = 0.5;
-/// What a thin stream may always resend, whatever its rate.
-pub(super) const MIN_REPAIR_BPS: f64 = 100_000.0;
-
-/// Whether a retransmission may leave: the bits of retransmissions over the last
-/// [`RATE_WINDOW`] stay within [`REPAIR_SHARE`] of the video's. Pure: time is passed in.
-#[derive(Debug, Default)]
-pub(super) struct RepairBudget {
-    video: WindowRate,
-    retransmitted: WindowRate,
-}
-
-impl RepairBudget {
-    pub(super) fn video(&mut self, now: Instant, bits: f64) {
-        self.video.add(now, bits);
-    }
-
-    /// Takes `bits` of retransmission when they fit, saying whether they did.
-    pub(super) fn admit(&mut self, now: Instant, bits: f64) -> bool {
-        let window = RATE_WINDOW.as_secs_f64();
-        let allowed = (self.video.rate(now) * REPAIR_SHARE).max(MIN_REPAIR_BPS);
-        let fits = self.retransmitted.rate(now) + bits / window <= allowed;
-        if fits {
-            self.retransmitted.add(now, bits);
-        }
-        fits
-    }
-
-    /// Retransmissions leaving now (bit/s).
-    pub(super) fn rate(&mut self, now: Instant) -> f64 {
-        self.retransmitted.rate(now)
-    }
-}
-
 pub(super) struct Pacing {
     inner: PacerInterceptor,
     /// Retransmissions leaving, told to the encoders' rate through `repair`.
-    retransmitted: RepairBudget,
+    retransmitted: WindowRate,
     repair: Arc<Repair>,
     /// The send estimate.
     estimate: f64,
@@ -183,7 +143,7 @@ impl Pacing {
             inner,
             estimate: start_bps,
             backlog_since: None,
-            retransmitted: RepairBudget::default(),
+            retransmitted: WindowRate::default(),
             repair,
             express: VecDeque::new(),
             probing,
@@ -249,10 +209,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Pacing {
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Some(bits) = express_bits(&msg) {
             if msg.message.get(&Attribute::Retransmission).is_some() {
-                if !self.retransmitted.admit(msg.now, bits) {
-                    // Over the budget: the receiver asks again, or for a keyframe.
-                    return Ok(());
-                }
+                self.retransmitted.add(msg.now, bits);
                 self.repair
                     .set_retransmit_bps(self.retransmitted.rate(msg.now));
             }
@@ -267,10 +224,6 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Pacing {
         self.repair
             .set_retransmit_bps(self.retransmitted.rate(msg.now));
         let now = msg.now;
-        if let Packet::Rtp(rtp) = &msg.message.packet {
-            self.retransmitted
-                .video(now, (rtp.marshal_size() * 8) as f64);
-        }
         if self.inner.queued() == 0 {
             // A new backlog, if this packet waits.
             self.backlog_since = None;
@@ -378,64 +331,6 @@ mod tests {
         let q = bucket(2_000_000.0, p.budget_bits(), t);
         assert_eq!(q.budget_bits(), 0.0, "an empty bucket stays empty");
         assert_eq!(q.burst_bits(), 2_000_000.0 * FACTOR * BURST.as_secs_f64());
-    }
-
-    /// `n` packets of 1,200 bytes in the 100 ms from `t`, given to `f`.
-    fn packets(t: Instant, n: u64, mut f: impl FnMut(Instant, f64)) {
-        for i in 0..n {
-            f(t + Duration::from_millis(100 * i / n), 9_600.0);
-        }
-    }
-
-    #[test]
-    fn retransmissions_never_take_more_than_their_share_of_the_video() {
-        let t = Instant::now();
-        let mut b = RepairBudget::default();
-        // 2.5 Mbit/s of video for half a second: 130 packets.
-        for k in 0..5 {
-            packets(t + Duration::from_millis(100 * k), 26, |at, bits| {
-                b.video(at, bits)
-            });
-        }
-        let now = t + Duration::from_millis(499);
-        // Four fifths of it asked for again at once: only the share leaves.
-        let mut sent = 0.0;
-        for _ in 0..104 {
-            if b.admit(now, 9_600.0) {
-                sent += 9_600.0;
-            }
-        }
-        let video = 130.0 * 9_600.0;
-        assert!(sent <= video * REPAIR_SHARE, "{sent} of {video}");
-        assert!(sent >= video * REPAIR_SHARE - 9_600.0, "{sent} of {video}");
-        assert_eq!(b.rate(now), sent / RATE_WINDOW.as_secs_f64());
-    }
-
-    #[test]
-    fn at_ten_percent_loss_every_retransmission_leaves() {
-        let t = Instant::now();
-        let mut b = RepairBudget::default();
-        let mut refused = 0;
-        for k in 0..50 {
-            let at = t + Duration::from_millis(100 * k);
-            packets(at, 26, |at, bits| b.video(at, bits));
-            // A tenth lost, and a tenth of the resends too.
-            for _ in 0..3 {
-                refused += u32::from(!b.admit(at + Duration::from_millis(50), 9_600.0));
-            }
-        }
-        assert_eq!(refused, 0);
-    }
-
-    #[test]
-    fn a_thin_stream_may_always_resend_a_few_packets() {
-        let t = Instant::now();
-        let mut b = RepairBudget::default();
-        // 100 kbit/s of video (5 packets in half a second), and a whole keyframe of it lost.
-        packets(t, 5, |at, bits| b.video(at, bits));
-        let now = t + Duration::from_millis(100);
-        let admitted = (0..5).filter(|_| b.admit(now, 9_600.0)).count();
-        assert_eq!(admitted, 5);
     }
 
     #[test]

@@ -456,6 +456,7 @@ impl Engine {
                     self.ringer = Some(run_ringer(self.media.clone()));
                 }
             }
+            // The command loop stops on Quit before handing it here.
             UiCommand::Quit => {}
             UiCommand::Engine(cmd) => {
                 let leaving = matches!(cmd, Command::Leave);

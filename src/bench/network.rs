@@ -169,12 +169,8 @@ pub async fn run_profile(
     let reports = run_peers(&call).await;
     let shaped = shaper.stop()?;
     if let Some(dir) = &call.keep_reports {
-        let flows: Vec<Value> = shaped
-            .offered
-            .iter()
-            .map(|o| serde_json::json!({"from_port": o.from_port, "to_port": o.to_port, "bytes": o.bytes}))
-            .collect();
-        let link = serde_json::json!({ "bin_ms": BIN.as_millis() as u64, "offered": flows });
+        let link =
+            serde_json::json!({ "bin_ms": BIN.as_millis() as u64, "offered": shaped.offered });
         std::fs::write(dir.join("link.json"), link.to_string()).map_err(BenchError::Io)?;
     }
     let reports = reports?;

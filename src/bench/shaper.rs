@@ -21,7 +21,7 @@ pub const BIN: Duration = Duration::from_millis(100);
 
 /// What one direction of a flow offered the link (dropped or not): bytes of IP packets
 /// per [`BIN`], from the shaper's start on.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Offered {
     pub from_port: u16,
     pub to_port: u16,

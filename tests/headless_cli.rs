@@ -88,9 +88,15 @@ async fn a_shared_screen_arrives_beside_the_camera_at_its_own_size() {
     let report = ada_and_bob(&url, dir.path(), &ada, &["--seconds", "5"]).await;
     let from_ada = &report["peers"][0];
     let (camera, screen) = (&from_ada["video"], &from_ada["screen"]);
-    assert_eq!(
-        (camera["width"].as_u64(), camera["height"].as_u64()),
-        (Some(640), Some(480))
+    // The camera's 640x480 or a rung of its ladder below it: its estimate starts low
+    // and, on a busy machine, may not have climbed back in 5 s.
+    let (w, h) = (
+        camera["width"].as_u64().unwrap_or(0),
+        camera["height"].as_u64().unwrap_or(0),
+    );
+    assert!(
+        (160..=640).contains(&w) && w * 3 == h * 4,
+        "camera at {w}x{h}: {camera:#}"
     );
     assert_eq!(
         (screen["width"].as_u64(), screen["height"].as_u64()),
